@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint fmt openapi clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/keyturn migrate
+	$(BIN)/keyturn serve
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: install
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+# pytest exits 5 when no test ran; make treats any non-zero exit as failure.
+test: lint
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
+
+openapi: install
+	$(BIN)/python -m keyturn.cli.openapi docs/specifications/openapi.json
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

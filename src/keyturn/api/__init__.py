@@ -1,0 +1,1 @@
+"""The edge: parse, call one service, render. No SQL, no crypto, no Redis here."""

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: the service registry, the caller's principal, the client's address.
+
+Kept shallow on purpose: the hot path (``GET /v1/me``) runs one verification call and no
+dependency chain deeper than two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from keyturn.domain import ClientInfo, Principal
+from keyturn.errors import InvalidToken, PermissionDenied
+from keyturn.services.registry import Services
+
+_bearer = HTTPBearer(auto_error=False, description="Access token (JWT, RFC 9068)")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_client(request: Request) -> ClientInfo:
+    # Trusted-proxy resolution of X-Forwarded-For arrives with the hardening issue; until
+    # then the socket peer is the only address believed.
+    host = request.client.host if request.client else None
+    return ClientInfo(ip=host, user_agent=request.headers.get("user-agent"))
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise InvalidToken("A Bearer access token is required.")
+    services: Services = request.app.state.services
+    return await services.access_tokens.authenticate(credentials.credentials)
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a principal holding ``scope``."""
+
+    async def _check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if scope not in principal.scopes:
+            raise PermissionDenied(f"The token lacks the {scope!r} scope.")
+        return principal
+
+    return _check
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ClientDep = Annotated[ClientInfo, Depends(get_client)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,109 @@
+"""The ONLY place that maps errors to HTTP: RFC 9457 ``application/problem+json``.
+
+Every answer carries ``{type, title, status, detail, code, errors}``; ``code`` is stable
+and listed in the API specification.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from keyturn.errors import InvalidToken, KeyturnError, ServiceUnavailable, SessionRevoked
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_TYPE_BASE = "https://keyturn.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_HTTP_CODES = {
+    400: ("bad_request", "The request is malformed"),
+    401: ("unauthorized", "Authentication is required"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "The request body is too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "errors": errors or [],
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _field(location: tuple[Any, ...] | list[Any]) -> str:
+    # ("body", "email") -> "email"; the "body"/"query" prefix is noise for clients.
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.status == 401:
+        # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
+        token_error = isinstance(exc, InvalidToken | SessionRevoked)
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if token_error else "Bearer"
+    return problem(exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101  (registered for this type only)
+    errors = []
+    malformed = False
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            malformed = True
+        # Only the location and pydantic's message: never echo the submitted value back.
+        errors.append({"field": _field(error.get("loc", ())), "message": str(error.get("msg", ""))})
+    if malformed:
+        return problem(400, "malformed_json", "The body is not valid JSON", "Send a JSON object.")
+    return problem(
+        422,
+        "invalid_request",
+        "The request is not valid",
+        "One or more fields are invalid.",
+        errors=errors,
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101  (registered for this type only)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return problem(500, "internal_error", "Internal error", "An unexpected error occurred.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(KeyturnError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,59 @@
+"""``/v1/auth``: signup, login, refresh, logout (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from keyturn.api.deps import ClientDep, PrincipalDep, ServicesDep
+from keyturn.api.rest.responses import problems
+from keyturn.api.schemas import (
+    LoginRequest,
+    RefreshRequest,
+    SignupAccepted,
+    SignupRequest,
+    TokenResponse,
+)
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+@router.post(
+    "/signup",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(400, 413, 422, 503),
+    summary="Create an account (always 202: no account enumeration)",
+)
+async def signup(body: SignupRequest, services: ServicesDep, client: ClientDep) -> SignupAccepted:
+    await services.auth.signup(str(body.email), body.password, body.name, client)
+    return SignupAccepted(verification_required=services.email_verification_required)
+
+
+@router.post(
+    "/login",
+    responses=problems(400, 401, 403, 413, 422, 503),
+    summary="Exchange email and password for an access and a refresh token",
+)
+async def login(body: LoginRequest, services: ServicesDep, client: ClientDep) -> TokenResponse:
+    pair = await services.auth.login(str(body.email), body.password, client)
+    return TokenResponse.of(pair)
+
+
+@router.post(
+    "/refresh",
+    responses=problems(400, 401, 413, 422),
+    summary="Rotate a refresh token (one successor; reuse ends the session)",
+)
+async def refresh(body: RefreshRequest, services: ServicesDep, client: ClientDep) -> TokenResponse:
+    pair = await services.auth.refresh(body.refresh_token, client)
+    return TokenResponse.of(pair)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401),
+    summary="End the current session on every replica at once",
+)
+async def logout(principal: PrincipalDep, services: ServicesDep, client: ClientDep) -> Response:
+    await services.auth.logout(principal, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,91 @@
+"""``/v1/me``: the signed-in user's own account and sessions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from keyturn.api.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.rest.responses import problems
+from keyturn.api.schemas import (
+    ChangePasswordRequest,
+    SessionList,
+    SessionOut,
+    UpdateMeRequest,
+    UserOut,
+)
+from keyturn.domain import Principal
+
+router = APIRouter(prefix="/v1/me", tags=["me"])
+
+MeRead = Annotated[Principal, Depends(require_scope("me:read"))]
+MeWrite = Annotated[Principal, Depends(require_scope("me:write"))]
+SessionsRead = Annotated[Principal, Depends(require_scope("sessions:read"))]
+SessionsWrite = Annotated[Principal, Depends(require_scope("sessions:write"))]
+
+
+@router.get("", responses=problems(401, 403, 404), summary="The signed-in user")
+async def get_me(principal: MeRead, services: ServicesDep) -> UserOut:
+    return UserOut.of(await services.users.me(principal))
+
+
+@router.patch("", responses=problems(400, 401, 403, 404, 422), summary="Update profile fields")
+async def patch_me(body: UpdateMeRequest, principal: MeWrite, services: ServicesDep) -> UserOut:
+    return UserOut.of(await services.users.update_me(principal, name=body.name))
+
+
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(400, 401, 403, 404, 422, 503),
+    summary="Change the password (ends every other session)",
+)
+async def change_password(
+    body: ChangePasswordRequest, principal: MeWrite, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.users.change_password(
+        principal, body.current_password, body.new_password, client
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/sessions", responses=problems(401, 403, 422), summary="My live sessions")
+async def list_sessions(
+    principal: SessionsRead,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SessionList:
+    page = await services.sessions.list_mine(principal, limit=limit, cursor=cursor)
+    return SessionList(
+        items=[SessionOut.of(item, principal.session_id) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.delete(
+    "/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401, 403),
+    summary="End every session except the current one",
+)
+async def end_other_sessions(
+    principal: SessionsWrite, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.sessions.end_others(principal, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="End one of my sessions",
+)
+async def end_session(
+    session_id: uuid.UUID, principal: SessionsWrite, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.sessions.end(principal, session_id, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

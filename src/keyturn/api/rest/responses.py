@@ -1,0 +1,28 @@
+"""OpenAPI descriptions of the problem answers each route can give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyturn.api.schemas import ProblemDetail
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON (`malformed_json`)",
+    401: "Missing, invalid or revoked credentials",
+    403: "Not allowed",
+    404: "Not found",
+    413: "Body over `KEYTURN_MAX_BODY_BYTES`",
+    422: "Invalid fields (`invalid_request`, password policy codes)",
+    503: "Hash pool full (`hash_queue_full`), with Retry-After",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "model": ProblemDetail,
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,122 @@
+"""Request and response bodies of the REST API (pydantic v2; requests forbid unknown fields)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from keyturn.domain import Session, TokenPair, User
+
+# Passwords are bounded here only against abuse of the parser; the policy (with its own,
+# configurable cap checked before hashing) gives the helpful error.
+Password = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class SignupRequest(Request):
+    email: EmailStr
+    password: Password
+    name: Name | None = None
+
+
+class LoginRequest(Request):
+    email: EmailStr
+    password: Password
+
+
+class RefreshRequest(Request):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class UpdateMeRequest(Request):
+    name: Name | None = None
+
+
+class ChangePasswordRequest(Request):
+    current_password: Password
+    new_password: Password
+
+
+class SignupAccepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    verification_required: bool
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    email_verified: bool
+    name: str | None
+    roles: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            email_verified=user.email_verified,
+            name=user.name,
+            roles=list(user.roles),
+            created_at=user.created_at,
+        )
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105  (a scheme name, not a secret)
+    expires_in: int
+    refresh_token: str
+    user: UserOut
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokenResponse:
+        return cls(
+            access_token=pair.access_token,
+            expires_in=pair.expires_in,
+            refresh_token=pair.refresh_token,
+            user=UserOut.of(pair.user),
+        )
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+    @classmethod
+    def of(cls, session: Session, current_id: uuid.UUID) -> SessionOut:
+        return cls(
+            id=session.id,
+            created_at=session.created_at,
+            last_seen_at=session.last_seen_at,
+            ip=session.ip,
+            user_agent=session.user_agent,
+            current=session.id == current_id,
+        )
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]
+    next_cursor: str | None
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable error code")
+    errors: list[dict[str, str]]

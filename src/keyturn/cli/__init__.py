@@ -1,0 +1,1 @@
+"""The ``keyturn`` command line (typer): serve, migrate, users."""

@@ -1,0 +1,113 @@
+"""``keyturn`` commands. Unknown commands and flags exit non-zero (typer/click default)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from keyturn.app import build_hash_pool, build_services
+from keyturn.config import ConfigError, Settings, load_settings
+from keyturn.db.engine import create_engine
+from keyturn.db.migrate import is_current, upgrade
+from keyturn.errors import KeyturnError
+from keyturn.infra.logging import configure_logging
+from keyturn.infra.revocation import MemoryRevocationStore
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keyturn identity service.")
+users_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
+app.add_typer(users_app, name="users")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"configuration refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending database migration."""
+    settings = _settings()
+    asyncio.run(upgrade(settings.database_url))
+    typer.echo("database is at the latest schema")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (KEYTURN_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (KEYTURN_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (KEYTURN_WORKERS)")] = None,
+) -> None:
+    """Serve the API (applies migrations first in dev mode)."""
+    # Flags become environment so every worker process builds the same settings.
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"KEYTURN_{name}"] = str(value)
+    settings = _settings()
+    # Persist the derived dev secret so every worker reads the same key ring.
+    os.environ.setdefault("KEYTURN_SECRET_KEY", ",".join(settings.secret_key))
+    os.environ.setdefault("KEYTURN_DATABASE_URL", settings.database_url)
+    configure_logging(settings.log_level)
+    if not settings.is_production:
+        asyncio.run(upgrade(settings.database_url))
+    elif not asyncio.run(is_current(settings.database_url)):
+        typer.echo("the database schema is behind; run `keyturn migrate` first", err=True)
+        raise typer.Exit(1)
+    uvicorn.run(
+        "keyturn.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+async def _create_admin(settings: Settings, email: str, password: str) -> str:
+    engine = create_engine(settings.database_url)
+    hash_pool = build_hash_pool(settings)
+    try:
+        services = build_services(settings, engine, MemoryRevocationStore(), hash_pool)
+        user = await services.users.create_admin(email, password)
+        return str(user.id)
+    finally:
+        hash_pool.close()
+        await engine.dispose()
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Email address of the new admin")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create an account holding the built-in admin role (never pass a password as a flag)."""
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user_id = asyncio.run(_create_admin(settings, email, password))
+    except KeyturnError as exc:
+        typer.echo(f"error ({exc.code}): {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"admin created: {user_id}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,152 @@
+"""One typed Settings object (prefix ``KEYTURN_``), built once in the composition root.
+
+``load_settings()`` is the only entry point: it reads the environment, fills the
+derived defaults (database URL and secret key inside the data dir in dev mode) and
+refuses unsafe production values before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# OWASP Password Storage Cheat Sheet, argon2id row "m=19456 (19 MiB), t=2, p=1".
+OWASP_ARGON2_MEMORY_KIB = 19456
+OWASP_ARGON2_TIME_COST = 2
+MIN_SECRET_KEY_CHARS = 32
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or unsafe; the process must not start."""
+
+
+class Settings(BaseSettings):
+    """Every ``KEYTURN_*`` setting; names are part of the contract (DESIGN.md 3a)."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYTURN_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "production"] = "dev"
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    redis_url: str | None = None
+    redis_prefix: str = "keyturn:"
+    secret_key: CsvList = Field(default_factory=list)
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "keyturn"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    access_token_ttl: int = Field(default=600, ge=30, le=86400)
+    refresh_token_ttl: int = Field(default=2_592_000, ge=60)
+    session_idle_ttl: int = Field(default=604_800, ge=60)
+    refresh_reuse_grace: int = Field(default=10, ge=0, le=300)
+    require_verified_email: bool | None = None
+    cors_origins: CsvList = Field(default_factory=list)
+    trusted_proxies: CsvList = Field(default_factory=list)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    password_min_length: int = Field(default=10, ge=8, le=64)
+    password_max_length: int = Field(default=1024, ge=64, le=4096)
+    argon2_memory_kib: int = Field(default=OWASP_ARGON2_MEMORY_KIB, ge=8)
+    argon2_time_cost: int = Field(default=OWASP_ARGON2_TIME_COST, ge=1)
+    hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    hash_queue: int = Field(default=64, ge=0)
+    signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    key_cache_seconds: int = Field(default=30, ge=1)
+    log_level: str = "info"
+    docs_enabled: bool | None = None
+
+    @field_validator("secret_key", "cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _strip_issuer(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def email_verification_required(self) -> bool:
+        if self.require_verified_email is None:
+            return self.is_production
+        return self.require_verified_email
+
+    @property
+    def show_docs(self) -> bool:
+        return (not self.is_production) if self.docs_enabled is None else self.docs_enabled
+
+
+def _dev_secret_key(data_dir: Path) -> str:
+    """Reads, or creates once, the dev secret key kept in the data dir (mode 0600)."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    # O_EXCL: two workers starting together must not overwrite each other's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def validate(settings: Settings) -> None:
+    """Refuses settings that must never run (all modes, then production rules)."""
+    problems: list[str] = []
+    if settings.workers > 1 and not settings.redis_url:
+        problems.append("KEYTURN_WORKERS > 1 needs KEYTURN_REDIS_URL (shared limits and deny-list)")
+    if any(len(key) < MIN_SECRET_KEY_CHARS for key in settings.secret_key):
+        problems.append(
+            f"every KEYTURN_SECRET_KEY entry needs at least {MIN_SECRET_KEY_CHARS} chars"
+        )
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")
+    if settings.password_min_length > settings.password_max_length:
+        problems.append("KEYTURN_PASSWORD_MIN_LENGTH exceeds KEYTURN_PASSWORD_MAX_LENGTH")
+    if settings.is_production:
+        if not settings.secret_key:
+            problems.append("production needs KEYTURN_SECRET_KEY")
+        if urlsplit(settings.issuer).scheme != "https":
+            problems.append("production needs an https KEYTURN_ISSUER")
+        if (
+            settings.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB
+            or settings.argon2_time_cost < OWASP_ARGON2_TIME_COST
+        ):
+            problems.append("production refuses argon2 parameters below OWASP (m=19456, t=2)")
+        if settings.database_url.startswith("sqlite") and settings.workers > 1:
+            problems.append("production with several workers needs PostgreSQL")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Builds the one Settings object: environment, then derived defaults, then checks."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    derived: dict[str, object] = {}
+    if not settings.database_url:
+        derived["database_url"] = f"sqlite+aiosqlite:///{settings.data_dir / 'keyturn.db'}"
+    if not settings.secret_key and not settings.is_production:
+        derived["secret_key"] = [_dev_secret_key(settings.data_dir)]
+    if derived:
+        settings = settings.model_copy(update=derived)
+    validate(settings)
+    return settings

@@ -1,0 +1,327 @@
+"""Repositories: SQL for one aggregate each. They flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyturn.db.models import (
+    AuditEventRow,
+    RefreshTokenRow,
+    RoleRow,
+    SessionRow,
+    SigningKeyRow,
+    UserRoleRow,
+    UserRow,
+)
+from keyturn.domain import RefreshToken, Session, SigningKeyRecord, User
+
+
+class SqlUserRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def _roles(self, user_id: uuid.UUID) -> tuple[str, ...]:
+        rows = await self._db.scalars(
+            select(RoleRow.name)
+            .join(UserRoleRow, UserRoleRow.role_id == RoleRow.id)
+            .where(UserRoleRow.user_id == user_id)
+            .order_by(RoleRow.name)
+        )
+        return tuple(rows)
+
+    async def _to_domain(self, row: UserRow | None) -> User | None:
+        if row is None:
+            return None
+        return User(
+            id=row.id,
+            email=row.email,
+            email_verified=row.email_verified,
+            name=row.name,
+            password_hash=row.password_hash,
+            created_at=row.created_at,
+            roles=await self._roles(row.id),
+            disabled=row.disabled,
+        )
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        return await self._to_domain(await self._db.get(UserRow, user_id))
+
+    async def get_by_email(self, email: str) -> User | None:
+        row = await self._db.scalar(select(UserRow).where(UserRow.email == email))
+        return await self._to_domain(row)
+
+    async def add(self, user: User) -> bool:
+        row = UserRow(
+            id=user.id,
+            email=user.email,
+            email_verified=user.email_verified,
+            name=user.name,
+            password_hash=user.password_hash,
+            disabled=user.disabled,
+            created_at=user.created_at,
+            updated_at=user.created_at,
+        )
+        # A savepoint keeps the outer transaction usable when a concurrent signup won.
+        try:
+            async with self._db.begin_nested():
+                self._db.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def update_name(self, user_id: uuid.UUID, name: str | None, now: datetime) -> None:
+        await self._db.execute(
+            update(UserRow).where(UserRow.id == user_id).values(name=name, updated_at=now)
+        )
+
+    async def set_password_hash(
+        self, user_id: uuid.UUID, password_hash: str, now: datetime
+    ) -> None:
+        await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(password_hash=password_hash, updated_at=now)
+        )
+
+    async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None:
+        role_id = await self._db.scalar(select(RoleRow.id).where(RoleRow.name == role_name))
+        if role_id is None:
+            raise LookupError(f"role {role_name!r} does not exist")
+        held = await self._db.get(UserRoleRow, (user_id, role_id))
+        if held is None:
+            self._db.add(UserRoleRow(user_id=user_id, role_id=role_id))
+            await self._db.flush()
+
+
+def _session(row: SessionRow) -> Session:
+    return Session(
+        id=row.id,
+        user_id=row.user_id,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        expires_at=row.expires_at,
+        auth_time=row.auth_time,
+        amr=tuple(row.amr),
+        ip=row.ip,
+        user_agent=row.user_agent,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlSessionRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def add(self, session: Session) -> None:
+        self._db.add(
+            SessionRow(
+                id=session.id,
+                user_id=session.user_id,
+                created_at=session.created_at,
+                last_seen_at=session.last_seen_at,
+                expires_at=session.expires_at,
+                auth_time=session.auth_time,
+                amr=list(session.amr),
+                ip=session.ip,
+                user_agent=session.user_agent,
+            )
+        )
+        await self._db.flush()
+
+    async def get(self, session_id: uuid.UUID) -> Session | None:
+        row = await self._db.get(SessionRow, session_id, populate_existing=True)
+        return _session(row) if row else None
+
+    async def list_active(
+        self,
+        user_id: uuid.UUID,
+        now: datetime,
+        *,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> list[Session]:
+        query = (
+            select(SessionRow)
+            .where(
+                SessionRow.user_id == user_id,
+                SessionRow.revoked_at.is_(None),
+                SessionRow.expires_at > now,
+            )
+            .order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            created, sid = after
+            # Keyset pagination, newest first.
+            query = query.where(
+                or_(
+                    SessionRow.created_at < created,
+                    and_(SessionRow.created_at == created, SessionRow.id < sid),
+                )
+            )
+        return [_session(row) for row in await self._db.scalars(query)]
+
+    async def touch(self, session_id: uuid.UUID, now: datetime) -> None:
+        await self._db.execute(
+            update(SessionRow).where(SessionRow.id == session_id).values(last_seen_at=now)
+        )
+
+    async def revoke(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
+        result = await self._db.execute(
+            update(SessionRow)
+            .where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=reason)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def revoke_all(
+        self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
+        condition = [SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None)]
+        if keep is not None:
+            condition.append(SessionRow.id != keep)
+        ids = list(await self._db.scalars(select(SessionRow.id).where(*condition)))
+        if ids:
+            await self._db.execute(
+                update(SessionRow)
+                .where(SessionRow.id.in_(ids), SessionRow.revoked_at.is_(None))
+                .values(revoked_at=now, revoke_reason=reason)
+            )
+        return ids
+
+
+def _refresh(row: RefreshTokenRow) -> RefreshToken:
+    return RefreshToken(
+        id=row.id,
+        session_id=row.session_id,
+        parent_id=row.parent_id,
+        generation=row.generation,
+        created_at=row.created_at,
+        rotated_at=row.rotated_at,
+    )
+
+
+class SqlRefreshTokenRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def add(self, token: RefreshToken, digest: str) -> None:
+        self._db.add(
+            RefreshTokenRow(
+                id=token.id,
+                session_id=token.session_id,
+                digest=digest,
+                parent_id=token.parent_id,
+                generation=token.generation,
+                created_at=token.created_at,
+                rotated_at=token.rotated_at,
+            )
+        )
+        await self._db.flush()
+
+    async def find(self, digests: Sequence[str]) -> RefreshToken | None:
+        row = await self._db.scalar(
+            select(RefreshTokenRow).where(RefreshTokenRow.digest.in_(list(digests))).limit(1)
+        )
+        return _refresh(row) if row else None
+
+    async def get(self, token_id: uuid.UUID) -> RefreshToken | None:
+        # populate_existing: after losing a rotation race the row must be read again.
+        row = await self._db.get(RefreshTokenRow, token_id, populate_existing=True)
+        return _refresh(row) if row else None
+
+    async def mark_rotated(self, token_id: uuid.UUID, now: datetime) -> bool:
+        # The WHERE clause is the lock: of N concurrent callers exactly one matches a row.
+        result = await self._db.execute(
+            update(RefreshTokenRow)
+            .where(RefreshTokenRow.id == token_id, RefreshTokenRow.rotated_at.is_(None))
+            .values(rotated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def successor(self, token_id: uuid.UUID) -> tuple[RefreshToken, str] | None:
+        row = await self._db.scalar(
+            select(RefreshTokenRow)
+            .where(RefreshTokenRow.parent_id == token_id)
+            .execution_options(populate_existing=True)
+        )
+        return (_refresh(row), row.digest) if row else None
+
+
+class SqlSigningKeyRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def list_published(self) -> list[SigningKeyRecord]:
+        rows = await self._db.scalars(
+            select(SigningKeyRow)
+            .where(SigningKeyRow.state.in_(("next", "active", "retired")))
+            .order_by(SigningKeyRow.created_at.desc())
+        )
+        return [
+            SigningKeyRecord(
+                kid=row.kid,
+                alg=row.alg,
+                state=row.state,
+                private_key_encrypted=row.private_key_encrypted,
+                public_jwk=dict(row.public_jwk),
+                created_at=row.created_at,
+                activated_at=row.activated_at,
+                retired_at=row.retired_at,
+            )
+            for row in rows
+        ]
+
+    async def add(self, record: SigningKeyRecord) -> None:
+        self._db.add(
+            SigningKeyRow(
+                kid=record.kid,
+                alg=record.alg,
+                state=record.state,
+                private_key_encrypted=record.private_key_encrypted,
+                public_jwk=dict(record.public_jwk),
+                created_at=record.created_at,
+                activated_at=record.activated_at,
+                retired_at=record.retired_at,
+            )
+        )
+        await self._db.flush()
+
+
+class SqlAuditRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def record(
+        self,
+        event_type: str,
+        *,
+        now: datetime,
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        ip: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._db.add(
+            AuditEventRow(
+                occurred_at=now,
+                type=event_type,
+                user_id=user_id,
+                session_id=session_id,
+                ip=ip,
+                data=data or {},
+            )
+        )
+        await self._db.flush()
+
+
+async def user_exists(db: AsyncSession, email: str) -> bool:
+    """Cheap existence probe used by the CLI."""
+    return bool(await db.scalar(select(exists().where(UserRow.email == email))))

@@ -1,0 +1,57 @@
+"""The SQL unit of work: one AsyncSession, one commit per use case."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from keyturn.db.repositories import (
+    SqlAuditRepository,
+    SqlRefreshTokenRepository,
+    SqlSessionRepository,
+    SqlSigningKeyRepository,
+    SqlUserRepository,
+)
+
+
+class SqlUnitOfWork:
+    """Opens a session on enter; rolls back on exit unless ``commit`` was called."""
+
+    users: SqlUserRepository
+    sessions: SqlSessionRepository
+    refresh_tokens: SqlRefreshTokenRepository
+    signing_keys: SqlSigningKeyRepository
+    audit: SqlAuditRepository
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._db: AsyncSession | None = None
+
+    async def __aenter__(self) -> Self:
+        db = self._sessions()
+        self._db = db
+        self.users = SqlUserRepository(db)
+        self.sessions = SqlSessionRepository(db)
+        self.refresh_tokens = SqlRefreshTokenRepository(db)
+        self.signing_keys = SqlSigningKeyRepository(db)
+        self.audit = SqlAuditRepository(db)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._db is not None  # noqa: S101  (entered before exit, by construction)
+        try:
+            await self._db.rollback()
+        finally:
+            await self._db.close()
+            self._db = None
+
+    async def commit(self) -> None:
+        assert self._db is not None  # noqa: S101  (only called inside the context)
+        await self._db.commit()

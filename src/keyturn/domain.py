@@ -1,0 +1,92 @@
+"""Domain objects shared by services and repositories (plain dataclasses, no ORM)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+# Every user holds these self-service scopes (DESIGN.md section 3).
+SELF_SERVICE_SCOPES: tuple[str, ...] = ("me:read", "me:write", "sessions:read", "sessions:write")
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: uuid.UUID
+    email: str
+    email_verified: bool
+    name: str | None
+    password_hash: str | None
+    created_at: datetime
+    roles: tuple[str, ...] = ()
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    auth_time: datetime
+    amr: tuple[str, ...]
+    ip: str | None
+    user_agent: str | None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    id: uuid.UUID
+    session_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    generation: int
+    created_at: datetime
+    rotated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    kid: str
+    alg: str
+    state: str
+    private_key_encrypted: bytes
+    public_jwk: dict[str, str]
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as proven by a verified access token."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    scopes: frozenset[str]
+    roles: tuple[str, ...]
+    claims: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    user: User
+    token_type: str = "Bearer"  # noqa: S105  (a scheme name, not a secret)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Where a request came from (already resolved through the trusted-proxy rules)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def utcnow() -> datetime:
+    """The one clock of the domain (time-machine moves it in tests)."""
+    return datetime.now(UTC)

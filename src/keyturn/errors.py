@@ -1,0 +1,124 @@
+"""The one exception tree of Keyturn.
+
+Every domain error carries a stable machine-readable ``code`` (listed in the API
+specification) and a ``status`` hint. Only ``keyturn.api.problems`` turns them into
+HTTP answers; nothing else in the code base knows about HTTP.
+
+::
+
+    KeyturnError
+    ├── InvalidInput                    invalid_request (400/422)
+    │   ├── PasswordPolicyError         password_too_short / password_too_long / ...
+    ├── AuthenticationFailed            invalid_credentials (401)
+    │   ├── InvalidToken                invalid_token (401)
+    │   ├── InvalidRefreshToken         invalid_refresh_token (401)
+    │   └── SessionRevoked              session_revoked (401)
+    ├── EmailNotVerified                email_not_verified (403)
+    ├── CurrentPasswordIncorrect        invalid_current_password (403)
+    ├── PermissionDenied                permission_denied (403)
+    ├── NotFound                        not_found (404)
+    ├── Conflict                        conflict (409)
+    └── ServiceUnavailable              service_unavailable (503, Retry-After)
+        └── HashQueueFull               hash_queue_full
+"""
+
+from __future__ import annotations
+
+
+class KeyturnError(Exception):
+    """Base of every error Keyturn raises on purpose."""
+
+    code: str = "error"
+    status: int = 500
+    title: str = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, errors: list[dict[str, str]] | None = None):
+        self.detail = detail or self.title
+        self.errors = errors or []
+        super().__init__(self.detail)
+
+
+class InvalidInput(KeyturnError):
+    code = "invalid_request"
+    status = 422
+    title = "The request is not valid"
+
+
+class PasswordPolicyError(InvalidInput):
+    """The new password breaks the password policy; ``code`` names the rule."""
+
+    title = "The password does not meet the policy"
+
+    def __init__(self, code: str, detail: str, *, field: str = "password"):
+        super().__init__(detail, errors=[{"field": field, "message": detail}])
+        self.code = code
+
+
+class AuthenticationFailed(KeyturnError):
+    code = "invalid_credentials"
+    status = 401
+    title = "Invalid credentials"
+
+
+class InvalidToken(AuthenticationFailed):
+    code = "invalid_token"
+    title = "The access token is missing, malformed, expired or not for this service"
+
+
+class InvalidRefreshToken(AuthenticationFailed):
+    code = "invalid_refresh_token"
+    title = "The refresh token is invalid, expired or revoked"
+
+
+class SessionRevoked(AuthenticationFailed):
+    code = "session_revoked"
+    title = "The session has ended"
+
+
+class EmailNotVerified(KeyturnError):
+    code = "email_not_verified"
+    status = 403
+    title = "The email address must be verified before logging in"
+
+
+class PermissionDenied(KeyturnError):
+    code = "permission_denied"
+    status = 403
+    title = "Not allowed"
+
+
+class NotFound(KeyturnError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(KeyturnError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class ServiceUnavailable(KeyturnError):
+    code = "service_unavailable"
+    status = 503
+    title = "Temporarily unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class HashQueueFull(ServiceUnavailable):
+    """The password hashing pool and its queue are full; the client should retry."""
+
+    code = "hash_queue_full"
+    title = "Too many password checks in progress; retry shortly"
+
+
+class CurrentPasswordIncorrect(KeyturnError):
+    """Re-authentication inside a live session failed (not a reason to drop the session)."""
+
+    code = "invalid_current_password"
+    status = 403
+    title = "The current password is not correct"

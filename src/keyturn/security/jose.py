@@ -1,0 +1,241 @@
+"""The one JWT facade: sign and verify JWS compact tokens (RFC 7515, RFC 7519, RFC 9068).
+
+joserfc does the work behind it: compact parsing with size limits, the signature
+algorithms (RFC 7518 section 3, RFC 8037 section 3.1) and the registered-claim checks.
+The facade adds what Keyturn requires on every request, in one call: an explicit
+algorithm allow-list (``JosePolicy``), the key chosen by ``kid`` only, the key's own
+algorithm matching the header, and the token type (``typ``), so an ID token is never
+accepted as an access token (RFC 8725 section 3.11).
+
+Keys and algorithm objects are resolved once at construction: verification runs on every
+request and must stay near 100 microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
+from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
+from joserfc.jws import JWSRegistry, extract_compact
+from joserfc.jwt import JWTClaimsRegistry
+from joserfc.util import json_b64encode, urlsafe_b64decode, urlsafe_b64encode
+
+from keyturn.errors import InvalidToken
+from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, import_private_key
+
+__all__ = ["JosePolicy", "Signer", "Verifier"]
+
+# Our tokens are well under 2 KB; a cap bounds the work any hostile input can cause.
+MAX_TOKEN_LENGTH = 8192
+# Only these header parameters appear in tokens we issue. Anything else (crit, b64, jku,
+# jwk, x5u, ...) is refused rather than interpreted (RFC 8725 section 3.10).
+_ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
+# Our own parsing registry: allow-list only our algorithms.
+_REGISTRY = JWSRegistry(algorithms=list(SUPPORTED_ALGORITHMS))
+# Looked up directly (not via JWSRegistry.get_alg) so the hot path skips per-call registry
+# checks and the SecurityWarning joserfc emits for "EdDSA" (RFC 9864 renames it Ed25519).
+_ALG_MODELS: dict[str, JWSAlgModel] = {
+    name: JWSRegistry.algorithms[name] for name in SUPPORTED_ALGORITHMS
+}
+_JoseKey = ECKey | RSAKey | OKPKey
+
+
+def _normalize_typ(value: str) -> str:
+    # RFC 7515 section 4.1.9 and RFC 9068 section 4: compare case-insensitively, and
+    # "application/at+jwt" is the same media type as "at+jwt".
+    lowered = value.lower()
+    return lowered.removeprefix("application/")
+
+
+@dataclass(frozen=True)
+class JosePolicy:
+    """What a verifier accepts: an explicit allow-list, never inferred from the token.
+
+    Attributes:
+        algorithms: Accepted ``alg`` values; a subset of ``SUPPORTED_ALGORITHMS`` (so
+            ``none`` and HMAC algorithms can never be allowed).
+        issuer: The exact ``iss`` required.
+        audience: The value ``aud`` must equal or contain.
+        typ: The required ``typ`` header (``at+jwt`` for access tokens, RFC 9068).
+        leeway: Clock skew tolerated on ``exp``/``nbf``/``iat``, in seconds.
+
+    Raises:
+        ValueError: When the policy allows an unsupported algorithm or is incomplete.
+    """
+
+    algorithms: frozenset[str]
+    issuer: str
+    audience: str
+    typ: str = "at+jwt"
+    leeway: int = 0
+
+    def __post_init__(self) -> None:
+        unsupported = self.algorithms - set(SUPPORTED_ALGORITHMS)
+        if not self.algorithms or unsupported:
+            # Refusing "none"/HS256 here means no configuration can reopen alg confusion.
+            raise ValueError(f"algorithms must be a non-empty subset of {SUPPORTED_ALGORITHMS}")
+        if not self.issuer or not self.audience or not self.typ or self.leeway < 0:
+            raise ValueError("issuer, audience and typ are required and leeway must be >= 0")
+
+
+class Signer:
+    """Signs JWS compact tokens with one private key.
+
+    Args:
+        key: The signing key.
+    """
+
+    def __init__(self, key: KeyMaterial) -> None:
+        self.kid = key.kid
+        self.alg = key.alg
+        # Parsed once: signing runs on every token issue.
+        self._key = import_private_key(key.alg, key.private_pem)
+        self._alg_model = _ALG_MODELS[key.alg]
+        self._headers: dict[str, bytes] = {}
+
+    def sign(self, claims: Mapping[str, Any], *, typ: str = "at+jwt") -> str:
+        """Sign claims into a compact JWS with the header ``{alg, kid, typ}``.
+
+        Args:
+            claims: JSON-serialisable claims; time claims are integers (NumericDate).
+            typ: The ``typ`` header, e.g. ``at+jwt`` (RFC 9068) or ``JWT`` for ID tokens.
+
+        Returns:
+            The token.
+        """
+        header = self._headers.get(typ)
+        if header is None:
+            header = json_b64encode({"alg": self.alg, "kid": self.kid, "typ": typ})
+            self._headers[typ] = header
+        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
+        # RFC 7515 section 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(sig)
+        signing_input = header + b"." + urlsafe_b64encode(payload.encode("utf-8"))
+        signature = self._alg_model.sign(signing_input, self._key)
+        return (signing_input + b"." + urlsafe_b64encode(signature)).decode("ascii")
+
+
+class Verifier:
+    """Verifies tokens against a fixed set of public keys, chosen by ``kid``.
+
+    Args:
+        public_jwks: Public JWKs, each with ``kid`` and ``alg`` (``KeyMaterial.public_jwk``
+            or JWKS entries).
+
+    Raises:
+        ValueError: When a JWK lacks ``kid``/``alg``, has a private part, an unsupported
+            algorithm, a key that does not fit its algorithm, or a duplicate ``kid``.
+    """
+
+    def __init__(self, public_jwks: Iterable[Mapping[str, Any]]) -> None:
+        self._keys: dict[str, tuple[str, _JoseKey, JWSAlgModel]] = {}
+        for jwk in public_jwks:
+            kid, alg = jwk.get("kid"), jwk.get("alg")
+            if not isinstance(kid, str) or not kid or alg not in _ALG_MODELS:
+                raise ValueError("each JWK needs a kid and a supported alg")
+            if "d" in jwk:
+                # A verifier must never hold private keys.
+                raise ValueError(f"JWK {kid} contains a private part")
+            if kid in self._keys:
+                raise ValueError(f"duplicate kid {kid}")
+            try:
+                key = import_key(dict(jwk))
+            except (JoseError, KeyError, TypeError) as exc:
+                raise ValueError(f"JWK {kid} is not a valid key") from exc
+            if not isinstance(key, ECKey | RSAKey | OKPKey):
+                # Symmetric ("oct") keys can never verify our tokens.
+                raise ValueError(f"JWK {kid} is not an asymmetric key")
+            model = _ALG_MODELS[alg]
+            # Rejects e.g. an RSA key labelled ES256 or a P-384 key for ES256, once.
+            try:
+                model.check_key(key)
+            except JoseError as exc:
+                raise ValueError(f"JWK {kid} does not fit {alg}") from exc
+            if isinstance(key, OKPKey) and key.curve_name != "Ed25519":
+                raise ValueError(f"JWK {kid}: EdDSA keys must be Ed25519")
+            self._keys[kid] = (alg, key, model)
+
+    def verify(self, token: str, policy: JosePolicy, *, now: int | None = None) -> dict[str, Any]:
+        """Verify a token completely, in one call.
+
+        Checks, in order: compact form, header (only ``alg``/``kid``/``typ``), ``alg`` in
+        the policy, ``kid`` known, the key's ``alg`` equal to the header's, ``typ``, the
+        signature, then ``iss``, ``aud``, ``exp`` (required), ``nbf`` (if present) and
+        ``iat`` (required).
+
+        Args:
+            token: The compact JWS.
+            policy: What to accept.
+            now: The current Unix time; defaults to the clock (injectable for tests).
+
+        Returns:
+            The claims.
+
+        Raises:
+            InvalidToken: On any failure, whatever the input; nothing else is raised.
+        """
+        try:
+            claims = self._verify(token, policy)
+            _claims_registry(policy, int(time.time()) if now is None else now).validate(claims)
+        except InvalidToken:
+            raise
+        except JoseError as exc:
+            # exc.error is a fixed code from joserfc; its description may echo token input.
+            raise InvalidToken(f"invalid token: {exc.error}") from None
+        except (ValueError, TypeError, RecursionError):
+            # Any parse failure of untrusted input (bad base64, JSON, UTF-8, nesting).
+            raise InvalidToken("malformed token") from None
+        return claims
+
+    def _verify(self, token: str, policy: JosePolicy) -> dict[str, Any]:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("malformed token")
+        # RFC 7515 section 7.1: compact JWS is three base64url segments, ASCII only.
+        raw = token.encode("ascii")
+        if raw.count(b".") != 2:
+            raise InvalidToken("not a compact JWS")
+        obj = extract_compact(raw, registry=_REGISTRY)
+        header = obj.protected
+        if not isinstance(header, dict) or not header.keys() <= _ALLOWED_HEADER:
+            raise InvalidToken("unexpected header parameters")
+        alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
+        # RFC 8725 section 3.1: only the policy's algorithms, never "none" or HMAC.
+        if not isinstance(alg, str) or alg not in policy.algorithms:
+            raise InvalidToken("algorithm not allowed")
+        entry = self._keys.get(kid) if isinstance(kid, str) else None
+        if entry is None:
+            raise InvalidToken("unknown key id")
+        key_alg, key, model = entry
+        # RFC 8725 section 3.1: the key decides the algorithm, so a public key can never
+        # be used as an HMAC secret or with another algorithm.
+        if key_alg != alg:
+            raise InvalidToken("algorithm does not match the key")
+        if not isinstance(typ, str) or _normalize_typ(typ) != _normalize_typ(policy.typ):
+            raise InvalidToken("wrong token type")
+        segments = obj.segments
+        signature = urlsafe_b64decode(segments["signature"])
+        if not model.verify(segments["header"] + b"." + segments["payload"], signature, key):
+            raise InvalidToken("bad signature")
+        # Parsed only after the signature holds: unsigned JSON never reaches the parser.
+        claims = json.loads(obj.payload or b"")
+        if not isinstance(claims, dict):
+            raise InvalidToken("claims are not a JSON object")
+        return claims
+
+
+def _claims_registry(policy: JosePolicy, now: int) -> JWTClaimsRegistry:
+    # RFC 7519 section 4.1 and RFC 9068 section 2.2: iss, aud, exp, iat are required;
+    # joserfc also refuses non-finite NumericDates and an iat in the future.
+    return JWTClaimsRegistry(
+        now=now,
+        leeway=policy.leeway,
+        iss={"essential": True, "value": policy.issuer},
+        aud={"essential": True, "value": policy.audience},
+        exp={"essential": True},
+        iat={"essential": True},
+    )

@@ -1,0 +1,115 @@
+"""First-party access tokens: JWT per RFC 9068, verified in one call, revocable by ``sid``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from keyturn.domain import SELF_SERVICE_SCOPES, Principal, Session, User, utcnow
+from keyturn.errors import InvalidToken, SessionRevoked
+from keyturn.infra.errors import StoreUnavailable
+from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
+from keyturn.infra.revocation import RevocationStore
+from keyturn.security.jose import JosePolicy
+from keyturn.security.keys import SUPPORTED_ALGORITHMS
+from keyturn.services.keys import KeyManager
+from keyturn.services.ports import UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105  (RFC 9068 media type, not a secret)
+
+
+class AccessTokenService:
+    """Issues and verifies access tokens; the deny-list makes logout reach every replica."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyManager,
+        revocations: RevocationStore,
+        uow_factory: UnitOfWorkFactory,
+        issuer: str,
+        audience: str,
+        ttl: int,
+    ) -> None:
+        self._keys = keys
+        self._revocations = revocations
+        self._uow_factory = uow_factory
+        self._issuer = issuer
+        self._audience = audience
+        self.ttl = ttl
+        self._policy = JosePolicy(
+            algorithms=frozenset(SUPPORTED_ALGORITHMS),
+            issuer=issuer,
+            audience=audience,
+            typ=ACCESS_TOKEN_TYP,
+        )
+
+    def issue(self, user: User, session: Session) -> str:
+        """Signs an RFC 9068 access token for a first-party session (section 2.2 claims)."""
+        now = int(utcnow().timestamp())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": str(user.id),
+            "aud": self._audience,
+            "exp": now + self.ttl,
+            "iat": now,
+            "nbf": now,
+            "jti": uuid.uuid4().hex,
+            "sid": str(session.id),
+            "client_id": self._audience,
+            "scope": " ".join(SELF_SERVICE_SCOPES),
+            "roles": list(user.roles),
+            "auth_time": int(session.auth_time.timestamp()),
+            "amr": list(session.amr),
+        }
+        return self._keys.signer.sign(claims, typ=ACCESS_TOKEN_TYP)
+
+    async def authenticate(self, token: str) -> Principal:
+        """Verifies signature and claims, then refuses a revoked session."""
+        await self._keys.refresh_if_stale()
+        claims = self._keys.verifier.verify(token, self._policy)
+        try:
+            user_id = uuid.UUID(str(claims["sub"]))
+            session_id = uuid.UUID(str(claims["sid"]))
+            scope = claims.get("scope", "")
+            roles = claims.get("roles", [])
+            if not isinstance(scope, str) or not isinstance(roles, list):
+                raise TypeError("scope must be a string and roles a list")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidToken("The token lacks a valid sub, sid, scope or roles claim.") from exc
+        if await self._is_revoked(session_id):
+            raise SessionRevoked
+        return Principal(
+            user_id=user_id,
+            session_id=session_id,
+            scopes=frozenset(scope.split()),
+            roles=tuple(str(role) for role in roles),
+            claims=claims,
+        )
+
+    async def _is_revoked(self, session_id: uuid.UUID) -> bool:
+        try:
+            return await self._revocations.is_revoked(str(session_id))
+        except StoreUnavailable:
+            # Redis loss degrades to the database, never to "not revoked" (DESIGN.md 6).
+            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+            async with self._uow_factory() as uow:
+                session = await uow.sessions.get(session_id)
+            return (
+                session is None or session.revoked_at is not None or session.expires_at <= utcnow()
+            )
+
+    async def deny(self, session_ids: list[uuid.UUID]) -> None:
+        """Puts ended sessions on the shared deny-list for the access-token lifetime."""
+        for session_id in session_ids:
+            try:
+                await self._revocations.revoke(str(session_id), self.ttl)
+            except StoreUnavailable:
+                # The database already holds the revocation; replicas that fall back to it
+                # see it. Logged so operators know the fast path missed one.
+                REVOCATION_STORE_ERRORS.labels("revoke").inc()
+                log.error("deny_list_write_failed", session_id=str(session_id))

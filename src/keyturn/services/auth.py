@@ -1,0 +1,264 @@
+"""First-party authentication: signup, login, refresh-token rotation, logout."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+
+from keyturn.domain import ClientInfo, Principal, RefreshToken, Session, TokenPair, User, utcnow
+from keyturn.errors import AuthenticationFailed, EmailNotVerified, InvalidRefreshToken
+from keyturn.infra.metrics import LOGINS, REFRESHES, REUSE_DETECTIONS
+from keyturn.security.digests import (
+    Digester,
+    KeyRing,
+    constant_time_equals,
+    derive_successor_token,
+    new_token,
+)
+from keyturn.security.passwords import HashPool
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+# new_token(32) gives 43 URL-safe characters; anything else is rejected before any lookup.
+REFRESH_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+class AuthService:
+    """Signup, login, refresh and logout for first-party clients (DESIGN.md sections 3, 4)."""
+
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        hash_pool: HashPool,
+        access_tokens: AccessTokenService,
+        key_ring: KeyRing,
+        policy: PasswordPolicy,
+        refresh_ttl: int,
+        idle_ttl: int,
+        reuse_grace: int,
+        require_verified_email: bool,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._hash_pool = hash_pool
+        self._access_tokens = access_tokens
+        self._digester = Digester(key_ring, "refresh-token")
+        self._successor_keys = key_ring.derive("refresh-successor")
+        self._policy = policy
+        self._refresh_ttl = timedelta(seconds=refresh_ttl)
+        self._idle_ttl = timedelta(seconds=idle_ttl)
+        self._grace = timedelta(seconds=reuse_grace)
+        self._require_verified_email = require_verified_email
+
+    async def signup(self, email: str, password: str, name: str | None, client: ClientInfo) -> None:
+        """Creates the account if the address is free; answers the same either way."""
+        email = normalize_email(email)
+        normalized = self._policy.check(password, email=email)
+        # Hash before looking the address up: a taken address costs the same work.
+        password_hash = await self._hash_pool.hash(normalized)
+        now = utcnow()
+        user = User(
+            id=uuid.uuid4(),
+            email=email,
+            email_verified=False,
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+        )
+        async with self._uow_factory() as uow:
+            if await uow.users.add(user):
+                await uow.audit.record("user.signup", now=now, user_id=user.id, ip=client.ip)
+            else:
+                # Enumeration-safe: same answer; the owner is mailed once mail exists.
+                await uow.audit.record("user.signup_existing", now=now, ip=client.ip)
+            await uow.commit()
+
+    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
+        email = normalize_email(email)
+        async with self._uow_factory() as uow:
+            user = await uow.users.get_by_email(email)
+        usable = user is not None and not user.disabled and user.password_hash is not None
+        if not self._policy.may_match(password):
+            # Over the cap: it can never match, so it never reaches the hasher.
+            result_ok, rehash = False, False
+        else:
+            result = await self._hash_pool.verify(
+                user.password_hash if usable and user is not None else None, password
+            )
+            result_ok, rehash = result.ok, result.needs_rehash
+        now = utcnow()
+        if not result_ok or user is None:
+            LOGINS.labels("failure").inc()
+            async with self._uow_factory() as uow:
+                await uow.audit.record(
+                    "login.failed", now=now, user_id=user.id if user else None, ip=client.ip
+                )
+                await uow.commit()
+            raise AuthenticationFailed
+        if self._require_verified_email and not user.email_verified:
+            LOGINS.labels("unverified").inc()
+            raise EmailNotVerified
+        new_hash = await self._hash_pool.hash(password) if rehash else None
+        async with self._uow_factory() as uow:
+            if new_hash is not None:
+                # Transparent upgrade of imported bcrypt or older argon2 parameters.
+                await uow.users.set_password_hash(user.id, new_hash, now)
+            session, refresh_token = await self._start_session(uow, user, client, now)
+            await uow.audit.record(
+                "login.succeeded", now=now, user_id=user.id, session_id=session.id, ip=client.ip
+            )
+            await uow.commit()
+        LOGINS.labels("success").inc()
+        return self._pair(user, session, refresh_token)
+
+    async def _start_session(
+        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime
+    ) -> tuple[Session, str]:
+        session = Session(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._refresh_ttl,
+            auth_time=now,
+            amr=("pwd",),
+            ip=client.ip,
+            user_agent=(client.user_agent or "")[:512] or None,
+        )
+        await uow.sessions.add(session)
+        value = new_token()
+        token = RefreshToken(
+            id=uuid.uuid4(),
+            session_id=session.id,
+            parent_id=None,
+            generation=0,
+            created_at=now,
+            rotated_at=None,
+        )
+        await uow.refresh_tokens.add(token, self._digester.digest(value))
+        return session, value
+
+    def _pair(self, user: User, session: Session, refresh_token: str) -> TokenPair:
+        return TokenPair(
+            access_token=self._access_tokens.issue(user, session),
+            expires_in=self._access_tokens.ttl,
+            refresh_token=refresh_token,
+            user=user,
+        )
+
+    def _live(self, session: Session | None, now: datetime) -> bool:
+        return (
+            session is not None
+            and session.revoked_at is None
+            and now < session.expires_at
+            and now < session.last_seen_at + self._idle_ttl
+        )
+
+    async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
+        """Rotates a refresh token with the grace and reuse rules of DESIGN.md section 4."""
+        if not REFRESH_TOKEN_SHAPE.match(refresh_token):
+            REFRESHES.labels("invalid").inc()
+            raise InvalidRefreshToken
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            token = await uow.refresh_tokens.find(self._digester.candidates(refresh_token))
+            session = await uow.sessions.get(token.session_id) if token else None
+            user = await uow.users.get(session.user_id) if session else None
+            if token is None or session is None or user is None or user.disabled:
+                REFRESHES.labels("invalid").inc()
+                raise InvalidRefreshToken
+            if not self._live(session, now):
+                REFRESHES.labels("expired").inc()
+                raise InvalidRefreshToken("The session has expired or was ended.")
+            if token.rotated_at is None and await uow.refresh_tokens.mark_rotated(token.id, now):
+                successor = derive_successor_token(self._successor_keys[0], refresh_token)
+                await uow.refresh_tokens.add(
+                    RefreshToken(
+                        id=uuid.uuid4(),
+                        session_id=session.id,
+                        parent_id=token.id,
+                        generation=token.generation + 1,
+                        created_at=now,
+                        rotated_at=None,
+                    ),
+                    self._digester.digest(successor),
+                )
+                await uow.sessions.touch(session.id, now)
+                await uow.commit()
+                REFRESHES.labels("rotated").inc()
+                return self._pair(user, session, successor)
+            # Already rotated (maybe by a concurrent request that just won the race).
+            token = await uow.refresh_tokens.get(token.id)
+            replay = await self._grace_successor(uow, token, refresh_token, now)
+            if replay is not None:
+                REFRESHES.labels("grace").inc()
+                return self._pair(user, session, replay)
+            await self._revoke_family(uow, session, token, client, now)
+        await self._access_tokens.deny([session.id])
+        REFRESHES.labels("reuse").inc()
+        REUSE_DETECTIONS.inc()
+        raise InvalidRefreshToken("The refresh token was already used; the session has ended.")
+
+    async def _grace_successor(
+        self, uow: UnitOfWork, token: RefreshToken | None, value: str, now: datetime
+    ) -> str | None:
+        """The same successor again, if ``token`` is the immediate predecessor in the window.
+
+        Only while the successor itself is unused: an older generation never qualifies
+        (the hole of django-oauth-toolkit #1617).
+        """
+        if token is None or token.rotated_at is None or now - token.rotated_at > self._grace:
+            return None
+        found = await uow.refresh_tokens.successor(token.id)
+        if found is None or found[0].rotated_at is not None:
+            return None
+        stored_digest = found[1]
+        # The successor was derived with the newest key of its time; try each ring key.
+        for key in self._successor_keys:
+            candidate = derive_successor_token(key, value)
+            if any(
+                constant_time_equals(digest, stored_digest)
+                for digest in self._digester.candidates(candidate)
+            ):
+                return candidate
+        return None
+
+    async def _revoke_family(
+        self,
+        uow: UnitOfWork,
+        session: Session,
+        token: RefreshToken | None,
+        client: ClientInfo,
+        now: datetime,
+    ) -> None:
+        await uow.sessions.revoke(session.id, now, "refresh_token_reuse")
+        await uow.audit.record(
+            "refresh_token.reuse_detected",
+            now=now,
+            user_id=session.user_id,
+            session_id=session.id,
+            ip=client.ip,
+            data={"generation": token.generation if token else None},
+        )
+        await uow.commit()
+        log.warning("refresh_token_reuse", session_id=str(session.id))
+
+    async def logout(self, principal: Principal, client: ClientInfo) -> None:
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            await uow.sessions.revoke(principal.session_id, now, "logout")
+            await uow.audit.record(
+                "logout",
+                now=now,
+                user_id=principal.user_id,
+                session_id=principal.session_id,
+                ip=client.ip,
+            )
+            await uow.commit()
+        await self._access_tokens.deny([principal.session_id])

@@ -1,0 +1,105 @@
+"""The storage ports services depend on; ``keyturn.db`` and ``keyturn.infra`` implement them.
+
+Services never import SQLAlchemy or Redis (import-linter contract 3): they see only these
+Protocols and the ``keyturn.domain`` dataclasses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from keyturn.domain import RefreshToken, Session, SigningKeyRecord, User
+
+
+class UserRepository(Protocol):
+    async def get(self, user_id: uuid.UUID) -> User | None: ...
+    async def get_by_email(self, email: str) -> User | None: ...
+    async def add(self, user: User) -> bool:
+        """Inserts the user; False when the email is taken (nothing written)."""
+
+    async def update_name(self, user_id: uuid.UUID, name: str | None, now: datetime) -> None: ...
+    async def set_password_hash(
+        self, user_id: uuid.UUID, password_hash: str, now: datetime
+    ) -> None: ...
+    async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None: ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+    async def get(self, session_id: uuid.UUID) -> Session | None: ...
+    async def list_active(
+        self,
+        user_id: uuid.UUID,
+        now: datetime,
+        *,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> list[Session]: ...
+    async def touch(self, session_id: uuid.UUID, now: datetime) -> None: ...
+    async def revoke(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
+        """Marks one live session revoked; False when it was already revoked or absent."""
+
+    async def revoke_all(
+        self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
+        """Revokes every live session of the user except ``keep``; returns their ids."""
+
+
+class RefreshTokenRepository(Protocol):
+    async def add(self, token: RefreshToken, digest: str) -> None: ...
+    async def find(self, digests: Sequence[str]) -> RefreshToken | None: ...
+    async def get(self, token_id: uuid.UUID) -> RefreshToken | None: ...
+    async def mark_rotated(self, token_id: uuid.UUID, now: datetime) -> bool:
+        """Atomically claims the right to rotate: True for exactly one caller."""
+
+    async def successor(self, token_id: uuid.UUID) -> tuple[RefreshToken, str] | None:
+        """The token minted from ``token_id`` and its stored digest."""
+
+
+class SigningKeyRepository(Protocol):
+    async def list_published(self) -> list[SigningKeyRecord]: ...
+    async def add(self, record: SigningKeyRecord) -> None: ...
+
+
+class AuditRepository(Protocol):
+    async def record(
+        self,
+        event_type: str,
+        *,
+        now: datetime,
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        ip: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction per use case: repositories flush, ``commit`` ends the work."""
+
+    @property
+    def users(self) -> UserRepository: ...
+    @property
+    def sessions(self) -> SessionRepository: ...
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository: ...
+    @property
+    def signing_keys(self) -> SigningKeyRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    async def commit(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

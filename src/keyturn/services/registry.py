@@ -1,0 +1,27 @@
+"""The set of services the edge calls, built once by the composition root (``keyturn.app``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from keyturn.security.passwords import HashPool
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.auth import AuthService
+from keyturn.services.keys import KeyManager
+from keyturn.services.sessions import SessionService
+from keyturn.services.users import UserService
+
+HealthCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    auth: AuthService
+    users: UserService
+    sessions: SessionService
+    access_tokens: AccessTokenService
+    keys: KeyManager
+    hash_pool: HashPool
+    readiness_checks: Mapping[str, HealthCheck]
+    email_verification_required: bool

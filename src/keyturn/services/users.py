@@ -1,0 +1,101 @@
+"""The signed-in user's own account, and operator commands on accounts."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, User, utcnow
+from keyturn.errors import Conflict, CurrentPasswordIncorrect, NotFound
+from keyturn.security.passwords import HashPool
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.ports import UnitOfWorkFactory
+
+
+class UserService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        hash_pool: HashPool,
+        access_tokens: AccessTokenService,
+        policy: PasswordPolicy,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._hash_pool = hash_pool
+        self._access_tokens = access_tokens
+        self._policy = policy
+
+    async def me(self, principal: Principal) -> User:
+        async with self._uow_factory() as uow:
+            user = await uow.users.get(principal.user_id)
+        if user is None or user.disabled:
+            # The token outlived its account (deleted or disabled in the meantime).
+            raise NotFound("The account no longer exists.")
+        return user
+
+    async def update_me(self, principal: Principal, *, name: str | None) -> User:
+        async with self._uow_factory() as uow:
+            if await uow.users.get(principal.user_id) is None:
+                raise NotFound("The account no longer exists.")
+            await uow.users.update_name(principal.user_id, name, utcnow())
+            await uow.commit()
+        return await self.me(principal)
+
+    async def change_password(
+        self, principal: Principal, current: str, new: str, client: ClientInfo
+    ) -> None:
+        """Changes the password after re-authentication and ends every other session."""
+        user = await self.me(principal)
+        normalized = self._policy.check(new, email=user.email, field="new_password")
+        ok = (
+            self._policy.may_match(current)
+            and (await self._hash_pool.verify(user.password_hash, current)).ok
+        )
+        now = utcnow()
+        if not ok:
+            async with self._uow_factory() as uow:
+                await uow.audit.record(
+                    "password.change_failed", now=now, user_id=user.id, ip=client.ip
+                )
+                await uow.commit()
+            raise CurrentPasswordIncorrect
+        password_hash = await self._hash_pool.hash(normalized)
+        async with self._uow_factory() as uow:
+            await uow.users.set_password_hash(user.id, password_hash, now)
+            ended = await uow.sessions.revoke_all(
+                user.id, now, "password_changed", keep=principal.session_id
+            )
+            await uow.audit.record(
+                "password.changed",
+                now=now,
+                user_id=user.id,
+                session_id=principal.session_id,
+                ip=client.ip,
+                data={"sessions_ended": len(ended)},
+            )
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+
+    async def create_admin(self, email: str, password: str) -> User:
+        """Creates a verified account holding the built-in ``admin`` role (CLI)."""
+        email = normalize_email(email)
+        normalized = self._policy.check(password, email=email)
+        password_hash = await self._hash_pool.hash(normalized)
+        now = utcnow()
+        user = User(
+            id=uuid.uuid4(),
+            email=email,
+            email_verified=True,
+            name=None,
+            password_hash=password_hash,
+            created_at=now,
+        )
+        async with self._uow_factory() as uow:
+            if not await uow.users.add(user):
+                raise Conflict("An account with this email already exists.")
+            await uow.users.grant_role(user.id, ADMIN_ROLE)
+            await uow.audit.record("admin.created", now=now, user_id=user.id)
+            await uow.commit()
+        return dataclasses.replace(user, roles=(ADMIN_ROLE,))

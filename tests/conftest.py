@@ -1,0 +1,154 @@
+"""The one test matrix (DESIGN.md section 8).
+
+Every test that takes ``settings``/``client`` runs on the embedded default (SQLite +
+in-process stores) and, when ``KEYTURN_TEST_DATABASE_URL`` / ``KEYTURN_TEST_REDIS_URL`` are
+set, again on PostgreSQL + Redis. Each run creates and drops its own PostgreSQL database
+and uses its own Redis key prefix (never FLUSHDB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from keyturn.app import create_app
+from keyturn.config import Settings, load_settings
+from keyturn.db.migrate import upgrade
+
+PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
+REDIS_URL = os.environ.get("KEYTURN_TEST_REDIS_URL") or None
+BACKENDS = ["embedded", *(["postgres"] if PG_URL else [])]
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [f"keyturn backends: {', '.join(BACKENDS)}"]
+    if not PG_URL:
+        lines.append(
+            "SKIPPED: PostgreSQL backend (KEYTURN_TEST_DATABASE_URL unset; .ci/run sets it)"
+        )
+    if not REDIS_URL:
+        lines.append("SKIPPED: Redis backend (KEYTURN_TEST_REDIS_URL unset)")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'keyturn.db'}"
+    asyncio.run(upgrade(url))
+    return url
+
+
+async def _admin_sql(statement: str) -> None:
+    assert PG_URL is not None
+    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("KEYTURN_TEST_DATABASE_URL is not set")
+    name = f"keyturn_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin_sql(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        asyncio.run(upgrade(url))
+        yield url
+    finally:
+        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    prefix = f"keyturn-test-{uuid.uuid4().hex}:"
+    yield prefix
+    if REDIS_URL:
+        asyncio.run(_delete_prefix(prefix))
+
+
+async def _delete_prefix(prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL or "")
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
+) -> SettingsFactory:
+    """Settings for this backend: cheap hashing, fixed secret, overrides on top."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "env": "dev",
+            "data_dir": tmp_path,
+            "secret_key": [TEST_SECRET],
+            "argon2_memory_kib": 1024,
+            "argon2_time_cost": 1,
+            "hash_workers": 2,
+            "redis_prefix": redis_prefix,
+        }
+        if backend == "postgres":
+            values["database_url"] = request.getfixturevalue("postgres_url")
+            values["redis_url"] = REDIS_URL
+        else:
+            values["database_url"] = request.getfixturevalue("sqlite_url")
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

@@ -1,0 +1,298 @@
+"""One contract suite for every ``RevocationStore`` (litestar tests/unit/test_stores.py style).
+
+The ``backend`` fixture yields each implementation in turn; the Redis one is skipped
+unless ``KEYTURN_TEST_REDIS_URL`` is set. Tests that only make sense for one backend
+(the cross-replica property, the in-process purge bound) follow the contract.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import anyio
+import pytest
+from redis.exceptions import RedisError
+
+from keyturn.infra.redis_client import create_redis_client
+from keyturn.infra.revocation import (
+    MemoryRevocationStore,
+    RedisRevocationStore,
+    RevocationStore,
+    StoreUnavailable,
+    build_revocation_store,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeClock:
+    """Monotonic clock the memory store reads; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Backend:
+    """A store under test plus the backend-specific way to let a TTL run out."""
+
+    store: RevocationStore
+    let_ttl_pass: Callable[[str, int], Awaitable[None]]
+
+
+def new_sid() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        clock = FakeClock()
+
+        async def advance_clock(sid: str, ttl_seconds: int) -> None:
+            clock.advance(ttl_seconds)
+
+        memory = MemoryRevocationStore(clock=clock)
+        yield Backend(memory, advance_clock)
+        await memory.close()
+        return
+
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    store = RedisRevocationStore.from_url(url, prefix=prefix)
+    raw = create_redis_client(url)
+
+    async def expire_key(sid: str, ttl_seconds: int) -> None:
+        key = store.key(sid)
+        # The TTL Redis holds is the one asked for: no sleeping through it.
+        remaining_ms = await raw.pttl(key)
+        assert 0 < remaining_ms <= ttl_seconds * 1000
+        # Then cut it to 1 ms and poll, bounded, instead of asserting on wall time.
+        await raw.pexpire(key, 1)
+        for _ in range(200):
+            if not await raw.exists(key):
+                return
+            await anyio.sleep(0.01)
+
+    yield Backend(store, expire_key)
+    await store.close()
+    await raw.aclose()
+
+
+# --- the contract ------------------------------------------------------------------
+
+
+async def test_unknown_sid_is_not_revoked(backend: Backend) -> None:
+    assert await backend.store.is_revoked(new_sid()) is False
+
+
+async def test_revoked_sid_is_revoked_and_others_are_not(backend: Backend) -> None:
+    sid, other = new_sid(), new_sid()
+    await backend.store.revoke(sid, 600)
+    assert await backend.store.is_revoked(sid) is True
+    assert await backend.store.is_revoked(other) is False
+
+
+async def test_revoking_twice_is_harmless(backend: Backend) -> None:
+    sid = new_sid()
+    await backend.store.revoke(sid, 600)
+    await backend.store.revoke(sid, 600)
+    assert await backend.store.is_revoked(sid) is True
+
+
+async def test_revocation_ends_when_its_ttl_runs_out(backend: Backend) -> None:
+    sid = new_sid()
+    await backend.store.revoke(sid, 1)
+    assert await backend.store.is_revoked(sid) is True
+    await backend.let_ttl_pass(sid, 1)
+    assert await backend.store.is_revoked(sid) is False
+
+
+@pytest.mark.parametrize("ttl", [0, -5])
+async def test_non_positive_ttl_is_refused(backend: Backend, ttl: int) -> None:
+    sid = new_sid()
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        await backend.store.revoke(sid, ttl)
+    assert await backend.store.is_revoked(sid) is False
+
+
+async def test_ping_answers(backend: Backend) -> None:
+    await backend.store.ping()
+
+
+# --- memory only: single process, bounded lazy purge --------------------------------
+
+
+async def test_memory_entry_lives_exactly_its_ttl() -> None:
+    clock = FakeClock()
+    store = MemoryRevocationStore(clock=clock)
+    sid = new_sid()
+    await store.revoke(sid, 10)
+    clock.advance(9.999)
+    assert await store.is_revoked(sid) is True
+    clock.advance(0.001)
+    assert await store.is_revoked(sid) is False
+
+
+async def test_memory_purge_is_bounded_per_call_and_drains() -> None:
+    clock = FakeClock()
+    store = MemoryRevocationStore(clock=clock)
+    for _ in range(100):
+        await store.revoke(new_sid(), 1)
+    clock.advance(2)
+    await store.is_revoked(new_sid())
+    assert len(store) == 100 - 32  # one call drops one batch, not the whole backlog
+    for _ in range(3):
+        await store.is_revoked(new_sid())
+    assert len(store) == 0
+
+
+async def test_memory_later_revoke_replaces_the_ttl() -> None:
+    clock = FakeClock()
+    store = MemoryRevocationStore(clock=clock)
+    sid = new_sid()
+    await store.revoke(sid, 1)
+    await store.revoke(sid, 60)
+    clock.advance(2)  # the first expiry passes; its stale heap entry must not evict sid
+    assert await store.is_revoked(sid) is True
+    clock.advance(60)
+    assert await store.is_revoked(sid) is False
+
+
+async def test_memory_close_forgets_everything() -> None:
+    store = MemoryRevocationStore()
+    await store.revoke(new_sid(), 60)
+    await store.close()
+    assert len(store) == 0
+
+
+# --- Redis only: shared across replicas ---------------------------------------------
+
+
+@pytest.mark.redis
+async def test_redis_replicas_see_each_others_revocations(
+    redis_url: str, redis_prefix: str
+) -> None:
+    replica_a = RedisRevocationStore.from_url(redis_url, prefix=redis_prefix)
+    replica_b = RedisRevocationStore.from_url(redis_url, prefix=redis_prefix)
+    other_deployment = RedisRevocationStore.from_url(redis_url, prefix=f"{redis_prefix}other:")
+    try:
+        sid_a, sid_b = new_sid(), new_sid()
+        await replica_a.revoke(sid_a, 600)
+        await replica_b.revoke(sid_b, 600)
+        assert await replica_b.is_revoked(sid_a) is True
+        assert await replica_a.is_revoked(sid_b) is True
+        # The prefix is the namespace: another deployment on the same Redis is unaffected.
+        assert await other_deployment.is_revoked(sid_a) is False
+    finally:
+        for store in (replica_a, replica_b, other_deployment):
+            await store.close()
+
+
+@pytest.mark.redis
+async def test_redis_key_layout_and_ttl(redis_url: str, redis_prefix: str) -> None:
+    raw = create_redis_client(redis_url)
+    store = RedisRevocationStore(raw, prefix=redis_prefix)
+    try:
+        sid = new_sid()
+        await store.revoke(sid, 600)
+        key = f"{redis_prefix}revoked:sid:{sid}"
+        assert store.key(sid) == key
+        assert 0 < await raw.ttl(key) <= 600
+    finally:
+        await store.close()
+        # An injected client belongs to the caller: closing the store leaves it usable.
+        assert await raw.ping() is True
+        await raw.aclose()
+
+
+@pytest.mark.redis
+async def test_build_revocation_store_with_url_shares_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = build_revocation_store(redis_url, prefix=redis_prefix)
+    try:
+        assert isinstance(store, RedisRevocationStore)
+        sid = new_sid()
+        await store.revoke(sid, 60)
+        assert await store.is_revoked(sid) is True
+    finally:
+        await store.close()
+
+
+# --- failures: need no running Redis ------------------------------------------------
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A local TCP port where nothing listens (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A local port that accepts connections (kernel backlog) but never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+def assert_unavailable(excinfo: pytest.ExceptionInfo[StoreUnavailable]) -> None:
+    assert isinstance(excinfo.value.__cause__, RedisError | OSError)
+
+
+async def test_unreachable_redis_raises_store_unavailable(dead_port: int) -> None:
+    store = RedisRevocationStore.from_url(
+        f"redis://127.0.0.1:{dead_port}/0", prefix="keyturn-test-dead:"
+    )
+    try:
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await store.is_revoked(new_sid())
+        assert_unavailable(excinfo)
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await store.ping()
+        assert_unavailable(excinfo)
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await store.revoke(new_sid(), 60)
+        assert_unavailable(excinfo)
+    finally:
+        await store.close()
+
+
+async def test_silent_redis_times_out_as_store_unavailable(silent_port: int) -> None:
+    store = RedisRevocationStore.from_url(
+        f"redis://127.0.0.1:{silent_port}/0",
+        prefix="keyturn-test-silent:",
+        socket_timeout=0.05,
+        connect_timeout=0.05,
+    )
+    try:
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await store.is_revoked(new_sid())
+        assert_unavailable(excinfo)
+    finally:
+        await store.close()
+
+
+async def test_build_revocation_store_without_url_is_in_process() -> None:
+    assert isinstance(build_revocation_store(None, prefix="x:"), MemoryRevocationStore)
+    assert isinstance(build_revocation_store("", prefix="x:"), MemoryRevocationStore)
+
+
+async def test_build_revocation_store_with_url_does_not_connect_yet(dead_port: int) -> None:
+    store = build_revocation_store(f"redis://127.0.0.1:{dead_port}/0", prefix="x:")
+    assert isinstance(store, RedisRevocationStore)
+    await store.close()
