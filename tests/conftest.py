@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from keyturn.app import create_app
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
+
+T = TypeVar("T")
 
 PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("KEYTURN_TEST_REDIS_URL") or None
@@ -44,6 +47,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine to completion on its own loop in a worker thread.
+
+    Session fixtures may first be requested from inside an async test (through
+    ``getfixturevalue``), where ``asyncio.run`` in the same thread is not allowed.
+    """
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, coroutine).result()
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
@@ -52,7 +65,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'keyturn.db'}"
-    asyncio.run(upgrade(url))
+    run_blocking(upgrade(url))
     return url
 
 
@@ -71,13 +84,13 @@ def postgres_url() -> Iterator[str]:
     if not PG_URL:
         pytest.skip("KEYTURN_TEST_DATABASE_URL is not set")
     name = f"keyturn_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_sql(f'CREATE DATABASE "{name}"'))
+    run_blocking(_admin_sql(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        asyncio.run(upgrade(url))
+        run_blocking(upgrade(url))
         yield url
     finally:
-        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_blocking(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -85,7 +98,7 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"keyturn-test-{uuid.uuid4().hex}:"
     yield prefix
     if REDIS_URL:
-        asyncio.run(_delete_prefix(prefix))
+        run_blocking(_delete_prefix(prefix))
 
 
 async def _delete_prefix(prefix: str) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
 from keyturn.api import problems
-from keyturn.api.middleware import RequestContextMiddleware
+from keyturn.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from keyturn.api.rest import auth, me, ops
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
@@ -101,7 +101,11 @@ def build_services(
         users=UserService(
             uow_factory=uow_factory, hash_pool=hash_pool, access_tokens=access_tokens, policy=policy
         ),
-        sessions=SessionService(uow_factory=uow_factory, access_tokens=access_tokens),
+        sessions=SessionService(
+            uow_factory=uow_factory,
+            access_tokens=access_tokens,
+            idle_ttl=settings.session_idle_ttl,
+        ),
         access_tokens=access_tokens,
         keys=keys,
         hash_pool=hash_pool,
@@ -146,7 +150,6 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        max_body_size=settings.max_body_bytes,
     )
     problems.install(app)
     app.include_router(auth.router)
@@ -154,6 +157,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     if settings.show_docs:
         app.include_router(ops.docs_router(_swagger_assets()))
+    # Added last = outermost: every answer, the 413 included, gets the id and headers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, https_hsts=True)
     return app
 

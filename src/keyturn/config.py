@@ -51,8 +51,6 @@ class Settings(BaseSettings):
     session_idle_ttl: int = Field(default=604_800, ge=60)
     refresh_reuse_grace: int = Field(default=10, ge=0, le=300)
     require_verified_email: bool | None = None
-    cors_origins: CsvList = Field(default_factory=list)
-    trusted_proxies: CsvList = Field(default_factory=list)
     max_body_bytes: int = Field(default=65536, ge=1024)
     password_min_length: int = Field(default=10, ge=8, le=64)
     password_max_length: int = Field(default=1024, ge=64, le=4096)
@@ -65,7 +63,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     docs_enabled: bool | None = None
 
-    @field_validator("secret_key", "cors_origins", "trusted_proxies", mode="before")
+    @field_validator("secret_key", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

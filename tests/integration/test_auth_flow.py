@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -241,3 +243,42 @@ def _sid(items: list[dict[str, object]], *, current: bool, exclude: str | None) 
         if item["current"] is current and item["id"] != exclude:
             return str(item["id"])
     raise AssertionError("no such session")
+
+
+async def test_patch_changes_only_the_fields_sent(client: httpx.AsyncClient) -> None:
+    email = new_email()
+    await client.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": "Grace"}
+    )
+    tokens = (
+        await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).json()
+    kept = await client.patch("/v1/me", json={}, headers=bearer(tokens["access_token"]))
+    assert kept.status_code == 200
+    assert kept.json()["name"] == "Grace"
+    cleared = await client.patch(
+        "/v1/me", json={"name": None}, headers=bearer(tokens["access_token"])
+    )
+    assert cleared.json()["name"] is None
+
+
+async def test_body_over_the_cap_is_a_problem_whether_declared_or_streamed(
+    client: httpx.AsyncClient,
+) -> None:
+    big = b'{"email": "' + b"a" * 70_000 + b'"}'
+    declared = await client.post(
+        "/v1/auth/login", content=big, headers={"content-type": "application/json"}
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    streamed = await client.post(
+        "/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    for answer in (declared, streamed):
+        assert answer.status_code == 413
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "payload_too_large"
+        assert "x-request-id" in answer.headers

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request id, JSON access log, latency metric, baseline headers.
+"""Pure-ASGI middleware: request id, access log, latency metric, baseline headers, body cap.
 
 Pure ASGI rather than BaseHTTPMiddleware: it adds no task or stream per request (hot path).
 """
@@ -11,8 +11,10 @@ import uuid
 
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyturn.api.problems import problem
 from keyturn.infra.metrics import REQUEST_LATENCY
 
 log = structlog.get_logger("keyturn.access")
@@ -73,6 +75,44 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with a 413 problem, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            # Answered before a byte of the body is read.
+            response = problem(413, "payload_too_large", _TOO_LARGE, self._detail())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPException from body parsing; problems.py renders it.
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _detail(self) -> str:
+        return f"The body must be at most {self.max_bytes} bytes."
+
+
+_TOO_LARGE = "The request body is too large"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -144,6 +144,7 @@ class SqlSessionRepository:
         user_id: uuid.UUID,
         now: datetime,
         *,
+        idle_since: datetime,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
     ) -> list[Session]:
@@ -153,6 +154,7 @@ class SqlSessionRepository:
                 SessionRow.user_id == user_id,
                 SessionRow.revoked_at.is_(None),
                 SessionRow.expires_at > now,
+                SessionRow.last_seen_at > idle_since,
             )
             .order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
             .limit(limit)

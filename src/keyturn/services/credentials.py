@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keyturn.errors import PasswordPolicyError
+from email_validator import EmailNotValidError, validate_email
+
+from keyturn.errors import InvalidInput, PasswordPolicyError
 from keyturn.security.passwords import normalize_password
 
 # A local part shorter than this is too common to forbid inside passwords.
@@ -14,6 +16,17 @@ MIN_LOCAL_PART_FOR_CHECK = 4
 def normalize_email(email: str) -> str:
     """Lower-cases the whole address so one mailbox maps to one account."""
     return email.strip().lower()
+
+
+def parse_email(email: str) -> str:
+    """Validates an address typed outside the HTTP edge (CLI), then normalises it."""
+    try:
+        valid = validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(
+            "The email address is not valid.", errors=[{"field": "email", "message": str(exc)}]
+        ) from exc
+    return normalize_email(valid.normalized)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,9 +36,12 @@ class SessionRepository(Protocol):
         user_id: uuid.UUID,
         now: datetime,
         *,
+        idle_since: datetime,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
-    ) -> list[Session]: ...
+    ) -> list[Session]:
+        """Live sessions (not revoked, not expired, used since ``idle_since``), newest first."""
+
     async def touch(self, session_id: uuid.UUID, now: datetime) -> None: ...
     async def revoke(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
         """Marks one live session revoked; False when it was already revoked or absent."""

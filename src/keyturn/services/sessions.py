@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from keyturn.domain import ClientInfo, Principal, Session, utcnow
 from keyturn.errors import InvalidInput, NotFound
@@ -40,19 +40,25 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 class SessionService:
     def __init__(
-        self, *, uow_factory: UnitOfWorkFactory, access_tokens: AccessTokenService
+        self, *, uow_factory: UnitOfWorkFactory, access_tokens: AccessTokenService, idle_ttl: int
     ) -> None:
         self._uow_factory = uow_factory
         self._access_tokens = access_tokens
+        self._idle_ttl = timedelta(seconds=idle_ttl)
 
     async def list_mine(
         self, principal: Principal, *, limit: int, cursor: str | None
     ) -> SessionPage:
         after = decode_cursor(cursor) if cursor else None
+        now = utcnow()
         async with self._uow_factory() as uow:
             # One extra row tells whether another page exists.
             rows = await uow.sessions.list_active(
-                principal.user_id, utcnow(), limit=limit + 1, after=after
+                principal.user_id,
+                now,
+                idle_since=now - self._idle_ttl,
+                limit=limit + 1,
+                after=after,
             )
         items = rows[:limit]
         more = len(rows) > limit

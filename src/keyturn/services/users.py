@@ -9,7 +9,7 @@ from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, User, utcnow
 from keyturn.errors import Conflict, CurrentPasswordIncorrect, NotFound
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
-from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.credentials import PasswordPolicy, parse_email
 from keyturn.services.ports import UnitOfWorkFactory
 
 
@@ -80,7 +80,7 @@ class UserService:
 
     async def create_admin(self, email: str, password: str) -> User:
         """Creates a verified account holding the built-in ``admin`` role (CLI)."""
-        email = normalize_email(email)
+        email = parse_email(email)
         normalized = self._policy.check(password, email=email)
         password_hash = await self._hash_pool.hash(normalized)
         now = utcnow()

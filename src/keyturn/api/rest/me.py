@@ -33,6 +33,9 @@ async def get_me(principal: MeRead, services: ServicesDep) -> UserOut:
 
 @router.patch("", responses=problems(400, 401, 403, 404, 422), summary="Update profile fields")
 async def patch_me(body: UpdateMeRequest, principal: MeWrite, services: ServicesDep) -> UserOut:
+    # PATCH: only the fields present in the body change (an omitted name is kept).
+    if "name" not in body.model_fields_set:
+        return UserOut.of(await services.users.me(principal))
     return UserOut.of(await services.users.update_me(principal, name=body.name))
 
 

@@ -1,0 +1,399 @@
+"""Forged, tampered and misused Bearer tokens against every protected route.
+
+The routes come from the app's route table (``conftest.protected_routes``): every route
+whose dependency tree holds ``keyturn.api.deps.get_principal``. Each attack targets a real
+victim (the forged claims carry the victim's ``sub`` and ``sid``), sends a body the route
+would accept, and must get ``401 invalid_token`` with a ``WWW-Authenticate: Bearer``
+challenge; afterwards the victim's account is exactly as it was.
+
+ASVS v5.0.0-9.1.1 (signature verified before use), v5.0.0-9.1.2 (algorithm allow-list,
+no ``none``), v5.0.0-9.1.3 (keys from trusted, pre-configured material only),
+v5.0.0-9.2.1 (exp/nbf), v5.0.0-9.2.2 (token type), v5.0.0-9.2.3 (audience),
+v5.0.0-7.4.1 (a terminated session's tokens stop working).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi import FastAPI
+
+from helpers import PASSWORD, bearer, signup_login
+from keyturn.config import Settings
+
+pytestmark = pytest.mark.anyio
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
+SELF_SERVICE_SCOPE = "me:read me:write sessions:read sessions:write"
+
+# Attacker keys, made once: generating RSA per test would only cost time.
+_ATTACKER_EC = ec.generate_private_key(ec.SECP256R1())
+_ATTACKER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+# Marks a claim the attack removes.
+_DROP = object()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _json_b64(value: Any) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _hs256(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    signing_input = f"{_json_b64(header)}.{_json_b64(claims)}"
+    mac = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(mac)}"
+
+
+@dataclass
+class Victim:
+    """A signed-up user with two live sessions and everything needed to forge tokens."""
+
+    app: FastAPI
+    settings: Settings
+    email: str
+    access_token: str
+    other_access_token: str
+    refresh_token: str
+    user_id: str
+    session_id: str
+    jwk: dict[str, Any]
+
+    @property
+    def kid(self) -> str:
+        return str(self.jwk["kid"])
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        """Claims exactly like a real access token of the victim's first session."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            "sub": self.user_id,
+            "aud": self.settings.audience,
+            "exp": now + 600,
+            "iat": now,
+            "nbf": now,
+            "jti": uuid.uuid4().hex,
+            "sid": self.session_id,
+            "client_id": self.settings.audience,
+            "scope": SELF_SERVICE_SCOPE,
+            "roles": ["admin"],
+            "auth_time": now,
+            "amr": ["pwd"],
+        }
+        claims.update(overrides)
+        return {name: value for name, value in claims.items() if value is not _DROP}
+
+    def server_signed(self, *, typ: str = "at+jwt", **overrides: Any) -> str:
+        """A token signed by the server's own active key (what only the server can do)."""
+        signer = self.app.state.services.keys.signer
+        return str(signer.sign(self.claims(**overrides), typ=typ))
+
+    def public_pem(self) -> bytes:
+        key = jwt.algorithms.ECAlgorithm.from_jwk(json.dumps(self.jwk))
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        return key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+@pytest.fixture
+async def victim(app: FastAPI, settings: Settings, client: httpx.AsyncClient) -> Victim:
+    first = await signup_login(client)
+    second = await client.post(
+        "/v1/auth/login", json={"email": first["email"], "password": PASSWORD}
+    )
+    assert second.status_code == 200
+    jwks = await client.get("/.well-known/jwks.json")
+    assert jwks.status_code == 200
+    claims = jwt.decode(first["access_token"], options={"verify_signature": False})
+    header = jwt.get_unverified_header(first["access_token"])
+    (jwk,) = [key for key in jwks.json()["keys"] if key["kid"] == header["kid"]]
+    assert jwk["alg"] == "ES256"  # the forgeries below assume the default algorithm
+    return Victim(
+        app=app,
+        settings=settings,
+        email=first["email"],
+        access_token=first["access_token"],
+        other_access_token=second.json()["access_token"],
+        refresh_token=first["refresh_token"],
+        user_id=claims["sub"],
+        session_id=claims["sid"],
+        jwk=jwk,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The attacks. Each returns the Authorization header value (None: no header at all).
+
+Attack = Callable[[Victim], str | bytes | None]
+
+
+def _forged_es256(victim: Victim, *, kid: str, **headers: Any) -> str:
+    return jwt.encode(
+        victim.claims(),
+        _ATTACKER_EC,
+        algorithm="ES256",
+        headers={"kid": kid, "typ": "at+jwt", **headers},
+    )
+
+
+def _alter_one_payload_char(token: str) -> str:
+    header, payload, signature = token.split(".")
+    middle = len(payload) // 2
+    replacement = "A" if payload[middle] != "A" else "B"
+    return ".".join((header, payload[:middle] + replacement + payload[middle + 1 :], signature))
+
+
+def _splice_payload(victim: Victim) -> str:
+    # A real signature over the real payload, glued to a payload that grants more.
+    header, _payload, signature = victim.access_token.split(".")
+    richer = victim.claims(roles=["admin"], scope=SELF_SERVICE_SCOPE + " admin")
+    return f"Bearer {header}.{_json_b64(richer)}.{signature}"
+
+
+def _alg_none(victim: Victim, alg: str, *, with_kid: bool) -> str:
+    header: dict[str, Any] = {"alg": alg, "typ": "at+jwt"}
+    if with_kid:
+        header["kid"] = victim.kid
+    return f"Bearer {_json_b64(header)}.{_json_b64(victim.claims())}."
+
+
+def _hs256_with(victim: Victim, secret: bytes) -> str:
+    header = {"alg": "HS256", "kid": victim.kid, "typ": "at+jwt"}
+    return f"Bearer {_hs256(header, victim.claims(), secret)}"
+
+
+ATTACKS: dict[str, Attack] = {
+    "no_header": lambda v: None,
+    "bearer_empty": lambda v: "Bearer ",
+    "bearer_only": lambda v: "Bearer",
+    "basic_scheme": lambda v: (
+        "Basic " + base64.b64encode(f"{v.email}:{PASSWORD}".encode()).decode()
+    ),
+    "token_without_scheme": lambda v: v.access_token,
+    "garbage": lambda v: "Bearer garbage",
+    "garbage_three_segments": lambda v: "Bearer a.b.c",
+    "garbage_bad_base64": lambda v: "Bearer !!!.@@@.###",
+    "five_segments_jwe_shape": lambda v: "Bearer " + ".".join([_json_b64({"alg": "dir"})] * 5),
+    "non_ascii_bytes": lambda v: b"Bearer \xc3\xa9\xc3\xa9.\xff\xfe.\x00",
+    "oversize_token": lambda v: "Bearer " + v.access_token + "A" * 20_000,
+    "alg_none": lambda v: _alg_none(v, "none", with_kid=False),
+    "alg_none_with_kid": lambda v: _alg_none(v, "none", with_kid=True),
+    "alg_None_mixed_case": lambda v: _alg_none(v, "None", with_kid=True),
+    "alg_none_with_real_signature": lambda v: (
+        _alg_none(v, "none", with_kid=True) + v.access_token.split(".")[2]
+    ),
+    # Alg confusion (RFC 8725 section 2.1): the public key used as an HMAC secret.
+    "hs256_public_pem": lambda v: _hs256_with(v, v.public_pem()),
+    "hs256_public_pem_stripped": lambda v: _hs256_with(v, v.public_pem().strip()),
+    "hs256_public_jwk_json": lambda v: _hs256_with(v, json.dumps(v.jwk).encode()),
+    "hs256_public_jwk_compact": lambda v: _hs256_with(
+        v, json.dumps(v.jwk, separators=(",", ":"), sort_keys=True).encode()
+    ),
+    "forged_es256_same_kid": lambda v: "Bearer " + _forged_es256(v, kid=v.kid),
+    "forged_rs256_same_kid": lambda v: (
+        "Bearer "
+        + jwt.encode(
+            v.claims(), _ATTACKER_RSA, algorithm="RS256", headers={"kid": v.kid, "typ": "at+jwt"}
+        )
+    ),
+    "unknown_kid": lambda v: "Bearer " + _forged_es256(v, kid="attacker-key-1"),
+    "no_kid": lambda v: (
+        "Bearer "
+        + jwt.encode(v.claims(), _ATTACKER_EC, algorithm="ES256", headers={"typ": "at+jwt"})
+    ),
+    # Key injection through the header (CVE-2018-0114 style): embedded jwk, or a jku URL.
+    "embedded_jwk_header": lambda v: (
+        "Bearer "
+        + _forged_es256(
+            v,
+            kid=v.kid,
+            jwk=json.loads(jwt.algorithms.ECAlgorithm.to_jwk(_ATTACKER_EC.public_key())),
+        )
+    ),
+    "jku_header": lambda v: (
+        "Bearer " + _forged_es256(v, kid=v.kid, jku="https://attacker.example/jwks.json")
+    ),
+    "signature_stripped": lambda v: "Bearer " + v.access_token.rsplit(".", 1)[0] + ".",
+    "payload_one_char_altered": lambda v: "Bearer " + _alter_one_payload_char(v.access_token),
+    "payload_spliced": _splice_payload,
+    "refresh_token_as_bearer": lambda v: "Bearer " + v.refresh_token,
+    # Signed by the server's own key, but not a valid access token for this service.
+    "expired": lambda v: (
+        "Bearer " + v.server_signed(exp=int(time.time()) - 60, iat=int(time.time()) - 660)
+    ),
+    "nbf_in_future": lambda v: (
+        "Bearer " + v.server_signed(nbf=int(time.time()) + 600, exp=int(time.time()) + 1200)
+    ),
+    "iat_in_future": lambda v: "Bearer " + v.server_signed(iat=int(time.time()) + 600),
+    "exp_missing": lambda v: "Bearer " + v.server_signed(exp=_DROP),
+    "exp_not_a_number": lambda v: "Bearer " + v.server_signed(exp="tomorrow"),
+    "exp_infinite": lambda v: "Bearer " + v.server_signed(exp=float("inf")),
+    "iat_missing": lambda v: "Bearer " + v.server_signed(iat=_DROP),
+    "wrong_audience": lambda v: "Bearer " + v.server_signed(aud="another-service"),
+    "wrong_audience_list": lambda v: "Bearer " + v.server_signed(aud=["a", "b"]),
+    "audience_missing": lambda v: "Bearer " + v.server_signed(aud=_DROP),
+    "wrong_issuer": lambda v: "Bearer " + v.server_signed(iss="https://evil.example"),
+    "issuer_as_prefix": lambda v: (
+        "Bearer " + v.server_signed(iss=v.settings.issuer + ".evil.example")
+    ),
+    "issuer_missing": lambda v: "Bearer " + v.server_signed(iss=_DROP),
+    # An ID token (typ JWT) is never an access token (RFC 9068 section 4, RFC 8725 3.11).
+    "typ_jwt_id_token": lambda v: "Bearer " + v.server_signed(typ="JWT"),
+    "typ_refresh": lambda v: "Bearer " + v.server_signed(typ="rt+jwt"),
+    # Well signed, nonsense inside: must be 401, never a 500.
+    "sub_not_uuid": lambda v: "Bearer " + v.server_signed(sub="admin"),
+    "sid_not_uuid": lambda v: "Bearer " + v.server_signed(sid="../../etc/passwd"),
+    "sub_integer": lambda v: "Bearer " + v.server_signed(sub=12345),
+    "sid_null": lambda v: "Bearer " + v.server_signed(sid=None),
+    "sid_missing": lambda v: "Bearer " + v.server_signed(sid=_DROP),
+    "sub_missing": lambda v: "Bearer " + v.server_signed(sub=_DROP),
+    "sub_object": lambda v: "Bearer " + v.server_signed(sub={"id": v.user_id}),
+    "scope_list": lambda v: "Bearer " + v.server_signed(scope=SELF_SERVICE_SCOPE.split()),
+    "roles_string": lambda v: "Bearer " + v.server_signed(roles="admin"),
+}
+
+
+def assert_refused(
+    answer: httpx.Response, code: str, *, context: str, secret: str | None = None
+) -> None:
+    """A 401 problem+json with ``code`` and a Bearer challenge (RFC 6750 section 3)."""
+    assert answer.status_code == 401, f"{context}: {answer.status_code} {answer.text}"
+    assert answer.headers["content-type"].startswith("application/problem+json"), context
+    body = answer.json()
+    assert set(body) == {"type", "title", "status", "detail", "code", "errors"}, context
+    assert body["status"] == 401, context
+    assert body["code"] == code, f"{context}: {body}"
+    challenge = answer.headers.get("www-authenticate", "")
+    assert challenge.startswith("Bearer"), f"{context}: WWW-Authenticate {challenge!r}"
+    if secret and len(secret) > 8:
+        assert secret not in answer.text, f"{context}: the token is echoed back"
+
+
+async def attack_every_route(
+    client: httpx.AsyncClient,
+    routes: list[Any],
+    valid_body: Callable[..., dict[str, Any]],
+    authorization: str | bytes | None,
+    *,
+    code: str,
+    label: str,
+) -> None:
+    assert routes
+    headers: dict[str, str | bytes] = {}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    for target in routes:
+        body = valid_body(target) if target.body_model is not None else None
+        answer = await client.request(target.method, target.path, json=body, headers=headers)
+        secret = authorization.decode("latin-1") if isinstance(authorization, bytes) else None
+        assert_refused(
+            answer,
+            code,
+            context=f"{label} on {target}",
+            secret=(authorization if isinstance(authorization, str) else secret),
+        )
+
+
+async def assert_victim_untouched(client: httpx.AsyncClient, victim: Victim) -> None:
+    """The victim's profile, sessions and password are what they were before the attack."""
+    me = await client.get("/v1/me", headers=bearer(victim.access_token))
+    assert me.status_code == 200, me.text
+    assert me.json()["name"] is None
+    sessions = await client.get("/v1/me/sessions", headers=bearer(victim.access_token))
+    assert len(sessions.json()["items"]) == 2
+    other = await client.get("/v1/me", headers=bearer(victim.other_access_token))
+    assert other.status_code == 200
+    login = await client.post("/v1/auth/login", json={"email": victim.email, "password": PASSWORD})
+    assert login.status_code == 200
+
+
+async def test_protected_routes_are_derived_from_the_route_table(
+    protected_routes: list[Any],
+) -> None:
+    """The attacked list is the app's own, and it holds the obvious members."""
+    pairs = {(t.method, t.template) for t in protected_routes}
+    assert ("GET", "/v1/me") in pairs
+    assert ("POST", "/v1/auth/logout") in pairs
+    assert ("DELETE", "/v1/me/sessions/{session_id}") in pairs
+    assert not {path for _, path in pairs} & {"/v1/auth/login", "/healthz"}
+
+
+async def test_control_forgery_kit_builds_acceptable_tokens(
+    client: httpx.AsyncClient, victim: Victim
+) -> None:
+    """Control: the claims the attacks start from pass when the server signs them.
+
+    So every refusal below is caused by the one property each attack changes.
+    """
+    answer = await client.get("/v1/me", headers=bearer(victim.server_signed()))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["id"] == victim.user_id
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+async def test_bad_token_is_refused_on_every_protected_route(
+    client: httpx.AsyncClient,
+    victim: Victim,
+    protected_routes: list[Any],
+    valid_body: Callable[..., dict[str, Any]],
+    attack: str,
+) -> None:
+    """v5.0.0-9.1.1, v5.0.0-9.1.2, v5.0.0-9.1.3, v5.0.0-9.2.1, v5.0.0-9.2.2, v5.0.0-9.2.3."""
+    authorization = ATTACKS[attack](victim)
+    await attack_every_route(
+        client, protected_routes, valid_body, authorization, code="invalid_token", label=attack
+    )
+    await assert_victim_untouched(client, victim)
+
+
+async def test_logged_out_token_is_revoked_on_every_protected_route(
+    client: httpx.AsyncClient,
+    victim: Victim,
+    protected_routes: list[Any],
+    valid_body: Callable[..., dict[str, Any]],
+) -> None:
+    """v5.0.0-7.4.1: after logout the session's access token is dead everywhere at once."""
+    logout = await client.post("/v1/auth/logout", headers=bearer(victim.access_token))
+    assert logout.status_code == 204
+    await attack_every_route(
+        client,
+        protected_routes,
+        valid_body,
+        f"Bearer {victim.access_token}",
+        code="session_revoked",
+        label="logged out",
+    )
+    # A fresh token of the same, ended session is refused as well (the sid is what counts).
+    await attack_every_route(
+        client,
+        protected_routes,
+        valid_body,
+        f"Bearer {victim.server_signed()}",
+        code="session_revoked",
+        label="re-signed for an ended session",
+    )
+    # The other session was not touched by any of it.
+    other = await client.get("/v1/me", headers=bearer(victim.other_access_token))
+    assert other.status_code == 200
+    sessions = await client.get("/v1/me/sessions", headers=bearer(victim.other_access_token))
+    assert [item["current"] for item in sessions.json()["items"]] == [True]
+    assert (await client.get("/v1/me", headers=bearer(victim.other_access_token))).json()[
+        "name"
+    ] is None
