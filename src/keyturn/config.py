@@ -118,8 +118,6 @@ def validate(settings: Settings) -> None:
         )
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")
-    if settings.password_min_length > settings.password_max_length:
-        problems.append("KEYTURN_PASSWORD_MIN_LENGTH exceeds KEYTURN_PASSWORD_MAX_LENGTH")
     if settings.is_production:
         if not settings.secret_key:
             problems.append("production needs KEYTURN_SECRET_KEY")

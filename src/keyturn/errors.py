@@ -11,6 +11,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │   ├── PasswordPolicyError         password_too_short / password_too_long / ...
     ├── AuthenticationFailed            invalid_credentials (401)
     │   ├── InvalidToken                invalid_token (401)
+    │   │   └── CredentialsMissing      invalid_token (401, challenge without error)
     │   ├── InvalidRefreshToken         invalid_refresh_token (401)
     │   └── SessionRevoked              session_revoked (401)
     ├── EmailNotVerified                email_not_verified (403)
@@ -63,6 +64,12 @@ class AuthenticationFailed(KeyturnError):
 class InvalidToken(AuthenticationFailed):
     code = "invalid_token"
     title = "The access token is missing, malformed, expired or not for this service"
+
+
+class CredentialsMissing(InvalidToken):
+    """No bearer token at all (RFC 6750 section 3.1: the challenge then names no error)."""
+
+    title = "A Bearer access token is required"
 
 
 class InvalidRefreshToken(AuthenticationFailed):

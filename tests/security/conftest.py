@@ -68,6 +68,12 @@ def targets(app: FastAPI) -> list[Target]:
 
 
 @pytest.fixture
+def all_routes(app: FastAPI) -> list[Target]:
+    """Every (method, path) served by a FastAPI route."""
+    return targets(app)
+
+
+@pytest.fixture
 def protected_routes(app: FastAPI) -> list[Target]:
     """Every route whose dependencies (recursively) include the Bearer principal."""
     return [t for t in targets(app) if depends_on(t.dependant, get_principal)]

@@ -30,6 +30,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from helpers import PASSWORD, bearer, signup_login
 from keyturn.config import Settings
@@ -160,6 +163,18 @@ def _alter_one_payload_char(token: str) -> str:
     return ".".join((header, payload[:middle] + replacement + payload[middle + 1 :], signature))
 
 
+def _alter_one_claim_char(token: str) -> str:
+    # One character of the decoded payload: the last hex digit of ``sub``, so the JSON stays
+    # valid and names another (well-formed) user id; only the signature can catch it.
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    text = json.dumps(claims, separators=(",", ":"))
+    sub = claims["sub"]
+    altered = text.replace(sub, sub[:-1] + ("0" if sub[-1] != "0" else "1"))
+    assert sum(a != b for a, b in zip(text, altered, strict=True)) == 1
+    return ".".join((header, _b64(altered.encode()), signature))
+
+
 def _splice_payload(victim: Victim) -> str:
     # A real signature over the real payload, glued to a payload that grants more.
     header, _payload, signature = victim.access_token.split(".")
@@ -232,6 +247,7 @@ ATTACKS: dict[str, Attack] = {
     ),
     "signature_stripped": lambda v: "Bearer " + v.access_token.rsplit(".", 1)[0] + ".",
     "payload_one_char_altered": lambda v: "Bearer " + _alter_one_payload_char(v.access_token),
+    "payload_one_claim_char_altered": lambda v: "Bearer " + _alter_one_claim_char(v.access_token),
     "payload_spliced": _splice_payload,
     "refresh_token_as_bearer": lambda v: "Bearer " + v.refresh_token,
     # Signed by the server's own key, but not a valid access token for this service.
@@ -397,3 +413,37 @@ async def test_logged_out_token_is_revoked_on_every_protected_route(
     assert (await client.get("/v1/me", headers=bearer(victim.other_access_token))).json()[
         "name"
     ] is None
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+_headers = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["ES256", "RS256", "EdDSA", "HS256", "none", "", "ES512"])},
+    optional={"kid": _json_values, "typ": _json_values, "crit": _json_values},
+)
+_fuzzed_tokens = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=300),
+    st.builds(
+        lambda header, claims, signature: f"{_json_b64(header)}.{_json_b64(claims)}.{signature}",
+        _headers,
+        st.dictionaries(
+            st.sampled_from(["iss", "sub", "aud", "exp", "sid", "scope"]), _json_values
+        ),
+        st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+    ),
+)
+
+
+@hypothesis_settings(
+    max_examples=75,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(token=_fuzzed_tokens)
+async def test_fuzzed_tokens_are_always_a_clean_401(client: httpx.AsyncClient, token: str) -> None:
+    """Whatever arrives as a Bearer token, the answer is 401 invalid_token, never a 500."""
+    answer = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert_refused(answer, "invalid_token", context=repr(token))

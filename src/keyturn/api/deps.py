@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from keyturn.domain import ClientInfo, Principal
-from keyturn.errors import InvalidToken, PermissionDenied
+from keyturn.errors import CredentialsMissing, PermissionDenied
 from keyturn.services.registry import Services
 
 _bearer = HTTPBearer(auto_error=False, description="Access token (JWT, RFC 9068)")
@@ -36,7 +36,7 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
-        raise InvalidToken("A Bearer access token is required.")
+        raise CredentialsMissing
     services: Services = request.app.state.services
     return await services.access_tokens.authenticate(credentials.credentials)
 

@@ -89,7 +89,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and not declared.isdigit():
+            response = problem(400, "bad_request", "Bad request", "Invalid Content-Length.")
+            await response(scope, receive, send)
+            return
+        if declared is not None and int(declared) > self.max_bytes:
             # Answered before a byte of the body is read.
             response = problem(413, "payload_too_large", _TOO_LARGE, self._detail())
             await response(scope, receive, send)

@@ -14,7 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from keyturn.errors import InvalidToken, KeyturnError, ServiceUnavailable, SessionRevoked
+from keyturn.errors import (
+    CredentialsMissing,
+    InvalidToken,
+    KeyturnError,
+    ServiceUnavailable,
+    SessionRevoked,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -22,7 +28,8 @@ PROBLEM_TYPE_BASE = "https://keyturn.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 _HTTP_CODES = {
-    400: ("bad_request", "The request is malformed"),
+    # FastAPI raises a bare 400 only when the body cannot be decoded (e.g. invalid UTF-8).
+    400: ("malformed_json", "The body is not valid JSON"),
     401: ("unauthorized", "Authentication is required"),
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
@@ -65,8 +72,12 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     if exc.status == 401:
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
+        # RFC 6750 section 3.1: an error code only when a token was presented and refused.
         token_error = isinstance(exc, InvalidToken | SessionRevoked)
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if token_error else "Bearer"
+        missing = isinstance(exc, CredentialsMissing)
+        headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if token_error and not missing else "Bearer"
+        )
     return problem(exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=headers)
 
 

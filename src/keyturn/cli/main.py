@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -31,6 +32,15 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _ensure_schema(settings: Settings) -> None:
+    """Dev mode migrates by itself; production refuses to run on an old schema."""
+    if not settings.is_production:
+        asyncio.run(upgrade(settings.database_url))
+    elif not asyncio.run(is_current(settings.database_url)):
+        typer.echo("the database schema is behind; run `keyturn migrate` first", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def migrate() -> None:
     """Apply every pending database migration."""
@@ -55,11 +65,11 @@ def serve(
     os.environ.setdefault("KEYTURN_SECRET_KEY", ",".join(settings.secret_key))
     os.environ.setdefault("KEYTURN_DATABASE_URL", settings.database_url)
     configure_logging(settings.log_level)
-    if not settings.is_production:
-        asyncio.run(upgrade(settings.database_url))
-    elif not asyncio.run(is_current(settings.database_url)):
-        typer.echo("the database schema is behind; run `keyturn migrate` first", err=True)
-        raise typer.Exit(1)
+    _ensure_schema(settings)
+    # uvicorn re-raises the SIGTERM/SIGINT it handled once shutdown is done; a no-op
+    # handler turns that into a normal return, so a clean stop exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(
         "keyturn.app:create_app_from_env",
         factory=True,
@@ -97,6 +107,7 @@ def create_admin(
 ) -> None:
     """Create an account holding the built-in admin role (never pass a password as a flag)."""
     settings = _settings()
+    _ensure_schema(settings)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

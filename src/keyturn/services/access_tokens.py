@@ -20,6 +20,7 @@ from keyturn.services.ports import UnitOfWorkFactory
 log = structlog.get_logger(__name__)
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105  (RFC 9068 media type, not a secret)
+UNKNOWN_KEY_RELOAD_SECONDS = 1.0
 
 
 class AccessTokenService:
@@ -71,7 +72,13 @@ class AccessTokenService:
     async def authenticate(self, token: str) -> Principal:
         """Verifies signature and claims, then refuses a revoked session."""
         await self._keys.refresh_if_stale()
-        claims = self._keys.verifier.verify(token, self._policy)
+        try:
+            claims = self._keys.verifier.verify(token, self._policy)
+        except InvalidToken:
+            # Maybe signed with a key another replica created after our last load.
+            if not await self._keys.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):
+                raise
+            claims = self._keys.verifier.verify(token, self._policy)
         try:
             user_id = uuid.UUID(str(claims["sub"]))
             session_id = uuid.UUID(str(claims["sid"]))

@@ -87,6 +87,18 @@ class KeyManager:
             if self._clock() - self._loaded_at >= self._cache_seconds:
                 await self.reload()
 
+    async def reload_if_older_than(self, seconds: float) -> bool:
+        """Reloads when the cache is older than ``seconds``; True when it did.
+
+        Lets a verifier meeting an unknown ``kid`` (a key another replica just created)
+        look again, at most once per ``seconds`` however many bad tokens arrive.
+        """
+        async with self._lock:
+            if self._clock() - self._loaded_at < seconds:
+                return False
+            await self.reload()
+            return True
+
     def _material(self, record: SigningKeyRecord) -> KeyMaterial:
         pem = self._aead.decrypt(record.private_key_encrypted, aad=record.kid.encode())
         return load_key(record.alg, pem)

@@ -1,0 +1,119 @@
+"""Graceful shutdown on SIGTERM: an in-flight request finishes (DESIGN.md section 6).
+
+The request is made slow deterministically, not by timing: its body arrives in two
+parts, and SIGTERM lands (and is seen by the server) between them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from e2e.processes import START_DEADLINE, Server
+from helpers import PASSWORD, new_email
+
+pytestmark = pytest.mark.slow
+
+READ_TIMEOUT = 30.0
+
+
+def _wait_until_refusing(port: int) -> None:
+    """Returns once the listener is closed: the server has begun its shutdown."""
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            probe = socket.create_connection(("127.0.0.1", port), timeout=2)
+        except ConnectionRefusedError:
+            return
+        probe.close()
+        time.sleep(0.02)
+    raise AssertionError("the server kept accepting connections after SIGTERM")
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Reads one HTTP/1.1 answer up to EOF (the server closes after it)."""
+    sock.settimeout(READ_TIMEOUT)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, separator, body = data.partition(b"\r\n\r\n")
+    assert separator, f"incomplete HTTP answer: {data!r}"
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    version, status, _ = status_line.split(" ", 2)
+    assert version == "HTTP/1.1"
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status), headers, body
+
+
+def test_in_flight_request_finishes_after_sigterm(start_server: Callable[..., Server]) -> None:
+    server = start_server()
+    email = new_email()
+    with server.client() as http:
+        signup = http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+        assert signup.status_code == 202, signup.text
+
+    body = json.dumps({"email": email, "password": PASSWORD}).encode()
+    half = len(body) // 2
+    head = (
+        "POST /v1/auth/login HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\n"
+        "Content-Type: application/json\r\n"
+        "X-Request-ID: in-flight-login-0001\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT) as sock:
+        sock.sendall(head + body[:half])
+        # Barrier: once a later request on another connection is answered, the event loop
+        # has read the first connection's headers, so the login is in flight.
+        with httpx.Client(timeout=READ_TIMEOUT) as probe:
+            assert probe.get(f"{server.base_url}/healthz").status_code == 200
+
+        server.signal(signal.SIGTERM)
+        server.wait_for_output('"Shutting down"')
+        _wait_until_refusing(server.port)
+        assert server.process.poll() is None, "the server exited with a request in flight"
+
+        sock.sendall(body[half:])
+        status, headers, payload = _read_response(sock)
+
+    assert status == 200, payload
+    assert int(headers["content-length"]) == len(payload)
+    assert headers["connection"] == "close"
+    assert headers["x-request-id"] == "in-flight-login-0001"
+    answer = json.loads(payload)
+    assert answer["user"]["email"] == email
+    assert answer["token_type"] == "Bearer"
+    assert answer["access_token"]
+    assert answer["refresh_token"]
+
+    server.assert_stopped_cleanly()
+    events = [json.loads(line) for line in server.stdout().splitlines() if line.strip()]
+    names = [event["event"] for event in events]
+    login = next(
+        index
+        for index, event in enumerate(events)
+        if event.get("request_id") == "in-flight-login-0001"
+    )
+    assert events[login]["status"] == 200
+    assert names.index("Shutting down") < login < names.index("Application shutdown complete.")
+
+
+def test_idle_server_stops_cleanly_on_sigterm(start_server: Callable[..., Server]) -> None:
+    server = start_server()
+    with server.client() as http:  # an idle keep-alive connection must not hold the stop
+        assert http.get("/healthz").status_code == 200
+        server.assert_stopped_cleanly()
+
+
+def test_sigterm_exit_status_is_zero(start_server: Callable[..., Server]) -> None:
+    server = start_server()
+    assert server.stop() == 0, server.output()
