@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from helpers import TEST_SECRET
 from keyturn.app import create_app
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
@@ -33,7 +34,6 @@ T = TypeVar("T")
 PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("KEYTURN_TEST_REDIS_URL") or None
 BACKENDS = ["embedded", *(["postgres"] if PG_URL else [])]
-TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 
 PASSWORD = "correct horse battery staple"
+# Every process on the shared test database seals signing keys under this one key.
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 
 
 def new_email() -> str:

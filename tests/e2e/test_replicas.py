@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from e2e.processes import LOW_ARGON2, Server
-from helpers import PASSWORD, bearer, new_email
+from helpers import PASSWORD, TEST_SECRET, bearer, new_email
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,8 +28,6 @@ pytestmark = [
     ),
 ]
 
-SHARED_SECRET = "e2e-replica-secret-key-0123456789-abcdefgh"
-
 
 @pytest.fixture
 def replicas(
@@ -39,7 +37,7 @@ def replicas(
         "KEYTURN_DATABASE_URL": postgres_url,
         "KEYTURN_REDIS_URL": os.environ["KEYTURN_TEST_REDIS_URL"],
         "KEYTURN_REDIS_PREFIX": redis_prefix,
-        "KEYTURN_SECRET_KEY": SHARED_SECRET,
+        "KEYTURN_SECRET_KEY": TEST_SECRET,
         **LOW_ARGON2,
     }
     first = start_server(env, data_dir=tmp_path / "a", name="a")
