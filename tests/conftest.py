@@ -28,6 +28,7 @@ from helpers import TEST_SECRET
 from keyturn.app import create_app
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
+from smtp_server import SmtpServer
 
 T = TypeVar("T")
 
@@ -113,6 +114,17 @@ async def _delete_prefix(prefix: str) -> None:
         await client.aclose()
 
 
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[SmtpServer]:
+    """One real SMTP server (aiosmtpd) for the run; tests tell mails apart by recipient."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -123,7 +135,11 @@ SettingsFactory = Callable[..., Settings]
 
 @pytest.fixture
 def make_settings(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    redis_prefix: str,
+    smtp: SmtpServer,
 ) -> SettingsFactory:
     """Settings for this backend: cheap hashing, fixed secret, overrides on top."""
 
@@ -136,6 +152,8 @@ def make_settings(
             "argon2_time_cost": 1,
             "hash_workers": 2,
             "redis_prefix": redis_prefix,
+            "smtp_url": smtp.url,
+            "outbox_poll_seconds": 0.05,
         }
         if backend == "postgres":
             values["database_url"] = request.getfixturevalue("postgres_url")

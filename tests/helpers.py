@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
+
+from keyturn.app import create_app
+from keyturn.config import Settings
+from smtp_server import SmtpServer
 
 PASSWORD = "correct horse battery staple"
 # Every process on the shared test database seals signing keys under this one key.
@@ -32,3 +41,29 @@ async def signup_login(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def mails_to(
+    smtp: SmtpServer, address: str, *, count: int = 1, within: float = 10.0
+) -> list[EmailMessage]:
+    """Waits (without blocking the loop the in-process outbox worker runs on) for mail."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        found = [message for message in smtp.messages if message["To"] == address]
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    assert len(found) >= count, (
+        f"expected {count} mail(s) to {address}, got {[m['Subject'] for m in found]}"
+    )
+    return found
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app for ``settings`` behind an httpx client, lifespan and all."""
+    application = create_app(settings)
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http

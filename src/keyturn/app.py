@@ -6,9 +6,12 @@ process and closes them on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import structlog
 from fastapi import FastAPI
@@ -18,20 +21,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyturn import __version__
 from keyturn.api import problems
 from keyturn.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from keyturn.api.rest import auth, me, ops
+from keyturn.api.rest import account, auth, me, ops
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.infra.logging import configure_logging
-from keyturn.infra.metrics import HASH_POOL_CAPACITY, HASH_POOL_IN_FLIGHT
+from keyturn.infra.mail import Mailer, build_mailer
+from keyturn.infra.metrics import HASH_POOL_CAPACITY, HASH_POOL_IN_FLIGHT, RATE_LIMIT_FALLBACKS
+from keyturn.infra.rate_limit import RateLimiter, build_rate_limiter
 from keyturn.infra.revocation import RevocationStore, build_revocation_store
+from keyturn.infra.templates import MailTemplates
 from keyturn.security.aead import Aead
-from keyturn.security.digests import KeyRing
+from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
 from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.account import AccountService, TokenLifetimes
+from keyturn.services.account_mail import AccountMail, LinkTemplates
 from keyturn.services.auth import AuthService
 from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.keys import KeyManager
+from keyturn.services.one_time_tokens import OneTimeTokens
+from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
 from keyturn.services.sessions import SessionService
@@ -51,25 +61,71 @@ def _swagger_assets() -> Path:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
-def build_services(
-    settings: Settings, engine: AsyncEngine, revocations: RevocationStore, hash_pool: HashPool
-) -> Services:
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """The outside world one process talks to; built in the lifespan, closed on exit."""
+
+    engine: AsyncEngine
+    revocations: RevocationStore
+    limiter: RateLimiter
+    mailer: Mailer
+    hash_pool: HashPool
+
+    async def close(self) -> None:
+        self.hash_pool.close()
+        await self.mailer.close()
+        await self.limiter.close()
+        await self.revocations.close()
+        await self.engine.dispose()
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    return Adapters(
+        engine=create_engine(settings.database_url),
+        revocations=build_revocation_store(settings.redis_url, prefix=settings.redis_prefix),
+        limiter=build_rate_limiter(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            on_fallback=lambda operation: RATE_LIMIT_FALLBACKS.labels(operation).inc(),
+        ),
+        mailer=build_mailer(
+            settings.smtp_url, sender=settings.mail_from, timeout=settings.smtp_timeout
+        ),
+        hash_pool=build_hash_pool(settings),
+    )
+
+
+def _links(settings: Settings) -> LinkTemplates:
+    def fill(template: str) -> str:
+        return template.replace("{issuer}", settings.issuer)
+
+    return LinkTemplates(
+        verify_email=fill(settings.link_verify_email),
+        reset_password=fill(settings.link_reset_password),
+        confirm_email=fill(settings.link_confirm_email),
+        login=f"{settings.issuer}/ui/login",
+        forgot_password=f"{settings.issuer}/ui/forgot",
+    )
+
+
+def build_services(settings: Settings, adapters: Adapters) -> Services:
     """Wires every service from the settings (also used by the CLI)."""
-    sessions = session_factory(engine)
+    sessions = session_factory(adapters.engine)
 
     def uow_factory() -> UnitOfWork:
         return SqlUnitOfWork(sessions)
 
     ring = KeyRing.from_strings(settings.secret_key)
+    aead = Aead(ring)
     keys = KeyManager(
         uow_factory=uow_factory,
-        aead=Aead(ring),
+        aead=aead,
         alg=settings.signing_alg,
         cache_seconds=settings.key_cache_seconds,
     )
     access_tokens = AccessTokenService(
         keys=keys,
-        revocations=revocations,
+        revocations=adapters.revocations,
         uow_factory=uow_factory,
         issuer=settings.issuer,
         audience=settings.audience,
@@ -78,14 +134,33 @@ def build_services(
     policy = PasswordPolicy(
         min_length=settings.password_min_length, max_length=settings.password_max_length
     )
+    outbox = MailOutbox(
+        templates=MailTemplates(
+            brand_name=settings.brand_name,
+            public_url=settings.issuer,
+            brand_color=settings.brand_color,
+            logo_url=settings.brand_logo_url,
+        ),
+        aead=aead,
+        message_id_domain=urlsplit(settings.issuer).hostname or "localhost",
+    )
+    mail = AccountMail(
+        outbox=outbox,
+        links=_links(settings),
+        limiter=adapters.limiter,
+        address_digester=Digester(ring, "mail-address"),
+        per_address_per_hour=settings.limit_mails_per_address_per_hour,
+    )
+    tokens = OneTimeTokens(key_ring=ring)
+    hash_pool = adapters.hash_pool
 
     async def database_ready() -> None:
-        async with engine.connect() as connection:
+        async with adapters.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     checks = {"database": database_ready}
     if settings.redis_url:
-        checks["redis"] = revocations.ping
+        checks["redis"] = adapters.revocations.ping
     return Services(
         auth=AuthService(
             uow_factory=uow_factory,
@@ -97,18 +172,40 @@ def build_services(
             idle_ttl=settings.session_idle_ttl,
             reuse_grace=settings.refresh_reuse_grace,
             require_verified_email=settings.email_verification_required,
+            tokens=tokens,
+            mail=mail,
+            verify_ttl=settings.verify_email_ttl,
         ),
         users=UserService(
-            uow_factory=uow_factory, hash_pool=hash_pool, access_tokens=access_tokens, policy=policy
+            uow_factory=uow_factory,
+            hash_pool=hash_pool,
+            access_tokens=access_tokens,
+            policy=policy,
+            mail=mail,
         ),
         sessions=SessionService(
             uow_factory=uow_factory,
             access_tokens=access_tokens,
             idle_ttl=settings.session_idle_ttl,
         ),
+        account=AccountService(
+            uow_factory=uow_factory,
+            hash_pool=hash_pool,
+            access_tokens=access_tokens,
+            tokens=tokens,
+            mail=mail,
+            policy=policy,
+            lifetimes=TokenLifetimes(
+                verify_email=settings.verify_email_ttl,
+                reset_password=settings.reset_password_ttl,
+                email_change=settings.email_change_ttl,
+            ),
+        ),
         access_tokens=access_tokens,
         keys=keys,
         hash_pool=hash_pool,
+        outbox=outbox,
+        outbox_worker=OutboxWorker(uow_factory=uow_factory, mailer=adapters.mailer, aead=aead),
         readiness_checks=checks,
         email_verification_required=settings.email_verification_required,
     )
@@ -126,21 +223,30 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        revocations = build_revocation_store(settings.redis_url, prefix=settings.redis_prefix)
-        hash_pool = build_hash_pool(settings)
-        HASH_POOL_CAPACITY.set(hash_pool.capacity)
-        HASH_POOL_IN_FLIGHT.set_function(lambda: hash_pool.in_flight)
+        adapters = build_adapters(settings)
+        HASH_POOL_CAPACITY.set(adapters.hash_pool.capacity)
+        HASH_POOL_IN_FLIGHT.set_function(lambda: adapters.hash_pool.in_flight)
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
         try:
-            services = build_services(settings, engine, revocations, hash_pool)
+            services = build_services(settings, adapters)
             await services.keys.start()
             app.state.services = services
+            if settings.outbox_worker == "inline":
+                worker = asyncio.create_task(
+                    services.outbox_worker.run(
+                        services.outbox, poll_seconds=settings.outbox_poll_seconds, stop=stop
+                    )
+                )
             log.info("started", env=settings.env, version=__version__)
             yield
         finally:
-            hash_pool.close()
-            await revocations.close()
-            await engine.dispose()
+            stop.set()
+            if worker is not None:
+                services.outbox.wake()
+                # A send in progress finishes; what is left stays queued for the next start.
+                await worker
+            await adapters.close()
             log.info("stopped")
 
     app = FastAPI(
@@ -153,6 +259,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     problems.install(app)
     app.include_router(auth.router)
+    app.include_router(account.router)
     app.include_router(me.router)
     app.include_router(ops.router)
     if settings.show_docs:

@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     key_cache_seconds: int = Field(default=30, ge=1)
     log_level: str = "info"
     docs_enabled: bool | None = None
+    smtp_url: str | None = None
+    mail_from: str = "Keyturn <no-reply@localhost>"
+    smtp_timeout: float = Field(default=10.0, gt=0, le=120)
+    outbox_worker: Literal["inline", "off"] = "inline"
+    outbox_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
+    limit_mails_per_address_per_hour: int = Field(default=5, ge=1)
+    verify_email_ttl: int = Field(default=86_400, ge=60)
+    reset_password_ttl: int = Field(default=1_800, ge=60)
+    email_change_ttl: int = Field(default=86_400, ge=60)
+    # Mail links; {token} is replaced. Point them at your app's pages, or keep the hosted ones.
+    link_verify_email: str = "{issuer}/ui/verify?token={token}"
+    link_reset_password: str = "{issuer}/ui/reset?token={token}"  # noqa: S105  (a URL template)
+    link_confirm_email: str = "{issuer}/ui/email/confirm?token={token}"
+    brand_name: str = Field(default="Keyturn", min_length=1, max_length=100)
+    brand_logo_url: str | None = None
+    brand_color: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -128,6 +144,8 @@ def validate(settings: Settings) -> None:
             or settings.argon2_time_cost < OWASP_ARGON2_TIME_COST
         ):
             problems.append("production refuses argon2 parameters below OWASP (m=19456, t=2)")
+        if not settings.smtp_url:
+            problems.append("production needs KEYTURN_SMTP_URL (the console mailer is for dev)")
         if settings.database_url.startswith("sqlite") and settings.workers > 1:
             problems.append("production with several workers needs PostgreSQL")
     if problems:

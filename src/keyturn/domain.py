@@ -60,6 +60,43 @@ class SigningKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OneTimeToken:
+    """A single-use token's record (the token itself is never stored)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    purpose: str
+    binding: str | None
+    data: dict[str, str]
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A queued mail as the worker sees it (payload still encrypted)."""
+
+    id: uuid.UUID
+    message_id: str
+    kind: str
+    payload: bytes
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    occurred_at: datetime
+    type: str
+    user_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    ip: str | None
+    data: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling, as proven by a verified access token."""
 

@@ -19,6 +19,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── PermissionDenied                permission_denied (403)
     ├── NotFound                        not_found (404)
     ├── Conflict                        conflict (409)
+    ├── RateLimited                     rate_limited (429, Retry-After, RateLimit-*)
     └── ServiceUnavailable              service_unavailable (503, Retry-After)
         └── HashQueueFull               hash_queue_full
 """
@@ -53,6 +54,38 @@ class PasswordPolicyError(InvalidInput):
     def __init__(self, code: str, detail: str, *, field: str = "password"):
         super().__init__(detail, errors=[{"field": field, "message": detail}])
         self.code = code
+
+
+class OneTimeTokenError(InvalidInput):
+    """A verify / reset / email-change token was refused; ``code`` says why."""
+
+    status = 400
+    title = "The token cannot be used"
+
+
+class TokenMalformed(OneTimeTokenError):
+    code = "token_malformed"
+    title = "The token is not well-formed"
+
+
+class TokenInvalid(OneTimeTokenError):
+    code = "token_invalid"
+    title = "The token is unknown or no longer valid"
+
+
+class TokenExpired(OneTimeTokenError):
+    code = "token_expired"
+    title = "The token has expired"
+
+
+class TokenUsed(OneTimeTokenError):
+    code = "token_used"
+    title = "The token was already used"
+
+
+class TokenWrongPurpose(OneTimeTokenError):
+    code = "token_wrong_purpose"
+    title = "The token was issued for something else"
 
 
 class AuthenticationFailed(KeyturnError):
@@ -104,6 +137,22 @@ class Conflict(KeyturnError):
     code = "conflict"
     status = 409
     title = "Conflict"
+
+
+class RateLimited(KeyturnError):
+    """Too many requests for this key (address, account+IP, IP); retry later."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after: int, limit: int, reset_after: int
+    ):
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.limit = limit
+        self.reset_after = reset_after
 
 
 class ServiceUnavailable(KeyturnError):

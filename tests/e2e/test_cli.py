@@ -218,6 +218,7 @@ PRODUCTION_OK = {
     "KEYTURN_ENV": "production",
     "KEYTURN_SECRET_KEY": GOOD_SECRET,
     "KEYTURN_ISSUER": "https://auth.example.com",
+    "KEYTURN_SMTP_URL": "smtp://127.0.0.1:1",
 }
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from helpers import bearer, signup_login
-from keyturn.app import create_app
+from helpers import bearer, running_app, signup_login
 from keyturn.config import Settings
 
 pytestmark = pytest.mark.anyio
@@ -28,25 +25,22 @@ async def test_revocation_falls_back_to_the_database(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(redis_url=dead_redis_url())
-    application = create_app(settings)
-    async with LifespanManager(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            tokens = await signup_login(client)
-            me = await client.get("/v1/me", headers=bearer(tokens["access_token"]))
-            assert me.status_code == 200
+    async with running_app(settings) as client:
+        tokens = await signup_login(client)
+        me = await client.get("/v1/me", headers=bearer(tokens["access_token"]))
+        assert me.status_code == 200
 
-            ready = await client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"] == {"database": "ok", "redis": "unavailable"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"database": "ok", "redis": "unavailable"}
 
-            assert (
-                await client.post("/v1/auth/logout", headers=bearer(tokens["access_token"]))
-            ).status_code == 204
-            after = await client.get("/v1/me", headers=bearer(tokens["access_token"]))
-            assert after.status_code == 401
-            assert after.json()["code"] == "session_revoked"
+        assert (
+            await client.post("/v1/auth/logout", headers=bearer(tokens["access_token"]))
+        ).status_code == 204
+        after = await client.get("/v1/me", headers=bearer(tokens["access_token"]))
+        assert after.status_code == 401
+        assert after.json()["code"] == "session_revoked"
 
-            metrics = (await client.get("/metrics")).text
-            assert 'keyturn_revocation_store_errors_total{operation="revoke"}' in metrics
-            assert 'keyturn_revocation_store_errors_total{operation="is_revoked"}' in metrics
+        metrics = (await client.get("/metrics")).text
+        assert 'keyturn_revocation_store_errors_total{operation="revoke"}' in metrics
+        assert 'keyturn_revocation_store_errors_total{operation="is_revoked"}' in metrics

@@ -14,12 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import time_machine
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from helpers import PASSWORD, bearer, signup_login
-from keyturn.app import create_app
+from helpers import PASSWORD, bearer, running_app, signup_login
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine
 from keyturn.db.models import AuditEventRow, RefreshTokenRow, SessionRow
@@ -98,7 +96,7 @@ async def test_predecessor_after_the_window_revokes_the_family(
 
 async def test_grace_zero_turns_the_retry_off(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(refresh_reuse_grace=0)
-    async with _client(settings) as client:
+    async with running_app(settings) as client:
         tokens = await signup_login(client)
         first = (await refresh(client, tokens["refresh_token"])).json()
         retry = await refresh(client, tokens["refresh_token"])
@@ -109,7 +107,7 @@ async def test_grace_zero_turns_the_retry_off(make_settings: Callable[..., Setti
 async def test_absolute_lifetime_is_never_extended(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(refresh_token_ttl=3600, session_idle_ttl=3000)
     start = datetime.now(UTC)
-    async with _client(settings) as client:
+    async with running_app(settings) as client:
         with time_machine.travel(start, tick=False) as traveller:
             tokens = await signup_login(client)
             traveller.shift(timedelta(seconds=2900))
@@ -124,7 +122,7 @@ async def test_absolute_lifetime_is_never_extended(make_settings: Callable[..., 
 async def test_idle_timeout_ends_the_session(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(session_idle_ttl=600)
     start = datetime.now(UTC)
-    async with _client(settings) as client:
+    async with running_app(settings) as client:
         with time_machine.travel(start, tick=False) as traveller:
             tokens = await signup_login(client)
             traveller.shift(timedelta(seconds=599))
@@ -194,19 +192,10 @@ async def _assert_family_dead(
     assert audited == 1
 
 
-@asynccontextmanager
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings)
-    async with LifespanManager(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
-
-
 async def test_idle_sessions_are_not_listed(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(session_idle_ttl=600)
     start = datetime.now(UTC)
-    async with _client(settings) as client:
+    async with running_app(settings) as client:
         with time_machine.travel(start, tick=False) as traveller:
             tokens = await signup_login(client)
             traveller.shift(timedelta(seconds=500))

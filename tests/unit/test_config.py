@@ -38,6 +38,7 @@ def production(tmp_path: Path, **overrides: Any) -> Settings:
         "secret_key": [GOOD_KEY],
         "issuer": "https://id.example.com",
         "database_url": "postgresql+asyncpg://keyturn@db.example.com/keyturn",
+        "smtp_url": "smtps://mailer:secret@smtp.example.com",
     }
     values.update(overrides)
     return load_settings(**values)
@@ -244,6 +245,7 @@ def test_good_production_settings_pass(tmp_path: Path) -> None:
             },
             "PostgreSQL",
         ),
+        ({"smtp_url": None}, "KEYTURN_SMTP_URL"),
     ],
     ids=lambda value: str(value)[:40],
 )

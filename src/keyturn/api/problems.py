@@ -18,6 +18,7 @@ from keyturn.errors import (
     CredentialsMissing,
     InvalidToken,
     KeyturnError,
+    RateLimited,
     ServiceUnavailable,
     SessionRevoked,
 )
@@ -30,12 +31,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _HTTP_CODES = {
     # FastAPI raises a bare 400 only when the body cannot be decoded (e.g. invalid UTF-8).
     400: ("malformed_json", "The body is not valid JSON"),
-    401: ("unauthorized", "Authentication is required"),
     404: ("not_found", "Not found"),
     405: ("method_not_allowed", "Method not allowed"),
-    406: ("not_acceptable", "Not acceptable"),
     413: ("payload_too_large", "The request body is too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
 }
 
 
@@ -70,6 +68,12 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, RateLimited):
+        # RFC 6585 section 4 and draft-ietf-httpapi-ratelimit-headers.
+        headers["Retry-After"] = str(exc.retry_after)
+        headers["RateLimit-Limit"] = str(exc.limit)
+        headers["RateLimit-Remaining"] = "0"
+        headers["RateLimit-Reset"] = str(exc.reset_after)
     if exc.status == 401:
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
         # RFC 6750 section 3.1: an error code only when a token was presented and refused.

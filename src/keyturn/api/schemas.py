@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -42,6 +42,43 @@ class UpdateMeRequest(Request):
 class ChangePasswordRequest(Request):
     current_password: Password
     new_password: Password
+
+
+OneTimeTokenValue = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class TokenRequest(Request):
+    token: OneTimeTokenValue
+
+
+class EmailRequest(Request):
+    email: EmailStr
+
+
+class ResetPasswordRequest(Request):
+    token: OneTimeTokenValue
+    password: Password
+
+
+class EmailChangeRequest(Request):
+    password: Password
+    new_email: EmailStr
+
+
+class PasswordConfirmation(Request):
+    password: Password
+
+
+class Accepted(BaseModel):
+    """The request was taken; the answer is the same whatever the address (no enumeration)."""
+
+    status: Literal["accepted"] = "accepted"
+
+
+class AccountExport(BaseModel):
+    user: dict[str, Any]
+    sessions: list[dict[str, Any]]
+    audit_events: list[dict[str, Any]]
 
 
 class SignupAccepted(BaseModel):

@@ -6,22 +6,24 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
-from keyturn.app import build_hash_pool, build_services
+from keyturn.app import build_adapters, build_services
 from keyturn.config import ConfigError, Settings, load_settings
-from keyturn.db.engine import create_engine
+from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.migrate import is_current, upgrade
+from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import KeyturnError
 from keyturn.infra.logging import configure_logging
-from keyturn.infra.revocation import MemoryRevocationStore
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keyturn identity service.")
 users_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
+outbox_app = typer.Typer(no_args_is_help=True, help="Inspect the email outbox.")
 app.add_typer(users_app, name="users")
+app.add_typer(outbox_app, name="outbox")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -87,15 +89,12 @@ def serve(
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> str:
-    engine = create_engine(settings.database_url)
-    hash_pool = build_hash_pool(settings)
+    adapters = build_adapters(settings)
     try:
-        services = build_services(settings, engine, MemoryRevocationStore(), hash_pool)
-        user = await services.users.create_admin(email, password)
+        user = await build_services(settings, adapters).users.create_admin(email, password)
         return str(user.id)
     finally:
-        hash_pool.close()
-        await engine.dispose()
+        await adapters.close()
 
 
 @users_app.command("create-admin")
@@ -118,6 +117,58 @@ def create_admin(
         typer.echo(f"error ({exc.code}): {exc.detail}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"admin created: {user_id}")
+
+
+@app.command()
+def worker(
+    poll_seconds: Annotated[
+        float | None, typer.Option(help="Seconds between polls (KEYTURN_OUTBOX_POLL_SECONDS)")
+    ] = None,
+) -> None:
+    """Deliver queued mail until SIGTERM (run with KEYTURN_OUTBOX_WORKER=off on the API)."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    _ensure_schema(settings)
+    asyncio.run(_work(settings, poll_seconds or settings.outbox_poll_seconds))
+
+
+async def _work(settings: Settings, poll_seconds: float) -> None:
+    adapters = build_adapters(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        services = build_services(settings, adapters)
+        typer.echo(f"outbox worker {services.outbox_worker.owner} started", err=True)
+        await services.outbox_worker.run(services.outbox, poll_seconds=poll_seconds, stop=stop)
+    finally:
+        await adapters.close()
+
+
+@outbox_app.command("status")
+def outbox_status(
+    limit: Annotated[int, typer.Option(help="Dead letters to list")] = 50,
+) -> None:
+    """Count queued, sent and dead mails and list the dead letters."""
+    settings = _settings()
+    counts, dead = asyncio.run(_outbox_status(settings, limit))
+    for status in ("pending", "sending", "sent", "dead"):
+        typer.echo(f"{status:8} {counts.get(status, 0)}")
+    for entry in dead:
+        typer.echo(
+            f"dead {entry.message_id} kind={entry.kind} attempts={entry.attempts} "
+            f"created_at={entry.created_at.isoformat()}"
+        )
+
+
+async def _outbox_status(settings: Settings, limit: int) -> tuple[dict[str, int], list[Any]]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with SqlUnitOfWork(session_factory(engine)) as uow:
+            return await uow.outbox.counts(), await uow.outbox.list_by_status("dead", limit=limit)
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import (
     AuditEventRow,
+    OneTimeTokenRow,
+    OutboxMessageRow,
     RefreshTokenRow,
     RoleRow,
     SessionRow,
@@ -20,7 +22,15 @@ from keyturn.db.models import (
     UserRoleRow,
     UserRow,
 )
-from keyturn.domain import RefreshToken, Session, SigningKeyRecord, User
+from keyturn.domain import (
+    AuditEvent,
+    OneTimeToken,
+    OutboxEntry,
+    RefreshToken,
+    Session,
+    SigningKeyRecord,
+    User,
+)
 
 
 class SqlUserRepository:
@@ -89,6 +99,27 @@ class SqlUserRepository:
             .where(UserRow.id == user_id)
             .values(password_hash=password_hash, updated_at=now)
         )
+
+    async def mark_email_verified(self, user_id: uuid.UUID, now: datetime) -> None:
+        await self._db.execute(
+            update(UserRow).where(UserRow.id == user_id).values(email_verified=True, updated_at=now)
+        )
+
+    async def change_email(self, user_id: uuid.UUID, email: str, now: datetime) -> bool:
+        # A savepoint: the unique index decides a race for the same new address.
+        try:
+            async with self._db.begin_nested():
+                await self._db.execute(
+                    update(UserRow)
+                    .where(UserRow.id == user_id)
+                    .values(email=email, email_verified=True, updated_at=now)
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def delete(self, user_id: uuid.UUID) -> None:
+        await self._db.execute(delete(UserRow).where(UserRow.id == user_id))
 
     async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None:
         role_id = await self._db.scalar(select(RoleRow.id).where(RoleRow.name == role_name))
@@ -323,7 +354,190 @@ class SqlAuditRepository:
         )
         await self._db.flush()
 
+    async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
+        rows = await self._db.scalars(
+            select(AuditEventRow)
+            .where(AuditEventRow.user_id == user_id)
+            .order_by(AuditEventRow.id.desc())
+            .limit(limit)
+        )
+        return [
+            AuditEvent(
+                id=row.id,
+                occurred_at=row.occurred_at,
+                type=row.type,
+                user_id=row.user_id,
+                session_id=row.session_id,
+                ip=row.ip,
+                data=dict(row.data),
+            )
+            for row in rows
+        ]
 
-async def user_exists(db: AsyncSession, email: str) -> bool:
-    """Cheap existence probe used by the CLI."""
-    return bool(await db.scalar(select(exists().where(UserRow.email == email))))
+
+class SqlOneTimeTokenRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def add(self, token: OneTimeToken, digest: str) -> None:
+        self._db.add(
+            OneTimeTokenRow(
+                id=token.id,
+                user_id=token.user_id,
+                purpose=token.purpose,
+                digest=digest,
+                binding=token.binding,
+                data=dict(token.data),
+                created_at=token.created_at,
+                expires_at=token.expires_at,
+                used_at=token.used_at,
+            )
+        )
+        await self._db.flush()
+
+    async def find(self, digests: Sequence[str]) -> OneTimeToken | None:
+        row = await self._db.scalar(
+            select(OneTimeTokenRow).where(OneTimeTokenRow.digest.in_(list(digests))).limit(1)
+        )
+        if row is None:
+            return None
+        return OneTimeToken(
+            id=row.id,
+            user_id=row.user_id,
+            purpose=row.purpose,
+            binding=row.binding,
+            data={str(key): str(value) for key, value in row.data.items()},
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            used_at=row.used_at,
+        )
+
+    async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
+        # Single use enforced by the database: of N concurrent redemptions one matches.
+        result = await self._db.execute(
+            update(OneTimeTokenRow)
+            .where(OneTimeTokenRow.id == token_id, OneTimeTokenRow.used_at.is_(None))
+            .values(used_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
+        await self._db.execute(
+            update(OneTimeTokenRow)
+            .where(
+                OneTimeTokenRow.user_id == user_id,
+                OneTimeTokenRow.purpose == purpose,
+                OneTimeTokenRow.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+
+
+def _outbox(row: OutboxMessageRow) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id,
+        message_id=row.message_id,
+        kind=row.kind,
+        payload=row.payload,
+        attempts=row.attempts,
+        created_at=row.created_at,
+    )
+
+
+class SqlOutboxRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def add(self, *, message_id: str, kind: str, payload: bytes, now: datetime) -> uuid.UUID:
+        entry_id = uuid.uuid4()
+        self._db.add(
+            OutboxMessageRow(
+                id=entry_id,
+                message_id=message_id,
+                kind=kind,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        await self._db.flush()
+        return entry_id
+
+    @staticmethod
+    def _claimable(now: datetime) -> Any:
+        return or_(
+            and_(OutboxMessageRow.status == "pending", OutboxMessageRow.next_attempt_at <= now),
+            # A worker that crashed mid-send leaves its lease behind; it expires.
+            and_(OutboxMessageRow.status == "sending", OutboxMessageRow.lease_until < now),
+        )
+
+    async def due(self, now: datetime, *, limit: int) -> list[uuid.UUID]:
+        rows = await self._db.scalars(
+            select(OutboxMessageRow.id)
+            .where(self._claimable(now))
+            .order_by(OutboxMessageRow.next_attempt_at)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def claim(
+        self, entry_id: uuid.UUID, *, owner: str, now: datetime, lease_until: datetime
+    ) -> OutboxEntry | None:
+        # Compare-and-set on the same condition that made it due: one worker wins.
+        result = await self._db.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.id == entry_id, self._claimable(now))
+            .values(
+                status="sending",
+                lease_owner=owner,
+                lease_until=lease_until,
+                attempts=OutboxMessageRow.attempts + 1,
+            )
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return None
+        row = await self._db.get(OutboxMessageRow, entry_id, populate_existing=True)
+        return _outbox(row) if row else None
+
+    async def mark_sent(self, entry_id: uuid.UUID, *, owner: str, now: datetime) -> bool:
+        result = await self._db.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.lease_owner == owner)
+            .values(status="sent", sent_at=now, lease_owner=None, lease_until=None, last_error=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def mark_failed(
+        self, entry_id: uuid.UUID, *, owner: str, error: str, retry_at: datetime | None
+    ) -> bool:
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "last_error": error[:500],
+            "status": "pending" if retry_at else "dead",
+        }
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        result = await self._db.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.lease_owner == owner)
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._db.execute(
+            select(OutboxMessageRow.status, func.count()).group_by(OutboxMessageRow.status)
+        )
+        return {status: int(count) for status, count in rows.all()}
+
+    async def list_by_status(self, status: str, *, limit: int) -> list[OutboxEntry]:
+        rows = await self._db.scalars(
+            select(OutboxMessageRow)
+            .where(OutboxMessageRow.status == status)
+            .order_by(OutboxMessageRow.created_at)
+            .limit(limit)
+        )
+        return [_outbox(row) for row in rows]

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyturn.db.repositories import (
     SqlAuditRepository,
+    SqlOneTimeTokenRepository,
+    SqlOutboxRepository,
     SqlRefreshTokenRepository,
     SqlSessionRepository,
     SqlSigningKeyRepository,
@@ -24,6 +26,8 @@ class SqlUnitOfWork:
     refresh_tokens: SqlRefreshTokenRepository
     signing_keys: SqlSigningKeyRepository
     audit: SqlAuditRepository
+    one_time_tokens: SqlOneTimeTokenRepository
+    outbox: SqlOutboxRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -37,6 +41,8 @@ class SqlUnitOfWork:
         self.refresh_tokens = SqlRefreshTokenRepository(db)
         self.signing_keys = SqlSigningKeyRepository(db)
         self.audit = SqlAuditRepository(db)
+        self.one_time_tokens = SqlOneTimeTokenRepository(db)
+        self.outbox = SqlOutboxRepository(db)
         return self
 
     async def __aexit__(

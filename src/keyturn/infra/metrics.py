@@ -36,3 +36,15 @@ REVOCATION_STORE_ERRORS = Counter(
     ["operation"],
     registry=REGISTRY,
 )
+OUTBOX_DELIVERIES = Counter(
+    "keyturn_outbox_deliveries_total",
+    "Outbox delivery attempts by result (sent, retry, dead).",
+    ["result"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_FALLBACKS = Counter(
+    "keyturn_rate_limit_fallbacks_total",
+    "Rate-limit checks answered per process because the shared store failed.",
+    ["operation"],
+    registry=REGISTRY,
+)

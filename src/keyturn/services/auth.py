@@ -20,7 +20,9 @@ from keyturn.security.digests import (
 )
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.account_mail import AccountMail
 from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -44,6 +46,9 @@ class AuthService:
         idle_ttl: int,
         reuse_grace: int,
         require_verified_email: bool,
+        tokens: OneTimeTokens,
+        mail: AccountMail,
+        verify_ttl: int,
     ) -> None:
         self._uow_factory = uow_factory
         self._hash_pool = hash_pool
@@ -55,6 +60,9 @@ class AuthService:
         self._idle_ttl = timedelta(seconds=idle_ttl)
         self._grace = timedelta(seconds=reuse_grace)
         self._require_verified_email = require_verified_email
+        self._tokens = tokens
+        self._mail = mail
+        self._verify_ttl = verify_ttl
 
     async def signup(self, email: str, password: str, name: str | None, client: ClientInfo) -> None:
         """Creates the account if the address is free; answers the same either way."""
@@ -71,13 +79,40 @@ class AuthService:
             password_hash=password_hash,
             created_at=now,
         )
+        # Counted for every address alike, so the limit reveals nothing about accounts.
+        may_mail = await self._mail.allow(email, silent=True)
         async with self._uow_factory() as uow:
             if await uow.users.add(user):
                 await uow.audit.record("user.signup", now=now, user_id=user.id, ip=client.ip)
+                if may_mail:
+                    token = await self._tokens.issue(
+                        uow,
+                        user_id=user.id,
+                        purpose=Purpose.VERIFY_EMAIL,
+                        now=now,
+                        ttl=self._verify_ttl,
+                    )
+                    await self._mail.send(
+                        uow,
+                        "verify_email",
+                        to=email,
+                        link=self._mail.link(self._mail.links.verify_email, token),
+                        token=token,
+                        expires_minutes=str(self._verify_ttl // 60),
+                    )
             else:
-                # Enumeration-safe: same answer; the owner is mailed once mail exists.
+                # Enumeration-safe: the same answer; the owner is told instead.
                 await uow.audit.record("user.signup_existing", now=now, ip=client.ip)
+                if may_mail:
+                    await self._mail.send(
+                        uow,
+                        "account_exists",
+                        to=email,
+                        link_login=self._mail.link(self._mail.links.login),
+                        link_reset=self._mail.link(self._mail.links.forgot_password),
+                    )
             await uow.commit()
+        self._mail.outbox.wake()
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         email = normalize_email(email)

@@ -12,7 +12,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from keyturn.domain import RefreshToken, Session, SigningKeyRecord, User
+from keyturn.domain import (
+    AuditEvent,
+    OneTimeToken,
+    OutboxEntry,
+    RefreshToken,
+    Session,
+    SigningKeyRecord,
+    User,
+)
 
 
 class UserRepository(Protocol):
@@ -26,6 +34,12 @@ class UserRepository(Protocol):
         self, user_id: uuid.UUID, password_hash: str, now: datetime
     ) -> None: ...
     async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None: ...
+    async def mark_email_verified(self, user_id: uuid.UUID, now: datetime) -> None: ...
+    async def change_email(self, user_id: uuid.UUID, email: str, now: datetime) -> bool:
+        """Sets a new (verified) address; False when another account holds it."""
+
+    async def delete(self, user_id: uuid.UUID) -> None:
+        """Removes the account and, by cascade, its sessions, tokens and role grants."""
 
 
 class SessionRepository(Protocol):
@@ -63,6 +77,45 @@ class RefreshTokenRepository(Protocol):
         """The token minted from ``token_id`` and its stored digest."""
 
 
+class OneTimeTokenRepository(Protocol):
+    async def add(self, token: OneTimeToken, digest: str) -> None: ...
+    async def find(self, digests: Sequence[str]) -> OneTimeToken | None: ...
+    async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
+        """Marks the token used; True for exactly one caller (single use, atomically)."""
+
+    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
+        """Burns every unused token of the user for ``purpose`` (a newer one replaces them)."""
+
+
+class OutboxRepository(Protocol):
+    async def add(
+        self, *, message_id: str, kind: str, payload: bytes, now: datetime
+    ) -> uuid.UUID: ...
+    async def due(self, now: datetime, *, limit: int) -> list[uuid.UUID]:
+        """Ids of messages ready to send: pending and due, or with an expired lease."""
+
+    async def claim(
+        self, entry_id: uuid.UUID, *, owner: str, now: datetime, lease_until: datetime
+    ) -> OutboxEntry | None:
+        """Takes the sending lease if still free (compare-and-set); counts an attempt."""
+
+    async def mark_sent(self, entry_id: uuid.UUID, *, owner: str, now: datetime) -> bool: ...
+    async def mark_failed(
+        self,
+        entry_id: uuid.UUID,
+        *,
+        owner: str,
+        error: str,
+        retry_at: datetime | None,
+    ) -> bool:
+        """Back to pending until ``retry_at``, or dead (``retry_at`` None)."""
+
+    async def counts(self) -> dict[str, int]:
+        """Number of messages per status (for metrics and operators)."""
+
+    async def list_by_status(self, status: str, *, limit: int) -> list[OutboxEntry]: ...
+
+
 class SigningKeyRepository(Protocol):
     async def list_published(self) -> list[SigningKeyRecord]: ...
     async def add(self, record: SigningKeyRecord) -> None: ...
@@ -80,6 +133,9 @@ class AuditRepository(Protocol):
         data: dict[str, Any] | None = None,
     ) -> None: ...
 
+    async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
+        """The user's own events, newest first (for the data export)."""
+
 
 class UnitOfWork(Protocol):
     """One transaction per use case: repositories flush, ``commit`` ends the work."""
@@ -94,6 +150,10 @@ class UnitOfWork(Protocol):
     def signing_keys(self) -> SigningKeyRepository: ...
     @property
     def audit(self) -> AuditRepository: ...
+    @property
+    def one_time_tokens(self) -> OneTimeTokenRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> Self: ...

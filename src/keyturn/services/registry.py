@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.account import AccountService
 from keyturn.services.auth import AuthService
 from keyturn.services.keys import KeyManager
+from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.sessions import SessionService
 from keyturn.services.users import UserService
 
@@ -20,8 +22,11 @@ class Services:
     auth: AuthService
     users: UserService
     sessions: SessionService
+    account: AccountService
     access_tokens: AccessTokenService
     keys: KeyManager
     hash_pool: HashPool
+    outbox: MailOutbox
+    outbox_worker: OutboxWorker
     readiness_checks: Mapping[str, HealthCheck]
     email_verification_required: bool

@@ -9,6 +9,7 @@ from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, User, utcnow
 from keyturn.errors import Conflict, CurrentPasswordIncorrect, NotFound
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.account_mail import AccountMail
 from keyturn.services.credentials import PasswordPolicy, parse_email
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -21,7 +22,9 @@ class UserService:
         hash_pool: HashPool,
         access_tokens: AccessTokenService,
         policy: PasswordPolicy,
+        mail: AccountMail,
     ) -> None:
+        self._mail = mail
         self._uow_factory = uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
@@ -67,6 +70,7 @@ class UserService:
             ended = await uow.sessions.revoke_all(
                 user.id, now, "password_changed", keep=principal.session_id
             )
+            await self._mail.send(uow, "password_changed", to=user.email)
             await uow.audit.record(
                 "password.changed",
                 now=now,
@@ -77,6 +81,7 @@ class UserService:
             )
             await uow.commit()
         await self._access_tokens.deny(ended)
+        self._mail.outbox.wake()
 
     async def create_admin(self, email: str, password: str) -> User:
         """Creates a verified account holding the built-in ``admin`` role (CLI)."""

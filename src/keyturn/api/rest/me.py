@@ -10,9 +10,14 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from keyturn.api.deps import ClientDep, ServicesDep, require_scope
 from keyturn.api.rest.responses import problems
 from keyturn.api.schemas import (
+    Accepted,
+    AccountExport,
     ChangePasswordRequest,
+    EmailChangeRequest,
+    PasswordConfirmation,
     SessionList,
     SessionOut,
+    TokenRequest,
     UpdateMeRequest,
     UserOut,
 )
@@ -37,6 +42,50 @@ async def patch_me(body: UpdateMeRequest, principal: MeWrite, services: Services
     if "name" not in body.model_fields_set:
         return UserOut.of(await services.users.me(principal))
     return UserOut.of(await services.users.update_me(principal, name=body.name))
+
+
+@router.delete(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(400, 401, 403, 404, 422, 503),
+    summary="Delete my account (password required); personal data is removed",
+)
+async def delete_me(
+    body: PasswordConfirmation, principal: MeWrite, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.account.delete_account(principal, body.password, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/export", responses=problems(401, 403, 404), summary="Everything held about me")
+async def export_me(principal: MeRead, services: ServicesDep) -> AccountExport:
+    return AccountExport(**await services.account.export(principal))
+
+
+@router.post(
+    "/email",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(400, 401, 403, 404, 422, 429, 503),
+    summary="Ask to change my email; the new address must confirm",
+)
+async def change_email(
+    body: EmailChangeRequest, principal: MeWrite, services: ServicesDep, client: ClientDep
+) -> Accepted:
+    await services.account.request_email_change(
+        principal, body.password, str(body.new_email), client
+    )
+    return Accepted()
+
+
+@router.post(
+    "/email/confirm",
+    responses=problems(400, 401, 403, 404, 409, 422),
+    summary="Confirm the new address with the token mailed to it",
+)
+async def confirm_email(
+    body: TokenRequest, principal: MeWrite, services: ServicesDep, client: ClientDep
+) -> UserOut:
+    return UserOut.of(await services.account.confirm_email_change(principal, body.token, client))
 
 
 @router.post(

@@ -7,12 +7,14 @@ from typing import Any
 from keyturn.api.schemas import ProblemDetail
 
 _DESCRIPTIONS = {
-    400: "Malformed JSON (`malformed_json`)",
+    400: "Malformed JSON (`malformed_json`) or an unusable one-time token (`token_*`)",
     401: "Missing, invalid or revoked credentials",
     403: "Not allowed",
     404: "Not found",
     413: "Body over `KEYTURN_MAX_BODY_BYTES`",
+    409: "Conflict (`conflict`)",
     422: "Invalid fields (`invalid_request`, password policy codes)",
+    429: "Too many requests (`rate_limited`), with Retry-After and RateLimit headers",
     503: "Hash pool full (`hash_queue_full`), with Retry-After",
 }
 

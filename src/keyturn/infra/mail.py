@@ -1,0 +1,392 @@
+"""Outbound mail: the ``Mailer`` port, a console mailer for development and an SMTP one.
+
+DESIGN.md section 6: mail leaves through an outbox written in the same transaction as the
+change and is delivered at least once by a worker. The worker stores a ``MailMessage``
+(encrypted, as ``to_json`` bytes) and hands it to a ``Mailer``; the ``message_id`` is the
+idempotency key, so a resend after a crash between "sent" and "marked" carries the same
+``Message-ID`` and the receiving side can fold the duplicate.
+
+Two implementations:
+
+* ``ConsoleMailer`` - the development default (``KEYTURN_SMTP_URL`` unset): prints each
+  mail to a text stream so a developer can follow links and copy tokens. It writes to
+  the stream directly, never through logging: the JSON log must not carry tokens.
+* ``SmtpMailer`` - aiosmtplib, one connection per message (mail volume is low and a
+  pooled connection would need its own reconnect logic).
+
+``send`` raises ``MailDeliveryError`` whose ``permanent`` flag tells the worker whether to
+retry (temporary) or dead-letter at once (permanent). Neither implementation logs a body,
+a recipient or a credential.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import ssl
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from email.message import EmailMessage
+from typing import Protocol, Self, TextIO
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiosmtplib
+import orjson
+
+__all__ = [
+    "ConsoleMailer",
+    "MailDeliveryError",
+    "MailMessage",
+    "Mailer",
+    "SmtpMailer",
+    "build_mailer",
+    "new_message_id",
+]
+
+DEFAULT_SMTP_TIMEOUT = 10.0
+_DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+# Dot-atom domain or an address literal, as allowed right of "@" in RFC 5322 section 3.6.4.
+_MSG_ID_DOMAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+|\[[^\[\]\\\s]*\]")
+
+
+@dataclass(frozen=True, slots=True)
+class MailMessage:
+    """One rendered mail, as the outbox stores it.
+
+    Attributes:
+        message_id: RFC 5322 ``msg-id`` including the angle brackets (``new_message_id``).
+        to: Recipient address.
+        subject: Subject line (one line).
+        text: Plain-text body; always sent.
+        html: Optional HTML alternative of the same content.
+    """
+
+    message_id: str
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+
+    def to_json(self) -> bytes:
+        """Serialise for the outbox (which encrypts the bytes at rest)."""
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        """Parse bytes written by ``to_json``.
+
+        Raises:
+            ValueError: ``data`` is not a JSON object with the expected string fields.
+        """
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError("mail message is not valid JSON") from exc
+        if not isinstance(raw, dict):
+            raise ValueError("mail message must be a JSON object")
+        fields = {"message_id", "to", "subject", "text", "html"}
+        if unknown := raw.keys() - fields:
+            raise ValueError(f"unknown mail message fields: {sorted(unknown)}")
+        for name in ("message_id", "to", "subject", "text"):
+            if not isinstance(raw.get(name), str):
+                raise ValueError(f"mail message field {name!r} must be a string")
+        html = raw.get("html")
+        if html is not None and not isinstance(html, str):
+            raise ValueError("mail message field 'html' must be a string or null")
+        return cls(
+            message_id=raw["message_id"],
+            to=raw["to"],
+            subject=raw["subject"],
+            text=raw["text"],
+            html=html,
+        )
+
+
+def new_message_id(domain: str) -> str:
+    """Return a fresh RFC 5322 section 3.6.4 ``msg-id``: ``<uuid4hex@domain>``.
+
+    The id is generated once, when the mail enters the outbox, and reused on every
+    delivery attempt.
+
+    Raises:
+        ValueError: ``domain`` is not a dot-atom or an address literal.
+    """
+    if not _MSG_ID_DOMAIN.fullmatch(domain):
+        raise ValueError("message id domain must be a dot-atom such as 'example.com'")
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+class MailDeliveryError(Exception):
+    """A mail could not be handed to the mail server.
+
+    The message never contains a credential or the body; the driver exception (if any)
+    is chained as ``__cause__``.
+
+    Attributes:
+        permanent: ``True`` when retrying cannot help (the server refused this recipient
+            or this message with a 5xx reply, or the message cannot be built); ``False``
+            for connection failures, timeouts, 4xx replies and relay misconfiguration,
+            which the worker retries.
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Mailer(Protocol):
+    """Delivers one ``MailMessage``; the outbox worker is its only caller."""
+
+    async def send(self, message: MailMessage) -> None:
+        """Hand ``message`` to the mail system.
+
+        Raises:
+            MailDeliveryError: Delivery failed; ``permanent`` says whether to retry.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release what the mailer holds."""
+        ...
+
+
+class ConsoleMailer:
+    """Development mailer: prints every mail as a delimited block.
+
+    This is how a developer sees verification and reset links without a mail server.
+    It writes to ``stream`` directly rather than through logging, because mails carry
+    tokens and the JSON log must never carry one. Do not use it in production.
+
+    Args:
+        sender: ``From`` value, e.g. ``"Keyturn <no-reply@localhost>"``.
+        stream: Where to write; ``sys.stdout`` (looked up at each send) when omitted.
+    """
+
+    def __init__(self, *, sender: str, stream: TextIO | None = None) -> None:
+        self._sender = sender
+        self._stream = stream
+
+    async def send(self, message: MailMessage) -> None:
+        """See ``Mailer.send``; never fails."""
+        stream = self._stream if self._stream is not None else sys.stdout
+        html_note = (
+            "" if message.html is None else f"(HTML alternative: {len(message.html)} chars)\n"
+        )
+        stream.write(
+            "\n===== keyturn mail (console mailer, development only) =====\n"
+            f"From: {self._sender}\n"
+            f"To: {message.to}\n"
+            f"Subject: {message.subject}\n"
+            f"Message-ID: {message.message_id}\n"
+            "\n"
+            f"{message.text.rstrip()}\n"
+            f"{html_note}"
+            "===== end of mail =====\n"
+        )
+        stream.flush()
+
+    async def close(self) -> None:
+        """Nothing to release; the stream belongs to the caller."""
+
+
+class SmtpMailer:
+    """Sends through an SMTP relay with aiosmtplib.
+
+    Build it with ``from_url``. TLS certificates are verified against the system trust
+    store (or ``tls_context``).
+
+    Args:
+        hostname: Relay host.
+        port: Relay port.
+        sender: ``From`` value; the envelope sender is taken from it.
+        username: Login, or ``None`` for no AUTH.
+        password: Password for ``username``.
+        use_tls: Implicit TLS from the first byte (``smtps://``).
+        start_tls: Require STARTTLS before AUTH and MAIL (``?starttls=1``); fails if the
+            relay does not offer it rather than falling back to plain text.
+        timeout: Seconds for connecting and for each command.
+        tls_context: Custom SSL context (private CA); ``None`` uses the default one.
+    """
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        port: int,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool = False,
+        start_tls: bool = False,
+        timeout: float = DEFAULT_SMTP_TIMEOUT,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if use_tls and start_tls:
+            raise ValueError("implicit TLS and STARTTLS are mutually exclusive")
+        self.hostname = hostname
+        self.port = port
+        self.sender = sender
+        self.username = username
+        self._password = password
+        self.use_tls = use_tls
+        self.start_tls = start_tls
+        self.timeout = timeout
+        self._tls_context = tls_context
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        sender: str,
+        timeout: float = DEFAULT_SMTP_TIMEOUT,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> Self:
+        """Build a mailer from ``KEYTURN_SMTP_URL``.
+
+        Accepted forms: ``smtp://[user:pass@]host[:port][?starttls=1]`` (plain, port 25
+        by default; ``starttls=1`` requires STARTTLS) and ``smtps://[user:pass@]host[:port]``
+        (implicit TLS, port 465 by default). User and password are percent-decoded.
+
+        Raises:
+            ValueError: The URL is malformed. The message never repeats the URL, so a
+                password cannot leak into a log through it.
+        """
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError("SMTP URL is malformed (check the host and port)") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ValueError("SMTP URL scheme must be smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("SMTP URL has no host")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError("SMTP URL must not have a path or fragment")
+        start_tls = False
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key != "starttls":
+                raise ValueError("SMTP URL accepts only the 'starttls' query parameter")
+            if value.lower() in _TRUE:
+                start_tls = True
+            elif value.lower() not in _FALSE:
+                raise ValueError("SMTP URL 'starttls' must be 1 or 0")
+        if start_tls and scheme == "smtps":
+            raise ValueError("smtps:// already uses TLS; 'starttls' applies to smtp:// only")
+        username = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if (username is None) != (password is None) or username == "":
+            raise ValueError("SMTP URL must give both user and password, or neither")
+        return cls(
+            hostname=parts.hostname,
+            port=port if port is not None else _DEFAULT_PORTS[scheme],
+            sender=sender,
+            username=username,
+            password=password,
+            use_tls=scheme == "smtps",
+            start_tls=start_tls,
+            timeout=timeout,
+            tls_context=tls_context,
+        )
+
+    def __repr__(self) -> str:
+        # Written by hand so the password never appears in a repr or traceback.
+        auth = f"{self.username}:***@" if self.username is not None else ""
+        scheme = "smtps" if self.use_tls else "smtp"
+        query = "?starttls=1" if self.start_tls else ""
+        return f"SmtpMailer({scheme}://{auth}{self.hostname}:{self.port}{query})"
+
+    def build_email(self, message: MailMessage) -> EmailMessage:
+        """Build the MIME message exactly as ``send`` transmits it.
+
+        Raises:
+            MailDeliveryError: (permanent) A header value is invalid, e.g. contains a
+                line break.
+        """
+        mail = EmailMessage()
+        try:
+            mail["From"] = self.sender
+            mail["To"] = message.to
+            mail["Subject"] = message.subject
+            mail["Date"] = email.utils.formatdate(usegmt=True)
+            mail["Message-ID"] = message.message_id
+            # RFC 3834 section 5: marks the mail as automatic so responders do not answer.
+            mail["Auto-Submitted"] = "auto-generated"
+            mail.set_content(message.text)
+            if message.html is not None:
+                mail.add_alternative(message.html, subtype="html")
+        except (ValueError, TypeError) as exc:
+            # The stdlib refuses CR/LF in header values (header injection): no retry helps.
+            raise MailDeliveryError(
+                f"mail message cannot be built: {type(exc).__name__}", permanent=True
+            ) from exc
+        return mail
+
+    async def send(self, message: MailMessage) -> None:
+        """See ``Mailer.send``."""
+        mail = self.build_email(message)
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=self.hostname,
+                port=self.port,
+                username=self.username,
+                password=self._password,
+                use_tls=self.use_tls,
+                # False, not None: aiosmtplib's None means "upgrade if offered", which
+                # would make plain smtp:// depend on the relay's certificate.
+                start_tls=self.start_tls,
+                timeout=self.timeout,
+                tls_context=self._tls_context,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _delivery_error(exc) from exc
+
+    async def close(self) -> None:
+        """Nothing to release: every ``send`` opens and closes its own connection."""
+
+
+def _delivery_error(exc: BaseException) -> MailDeliveryError:
+    """Classify an aiosmtplib (or socket) failure for the retry policy.
+
+    Only a 5xx reply about this recipient or this message is permanent. A 5xx to AUTH,
+    HELO or MAIL FROM is the relay's configuration, not the message's fault: it stays
+    temporary so fixing the configuration delivers the backlog (the outbox dead-letters
+    after 24 hours anyway).
+    """
+    name = type(exc).__name__
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refused.code for refused in exc.recipients]
+        permanent = bool(codes) and all(code >= 500 for code in codes)
+        return MailDeliveryError(f"SMTP recipient refused ({codes})", permanent=permanent)
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        return MailDeliveryError(f"SMTP {name} ({exc.code})", permanent=exc.code >= 500)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return MailDeliveryError(f"SMTP {name} ({exc.code})", permanent=False)
+    # Connection refused or reset, timeouts, TLS failures, STARTTLS not offered.
+    return MailDeliveryError(f"SMTP delivery failed: {name}", permanent=False)
+
+
+def build_mailer(
+    smtp_url: str | None, *, sender: str, timeout: float = DEFAULT_SMTP_TIMEOUT
+) -> Mailer:
+    """Pick the mailer for this deployment.
+
+    Args:
+        smtp_url: ``KEYTURN_SMTP_URL``; ``None`` or empty selects the console mailer.
+        sender: ``KEYTURN_MAIL_FROM``.
+        timeout: SMTP connect and command timeout in seconds.
+
+    Returns:
+        An ``SmtpMailer`` when a URL is given, else a ``ConsoleMailer`` on stdout.
+
+    Raises:
+        ValueError: ``smtp_url`` is malformed.
+    """
+    if smtp_url:
+        return SmtpMailer.from_url(smtp_url, sender=sender, timeout=timeout)
+    return ConsoleMailer(sender=sender)

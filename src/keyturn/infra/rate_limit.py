@@ -1,0 +1,439 @@
+"""Sliding-window rate limits shared by every replica (DESIGN.md section 5).
+
+Each limit is a sliding log: the exact number of hits recorded within the last
+``window_seconds``, no fixed-window burst at the boundary. A decision carries what the
+edge needs for ``Retry-After`` (RFC 9110 section 10.2.3) and the ``RateLimit-Limit`` /
+``RateLimit-Remaining`` / ``RateLimit-Reset`` headers of
+draft-ietf-httpapi-ratelimit-headers.
+
+A refused hit is not recorded: a client hammering while blocked does not push its own
+block further out, it is let in again ``retry_after`` seconds later (the per-IP ceiling
+still bounds how fast it can hammer). Only allowed hits consume the window.
+
+One contract suite (``tests/unit/infra/test_rate_limit_contract.py``) covers
+``MemoryRateLimiter`` (one process), ``RedisRateLimiter`` (one atomic script on the Redis
+clock, shared by every replica) and ``FallbackRateLimiter`` (Redis, or per-process limits
+while Redis is unreachable: degraded, never open; section 6).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, Self
+
+from redis.asyncio import Redis
+
+from keyturn.infra.errors import StoreUnavailable
+from keyturn.infra.redis_client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SOCKET_TIMEOUT,
+    create_redis_client,
+    store_errors,
+)
+
+__all__ = [
+    "FallbackRateLimiter",
+    "MemoryRateLimiter",
+    "RateDecision",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "StoreUnavailable",
+    "build_rate_limiter",
+]
+
+_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Outcome of one (real or peeked) hit.
+
+    Attributes:
+        allowed: The hit fits in the window (and, for ``hit``, was recorded).
+        limit: Hits allowed per window (``RateLimit-Limit``).
+        remaining: Hits left in the window after this one (``RateLimit-Remaining``);
+            what is left when refused, which is below ``cost``.
+        retry_after: Seconds until this hit would be allowed (``Retry-After``); 0 when
+            allowed, at least 1 when refused.
+        reset_after: Seconds until the window holds no hit at all (``RateLimit-Reset``).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int
+    reset_after: int
+
+
+def _check(limit: int, window_seconds: int, cost: int) -> None:
+    # A zero window or limit would be "never count" or "always refuse" by accident, and a
+    # cost above the limit could never pass: refuse all of them the same way everywhere.
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if window_seconds < 1:
+        raise ValueError("window_seconds must be at least 1")
+    if not 1 <= cost <= limit:
+        raise ValueError("cost must be between 1 and limit")
+
+
+def _ceil_seconds(ms: int) -> int:
+    return -(-ms // _MS)
+
+
+def _decision(limit: int, allowed: int, count: int, retry_ms: int, reset_ms: int) -> RateDecision:
+    return RateDecision(
+        allowed=bool(allowed),
+        limit=limit,
+        remaining=max(0, limit - count),
+        retry_after=0 if allowed else max(1, _ceil_seconds(retry_ms)),
+        reset_after=max(0, _ceil_seconds(reset_ms)),
+    )
+
+
+class RateLimiter(Protocol):
+    """Sliding-window counters keyed by caller-chosen strings (e.g. ``"login:acct:ip"``)."""
+
+    async def hit(
+        self, key: str, *, limit: int, window_seconds: int, cost: int = 1
+    ) -> RateDecision:
+        """Record ``cost`` hits on ``key`` if they fit, else record nothing.
+
+        Raises:
+            ValueError: ``limit`` or ``window_seconds`` below 1, or ``cost`` outside
+                ``1..limit``.
+            StoreUnavailable: The shared store could not be reached; the caller decides
+                how to degrade, never by allowing (or use ``FallbackRateLimiter``).
+        """
+        ...
+
+    async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+        """Return exactly what ``hit(key, cost=1)`` would return now, recording nothing.
+
+        Lets a caller refuse a blocked account+IP before the expensive password check
+        and then ``hit`` only on failure.
+
+        Raises:
+            ValueError: As for ``hit``.
+            StoreUnavailable: As for ``hit``.
+        """
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget every hit on ``key``; raises ``StoreUnavailable`` like ``hit``."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers (readiness); else raise ``StoreUnavailable``."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the limiter owns."""
+        ...
+
+
+class MemoryRateLimiter:
+    """In-process sliding logs for a single worker.
+
+    Each key holds a deque of hit times (integer milliseconds of ``clock``). Calls never
+    await, so under asyncio each one is atomic. Memory is bounded: beyond ``max_keys``
+    the least recently touched key is forgotten (its count restarts at zero), so size
+    ``max_keys`` well above the number of keys live within the longest window.
+
+    Args:
+        clock: Monotonic seconds; injectable so tests move time without sleeping.
+        max_keys: Most keys held at once.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self._clock = clock
+        self._max_keys = max_keys
+        self._logs: OrderedDict[str, deque[int]] = OrderedDict()
+
+    async def hit(
+        self, key: str, *, limit: int, window_seconds: int, cost: int = 1
+    ) -> RateDecision:
+        """See ``RateLimiter.hit``."""
+        _check(limit, window_seconds, cost)
+        return self._decide(key, limit, window_seconds * _MS, cost, record=True)
+
+    async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+        """See ``RateLimiter.peek``."""
+        _check(limit, window_seconds, 1)
+        return self._decide(key, limit, window_seconds * _MS, 1, record=False)
+
+    async def reset(self, key: str) -> None:
+        """See ``RateLimiter.reset``."""
+        self._logs.pop(key, None)
+
+    async def ping(self) -> None:
+        """Always answers: the counters live in this process."""
+
+    async def close(self) -> None:
+        """Drop every counter."""
+        self._logs.clear()
+
+    def __len__(self) -> int:
+        """Number of keys held."""
+        return len(self._logs)
+
+    def _decide(
+        self, key: str, limit: int, window_ms: int, cost: int, *, record: bool
+    ) -> RateDecision:
+        now = round(self._clock() * _MS)
+        log = self._logs.get(key)
+        if log is None:
+            log = deque()
+        else:
+            # Same boundary as Redis: a hit exactly window_ms old has left the window.
+            while log and log[0] <= now - window_ms:
+                log.popleft()
+            if log:
+                self._logs.move_to_end(key)
+            else:
+                del self._logs[key]
+        count = len(log)
+        if count + cost <= limit:
+            if record:
+                if not count:
+                    self._logs[key] = log
+                    if len(self._logs) > self._max_keys:
+                        self._logs.popitem(last=False)
+                log.extend([now] * cost)
+            return _decision(limit, 1, count + cost, 0, window_ms)
+        # Refused, so count > limit - cost >= 0: there is room once the
+        # (count - limit + cost)-th oldest hit leaves the window.
+        blocker = log[count - limit + cost - 1]
+        return _decision(limit, 0, count, blocker + window_ms - now, log[-1] + window_ms - now)
+
+
+# Atomic check-and-record on the Redis server clock (one script: no race between the
+# count and the add, and every replica reads the same TIME). Scores are milliseconds,
+# which Lua's number-to-string (%.14g) renders exactly. A peek (ARGV[4] == "0") only
+# drops expired entries.
+_HIT_SCRIPT = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+if count + cost <= limit then
+  if ARGV[4] == '1' then
+    local args = {}
+    for i = 1, cost do
+      args[#args + 1] = now
+      args[#args + 1] = now .. ':' .. ARGV[5] .. ':' .. i
+    end
+    redis.call('ZADD', key, unpack(args))
+    redis.call('PEXPIRE', key, window)
+  end
+  return {1, count + cost, 0, window}
+end
+local idx = count - limit + cost - 1
+local blocker = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')
+local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+return {0, count, tonumber(blocker[2]) + window - now, tonumber(newest[2]) + window - now}
+"""
+
+
+class RedisRateLimiter:
+    """Sliding logs in Redis: one sorted set per key, scored by hit time in ms.
+
+    Each call is one Lua script run, so concurrent hits from any number of replicas
+    never exceed the limit. A key expires with its newest hit, so idle keys cost nothing.
+
+    Args:
+        client: An asyncio Redis client (see ``keyturn.infra.redis_client``).
+        prefix: Namespace for every key, e.g. ``"keyturn:"``; tests use a unique one.
+        owns_client: Close ``client`` in ``close()``. ``from_url`` sets it.
+    """
+
+    def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._owns_client = owns_client
+        self._script = client.register_script(_HIT_SCRIPT)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> Self:
+        """Build a limiter with its own client; nothing connects until the first call.
+
+        Args:
+            url: Redis URL.
+            prefix: Key namespace.
+            socket_timeout: Seconds to wait for one command's answer.
+            connect_timeout: Seconds to wait for a connection.
+        """
+        client = create_redis_client(
+            url, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
+        return cls(client, prefix=prefix, owns_client=True)
+
+    def key(self, key: str) -> str:
+        """Redis key holding the sliding log of ``key``."""
+        return f"{self._prefix}rl:{key}"
+
+    async def hit(
+        self, key: str, *, limit: int, window_seconds: int, cost: int = 1
+    ) -> RateDecision:
+        """See ``RateLimiter.hit``."""
+        _check(limit, window_seconds, cost)
+        return await self._run("hit", key, limit, window_seconds, cost, record=True)
+
+    async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+        """See ``RateLimiter.peek``."""
+        _check(limit, window_seconds, 1)
+        return await self._run("peek", key, limit, window_seconds, 1, record=False)
+
+    async def reset(self, key: str) -> None:
+        """See ``RateLimiter.reset``."""
+        with store_errors("rate limit reset"):
+            await self._client.delete(self.key(key))
+
+    async def ping(self) -> None:
+        """See ``RateLimiter.ping``."""
+        with store_errors("ping"):
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the client if this limiter built it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _run(
+        self, operation: str, key: str, limit: int, window_seconds: int, cost: int, *, record: bool
+    ) -> RateDecision:
+        # Random member suffix: hits in the same millisecond from any replica stay distinct.
+        tag = secrets.token_hex(8)
+        args = [limit, window_seconds * _MS, cost, "1" if record else "0", tag]
+        with store_errors(f"rate limit {operation}"):
+            reply = await self._script(keys=[self.key(key)], args=args)
+        allowed, count, retry_ms, reset_ms = (int(v) for v in reply)
+        return _decision(limit, allowed, count, retry_ms, reset_ms)
+
+
+class FallbackRateLimiter:
+    """Shared limits from ``primary``; per-process limits from ``fallback`` when it fails.
+
+    Each call tries the primary; on ``StoreUnavailable`` it reports the operation to
+    ``on_fallback`` (log it, count it) and answers from the fallback, so a Redis outage
+    gives per-process limits instead of none. Hits recorded during the outage stay in
+    the fallback; they are not replayed into Redis.
+
+    Args:
+        primary: The shared limiter (normally ``RedisRateLimiter``).
+        fallback: The in-process limiter used while the primary is unreachable.
+        on_fallback: Called with ``"hit"``, ``"peek"`` or ``"reset"`` on each fallback.
+    """
+
+    def __init__(
+        self,
+        primary: RateLimiter,
+        fallback: MemoryRateLimiter,
+        *,
+        on_fallback: Callable[[str], None] | None = None,
+    ) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._on_fallback = on_fallback
+
+    async def hit(
+        self, key: str, *, limit: int, window_seconds: int, cost: int = 1
+    ) -> RateDecision:
+        """See ``RateLimiter.hit``; never raises ``StoreUnavailable``."""
+        try:
+            return await self._primary.hit(
+                key, limit=limit, window_seconds=window_seconds, cost=cost
+            )
+        except StoreUnavailable:
+            self._fell_back("hit")
+        return await self._fallback.hit(key, limit=limit, window_seconds=window_seconds, cost=cost)
+
+    async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+        """See ``RateLimiter.peek``; never raises ``StoreUnavailable``."""
+        try:
+            return await self._primary.peek(key, limit=limit, window_seconds=window_seconds)
+        except StoreUnavailable:
+            self._fell_back("peek")
+        return await self._fallback.peek(key, limit=limit, window_seconds=window_seconds)
+
+    async def reset(self, key: str) -> None:
+        """Clear ``key`` in both limiters; never raises ``StoreUnavailable``.
+
+        If the primary is unreachable its count stays until the window passes: the
+        reset fails closed (still limited), it never opens anything.
+        """
+        await self._fallback.reset(key)
+        try:
+            await self._primary.reset(key)
+        except StoreUnavailable:
+            self._fell_back("reset")
+
+    async def ping(self) -> None:
+        """Ping the primary: readiness reports the shared store's real state.
+
+        Raises:
+            StoreUnavailable: The primary could not be reached (calls still work).
+        """
+        await self._primary.ping()
+
+    async def close(self) -> None:
+        """Close both limiters."""
+        try:
+            await self._primary.close()
+        finally:
+            await self._fallback.close()
+
+    def _fell_back(self, operation: str) -> None:
+        if self._on_fallback is not None:
+            self._on_fallback(operation)
+
+
+def build_rate_limiter(
+    redis_url: str | None,
+    *,
+    prefix: str,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    on_fallback: Callable[[str], None] | None = None,
+) -> RateLimiter:
+    """Pick the rate limiter for this deployment.
+
+    Args:
+        redis_url: ``KEYTURN_REDIS_URL``; ``None`` (or empty) means one process and the
+            in-memory limiter.
+        prefix: Redis key namespace (ignored by the memory limiter).
+        socket_timeout: Seconds to wait for one Redis command's answer.
+        connect_timeout: Seconds to wait for a Redis connection.
+        on_fallback: Told each time a Redis failure is answered per process.
+
+    Returns:
+        ``FallbackRateLimiter(RedisRateLimiter, MemoryRateLimiter)`` when a URL is given,
+        else a ``MemoryRateLimiter``.
+    """
+    if redis_url:
+        redis_limiter = RedisRateLimiter.from_url(
+            redis_url,
+            prefix=prefix,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+        )
+        return FallbackRateLimiter(redis_limiter, MemoryRateLimiter(), on_fallback=on_fallback)
+    return MemoryRateLimiter()

@@ -1,0 +1,314 @@
+"""Account lifecycle: verify email, reset password, change email, delete, export."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from keyturn.domain import ClientInfo, Principal, User, utcnow
+from keyturn.errors import Conflict, CurrentPasswordIncorrect, InvalidInput, NotFound, TokenInvalid
+from keyturn.security.passwords import HashPool
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.account_mail import AccountMail, mask_email
+from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.ports import UnitOfWorkFactory
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EXPORT_AUDIT_LIMIT = 1000
+EXPORT_SESSION_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLifetimes:
+    verify_email: int
+    reset_password: int
+    email_change: int
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        hash_pool: HashPool,
+        access_tokens: AccessTokenService,
+        tokens: OneTimeTokens,
+        mail: AccountMail,
+        policy: PasswordPolicy,
+        lifetimes: TokenLifetimes,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._hash_pool = hash_pool
+        self._access_tokens = access_tokens
+        self._tokens = tokens
+        self._mail = mail
+        self._policy = policy
+        self._lifetimes = lifetimes
+
+    # -- email verification -------------------------------------------------------------
+
+    async def verify_email(self, token: str, client: ClientInfo) -> None:
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            record = await self._tokens.check(uow, token, Purpose.VERIFY_EMAIL, now)
+            await self._tokens.consume(uow, record, now)
+            await uow.users.mark_email_verified(record.user_id, now)
+            await uow.audit.record("email.verified", now=now, user_id=record.user_id, ip=client.ip)
+            await uow.commit()
+
+    async def resend_verification(self, email: str, client: ClientInfo) -> None:
+        """Always the same answer; a mail only to an existing, unverified account."""
+        email = normalize_email(email)
+        await self._mail.allow(email)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            user = await uow.users.get_by_email(email)
+            if user is None or user.email_verified or user.disabled:
+                self._mail.outbox.render_only("verify_email", to=email, **_dummy_link_context())
+                return
+            token = await self._tokens.issue(
+                uow,
+                user_id=user.id,
+                purpose=Purpose.VERIFY_EMAIL,
+                now=now,
+                ttl=self._lifetimes.verify_email,
+            )
+            await self._mail.send(
+                uow,
+                "verify_email",
+                to=user.email,
+                link=self._mail.link(self._mail.links.verify_email, token),
+                token=token,
+                expires_minutes=str(self._lifetimes.verify_email // 60),
+            )
+            await uow.audit.record(
+                "email.verification_sent", now=now, user_id=user.id, ip=client.ip
+            )
+            await uow.commit()
+        self._mail.outbox.wake()
+
+    # -- password reset -----------------------------------------------------------------
+
+    async def forgot_password(self, email: str, client: ClientInfo) -> None:
+        """Always the same answer and body; the owner gets a single-use reset token."""
+        email = normalize_email(email)
+        await self._mail.allow(email)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            user = await uow.users.get_by_email(email)
+            if user is None or user.disabled:
+                # Equal work for unknown addresses: render and seal a mail that is dropped.
+                self._mail.outbox.render_only("reset_password", to=email, **_dummy_link_context())
+                return
+            token = await self._tokens.issue(
+                uow,
+                user_id=user.id,
+                purpose=Purpose.RESET_PASSWORD,
+                now=now,
+                ttl=self._lifetimes.reset_password,
+                # Bound to the current password: the token dies when the password changes.
+                binding=self._tokens.binding(user.password_hash),
+            )
+            await self._mail.send(
+                uow,
+                "reset_password",
+                to=user.email,
+                link=self._mail.link(self._mail.links.reset_password, token),
+                token=token,
+                expires_minutes=str(self._lifetimes.reset_password // 60),
+            )
+            await uow.audit.record(
+                "password.reset_requested", now=now, user_id=user.id, ip=client.ip
+            )
+            await uow.commit()
+        self._mail.outbox.wake()
+
+    async def reset_password(self, token: str, password: str, client: ClientInfo) -> None:
+        """Sets the password, ends every session and mails a notice."""
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            record = await self._tokens.check(uow, token, Purpose.RESET_PASSWORD, now)
+            user = await uow.users.get(record.user_id)
+        if user is None or record.binding != self._tokens.binding(user.password_hash):
+            raise TokenInvalid("The token is no longer valid: the password has changed.")
+        # The policy is checked before the token is used up: a weak password burns nothing.
+        normalized = self._policy.check(password, email=user.email)
+        password_hash = await self._hash_pool.hash(normalized)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            current = await uow.users.get(user.id)
+            if current is None or current.password_hash != user.password_hash:
+                raise TokenInvalid("The token is no longer valid: the password has changed.")
+            await self._tokens.consume(uow, record, now)
+            await uow.users.set_password_hash(user.id, password_hash, now)
+            # Receiving the token proves control of the mailbox.
+            await uow.users.mark_email_verified(user.id, now)
+            ended = await uow.sessions.revoke_all(user.id, now, "password_reset")
+            await self._mail.send(uow, "password_changed", to=user.email)
+            await uow.audit.record(
+                "password.reset",
+                now=now,
+                user_id=user.id,
+                ip=client.ip,
+                data={"sessions_ended": len(ended)},
+            )
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+        self._mail.outbox.wake()
+
+    # -- email change -------------------------------------------------------------------
+
+    async def request_email_change(
+        self, principal: Principal, password: str, new_email: str, client: ClientInfo
+    ) -> None:
+        """Mails a confirmation token to the new address and a notice to the old one."""
+        user = await self._user(principal)
+        new_email = normalize_email(new_email)
+        if new_email == user.email:
+            raise InvalidInput(
+                "The new address is the current one.",
+                errors=[{"field": "new_email", "message": "same as the current address"}],
+            )
+        await self._reauthenticate(user, password, client)
+        await self._mail.allow(new_email)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            if await uow.users.get_by_email(new_email) is not None:
+                # Same answer as a free address; nothing is sent to an address in use.
+                await uow.audit.record(
+                    "email.change_refused", now=now, user_id=user.id, ip=client.ip
+                )
+                await uow.commit()
+                return
+            token = await self._tokens.issue(
+                uow,
+                user_id=user.id,
+                purpose=Purpose.EMAIL_CHANGE,
+                now=now,
+                ttl=self._lifetimes.email_change,
+                data={"new_email": new_email},
+            )
+            await self._mail.send(
+                uow,
+                "email_change_confirm",
+                to=new_email,
+                link=self._mail.link(self._mail.links.confirm_email, token),
+                token=token,
+                new_email=new_email,
+                expires_minutes=str(self._lifetimes.email_change // 60),
+            )
+            await self._mail.send(
+                uow, "email_change_requested", to=user.email, new_email_masked=mask_email(new_email)
+            )
+            await uow.audit.record("email.change_requested", now=now, user_id=user.id, ip=client.ip)
+            await uow.commit()
+        self._mail.outbox.wake()
+
+    async def confirm_email_change(
+        self, principal: Principal, token: str, client: ClientInfo
+    ) -> User:
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            record = await self._tokens.check(uow, token, Purpose.EMAIL_CHANGE, now)
+            user = await uow.users.get(principal.user_id)
+            # A token of another account answers like an unknown one.
+            if user is None or record.user_id != user.id:
+                raise TokenInvalid("The token is unknown.")
+            new_email = record.data["new_email"]
+            await self._tokens.consume(uow, record, now)
+            if not await uow.users.change_email(user.id, new_email, now):
+                raise Conflict("Another account now uses this address.")
+            await self._mail.send(
+                uow, "email_changed", to=user.email, new_email_masked=mask_email(new_email)
+            )
+            await uow.audit.record("email.changed", now=now, user_id=user.id, ip=client.ip)
+            await uow.commit()
+        self._mail.outbox.wake()
+        return await self._user(principal)
+
+    # -- deletion and export ------------------------------------------------------------
+
+    async def delete_account(self, principal: Principal, password: str, client: ClientInfo) -> None:
+        """Removes the account and its personal data; the audit keeps the bare user id."""
+        user = await self._user(principal)
+        await self._reauthenticate(user, password, client)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            ended = await uow.sessions.revoke_all(user.id, now, "account_deleted")
+            await uow.users.delete(user.id)
+            await self._mail.send(uow, "account_deleted", to=user.email)
+            await uow.audit.record("account.deleted", now=now, user_id=user.id, ip=client.ip)
+            await uow.commit()
+        await self._access_tokens.deny([*ended, principal.session_id])
+        self._mail.outbox.wake()
+
+    async def export(self, principal: Principal) -> dict[str, Any]:
+        """Everything Keyturn holds about the user, as plain JSON-ready data."""
+        user = await self._user(principal)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            sessions = await uow.sessions.list_active(
+                user.id, now, idle_since=EPOCH, limit=EXPORT_SESSION_LIMIT, after=None
+            )
+            events = await uow.audit.for_user(user.id, limit=EXPORT_AUDIT_LIMIT)
+        return {
+            "user": {
+                "id": str(user.id),
+                "email": user.email,
+                "email_verified": user.email_verified,
+                "name": user.name,
+                "roles": list(user.roles),
+                "created_at": user.created_at.isoformat(),
+            },
+            "sessions": [
+                {
+                    "id": str(session.id),
+                    "created_at": session.created_at.isoformat(),
+                    "last_seen_at": session.last_seen_at.isoformat(),
+                    "expires_at": session.expires_at.isoformat(),
+                    "ip": session.ip,
+                    "user_agent": session.user_agent,
+                }
+                for session in sessions
+            ],
+            "audit_events": [
+                {
+                    "type": event.type,
+                    "occurred_at": event.occurred_at.isoformat(),
+                    "ip": event.ip,
+                    "session_id": str(event.session_id) if event.session_id else None,
+                }
+                for event in events
+            ],
+        }
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _user(self, principal: Principal) -> User:
+        async with self._uow_factory() as uow:
+            user = await uow.users.get(principal.user_id)
+        if user is None or user.disabled:
+            raise NotFound("The account no longer exists.")
+        return user
+
+    async def _reauthenticate(self, user: User, password: str, client: ClientInfo) -> None:
+        ok = (
+            self._policy.may_match(password)
+            and (await self._hash_pool.verify(user.password_hash, password)).ok
+        )
+        if ok:
+            return
+        async with self._uow_factory() as uow:
+            await uow.audit.record(
+                "reauthentication.failed", now=utcnow(), user_id=user.id, ip=client.ip
+            )
+            await uow.commit()
+        raise CurrentPasswordIncorrect
+
+
+def _dummy_link_context() -> dict[str, str]:
+    token = uuid.uuid4().hex + uuid.uuid4().hex[:11]
+    return {"link": "https://invalid.example/" + token, "token": token, "expires_minutes": "30"}

@@ -1,0 +1,88 @@
+"""Which mail each account event sends, with its links and the per-address limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from keyturn.errors import RateLimited
+from keyturn.infra.errors import StoreUnavailable
+from keyturn.infra.rate_limit import RateLimiter
+from keyturn.security.digests import Digester
+from keyturn.services.outbox import MailOutbox
+from keyturn.services.ports import UnitOfWork
+
+MAIL_WINDOW_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTemplates:
+    """Where mail links point; ``{token}`` is replaced (hosted pages or the app's own)."""
+
+    verify_email: str
+    reset_password: str
+    confirm_email: str
+    login: str
+    forgot_password: str
+
+
+def mask_email(email: str) -> str:
+    """``a***@example.com``: enough for the owner to recognise, little for anyone else."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+class AccountMail:
+    """Queues account mails through the outbox; limits mails per address and hour."""
+
+    def __init__(
+        self,
+        *,
+        outbox: MailOutbox,
+        links: LinkTemplates,
+        limiter: RateLimiter,
+        address_digester: Digester,
+        per_address_per_hour: int,
+    ) -> None:
+        self.outbox = outbox
+        self._links = links
+        self._limiter = limiter
+        self._digester = address_digester
+        self._limit = per_address_per_hour
+
+    def link(self, template: str, token: str = "") -> str:
+        return template.replace("{token}", quote(token, safe=""))
+
+    @property
+    def links(self) -> LinkTemplates:
+        return self._links
+
+    async def allow(self, email: str, *, silent: bool = False) -> bool:
+        """Counts one mail request for ``email`` (whether or not an account exists).
+
+        Raises ``RateLimited`` over the limit unless ``silent`` (then returns False), for
+        routes whose answer must not change with the address (signup).
+        """
+        key = "mail:" + self._digester.digest(email)
+        try:
+            decision = await self._limiter.hit(
+                key, limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
+            )
+        except StoreUnavailable:
+            # The limiter degrades to per-process counts itself; if even that is gone,
+            # refuse rather than let mail be sent without any limit.
+            decision = None
+        if decision is not None and decision.allowed:
+            return True
+        if silent:
+            return False
+        retry = decision.retry_after if decision else 60
+        raise RateLimited(
+            "Too many mails requested for this address; try again later.",
+            retry_after=retry,
+            limit=self._limit,
+            reset_after=decision.reset_after if decision else retry,
+        )
+
+    async def send(self, uow: UnitOfWork, kind: str, *, to: str, **context: str) -> None:
+        await self.outbox.enqueue(uow, kind, to=to, **context)

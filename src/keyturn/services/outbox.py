@@ -1,0 +1,165 @@
+"""The email outbox (DESIGN.md section 6).
+
+A mail is written into ``outbox_messages`` in the same transaction as the change that
+causes it, so a crash can never lose it or send it for a change that rolled back. A
+worker delivers at least once: it takes a sending lease per message, sends with the
+stored Message-ID (the receiving side's idempotency key), then marks it sent. A crash
+between send and mark lets the lease expire and the message go out again with the same
+Message-ID. Failures retry from 5 s doubling to 5 minutes; after 24 hours a message is
+dead-lettered for operators to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+
+from keyturn.domain import OutboxEntry, utcnow
+from keyturn.infra.mail import MailDeliveryError, Mailer, MailMessage, new_message_id
+from keyturn.infra.metrics import OUTBOX_DELIVERIES
+from keyturn.infra.templates import MailTemplates
+from keyturn.security.aead import Aead, DecryptionError
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+FIRST_RETRY_SECONDS = 5
+MAX_RETRY_SECONDS = 300
+DEAD_AFTER = timedelta(hours=24)
+
+
+def retry_delay(attempts: int) -> int:
+    """5 s after the first failure, doubling, capped at 5 minutes."""
+    delay: int = FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0)
+    return min(delay, MAX_RETRY_SECONDS)
+
+
+class MailOutbox:
+    """Renders a mail and queues it in the caller's unit of work (sealed at rest)."""
+
+    def __init__(self, *, templates: MailTemplates, aead: Aead, message_id_domain: str) -> None:
+        self._templates = templates
+        self._aead = aead
+        self._domain = message_id_domain
+        self._wake = asyncio.Event()
+
+    async def enqueue(self, uow: UnitOfWork, kind: str, *, to: str, **context: str) -> None:
+        message = self._templates.render(
+            kind, to=to, message_id=new_message_id(self._domain), **context
+        )
+        # The body holds links with live tokens: only the sealed form is stored.
+        payload = self._aead.encrypt(message.to_json(), aad=message.message_id.encode())
+        await uow.outbox.add(
+            message_id=message.message_id, kind=kind, payload=payload, now=utcnow()
+        )
+
+    def render_only(self, kind: str, *, to: str, **context: str) -> None:
+        """The same rendering and sealing work, stored nowhere (equal work for unknown users)."""
+        message = self._templates.render(
+            kind, to=to, message_id=new_message_id(self._domain), **context
+        )
+        self._aead.encrypt(message.to_json(), aad=message.message_id.encode())
+
+    def wake(self) -> None:
+        """Tells an in-process worker that something was committed."""
+        self._wake.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Sleeps up to ``seconds``, or less when ``wake`` is called."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()
+
+
+class OutboxWorker:
+    """Delivers due messages; many workers may run against one database."""
+
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        mailer: Mailer,
+        aead: Aead,
+        lease_seconds: int = 60,
+        batch: int = 20,
+        owner: str | None = None,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._mailer = mailer
+        self._aead = aead
+        self._lease = timedelta(seconds=lease_seconds)
+        self._batch = batch
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def run_once(self) -> int:
+        """Delivers what is due now; returns how many messages were sent."""
+        async with self._uow_factory() as uow:
+            due = await uow.outbox.due(utcnow(), limit=self._batch)
+        sent = 0
+        for entry_id in due:
+            entry = await self._claim(entry_id)
+            if entry is not None and await self._deliver(entry):
+                sent += 1
+        return sent
+
+    async def run(self, outbox: MailOutbox, *, poll_seconds: float, stop: asyncio.Event) -> None:
+        """Loops until ``stop`` is set; a failing round is logged, never fatal."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:  # the loop must survive a database hiccup
+                log.exception("outbox_round_failed")
+            await outbox.wait(poll_seconds)
+
+    async def _claim(self, entry_id: uuid.UUID) -> OutboxEntry | None:
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            entry = await uow.outbox.claim(
+                entry_id, owner=self.owner, now=now, lease_until=now + self._lease
+            )
+            await uow.commit()
+        return entry
+
+    async def _deliver(self, entry: OutboxEntry) -> bool:
+        try:
+            clear = self._aead.decrypt(entry.payload, aad=entry.message_id.encode())
+            await self._mailer.send(MailMessage.from_json(clear))
+        except MailDeliveryError as exc:
+            await self._failed(entry, f"{type(exc).__name__}: {exc}", permanent=exc.permanent)
+            return False
+        except DecryptionError:
+            # The key ring lost the key that sealed it; retrying cannot help.
+            await self._failed(entry, "payload cannot be decrypted", permanent=True)
+            return False
+        async with self._uow_factory() as uow:
+            await uow.outbox.mark_sent(entry.id, owner=self.owner, now=utcnow())
+            await uow.commit()
+        OUTBOX_DELIVERIES.labels("sent").inc()
+        log.info("mail_sent", kind=entry.kind, message_id=entry.message_id, attempt=entry.attempts)
+        return True
+
+    async def _failed(self, entry: OutboxEntry, error: str, *, permanent: bool) -> None:
+        now = utcnow()
+        dead = permanent or now - entry.created_at >= DEAD_AFTER
+        retry_at: datetime | None = (
+            None if dead else now + timedelta(seconds=retry_delay(entry.attempts))
+        )
+        async with self._uow_factory() as uow:
+            await uow.outbox.mark_failed(entry.id, owner=self.owner, error=error, retry_at=retry_at)
+            await uow.commit()
+        OUTBOX_DELIVERIES.labels("dead" if dead else "retry").inc()
+        log.warning(
+            "mail_failed",
+            kind=entry.kind,
+            message_id=entry.message_id,
+            attempt=entry.attempts,
+            dead=dead,
+            error=error,
+        )

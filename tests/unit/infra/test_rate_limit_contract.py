@@ -1,0 +1,478 @@
+"""One contract suite for every ``RateLimiter`` (litestar tests/unit/test_stores.py style).
+
+The ``backend`` fixture yields each implementation in turn: memory, Redis, the fallback
+wrapper over a live Redis, and the fallback wrapper over a dead Redis (which must still
+limit, per process). The Redis ones are skipped unless ``KEYTURN_TEST_REDIS_URL`` is
+set. Backend-specific properties (exact sliding on a fake clock, key eviction, the
+cross-replica count, failure mapping) follow the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+from redis.exceptions import RedisError
+
+from keyturn.infra.rate_limit import (
+    FallbackRateLimiter,
+    MemoryRateLimiter,
+    RateDecision,
+    RateLimiter,
+    RedisRateLimiter,
+    StoreUnavailable,
+    build_rate_limiter,
+)
+from keyturn.infra.redis_client import create_redis_client
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeClock:
+    """Monotonic clock the memory limiter reads; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Backend:
+    """A limiter under test plus the backend-specific way to let a window pass."""
+
+    limiter: RateLimiter
+    let_window_pass: Callable[[str, int], Awaitable[None]]
+    fallbacks: list[str] = field(default_factory=list)
+    store_down: bool = False
+
+
+def new_key() -> str:
+    return f"login:{uuid.uuid4()}"
+
+
+BACKENDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("fallback-redis", marks=pytest.mark.redis),
+    "fallback-dead-redis",
+]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    clock = FakeClock()
+
+    async def advance_clock(key: str, window_seconds: int) -> None:
+        clock.advance(window_seconds)
+
+    if request.param in ("memory", "fallback-dead-redis"):
+        memory = MemoryRateLimiter(clock=clock)
+        if request.param == "memory":
+            yield Backend(memory, advance_clock)
+            await memory.close()
+            return
+        port: int = request.getfixturevalue("dead_port")
+        dead = RedisRateLimiter.from_url(f"redis://127.0.0.1:{port}/0", prefix="keyturn-test-x:")
+        backend = Backend(memory, advance_clock, store_down=True)
+        backend.limiter = FallbackRateLimiter(dead, memory, on_fallback=backend.fallbacks.append)
+        yield backend
+        await backend.limiter.close()
+        return
+
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    redis_limiter = RedisRateLimiter.from_url(url, prefix=prefix)
+    raw = create_redis_client(url)
+
+    async def wait_out_window(key: str, window_seconds: int) -> None:
+        # The sliding log lives on the Redis clock: real time must pass. Tests use a 1 s
+        # window; the key expires with its newest hit, so poll (bounded) for that.
+        redis_key = redis_limiter.key(key)
+        assert 0 < await raw.pttl(redis_key) <= window_seconds * 1000
+        for _ in range(window_seconds * 100 + 200):
+            if not await raw.exists(redis_key):
+                return
+            await anyio.sleep(0.01)
+        pytest.fail(f"{redis_key} outlived its {window_seconds} s window")
+
+    backend = Backend(redis_limiter, wait_out_window)
+    if request.param == "fallback-redis":
+        backend.limiter = FallbackRateLimiter(
+            redis_limiter, MemoryRateLimiter(clock=clock), on_fallback=backend.fallbacks.append
+        )
+    yield backend
+    await backend.limiter.close()
+    await raw.aclose()
+    if request.param == "fallback-redis":
+        assert backend.fallbacks == []  # a live Redis is never bypassed
+
+
+async def hit_n(limiter: RateLimiter, key: str, n: int, **kw: int) -> list[RateDecision]:
+    return [await limiter.hit(key, **kw) for _ in range(n)]
+
+
+# --- the contract ------------------------------------------------------------------
+
+
+async def test_allows_up_to_the_limit_then_refuses(backend: Backend) -> None:
+    key = new_key()
+    decisions = await hit_n(backend.limiter, key, 3, limit=3, window_seconds=60)
+    assert [d.allowed for d in decisions] == [True, True, True]
+    assert [d.remaining for d in decisions] == [2, 1, 0]
+    assert all(d.limit == 3 and d.retry_after == 0 and d.reset_after == 60 for d in decisions)
+
+    refused = await backend.limiter.hit(key, limit=3, window_seconds=60)
+    assert refused.allowed is False
+    assert refused.limit == 3
+    assert refused.remaining == 0
+    assert 1 <= refused.retry_after <= 60
+    assert 1 <= refused.reset_after <= 60
+
+
+async def test_refused_hits_are_not_recorded(backend: Backend) -> None:
+    key = new_key()
+    assert (await backend.limiter.hit(key, limit=3, window_seconds=60, cost=2)).allowed
+    for _ in range(5):
+        refused = await backend.limiter.hit(key, limit=3, window_seconds=60, cost=2)
+        assert refused.allowed is False
+        assert refused.remaining == 1
+    # Had a refused hit counted, this one would not fit.
+    last = await backend.limiter.hit(key, limit=3, window_seconds=60)
+    assert last.allowed is True
+    assert last.remaining == 0
+
+
+async def test_window_slides(backend: Backend) -> None:
+    key = new_key()
+    await hit_n(backend.limiter, key, 2, limit=2, window_seconds=1)
+    assert (await backend.limiter.hit(key, limit=2, window_seconds=1)).allowed is False
+    await backend.let_window_pass(key, 1)
+    again = await backend.limiter.hit(key, limit=2, window_seconds=1)
+    assert again.allowed is True
+    assert again.remaining == 1
+
+
+async def test_cost_above_one(backend: Backend) -> None:
+    key = new_key()
+    first = await backend.limiter.hit(key, limit=5, window_seconds=60, cost=3)
+    assert (first.allowed, first.remaining) == (True, 2)
+    too_much = await backend.limiter.hit(key, limit=5, window_seconds=60, cost=3)
+    assert (too_much.allowed, too_much.remaining) == (False, 2)
+    assert too_much.retry_after >= 1
+    fits = await backend.limiter.hit(key, limit=5, window_seconds=60, cost=2)
+    assert (fits.allowed, fits.remaining) == (True, 0)
+
+
+async def test_peek_records_nothing_and_predicts_the_hit(backend: Backend) -> None:
+    key = new_key()
+    for _ in range(5):
+        peeked = await backend.limiter.peek(key, limit=2, window_seconds=60)
+        assert peeked == RateDecision(
+            allowed=True, limit=2, remaining=1, retry_after=0, reset_after=60
+        )
+    hits = await hit_n(backend.limiter, key, 2, limit=2, window_seconds=60)
+    assert [d.allowed for d in hits] == [True, True]
+
+    peeked = await backend.limiter.peek(key, limit=2, window_seconds=60)
+    refused = await backend.limiter.hit(key, limit=2, window_seconds=60)
+    assert (peeked.allowed, peeked.remaining) == (refused.allowed, refused.remaining) == (False, 0)
+    assert peeked.retry_after >= refused.retry_after >= 1
+
+
+async def test_reset_clears_the_key(backend: Backend) -> None:
+    key = new_key()
+    await hit_n(backend.limiter, key, 3, limit=3, window_seconds=60)
+    assert (await backend.limiter.peek(key, limit=3, window_seconds=60)).allowed is False
+    await backend.limiter.reset(key)
+    after = await backend.limiter.hit(key, limit=3, window_seconds=60)
+    assert (after.allowed, after.remaining) == (True, 2)
+    await backend.limiter.reset(new_key())  # an unknown key is harmless
+
+
+async def test_keys_are_independent(backend: Backend) -> None:
+    blocked, other = new_key(), new_key()
+    await hit_n(backend.limiter, blocked, 2, limit=2, window_seconds=60)
+    assert (await backend.limiter.hit(blocked, limit=2, window_seconds=60)).allowed is False
+    free = await backend.limiter.hit(other, limit=2, window_seconds=60)
+    assert (free.allowed, free.remaining) == (True, 1)
+
+
+async def test_concurrent_hits_never_exceed_the_limit(backend: Backend) -> None:
+    key = new_key()
+    decisions = await asyncio.gather(
+        *(backend.limiter.hit(key, limit=10, window_seconds=60) for _ in range(20))
+    )
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 10
+    assert sorted(d.remaining for d in allowed) == list(range(10))
+    assert all(d.remaining == 0 and d.retry_after >= 1 for d in decisions if not d.allowed)
+
+
+@pytest.mark.parametrize(
+    ("limit", "window_seconds", "cost", "name"),
+    [(0, 60, 1, "limit"), (5, 0, 1, "window_seconds"), (5, 60, 0, "cost"), (5, 60, 6, "cost")],
+)
+async def test_invalid_arguments_are_refused(
+    backend: Backend, limit: int, window_seconds: int, cost: int, name: str
+) -> None:
+    key = new_key()
+    with pytest.raises(ValueError, match=name):
+        await backend.limiter.hit(key, limit=limit, window_seconds=window_seconds, cost=cost)
+    if name != "cost":  # peek has no cost
+        with pytest.raises(ValueError, match=name):
+            await backend.limiter.peek(key, limit=limit, window_seconds=window_seconds)
+    assert (await backend.limiter.peek(key, limit=1, window_seconds=60)).allowed is True
+
+
+async def test_ping_tells_whether_the_shared_store_answers(backend: Backend) -> None:
+    if backend.store_down:
+        # The fallback keeps limiting, but readiness still learns that Redis is gone.
+        with pytest.raises(StoreUnavailable):
+            await backend.limiter.ping()
+    else:
+        await backend.limiter.ping()
+
+
+# --- memory only: exact sliding on a fake clock, bounded keys ----------------------
+
+
+async def test_memory_window_slides_hit_by_hit() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    key = new_key()
+    await limiter.hit(key, limit=2, window_seconds=10)  # t = 0
+    clock.advance(5)
+    await limiter.hit(key, limit=2, window_seconds=10)  # t = 5
+    clock.advance(1)  # t = 6: full until the t = 0 hit leaves at t = 10
+    assert await limiter.hit(key, limit=2, window_seconds=10) == RateDecision(
+        allowed=False, limit=2, remaining=0, retry_after=4, reset_after=9
+    )
+    clock.advance(3.999)  # hammering did not move the block: still just under 1 s left
+    assert (await limiter.hit(key, limit=2, window_seconds=10)).retry_after == 1
+    clock.advance(0.001)  # t = 10: exactly one slot frees (sliding, not fixed, window)
+    assert await limiter.hit(key, limit=2, window_seconds=10) == RateDecision(
+        allowed=True, limit=2, remaining=0, retry_after=0, reset_after=10
+    )
+    assert (await limiter.hit(key, limit=2, window_seconds=10)).retry_after == 5
+
+
+async def test_memory_retry_after_waits_for_enough_room_for_the_cost() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    key = new_key()
+    for _ in range(4):  # t = 0, 1, 2, 3
+        await limiter.hit(key, limit=4, window_seconds=10)
+        clock.advance(1)
+    # A cost-3 hit needs the three oldest gone: the t = 2 one leaves at t = 12.
+    refused = await limiter.hit(key, limit=4, window_seconds=10, cost=3)
+    assert (refused.retry_after, refused.reset_after) == (8, 9)
+
+
+async def test_memory_keys_are_bounded_least_recently_used_first() -> None:
+    limiter = MemoryRateLimiter(clock=FakeClock(), max_keys=3)
+    keys = [new_key() for _ in range(5)]
+    for key in keys[:3]:
+        await limiter.hit(key, limit=1, window_seconds=60)
+    await limiter.peek(keys[0], limit=1, window_seconds=60)  # touching keeps keys[0]
+    for key in keys[3:]:
+        await limiter.hit(key, limit=1, window_seconds=60)
+    assert len(limiter) == 3
+    assert (await limiter.peek(keys[0], limit=1, window_seconds=60)).allowed is False
+    assert (await limiter.peek(keys[1], limit=1, window_seconds=60)).allowed is True  # evicted
+    assert (await limiter.peek(keys[2], limit=1, window_seconds=60)).allowed is True  # evicted
+
+
+async def test_memory_peek_and_refusals_add_no_keys() -> None:
+    limiter = MemoryRateLimiter(clock=FakeClock(), max_keys=10)
+    for _ in range(50):
+        await limiter.peek(new_key(), limit=1, window_seconds=60)
+    assert len(limiter) == 0
+
+
+async def test_memory_expired_keys_are_dropped_when_touched() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    key = new_key()
+    await limiter.hit(key, limit=1, window_seconds=1)
+    clock.advance(1)
+    await limiter.peek(key, limit=1, window_seconds=1)
+    assert len(limiter) == 0
+
+
+async def test_memory_refuses_max_keys_below_one() -> None:
+    with pytest.raises(ValueError, match="max_keys"):
+        MemoryRateLimiter(max_keys=0)
+
+
+async def test_memory_close_forgets_everything() -> None:
+    limiter = MemoryRateLimiter()
+    await limiter.hit(new_key(), limit=1, window_seconds=60)
+    await limiter.close()
+    assert len(limiter) == 0
+
+
+# --- Redis only: one count and one clock for every replica --------------------------
+
+
+@pytest.mark.redis
+async def test_redis_replicas_share_counts(redis_url: str, redis_prefix: str) -> None:
+    replica_a = RedisRateLimiter.from_url(redis_url, prefix=redis_prefix)
+    replica_b = RedisRateLimiter.from_url(redis_url, prefix=redis_prefix)
+    other_deployment = RedisRateLimiter.from_url(redis_url, prefix=f"{redis_prefix}other:")
+    try:
+        key = new_key()
+        assert (await replica_a.hit(key, limit=2, window_seconds=60)).remaining == 1
+        assert (await replica_b.hit(key, limit=2, window_seconds=60)).remaining == 0
+        assert (await replica_a.hit(key, limit=2, window_seconds=60)).allowed is False
+        assert (await replica_b.peek(key, limit=2, window_seconds=60)).allowed is False
+        # The prefix is the namespace: another deployment on the same Redis is unaffected.
+        assert (await other_deployment.peek(key, limit=2, window_seconds=60)).allowed is True
+        await replica_b.reset(key)
+        assert (await replica_a.peek(key, limit=2, window_seconds=60)).allowed is True
+    finally:
+        for limiter in (replica_a, replica_b, other_deployment):
+            await limiter.close()
+
+
+@pytest.mark.redis
+async def test_redis_replicas_hitting_concurrently_share_one_limit(
+    redis_url: str, redis_prefix: str
+) -> None:
+    replicas = [RedisRateLimiter.from_url(redis_url, prefix=redis_prefix) for _ in range(4)]
+    try:
+        key = new_key()
+        decisions = await asyncio.gather(
+            *(replicas[i % 4].hit(key, limit=10, window_seconds=60) for i in range(20))
+        )
+        assert sum(d.allowed for d in decisions) == 10
+    finally:
+        for limiter in replicas:
+            await limiter.close()
+
+
+@pytest.mark.redis
+async def test_redis_key_layout_and_expiry(redis_url: str, redis_prefix: str) -> None:
+    raw = create_redis_client(redis_url)
+    limiter = RedisRateLimiter(raw, prefix=redis_prefix)
+    try:
+        key = new_key()
+        await limiter.hit(key, limit=5, window_seconds=60, cost=3)
+        redis_key = f"{redis_prefix}rl:{key}"
+        assert limiter.key(key) == redis_key
+        assert await raw.zcard(redis_key) == 3  # one distinct member per unit of cost
+        assert 0 < await raw.pttl(redis_key) <= 60_000  # expires with its newest hit
+        await limiter.hit(key, limit=5, window_seconds=60, cost=3)  # refused
+        assert await raw.zcard(redis_key) == 3
+    finally:
+        await limiter.close()
+        # An injected client belongs to the caller: closing the limiter leaves it usable.
+        assert await raw.ping() is True
+        await raw.aclose()
+
+
+@pytest.mark.redis
+async def test_build_rate_limiter_with_url_shares_redis(redis_url: str, redis_prefix: str) -> None:
+    one = build_rate_limiter(redis_url, prefix=redis_prefix)
+    two = build_rate_limiter(redis_url, prefix=redis_prefix)
+    try:
+        assert isinstance(one, FallbackRateLimiter)
+        key = new_key()
+        await one.hit(key, limit=1, window_seconds=60)
+        assert (await two.hit(key, limit=1, window_seconds=60)).allowed is False
+        await one.ping()
+    finally:
+        await one.close()
+        await two.close()
+
+
+# --- failures: need no running Redis ------------------------------------------------
+
+
+def assert_unavailable(excinfo: pytest.ExceptionInfo[StoreUnavailable]) -> None:
+    assert isinstance(excinfo.value.__cause__, RedisError | OSError)
+
+
+async def test_unreachable_redis_raises_store_unavailable(dead_port: int) -> None:
+    limiter = RedisRateLimiter.from_url(
+        f"redis://127.0.0.1:{dead_port}/0", prefix="keyturn-test-dead:"
+    )
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: limiter.hit(new_key(), limit=1, window_seconds=60),
+        lambda: limiter.peek(new_key(), limit=1, window_seconds=60),
+        lambda: limiter.reset(new_key()),
+        limiter.ping,
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(StoreUnavailable) as excinfo:
+                await call()
+            assert_unavailable(excinfo)
+    finally:
+        await limiter.close()
+
+
+async def test_silent_redis_times_out_as_store_unavailable(silent_port: int) -> None:
+    limiter = RedisRateLimiter.from_url(
+        f"redis://127.0.0.1:{silent_port}/0",
+        prefix="keyturn-test-silent:",
+        socket_timeout=0.05,
+        connect_timeout=0.05,
+    )
+    try:
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await limiter.hit(new_key(), limit=1, window_seconds=60)
+        assert_unavailable(excinfo)
+    finally:
+        await limiter.close()
+
+
+async def test_fallback_over_dead_redis_limits_per_process_and_reports(dead_port: int) -> None:
+    seen: list[str] = []
+    limiter = build_rate_limiter(
+        f"redis://127.0.0.1:{dead_port}/0", prefix="keyturn-test-dead:", on_fallback=seen.append
+    )
+    try:
+        key = new_key()
+        assert (await limiter.peek(key, limit=2, window_seconds=60)).allowed is True
+        await hit_n(limiter, key, 2, limit=2, window_seconds=60)
+        refused = await limiter.hit(key, limit=2, window_seconds=60)
+        assert (refused.allowed, refused.remaining) == (False, 0)  # never opens a door
+        await limiter.reset(key)
+        assert (await limiter.hit(key, limit=2, window_seconds=60)).allowed is True
+        assert seen == ["peek", "hit", "hit", "hit", "reset", "hit"]
+        with pytest.raises(StoreUnavailable):
+            await limiter.ping()
+    finally:
+        await limiter.close()
+
+
+async def test_fallback_without_callback_still_falls_back(dead_port: int) -> None:
+    dead = RedisRateLimiter.from_url(f"redis://127.0.0.1:{dead_port}/0", prefix="x:")
+    limiter = FallbackRateLimiter(dead, MemoryRateLimiter())
+    try:
+        key = new_key()
+        assert (await limiter.hit(key, limit=1, window_seconds=60)).allowed is True
+        assert (await limiter.hit(key, limit=1, window_seconds=60)).allowed is False
+        await limiter.reset(key)
+    finally:
+        await limiter.close()
+
+
+async def test_build_rate_limiter_without_url_is_in_process() -> None:
+    assert isinstance(build_rate_limiter(None, prefix="x:"), MemoryRateLimiter)
+    assert isinstance(build_rate_limiter("", prefix="x:"), MemoryRateLimiter)
+
+
+async def test_build_rate_limiter_with_url_does_not_connect_yet(dead_port: int) -> None:
+    limiter = build_rate_limiter(f"redis://127.0.0.1:{dead_port}/0", prefix="x:")
+    assert isinstance(limiter, FallbackRateLimiter)
+    await limiter.close()
