@@ -205,7 +205,13 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         keys=keys,
         hash_pool=hash_pool,
         outbox=outbox,
-        outbox_worker=OutboxWorker(uow_factory=uow_factory, mailer=adapters.mailer, aead=aead),
+        outbox_worker=OutboxWorker(
+            uow_factory=uow_factory,
+            mailer=adapters.mailer,
+            aead=aead,
+            # The lease outlives the slowest send, or a second worker would send it again.
+            lease_seconds=max(60, int(settings.smtp_timeout * 4)),
+        ),
         readiness_checks=checks,
         email_verification_required=settings.email_verification_required,
     )

@@ -132,6 +132,18 @@ def validate(settings: Settings) -> None:
         problems.append(
             f"every KEYTURN_SECRET_KEY entry needs at least {MIN_SECRET_KEY_CHARS} chars"
         )
+    if settings.brand_logo_url and urlsplit(settings.brand_logo_url).scheme not in (
+        "http",
+        "https",
+    ):
+        problems.append("KEYTURN_BRAND_LOGO_URL must be an absolute http(s) URL")
+    if urlsplit(settings.issuer).scheme not in ("http", "https"):
+        problems.append("KEYTURN_ISSUER must be an absolute http(s) URL")
+    if settings.smtp_url:
+        smtp = urlsplit(settings.smtp_url)
+        # Only the shape here; the mailer parses the rest. Never echo the URL (a password).
+        if smtp.scheme not in ("smtp", "smtps") or not smtp.hostname:
+            problems.append("KEYTURN_SMTP_URL must look like smtp://host:port or smtps://host")
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")
     if settings.is_production:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import time_machine
 
 from helpers import PASSWORD, bearer, mails_to, new_email, running_app, signup_login
 from keyturn.config import Settings
@@ -296,3 +298,19 @@ async def test_mails_per_address_are_limited(
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.headers["ratelimit-limit"] == "2"
         assert limited.headers["ratelimit-remaining"] == "0"
+
+
+async def test_expired_token_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, smtp: SmtpServer, settings: Settings
+) -> None:
+    email = new_email()
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+        (mail,) = await mails_to(smtp, email)
+        traveller.shift(timedelta(seconds=settings.verify_email_ttl + 1))
+        late = await client.post("/v1/auth/email/verify", json={"token": extract_token(mail)})
+        assert late.status_code == 400
+        assert late.json()["code"] == "token_expired"
+        login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.json()["user"]["email_verified"] is False

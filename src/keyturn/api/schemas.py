@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from keyturn.domain import Session, TokenPair, User
+from keyturn.services.account import AccountData
 
 # Passwords are bounded here only against abuse of the parser; the policy (with its own,
 # configurable cap checked before hashing) gives the helpful error.
@@ -73,12 +74,6 @@ class Accepted(BaseModel):
     """The request was taken; the answer is the same whatever the address (no enumeration)."""
 
     status: Literal["accepted"] = "accepted"
-
-
-class AccountExport(BaseModel):
-    user: dict[str, Any]
-    sessions: list[dict[str, Any]]
-    audit_events: list[dict[str, Any]]
 
 
 class SignupAccepted(BaseModel):
@@ -157,3 +152,51 @@ class ProblemDetail(BaseModel):
     detail: str
     code: str = Field(description="Stable machine-readable error code")
     errors: list[dict[str, str]]
+
+
+class ExportedSession(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+class ExportedEvent(BaseModel):
+    type: str
+    occurred_at: datetime
+    ip: str | None
+    session_id: uuid.UUID | None
+
+
+class AccountExport(BaseModel):
+    user: UserOut
+    sessions: list[ExportedSession]
+    audit_events: list[ExportedEvent]
+
+    @classmethod
+    def of(cls, data: AccountData) -> AccountExport:
+        return cls(
+            user=UserOut.of(data.user),
+            sessions=[
+                ExportedSession(
+                    id=item.id,
+                    created_at=item.created_at,
+                    last_seen_at=item.last_seen_at,
+                    expires_at=item.expires_at,
+                    ip=item.ip,
+                    user_agent=item.user_agent,
+                )
+                for item in data.sessions
+            ],
+            audit_events=[
+                ExportedEvent(
+                    type=event.type,
+                    occurred_at=event.occurred_at,
+                    ip=event.ip,
+                    session_id=event.session_id,
+                )
+                for event in data.audit_events
+            ],
+        )

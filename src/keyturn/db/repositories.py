@@ -505,7 +505,15 @@ class SqlOutboxRepository:
         result = await self._db.execute(
             update(OutboxMessageRow)
             .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.lease_owner == owner)
-            .values(status="sent", sent_at=now, lease_owner=None, lease_until=None, last_error=None)
+            # The sealed body is dropped once delivered: no personal data outlives its use.
+            .values(
+                status="sent",
+                sent_at=now,
+                payload=b"",
+                lease_owner=None,
+                lease_until=None,
+                last_error=None,
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from keyturn.domain import ClientInfo, Principal, User, utcnow
+from keyturn.domain import AuditEvent, ClientInfo, Principal, Session, User, utcnow
 from keyturn.errors import Conflict, CurrentPasswordIncorrect, InvalidInput, NotFound, TokenInvalid
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
@@ -19,6 +18,15 @@ from keyturn.services.ports import UnitOfWorkFactory
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXPORT_AUDIT_LIMIT = 1000
 EXPORT_SESSION_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AccountData:
+    """A user's data export (GDPR art. 15/20)."""
+
+    user: User
+    sessions: list[Session]
+    audit_events: list[AuditEvent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +250,11 @@ class AccountService:
             await self._mail.send(uow, "account_deleted", to=user.email)
             await uow.audit.record("account.deleted", now=now, user_id=user.id, ip=client.ip)
             await uow.commit()
-        await self._access_tokens.deny([*ended, principal.session_id])
+        await self._access_tokens.deny(ended)
         self._mail.outbox.wake()
 
-    async def export(self, principal: Principal) -> dict[str, Any]:
-        """Everything Keyturn holds about the user, as plain JSON-ready data."""
+    async def export(self, principal: Principal) -> AccountData:
+        """Everything Keyturn holds about the user."""
         user = await self._user(principal)
         now = utcnow()
         async with self._uow_factory() as uow:
@@ -254,36 +262,7 @@ class AccountService:
                 user.id, now, idle_since=EPOCH, limit=EXPORT_SESSION_LIMIT, after=None
             )
             events = await uow.audit.for_user(user.id, limit=EXPORT_AUDIT_LIMIT)
-        return {
-            "user": {
-                "id": str(user.id),
-                "email": user.email,
-                "email_verified": user.email_verified,
-                "name": user.name,
-                "roles": list(user.roles),
-                "created_at": user.created_at.isoformat(),
-            },
-            "sessions": [
-                {
-                    "id": str(session.id),
-                    "created_at": session.created_at.isoformat(),
-                    "last_seen_at": session.last_seen_at.isoformat(),
-                    "expires_at": session.expires_at.isoformat(),
-                    "ip": session.ip,
-                    "user_agent": session.user_agent,
-                }
-                for session in sessions
-            ],
-            "audit_events": [
-                {
-                    "type": event.type,
-                    "occurred_at": event.occurred_at.isoformat(),
-                    "ip": event.ip,
-                    "session_id": str(event.session_id) if event.session_id else None,
-                }
-                for event in events
-            ],
-        }
+        return AccountData(user=user, sessions=sessions, audit_events=events)
 
     # -- helpers ------------------------------------------------------------------------
 

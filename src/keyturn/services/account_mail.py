@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from keyturn.errors import RateLimited
-from keyturn.infra.errors import StoreUnavailable
 from keyturn.infra.rate_limit import RateLimiter
 from keyturn.security.digests import Digester
 from keyturn.services.outbox import MailOutbox
@@ -64,24 +63,18 @@ class AccountMail:
         routes whose answer must not change with the address (signup).
         """
         key = "mail:" + self._digester.digest(email)
-        try:
-            decision = await self._limiter.hit(
-                key, limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
-            )
-        except StoreUnavailable:
-            # The limiter degrades to per-process counts itself; if even that is gone,
-            # refuse rather than let mail be sent without any limit.
-            decision = None
-        if decision is not None and decision.allowed:
+        decision = await self._limiter.hit(
+            key, limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
+        )
+        if decision.allowed:
             return True
         if silent:
             return False
-        retry = decision.retry_after if decision else 60
         raise RateLimited(
             "Too many mails requested for this address; try again later.",
-            retry_after=retry,
-            limit=self._limit,
-            reset_after=decision.reset_after if decision else retry,
+            retry_after=decision.retry_after,
+            limit=decision.limit,
+            reset_after=decision.reset_after,
         )
 
     async def send(self, uow: UnitOfWork, kind: str, *, to: str, **context: str) -> None:

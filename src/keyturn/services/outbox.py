@@ -96,14 +96,18 @@ class OutboxWorker:
         self._aead = aead
         self._lease = timedelta(seconds=lease_seconds)
         self._batch = batch
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Fits the 64-character lease column whatever the host name's length.
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    async def run_once(self) -> int:
-        """Delivers what is due now; returns how many messages were sent."""
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Delivers what is due now (until ``stop`` is set); returns how many were sent."""
         async with self._uow_factory() as uow:
             due = await uow.outbox.due(utcnow(), limit=self._batch)
         sent = 0
         for entry_id in due:
+            if stop is not None and stop.is_set():
+                break  # the rest stays queued for the next worker
+
             entry = await self._claim(entry_id)
             if entry is not None and await self._deliver(entry):
                 sent += 1
@@ -113,7 +117,7 @@ class OutboxWorker:
         """Loops until ``stop`` is set; a failing round is logged, never fatal."""
         while not stop.is_set():
             try:
-                await self.run_once()
+                await self.run_once(stop)
             except Exception:  # the loop must survive a database hiccup
                 log.exception("outbox_round_failed")
             await outbox.wait(poll_seconds)
@@ -134,9 +138,10 @@ class OutboxWorker:
         except MailDeliveryError as exc:
             await self._failed(entry, f"{type(exc).__name__}: {exc}", permanent=exc.permanent)
             return False
-        except DecryptionError:
-            # The key ring lost the key that sealed it; retrying cannot help.
-            await self._failed(entry, "payload cannot be decrypted", permanent=True)
+        except (DecryptionError, ValueError):
+            # The key ring lost the key that sealed it, or the payload is not a message:
+            # retrying cannot help.
+            await self._failed(entry, "payload cannot be opened", permanent=True)
             return False
         async with self._uow_factory() as uow:
             await uow.outbox.mark_sent(entry.id, owner=self.owner, now=utcnow())

@@ -59,7 +59,7 @@ async def delete_me(
 
 @router.get("/export", responses=problems(401, 403, 404), summary="Everything held about me")
 async def export_me(principal: MeRead, services: ServicesDep) -> AccountExport:
-    return AccountExport(**await services.account.export(principal))
+    return AccountExport.of(await services.account.export(principal))
 
 
 @router.post(
