@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     outbox_worker: Literal["inline", "off"] = "inline"
     outbox_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
     limit_mails_per_address_per_hour: int = Field(default=5, ge=1)
+    limit_failures_per_account_ip: int = Field(default=10, ge=1)
+    limit_failures_per_account: int = Field(default=100, ge=1)
+    limit_ip_per_minute: int = Field(default=300, ge=1)
+    limit_signups_per_ip_per_hour: int = Field(default=30, ge=1)
+    lock_seconds: int = Field(default=900, ge=60)
+    cors_origins: CsvList = Field(default_factory=list)
+    trusted_proxies: CsvList = Field(default_factory=list)
+    audit_retention_days: int = Field(default=365, ge=1)
     verify_email_ttl: int = Field(default=86_400, ge=60)
     reset_password_ttl: int = Field(default=1_800, ge=60)
     email_change_ttl: int = Field(default=86_400, ge=60)
@@ -79,7 +87,7 @@ class Settings(BaseSettings):
     brand_logo_url: str | None = None
     brand_color: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
 
-    @field_validator("secret_key", mode="before")
+    @field_validator("secret_key", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

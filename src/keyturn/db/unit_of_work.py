@@ -7,10 +7,10 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from keyturn.db.audit import SqlAuditRepository
+from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
+from keyturn.db.outbox import SqlOutboxRepository
 from keyturn.db.repositories import (
-    SqlAuditRepository,
-    SqlOneTimeTokenRepository,
-    SqlOutboxRepository,
     SqlRefreshTokenRepository,
     SqlSessionRepository,
     SqlSigningKeyRepository,

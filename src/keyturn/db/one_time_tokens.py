@@ -1,0 +1,71 @@
+"""One-time tokens: stored as digests, used up atomically."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyturn.db.models import OneTimeTokenRow
+from keyturn.domain import OneTimeToken
+
+
+class SqlOneTimeTokenRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def add(self, token: OneTimeToken, digest: str) -> None:
+        self._db.add(
+            OneTimeTokenRow(
+                id=token.id,
+                user_id=token.user_id,
+                purpose=token.purpose,
+                digest=digest,
+                binding=token.binding,
+                data=dict(token.data),
+                created_at=token.created_at,
+                expires_at=token.expires_at,
+                used_at=token.used_at,
+            )
+        )
+        await self._db.flush()
+
+    async def find(self, digests: Sequence[str]) -> OneTimeToken | None:
+        row = await self._db.scalar(
+            select(OneTimeTokenRow).where(OneTimeTokenRow.digest.in_(list(digests))).limit(1)
+        )
+        if row is None:
+            return None
+        return OneTimeToken(
+            id=row.id,
+            user_id=row.user_id,
+            purpose=row.purpose,
+            binding=row.binding,
+            data={str(key): str(value) for key, value in row.data.items()},
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            used_at=row.used_at,
+        )
+
+    async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
+        # Single use enforced by the database: of N concurrent redemptions one matches.
+        result = await self._db.execute(
+            update(OneTimeTokenRow)
+            .where(OneTimeTokenRow.id == token_id, OneTimeTokenRow.used_at.is_(None))
+            .values(used_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
+        await self._db.execute(
+            update(OneTimeTokenRow)
+            .where(
+                OneTimeTokenRow.user_id == user_id,
+                OneTimeTokenRow.purpose == purpose,
+                OneTimeTokenRow.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )

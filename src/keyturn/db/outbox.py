@@ -1,0 +1,131 @@
+"""The email outbox table: due messages, sending leases, delivery outcome."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyturn.db.models import OutboxMessageRow
+from keyturn.domain import OutboxEntry
+
+
+def _outbox(row: OutboxMessageRow) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id,
+        message_id=row.message_id,
+        kind=row.kind,
+        payload=row.payload,
+        attempts=row.attempts,
+        created_at=row.created_at,
+    )
+
+
+class SqlOutboxRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def add(self, *, message_id: str, kind: str, payload: bytes, now: datetime) -> uuid.UUID:
+        entry_id = uuid.uuid4()
+        self._db.add(
+            OutboxMessageRow(
+                id=entry_id,
+                message_id=message_id,
+                kind=kind,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        await self._db.flush()
+        return entry_id
+
+    @staticmethod
+    def _claimable(now: datetime) -> Any:
+        return or_(
+            and_(OutboxMessageRow.status == "pending", OutboxMessageRow.next_attempt_at <= now),
+            # A worker that crashed mid-send leaves its lease behind; it expires.
+            and_(OutboxMessageRow.status == "sending", OutboxMessageRow.lease_until < now),
+        )
+
+    async def due(self, now: datetime, *, limit: int) -> list[uuid.UUID]:
+        rows = await self._db.scalars(
+            select(OutboxMessageRow.id)
+            .where(self._claimable(now))
+            .order_by(OutboxMessageRow.next_attempt_at)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def claim(
+        self, entry_id: uuid.UUID, *, owner: str, now: datetime, lease_until: datetime
+    ) -> OutboxEntry | None:
+        # Compare-and-set on the same condition that made it due: one worker wins.
+        result = await self._db.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.id == entry_id, self._claimable(now))
+            .values(
+                status="sending",
+                lease_owner=owner,
+                lease_until=lease_until,
+                attempts=OutboxMessageRow.attempts + 1,
+            )
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return None
+        row = await self._db.get(OutboxMessageRow, entry_id, populate_existing=True)
+        return _outbox(row) if row else None
+
+    async def mark_sent(self, entry_id: uuid.UUID, *, owner: str, now: datetime) -> bool:
+        result = await self._db.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.lease_owner == owner)
+            # The sealed body is dropped once delivered: no personal data outlives its use.
+            .values(
+                status="sent",
+                sent_at=now,
+                payload=b"",
+                lease_owner=None,
+                lease_until=None,
+                last_error=None,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def mark_failed(
+        self, entry_id: uuid.UUID, *, owner: str, error: str, retry_at: datetime | None
+    ) -> bool:
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "last_error": error[:500],
+            "status": "pending" if retry_at else "dead",
+        }
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        result = await self._db.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.lease_owner == owner)
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._db.execute(
+            select(OutboxMessageRow.status, func.count()).group_by(OutboxMessageRow.status)
+        )
+        return {status: int(count) for status, count in rows.all()}
+
+    async def list_by_status(self, status: str, *, limit: int) -> list[OutboxEntry]:
+        rows = await self._db.scalars(
+            select(OutboxMessageRow)
+            .where(OutboxMessageRow.status == status)
+            .order_by(OutboxMessageRow.created_at)
+            .limit(limit)
+        )
+        return [_outbox(row) for row in rows]
