@@ -24,6 +24,7 @@ lint: install
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/bandit -q -r src -c pyproject.toml
 
 fmt: install
 	$(BIN)/ruff check --fix src tests

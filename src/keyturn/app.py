@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
 from keyturn.api import problems
-from keyturn.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from keyturn.api.hardening import install_hardening
 from keyturn.api.rest import account, auth, me, ops
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.infra.errors import StoreUnavailable
 from keyturn.infra.logging import configure_logging
 from keyturn.infra.mail import Mailer, build_mailer
 from keyturn.infra.metrics import HASH_POOL_CAPACITY, HASH_POOL_IN_FLIGHT, RATE_LIMIT_FALLBACKS
@@ -40,11 +41,13 @@ from keyturn.services.account_mail import AccountMail, LinkTemplates
 from keyturn.services.auth import AuthService
 from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.keys import KeyManager
+from keyturn.services.lockout import CredentialGuard
 from keyturn.services.one_time_tokens import OneTimeTokens
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
 from keyturn.services.sessions import SessionService
+from keyturn.services.throttle import Limits, Throttle
 from keyturn.services.users import UserService
 
 log = structlog.get_logger(__name__)
@@ -153,6 +156,21 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     )
     tokens = OneTimeTokens(key_ring=ring)
     hash_pool = adapters.hash_pool
+    guard = CredentialGuard(
+        throttle=Throttle(
+            limiter=adapters.limiter,
+            digester=Digester(ring, "throttle-account"),
+            limits=Limits(
+                failures_per_account_ip=settings.limit_failures_per_account_ip,
+                failures_per_account=settings.limit_failures_per_account,
+                ip_per_minute=settings.limit_ip_per_minute,
+                signups_per_ip_per_hour=settings.limit_signups_per_ip_per_hour,
+            ),
+        ),
+        uow_factory=uow_factory,
+        mail=mail,
+        lock_seconds=settings.lock_seconds,
+    )
 
     async def database_ready() -> None:
         async with adapters.engine.connect() as connection:
@@ -175,6 +193,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             tokens=tokens,
             mail=mail,
             verify_ttl=settings.verify_email_ttl,
+            guard=guard,
         ),
         users=UserService(
             uow_factory=uow_factory,
@@ -182,6 +201,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             access_tokens=access_tokens,
             policy=policy,
             mail=mail,
+            guard=guard,
         ),
         sessions=SessionService(
             uow_factory=uow_factory,
@@ -200,8 +220,10 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
                 reset_password=settings.reset_password_ttl,
                 email_change=settings.email_change_ttl,
             ),
+            guard=guard,
         ),
         access_tokens=access_tokens,
+        throttle=guard.throttle,
         keys=keys,
         hash_pool=hash_pool,
         outbox=outbox,
@@ -224,6 +246,14 @@ def build_hash_pool(settings: Settings) -> HashPool:
     return HashPool(hasher, workers=settings.hash_workers, queue_size=settings.hash_queue)
 
 
+async def _restore_deny_list(services: Services) -> None:
+    try:
+        await services.access_tokens.restore_deny_list()
+    except StoreUnavailable:
+        # Redis is down at start: checks answer from the database and restore later.
+        log.warning("deny_list_restore_deferred")
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Builds the ASGI application for ``settings``; nothing connects until startup."""
 
@@ -237,6 +267,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             services = build_services(settings, adapters)
             await services.keys.start()
+            await _restore_deny_list(services)
             app.state.services = services
             if settings.outbox_worker == "inline":
                 worker = asyncio.create_task(
@@ -262,6 +293,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # In production the schema is published only when docs are enabled.
+        openapi_url="/openapi.json" if settings.show_docs else None,
     )
     problems.install(app)
     app.include_router(auth.router)
@@ -270,9 +303,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     if settings.show_docs:
         app.include_router(ops.docs_router(_swagger_assets()))
-    # Added last = outermost: every answer, the 413 included, gets the id and headers.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, https_hsts=True)
+    # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
+    install_hardening(app, settings)
     return app
 
 

@@ -21,6 +21,11 @@ class User:
     created_at: datetime
     roles: tuple[str, ...] = ()
     disabled: bool = False
+    locked_until: datetime | None = None
+    lock_count: int = 0
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
 
 
 @dataclass(frozen=True, slots=True)

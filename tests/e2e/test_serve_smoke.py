@@ -190,11 +190,13 @@ def _check_logs(server: Server, *, secrets: list[str], request_ids: list[str]) -
     start = events.index("Application startup complete.")
     end = events.index("Shutting down")
     serving = records[start + 1 : end]
-    # Lines logged while serving belong to a request (Uvicorn's "running on" banner aside).
+    # Lines logged while serving belong to a request or name their background task
+    # (Uvicorn's "running on" banner aside).
     serving = [record for record in serving if not str(record["event"]).startswith("Uvicorn")]
     assert serving, server.output()
     for record in serving:
-        assert record.get("request_id"), f"log line without request_id: {record}"
+        owner = record.get("request_id") or record.get("task")
+        assert owner, f"log line without request_id or task: {record}"
     access = [record for record in serving if record.get("event") == "request"]
     logged_ids = {record["request_id"] for record in access}
     for request_id in request_ids:

@@ -293,7 +293,7 @@ async def test_mails_per_address_are_limited(
         assert codes == [202, 202, 429]
         limited = await client.post("/v1/auth/email/verify/resend", json={"email": address})
         assert limited.status_code == 429
-        assert limited.headers["content-type"] == "application/problem+json"
+        assert limited.headers["content-type"] == "application/problem+json; charset=utf-8"
         assert limited.json()["code"] == "rate_limited"
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.headers["ratelimit-limit"] == "2"

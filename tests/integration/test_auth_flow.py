@@ -279,6 +279,18 @@ async def test_body_over_the_cap_is_a_problem_whether_declared_or_streamed(
     )
     for answer in (declared, streamed):
         assert answer.status_code == 413
-        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["content-type"] == "application/problem+json; charset=utf-8"
         assert answer.json()["code"] == "payload_too_large"
         assert "x-request-id" in answer.headers
+
+
+@pytest.mark.parametrize("password", ["password123", "QwertyUIOP", "１２３４５６７８９０"])
+async def test_common_passwords_are_refused(client: httpx.AsyncClient, password: str) -> None:
+    """v5.0.0-6.2.4: the 30,000 most common passwords (zxcvbn's list), case and NFKC folded."""
+    email = new_email()
+    answer = await client.post("/v1/auth/signup", json={"email": email, "password": password})
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "password_too_common"
+    assert answer.json()["errors"][0]["field"] == "password"
+    login = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 401  # nothing was created

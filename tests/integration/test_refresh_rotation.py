@@ -140,7 +140,7 @@ async def test_idle_timeout_ends_the_session(make_settings: Callable[..., Settin
 async def test_unknown_or_malformed_refresh_tokens(client: httpx.AsyncClient, token: str) -> None:
     answer = await refresh(client, token)
     assert answer.status_code in (401, 422)
-    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["content-type"] == "application/problem+json; charset=utf-8"
     if answer.status_code == 401:
         assert answer.json()["code"] == "invalid_refresh_token"
 

@@ -87,3 +87,17 @@ async def test_private_keys_are_encrypted_at_rest(
     assert b"PRIVATE KEY" not in stored
     pem = Aead(KeyRing.from_strings(settings.secret_key)).decrypt(stored, aad=kid.encode())
     assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+async def test_a_token_without_the_scope_is_refused(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """v5.0.0-8.2.1: the edge checks the route's scope against the token's scope claim."""
+    tokens = await signup_login(client)
+    claims = claims_of(tokens["access_token"])
+    narrow = app.state.services.keys.signer.sign({**claims, "scope": "me:read"}, typ="at+jwt")
+    assert (await client.get("/v1/me", headers=bearer(narrow))).status_code == 200
+    for method, path in (("PATCH", "/v1/me"), ("GET", "/v1/me/sessions")):
+        answer = await client.request(method, path, json={}, headers=bearer(narrow))
+        assert answer.status_code == 403
+        assert answer.json()["code"] == "permission_denied"

@@ -41,3 +41,15 @@ def test_lines_are_json_with_the_request_id(capsys: pytest.CaptureFixture[str]) 
 def test_unknown_level_falls_back_to_info() -> None:
     configure_logging("chatty")
     assert logging.getLogger().level == logging.INFO
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_log_injection_is_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """v5.0.0-16.4.1: newlines and ANSI escapes in logged values cannot forge lines."""
+    configure_logging("info")
+    hostile = 'evil@example.com\n{"event": "login.succeeded"}\x1b[31m'
+    structlog.get_logger("keyturn.test").info("login", user_agent=hostile)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert "\x1b" not in lines[0]
+    assert json.loads(lines[0])["user_agent"] == hostile

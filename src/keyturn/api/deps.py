@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from keyturn.api.hardening import client_ip
 from keyturn.domain import ClientInfo, Principal
 from keyturn.errors import CredentialsMissing, PermissionDenied
 from keyturn.services.registry import Services
@@ -25,10 +26,12 @@ def get_services(request: Request) -> Services:
 
 
 def get_client(request: Request) -> ClientInfo:
-    # Trusted-proxy resolution of X-Forwarded-For arrives with the hardening issue; until
-    # then the socket peer is the only address believed.
-    host = request.client.host if request.client else None
-    return ClientInfo(ip=host, user_agent=request.headers.get("user-agent"))
+    """The caller's address as resolved once per request through the trusted proxies.
+
+    This address keys the rate limits and goes into audit rows and sessions; never read
+    ``request.client`` or X-Forwarded-For directly (authentik CVE-2024-47070).
+    """
+    return ClientInfo(ip=client_ip(request.scope), user_agent=request.headers.get("user-agent"))
 
 
 async def get_principal(

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request id, access log, latency metric, baseline headers, body cap.
+"""Pure-ASGI middleware: request id, access log, latency metric, security headers, body cap.
 
 Pure ASGI rather than BaseHTTPMiddleware: it adds no task or stream per request (hot path).
 """
@@ -21,19 +21,30 @@ log = structlog.get_logger("keyturn.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
-# DESIGN.md section 5. API answers forbid everything; pages (later) set their own policy.
+# DESIGN.md section 5. API answers forbid everything; pages (/docs) set their own full policy.
 _BASE_HEADERS = {
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "cross-origin-opener-policy": "same-origin",
 }
+# One year, the floor of the HSTS preload list (OWASP HTTP Headers Cheat Sheet).
+_HSTS = "max-age=31536000; includeSubDomains"
+# Discovery documents and keys are fetched by other origins' verifiers (no-cors included).
+_PUBLIC_PREFIXES = ("/.well-known/",)
+_TEXTUAL = ("application/json", "application/javascript", "application/xml")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, https_hsts: bool) -> None:
+    """Request id, access log, latency metric and the security headers of every answer.
+
+    Runs below the client-address resolution, so ``scope["scheme"]`` is the scheme the
+    client used (HSTS only over https). An exception that escapes the app still gets a
+    problem answer with these headers before it propagates to the server's error handler.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.https_hsts = https_hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,23 +56,42 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
+        public = scope["path"].startswith(_PUBLIC_PREFIXES)
+        https = scope.get("scheme") == "https"
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
                 for name, value in _BASE_HEADERS.items():
                     headers.setdefault(name, value)
+                headers.setdefault(
+                    "cross-origin-resource-policy", "cross-origin" if public else "same-origin"
+                )
                 # Credentials and personal data must never sit in a shared cache.
                 headers.setdefault("cache-control", "no-store")
-                if self.https_hsts and scope.get("scheme") == "https":
-                    headers.setdefault("strict-transport-security", "max-age=31536000")
+                if https:
+                    headers.setdefault("strict-transport-security", _HSTS)
+                content_type = headers.get("content-type")
+                if content_type is not None:
+                    headers["content-type"] = with_charset(content_type)
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if not response_started:
+                # The server's own 500 would go out without the headers; ours goes first and
+                # the exception still reaches the error handler and the server log.
+                response = problem(
+                    500, "internal_error", "Internal error", "An unexpected error occurred."
+                )
+                await response(scope, receive, send_wrapper)
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -75,6 +105,23 @@ class RequestContextMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+def with_charset(content_type: str) -> str:
+    """Adds ``charset=utf-8`` to a textual media type that lacks one (JSON included).
+
+    A client that guesses the encoding of a body can be tricked into reading it as
+    something else (UTF-7 and friends); every text answer we send is UTF-8.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    textual = (
+        media_type.startswith("text/")
+        or media_type in _TEXTUAL
+        or media_type.endswith(("+json", "+xml"))
+    )
+    if not textual or "charset=" in content_type.lower():
+        return content_type
+    return f"{content_type}; charset=utf-8"
 
 
 class BodyLimitMiddleware:

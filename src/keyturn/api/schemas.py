@@ -14,7 +14,13 @@ from keyturn.services.account import AccountData
 # Passwords are bounded here only against abuse of the parser; the policy (with its own,
 # configurable cap checked before hashing) gives the helpful error.
 Password = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# No control characters (NUL included: PostgreSQL text cannot hold it).
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$"
+    ),
+]
 
 
 class Request(BaseModel):

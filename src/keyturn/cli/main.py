@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import sys
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -13,9 +16,11 @@ import uvicorn
 
 from keyturn.app import build_adapters, build_services
 from keyturn.config import ConfigError, Settings, load_settings
+from keyturn.db.audit import ChainReport, PruneResult
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.migrate import is_current, upgrade
 from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.domain import utcnow
 from keyturn.errors import KeyturnError
 from keyturn.infra.logging import configure_logging
 
@@ -24,6 +29,8 @@ users_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
 outbox_app = typer.Typer(no_args_is_help=True, help="Inspect the email outbox.")
 app.add_typer(users_app, name="users")
 app.add_typer(outbox_app, name="outbox")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and prune the audit log.")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -49,6 +56,18 @@ def migrate() -> None:
     settings = _settings()
     asyncio.run(upgrade(settings.database_url))
     typer.echo("database is at the latest schema")
+
+
+def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context for the configured cert/key, refusing anything below TLS 1.2.
+
+    Python and OpenSSL defaults already say 1.2 on most systems, but a distribution's
+    openssl.cnf can lower them; the floor is stated here so it never depends on the host.
+    Module level so worker processes can unpickle it.
+    """
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 @app.command()
@@ -80,6 +99,7 @@ def serve(
         workers=settings.workers,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+        ssl_context_factory=tls_context if settings.tls_cert_file else None,
         log_config=None,
         access_log=False,
         server_header=False,
@@ -135,11 +155,16 @@ def worker(
 async def _work(settings: Settings, poll_seconds: float) -> None:
     adapters = build_adapters(settings)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
         services = build_services(settings, adapters)
+
+        def shutdown() -> None:
+            stop.set()
+            services.outbox.wake()  # do not sleep out the poll interval first
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, shutdown)
         typer.echo(f"outbox worker {services.outbox_worker.owner} started", err=True)
         await services.outbox_worker.run(services.outbox, poll_seconds=poll_seconds, stop=stop)
     finally:
@@ -167,6 +192,62 @@ async def _outbox_status(settings: Settings, limit: int) -> tuple[dict[str, int]
     try:
         async with SqlUnitOfWork(session_factory(engine)) as uow:
             return await uow.outbox.counts(), await uow.outbox.list_by_status("dead", limit=limit)
+    finally:
+        await engine.dispose()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows read per batch")] = 1000,
+) -> None:
+    """Walk the audit hash chain; exit 1 naming the first edited or deleted row."""
+    settings = _settings()
+    _ensure_schema(settings)
+    report = asyncio.run(_audit_verify(settings, batch_size))
+    if not report.intact:
+        typer.echo(f"audit chain broken at row {report.bad_id}: {report.reason}", err=True)
+        typer.echo(f"({report.rows} rows verified before it)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit chain intact: {report.rows} rows")
+    if report.head_id is not None:
+        # Keep this elsewhere: only an outside copy of the head reveals a rewritten tail.
+        typer.echo(f"head: id={report.head_id} hash={report.head_hash}")
+
+
+async def _audit_verify(settings: Settings, batch_size: int) -> ChainReport:
+    engine = create_engine(settings.database_url)
+    try:
+        async with SqlUnitOfWork(session_factory(engine)) as uow:
+            return await uow.audit.verify(batch_size=batch_size)
+    finally:
+        await engine.dispose()
+
+
+@audit_app.command("prune")
+def audit_prune() -> None:
+    """Delete audit rows older than KEYTURN_AUDIT_RETENTION_DAYS, behind a checkpoint row."""
+    settings = _settings()
+    _ensure_schema(settings)
+    result = asyncio.run(_audit_prune(settings))
+    if result.pruned_through_id is None:
+        typer.echo("nothing to prune")
+        return
+    typer.echo(
+        f"pruned {result.deleted} rows through id {result.pruned_through_id}; "
+        f"checkpoint row {result.checkpoint_id}"
+    )
+
+
+async def _audit_prune(settings: Settings) -> PruneResult:
+    now = utcnow()
+    engine = create_engine(settings.database_url)
+    try:
+        async with SqlUnitOfWork(session_factory(engine)) as uow:
+            result = await uow.audit.prune(
+                before=now - timedelta(days=settings.audit_retention_days), now=now
+            )
+            await uow.commit()
+            return result
     finally:
         await engine.dispose()
 

@@ -134,6 +134,10 @@ class AuditEventRow(Base):
     session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     ip: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The hash chain (db/audit.py): the previous row's hash (64 zeros for the first row)
+    # and SHA-256 over this row's canonical encoding, both hex.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class OneTimeTokenRow(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,18 +31,22 @@ class SqlUserRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
 
-    async def _roles(self, user_id: uuid.UUID) -> tuple[str, ...]:
-        rows = await self._db.scalars(
-            select(RoleRow.name)
-            .join(UserRoleRow, UserRoleRow.role_id == RoleRow.id)
-            .where(UserRoleRow.user_id == user_id)
-            .order_by(RoleRow.name)
-        )
-        return tuple(rows)
-
-    async def _to_domain(self, row: UserRow | None) -> User | None:
-        if row is None:
+    async def _load(self, condition: Any) -> User | None:
+        # One query with the roles joined in, found or not: a known address costs the
+        # same round trips as an unknown one (no timing difference to enumerate with).
+        rows = (
+            await self._db.execute(
+                select(UserRow, RoleRow.name)
+                .outerjoin(UserRoleRow, UserRoleRow.user_id == UserRow.id)
+                .outerjoin(RoleRow, RoleRow.id == UserRoleRow.role_id)
+                .where(condition)
+                .order_by(RoleRow.name)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        if not rows:
             return None
+        row: UserRow = rows[0][0]
         return User(
             id=row.id,
             email=row.email,
@@ -49,16 +54,17 @@ class SqlUserRepository:
             name=row.name,
             password_hash=row.password_hash,
             created_at=row.created_at,
-            roles=await self._roles(row.id),
+            roles=tuple(name for _, name in rows if name is not None),
             disabled=row.disabled,
+            locked_until=row.locked_until,
+            lock_count=row.lock_count,
         )
 
     async def get(self, user_id: uuid.UUID) -> User | None:
-        return await self._to_domain(await self._db.get(UserRow, user_id))
+        return await self._load(UserRow.id == user_id)
 
     async def get_by_email(self, email: str) -> User | None:
-        row = await self._db.scalar(select(UserRow).where(UserRow.email == email))
-        return await self._to_domain(row)
+        return await self._load(UserRow.email == email)
 
     async def add(self, user: User) -> bool:
         row = UserRow(
@@ -110,6 +116,25 @@ class SqlUserRepository:
         except IntegrityError:
             return False
         return True
+
+    async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
+        # Only the transition into "locked" matches, so one lock mails its owner once.
+        result = await self._db.execute(
+            update(UserRow)
+            .where(
+                UserRow.id == user_id,
+                or_(UserRow.locked_until.is_(None), UserRow.locked_until <= now),
+            )
+            .values(locked_until=until, lock_count=count, updated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
+        await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(locked_until=None, lock_count=0, updated_at=now)
+        )
 
     async def delete(self, user_id: uuid.UUID) -> None:
         await self._db.execute(delete(UserRow).where(UserRow.id == user_id))
@@ -206,6 +231,12 @@ class SqlSessionRepository:
             .values(revoked_at=now, revoke_reason=reason)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def revoked_since(self, since: datetime) -> list[tuple[uuid.UUID, datetime]]:
+        rows = await self._db.execute(
+            select(SessionRow.id, SessionRow.revoked_at).where(SessionRow.revoked_at >= since)
+        )
+        return [(sid, revoked_at) for sid, revoked_at in rows.all() if revoked_at is not None]
 
     async def revoke_all(
         self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None

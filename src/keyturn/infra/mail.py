@@ -162,7 +162,8 @@ class ConsoleMailer:
 
     Args:
         sender: ``From`` value, e.g. ``"Keyturn <no-reply@localhost>"``.
-        stream: Where to write; ``sys.stdout`` (looked up at each send) when omitted.
+        stream: Where to write; ``sys.stderr`` (looked up at each send) when omitted, so
+            mails never mix with the JSON log lines on stdout.
     """
 
     def __init__(self, *, sender: str, stream: TextIO | None = None) -> None:
@@ -171,7 +172,7 @@ class ConsoleMailer:
 
     async def send(self, message: MailMessage) -> None:
         """See ``Mailer.send``; never fails."""
-        stream = self._stream if self._stream is not None else sys.stdout
+        stream = self._stream if self._stream is not None else sys.stderr
         html_note = (
             "" if message.html is None else f"(HTML alternative: {len(message.html)} chars)\n"
         )

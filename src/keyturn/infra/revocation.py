@@ -72,6 +72,14 @@ class RevocationStore(Protocol):
         """
         ...
 
+    async def seal(self) -> None:
+        """Mark the list complete (after it was restored from the database).
+
+        Until then a store that cannot vouch for its contents (Redis restarted empty)
+        answers ``is_revoked`` with ``StoreUnavailable``, so the caller asks the database.
+        """
+        ...
+
     async def ping(self) -> None:
         """Return when the store answers (readiness probe).
 
@@ -117,6 +125,9 @@ class MemoryRevocationStore:
         self._purge(now)
         expires_at = self._expiry.get(sid)
         return expires_at is not None and expires_at > now
+
+    async def seal(self) -> None:
+        """Nothing to do: this list lives and dies with the process that restores it."""
 
     async def ping(self) -> None:
         """Always answers: the store lives in this process."""
@@ -187,11 +198,27 @@ class RedisRevocationStore:
         with store_errors("revoke"):
             await self._client.set(self.key(sid), b"1", ex=ttl_seconds)
 
+    @property
+    def _seal_key(self) -> str:
+        return f"{self._prefix}revoked:sealed"
+
     async def is_revoked(self, sid: str) -> bool:
-        """See ``RevocationStore.is_revoked``."""
+        """See ``RevocationStore.is_revoked``.
+
+        Raises:
+            StoreUnavailable: Also when the seal is missing: Redis restarted empty or was
+                flushed, so "not listed" proves nothing until ``seal`` runs again.
+        """
         with store_errors("is_revoked"):
-            found: int = await self._client.exists(self.key(sid))
-        return found > 0
+            listed, sealed = await self._client.mget(self.key(sid), self._seal_key)
+        if sealed is None:
+            raise StoreUnavailable("the deny-list lost its contents (Redis reset)")
+        return listed is not None
+
+    async def seal(self) -> None:
+        """See ``RevocationStore.seal``."""
+        with store_errors("seal"):
+            await self._client.set(self._seal_key, b"1")
 
     async def ping(self) -> None:
         """See ``RevocationStore.ping``."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -21,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105  (RFC 9068 media type, not a secret)
 UNKNOWN_KEY_RELOAD_SECONDS = 1.0
+RESTORE_INTERVAL = 5.0
 
 
 class AccessTokenService:
@@ -42,6 +46,8 @@ class AccessTokenService:
         self._issuer = issuer
         self._audience = audience
         self.ttl = ttl
+        self._restoring: asyncio.Task[None] | None = None
+        self._last_restore = float("-inf")
         self._policy = JosePolicy(
             algorithms=frozenset(SUPPORTED_ALGORITHMS),
             issuer=issuer,
@@ -98,12 +104,46 @@ class AccessTokenService:
             claims=claims,
         )
 
+    async def restore_deny_list(self) -> int:
+        """Re-lists every session revoked within the token lifetime, then seals the list.
+
+        Run at start (an in-process list starts empty; Redis may have restarted empty) and
+        after the store was found unsealed. Returns how many sessions were re-listed.
+        """
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            revoked = await uow.sessions.revoked_since(now - timedelta(seconds=self.ttl))
+        for session_id, revoked_at in revoked:
+            remaining = self.ttl - int((now - revoked_at).total_seconds())
+            await self._revocations.revoke(str(session_id), max(remaining, 1))
+        await self._revocations.seal()
+        return len(revoked)
+
+    def _restore_soon(self) -> None:
+        """Starts one background restore at most every few seconds (while degraded)."""
+        moment = time.monotonic()
+        if self._restoring is not None or moment - self._last_restore < RESTORE_INTERVAL:
+            return
+        self._last_restore = moment
+
+        async def restore() -> None:
+            try:
+                count = await self.restore_deny_list()
+                log.info("deny_list_restored", sessions=count)
+            except StoreUnavailable:
+                pass  # still down: the next failing check tries again later
+            finally:
+                self._restoring = None
+
+        self._restoring = asyncio.create_task(restore())
+
     async def _is_revoked(self, session_id: uuid.UUID) -> bool:
         try:
             return await self._revocations.is_revoked(str(session_id))
         except StoreUnavailable:
             # Redis loss degrades to the database, never to "not revoked" (DESIGN.md 6).
             REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+            self._restore_soon()
             async with self._uow_factory() as uow:
                 session = await uow.sessions.get(session_id)
             return (

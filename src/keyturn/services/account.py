@@ -6,12 +6,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from keyturn.domain import AuditEvent, ClientInfo, Principal, Session, User, utcnow
-from keyturn.errors import Conflict, CurrentPasswordIncorrect, InvalidInput, NotFound, TokenInvalid
+from keyturn.domain import AuditEvent, ClientInfo, OneTimeToken, Principal, Session, User, utcnow
+from keyturn.errors import Conflict, InvalidInput, NotFound, OneTimeTokenError, TokenInvalid
+from keyturn.security.digests import constant_time_equals
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail, mask_email
 from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -47,7 +49,9 @@ class AccountService:
         mail: AccountMail,
         policy: PasswordPolicy,
         lifetimes: TokenLifetimes,
+        guard: CredentialGuard,
     ) -> None:
+        self._guard = guard
         self._uow_factory = uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
@@ -59,9 +63,9 @@ class AccountService:
     # -- email verification -------------------------------------------------------------
 
     async def verify_email(self, token: str, client: ClientInfo) -> None:
+        record = await self._checked_token(token, Purpose.VERIFY_EMAIL, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            record = await self._tokens.check(uow, token, Purpose.VERIFY_EMAIL, now)
             await self._tokens.consume(uow, record, now)
             await uow.users.mark_email_verified(record.user_id, now)
             await uow.audit.record("email.verified", now=now, user_id=record.user_id, ip=client.ip)
@@ -135,12 +139,12 @@ class AccountService:
         self._mail.outbox.wake()
 
     async def reset_password(self, token: str, password: str, client: ClientInfo) -> None:
-        """Sets the password, ends every session and mails a notice."""
-        now = utcnow()
+        """Sets the password, ends every session, lifts a lock and mails a notice."""
+        record = await self._checked_token(token, Purpose.RESET_PASSWORD, client)
         async with self._uow_factory() as uow:
-            record = await self._tokens.check(uow, token, Purpose.RESET_PASSWORD, now)
             user = await uow.users.get(record.user_id)
-        if user is None or record.binding != self._tokens.binding(user.password_hash):
+        binding = self._tokens.binding(user.password_hash if user else None)
+        if user is None or not constant_time_equals(record.binding or "", binding):
             raise TokenInvalid("The token is no longer valid: the password has changed.")
         # The policy is checked before the token is used up: a weak password burns nothing.
         normalized = self._policy.check(password, email=user.email)
@@ -152,8 +156,9 @@ class AccountService:
                 raise TokenInvalid("The token is no longer valid: the password has changed.")
             await self._tokens.consume(uow, record, now)
             await uow.users.set_password_hash(user.id, password_hash, now)
-            # Receiving the token proves control of the mailbox.
+            # Receiving the token proves control of the mailbox (and ends a lock).
             await uow.users.mark_email_verified(user.id, now)
+            await self._guard.unlock(uow, user, now)
             ended = await uow.sessions.revoke_all(user.id, now, "password_reset")
             await self._mail.send(uow, "password_changed", to=user.email)
             await uow.audit.record(
@@ -164,6 +169,7 @@ class AccountService:
                 data={"sessions_ended": len(ended)},
             )
             await uow.commit()
+        await self._guard.forgive(user.email)
         await self._access_tokens.deny(ended)
         self._mail.outbox.wake()
 
@@ -218,9 +224,9 @@ class AccountService:
     async def confirm_email_change(
         self, principal: Principal, token: str, client: ClientInfo
     ) -> User:
+        record = await self._checked_token(token, Purpose.EMAIL_CHANGE, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            record = await self._tokens.check(uow, token, Purpose.EMAIL_CHANGE, now)
             user = await uow.users.get(principal.user_id)
             # A token of another account answers like an unknown one.
             if user is None or record.user_id != user.id:
@@ -274,18 +280,30 @@ class AccountService:
         return user
 
     async def _reauthenticate(self, user: User, password: str, client: ClientInfo) -> None:
-        ok = (
-            self._policy.may_match(password)
-            and (await self._hash_pool.verify(user.password_hash, password)).ok
+        await reauthenticate(
+            self._guard,
+            self._hash_pool,
+            self._policy,
+            user,
+            password,
+            client,
+            event="reauthentication.failed",
         )
-        if ok:
-            return
-        async with self._uow_factory() as uow:
-            await uow.audit.record(
-                "reauthentication.failed", now=utcnow(), user_id=user.id, ip=client.ip
+
+    async def _checked_token(
+        self, token: str, purpose: Purpose, client: ClientInfo
+    ) -> OneTimeToken:
+        """``OneTimeTokens.check`` behind the credential gate (per-IP failure throttle)."""
+        account = f"one-time-token:{purpose}"
+        await self._guard.before(account, client)
+        try:
+            async with self._uow_factory() as uow:
+                return await self._tokens.check(uow, token, purpose, utcnow())
+        except OneTimeTokenError:
+            await self._guard.failed(
+                account, None, client, event=f"{purpose}.failed", factor="token"
             )
-            await uow.commit()
-        raise CurrentPasswordIncorrect
+            raise
 
 
 def _dummy_link_context() -> dict[str, str]:

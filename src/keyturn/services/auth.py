@@ -22,6 +22,7 @@ from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
 from keyturn.services.credentials import PasswordPolicy, normalize_email
+from keyturn.services.lockout import CredentialGuard
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -29,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 # new_token(32) gives 43 URL-safe characters; anything else is rejected before any lookup.
 REFRESH_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# Unknown refresh tokens name no account: their failures are counted per client IP.
+REFRESH_ACCOUNT = "refresh-token"
 
 
 class AuthService:
@@ -49,7 +52,9 @@ class AuthService:
         tokens: OneTimeTokens,
         mail: AccountMail,
         verify_ttl: int,
+        guard: CredentialGuard,
     ) -> None:
+        self._guard = guard
         self._uow_factory = uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
@@ -66,6 +71,7 @@ class AuthService:
 
     async def signup(self, email: str, password: str, name: str | None, client: ClientInfo) -> None:
         """Creates the account if the address is free; answers the same either way."""
+        await self._guard.throttle.signup(client.ip)
         email = normalize_email(email)
         normalized = self._policy.check(password, email=email)
         # Hash before looking the address up: a taken address costs the same work.
@@ -116,9 +122,17 @@ class AuthService:
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         email = normalize_email(email)
+        await self._guard.before(email, client)
         async with self._uow_factory() as uow:
             user = await uow.users.get_by_email(email)
-        usable = user is not None and not user.disabled and user.password_hash is not None
+        now = utcnow()
+        # A locked account does the same work and answers exactly like a wrong password.
+        usable = (
+            user is not None
+            and not user.disabled
+            and user.password_hash is not None
+            and not user.locked(now)
+        )
         if not self._policy.may_match(password):
             # Over the cap: it can never match, so it never reaches the hasher.
             result_ok, rehash = False, False
@@ -127,14 +141,9 @@ class AuthService:
                 user.password_hash if usable and user is not None else None, password
             )
             result_ok, rehash = result.ok, result.needs_rehash
-        now = utcnow()
-        if not result_ok or user is None:
+        if not result_ok or not usable or user is None:
             LOGINS.labels("failure").inc()
-            async with self._uow_factory() as uow:
-                await uow.audit.record(
-                    "login.failed", now=now, user_id=user.id if user else None, ip=client.ip
-                )
-                await uow.commit()
+            await self._guard.failed(email, user, client, event="login.failed", factor="pwd")
             raise AuthenticationFailed
         if self._require_verified_email and not user.email_verified:
             LOGINS.labels("unverified").inc()
@@ -146,7 +155,12 @@ class AuthService:
                 await uow.users.set_password_hash(user.id, new_hash, now)
             session, refresh_token = await self._start_session(uow, user, client, now)
             await uow.audit.record(
-                "login.succeeded", now=now, user_id=user.id, session_id=session.id, ip=client.ip
+                "login.succeeded",
+                now=now,
+                user_id=user.id,
+                session_id=session.id,
+                ip=client.ip,
+                data={"factor": "pwd"},
             )
             await uow.commit()
         LOGINS.labels("success").inc()
@@ -197,6 +211,17 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         """Rotates a refresh token with the grace and reuse rules of DESIGN.md section 4."""
+        # Refresh tokens are credentials too: failures per IP are throttled like passwords.
+        await self._guard.before(REFRESH_ACCOUNT, client)
+        try:
+            return await self._rotate(refresh_token, client)
+        except InvalidRefreshToken:
+            await self._guard.failed(
+                REFRESH_ACCOUNT, None, client, event="refresh.failed", factor="refresh_token"
+            )
+            raise
+
+    async def _rotate(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         if not REFRESH_TOKEN_SHAPE.match(refresh_token):
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken
@@ -205,7 +230,14 @@ class AuthService:
             token = await uow.refresh_tokens.find(self._digester.candidates(refresh_token))
             session = await uow.sessions.get(token.session_id) if token else None
             user = await uow.users.get(session.user_id) if session else None
-            if token is None or session is None or user is None or user.disabled:
+            # A locked account refreshes nothing: the lock holds on every pathway.
+            if (
+                token is None
+                or session is None
+                or user is None
+                or user.disabled
+                or user.locked(now)
+            ):
                 REFRESHES.labels("invalid").inc()
                 raise InvalidRefreshToken
             if not self._live(session, now):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -11,6 +12,14 @@ from keyturn.security.passwords import normalize_password
 
 # A local part shorter than this is too common to forbid inside passwords.
 MIN_LOCAL_PART_FOR_CHECK = 4
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords shipped with zxcvbn (offline; NIST 800-63B 5.1.1.2)."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def normalize_email(email: str) -> str:
@@ -53,6 +62,12 @@ class PasswordPolicy:
             raise PasswordPolicyError(
                 "password_too_short",
                 f"The password must be at least {self.min_length} characters.",
+                field=field,
+            )
+        if normalized.lower() in common_passwords():
+            raise PasswordPolicyError(
+                "password_too_common",
+                "This password is among the most common ones; choose another.",
                 field=field,
             )
         if email:

@@ -115,6 +115,8 @@ class OutboxWorker:
 
     async def run(self, outbox: MailOutbox, *, poll_seconds: float, stop: asyncio.Event) -> None:
         """Loops until ``stop`` is set; a failing round is logged, never fatal."""
+        # Runs in its own task: this binding names every line it logs.
+        structlog.contextvars.bind_contextvars(task="outbox-worker", worker=self.owner)
         while not stop.is_set():
             try:
                 await self.run_once(stop)

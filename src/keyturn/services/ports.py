@@ -38,6 +38,10 @@ class UserRepository(Protocol):
     async def change_email(self, user_id: uuid.UUID, email: str, now: datetime) -> bool:
         """Sets a new (verified) address; False when another account holds it."""
 
+    async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
+        """Locks an unlocked account until ``until``; False when it was locked already."""
+
+    async def unlock(self, user_id: uuid.UUID, now: datetime) -> None: ...
     async def delete(self, user_id: uuid.UUID) -> None:
         """Removes the account and, by cascade, its sessions, tokens and role grants."""
 
@@ -59,6 +63,9 @@ class SessionRepository(Protocol):
     async def touch(self, session_id: uuid.UUID, now: datetime) -> None: ...
     async def revoke(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
         """Marks one live session revoked; False when it was already revoked or absent."""
+
+    async def revoked_since(self, since: datetime) -> list[tuple[uuid.UUID, datetime]]:
+        """Sessions revoked at or after ``since`` and when (to rebuild the deny-list)."""
 
     async def revoke_all(
         self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None

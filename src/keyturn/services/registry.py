@@ -12,6 +12,7 @@ from keyturn.services.auth import AuthService
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.sessions import SessionService
+from keyturn.services.throttle import Throttle
 from keyturn.services.users import UserService
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -24,6 +25,7 @@ class Services:
     sessions: SessionService
     account: AccountService
     access_tokens: AccessTokenService
+    throttle: Throttle
     keys: KeyManager
     hash_pool: HashPool
     outbox: MailOutbox

@@ -6,11 +6,12 @@ import dataclasses
 import uuid
 
 from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, User, utcnow
-from keyturn.errors import Conflict, CurrentPasswordIncorrect, NotFound
+from keyturn.errors import Conflict, NotFound
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
 from keyturn.services.credentials import PasswordPolicy, parse_email
+from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.ports import UnitOfWorkFactory
 
 
@@ -23,8 +24,10 @@ class UserService:
         access_tokens: AccessTokenService,
         policy: PasswordPolicy,
         mail: AccountMail,
+        guard: CredentialGuard,
     ) -> None:
         self._mail = mail
+        self._guard = guard
         self._uow_factory = uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
@@ -52,18 +55,16 @@ class UserService:
         """Changes the password after re-authentication and ends every other session."""
         user = await self.me(principal)
         normalized = self._policy.check(new, email=user.email, field="new_password")
-        ok = (
-            self._policy.may_match(current)
-            and (await self._hash_pool.verify(user.password_hash, current)).ok
+        await reauthenticate(
+            self._guard,
+            self._hash_pool,
+            self._policy,
+            user,
+            current,
+            client,
+            event="password.change_failed",
         )
         now = utcnow()
-        if not ok:
-            async with self._uow_factory() as uow:
-                await uow.audit.record(
-                    "password.change_failed", now=now, user_id=user.id, ip=client.ip
-                )
-                await uow.commit()
-            raise CurrentPasswordIncorrect
         password_hash = await self._hash_pool.hash(normalized)
         async with self._uow_factory() as uow:
             await uow.users.set_password_hash(user.id, password_hash, now)

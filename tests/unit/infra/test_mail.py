@@ -88,9 +88,12 @@ async def test_console_mailer_prints_headers_and_body_not_through_logging(
 
 
 @pytest.mark.anyio
-async def test_console_mailer_defaults_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_console_mailer_defaults_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """Mails go to stderr so stdout stays one JSON log line per line."""
     await ConsoleMailer(sender=SENDER).send(make_message(html=None))
-    assert "Token: abc123" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "Token: abc123" in captured.err
+    assert "abc123" not in captured.out
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
     store = RedisRevocationStore.from_url(url, prefix=prefix)
+    await store.seal()
     raw = create_redis_client(url)
 
     async def expire_key(sid: str, ttl_seconds: int) -> None:
@@ -186,6 +187,8 @@ async def test_redis_replicas_see_each_others_revocations(
     replica_b = RedisRevocationStore.from_url(redis_url, prefix=redis_prefix)
     other_deployment = RedisRevocationStore.from_url(redis_url, prefix=f"{redis_prefix}other:")
     try:
+        await replica_a.seal()
+        await other_deployment.seal()
         sid_a, sid_b = new_sid(), new_sid()
         await replica_a.revoke(sid_a, 600)
         await replica_b.revoke(sid_b, 600)
@@ -222,6 +225,7 @@ async def test_build_revocation_store_with_url_shares_redis(
     store = build_revocation_store(redis_url, prefix=redis_prefix)
     try:
         assert isinstance(store, RedisRevocationStore)
+        await store.seal()
         sid = new_sid()
         await store.revoke(sid, 60)
         assert await store.is_revoked(sid) is True
@@ -296,3 +300,24 @@ async def test_build_revocation_store_with_url_does_not_connect_yet(dead_port: i
     store = build_revocation_store(f"redis://127.0.0.1:{dead_port}/0", prefix="x:")
     assert isinstance(store, RedisRevocationStore)
     await store.close()
+
+
+@pytest.mark.redis
+async def test_unsealed_redis_list_cannot_vouch_for_a_session(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """After a Redis restart or flush the list is empty: "not listed" must not mean valid."""
+    store = RedisRevocationStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.is_revoked(new_sid())
+        await store.seal()
+        assert await store.is_revoked(new_sid()) is False
+    finally:
+        await store.close()
+
+
+async def test_memory_list_needs_no_seal() -> None:
+    store = MemoryRevocationStore()
+    await store.seal()
+    assert await store.is_revoked(new_sid()) is False

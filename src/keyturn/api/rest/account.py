@@ -7,14 +7,15 @@ from fastapi import APIRouter, Response, status
 from keyturn.api.deps import ClientDep, ServicesDep
 from keyturn.api.rest.responses import problems
 from keyturn.api.schemas import Accepted, EmailRequest, ResetPasswordRequest, TokenRequest
+from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 
-router = APIRouter(prefix="/v1/auth", tags=["account"])
+router = APIRouter(prefix="/v1/auth", tags=["account"], dependencies=[CREDENTIAL_ENDPOINT])
 
 
 @router.post(
     "/email/verify",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(400, 413, 422),
+    responses=problems(400, 413, 422, 429),
     summary="Confirm an email address with the token from the verification mail",
 )
 async def verify_email(body: TokenRequest, services: ServicesDep, client: ClientDep) -> Response:
@@ -49,7 +50,7 @@ async def forgot_password(body: EmailRequest, services: ServicesDep, client: Cli
 @router.post(
     "/password/reset",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(400, 413, 422, 503),
+    responses=problems(400, 413, 422, 429, 503),
     summary="Set a new password with a reset token (ends every session)",
 )
 async def reset_password(

@@ -13,14 +13,15 @@ from keyturn.api.schemas import (
     SignupRequest,
     TokenResponse,
 )
+from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[CREDENTIAL_ENDPOINT])
 
 
 @router.post(
     "/signup",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problems(400, 413, 422, 503),
+    responses=problems(400, 413, 422, 429, 503),
     summary="Create an account (always 202: no account enumeration)",
 )
 async def signup(body: SignupRequest, services: ServicesDep, client: ClientDep) -> SignupAccepted:
@@ -30,7 +31,7 @@ async def signup(body: SignupRequest, services: ServicesDep, client: ClientDep) 
 
 @router.post(
     "/login",
-    responses=problems(400, 401, 403, 413, 422, 503),
+    responses=problems(400, 401, 403, 413, 422, 429, 503),
     summary="Exchange email and password for an access and a refresh token",
 )
 async def login(body: LoginRequest, services: ServicesDep, client: ClientDep) -> TokenResponse:
@@ -40,7 +41,7 @@ async def login(body: LoginRequest, services: ServicesDep, client: ClientDep) ->
 
 @router.post(
     "/refresh",
-    responses=problems(400, 401, 413, 422),
+    responses=problems(400, 401, 413, 422, 429),
     summary="Rotate a refresh token (one successor; reuse ends the session)",
 )
 async def refresh(body: RefreshRequest, services: ServicesDep, client: ClientDep) -> TokenResponse:
@@ -51,7 +52,7 @@ async def refresh(body: RefreshRequest, services: ServicesDep, client: ClientDep
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401),
+    responses=problems(401, 429),
     summary="End the current session on every replica at once",
 )
 async def logout(principal: PrincipalDep, services: ServicesDep, client: ClientDep) -> Response:

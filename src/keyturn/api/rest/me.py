@@ -21,6 +21,7 @@ from keyturn.api.schemas import (
     UpdateMeRequest,
     UserOut,
 )
+from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
@@ -47,7 +48,8 @@ async def patch_me(body: UpdateMeRequest, principal: MeWrite, services: Services
 @router.delete(
     "",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(400, 401, 403, 404, 422, 503),
+    dependencies=[CREDENTIAL_ENDPOINT],
+    responses=problems(400, 401, 403, 404, 422, 429, 503),
     summary="Delete my account (password required); personal data is removed",
 )
 async def delete_me(
@@ -65,6 +67,7 @@ async def export_me(principal: MeRead, services: ServicesDep) -> AccountExport:
 @router.post(
     "/email",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CREDENTIAL_ENDPOINT],
     responses=problems(400, 401, 403, 404, 422, 429, 503),
     summary="Ask to change my email; the new address must confirm",
 )
@@ -79,7 +82,8 @@ async def change_email(
 
 @router.post(
     "/email/confirm",
-    responses=problems(400, 401, 403, 404, 409, 422),
+    dependencies=[CREDENTIAL_ENDPOINT],
+    responses=problems(400, 401, 403, 404, 409, 422, 429),
     summary="Confirm the new address with the token mailed to it",
 )
 async def confirm_email(
@@ -91,7 +95,8 @@ async def confirm_email(
 @router.post(
     "/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(400, 401, 403, 404, 422, 503),
+    dependencies=[CREDENTIAL_ENDPOINT],
+    responses=problems(400, 401, 403, 404, 422, 429, 503),
     summary="Change the password (ends every other session)",
 )
 async def change_password(

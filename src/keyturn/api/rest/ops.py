@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from keyturn.api.deps import ServicesDep
@@ -55,15 +56,26 @@ async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/.well-known/jwks.json", summary="Public signing keys (RFC 7517)")
-async def jwks(services: ServicesDep) -> JSONResponse:
+class JsonWebKeySet(BaseModel):
+    """RFC 7517 section 5: the published public keys."""
+
+    keys: list[dict[str, str]]
+
+
+class JwkSetResponse(JSONResponse):
+    media_type = "application/jwk-set+json"  # RFC 7517 section 8.5.1
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public signing keys (RFC 7517)",
+    response_class=JwkSetResponse,
+    response_model=JsonWebKeySet,
+)
+async def jwks(services: ServicesDep) -> JwkSetResponse:
     await services.keys.refresh_if_stale()
     body: dict[str, Any] = services.keys.jwks
-    return JSONResponse(
-        body,
-        headers={"cache-control": f"public, max-age={JWKS_MAX_AGE}"},
-        media_type="application/jwk-set+json",
-    )
+    return JwkSetResponse(body, headers={"cache-control": f"public, max-age={JWKS_MAX_AGE}"})
 
 
 # Swagger UI with no inline script: the page CSP allows scripts from this origin only.

@@ -1,0 +1,101 @@
+"""Throttling of credential checks (DESIGN.md section 5, ASVS v5.0.0-6.3.1).
+
+Four limits, all on the shared rate limiter (Redis across replicas, per process without):
+
+- every request to a credential endpoint, per client IP (successful ones count only here);
+- failed credential checks per account + IP: over the limit the pair gets a visible 429;
+- failed checks per account from anywhere: over the limit the account is locked silently
+  (handled by the caller, see ``AuthService``), so a few tries from one network cannot
+  lock a user out while a distributed attack still can't go on unbounded;
+- signups per IP.
+
+Account names are keyed digests, so the shared store never holds an email address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keyturn.errors import RateLimited
+from keyturn.infra.rate_limit import RateDecision, RateLimiter
+from keyturn.security.digests import Digester
+
+ACCOUNT_IP_WINDOW = 15 * 60
+ACCOUNT_WINDOW = 60 * 60
+IP_WINDOW = 60
+SIGNUP_WINDOW = 60 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    failures_per_account_ip: int
+    failures_per_account: int
+    ip_per_minute: int
+    signups_per_ip_per_hour: int
+
+
+def _refuse(decision: RateDecision, detail: str) -> RateLimited:
+    return RateLimited(
+        detail,
+        retry_after=decision.retry_after,
+        limit=decision.limit,
+        reset_after=decision.reset_after,
+    )
+
+
+class Throttle:
+    def __init__(self, *, limiter: RateLimiter, digester: Digester, limits: Limits) -> None:
+        self._limiter = limiter
+        self._digester = digester
+        self._limits = limits
+
+    def _pair(self, account: str, ip: str | None) -> str:
+        return f"fail:pair:{self._digester.digest(account)}:{ip or '-'}"
+
+    def _account(self, account: str) -> str:
+        return f"fail:acct:{self._digester.digest(account)}"
+
+    async def request(self, ip: str | None) -> None:
+        """Counts one request to a credential endpoint from ``ip``."""
+        decision = await self._limiter.hit(
+            f"ip:{ip or '-'}", limit=self._limits.ip_per_minute, window_seconds=IP_WINDOW
+        )
+        if not decision.allowed:
+            raise _refuse(decision, "Too many requests from this address; slow down.")
+
+    async def signup(self, ip: str | None) -> None:
+        decision = await self._limiter.hit(
+            f"signup:{ip or '-'}",
+            limit=self._limits.signups_per_ip_per_hour,
+            window_seconds=SIGNUP_WINDOW,
+        )
+        if not decision.allowed:
+            raise _refuse(decision, "Too many signups from this address; try again later.")
+
+    async def guard(self, account: str, ip: str | None) -> None:
+        """Refuses (429) before any check when this account + IP failed too often."""
+        decision = await self._limiter.peek(
+            self._pair(account, ip),
+            limit=self._limits.failures_per_account_ip,
+            window_seconds=ACCOUNT_IP_WINDOW,
+        )
+        if not decision.allowed:
+            raise _refuse(decision, "Too many failed attempts; try again later.")
+
+    async def failed(self, account: str, ip: str | None) -> bool:
+        """Records one failed check; True when the account crossed its lock threshold."""
+        await self._limiter.hit(
+            self._pair(account, ip),
+            limit=self._limits.failures_per_account_ip,
+            window_seconds=ACCOUNT_IP_WINDOW,
+        )
+        overall = await self._limiter.hit(
+            self._account(account),
+            limit=self._limits.failures_per_account,
+            window_seconds=ACCOUNT_WINDOW,
+        )
+        return not overall.allowed
+
+    async def forgive(self, account: str) -> None:
+        """Clears the account-wide failures (after a password reset proves the owner)."""
+        await self._limiter.reset(self._account(account))
