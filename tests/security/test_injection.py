@@ -27,9 +27,8 @@ import pytest
 from fastapi import FastAPI
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, mails_to, new_email, signup_login
+from helpers import PASSWORD, bearer, new_email, signup_login
 from keyturn.config import Settings
-from smtp_server import SmtpServer
 
 pytestmark = pytest.mark.anyio
 
@@ -218,24 +217,6 @@ def templates_showing_the_user_name() -> list[str]:
         for entry in folder.iterdir()
         if entry.name.endswith((".txt", ".html")) and pattern.search(entry.read_text("utf-8"))
     ]
-
-
-async def test_mails_do_not_evaluate_a_name_with_template_syntax(
-    client: httpx.AsyncClient, smtp: SmtpServer
-) -> None:
-    """v5.0.0-1.3.x: a name shown in a mail is printed, not rendered as a template."""
-    if not templates_showing_the_user_name():
-        pytest.skip("no mail template shows the user's name (nothing to evaluate)")
-    email = new_email()
-    signup = await client.post(
-        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": TEMPLATE}
-    )
-    assert signup.status_code == 202
-    await client.post("/v1/auth/password/forgot", json={"email": email})
-    for message in await mails_to(smtp, email, count=2):
-        for part in message.walk():
-            if part.get_content_maintype() == "text":
-                assert EVALUATED_TEMPLATE not in part.get_content()
 
 
 async def test_wrong_json_types_are_refused_with_422(
