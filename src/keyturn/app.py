@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyturn import __version__
 from keyturn.api import problems
 from keyturn.api.hardening import install_hardening
-from keyturn.api.rest import account, auth, me, ops
+from keyturn.api.rest import account, admin_roles, admin_users, auth, me, ops
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
@@ -38,7 +38,10 @@ from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account import AccountService, TokenLifetimes
 from keyturn.services.account_mail import AccountMail, LinkTemplates
+from keyturn.services.admin_users import AdminUserService
+from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
+from keyturn.services.authorization import Authorizer
 from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
@@ -46,6 +49,7 @@ from keyturn.services.one_time_tokens import OneTimeTokens
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
+from keyturn.services.roles import RoleService
 from keyturn.services.sessions import SessionService
 from keyturn.services.throttle import Limits, Throttle
 from keyturn.services.users import UserService
@@ -125,6 +129,9 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         aead=aead,
         alg=settings.signing_alg,
         cache_seconds=settings.key_cache_seconds,
+        token_ttl=settings.access_token_ttl,
+        rotation_days=settings.key_rotation_days,
+        publish_ahead_seconds=settings.key_publish_ahead_seconds,
     )
     access_tokens = AccessTokenService(
         keys=keys,
@@ -172,6 +179,11 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         lock_seconds=settings.lock_seconds,
     )
 
+    sessions_service = SessionService(
+        uow_factory=uow_factory, access_tokens=access_tokens, idle_ttl=settings.session_idle_ttl
+    )
+    authorizer = Authorizer(uow_factory=uow_factory)
+
     async def database_ready() -> None:
         async with adapters.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -203,11 +215,20 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             mail=mail,
             guard=guard,
         ),
-        sessions=SessionService(
+        sessions=sessions_service,
+        authorizer=authorizer,
+        roles=RoleService(uow_factory=uow_factory, authorizer=authorizer),
+        admin_users=AdminUserService(
             uow_factory=uow_factory,
+            authorizer=authorizer,
             access_tokens=access_tokens,
-            idle_ttl=settings.session_idle_ttl,
+            sessions=sessions_service,
+            tokens=tokens,
+            mail=mail,
+            guard=guard,
+            set_password_ttl=settings.verify_email_ttl,
         ),
+        audit_log=AuditLogService(uow_factory=uow_factory, authorizer=authorizer),
         account=AccountService(
             uow_factory=uow_factory,
             hash_pool=hash_pool,
@@ -264,6 +285,7 @@ def create_app(settings: Settings) -> FastAPI:
         HASH_POOL_IN_FLIGHT.set_function(lambda: adapters.hash_pool.in_flight)
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
+        key_schedule: asyncio.Task[None] | None = None
         try:
             services = build_services(settings, adapters)
             await services.keys.start()
@@ -275,6 +297,12 @@ def create_app(settings: Settings) -> FastAPI:
                         services.outbox, poll_seconds=settings.outbox_poll_seconds, stop=stop
                     )
                 )
+            # Rotates signing keys when due and keeps this process's key cache fresh.
+            key_schedule = asyncio.create_task(
+                services.keys.run_schedule(
+                    stop=stop, check_seconds=settings.key_rotation_check_seconds
+                )
+            )
             log.info("started", env=settings.env, version=__version__)
             yield
         finally:
@@ -283,6 +311,8 @@ def create_app(settings: Settings) -> FastAPI:
                 services.outbox.wake()
                 # A send in progress finishes; what is left stays queued for the next start.
                 await worker
+            if key_schedule is not None:
+                await key_schedule
             await adapters.close()
             log.info("stopped")
 
@@ -299,6 +329,8 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.include_router(auth.router)
     app.include_router(account.router)
+    app.include_router(admin_users.router)
+    app.include_router(admin_roles.router)
     app.include_router(me.router)
     app.include_router(ops.router)
     if settings.show_docs:

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
 MIN_SECRET_KEY_CHARS = 32
+# Cache-Control max-age of /.well-known/jwks.json: a next key must be published longer.
+JWKS_MAX_AGE_SECONDS = 300
 
 CsvList = Annotated[list[str], NoDecode]
 
@@ -60,6 +62,10 @@ class Settings(BaseSettings):
     hash_queue: int = Field(default=64, ge=0)
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
     key_cache_seconds: int = Field(default=30, ge=1)
+    # Signing-key rotation (services/keys.py); 0 days turns the automatic schedule off.
+    key_rotation_days: int = Field(default=30, ge=0, le=3650)
+    key_publish_ahead_seconds: int = Field(default=3600, ge=1)
+    key_rotation_check_seconds: float = Field(default=300.0, ge=0.01, le=86400)
     log_level: str = "info"
     docs_enabled: bool | None = None
     smtp_url: str | None = None
@@ -152,6 +158,13 @@ def validate(settings: Settings) -> None:
         # Only the shape here; the mailer parses the rest. Never echo the URL (a password).
         if smtp.scheme not in ("smtp", "smtps") or not smtp.hostname:
             problems.append("KEYTURN_SMTP_URL must look like smtp://host:port or smtps://host")
+    if settings.key_publish_ahead_seconds <= JWKS_MAX_AGE_SECONDS + settings.key_cache_seconds:
+        # A verifier may hold a JWKS up to max-age old, fetched from a replica whose key
+        # cache was up to KEYTURN_KEY_CACHE_SECONDS old: the next key must be out longer.
+        problems.append(
+            "KEYTURN_KEY_PUBLISH_AHEAD_SECONDS must exceed the JWKS max-age "
+            f"({JWKS_MAX_AGE_SECONDS} s) plus KEYTURN_KEY_CACHE_SECONDS"
+        )
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")
     if settings.is_production:

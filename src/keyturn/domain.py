@@ -9,6 +9,15 @@ from datetime import UTC, datetime
 # Every user holds these self-service scopes (DESIGN.md section 3).
 SELF_SERVICE_SCOPES: tuple[str, ...] = ("me:read", "me:write", "sessions:read", "sessions:write")
 ADMIN_ROLE = "admin"
+# Every permission an admin route can require (DESIGN.md section 3, "Admin").
+PERMISSIONS: tuple[str, ...] = (
+    "users:read",
+    "users:write",
+    "roles:write",
+    "clients:write",
+    "audit:read",
+    "keys:write",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,15 @@ class User:
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    id: uuid.UUID
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,14 @@ class AuditEvent:
     session_id: uuid.UUID | None
     ip: str | None
     data: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    user_id: uuid.UUID | None = None
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,10 @@ HTTP answers; nothing else in the code base knows about HTTP.
 
     KeyturnError
     ├── InvalidInput                    invalid_request (400/422)
-    │   ├── PasswordPolicyError         password_too_short / password_too_long / ...
+    │   ├── PasswordPolicyError         password_too_short / _too_long / _too_common / ...
+    │   ├── UnknownPermission           unknown_permission (422)
+    │   └── OneTimeTokenError           (400) token_malformed / token_invalid /
+    │                                   token_expired / token_used / token_wrong_purpose
     ├── AuthenticationFailed            invalid_credentials (401)
     │   ├── InvalidToken                invalid_token (401)
     │   │   └── CredentialsMissing      invalid_token (401, challenge without error)
@@ -17,8 +20,11 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── EmailNotVerified                email_not_verified (403)
     ├── CurrentPasswordIncorrect        invalid_current_password (403)
     ├── PermissionDenied                permission_denied (403)
+    │   └── PermissionEscalation        permission_escalation (403)
     ├── NotFound                        not_found (404)
+    │   └── UnknownRole                 unknown_role (404)
     ├── Conflict                        conflict (409)
+    │   └── BuiltinRole                 builtin_role (409)
     ├── RateLimited                     rate_limited (429, Retry-After, RateLimit-*)
     └── ServiceUnavailable              service_unavailable (503, Retry-After)
         └── HashQueueFull               hash_queue_full
@@ -54,6 +60,11 @@ class PasswordPolicyError(InvalidInput):
     def __init__(self, code: str, detail: str, *, field: str = "password"):
         super().__init__(detail, errors=[{"field": field, "message": detail}])
         self.code = code
+
+
+class UnknownPermission(InvalidInput):
+    code = "unknown_permission"
+    title = "Unknown permission"
 
 
 class OneTimeTokenError(InvalidInput):
@@ -127,16 +138,33 @@ class PermissionDenied(KeyturnError):
     title = "Not allowed"
 
 
+class PermissionEscalation(PermissionDenied):
+    """Granting (or building a role with) a permission the actor does not hold."""
+
+    code = "permission_escalation"
+    title = "You cannot grant a permission you do not hold"
+
+
 class NotFound(KeyturnError):
     code = "not_found"
     status = 404
     title = "Not found"
 
 
+class UnknownRole(NotFound):
+    code = "unknown_role"
+    title = "No role has this name"
+
+
 class Conflict(KeyturnError):
     code = "conflict"
     status = 409
     title = "Conflict"
+
+
+class BuiltinRole(Conflict):
+    code = "builtin_role"
+    title = "The built-in admin role cannot be changed or deleted"
 
 
 class RateLimited(KeyturnError):

@@ -102,6 +102,10 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "name": "pwned",
         "refresh_token": "A" * 43,
         "token": "A" * 43,
+        "description": "pwned",
+        "permissions": [],
+        "email_verified": False,
+        "disabled": False,
     }
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from helpers import PASSWORD, bearer, new_email, signup_login
 from keyturn.app import create_app
@@ -85,8 +86,22 @@ class Caller:
 
 
 @pytest.fixture
-async def caller(client: httpx.AsyncClient) -> Caller:
-    return Caller(client, await signup_login(client))
+async def caller(client: httpx.AsyncClient, app: FastAPI) -> Caller:
+    """An administrator, so admin routes too get as far as validating the body."""
+    email = new_email()
+    await app.state.services.users.create_admin(email, PASSWORD)
+    login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200
+    return Caller(client, {**login.json(), "email": email})
+
+
+def _accepted(target: Any, body: dict[str, Any]) -> bool:
+    """Whether the route's own model takes ``body`` as valid."""
+    try:
+        target.body_model.model_validate(body)
+    except ValidationError:
+        return False
+    return True
 
 
 def _fields(target: Any) -> list[str]:
@@ -191,11 +206,14 @@ async def test_wrong_types_are_422_naming_each_field(
     for target in body_routes:
         for field in _fields(target):
             body = {**valid_body(target), field: WRONG_TYPES[kind]}
+            if _accepted(target, body):
+                continue  # e.g. a boolean for a boolean field: not a wrong type here
             answer = await caller.send(target, content=json.dumps(body))
             problem = assert_problem(
                 answer, 422, "invalid_request", context=f"{field}={kind} on {target}"
             )
-            assert field in {error["field"] for error in problem["errors"]}, problem
+            named = {error["field"].split(".", 1)[0] for error in problem["errors"]}
+            assert field in named, problem  # a list field may name its bad item: x.0
     await caller.assert_untouched()
 
 
@@ -208,6 +226,8 @@ async def test_unknown_fields_are_refused_and_named(
 ) -> None:
     """Mass assignment (v5.0.0-15.3.3): an extra field is a 422 naming it, not ignored."""
     for target in body_routes:
+        if field in _fields(target):
+            continue  # a real field of this route (admins may set email_verified)
         body = {**valid_body(target), field: True}
         answer = await caller.send(target, content=json.dumps(body))
         problem = assert_problem(answer, 422, "invalid_request", context=f"{field} on {target}")

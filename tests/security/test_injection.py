@@ -82,6 +82,10 @@ VALID_VALUES = {
     "name": "Ada",
     "refresh_token": "A" * 43,
     "token": "A" * 43,
+    "description": "A role",
+    "permissions": [],
+    "email_verified": False,
+    "disabled": False,
 }
 
 
@@ -226,6 +230,10 @@ async def test_wrong_json_types_are_refused_with_422(
     user = await signup_login(client)
     failures = []
     for method, path, properties in json_routes(app):
+        if path.startswith("/v1/admin/"):
+            # Authorization comes first: a plain user gets 403 before the body is read
+            # (test_bad_input drives these routes as an administrator).
+            continue
         for field, schema in properties.items():
             if not is_text(schema):
                 continue

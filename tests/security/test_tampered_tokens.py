@@ -14,28 +14,34 @@ v5.0.0-7.4.1 (a terminated session's tokens stop working).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from helpers import PASSWORD, bearer, signup_login
+from keyturn.app import create_app
 from keyturn.config import Settings
+from keyturn.db.migrate import upgrade
 
 pytestmark = pytest.mark.anyio
 
@@ -47,10 +53,16 @@ _ATTACKER_EC = ec.generate_private_key(ec.SECP256R1())
 _ATTACKER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 # Marks a claim the attack removes.
 _DROP = object()
+# Nothing listens on the discard port; the listener test below proves no fetch either way.
+_NO_FETCH_URL = "http://127.0.0.2:9/jwks.json"
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _json_b64(value: Any) -> str:
@@ -194,6 +206,51 @@ def _hs256_with(victim: Victim, secret: bytes) -> str:
     return f"Bearer {_hs256(header, victim.claims(), secret)}"
 
 
+def _flip_one_bit(token: str, segment: int) -> str:
+    # Decoded, one bit flipped, re-encoded: flipping a base64url character instead may
+    # only touch padding bits that decode to the very same bytes.
+    parts = token.split(".")
+    raw = bytearray(_unb64(parts[segment]))
+    raw[len(raw) // 2] ^= 0x01
+    parts[segment] = _b64(bytes(raw))
+    return ".".join(parts)
+
+
+def _rs256_header_on_real_signature(victim: Victim, alg: str) -> str:
+    # The server's genuine ES256 signature and payload under a header naming an RSA alg.
+    _header, payload, signature = victim.access_token.split(".")
+    header = {"alg": alg, "kid": victim.kid, "typ": "at+jwt"}
+    return f"Bearer {_json_b64(header)}.{payload}.{signature}"
+
+
+def _server_signed_raw(victim: Victim, header: bytes, payload: bytes) -> str:
+    """Arbitrary header/payload bytes under a genuine signature of the server's key.
+
+    Reaches the parsing that happens after the signature check, which no forgery can.
+    """
+    signer = victim.app.state.services.keys.signer
+    private_key = signer._key.private_key
+    signing_input = f"{_b64(header)}.{_b64(payload)}".encode("ascii")
+    der = private_key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    return f"Bearer {signing_input.decode()}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _invalid_utf8_header(victim: Victim) -> str:
+    header = json.dumps({"alg": "ES256", "kid": victim.kid, "typ": "at+jwt"}).encode()
+    return _server_signed_raw(victim, b"\xff\xfe" + header, json.dumps(victim.claims()).encode())
+
+
+def _invalid_utf8_payload(victim: Victim) -> str:
+    header = json.dumps({"alg": "ES256", "kid": victim.kid, "typ": "at+jwt"}).encode()
+    return _server_signed_raw(victim, header, b"\xff\xfe" + json.dumps(victim.claims()).encode())
+
+
+def _invalid_utf8_inside_kid(victim: Victim) -> str:
+    header = b'{"alg":"ES256","kid":"\xff\xfe\xfd","typ":"at+jwt"}'
+    return _server_signed_raw(victim, header, json.dumps(victim.claims()).encode())
+
+
 ATTACKS: dict[str, Attack] = {
     "no_header": lambda v: None,
     "bearer_empty": lambda v: "Bearer ",
@@ -211,6 +268,8 @@ ATTACKS: dict[str, Attack] = {
     "alg_none": lambda v: _alg_none(v, "none", with_kid=False),
     "alg_none_with_kid": lambda v: _alg_none(v, "none", with_kid=True),
     "alg_None_mixed_case": lambda v: _alg_none(v, "None", with_kid=True),
+    "alg_NONE_upper_case": lambda v: _alg_none(v, "NONE", with_kid=True),
+    "alg_nOnE_odd_case": lambda v: _alg_none(v, "nOnE", with_kid=True),
     "alg_none_with_real_signature": lambda v: (
         _alg_none(v, "none", with_kid=True) + v.access_token.split(".")[2]
     ),
@@ -228,7 +287,23 @@ ATTACKS: dict[str, Attack] = {
             v.claims(), _ATTACKER_RSA, algorithm="RS256", headers={"kid": v.kid, "typ": "at+jwt"}
         )
     ),
+    # RS256 <-> PS256 swap: the kid names the server's (ES256) key; the alg an RSA one.
+    "forged_ps256_same_kid": lambda v: (
+        "Bearer "
+        + jwt.encode(
+            v.claims(), _ATTACKER_RSA, algorithm="PS256", headers={"kid": v.kid, "typ": "at+jwt"}
+        )
+    ),
+    "rs256_header_on_real_es256_signature": lambda v: _rs256_header_on_real_signature(v, "RS256"),
+    "ps256_header_on_real_es256_signature": lambda v: _rs256_header_on_real_signature(v, "PS256"),
     "unknown_kid": lambda v: "Bearer " + _forged_es256(v, kid="attacker-key-1"),
+    # kid is attacker input that a careless verifier hands to a file or SQL lookup.
+    "kid_path_traversal": lambda v: "Bearer " + _forged_es256(v, kid="../../../../etc/passwd"),
+    "kid_dev_null": lambda v: "Bearer " + _forged_es256(v, kid="/dev/null"),
+    "kid_sql_injection": lambda v: "Bearer " + _forged_es256(v, kid="' OR '1'='1"),
+    "kid_real_then_nul": lambda v: "Bearer " + _forged_es256(v, kid=v.kid + "\x00"),
+    "kid_nul_then_real": lambda v: "Bearer " + _forged_es256(v, kid="\x00" + v.kid),
+    "kid_very_long": lambda v: "Bearer " + _forged_es256(v, kid="k" * 4000),
     "no_kid": lambda v: (
         "Bearer "
         + jwt.encode(v.claims(), _ATTACKER_EC, algorithm="ES256", headers={"typ": "at+jwt"})
@@ -245,10 +320,22 @@ ATTACKS: dict[str, Attack] = {
     "jku_header": lambda v: (
         "Bearer " + _forged_es256(v, kid=v.kid, jku="https://attacker.example/jwks.json")
     ),
+    "jku_header_loopback": lambda v: "Bearer " + _forged_es256(v, kid=v.kid, jku=_NO_FETCH_URL),
+    "x5u_header_loopback": lambda v: "Bearer " + _forged_es256(v, kid=v.kid, x5u=_NO_FETCH_URL),
+    "jku_header_unknown_kid": lambda v: (
+        "Bearer " + _forged_es256(v, kid="attacker-key-1", jku=_NO_FETCH_URL)
+    ),
     "signature_stripped": lambda v: "Bearer " + v.access_token.rsplit(".", 1)[0] + ".",
     "payload_one_char_altered": lambda v: "Bearer " + _alter_one_payload_char(v.access_token),
     "payload_one_claim_char_altered": lambda v: "Bearer " + _alter_one_claim_char(v.access_token),
     "payload_spliced": _splice_payload,
+    "header_one_bit_flipped": lambda v: "Bearer " + _flip_one_bit(v.access_token, 0),
+    "payload_one_bit_flipped": lambda v: "Bearer " + _flip_one_bit(v.access_token, 1),
+    "signature_one_bit_flipped": lambda v: "Bearer " + _flip_one_bit(v.access_token, 2),
+    # Invalid UTF-8 under a genuine signature: the parser, not the signature, must refuse.
+    "header_invalid_utf8": _invalid_utf8_header,
+    "payload_invalid_utf8": _invalid_utf8_payload,
+    "kid_invalid_utf8": _invalid_utf8_inside_kid,
     "refresh_token_as_bearer": lambda v: "Bearer " + v.refresh_token,
     # Signed by the server's own key, but not a valid access token for this service.
     "expired": lambda v: (
@@ -361,6 +448,11 @@ async def test_control_forgery_kit_builds_acceptable_tokens(
     answer = await client.get("/v1/me", headers=bearer(victim.server_signed()))
     assert answer.status_code == 200, answer.text
     assert answer.json()["id"] == victim.user_id
+    # The raw signer behind the invalid-UTF-8 attacks signs acceptably, too.
+    header = json.dumps({"alg": "ES256", "kid": victim.kid, "typ": "at+jwt"}).encode()
+    raw = _server_signed_raw(victim, header, json.dumps(victim.claims()).encode())
+    answer = await client.get("/v1/me", headers={"Authorization": raw})
+    assert answer.status_code == 200, answer.text
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
@@ -377,6 +469,98 @@ async def test_bad_token_is_refused_on_every_protected_route(
         client, protected_routes, valid_body, authorization, code="invalid_token", label=attack
     )
     await assert_victim_untouched(client, victim)
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[socket.socket]:
+    """A TCP listener on 127.0.0.2 (all of 127/8 is loopback on Linux), never accepting."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.2", 0))
+    listener.listen(16)
+    listener.setblocking(False)
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("parameter", ["jku", "x5u"])
+async def test_key_url_headers_are_never_fetched(
+    client: httpx.AsyncClient,
+    victim: Victim,
+    protected_routes: list[Any],
+    valid_body: Callable[..., dict[str, Any]],
+    loopback_listener: socket.socket,
+    parameter: str,
+) -> None:
+    """v5.0.0-9.1.3: keys come only from pre-configured material; a jku/x5u URL in the
+    header is refused and never fetched (no SSRF, no attacker-supplied key)."""
+    port = loopback_listener.getsockname()[1]
+    for scheme in ("http", "https"):
+        url = f"{scheme}://127.0.0.2:{port}/jwks.json"
+        for kid in (victim.kid, "attacker-key-1"):
+            token = _forged_es256(victim, kid=kid, **{parameter: url})
+            await attack_every_route(
+                client,
+                protected_routes,
+                valid_body,
+                f"Bearer {token}",
+                code="invalid_token",
+                label=f"{parameter}={url} kid={kid}",
+            )
+    await assert_victim_untouched(client, victim)
+    await asyncio.sleep(0.2)  # room for a background fetch, had one been started
+    with pytest.raises(BlockingIOError):
+        loopback_listener.accept()
+    # Control: the listener does notice a connection when one is made.
+    with socket.create_connection(("127.0.0.2", port), timeout=2):
+        await asyncio.sleep(0.05)
+        accepted, _ = loopback_listener.accept()
+        accepted.close()
+
+
+async def test_rsa_key_refuses_ps256_signed_by_that_very_key(
+    make_settings: Callable[..., Settings],
+    tmp_path: Any,
+    protected_routes: list[Any],
+    valid_body: Callable[..., dict[str, Any]],
+) -> None:
+    """v5.0.0-9.1.2: RS256 <-> PS256 swap with the server's own RSA key.
+
+    With an RS256 signing key, a PS256 signature made by that very private key (which an
+    attacker does not have; the strongest form of the swap) is refused: the key pins its
+    algorithm, the header does not choose it. A fresh database, so the app makes an RSA key.
+    """
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rsa.db'}"
+    await upgrade(url)
+    application = create_app(make_settings(signing_alg="RS256", database_url=url))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            tokens = await signup_login(http)
+            header = jwt.get_unverified_header(tokens["access_token"])
+            assert header["alg"] == "RS256"
+            claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+            rsa_key = application.state.services.keys.signer._key.private_key
+            assert isinstance(rsa_key, rsa.RSAPrivateKey)
+            headers = {"kid": header["kid"], "typ": "at+jwt"}
+            # Control: the same claims, key and kid with the key's own alg are accepted.
+            control = jwt.encode(claims, rsa_key, algorithm="RS256", headers=headers)
+            me = await http.get("/v1/me", headers=bearer(control))
+            assert me.status_code == 200, me.text
+            for alg in ("PS256", "PS384", "PS512", "RS384", "RS512"):
+                swapped = jwt.encode(claims, rsa_key, algorithm=alg, headers=headers)
+                await attack_every_route(
+                    http,
+                    protected_routes,
+                    valid_body,
+                    f"Bearer {swapped}",
+                    code="invalid_token",
+                    label=f"{alg} by the server's RS256 key",
+                )
+            still = await http.get("/v1/me", headers=bearer(tokens["access_token"]))
+            assert still.status_code == 200
+            assert still.json()["name"] is None
 
 
 async def test_logged_out_token_is_revoked_on_every_protected_route(

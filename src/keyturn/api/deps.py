@@ -55,6 +55,19 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     return _check
 
 
+def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a principal whose current roles grant ``permission``."""
+
+    async def _check(
+        request: Request, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> Principal:
+        services: Services = request.app.state.services
+        await services.authorizer.require(principal, permission)
+        return principal
+
+    return _check
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -7,22 +7,29 @@ import os
 import signal
 import ssl
 import sys
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyturn.app import build_adapters, build_services
 from keyturn.config import ConfigError, Settings, load_settings
 from keyturn.db.audit import ChainReport, PruneResult
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.migrate import is_current, upgrade
+from keyturn.db.models import OutboxMessageRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.domain import utcnow
 from keyturn.errors import KeyturnError
 from keyturn.infra.logging import configure_logging
+from keyturn.security.aead import Aead, DecryptionError
+from keyturn.security.digests import KeyRing
+from keyturn.services.keys import KeyInfo, RotationRefused, RotationResult
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keyturn identity service.")
 users_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
@@ -31,6 +38,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(outbox_app, name="outbox")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify and prune the audit log.")
 app.add_typer(audit_app, name="audit")
+keys_app = typer.Typer(no_args_is_help=True, help="List and rotate the JWT signing keys.")
+app.add_typer(keys_app, name="keys")
+secret_app = typer.Typer(no_args_is_help=True, help="Manage the KEYTURN_SECRET_KEY ring.")
+app.add_typer(secret_app, name="secret")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -250,6 +261,164 @@ async def _audit_prune(settings: Settings) -> PruneResult:
             return result
     finally:
         await engine.dispose()
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List every signing key: kid, alg, state, created/activated/retired times."""
+    settings = _settings()
+    _ensure_schema(settings)
+    keys = asyncio.run(_keys_list(settings))
+    typer.echo(f"{'kid':43}  {'alg':5}  {'state':7}  {'created':25}  {'activated':25}  retired")
+    for key in keys:
+        typer.echo(
+            f"{key.kid:43}  {key.alg:5}  {key.state:7}  {_when(key.created_at):25}  "
+            f"{_when(key.activated_at):25}  {_when(key.retired_at)}"
+        )
+
+
+async def _keys_list(settings: Settings) -> list[KeyInfo]:
+    adapters = build_adapters(settings)
+    try:
+        return await build_services(settings, adapters).keys.list_keys()
+    finally:
+        await adapters.close()
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Activate a next key published for less than KEYTURN_KEY_PUBLISH_AHEAD_SECONDS "
+            "(a compromised key; verifiers with a cached JWKS reject new tokens for a while)",
+        ),
+    ] = False,
+) -> None:
+    """Activate the next key, retire the active one and publish a fresh next key."""
+    settings = _settings()
+    _ensure_schema(settings)
+    try:
+        result = asyncio.run(_keys_rotate(settings, force=force))
+    except RotationRefused as exc:
+        typer.echo(f"rotation refused: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    if result.activated is None:
+        typer.echo(f"no next key existed; created next key {result.next}")
+        return
+    typer.echo(f"active: {result.activated}")
+    for kid in result.retired:
+        typer.echo(f"retired: {kid}")
+    typer.echo(f"next: {result.next}")
+
+
+async def _keys_rotate(settings: Settings, *, force: bool) -> RotationResult:
+    adapters = build_adapters(settings)
+    try:
+        keys = build_services(settings, adapters).keys
+        await keys.start()  # an empty database gets its active and next keys first
+        return await keys.rotate(force=force)
+    finally:
+        await adapters.close()
+
+
+@secret_app.command("rotate")
+def secret_rotate() -> None:
+    """Re-encrypt every sealed secret under the first KEYTURN_SECRET_KEY entry.
+
+    Prepend the new key to the ring (new,old) on every process first, run this, then drop
+    the old key. Idempotent; running processes with the new ring read both meanwhile.
+    """
+    settings = _settings()
+    _ensure_schema(settings)
+    try:
+        counts = asyncio.run(_secret_rotate(settings))
+    except DecryptionError as exc:
+        typer.echo(f"secret rotation failed: {exc} (is the old key still in the ring?)", err=True)
+        raise typer.Exit(1) from exc
+    (keys_done, keys_current), (mail_done, mail_current, mail_failed) = counts
+    typer.echo(f"signing keys: {keys_done} re-encrypted, {keys_current} already current")
+    typer.echo(
+        f"outbox payloads: {mail_done} re-encrypted, {mail_current} already current, "
+        f"{mail_failed} unreadable"
+    )
+    if mail_failed:
+        typer.echo(
+            "some outbox payloads cannot be opened with this ring; keep the old key", err=True
+        )
+        raise typer.Exit(1)
+
+
+async def _secret_rotate(
+    settings: Settings,
+) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    adapters = build_adapters(settings)
+    try:
+        keys = await build_services(settings, adapters).keys.reseal()
+        aead = Aead(KeyRing.from_strings(settings.secret_key))
+        mail = await _reseal_outbox(session_factory(adapters.engine), aead)
+        return keys, mail
+    finally:
+        await adapters.close()
+
+
+RESEAL_BATCH = 200
+
+
+async def _reseal_outbox(
+    sessions: async_sessionmaker[AsyncSession], aead: Aead
+) -> tuple[int, int, int]:
+    """Re-encrypts queued mail (pending, sending, dead: every non-empty payload) in
+    batches; returns (re-encrypted, already current, unreadable and not dead).
+
+    Each UPDATE is a compare-and-set on the old blob, so a message a worker delivers (and
+    empties) meanwhile is left alone. The AAD is the Message-ID, as in MailOutbox.enqueue.
+    """
+    done = current = failed = 0
+    after: uuid.UUID | None = None
+    while True:
+        async with sessions() as db:
+            query = (
+                select(
+                    OutboxMessageRow.id,
+                    OutboxMessageRow.message_id,
+                    OutboxMessageRow.payload,
+                    OutboxMessageRow.status,
+                )
+                .where(func.length(OutboxMessageRow.payload) > 0)
+                .order_by(OutboxMessageRow.id)
+                .limit(RESEAL_BATCH)
+            )
+            if after is not None:
+                query = query.where(OutboxMessageRow.id > after)
+            rows = (await db.execute(query)).all()
+            for entry_id, message_id, payload, status in rows:
+                aad = message_id.encode()
+                try:
+                    if not aead.needs_reencrypt(payload):
+                        current += 1
+                        continue
+                    sealed = aead.encrypt(aead.decrypt(payload, aad=aad), aad=aad)
+                except DecryptionError:
+                    # A dead letter nobody can open any more is past saving; queued mail
+                    # that the ring cannot open means the old key is still needed.
+                    failed += status != "dead"
+                    continue
+                result = await db.execute(
+                    update(OutboxMessageRow)
+                    .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.payload == payload)
+                    .values(payload=sealed)
+                )
+                done += int(result.rowcount)  # type: ignore[attr-defined]
+            await db.commit()
+        if len(rows) < RESEAL_BATCH:
+            return done, current, failed
+        after = rows[-1][0]
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import AuditEventRow
-from keyturn.domain import AuditEvent
+from keyturn.domain import AuditEvent, AuditFilter
 
 GENESIS = "0" * 64
 CHECKPOINT = "audit.checkpoint"
@@ -211,12 +211,24 @@ class SqlAuditRepository:
         return row
 
     async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
-        rows = await self._db.scalars(
-            select(AuditEventRow)
-            .where(AuditEventRow.user_id == user_id)
-            .order_by(AuditEventRow.id.desc())
-            .limit(limit)
-        )
+        return await self.search(AuditFilter(user_id=user_id), limit=limit, before_id=None)
+
+    async def search(
+        self, where: AuditFilter, *, limit: int, before_id: int | None
+    ) -> list[AuditEvent]:
+        """Events matching ``where``, newest first, keyset-paged by id."""
+        query = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+        if where.user_id is not None:
+            query = query.where(AuditEventRow.user_id == where.user_id)
+        if where.type is not None:
+            query = query.where(AuditEventRow.type == where.type)
+        if where.since is not None:
+            query = query.where(AuditEventRow.occurred_at >= where.since)
+        if where.until is not None:
+            query = query.where(AuditEventRow.occurred_at < where.until)
+        if before_id is not None:
+            query = query.where(AuditEventRow.id < before_id)
+        rows = await self._db.scalars(query)
         return [
             AuditEvent(
                 id=row.id,

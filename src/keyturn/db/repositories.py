@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,26 @@ from keyturn.domain import (
     SigningKeyRecord,
     User,
 )
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching ``text`` literally at the start (``\\`` is the escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _user(row: UserRow, roles: tuple[str, ...]) -> User:
+    return User(
+        id=row.id,
+        email=row.email,
+        email_verified=row.email_verified,
+        name=row.name,
+        password_hash=row.password_hash,
+        created_at=row.created_at,
+        roles=roles,
+        disabled=row.disabled,
+        locked_until=row.locked_until,
+        lock_count=row.lock_count,
+    )
 
 
 class SqlUserRepository:
@@ -46,19 +66,7 @@ class SqlUserRepository:
         ).all()
         if not rows:
             return None
-        row: UserRow = rows[0][0]
-        return User(
-            id=row.id,
-            email=row.email,
-            email_verified=row.email_verified,
-            name=row.name,
-            password_hash=row.password_hash,
-            created_at=row.created_at,
-            roles=tuple(name for _, name in rows if name is not None),
-            disabled=row.disabled,
-            locked_until=row.locked_until,
-            lock_count=row.lock_count,
-        )
+        return _user(rows[0][0], tuple(name for _, name in rows if name is not None))
 
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self._load(UserRow.id == user_id)
@@ -91,7 +99,7 @@ class SqlUserRepository:
         )
 
     async def set_password_hash(
-        self, user_id: uuid.UUID, password_hash: str, now: datetime
+        self, user_id: uuid.UUID, password_hash: str | None, now: datetime
     ) -> None:
         await self._db.execute(
             update(UserRow)
@@ -138,6 +146,63 @@ class SqlUserRepository:
 
     async def delete(self, user_id: uuid.UUID) -> None:
         await self._db.execute(delete(UserRow).where(UserRow.id == user_id))
+
+    async def search(
+        self, prefix: str | None, *, limit: int, after: tuple[str, uuid.UUID] | None
+    ) -> list[User]:
+        query = select(UserRow).order_by(UserRow.email, UserRow.id).limit(limit)
+        if prefix:
+            # Prefix match on the stored (lower-case) email or the name; LIKE wildcards in
+            # the input are escaped so they match themselves.
+            pattern = _like_prefix(prefix.lower())
+            query = query.where(
+                or_(
+                    UserRow.email.like(pattern, escape="\\"),
+                    func.lower(UserRow.name).like(pattern, escape="\\"),
+                )
+            )
+        if after is not None:
+            email, user_id = after
+            query = query.where(
+                or_(UserRow.email > email, and_(UserRow.email == email, UserRow.id > user_id))
+            )
+        rows = list(await self._db.scalars(query))
+        roles = await self._roles_of([row.id for row in rows])
+        return [_user(row, roles.get(row.id, ())) for row in rows]
+
+    async def _roles_of(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, ...]]:
+        """Roles of many users in one query (no N+1)."""
+        if not user_ids:
+            return {}
+        rows = await self._db.execute(
+            select(UserRoleRow.user_id, RoleRow.name)
+            .join(RoleRow, RoleRow.id == UserRoleRow.role_id)
+            .where(UserRoleRow.user_id.in_(user_ids))
+            .order_by(RoleRow.name)
+        )
+        found: dict[uuid.UUID, list[str]] = {}
+        for user_id, name in rows.all():
+            found.setdefault(user_id, []).append(name)
+        return {user_id: tuple(names) for user_id, names in found.items()}
+
+    async def update_admin_fields(
+        self,
+        user_id: uuid.UUID,
+        now: datetime,
+        *,
+        name: str | None,
+        email_verified: bool | None,
+        disabled: bool | None,
+        set_name: bool,
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": now}
+        if set_name:
+            values["name"] = name
+        if email_verified is not None:
+            values["email_verified"] = email_verified
+        if disabled is not None:
+            values["disabled"] = disabled
+        await self._db.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
 
     async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None:
         role_id = await self._db.scalar(select(RoleRow.id).where(RoleRow.name == role_name))
@@ -312,29 +377,44 @@ class SqlRefreshTokenRepository:
         return (_refresh(row), row.digest) if row else None
 
 
+def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        kid=row.kid,
+        alg=row.alg,
+        state=row.state,
+        private_key_encrypted=row.private_key_encrypted,
+        public_jwk=dict(row.public_jwk),
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+    )
+
+
 class SqlSigningKeyRepository:
+    """Signing keys; state changes are compare-and-set UPDATEs (services/keys.py)."""
+
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
 
-    async def list_published(self) -> list[SigningKeyRecord]:
+    async def list_published(
+        self, *, retired_since: datetime | None = None
+    ) -> list[SigningKeyRecord]:
+        published = SigningKeyRow.state.in_(("next", "active"))
+        retired = SigningKeyRow.state == "retired"
+        if retired_since is not None:
+            retired = and_(retired, SigningKeyRow.retired_at >= retired_since)
         rows = await self._db.scalars(
             select(SigningKeyRow)
-            .where(SigningKeyRow.state.in_(("next", "active", "retired")))
-            .order_by(SigningKeyRow.created_at.desc())
+            .where(or_(published, retired))
+            .order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
         )
-        return [
-            SigningKeyRecord(
-                kid=row.kid,
-                alg=row.alg,
-                state=row.state,
-                private_key_encrypted=row.private_key_encrypted,
-                public_jwk=dict(row.public_jwk),
-                created_at=row.created_at,
-                activated_at=row.activated_at,
-                retired_at=row.retired_at,
-            )
-            for row in rows
-        ]
+        return [_signing_key(row) for row in rows]
+
+    async def list_all(self) -> list[SigningKeyRecord]:
+        rows = await self._db.scalars(
+            select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
+        )
+        return [_signing_key(row) for row in rows]
 
     async def add(self, record: SigningKeyRecord) -> None:
         self._db.add(
@@ -350,3 +430,47 @@ class SqlSigningKeyRepository:
             )
         )
         await self._db.flush()
+
+    async def activate(self, kid: str, *, now: datetime) -> bool:
+        # Compare-and-set: only the transaction that still sees the key as `next` wins. On
+        # PostgreSQL a second UPDATE waits for the first's row lock and then matches nothing.
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.kid == kid, SigningKeyRow.state == "next")
+            .values(state="active", activated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def retire_active(self, *, keep: str, now: datetime) -> list[str]:
+        kids = list(
+            await self._db.scalars(
+                select(SigningKeyRow.kid).where(
+                    SigningKeyRow.state == "active", SigningKeyRow.kid != keep
+                )
+            )
+        )
+        if kids:
+            await self._db.execute(
+                update(SigningKeyRow)
+                .where(SigningKeyRow.kid.in_(kids), SigningKeyRow.state == "active")
+                .values(state="retired", retired_at=now)
+            )
+        return kids
+
+    async def expire_retired(self, *, retired_before: datetime) -> int:
+        # The private part of a key that can no longer produce an accepted signature is
+        # of no use to anyone: it is wiped.
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.state == "retired", SigningKeyRow.retired_at < retired_before)
+            .values(state="expired", private_key_encrypted=b"")
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def replace_private_key(self, kid: str, *, old: bytes, new: bytes) -> bool:
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.kid == kid, SigningKeyRow.private_key_encrypted == old)
+            .values(private_key_encrypted=new)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from keyturn.db.repositories import (
     SqlSigningKeyRepository,
     SqlUserRepository,
 )
+from keyturn.db.roles import SqlRoleRepository
 
 
 class SqlUnitOfWork:
@@ -28,6 +29,7 @@ class SqlUnitOfWork:
     audit: SqlAuditRepository
     one_time_tokens: SqlOneTimeTokenRepository
     outbox: SqlOutboxRepository
+    roles: SqlRoleRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -43,6 +45,7 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(db)
         self.one_time_tokens = SqlOneTimeTokenRepository(db)
         self.outbox = SqlOutboxRepository(db)
+        self.roles = SqlRoleRepository(db)
         return self
 
     async def __aexit__(

@@ -39,6 +39,10 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # Drivers log statements with their bound parameters (emails, hashes, digests) at
+    # debug/info: never, whatever the level asked for.
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     # uvicorn's own access log would duplicate ours (and lacks the request id).
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

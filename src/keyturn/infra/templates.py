@@ -43,6 +43,7 @@ _KINDS: dict[str, _Kind] = {
     "email_changed": _kind("new_email_masked"),
     "account_deleted": _kind(),
     "account_locked": _kind("link_reset"),
+    "set_password": _kind("link", "expires_minutes", optional=("token",)),
 }
 MAIL_KINDS: frozenset[str] = frozenset(_KINDS)
 

@@ -14,9 +14,11 @@ from typing import Any, Protocol, Self
 
 from keyturn.domain import (
     AuditEvent,
+    AuditFilter,
     OneTimeToken,
     OutboxEntry,
     RefreshToken,
+    Role,
     Session,
     SigningKeyRecord,
     User,
@@ -31,7 +33,7 @@ class UserRepository(Protocol):
 
     async def update_name(self, user_id: uuid.UUID, name: str | None, now: datetime) -> None: ...
     async def set_password_hash(
-        self, user_id: uuid.UUID, password_hash: str, now: datetime
+        self, user_id: uuid.UUID, password_hash: str | None, now: datetime
     ) -> None: ...
     async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None: ...
     async def mark_email_verified(self, user_id: uuid.UUID, now: datetime) -> None: ...
@@ -42,6 +44,21 @@ class UserRepository(Protocol):
         """Locks an unlocked account until ``until``; False when it was locked already."""
 
     async def unlock(self, user_id: uuid.UUID, now: datetime) -> None: ...
+    async def search(
+        self, prefix: str | None, *, limit: int, after: tuple[str, uuid.UUID] | None
+    ) -> list[User]:
+        """Users whose email or name starts with ``prefix``, by email, keyset-paged."""
+
+    async def update_admin_fields(
+        self,
+        user_id: uuid.UUID,
+        now: datetime,
+        *,
+        name: str | None,
+        email_verified: bool | None,
+        disabled: bool | None,
+        set_name: bool,
+    ) -> None: ...
     async def delete(self, user_id: uuid.UUID) -> None:
         """Removes the account and, by cascade, its sessions, tokens and role grants."""
 
@@ -123,9 +140,43 @@ class OutboxRepository(Protocol):
     async def list_by_status(self, status: str, *, limit: int) -> list[OutboxEntry]: ...
 
 
+class RoleRepository(Protocol):
+    async def list(self) -> list[Role]: ...
+    async def get(self, name: str) -> Role | None: ...
+    async def add(self, role: Role) -> bool:
+        """Inserts the role; False when the name is taken."""
+
+    async def update(
+        self, name: str, *, description: str, permissions: tuple[str, ...]
+    ) -> None: ...
+    async def delete(self, name: str) -> None: ...
+    async def assign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
+    async def unassign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
+    async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]: ...
+
+
 class SigningKeyRepository(Protocol):
-    async def list_published(self) -> list[SigningKeyRecord]: ...
+    async def list_published(
+        self, *, retired_since: datetime | None = None
+    ) -> list[SigningKeyRecord]:
+        """`next` and `active` keys, and `retired` ones retired at or after ``retired_since``
+        (all retired ones when None); newest first."""
+
+    async def list_all(self) -> list[SigningKeyRecord]:
+        """Every key in any state (including `expired`), newest first."""
+
     async def add(self, record: SigningKeyRecord) -> None: ...
+    async def activate(self, kid: str, *, now: datetime) -> bool:
+        """Compare-and-set `next` -> `active`; False when the key is no longer `next`."""
+
+    async def retire_active(self, *, keep: str, now: datetime) -> list[str]:
+        """Every `active` key but ``keep`` becomes `retired` at ``now``; returns their kids."""
+
+    async def expire_retired(self, *, retired_before: datetime) -> int:
+        """`retired` keys retired before the instant become `expired`, private part wiped."""
+
+    async def replace_private_key(self, kid: str, *, old: bytes, new: bytes) -> bool:
+        """Compare-and-set of the sealed private key (for ``keyturn secret rotate``)."""
 
 
 class AuditRepository(Protocol):
@@ -142,6 +193,10 @@ class AuditRepository(Protocol):
 
     async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
         """The user's own events, newest first (for the data export)."""
+
+    async def search(
+        self, where: AuditFilter, *, limit: int, before_id: int | None
+    ) -> list[AuditEvent]: ...
 
 
 class UnitOfWork(Protocol):
@@ -161,6 +216,8 @@ class UnitOfWork(Protocol):
     def one_time_tokens(self) -> OneTimeTokenRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def roles(self) -> RoleRepository: ...
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> Self: ...

@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account import AccountService
+from keyturn.services.admin_users import AdminUserService
+from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
+from keyturn.services.authorization import Authorizer
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
+from keyturn.services.roles import RoleService
 from keyturn.services.sessions import SessionService
 from keyturn.services.throttle import Throttle
 from keyturn.services.users import UserService
@@ -24,6 +28,10 @@ class Services:
     users: UserService
     sessions: SessionService
     account: AccountService
+    authorizer: Authorizer
+    roles: RoleService
+    admin_users: AdminUserService
+    audit_log: AuditLogService
     access_tokens: AccessTokenService
     throttle: Throttle
     keys: KeyManager

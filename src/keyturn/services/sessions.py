@@ -49,12 +49,16 @@ class SessionService:
     async def list_mine(
         self, principal: Principal, *, limit: int, cursor: str | None
     ) -> SessionPage:
+        return await self.list_for(principal.user_id, limit=limit, cursor=cursor)
+
+    async def list_for(self, user_id: uuid.UUID, *, limit: int, cursor: str | None) -> SessionPage:
+        """Live sessions of ``user_id``, newest first (the caller checked who may ask)."""
         after = decode_cursor(cursor) if cursor else None
         now = utcnow()
         async with self._uow_factory() as uow:
             # One extra row tells whether another page exists.
             rows = await uow.sessions.list_active(
-                principal.user_id,
+                user_id,
                 now,
                 idle_since=now - self._idle_ttl,
                 limit=limit + 1,

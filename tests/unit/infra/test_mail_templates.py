@@ -42,6 +42,11 @@ CONTEXTS: dict[str, dict[str, str | int]] = {
     "email_changed": {"new_email_masked": "a***@n***.example"},
     "account_deleted": {},
     "account_locked": {"link_reset": f"{PUBLIC_URL}/reset"},
+    "set_password": {
+        "link": f"{PUBLIC_URL}/reset?token=tok-set",
+        "token": "tok-set",
+        "expires_minutes": 1440,
+    },
 }
 SUBJECTS = {
     "verify_email": "Confirm your email address",
@@ -53,6 +58,7 @@ SUBJECTS = {
     "email_changed": "Your email address was changed",
     "account_deleted": "Your account was deleted",
     "account_locked": "Your account was temporarily locked",
+    "set_password": "Your Acme ID account is ready: choose a password",
 }
 
 

@@ -1,0 +1,134 @@
+"""Bodies of the admin API (``/v1/admin``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
+
+from keyturn.api.schemas import Name, Request, SessionOut
+from keyturn.domain import AuditEvent, Role, User
+from keyturn.services.admin_users import UserPage
+from keyturn.services.audit_log import AuditPage
+
+RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Description = Annotated[str, StringConstraints(max_length=500)]
+Permission = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class AdminUserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    email_verified: bool
+    name: str | None
+    roles: list[str]
+    created_at: datetime
+    disabled: bool
+    locked_until: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> AdminUserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            email_verified=user.email_verified,
+            name=user.name,
+            roles=list(user.roles),
+            created_at=user.created_at,
+            disabled=user.disabled,
+            locked_until=user.locked_until,
+        )
+
+
+class AdminUserList(BaseModel):
+    items: list[AdminUserOut]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: UserPage) -> AdminUserList:
+        return cls(
+            items=[AdminUserOut.of(user) for user in page.items], next_cursor=page.next_cursor
+        )
+
+
+class CreateUserRequest(Request):
+    email: EmailStr
+    name: Name | None = None
+
+
+class UpdateUserRequest(Request):
+    name: Name | None = None
+    email_verified: bool | None = None
+    disabled: bool | None = None
+
+
+class AdminSessionList(BaseModel):
+    items: list[SessionOut]
+    next_cursor: str | None
+
+
+class RoleIn(Request):
+    name: RoleName
+    description: Description = ""
+    permissions: list[Permission] = Field(default_factory=list)
+
+
+class RolePatch(Request):
+    description: Description | None = None
+    permissions: list[Permission] | None = None
+
+
+class RoleOut(BaseModel):
+    name: str
+    description: str
+    permissions: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, role: Role) -> RoleOut:
+        return cls(
+            name=role.name,
+            description=role.description,
+            permissions=list(role.permissions),
+            created_at=role.created_at,
+        )
+
+
+class RoleList(BaseModel):
+    items: list[RoleOut]
+    next_cursor: None = None
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    type: str
+    occurred_at: datetime
+    user_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    ip: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=event.id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            user_id=event.user_id,
+            session_id=event.session_id,
+            ip=event.ip,
+            data=dict(event.data),
+        )
+
+
+class AuditEventList(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: AuditPage) -> AuditEventList:
+        return cls(
+            items=[AuditEventOut.of(event) for event in page.items], next_cursor=page.next_cursor
+        )

@@ -1,0 +1,161 @@
+"""``/v1/admin/users``: user administration [users:read / users:write]."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from keyturn.api.admin_schemas import (
+    AdminSessionList,
+    AdminUserList,
+    AdminUserOut,
+    CreateUserRequest,
+    UpdateUserRequest,
+)
+from keyturn.api.deps import ClientDep, ServicesDep, require_permission
+from keyturn.api.rest.responses import problems
+from keyturn.api.schemas import SessionOut
+from keyturn.domain import Principal
+
+router = APIRouter(prefix="/v1/admin/users", tags=["admin"])
+
+Reader = Annotated[Principal, Depends(require_permission("users:read"))]
+Writer = Annotated[Principal, Depends(require_permission("users:write"))]
+NO_CONTENT = status.HTTP_204_NO_CONTENT
+
+
+@router.get("", responses=problems(401, 403, 422), summary="List or search users")
+async def list_users(
+    principal: Reader,
+    services: ServicesDep,
+    q: Annotated[str | None, Query(max_length=320, description="Prefix of email or name")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> AdminUserList:
+    page = await services.admin_users.list_users(principal, q=q, limit=limit, cursor=cursor)
+    return AdminUserList.of(page)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(400, 401, 403, 409, 422),
+    summary="Create a user; a set-password link is mailed to them",
+)
+async def create_user(
+    body: CreateUserRequest, principal: Writer, services: ServicesDep, client: ClientDep
+) -> AdminUserOut:
+    user = await services.admin_users.create_user(
+        principal, email=str(body.email), name=body.name, client=client
+    )
+    return AdminUserOut.of(user)
+
+
+@router.get("/{user_id}", responses=problems(401, 403, 404, 422), summary="One user")
+async def get_user(user_id: uuid.UUID, principal: Reader, services: ServicesDep) -> AdminUserOut:
+    return AdminUserOut.of(await services.admin_users.get_user(principal, user_id))
+
+
+@router.patch(
+    "/{user_id}",
+    responses=problems(400, 401, 403, 404, 422),
+    summary="Update a user (disabling ends their sessions)",
+)
+async def update_user(
+    user_id: uuid.UUID,
+    body: UpdateUserRequest,
+    principal: Writer,
+    services: ServicesDep,
+    client: ClientDep,
+) -> AdminUserOut:
+    user = await services.admin_users.update_user(
+        principal,
+        user_id,
+        name=body.name,
+        set_name="name" in body.model_fields_set,
+        email_verified=body.email_verified,
+        disabled=body.disabled,
+        client=client,
+    )
+    return AdminUserOut.of(user)
+
+
+@router.delete(
+    "/{user_id}", status_code=NO_CONTENT, responses=problems(401, 403, 404, 422), summary="Delete"
+)
+async def delete_user(
+    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.admin_users.delete_user(principal, user_id, client)
+    return Response(status_code=NO_CONTENT)
+
+
+@router.post(
+    "/{user_id}/lock",
+    status_code=NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="Lock until unlocked (ends their sessions)",
+)
+async def lock_user(
+    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.admin_users.lock_user(principal, user_id, client)
+    return Response(status_code=NO_CONTENT)
+
+
+@router.post(
+    "/{user_id}/unlock",
+    status_code=NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="Lift a lock (an administrator's or the automatic one)",
+)
+async def unlock_user(
+    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.admin_users.unlock_user(principal, user_id, client)
+    return Response(status_code=NO_CONTENT)
+
+
+@router.post(
+    "/{user_id}/reset-password",
+    status_code=NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="Clear the password, end sessions, mail a set-password link",
+)
+async def reset_password(
+    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.admin_users.reset_password(principal, user_id, client)
+    return Response(status_code=NO_CONTENT)
+
+
+@router.get(
+    "/{user_id}/sessions", responses=problems(401, 403, 404, 422), summary="A user's sessions"
+)
+async def list_sessions(
+    user_id: uuid.UUID,
+    principal: Reader,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AdminSessionList:
+    page = await services.admin_users.sessions(principal, user_id, limit=limit, cursor=cursor)
+    return AdminSessionList(
+        items=[SessionOut.of(item, principal.session_id) for item in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.delete(
+    "/{user_id}/sessions",
+    status_code=NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="End every session of a user",
+)
+async def end_sessions(
+    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.admin_users.end_sessions(principal, user_id, client)
+    return Response(status_code=NO_CONTENT)

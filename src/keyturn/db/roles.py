@@ -1,0 +1,89 @@
+"""Roles (named sets of permissions) and their assignment to users."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyturn.db.models import RoleRow, UserRoleRow
+from keyturn.domain import Role
+
+
+def _role(row: RoleRow) -> Role:
+    return Role(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        permissions=tuple(sorted(row.permissions)),
+        created_at=row.created_at,
+    )
+
+
+class SqlRoleRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def list(self) -> list[Role]:
+        rows = await self._db.scalars(select(RoleRow).order_by(RoleRow.name))
+        return [_role(row) for row in rows]
+
+    async def get(self, name: str) -> Role | None:
+        row = await self._db.scalar(
+            select(RoleRow).where(RoleRow.name == name).execution_options(populate_existing=True)
+        )
+        return _role(row) if row else None
+
+    async def add(self, role: Role) -> bool:
+        # A savepoint: the unique name decides a race between two creators.
+        try:
+            async with self._db.begin_nested():
+                self._db.add(
+                    RoleRow(
+                        id=role.id,
+                        name=role.name,
+                        description=role.description,
+                        permissions=list(role.permissions),
+                        created_at=role.created_at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def update(self, name: str, *, description: str, permissions: tuple[str, ...]) -> None:
+        await self._db.execute(
+            update(RoleRow)
+            .where(RoleRow.name == name)
+            .values(description=description, permissions=list(permissions))
+        )
+
+    async def delete(self, name: str) -> None:
+        await self._db.execute(delete(RoleRow).where(RoleRow.name == name))
+
+    async def assign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool:
+        """Grants the role; False when the user held it already."""
+        if await self._db.get(UserRoleRow, (user_id, role_id)) is not None:
+            return False
+        self._db.add(UserRoleRow(user_id=user_id, role_id=role_id))
+        await self._db.flush()
+        return True
+
+    async def unassign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool:
+        result = await self._db.execute(
+            delete(UserRoleRow).where(
+                UserRoleRow.user_id == user_id, UserRoleRow.role_id == role_id
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]:
+        """The union of the permissions of the user's current roles."""
+        rows = await self._db.scalars(
+            select(RoleRow.permissions)
+            .join(UserRoleRow, UserRoleRow.role_id == RoleRow.id)
+            .where(UserRoleRow.user_id == user_id)
+        )
+        return frozenset(permission for permissions in rows for permission in permissions)

@@ -1,0 +1,252 @@
+"""User administration (``users:read`` / ``users:write``); every change is audited."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from keyturn.domain import ClientInfo, Principal, User, utcnow
+from keyturn.errors import Conflict, InvalidInput, NotFound
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.account_mail import AccountMail
+from keyturn.services.authorization import Authorizer
+from keyturn.services.credentials import parse_email
+from keyturn.services.lockout import CredentialGuard
+from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+from keyturn.services.sessions import SessionPage, SessionService
+
+READ = "users:read"
+WRITE = "users:write"
+# An administrator's lock lasts until an administrator lifts it.
+ADMIN_LOCK = timedelta(days=36500)
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    items: list[User]
+    next_cursor: str | None
+
+
+def _encode(email: str, user_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{email}|{user_id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[str, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        email, user_id = raw.rsplit("|", 1)
+        return email, uuid.UUID(user_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "The cursor is not valid.", errors=[{"field": "cursor", "message": "malformed"}]
+        ) from exc
+
+
+class AdminUserService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        authorizer: Authorizer,
+        access_tokens: AccessTokenService,
+        sessions: SessionService,
+        tokens: OneTimeTokens,
+        mail: AccountMail,
+        guard: CredentialGuard,
+        set_password_ttl: int,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._authorizer = authorizer
+        self._access_tokens = access_tokens
+        self._sessions = sessions
+        self._tokens = tokens
+        self._mail = mail
+        self._guard = guard
+        self._set_password_ttl = set_password_ttl
+
+    async def list_users(
+        self, principal: Principal, *, q: str | None, limit: int, cursor: str | None
+    ) -> UserPage:
+        await self._authorizer.require(principal, READ)
+        after = _decode(cursor) if cursor else None
+        async with self._uow_factory() as uow:
+            rows = await uow.users.search(q, limit=limit + 1, after=after)
+        items = rows[:limit]
+        more = len(rows) > limit
+        return UserPage(items, _encode(items[-1].email, items[-1].id) if more else None)
+
+    async def get_user(self, principal: Principal, user_id: uuid.UUID) -> User:
+        await self._authorizer.require(principal, READ)
+        async with self._uow_factory() as uow:
+            return await _user(uow, user_id)
+
+    async def create_user(
+        self, principal: Principal, *, email: str, name: str | None, client: ClientInfo
+    ) -> User:
+        """Creates a password-less account and mails it a single-use set-password link."""
+        await self._authorizer.require(principal, WRITE)
+        email = parse_email(email)
+        now = utcnow()
+        user = User(
+            id=uuid.uuid4(),
+            email=email,
+            email_verified=False,
+            name=name,
+            password_hash=None,
+            created_at=now,
+        )
+        async with self._uow_factory() as uow:
+            if not await uow.users.add(user):
+                raise Conflict("An account with this email already exists.")
+            await self._mail_set_password(uow, user)
+            await _audit(uow, "admin.user_created", principal, client, user.id)
+            await uow.commit()
+        self._mail.outbox.wake()
+        return user
+
+    async def update_user(
+        self,
+        principal: Principal,
+        user_id: uuid.UUID,
+        *,
+        name: str | None,
+        set_name: bool,
+        email_verified: bool | None,
+        disabled: bool | None,
+        client: ClientInfo,
+    ) -> User:
+        await self._authorizer.require(principal, WRITE)
+        now = utcnow()
+        ended: list[uuid.UUID] = []
+        async with self._uow_factory() as uow:
+            await _user(uow, user_id)
+            await uow.users.update_admin_fields(
+                user_id,
+                now,
+                name=name,
+                set_name=set_name,
+                email_verified=email_verified,
+                disabled=disabled,
+            )
+            if disabled:
+                # A disabled account's sessions end at once, on every replica.
+                ended = await uow.sessions.revoke_all(user_id, now, "admin_disabled")
+            await _audit(uow, "admin.user_updated", principal, client, user_id)
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+        return await self.get_user(principal, user_id)
+
+    async def delete_user(
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        await self._authorizer.require(principal, WRITE)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            await _user(uow, user_id)
+            ended = await uow.sessions.revoke_all(user_id, now, "admin_deleted")
+            await uow.users.delete(user_id)
+            await _audit(uow, "admin.user_deleted", principal, client, user_id)
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+
+    async def lock_user(self, principal: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
+        await self._authorizer.require(principal, WRITE)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            user = await _user(uow, user_id)
+            await uow.users.lock(user_id, now=now, until=now + ADMIN_LOCK, count=user.lock_count)
+            ended = await uow.sessions.revoke_all(user_id, now, "admin_locked")
+            await _audit(uow, "admin.user_locked", principal, client, user_id)
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+
+    async def unlock_user(
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        await self._authorizer.require(principal, WRITE)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            user = await _user(uow, user_id)
+            await self._guard.unlock(uow, user, now)
+            await _audit(uow, "admin.user_unlocked", principal, client, user_id)
+            await uow.commit()
+        await self._guard.forgive(user.email)
+
+    async def reset_password(
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        """Clears the password, ends every session and mails a set-password link."""
+        await self._authorizer.require(principal, WRITE)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            user = await _user(uow, user_id)
+            await uow.users.set_password_hash(user_id, None, now)
+            ended = await uow.sessions.revoke_all(user_id, now, "admin_password_reset")
+            await self._mail_set_password(uow, user)
+            await _audit(uow, "admin.password_reset", principal, client, user_id)
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+        self._mail.outbox.wake()
+
+    async def sessions(
+        self, principal: Principal, user_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> SessionPage:
+        await self._authorizer.require(principal, READ)
+        async with self._uow_factory() as uow:
+            await _user(uow, user_id)
+        return await self._sessions.list_for(user_id, limit=limit, cursor=cursor)
+
+    async def end_sessions(
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> int:
+        await self._authorizer.require(principal, WRITE)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            await _user(uow, user_id)
+            ended = await uow.sessions.revoke_all(user_id, now, "admin_revoked")
+            await _audit(uow, "admin.sessions_revoked", principal, client, user_id)
+            await uow.commit()
+        await self._access_tokens.deny(ended)
+        return len(ended)
+
+    async def _mail_set_password(self, uow: UnitOfWork, user: User) -> None:
+        token = await self._tokens.issue(
+            uow,
+            user_id=user.id,
+            purpose=Purpose.RESET_PASSWORD,
+            now=utcnow(),
+            ttl=self._set_password_ttl,
+            # Bound to "no password": the link dies once a password is set.
+            binding=self._tokens.binding(None),
+        )
+        await self._mail.send(
+            uow,
+            "set_password",
+            to=user.email,
+            link=self._mail.link(self._mail.links.reset_password, token),
+            token=token,
+            expires_minutes=str(self._set_password_ttl // 60),
+        )
+
+
+async def _user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
+    user = await uow.users.get(user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+async def _audit(
+    uow: UnitOfWork, event: str, principal: Principal, client: ClientInfo, target: uuid.UUID
+) -> None:
+    await uow.audit.record(
+        event,
+        now=utcnow(),
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        ip=client.ip,
+        data={"target_user_id": str(target)},
+    )

@@ -1,0 +1,41 @@
+"""Reading the audit log (``audit:read``): filters and an id cursor, newest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keyturn.domain import AuditEvent, AuditFilter, Principal
+from keyturn.errors import InvalidInput
+from keyturn.services.authorization import Authorizer
+from keyturn.services.ports import UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    items: list[AuditEvent]
+    next_cursor: str | None
+
+
+class AuditLogService:
+    def __init__(self, *, uow_factory: UnitOfWorkFactory, authorizer: Authorizer) -> None:
+        self._uow_factory = uow_factory
+        self._authorizer = authorizer
+
+    async def search(
+        self, principal: Principal, where: AuditFilter, *, limit: int, cursor: str | None
+    ) -> AuditPage:
+        await self._authorizer.require(principal, "audit:read")
+        before = _decode(cursor) if cursor else None
+        async with self._uow_factory() as uow:
+            rows = await uow.audit.search(where, limit=limit + 1, before_id=before)
+        items = rows[:limit]
+        return AuditPage(items, str(items[-1].id) if len(rows) > limit else None)
+
+
+def _decode(cursor: str) -> int:
+    # The cursor is the last id seen; anything else is refused, never guessed at.
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise InvalidInput(
+            "The cursor is not valid.", errors=[{"field": "cursor", "message": "malformed"}]
+        )
+    return int(cursor)

@@ -1,0 +1,236 @@
+"""The admin API: permission matrix, user administration, roles, audit (issue 5)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from helpers import PASSWORD, bearer, mails_to, new_email, signup_login
+from smtp_server import SmtpServer, extract_token
+
+pytestmark = pytest.mark.anyio
+
+ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/v1/admin/users", None),
+    ("POST", "/v1/admin/users", {"email": "x-{n}@example.com"}),
+    ("GET", "/v1/admin/users/{user}", None),
+    ("PATCH", "/v1/admin/users/{user}", {"name": "Renamed"}),
+    ("POST", "/v1/admin/users/{user}/lock", None),
+    ("POST", "/v1/admin/users/{user}/unlock", None),
+    ("POST", "/v1/admin/users/{user}/reset-password", None),
+    ("GET", "/v1/admin/users/{user}/sessions", None),
+    ("DELETE", "/v1/admin/users/{user}/sessions", None),
+    ("GET", "/v1/admin/roles", None),
+    ("POST", "/v1/admin/roles", {"name": "r-{n}", "permissions": ["users:read"]}),
+    ("GET", "/v1/admin/roles/admin", None),
+    ("PUT", "/v1/admin/users/{user}/roles/admin", None),
+    ("DELETE", "/v1/admin/users/{user}/roles/admin", None),
+    ("GET", "/v1/admin/audit-events", None),
+    ("DELETE", "/v1/admin/users/{user}", None),
+]
+
+
+async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
+    email = new_email()
+    await app.state.services.users.create_admin(email, PASSWORD)
+    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    assert body["user"]["roles"] == ["admin"]
+    return body
+
+
+def fill(path: str, body: dict[str, Any] | None, user: str) -> tuple[str, dict[str, Any] | None]:
+    n = uuid.uuid4().hex[:8]
+    filled = None
+    if body is not None:
+        filled = {k: v.format(n=n) if isinstance(v, str) else v for k, v in body.items()}
+    return path.format(user=user), filled
+
+
+async def test_every_admin_route_checks_the_permission(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Anonymous -> 401, plain user -> 403, admin -> 2xx, for every admin route."""
+    plain = await signup_login(client)
+    admin = await admin_login(app, client)
+    for method, template, body in ADMIN_ROUTES:
+        victim = (await signup_login(client))["user"]["id"]
+        path, payload = fill(template, body, victim)
+        anonymous = await client.request(method, path, json=payload)
+        assert anonymous.status_code == 401, (method, path)
+        user = await client.request(
+            method, path, json=payload, headers=bearer(plain["access_token"])
+        )
+        assert user.status_code == 403, (method, path, user.text)
+        assert user.json()["code"] == "permission_denied"
+        allowed = await client.request(
+            method, path, json=payload, headers=bearer(admin["access_token"])
+        )
+        assert allowed.status_code < 300, (method, path, allowed.text)
+
+
+async def test_admin_routes_are_all_in_the_matrix(app: FastAPI) -> None:
+    documented = {
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        if path.startswith("/v1/admin")
+        for method in item
+    }
+    tested = {
+        (method, path.replace("{user}", "{user_id}").replace("/roles/admin", "/roles/{name}"))
+        for method, path, _ in ADMIN_ROUTES
+    }
+    tested |= {("PATCH", "/v1/admin/roles/{name}"), ("DELETE", "/v1/admin/roles/{name}")}
+    assert documented <= tested, documented - tested
+
+
+async def test_search_and_paginate_users(app: FastAPI, client: httpx.AsyncClient) -> None:
+    admin = await admin_login(app, client)
+    tag = uuid.uuid4().hex[:10]
+    emails = sorted(f"{tag}-{index}@example.com" for index in range(5))
+    for email in emails:
+        await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"q": tag, "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = await client.get(
+            "/v1/admin/users", params=params, headers=bearer(admin["access_token"])
+        )
+        assert page.status_code == 200
+        seen += [item["email"] for item in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == emails
+    wildcard = await client.get(
+        "/v1/admin/users", params={"q": "%"}, headers=bearer(admin["access_token"])
+    )
+    assert wildcard.json()["items"] == []  # LIKE wildcards match themselves
+    tampered = await client.get(
+        "/v1/admin/users", params={"cursor": "not-a-cursor!"}, headers=bearer(admin["access_token"])
+    )
+    assert tampered.status_code == 422
+
+
+async def test_created_user_sets_a_password_from_the_mail(
+    app: FastAPI, client: httpx.AsyncClient, smtp: SmtpServer
+) -> None:
+    admin = await admin_login(app, client)
+    email = new_email()
+    created = await client.post(
+        "/v1/admin/users",
+        json={"email": email, "name": "Newcomer"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert created.status_code == 201
+    (mail,) = await mails_to(smtp, email)
+    done = await client.post(
+        "/v1/auth/password/reset",
+        json={"token": extract_token(mail), "password": "my own passphrase 1"},
+    )
+    assert done.status_code == 204
+    login = await client.post(
+        "/v1/auth/login", json={"email": email, "password": "my own passphrase 1"}
+    )
+    assert login.status_code == 200
+    again = await client.post(
+        "/v1/admin/users", json={"email": email}, headers=bearer(admin["access_token"])
+    )
+    assert again.status_code == 409
+
+
+async def test_disable_lock_and_reset_end_sessions(app: FastAPI, client: httpx.AsyncClient) -> None:
+    admin = await admin_login(app, client)
+    headers = bearer(admin["access_token"])
+    for action in ("disable", "lock", "reset"):
+        victim = await signup_login(client)
+        target = f"/v1/admin/users/{victim['user']['id']}"
+        if action == "disable":
+            answer = await client.patch(target, json={"disabled": True}, headers=headers)
+            assert answer.json()["disabled"] is True
+        elif action == "lock":
+            answer = await client.post(f"{target}/lock", headers=headers)
+        else:
+            answer = await client.post(f"{target}/reset-password", headers=headers)
+        assert answer.status_code < 300
+        me = await client.get("/v1/me", headers=bearer(victim["access_token"]))
+        assert me.status_code == 401, action
+        login = await client.post(
+            "/v1/auth/login", json={"email": victim["email"], "password": PASSWORD}
+        )
+        assert login.status_code == 401, action
+    unlocked = await client.post(f"{target}/unlock", headers=headers)
+    assert unlocked.status_code == 204
+
+
+async def test_roles_cannot_escalate(app: FastAPI, client: httpx.AsyncClient) -> None:
+    admin = await admin_login(app, client)
+    admin_headers = bearer(admin["access_token"])
+    manager = await signup_login(client)
+    name = f"roles-{uuid.uuid4().hex[:6]}"
+    created = await client.post(
+        "/v1/admin/roles",
+        json={"name": name, "permissions": ["roles:write", "users:read"]},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201
+    assign = await client.put(
+        f"/v1/admin/users/{manager['user']['id']}/roles/{name}", headers=admin_headers
+    )
+    assert assign.status_code == 204
+    headers = bearer(manager["access_token"])
+    # The manager holds roles:write and users:read, nothing else.
+    escalate = await client.post(
+        "/v1/admin/roles",
+        json={"name": f"{name}-x", "permissions": ["keys:write"]},
+        headers=headers,
+    )
+    assert escalate.status_code == 403
+    assert escalate.json()["code"] == "permission_escalation"
+    grab_admin = await client.put(
+        f"/v1/admin/users/{manager['user']['id']}/roles/admin", headers=headers
+    )
+    assert grab_admin.status_code == 403
+    unknown = await client.post(
+        "/v1/admin/roles", json={"name": f"{name}-y", "permissions": ["root"]}, headers=headers
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["code"] == "unknown_permission"
+    builtin = await client.delete("/v1/admin/roles/admin", headers=admin_headers)
+    assert builtin.status_code == 409
+    assert builtin.json()["code"] == "builtin_role"
+    missing = await client.put(
+        f"/v1/admin/users/{manager['user']['id']}/roles/nope", headers=admin_headers
+    )
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "unknown_role"
+    # Removing the role takes effect at once, without a new token.
+    await client.delete(
+        f"/v1/admin/users/{manager['user']['id']}/roles/{name}", headers=admin_headers
+    )
+    assert (await client.get("/v1/admin/roles", headers=headers)).status_code == 403
+
+
+async def test_admin_actions_are_audited(app: FastAPI, client: httpx.AsyncClient) -> None:
+    admin = await admin_login(app, client)
+    headers = bearer(admin["access_token"])
+    victim = await signup_login(client)
+    await client.post(f"/v1/admin/users/{victim['user']['id']}/lock", headers=headers)
+    events = await client.get(
+        "/v1/admin/audit-events",
+        params={"type": "admin.user_locked", "user_id": admin["user"]["id"]},
+        headers=headers,
+    )
+    assert events.status_code == 200
+    (event,) = events.json()["items"]
+    assert event["data"] == {"target_user_id": victim["user"]["id"]}
+    bad = await client.get("/v1/admin/audit-events", params={"cursor": "x1"}, headers=headers)
+    assert bad.status_code == 422
