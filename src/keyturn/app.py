@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
-from keyturn.api import problems
+from keyturn.api import graphql, problems
 from keyturn.api.hardening import install_hardening
-from keyturn.api.rest import account, admin_roles, admin_users, auth, me, ops
+from keyturn.api.rest import account, admin_roles, admin_users, api_keys, auth, me, ops
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
@@ -38,7 +38,9 @@ from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account import AccountService, TokenLifetimes
 from keyturn.services.account_mail import AccountMail, LinkTemplates
+from keyturn.services.admin_keys import AdminKeyService
 from keyturn.services.admin_users import AdminUserService
+from keyturn.services.api_keys import ApiKeyService
 from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
@@ -229,6 +231,10 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             set_password_ttl=settings.verify_email_ttl,
         ),
         audit_log=AuditLogService(uow_factory=uow_factory, authorizer=authorizer),
+        admin_keys=AdminKeyService(keys=keys, authorizer=authorizer, uow_factory=uow_factory),
+        api_keys=ApiKeyService(
+            uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
+        ),
         account=AccountService(
             uow_factory=uow_factory,
             hash_pool=hash_pool,
@@ -286,11 +292,13 @@ def create_app(settings: Settings) -> FastAPI:
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
         key_schedule: asyncio.Task[None] | None = None
+        services_ready: Services | None = None
         try:
             services = build_services(settings, adapters)
             await services.keys.start()
             await _restore_deny_list(services)
             app.state.services = services
+            services_ready = services
             if settings.outbox_worker == "inline":
                 worker = asyncio.create_task(
                     services.outbox_worker.run(
@@ -313,6 +321,9 @@ def create_app(settings: Settings) -> FastAPI:
                 await worker
             if key_schedule is not None:
                 await key_schedule
+            if services_ready is not None:
+                # The last batch of API-key "last used" times, before the engine closes.
+                await services_ready.api_keys.close()
             await adapters.close()
             log.info("stopped")
 
@@ -332,7 +343,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin_users.router)
     app.include_router(admin_roles.router)
     app.include_router(me.router)
+    app.include_router(api_keys.router)
     app.include_router(ops.router)
+    # GraphQL is described by its own schema, not by the OpenAPI document.
+    app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
         app.include_router(ops.docs_router(_swagger_assets()))
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.

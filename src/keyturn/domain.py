@@ -128,14 +128,40 @@ class AuditFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A personal API key's record (the secret part is never stored, only its digest)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, as proven by a verified access token."""
+    """Who is calling, as proven by a verified access token or a personal API key.
+
+    An API key has no session: ``session_id`` is None and ``api_key_id`` names the key.
+    """
 
     user_id: uuid.UUID
-    session_id: uuid.UUID
+    session_id: uuid.UUID | None
     scopes: frozenset[str]
     roles: tuple[str, ...]
     claims: dict[str, object] = field(default_factory=dict)
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.api_key_id is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── InvalidInput                    invalid_request (400/422)
     │   ├── PasswordPolicyError         password_too_short / _too_long / _too_common / ...
     │   ├── UnknownPermission           unknown_permission (422)
+    │   ├── UnknownScope                unknown_scope (422)
     │   └── OneTimeTokenError           (400) token_malformed / token_invalid /
     │                                   token_expired / token_used / token_wrong_purpose
     ├── AuthenticationFailed            invalid_credentials (401)
@@ -20,7 +21,8 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── EmailNotVerified                email_not_verified (403)
     ├── CurrentPasswordIncorrect        invalid_current_password (403)
     ├── PermissionDenied                permission_denied (403)
-    │   └── PermissionEscalation        permission_escalation (403)
+    │   ├── PermissionEscalation        permission_escalation (403)
+    │   └── FreshLoginRequired          fresh_login_required (403)
     ├── NotFound                        not_found (404)
     │   └── UnknownRole                 unknown_role (404)
     ├── Conflict                        conflict (409)
@@ -65,6 +67,13 @@ class PasswordPolicyError(InvalidInput):
 class UnknownPermission(InvalidInput):
     code = "unknown_permission"
     title = "Unknown permission"
+
+
+class UnknownScope(InvalidInput):
+    """An API key asks for a string that is neither a self-service scope nor a permission."""
+
+    code = "unknown_scope"
+    title = "Unknown scope"
 
 
 class OneTimeTokenError(InvalidInput):
@@ -143,6 +152,13 @@ class PermissionEscalation(PermissionDenied):
 
     code = "permission_escalation"
     title = "You cannot grant a permission you do not hold"
+
+
+class FreshLoginRequired(PermissionDenied):
+    """An API key was used where only a password login may act (password, email, keys)."""
+
+    code = "fresh_login_required"
+    title = "This needs a signed-in session, not an API key"
 
 
 class NotFound(KeyturnError):

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import time_machine
+from alembic import command
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -33,7 +34,7 @@ from keyturn.db.audit import (
     verify_chain,
 )
 from keyturn.db.engine import create_engine, session_factory
-from keyturn.db.migrate import upgrade
+from keyturn.db.migrate import alembic_config, upgrade
 from keyturn.db.models import AuditEventRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
 
@@ -360,16 +361,21 @@ async def test_a_forged_checkpoint_does_not_anchor(engine: AsyncEngine) -> None:
     assert report.bad_id == 4
 
 
+def _downgrade_sync(connection: object, url: str, revision: str) -> None:
+    config = alembic_config(url)
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
 async def test_migration_chains_existing_rows(backend: str, private_url: str) -> None:
     """Rows written before 0004 (with an id gap) are chained by the migration in id order."""
     engine = create_engine(private_url)
     try:
         async with engine.begin() as connection:
             await connection.execute(delete(AuditEventRow))
-            await connection.execute(text("DELETE FROM alembic_version"))
-            await connection.execute(text("INSERT INTO alembic_version VALUES ('0003')"))
-            await connection.execute(text("ALTER TABLE audit_events DROP COLUMN hash"))
-            await connection.execute(text("ALTER TABLE audit_events DROP COLUMN prev_hash"))
+            # Back to 0003 through the migrations' own downgrades, so whatever later
+            # revisions added (indexes, tables) is gone too and the upgrade can redo it.
+            await connection.run_sync(_downgrade_sync, private_url, "0003")
         async with engine.begin() as connection:
             for row_id in (1, 2, 5):
                 await connection.execute(

@@ -106,6 +106,8 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "permissions": [],
         "email_verified": False,
         "disabled": False,
+        "scopes": ["me:read"],
+        "expires_at": None,
     }
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"

@@ -12,6 +12,7 @@ from keyturn.api.schemas import Name, Request, SessionOut
 from keyturn.domain import AuditEvent, Role, User
 from keyturn.services.admin_users import UserPage
 from keyturn.services.audit_log import AuditPage
+from keyturn.services.keys import KeyInfo
 
 RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Description = Annotated[str, StringConstraints(max_length=500)]
@@ -132,3 +133,36 @@ class AuditEventList(BaseModel):
         return cls(
             items=[AuditEventOut.of(event) for event in page.items], next_cursor=page.next_cursor
         )
+
+
+class SigningKeyOut(BaseModel):
+    kid: str
+    alg: str
+    state: str
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+    published: bool
+
+    @classmethod
+    def of(cls, key: KeyInfo) -> SigningKeyOut:
+        return cls(
+            kid=key.kid,
+            alg=key.alg,
+            state=key.state,
+            created_at=key.created_at,
+            activated_at=key.activated_at,
+            retired_at=key.retired_at,
+            published=key.published,
+        )
+
+
+class SigningKeyList(BaseModel):
+    items: list[SigningKeyOut]
+    next_cursor: None = None
+
+
+class RotationOut(BaseModel):
+    activated: str | None
+    retired: list[str]
+    next: str | None

@@ -15,9 +15,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from keyturn.api.hardening import client_ip
 from keyturn.domain import ClientInfo, Principal
 from keyturn.errors import CredentialsMissing, PermissionDenied
+from keyturn.services.api_keys import looks_like_api_key
+from keyturn.services.authorization import require_fresh_login
 from keyturn.services.registry import Services
 
-_bearer = HTTPBearer(auto_error=False, description="Access token (JWT, RFC 9068)")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Access token (JWT, RFC 9068) or personal API key (`kt_<prefix>_<secret>`)",
+)
 
 
 def get_services(request: Request) -> Services:
@@ -34,6 +39,13 @@ def get_client(request: Request) -> ClientInfo:
     return ClientInfo(ip=client_ip(request.scope), user_agent=request.headers.get("user-agent"))
 
 
+async def authenticate_bearer(services: Services, token: str, client: ClientInfo) -> Principal:
+    """The one Bearer check for REST and GraphQL: ``kt_...`` is an API key, else a JWT."""
+    if looks_like_api_key(token):
+        return await services.api_keys.authenticate(token, client)
+    return await services.access_tokens.authenticate(token)
+
+
 async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -41,13 +53,23 @@ async def get_principal(
     if credentials is None:
         raise CredentialsMissing
     services: Services = request.app.state.services
-    return await services.access_tokens.authenticate(credentials.credentials)
+    token = credentials.credentials
+    if looks_like_api_key(token):
+        # Only the key path needs the address (its failures are throttled per IP).
+        return await services.api_keys.authenticate(token, get_client(request))
+    return await services.access_tokens.authenticate(token)
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits a principal holding ``scope``."""
+def require_scope(scope: str, *, fresh: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a principal holding ``scope``.
+
+    With ``fresh`` it admits only a password login (an access token), never an API key:
+    changing the password or email, deleting the account and creating keys.
+    """
 
     async def _check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if fresh:
+            require_fresh_login(principal)
         if scope not in principal.scopes:
             raise PermissionDenied(f"The token lacks the {scope!r} scope.")
         return principal

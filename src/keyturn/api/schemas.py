@@ -133,7 +133,7 @@ class SessionOut(BaseModel):
     current: bool
 
     @classmethod
-    def of(cls, session: Session, current_id: uuid.UUID) -> SessionOut:
+    def of(cls, session: Session, current_id: uuid.UUID | None) -> SessionOut:
         return cls(
             id=session.id,
             created_at=session.created_at,

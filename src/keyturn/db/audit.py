@@ -53,6 +53,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import AuditEventRow
+from keyturn.db.types import affected
 from keyturn.domain import AuditEvent, AuditFilter
 
 GENESIS = "0" * 64
@@ -267,7 +268,7 @@ class SqlAuditRepository:
         )
         result = await self._db.execute(delete(AuditEventRow).where(AuditEventRow.id <= through))
         return PruneResult(
-            deleted=int(getattr(result, "rowcount", 0) or 0),
+            deleted=affected(result),
             pruned_through_id=through,
             checkpoint_id=checkpoint.id,
         )

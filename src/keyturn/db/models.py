@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -39,6 +40,15 @@ class Base(DeclarativeBase):
 
 class UserRow(Base):
     __tablename__ = "users"
+    # Admin search: prefix of the email or of lower(name) (migration 0005).
+    __table_args__ = (
+        Index("ix_users_email_prefix", "email", postgresql_ops={"email": "text_pattern_ops"}),
+        Index(
+            "ix_users_lower_name_prefix",
+            text("lower(name)"),
+            postgresql_ops={"lower(name)": "text_pattern_ops"},
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     # Stored normalised (lower-cased domain and local part) so the unique index is the check.
@@ -178,3 +188,23 @@ class OutboxMessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ApiKeyRow(Base):
+    """Personal API keys ``kt_<prefix>_<secret>``; only the secret's keyed digest is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    # The public, non-secret part of the key: how a presented key finds its row.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import OneTimeTokenRow
+from keyturn.db.types import affected
 from keyturn.domain import OneTimeToken
 
 
@@ -57,7 +58,7 @@ class SqlOneTimeTokenRepository:
             .where(OneTimeTokenRow.id == token_id, OneTimeTokenRow.used_at.is_(None))
             .values(used_at=now)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(affected(result))
 
     async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
         await self._db.execute(

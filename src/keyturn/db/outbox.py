@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyturn.db.models import OutboxMessageRow
+from keyturn.db.types import affected
 from keyturn.domain import OutboxEntry
+from keyturn.security.aead import Aead, DecryptionError
 
 
 def _outbox(row: OutboxMessageRow) -> OutboxEntry:
@@ -76,7 +78,7 @@ class SqlOutboxRepository:
                 attempts=OutboxMessageRow.attempts + 1,
             )
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if not affected(result):
             return None
         row = await self._db.get(OutboxMessageRow, entry_id, populate_existing=True)
         return _outbox(row) if row else None
@@ -95,7 +97,7 @@ class SqlOutboxRepository:
                 last_error=None,
             )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(affected(result))
 
     async def mark_failed(
         self, entry_id: uuid.UUID, *, owner: str, error: str, retry_at: datetime | None
@@ -113,7 +115,7 @@ class SqlOutboxRepository:
             .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.lease_owner == owner)
             .values(**values)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(affected(result))
 
     async def counts(self) -> dict[str, int]:
         rows = await self._db.execute(
@@ -129,3 +131,57 @@ class SqlOutboxRepository:
             .limit(limit)
         )
         return [_outbox(row) for row in rows]
+
+
+RESEAL_BATCH = 200
+
+
+async def reseal_payloads(
+    sessions: async_sessionmaker[AsyncSession], aead: Aead
+) -> tuple[int, int, int]:
+    """Re-encrypts queued mail (pending, sending, dead: every non-empty payload) in
+    batches; returns (re-encrypted, already current, unreadable and not dead).
+
+    Each UPDATE is a compare-and-set on the old blob, so a message a worker delivers (and
+    empties) meanwhile is left alone. The AAD is the Message-ID, as in MailOutbox.enqueue.
+    """
+    done = current = failed = 0
+    after: uuid.UUID | None = None
+    while True:
+        async with sessions() as db:
+            query = (
+                select(
+                    OutboxMessageRow.id,
+                    OutboxMessageRow.message_id,
+                    OutboxMessageRow.payload,
+                    OutboxMessageRow.status,
+                )
+                .where(func.length(OutboxMessageRow.payload) > 0)
+                .order_by(OutboxMessageRow.id)
+                .limit(RESEAL_BATCH)
+            )
+            if after is not None:
+                query = query.where(OutboxMessageRow.id > after)
+            rows = (await db.execute(query)).all()
+            for entry_id, message_id, payload, status in rows:
+                aad = message_id.encode()
+                try:
+                    if not aead.needs_reencrypt(payload):
+                        current += 1
+                        continue
+                    sealed = aead.encrypt(aead.decrypt(payload, aad=aad), aad=aad)
+                except DecryptionError:
+                    # A dead letter nobody can open any more is past saving; queued mail
+                    # that the ring cannot open means the old key is still needed.
+                    failed += status != "dead"
+                    continue
+                result = await db.execute(
+                    update(OutboxMessageRow)
+                    .where(OutboxMessageRow.id == entry_id, OutboxMessageRow.payload == payload)
+                    .values(payload=sealed)
+                )
+                done += affected(result)
+            await db.commit()
+        if len(rows) < RESEAL_BATCH:
+            return done, current, failed
+        after = rows[-1][0]

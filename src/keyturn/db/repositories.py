@@ -1,4 +1,4 @@
-"""Repositories: SQL for one aggregate each. They flush, never commit."""
+"""User and session repositories (one aggregate each). They flush, never commit."""
 
 from __future__ import annotations
 
@@ -10,19 +10,17 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from keyturn.db.models import (
-    RefreshTokenRow,
     RoleRow,
     SessionRow,
-    SigningKeyRow,
     UserRoleRow,
     UserRow,
 )
+from keyturn.db.types import affected
 from keyturn.domain import (
-    RefreshToken,
     Session,
-    SigningKeyRecord,
     User,
 )
 
@@ -135,7 +133,7 @@ class SqlUserRepository:
             )
             .values(locked_until=until, lock_count=count, updated_at=now)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(affected(result))
 
     async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
         await self._db.execute(
@@ -284,6 +282,44 @@ class SqlSessionRepository:
             )
         return [_session(row) for row in await self._db.scalars(query)]
 
+    async def list_active_for_users(
+        self,
+        user_ids: Sequence[uuid.UUID],
+        now: datetime,
+        *,
+        idle_since: datetime,
+        limit_per_user: int,
+    ) -> list[Session]:
+        if not user_ids:
+            return []
+        # One query for the whole batch (GraphQL dataloader): rank each user's live
+        # sessions newest first and keep the first ``limit_per_user`` of each.
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=SessionRow.user_id,
+                order_by=(SessionRow.created_at.desc(), SessionRow.id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(SessionRow, rank)
+            .where(
+                SessionRow.user_id.in_(list(user_ids)),
+                SessionRow.revoked_at.is_(None),
+                SessionRow.expires_at > now,
+                SessionRow.last_seen_at > idle_since,
+            )
+            .subquery()
+        )
+        row = aliased(SessionRow, ranked)
+        query = (
+            select(row)
+            .where(ranked.c.rank <= limit_per_user)
+            .order_by(row.user_id, row.created_at.desc(), row.id.desc())
+        )
+        return [_session(item) for item in await self._db.scalars(query)]
+
     async def touch(self, session_id: uuid.UUID, now: datetime) -> None:
         await self._db.execute(
             update(SessionRow).where(SessionRow.id == session_id).values(last_seen_at=now)
@@ -295,7 +331,7 @@ class SqlSessionRepository:
             .where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
             .values(revoked_at=now, revoke_reason=reason)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(affected(result))
 
     async def revoked_since(self, since: datetime) -> list[tuple[uuid.UUID, datetime]]:
         rows = await self._db.execute(
@@ -317,160 +353,3 @@ class SqlSessionRepository:
                 .values(revoked_at=now, revoke_reason=reason)
             )
         return ids
-
-
-def _refresh(row: RefreshTokenRow) -> RefreshToken:
-    return RefreshToken(
-        id=row.id,
-        session_id=row.session_id,
-        parent_id=row.parent_id,
-        generation=row.generation,
-        created_at=row.created_at,
-        rotated_at=row.rotated_at,
-    )
-
-
-class SqlRefreshTokenRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self._db = db
-
-    async def add(self, token: RefreshToken, digest: str) -> None:
-        self._db.add(
-            RefreshTokenRow(
-                id=token.id,
-                session_id=token.session_id,
-                digest=digest,
-                parent_id=token.parent_id,
-                generation=token.generation,
-                created_at=token.created_at,
-                rotated_at=token.rotated_at,
-            )
-        )
-        await self._db.flush()
-
-    async def find(self, digests: Sequence[str]) -> RefreshToken | None:
-        row = await self._db.scalar(
-            select(RefreshTokenRow).where(RefreshTokenRow.digest.in_(list(digests))).limit(1)
-        )
-        return _refresh(row) if row else None
-
-    async def get(self, token_id: uuid.UUID) -> RefreshToken | None:
-        # populate_existing: after losing a rotation race the row must be read again.
-        row = await self._db.get(RefreshTokenRow, token_id, populate_existing=True)
-        return _refresh(row) if row else None
-
-    async def mark_rotated(self, token_id: uuid.UUID, now: datetime) -> bool:
-        # The WHERE clause is the lock: of N concurrent callers exactly one matches a row.
-        result = await self._db.execute(
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.id == token_id, RefreshTokenRow.rotated_at.is_(None))
-            .values(rotated_at=now)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def successor(self, token_id: uuid.UUID) -> tuple[RefreshToken, str] | None:
-        row = await self._db.scalar(
-            select(RefreshTokenRow)
-            .where(RefreshTokenRow.parent_id == token_id)
-            .execution_options(populate_existing=True)
-        )
-        return (_refresh(row), row.digest) if row else None
-
-
-def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
-    return SigningKeyRecord(
-        kid=row.kid,
-        alg=row.alg,
-        state=row.state,
-        private_key_encrypted=row.private_key_encrypted,
-        public_jwk=dict(row.public_jwk),
-        created_at=row.created_at,
-        activated_at=row.activated_at,
-        retired_at=row.retired_at,
-    )
-
-
-class SqlSigningKeyRepository:
-    """Signing keys; state changes are compare-and-set UPDATEs (services/keys.py)."""
-
-    def __init__(self, db: AsyncSession) -> None:
-        self._db = db
-
-    async def list_published(
-        self, *, retired_since: datetime | None = None
-    ) -> list[SigningKeyRecord]:
-        published = SigningKeyRow.state.in_(("next", "active"))
-        retired = SigningKeyRow.state == "retired"
-        if retired_since is not None:
-            retired = and_(retired, SigningKeyRow.retired_at >= retired_since)
-        rows = await self._db.scalars(
-            select(SigningKeyRow)
-            .where(or_(published, retired))
-            .order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
-        )
-        return [_signing_key(row) for row in rows]
-
-    async def list_all(self) -> list[SigningKeyRecord]:
-        rows = await self._db.scalars(
-            select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
-        )
-        return [_signing_key(row) for row in rows]
-
-    async def add(self, record: SigningKeyRecord) -> None:
-        self._db.add(
-            SigningKeyRow(
-                kid=record.kid,
-                alg=record.alg,
-                state=record.state,
-                private_key_encrypted=record.private_key_encrypted,
-                public_jwk=dict(record.public_jwk),
-                created_at=record.created_at,
-                activated_at=record.activated_at,
-                retired_at=record.retired_at,
-            )
-        )
-        await self._db.flush()
-
-    async def activate(self, kid: str, *, now: datetime) -> bool:
-        # Compare-and-set: only the transaction that still sees the key as `next` wins. On
-        # PostgreSQL a second UPDATE waits for the first's row lock and then matches nothing.
-        result = await self._db.execute(
-            update(SigningKeyRow)
-            .where(SigningKeyRow.kid == kid, SigningKeyRow.state == "next")
-            .values(state="active", activated_at=now)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def retire_active(self, *, keep: str, now: datetime) -> list[str]:
-        kids = list(
-            await self._db.scalars(
-                select(SigningKeyRow.kid).where(
-                    SigningKeyRow.state == "active", SigningKeyRow.kid != keep
-                )
-            )
-        )
-        if kids:
-            await self._db.execute(
-                update(SigningKeyRow)
-                .where(SigningKeyRow.kid.in_(kids), SigningKeyRow.state == "active")
-                .values(state="retired", retired_at=now)
-            )
-        return kids
-
-    async def expire_retired(self, *, retired_before: datetime) -> int:
-        # The private part of a key that can no longer produce an accepted signature is
-        # of no use to anyone: it is wiped.
-        result = await self._db.execute(
-            update(SigningKeyRow)
-            .where(SigningKeyRow.state == "retired", SigningKeyRow.retired_at < retired_before)
-            .values(state="expired", private_key_encrypted=b"")
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-    async def replace_private_key(self, kid: str, *, old: bytes, new: bytes) -> bool:
-        result = await self._db.execute(
-            update(SigningKeyRow)
-            .where(SigningKeyRow.kid == kid, SigningKeyRow.private_key_encrypted == old)
-            .values(private_key_encrypted=new)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import RoleRow, UserRoleRow
+from keyturn.db.types import affected
 from keyturn.domain import Role
 
 
@@ -77,7 +78,7 @@ class SqlRoleRepository:
                 UserRoleRow.user_id == user_id, UserRoleRow.role_id == role_id
             )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(affected(result))
 
     async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]:
         """The union of the permissions of the user's current roles."""

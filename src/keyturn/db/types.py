@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import DateTime
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.types import TypeDecorator
 
 
@@ -32,3 +33,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def affected(result: object) -> int:
+    """Rows an UPDATE or DELETE matched (``execute`` is typed as returning a plain Result)."""
+    return int(cast(CursorResult[Any], result).rowcount)

@@ -7,16 +7,17 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from keyturn.db.api_keys import SqlApiKeyRepository
 from keyturn.db.audit import SqlAuditRepository
 from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
 from keyturn.db.outbox import SqlOutboxRepository
+from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
 from keyturn.db.repositories import (
-    SqlRefreshTokenRepository,
     SqlSessionRepository,
-    SqlSigningKeyRepository,
     SqlUserRepository,
 )
 from keyturn.db.roles import SqlRoleRepository
+from keyturn.db.signing_keys import SqlSigningKeyRepository
 
 
 class SqlUnitOfWork:
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     one_time_tokens: SqlOneTimeTokenRepository
     outbox: SqlOutboxRepository
     roles: SqlRoleRepository
+    api_keys: SqlApiKeyRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -46,6 +48,7 @@ class SqlUnitOfWork:
         self.one_time_tokens = SqlOneTimeTokenRepository(db)
         self.outbox = SqlOutboxRepository(db)
         self.roles = SqlRoleRepository(db)
+        self.api_keys = SqlApiKeyRepository(db)
         return self
 
     async def __aexit__(

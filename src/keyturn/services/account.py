@@ -12,6 +12,7 @@ from keyturn.security.digests import constant_time_equals
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail, mask_email
+from keyturn.services.authorization import require_fresh_login
 from keyturn.services.credentials import PasswordPolicy, normalize_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
@@ -179,6 +180,7 @@ class AccountService:
         self, principal: Principal, password: str, new_email: str, client: ClientInfo
     ) -> None:
         """Mails a confirmation token to the new address and a notice to the old one."""
+        require_fresh_login(principal)
         user = await self._user(principal)
         new_email = normalize_email(new_email)
         if new_email == user.email:
@@ -247,6 +249,7 @@ class AccountService:
 
     async def delete_account(self, principal: Principal, password: str, client: ClientInfo) -> None:
         """Removes the account and its personal data; the audit keeps the bare user id."""
+        require_fresh_login(principal)
         user = await self._user(principal)
         await self._reauthenticate(user, password, client)
         now = utcnow()

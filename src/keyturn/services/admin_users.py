@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from keyturn.domain import ClientInfo, Principal, User, utcnow
+from keyturn.domain import ClientInfo, Principal, Session, User, utcnow
 from keyturn.errors import Conflict, InvalidInput, NotFound
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
@@ -32,6 +33,11 @@ class UserPage:
 
 def _encode(email: str, user_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(f"{email}|{user_id}".encode()).decode().rstrip("=")
+
+
+def user_cursor(user: User) -> str:
+    """The cursor that continues a listing right after ``user``."""
+    return _encode(user.email, user.id)
 
 
 def _decode(cursor: str) -> tuple[str, uuid.UUID]:
@@ -198,6 +204,13 @@ class AdminUserService:
         async with self._uow_factory() as uow:
             await _user(uow, user_id)
         return await self._sessions.list_for(user_id, limit=limit, cursor=cursor)
+
+    async def sessions_of(
+        self, principal: Principal, user_ids: Sequence[uuid.UUID], *, limit: int
+    ) -> dict[uuid.UUID, list[Session]]:
+        """The newest ``limit`` live sessions of each of ``user_ids`` (one permission check)."""
+        await self._authorizer.require(principal, READ)
+        return await self._sessions.list_for_users(user_ids, limit=limit)
 
     async def end_sessions(
         self, principal: Principal, user_id: uuid.UUID, client: ClientInfo

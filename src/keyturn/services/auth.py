@@ -9,7 +9,12 @@ from datetime import datetime, timedelta
 import structlog
 
 from keyturn.domain import ClientInfo, Principal, RefreshToken, Session, TokenPair, User, utcnow
-from keyturn.errors import AuthenticationFailed, EmailNotVerified, InvalidRefreshToken
+from keyturn.errors import (
+    AuthenticationFailed,
+    EmailNotVerified,
+    InvalidRefreshToken,
+    PermissionDenied,
+)
 from keyturn.infra.metrics import LOGINS, REFRESHES, REUSE_DETECTIONS
 from keyturn.security.digests import (
     Digester,
@@ -317,15 +322,18 @@ class AuthService:
         log.warning("refresh_token_reuse", session_id=str(session.id))
 
     async def logout(self, principal: Principal, client: ClientInfo) -> None:
+        session_id = principal.session_id
+        if session_id is None:
+            raise PermissionDenied("An API key has no session to end; revoke the key instead.")
         now = utcnow()
         async with self._uow_factory() as uow:
-            await uow.sessions.revoke(principal.session_id, now, "logout")
+            await uow.sessions.revoke(session_id, now, "logout")
             await uow.audit.record(
                 "logout",
                 now=now,
                 user_id=principal.user_id,
-                session_id=principal.session_id,
+                session_id=session_id,
                 ip=client.ip,
             )
             await uow.commit()
-        await self._access_tokens.deny([principal.session_id])
+        await self._access_tokens.deny([session_id])

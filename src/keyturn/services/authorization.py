@@ -7,7 +7,12 @@ admin services call it again themselves, so REST, GraphQL and the CLI cannot div
 from __future__ import annotations
 
 from keyturn.domain import PERMISSIONS, Principal
-from keyturn.errors import PermissionDenied, PermissionEscalation, UnknownPermission
+from keyturn.errors import (
+    FreshLoginRequired,
+    PermissionDenied,
+    PermissionEscalation,
+    UnknownPermission,
+)
 from keyturn.services.ports import UnitOfWorkFactory
 
 
@@ -22,14 +27,29 @@ def check_known(permissions: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(permissions)))
 
 
+def require_fresh_login(principal: Principal) -> None:
+    """Refuses an API key where only a password login may act (password, email, keys)."""
+    if principal.api_key_id is not None:
+        raise FreshLoginRequired(
+            "An API key cannot do this; sign in with your password and use the access token."
+        )
+
+
 class Authorizer:
     def __init__(self, *, uow_factory: UnitOfWorkFactory) -> None:
         self._uow_factory = uow_factory
 
     async def permissions(self, principal: Principal) -> frozenset[str]:
-        """The permissions the caller holds now (a role removed a second ago is gone)."""
+        """The permissions the caller holds now (a role removed a second ago is gone).
+
+        An API key acts with the owner's current permissions that are also among its
+        scopes: a key never outgrows its scopes, nor outlives a permission its owner lost.
+        """
         async with self._uow_factory() as uow:
-            return await uow.roles.permissions_of(principal.user_id)
+            held = await uow.roles.permissions_of(principal.user_id)
+        if principal.api_key_id is not None:
+            return held & principal.scopes
+        return held
 
     async def require(self, principal: Principal, permission: str) -> frozenset[str]:
         held = await self.permissions(principal)

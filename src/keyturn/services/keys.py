@@ -54,6 +54,7 @@ RETIRED_MARGIN_SECONDS = 60
 class RotationRefused(Conflict):
     """A rotation was refused: too early for the ``next`` key, or another one just ran."""
 
+    code = "rotation_refused"
     title = "The signing keys cannot be rotated now"
 
     def __init__(self, detail: str, *, retry_at: datetime | None = None) -> None:

@@ -7,12 +7,13 @@ Protocols and the ``keyturn.domain`` dataclasses.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from keyturn.domain import (
+    ApiKey,
     AuditEvent,
     AuditFilter,
     OneTimeToken,
@@ -76,6 +77,16 @@ class SessionRepository(Protocol):
         after: tuple[datetime, uuid.UUID] | None,
     ) -> list[Session]:
         """Live sessions (not revoked, not expired, used since ``idle_since``), newest first."""
+
+    async def list_active_for_users(
+        self,
+        user_ids: Sequence[uuid.UUID],
+        now: datetime,
+        *,
+        idle_since: datetime,
+        limit_per_user: int,
+    ) -> list[Session]:
+        """``list_active`` for many users in one query: up to ``limit_per_user`` each."""
 
     async def touch(self, session_id: uuid.UUID, now: datetime) -> None: ...
     async def revoke(self, session_id: uuid.UUID, now: datetime, reason: str) -> bool:
@@ -155,6 +166,23 @@ class RoleRepository(Protocol):
     async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]: ...
 
 
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey, digest: str) -> bool:
+        """Inserts the key; False when its prefix (or digest) is taken (nothing written)."""
+
+    async def find_by_prefix(self, prefix: str) -> tuple[ApiKey, str] | None:
+        """The key with this public prefix and its stored digest, revoked or not."""
+
+    async def list_for(self, user_id: uuid.UUID) -> list[ApiKey]:
+        """The user's keys that are not revoked, newest first."""
+
+    async def revoke(self, key_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
+        """Revokes the user's live key; False when absent, revoked or someone else's."""
+
+    async def mark_used(self, used: Mapping[uuid.UUID, datetime]) -> None:
+        """Moves ``last_used_at`` forward for a batch of keys (never backwards)."""
+
+
 class SigningKeyRepository(Protocol):
     async def list_published(
         self, *, retired_since: datetime | None = None
@@ -218,6 +246,8 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
     @property
     def roles(self) -> RoleRepository: ...
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> Self: ...

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account import AccountService
+from keyturn.services.admin_keys import AdminKeyService
 from keyturn.services.admin_users import AdminUserService
+from keyturn.services.api_keys import ApiKeyService
 from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
@@ -32,6 +34,8 @@ class Services:
     roles: RoleService
     admin_users: AdminUserService
     audit_log: AuditLogService
+    admin_keys: AdminKeyService
+    api_keys: ApiKeyService
     access_tokens: AccessTokenService
     throttle: Throttle
     keys: KeyManager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,6 +70,20 @@ class SessionService:
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
         return SessionPage(items=items, next_cursor=next_cursor)
 
+    async def list_for_users(
+        self, user_ids: Sequence[uuid.UUID], *, limit: int
+    ) -> dict[uuid.UUID, list[Session]]:
+        """The newest ``limit`` live sessions of each user, in one query (for dataloaders)."""
+        now = utcnow()
+        found: dict[uuid.UUID, list[Session]] = {user_id: [] for user_id in user_ids}
+        async with self._uow_factory() as uow:
+            rows = await uow.sessions.list_active_for_users(
+                list(found), now, idle_since=now - self._idle_ttl, limit_per_user=limit
+            )
+        for session in rows:
+            found[session.user_id].append(session)
+        return found
+
     async def end(self, principal: Principal, session_id: uuid.UUID, client: ClientInfo) -> None:
         now = utcnow()
         async with self._uow_factory() as uow:
@@ -88,6 +103,7 @@ class SessionService:
         await self._access_tokens.deny([session_id])
 
     async def end_others(self, principal: Principal, client: ClientInfo) -> int:
+        """Ends every session but the caller's; an API key (no session) ends them all."""
         now = utcnow()
         async with self._uow_factory() as uow:
             ended = await uow.sessions.revoke_all(

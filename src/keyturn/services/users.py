@@ -10,6 +10,7 @@ from keyturn.errors import Conflict, NotFound
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
+from keyturn.services.authorization import require_fresh_login
 from keyturn.services.credentials import PasswordPolicy, parse_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.ports import UnitOfWorkFactory
@@ -53,6 +54,7 @@ class UserService:
         self, principal: Principal, current: str, new: str, client: ClientInfo
     ) -> None:
         """Changes the password after re-authentication and ends every other session."""
+        require_fresh_login(principal)
         user = await self.me(principal)
         normalized = self._policy.check(new, email=user.email, field="new_password")
         await reauthenticate(

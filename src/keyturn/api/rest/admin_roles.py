@@ -1,4 +1,4 @@
-"""Roles and their assignment [roles:write]; the audit log [audit:read]."""
+"""Roles and assignment [roles:write], the audit log [audit:read], signing keys [keys:write]."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from keyturn.api.admin_schemas import AuditEventList, RoleIn, RoleList, RoleOut, RolePatch
+from keyturn.api.admin_schemas import (
+    AuditEventList,
+    RoleIn,
+    RoleList,
+    RoleOut,
+    RolePatch,
+    RotationOut,
+    SigningKeyList,
+    SigningKeyOut,
+)
 from keyturn.api.deps import ClientDep, ServicesDep, require_permission
 from keyturn.api.rest.responses import problems
 from keyturn.domain import AuditFilter, Principal
@@ -17,6 +26,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 RoleWriter = Annotated[Principal, Depends(require_permission("roles:write"))]
 AuditReader = Annotated[Principal, Depends(require_permission("audit:read"))]
+KeyWriter = Annotated[Principal, Depends(require_permission("keys:write"))]
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
@@ -116,3 +126,26 @@ async def audit_events(
     where = AuditFilter(user_id=user_id, type=type, since=since, until=until)
     page = await services.audit_log.search(principal, where, limit=limit, cursor=cursor)
     return AuditEventList.of(page)
+
+
+@router.get("/keys", responses=problems(401, 403), summary="Signing keys and their states")
+async def list_keys(principal: KeyWriter, services: ServicesDep) -> SigningKeyList:
+    keys = await services.admin_keys.list_keys(principal)
+    return SigningKeyList(items=[SigningKeyOut.of(key) for key in keys])
+
+
+@router.post(
+    "/keys/rotate",
+    responses=problems(401, 403, 409, 422),
+    summary="Rotate: next becomes active, active retires, a new next is published",
+)
+async def rotate_keys(
+    principal: KeyWriter,
+    services: ServicesDep,
+    client: ClientDep,
+    force: Annotated[
+        bool, Query(description="Rotate even if next is not yet long published")
+    ] = False,
+) -> RotationOut:
+    result = await services.admin_keys.rotate(principal, force=force, client=client)
+    return RotationOut(activated=result.activated, retired=list(result.retired), next=result.next)

@@ -52,8 +52,8 @@ async def refresh(body: RefreshRequest, services: ServicesDep, client: ClientDep
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 429),
-    summary="End the current session on every replica at once",
+    responses=problems(401, 403, 429),
+    summary="End the current session on every replica at once (not with an API key)",
 )
 async def logout(principal: PrincipalDep, services: ServicesDep, client: ClientDep) -> Response:
     await services.auth.logout(principal, client)

@@ -28,6 +28,8 @@ router = APIRouter(prefix="/v1/me", tags=["me"])
 
 MeRead = Annotated[Principal, Depends(require_scope("me:read"))]
 MeWrite = Annotated[Principal, Depends(require_scope("me:write"))]
+# Password, email and deletion need a password login: never an API key (issue 5 item 3).
+MeWriteFresh = Annotated[Principal, Depends(require_scope("me:write", fresh=True))]
 SessionsRead = Annotated[Principal, Depends(require_scope("sessions:read"))]
 SessionsWrite = Annotated[Principal, Depends(require_scope("sessions:write"))]
 
@@ -53,7 +55,7 @@ async def patch_me(body: UpdateMeRequest, principal: MeWrite, services: Services
     summary="Delete my account (password required); personal data is removed",
 )
 async def delete_me(
-    body: PasswordConfirmation, principal: MeWrite, services: ServicesDep, client: ClientDep
+    body: PasswordConfirmation, principal: MeWriteFresh, services: ServicesDep, client: ClientDep
 ) -> Response:
     await services.account.delete_account(principal, body.password, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -72,7 +74,7 @@ async def export_me(principal: MeRead, services: ServicesDep) -> AccountExport:
     summary="Ask to change my email; the new address must confirm",
 )
 async def change_email(
-    body: EmailChangeRequest, principal: MeWrite, services: ServicesDep, client: ClientDep
+    body: EmailChangeRequest, principal: MeWriteFresh, services: ServicesDep, client: ClientDep
 ) -> Accepted:
     await services.account.request_email_change(
         principal, body.password, str(body.new_email), client
@@ -100,7 +102,7 @@ async def confirm_email(
     summary="Change the password (ends every other session)",
 )
 async def change_password(
-    body: ChangePasswordRequest, principal: MeWrite, services: ServicesDep, client: ClientDep
+    body: ChangePasswordRequest, principal: MeWriteFresh, services: ServicesDep, client: ClientDep
 ) -> Response:
     await services.users.change_password(
         principal, body.current_password, body.new_password, client

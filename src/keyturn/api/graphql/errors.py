@@ -1,0 +1,85 @@
+"""GraphQL errors with the REST codes: the GraphQL counterpart of ``api/problems.py``.
+
+A ``KeyturnError`` becomes an error whose ``extensions.code`` is the same stable code the
+REST API puts in its problem document (plus ``status`` and field ``errors``). Anything
+unexpected is logged here and answered as ``internal_error`` without its message or
+trace. Parse and validation errors keep graphql-core's message (it describes the query,
+not the server) and get ``invalid_query`` unless a limit rule set its own code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.schema import Schema
+from strawberry.types import ExecutionContext
+
+from keyturn.errors import KeyturnError
+
+log = structlog.get_logger(__name__)
+
+INVALID_QUERY = "invalid_query"
+INTERNAL_ERROR = "internal_error"
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    if original is None or isinstance(original, KeyturnError | GraphQLError):
+        return False
+    # Before execution (no path), a ValueError/TypeError is graphql-core refusing an input
+    # value (a malformed UUID, a string for an Int): the client's mistake, not ours.
+    return error.path is not None or not isinstance(original, ValueError | TypeError)
+
+
+def shape(error: GraphQLError) -> GraphQLError:
+    """The error as the client sees it."""
+    original = error.original_error
+    if isinstance(original, KeyturnError):
+        extensions: dict[str, Any] = {"code": original.code, "status": original.status}
+        if original.errors:
+            extensions["errors"] = original.errors
+        message = original.detail
+    elif _unexpected(error):
+        extensions = {"code": INTERNAL_ERROR}
+        message = "An unexpected error occurred."
+    else:
+        extensions = {"code": INVALID_QUERY, **(error.extensions or {})}
+        message = error.message
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    """Rewrites every error of a result into its client form (see the module docstring)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [shape(error) for error in result.errors]
+
+
+class KeyturnSchema(Schema):
+    """strawberry's schema, logging only the errors that are our bug (no domain noise)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if _unexpected(error):
+                log.error(
+                    "graphql_unhandled_error",
+                    error_type=type(error.original_error).__name__,
+                    path=error.path,
+                    exc_info=error.original_error,
+                )

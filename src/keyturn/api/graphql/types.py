@@ -1,0 +1,155 @@
+"""GraphQL object types: thin views of the domain objects (field names as in REST, camelCase)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from keyturn import domain
+from keyturn.api.graphql.context import GraphQLInfo
+from keyturn.api.graphql.fields import field
+from keyturn.api.graphql.inputs import check_first
+from keyturn.api.graphql.limits import PAGES
+
+
+@strawberry.type(description="A session, as in `GET /v1/me/sessions`.")
+class Session:
+    id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str | None
+    user_agent: str | None
+    current: bool = strawberry.field(description="Whether the caller's token belongs to it.")
+
+    @classmethod
+    def of(cls, session: domain.Session, current_id: uuid.UUID | None) -> Session:
+        return cls(
+            id=session.id,
+            created_at=session.created_at,
+            last_seen_at=session.last_seen_at,
+            ip=session.ip,
+            user_agent=session.user_agent,
+            current=session.id == current_id,
+        )
+
+
+@strawberry.type(description="A user account, as in `GET /v1/admin/users/{id}`.")
+class User:
+    id: uuid.UUID
+    email: str
+    email_verified: bool
+    name: str | None
+    roles: list[str]
+    created_at: datetime
+    disabled: bool
+    locked_until: datetime | None
+
+    @classmethod
+    def of(cls, user: domain.User) -> User:
+        return cls(
+            id=user.id,
+            email=user.email,
+            email_verified=user.email_verified,
+            name=user.name,
+            # Loaded with the user in the same query (repository joins them): no N+1.
+            roles=list(user.roles),
+            created_at=user.created_at,
+            disabled=user.disabled,
+            locked_until=user.locked_until,
+        )
+
+    @field("Live sessions, newest first [users:read].")
+    async def sessions(
+        self, info: GraphQLInfo, first: int = PAGES["User", "sessions"].default
+    ) -> list[Session]:
+        limit = check_first(first, PAGES["User", "sessions"])
+        context = info.context
+        # Batched per request: a page of users costs one sessions query, not one per user.
+        items = await context.sessions_of_users.load((self.id, limit))
+        principal = await context.principal()
+        return [Session.of(item, principal.session_id) for item in items]
+
+
+@strawberry.type
+class Role:
+    name: str
+    description: str
+    permissions: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, role: domain.Role) -> Role:
+        return cls(
+            name=role.name,
+            description=role.description,
+            permissions=list(role.permissions),
+            created_at=role.created_at,
+        )
+
+
+@strawberry.type
+class AuditEvent:
+    id: strawberry.ID = strawberry.field(description="A 64-bit integer, as a string.")
+    type: str
+    occurred_at: datetime
+    user_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    ip: str | None
+    data: JSON
+
+    @classmethod
+    def of(cls, event: domain.AuditEvent) -> AuditEvent:
+        return cls(
+            id=strawberry.ID(str(event.id)),
+            type=event.type,
+            occurred_at=event.occurred_at,
+            user_id=event.user_id,
+            session_id=event.session_id,
+            ip=event.ip,
+            data=JSON(dict(event.data)),
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class UserEdge:
+    node: User
+    cursor: str
+
+
+@strawberry.type
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class SessionEdge:
+    node: Session
+    cursor: str
+
+
+@strawberry.type
+class SessionConnection:
+    edges: list[SessionEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class AuditEventEdge:
+    node: AuditEvent
+    cursor: str
+
+
+@strawberry.type
+class AuditEventConnection:
+    edges: list[AuditEventEdge]
+    page_info: PageInfo

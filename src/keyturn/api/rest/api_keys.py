@@ -1,0 +1,60 @@
+"""``/v1/me/api-keys``: the signed-in user's personal API keys (issue 5 item 3)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+
+from keyturn.api.api_key_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut
+from keyturn.api.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.rest.responses import problems
+from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.domain import Principal
+
+router = APIRouter(prefix="/v1/me/api-keys", tags=["me"])
+
+KeysRead = Annotated[Principal, Depends(require_scope("me:read"))]
+KeysWrite = Annotated[Principal, Depends(require_scope("me:write"))]
+# Creating a key needs a password login (an access token), never another key.
+KeysCreate = Annotated[Principal, Depends(require_scope("me:write", fresh=True))]
+
+
+@router.get("", responses=problems(401, 403), summary="My API keys (never the keys themselves)")
+async def list_api_keys(principal: KeysRead, services: ServicesDep) -> ApiKeyList:
+    keys = await services.api_keys.list_mine(principal)
+    return ApiKeyList(items=[ApiKeyOut.of(key) for key in keys])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CREDENTIAL_ENDPOINT],
+    responses=problems(400, 401, 403, 404, 422, 429, 503),
+    summary="Create an API key; the answer carries `key` exactly once",
+)
+async def create_api_key(
+    body: ApiKeyIn, principal: KeysCreate, services: ServicesDep, client: ClientDep
+) -> ApiKeyCreated:
+    created = await services.api_keys.create(
+        principal,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        client=client,
+    )
+    return ApiKeyCreated.of(created)
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="Revoke one of my API keys",
+)
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: KeysWrite, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.api_keys.revoke(principal, key_id, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,211 @@
+"""Operator commands: the outbox, the audit log, signing keys and the secret-key ring."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from keyturn.app import build_adapters, build_services
+from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.config import Settings
+from keyturn.db.audit import ChainReport, PruneResult
+from keyturn.db.engine import create_engine, session_factory
+from keyturn.db.outbox import reseal_payloads
+from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.domain import utcnow
+from keyturn.security.aead import Aead, DecryptionError
+from keyturn.security.digests import KeyRing
+from keyturn.services.keys import KeyInfo, RotationRefused, RotationResult
+
+outbox_app = typer.Typer(no_args_is_help=True, help="Inspect the email outbox.")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and prune the audit log.")
+keys_app = typer.Typer(no_args_is_help=True, help="List and rotate the JWT signing keys.")
+secret_app = typer.Typer(no_args_is_help=True, help="Manage the KEYTURN_SECRET_KEY ring.")
+
+
+@outbox_app.command("status")
+def outbox_status(
+    limit: Annotated[int, typer.Option(help="Dead letters to list")] = 50,
+) -> None:
+    """Count queued, sent and dead mails and list the dead letters."""
+    settings = settings_or_exit()
+    counts, dead = asyncio.run(_outbox_status(settings, limit))
+    for status in ("pending", "sending", "sent", "dead"):
+        typer.echo(f"{status:8} {counts.get(status, 0)}")
+    for entry in dead:
+        typer.echo(
+            f"dead {entry.message_id} kind={entry.kind} attempts={entry.attempts} "
+            f"created_at={entry.created_at.isoformat()}"
+        )
+
+
+async def _outbox_status(settings: Settings, limit: int) -> tuple[dict[str, int], list[Any]]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with SqlUnitOfWork(session_factory(engine)) as uow:
+            return await uow.outbox.counts(), await uow.outbox.list_by_status("dead", limit=limit)
+    finally:
+        await engine.dispose()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows read per batch")] = 1000,
+) -> None:
+    """Walk the audit hash chain; exit 1 naming the first edited or deleted row."""
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    report = asyncio.run(_audit_verify(settings, batch_size))
+    if not report.intact:
+        typer.echo(f"audit chain broken at row {report.bad_id}: {report.reason}", err=True)
+        typer.echo(f"({report.rows} rows verified before it)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit chain intact: {report.rows} rows")
+    if report.head_id is not None:
+        # Keep this elsewhere: only an outside copy of the head reveals a rewritten tail.
+        typer.echo(f"head: id={report.head_id} hash={report.head_hash}")
+
+
+async def _audit_verify(settings: Settings, batch_size: int) -> ChainReport:
+    engine = create_engine(settings.database_url)
+    try:
+        async with SqlUnitOfWork(session_factory(engine)) as uow:
+            return await uow.audit.verify(batch_size=batch_size)
+    finally:
+        await engine.dispose()
+
+
+@audit_app.command("prune")
+def audit_prune() -> None:
+    """Delete audit rows older than KEYTURN_AUDIT_RETENTION_DAYS, behind a checkpoint row."""
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    result = asyncio.run(_audit_prune(settings))
+    if result.pruned_through_id is None:
+        typer.echo("nothing to prune")
+        return
+    typer.echo(
+        f"pruned {result.deleted} rows through id {result.pruned_through_id}; "
+        f"checkpoint row {result.checkpoint_id}"
+    )
+
+
+async def _audit_prune(settings: Settings) -> PruneResult:
+    now = utcnow()
+    engine = create_engine(settings.database_url)
+    try:
+        async with SqlUnitOfWork(session_factory(engine)) as uow:
+            result = await uow.audit.prune(
+                before=now - timedelta(days=settings.audit_retention_days), now=now
+            )
+            await uow.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List every signing key: kid, alg, state, created/activated/retired times."""
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    keys = asyncio.run(_keys_list(settings))
+    typer.echo(f"{'kid':43}  {'alg':5}  {'state':7}  {'created':25}  {'activated':25}  retired")
+    for key in keys:
+        typer.echo(
+            f"{key.kid:43}  {key.alg:5}  {key.state:7}  {_when(key.created_at):25}  "
+            f"{_when(key.activated_at):25}  {_when(key.retired_at)}"
+        )
+
+
+async def _keys_list(settings: Settings) -> list[KeyInfo]:
+    adapters = build_adapters(settings)
+    try:
+        return await build_services(settings, adapters).keys.list_keys()
+    finally:
+        await adapters.close()
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Activate a next key published for less than KEYTURN_KEY_PUBLISH_AHEAD_SECONDS "
+            "(a compromised key; verifiers with a cached JWKS reject new tokens for a while)",
+        ),
+    ] = False,
+) -> None:
+    """Activate the next key, retire the active one and publish a fresh next key."""
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    try:
+        result = asyncio.run(_keys_rotate(settings, force=force))
+    except RotationRefused as exc:
+        typer.echo(f"rotation refused: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    if result.activated is None:
+        typer.echo(f"no next key existed; created next key {result.next}")
+        return
+    typer.echo(f"active: {result.activated}")
+    for kid in result.retired:
+        typer.echo(f"retired: {kid}")
+    typer.echo(f"next: {result.next}")
+
+
+async def _keys_rotate(settings: Settings, *, force: bool) -> RotationResult:
+    adapters = build_adapters(settings)
+    try:
+        keys = build_services(settings, adapters).keys
+        await keys.start()  # an empty database gets its active and next keys first
+        return await keys.rotate(force=force)
+    finally:
+        await adapters.close()
+
+
+@secret_app.command("rotate")
+def secret_rotate() -> None:
+    """Re-encrypt every sealed secret under the first KEYTURN_SECRET_KEY entry.
+
+    Prepend the new key to the ring (new,old) on every process first, run this, then drop
+    the old key. Idempotent; running processes with the new ring read both meanwhile.
+    """
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    try:
+        counts = asyncio.run(_secret_rotate(settings))
+    except DecryptionError as exc:
+        typer.echo(f"secret rotation failed: {exc} (is the old key still in the ring?)", err=True)
+        raise typer.Exit(1) from exc
+    (keys_done, keys_current), (mail_done, mail_current, mail_failed) = counts
+    typer.echo(f"signing keys: {keys_done} re-encrypted, {keys_current} already current")
+    typer.echo(
+        f"outbox payloads: {mail_done} re-encrypted, {mail_current} already current, "
+        f"{mail_failed} unreadable"
+    )
+    if mail_failed:
+        typer.echo(
+            "some outbox payloads cannot be opened with this ring; keep the old key", err=True
+        )
+        raise typer.Exit(1)
+
+
+async def _secret_rotate(
+    settings: Settings,
+) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    adapters = build_adapters(settings)
+    try:
+        keys = await build_services(settings, adapters).keys.reseal()
+        aead = Aead(KeyRing.from_strings(settings.secret_key))
+        mail = await reseal_payloads(session_factory(adapters.engine), aead)
+        return keys, mail
+    finally:
+        await adapters.close()

@@ -1,0 +1,115 @@
+"""Signing keys: next -> active -> retired -> expired, changed by compare-and-set."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyturn.db.models import (
+    SigningKeyRow,
+)
+from keyturn.db.types import affected
+from keyturn.domain import (
+    SigningKeyRecord,
+)
+
+
+def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        kid=row.kid,
+        alg=row.alg,
+        state=row.state,
+        private_key_encrypted=row.private_key_encrypted,
+        public_jwk=dict(row.public_jwk),
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+    )
+
+
+class SqlSigningKeyRepository:
+    """Signing keys; state changes are compare-and-set UPDATEs (services/keys.py)."""
+
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def list_published(
+        self, *, retired_since: datetime | None = None
+    ) -> list[SigningKeyRecord]:
+        published = SigningKeyRow.state.in_(("next", "active"))
+        retired = SigningKeyRow.state == "retired"
+        if retired_since is not None:
+            retired = and_(retired, SigningKeyRow.retired_at >= retired_since)
+        rows = await self._db.scalars(
+            select(SigningKeyRow)
+            .where(or_(published, retired))
+            .order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
+        )
+        return [_signing_key(row) for row in rows]
+
+    async def list_all(self) -> list[SigningKeyRecord]:
+        rows = await self._db.scalars(
+            select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
+        )
+        return [_signing_key(row) for row in rows]
+
+    async def add(self, record: SigningKeyRecord) -> None:
+        self._db.add(
+            SigningKeyRow(
+                kid=record.kid,
+                alg=record.alg,
+                state=record.state,
+                private_key_encrypted=record.private_key_encrypted,
+                public_jwk=dict(record.public_jwk),
+                created_at=record.created_at,
+                activated_at=record.activated_at,
+                retired_at=record.retired_at,
+            )
+        )
+        await self._db.flush()
+
+    async def activate(self, kid: str, *, now: datetime) -> bool:
+        # Compare-and-set: only the transaction that still sees the key as `next` wins. On
+        # PostgreSQL a second UPDATE waits for the first's row lock and then matches nothing.
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.kid == kid, SigningKeyRow.state == "next")
+            .values(state="active", activated_at=now)
+        )
+        return bool(affected(result))
+
+    async def retire_active(self, *, keep: str, now: datetime) -> list[str]:
+        kids = list(
+            await self._db.scalars(
+                select(SigningKeyRow.kid).where(
+                    SigningKeyRow.state == "active", SigningKeyRow.kid != keep
+                )
+            )
+        )
+        if kids:
+            await self._db.execute(
+                update(SigningKeyRow)
+                .where(SigningKeyRow.kid.in_(kids), SigningKeyRow.state == "active")
+                .values(state="retired", retired_at=now)
+            )
+        return kids
+
+    async def expire_retired(self, *, retired_before: datetime) -> int:
+        # The private part of a key that can no longer produce an accepted signature is
+        # of no use to anyone: it is wiped.
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.state == "retired", SigningKeyRow.retired_at < retired_before)
+            .values(state="expired", private_key_encrypted=b"")
+        )
+        return affected(result)
+
+    async def replace_private_key(self, kid: str, *, old: bytes, new: bytes) -> bool:
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.kid == kid, SigningKeyRow.private_key_encrypted == old)
+            .values(private_key_encrypted=new)
+        )
+        return bool(affected(result))

@@ -1,0 +1,44 @@
+"""Signing keys for operators (``keys:write``): list and rotate, audited."""
+
+from __future__ import annotations
+
+from keyturn.domain import ClientInfo, Principal, utcnow
+from keyturn.services.authorization import Authorizer
+from keyturn.services.keys import KeyInfo, KeyManager, RotationResult
+from keyturn.services.ports import UnitOfWorkFactory
+
+PERMISSION = "keys:write"
+
+
+class AdminKeyService:
+    def __init__(
+        self, *, keys: KeyManager, authorizer: Authorizer, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        self._keys = keys
+        self._authorizer = authorizer
+        self._uow_factory = uow_factory
+
+    async def list_keys(self, principal: Principal) -> list[KeyInfo]:
+        await self._authorizer.require(principal, PERMISSION)
+        return await self._keys.list_keys()
+
+    async def rotate(
+        self, principal: Principal, *, force: bool, client: ClientInfo
+    ) -> RotationResult:
+        await self._authorizer.require(principal, PERMISSION)
+        result = await self._keys.rotate(force=force)
+        async with self._uow_factory() as uow:
+            await uow.audit.record(
+                "admin.keys_rotated",
+                now=utcnow(),
+                user_id=principal.user_id,
+                session_id=principal.session_id,
+                ip=client.ip,
+                data={
+                    "activated": result.activated or "",
+                    "next": result.next or "",
+                    "forced": "yes" if force else "no",
+                },
+            )
+            await uow.commit()
+        return result

@@ -1,0 +1,97 @@
+"""Admin user search over 100,000 users is one indexed query on PostgreSQL (issue 5)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from keyturn.db.engine import create_engine, session_factory
+from keyturn.db.migrate import upgrade
+from keyturn.db.unit_of_work import SqlUnitOfWork
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        not os.environ.get("KEYTURN_TEST_DATABASE_URL"),
+        reason="the plan is PostgreSQL's: needs KEYTURN_TEST_DATABASE_URL (.ci/run sets it)",
+    ),
+]
+
+USERS = 100_000
+
+
+@pytest.fixture
+async def seeded() -> AsyncIterator[AsyncEngine]:
+    """A private, migrated database holding 100,000 users (dropped afterwards)."""
+    base = os.environ["KEYTURN_TEST_DATABASE_URL"]
+    name = f"keyturn_search_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        await upgrade(url)
+        async with engine.begin() as connection:
+            # Set-based seeding: one statement, no per-row round trips.
+            await connection.execute(
+                text(
+                    "INSERT INTO users (id, email, email_verified, name, disabled, "
+                    "created_at, updated_at, lock_count) "
+                    "SELECT gen_random_uuid(), 'user' || g || '@example.com', true, "
+                    "'Person ' || g, false, now(), now(), 0 "
+                    "FROM generate_series(1, :count) AS g"
+                ),
+                {"count": USERS},
+            )
+            await connection.execute(text("ANALYZE users"))
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_prefix_search_uses_the_indexes(seeded: AsyncEngine) -> None:
+    statements: list[str] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(seeded.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with SqlUnitOfWork(session_factory(seeded)) as uow:
+            found = await uow.users.search("user4242", limit=50, after=None)
+    finally:
+        event.remove(seeded.sync_engine, "before_cursor_execute", capture)
+    emails = [user.email for user in found]
+    assert "user4242@example.com" in emails
+    assert all(email.startswith("user4242") for email in emails)
+    assert len(emails) == 11  # user4242 and user42420 .. user42429
+    # One query for the users (and one for the roles of the page, none here).
+    searches = [s for s in statements if "FROM users" in s]
+    assert len(searches) == 1
+    async with seeded.connect() as connection:
+        plan = "\n".join(
+            row[0]
+            for row in await connection.execute(
+                text(
+                    # The repository's own shape: escaped LIKE prefixes, keyset order.
+                    "EXPLAIN SELECT * FROM users WHERE email LIKE 'user4242%' ESCAPE '\\' "
+                    "OR lower(name) LIKE 'user4242%' ESCAPE '\\' ORDER BY email, id LIMIT 51"
+                )
+            )
+        )
+    assert "ix_users_email_prefix" in plan, plan
+    assert "ix_users_lower_name_prefix" in plan, plan
+    assert "Seq Scan" not in plan, plan
