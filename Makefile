@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# pytest-xdist workers: one per core (tests are a mix of I/O waits and hashing).
+TEST_WORKERS ?= auto
 
 .PHONY: install run test lint fmt openapi clean
 
@@ -33,7 +35,7 @@ fmt: install
 # pytest exits 5 when no test ran; make treats any non-zero exit as failure.
 test: lint
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
 
 openapi: install
 	$(BIN)/python -m keyturn.cli.openapi docs/specifications/openapi.json

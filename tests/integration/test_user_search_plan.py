@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -61,12 +62,12 @@ async def seeded() -> AsyncIterator[AsyncEngine]:
 
 
 async def test_prefix_search_uses_the_indexes(seeded: AsyncEngine) -> None:
-    statements: list[str] = []
+    statements: list[tuple[str, Any]] = []
 
-    def capture(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
-
-    from sqlalchemy import event
+    def capture(
+        _conn: object, _cursor: object, statement: str, parameters: Any, *_args: object
+    ) -> None:
+        statements.append((statement, parameters))
 
     event.listen(seeded.sync_engine, "before_cursor_execute", capture)
     try:
@@ -78,20 +79,13 @@ async def test_prefix_search_uses_the_indexes(seeded: AsyncEngine) -> None:
     assert "user4242@example.com" in emails
     assert all(email.startswith("user4242") for email in emails)
     assert len(emails) == 11  # user4242 and user42420 .. user42429
-    # One query for the users (and one for the roles of the page, none here).
-    searches = [s for s in statements if "FROM users" in s]
+    # One statement finds the users (a second one reads the roles of that page).
+    searches = [(sql, params) for sql, params in statements if "FROM users" in sql]
     assert len(searches) == 1
+    sql, params = searches[0]
     async with seeded.connect() as connection:
-        plan = "\n".join(
-            row[0]
-            for row in await connection.execute(
-                text(
-                    # The repository's own shape: escaped LIKE prefixes, keyset order.
-                    "EXPLAIN SELECT * FROM users WHERE email LIKE 'user4242%' ESCAPE '\\' "
-                    "OR lower(name) LIKE 'user4242%' ESCAPE '\\' ORDER BY email, id LIMIT 51"
-                )
-            )
-        )
+        result = await connection.exec_driver_sql("EXPLAIN " + sql, params)
+        plan = "\n".join(str(row[0]) for row in result)
     assert "ix_users_email_prefix" in plan, plan
     assert "ix_users_lower_name_prefix" in plan, plan
     assert "Seq Scan" not in plan, plan
