@@ -119,10 +119,12 @@ async def test_search_and_paginate_users(app: FastAPI, client: httpx.AsyncClient
         if cursor is None:
             break
     assert seen == emails
-    wildcard = await client.get(
-        "/v1/admin/users", params={"q": "%"}, headers=bearer(admin["access_token"])
-    )
-    assert wildcard.json()["items"] == []  # LIKE wildcards match themselves
+    # LIKE wildcards match themselves: "<tag>%" would match all five as a wildcard.
+    for literal in (f"{tag}%", f"{tag}_"):
+        wildcard = await client.get(
+            "/v1/admin/users", params={"q": literal}, headers=bearer(admin["access_token"])
+        )
+        assert wildcard.json()["items"] == []
     tampered = await client.get(
         "/v1/admin/users", params={"cursor": "not-a-cursor!"}, headers=bearer(admin["access_token"])
     )
