@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import pytest
 
 from helpers import bearer, running_app, signup_login
 from keyturn.config import Settings
+from smtp_server import free_port
 
 pytestmark = pytest.mark.anyio
 
 
 def dead_redis_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # Nothing listens on the port once the probe socket is closed.
-    return f"redis://127.0.0.1:{port}/0"
+    # Nothing listens on a port that was free a moment ago.
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 async def test_revocation_falls_back_to_the_database(

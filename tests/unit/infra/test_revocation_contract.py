@@ -7,9 +7,8 @@ unless ``KEYTURN_TEST_REDIS_URL`` is set. Tests that only make sense for one bac
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -234,24 +233,6 @@ async def test_build_revocation_store_with_url_shares_redis(
 
 
 # --- failures: need no running Redis ------------------------------------------------
-
-
-@pytest.fixture
-def dead_port() -> int:
-    """A local TCP port where nothing listens (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A local port that accepts connections (kernel backlog) but never answers."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield sock.getsockname()[1]
 
 
 def assert_unavailable(excinfo: pytest.ExceptionInfo[StoreUnavailable]) -> None:

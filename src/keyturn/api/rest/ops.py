@@ -14,14 +14,13 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from keyturn.api.deps import ServicesDep
+from keyturn.config import JWKS_MAX_AGE_SECONDS
 from keyturn.infra.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["operations"])
 
-# Well under any key pre-publication time, so verifiers pick up a new key in time.
-JWKS_MAX_AGE = 300
 READINESS_TIMEOUT = 2.0
 
 
@@ -75,7 +74,9 @@ class JwkSetResponse(JSONResponse):
 async def jwks(services: ServicesDep) -> JwkSetResponse:
     await services.keys.refresh_if_stale()
     body: dict[str, Any] = services.keys.jwks
-    return JwkSetResponse(body, headers={"cache-control": f"public, max-age={JWKS_MAX_AGE}"})
+    return JwkSetResponse(
+        body, headers={"cache-control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
+    )
 
 
 # Swagger UI with no inline script: the page CSP allows scripts from this origin only.
