@@ -95,6 +95,29 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+async def private_database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of this backend, migrated to head, for one test alone.
+
+    For tests that rotate keys, tamper with the audit chain or drain the whole outbox:
+    the shared per-run database must not see that.
+    """
+    if backend == "embedded":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'private.db'}"
+        await upgrade(url)
+        yield url
+        return
+    assert PG_URL is not None
+    name = f"keyturn_private_{uuid.uuid4().hex[:12]}"
+    await _admin_sql(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        await upgrade(url)
+        yield url
+    finally:
+        await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def redis_prefix() -> Iterator[str]:
     prefix = f"keyturn-test-{uuid.uuid4().hex}:"
     yield prefix

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 import time_machine
 from alembic import command
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from helpers import PASSWORD, bearer, new_email, signup_login
 from keyturn.config import Settings
@@ -40,37 +37,12 @@ from keyturn.db.unit_of_work import SqlUnitOfWork
 
 pytestmark = pytest.mark.anyio
 
-PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
 T0 = datetime(2026, 1, 5, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-async def _admin_sql(statement: str) -> None:
-    assert PG_URL is not None
-    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
-async def private_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of this backend, migrated to head, private to the test."""
-    if backend != "postgres":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-        await upgrade(url)
-        yield url
-        return
-    assert PG_URL is not None
-    name = f"keyturn_audit_{uuid.uuid4().hex[:12]}"
-    await _admin_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        await upgrade(url)
-        yield url
-    finally:
-        await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def private_url(private_database_url: str) -> str:
+    return private_database_url
 
 
 @pytest.fixture

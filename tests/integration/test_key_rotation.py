@@ -13,8 +13,6 @@ the keys (and date them in the future) for every later test on the shared one.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,8 +27,7 @@ import time_machine
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from helpers import TEST_SECRET, bearer, mails_to, new_email, signup_login
@@ -38,7 +35,6 @@ from keyturn.app import create_app
 from keyturn.cli.main import app as cli_app
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine, session_factory
-from keyturn.db.migrate import upgrade
 from keyturn.db.models import OutboxMessageRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.security.aead import Aead
@@ -50,7 +46,6 @@ from smtp_server import SmtpServer
 pytestmark = pytest.mark.anyio
 
 SettingsFactory = Callable[..., Settings]
-PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
 NEW_SECRET = "new-secret-key-9876543210-zyxwvutsrqponmlk"
 # Short enough for two rotations inside one token lifetime (the acceptance test).
 PUBLISH_AHEAD = 331
@@ -63,33 +58,9 @@ POLL = 0.02
 # --- fixtures and helpers ---------------------------------------------------------------
 
 
-async def _admin_sql(statement: str) -> None:
-    assert PG_URL is not None
-    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
-async def keys_db(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A freshly migrated database for this test alone (same backend as the matrix)."""
-    if backend == "embedded":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
-        await upgrade(url)
-        yield url
-        return
-    assert PG_URL is not None
-    name = f"keyturn_keys_{uuid.uuid4().hex[:12]}"
-    await _admin_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        await upgrade(url)
-        yield url
-    finally:
-        await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def keys_db(private_database_url: str) -> str:
+    return private_database_url
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ bounded polls, never timing assertions.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,16 +26,14 @@ import anyio
 import httpx
 import pytest
 import time_machine
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from helpers import PASSWORD, TEST_SECRET, mails_to, new_email, running_app
 from keyturn.cli.main import app as cli_app
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine, session_factory
-from keyturn.db.migrate import upgrade
 from keyturn.db.models import OutboxMessageRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.infra.mail import Mailer, MailMessage, SmtpMailer
@@ -50,7 +46,6 @@ from smtp_server import SmtpServer, extract_token
 pytestmark = pytest.mark.anyio
 
 SettingsFactory = Callable[..., Settings]
-PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
 # Bounds for polling, not expectations.
 WAIT = 15.0
 POLL = 0.02
@@ -61,33 +56,9 @@ SETTLE = 0.3
 # --- fixtures and helpers ---------------------------------------------------------------
 
 
-async def _admin_sql(statement: str) -> None:
-    assert PG_URL is not None
-    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
-async def outbox_db(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A freshly migrated database for this test alone (same backend as the matrix)."""
-    if backend == "embedded":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
-        await upgrade(url)
-        yield url
-        return
-    assert PG_URL is not None
-    name = f"keyturn_outbox_{uuid.uuid4().hex[:12]}"
-    await _admin_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        await upgrade(url)
-        yield url
-    finally:
-        await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def outbox_db(private_database_url: str) -> str:
+    return private_database_url
 
 
 @pytest.fixture
