@@ -259,11 +259,23 @@ async def test_delete_account_ends_everything(client: httpx.AsyncClient, smtp: S
         "DELETE", "/v1/me", json={"password": "wrong password!"}, headers=headers
     )
     assert refused.status_code == 403
+    created = await client.post(
+        "/v1/me/api-keys", json={"name": "export me", "scopes": ["me:read"]}, headers=headers
+    )
+    assert created.status_code == 201
     export = await client.get("/v1/me/export", headers=headers)
     assert export.status_code == 200
     data = export.json()
     assert data["user"]["email"] == tokens["email"]
     assert len(data["sessions"]) == 1
+    # The key's record is the user's data too; its secret never leaves the create answer.
+    [key] = data["api_keys"]
+    assert (key["id"], key["name"], key["scopes"]) == (
+        created.json()["id"],
+        "export me",
+        ["me:read"],
+    )
+    assert created.json()["key"] not in export.text
     assert {event["type"] for event in data["audit_events"]} >= {"login.succeeded"}
     gone = await client.request("DELETE", "/v1/me", json={"password": PASSWORD}, headers=headers)
     assert gone.status_code == 204

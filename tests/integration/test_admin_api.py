@@ -11,30 +11,33 @@ import pytest
 from fastapi import FastAPI
 
 from helpers import PASSWORD, bearer, mails_to, new_email, signup_login
+from keyturn.domain import PERMISSIONS, SELF_SERVICE_SCOPES
 from smtp_server import SmtpServer, extract_token
 
 pytestmark = pytest.mark.anyio
 
-ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
-    ("GET", "/v1/admin/users", None),
-    ("POST", "/v1/admin/users", {"email": "x-{n}@example.com"}),
-    ("GET", "/v1/admin/users/{user}", None),
-    ("PATCH", "/v1/admin/users/{user}", {"name": "Renamed"}),
-    ("POST", "/v1/admin/users/{user}/lock", None),
-    ("POST", "/v1/admin/users/{user}/unlock", None),
-    ("POST", "/v1/admin/users/{user}/reset-password", None),
-    ("GET", "/v1/admin/users/{user}/sessions", None),
-    ("DELETE", "/v1/admin/users/{user}/sessions", None),
-    ("GET", "/v1/admin/roles", None),
-    ("POST", "/v1/admin/roles", {"name": "r-{n}", "permissions": ["users:read"]}),
-    ("GET", "/v1/admin/roles/admin", None),
-    ("PUT", "/v1/admin/users/{user}/roles/admin", None),
-    ("DELETE", "/v1/admin/users/{user}/roles/admin", None),
-    ("GET", "/v1/admin/audit-events", None),
-    ("GET", "/v1/admin/keys", None),
-    ("POST", "/v1/admin/keys/rotate?force=true", None),
-    ("DELETE", "/v1/admin/users/{user}", None),
+# (method, path, body, the permission the route needs)
+ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    ("GET", "/v1/admin/users", None, "users:read"),
+    ("POST", "/v1/admin/users", {"email": "x-{n}@example.com"}, "users:write"),
+    ("GET", "/v1/admin/users/{user}", None, "users:read"),
+    ("PATCH", "/v1/admin/users/{user}", {"name": "Renamed"}, "users:write"),
+    ("POST", "/v1/admin/users/{user}/lock", None, "users:write"),
+    ("POST", "/v1/admin/users/{user}/unlock", None, "users:write"),
+    ("POST", "/v1/admin/users/{user}/reset-password", None, "users:write"),
+    ("GET", "/v1/admin/users/{user}/sessions", None, "users:read"),
+    ("DELETE", "/v1/admin/users/{user}/sessions", None, "users:write"),
+    ("GET", "/v1/admin/roles", None, "roles:write"),
+    ("POST", "/v1/admin/roles", {"name": "r-{n}", "permissions": ["users:read"]}, "roles:write"),
+    ("GET", "/v1/admin/roles/admin", None, "roles:write"),
+    ("PUT", "/v1/admin/users/{user}/roles/admin", None, "roles:write"),
+    ("DELETE", "/v1/admin/users/{user}/roles/admin", None, "roles:write"),
+    ("GET", "/v1/admin/audit-events", None, "audit:read"),
+    ("GET", "/v1/admin/keys", None, "keys:write"),
+    ("POST", "/v1/admin/keys/rotate?force=true", None, "keys:write"),
+    ("DELETE", "/v1/admin/users/{user}", None, "users:write"),
 ]
+ALL_SCOPES = [*SELF_SERVICE_SCOPES, *PERMISSIONS]
 
 
 async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
@@ -56,26 +59,63 @@ def fill(path: str, body: dict[str, Any] | None, user: str) -> tuple[str, dict[s
     return path.format(user=user), filled
 
 
+async def new_key(client: httpx.AsyncClient, token: str, scopes: list[str]) -> str:
+    answer = await client.post(
+        "/v1/me/api-keys", json={"name": "matrix", "scopes": scopes}, headers=bearer(token)
+    )
+    assert answer.status_code == 201, answer.text
+    key: str = answer.json()["key"]
+    return key
+
+
 async def test_every_admin_route_checks_the_permission(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    """Anonymous -> 401, plain user -> 403, admin -> 2xx, for every admin route."""
+    """Every admin route, every kind of caller.
+
+    Anonymous -> 401; a plain user, a key holding every scope but the one the route
+    needs (from an admin) -> 403; the admin and the admin's key holding every scope -> 2xx.
+    """
     plain = await signup_login(client)
     admin = await admin_login(app, client)
-    for method, template, body in ADMIN_ROUTES:
-        victim = (await signup_login(client))["user"]["id"]
-        path, payload = fill(template, body, victim)
-        anonymous = await client.request(method, path, json=payload)
-        assert anonymous.status_code == 401, (method, path)
-        user = await client.request(
-            method, path, json=payload, headers=bearer(plain["access_token"])
+    admin_headers = bearer(admin["access_token"])
+    full_key = await new_key(client, admin["access_token"], ALL_SCOPES)
+    keys_without = {
+        permission: await new_key(
+            client, admin["access_token"], [s for s in ALL_SCOPES if s != permission]
         )
-        assert user.status_code == 403, (method, path, user.text)
-        assert user.json()["code"] == "permission_denied"
-        allowed = await client.request(
-            method, path, json=payload, headers=bearer(admin["access_token"])
+        for permission in PERMISSIONS
+    }
+
+    async def victim() -> str:
+        created = await client.post(
+            "/v1/admin/users", json={"email": new_email()}, headers=admin_headers
         )
-        assert allowed.status_code < 300, (method, path, allowed.text)
+        assert created.status_code == 201, created.text
+        user_id: str = created.json()["id"]
+        return user_id
+
+    for method, template, body, needs in ADMIN_ROUTES:
+        path, payload = fill(template, body, await victim())
+        denied = {
+            "anonymous": (None, 401, "invalid_token"),
+            "plain user": (plain["access_token"], 403, "permission_denied"),
+            f"key without {needs}": (keys_without[needs], 403, "permission_denied"),
+        }
+        for caller, (token, status, code) in denied.items():
+            headers = bearer(token) if token else {}
+            answer = await client.request(method, path, json=payload, headers=headers)
+            assert (answer.status_code, answer.json()["code"]) == (status, code), (
+                method,
+                path,
+                caller,
+                answer.text,
+            )
+        for caller, token in {"admin": admin["access_token"], "full key": full_key}.items():
+            # A fresh victim and body for each: the first call may delete or create it.
+            path, payload = fill(template, body, await victim())
+            answer = await client.request(method, path, json=payload, headers=bearer(token))
+            assert answer.status_code < 300, (method, path, caller, answer.text)
 
 
 async def test_admin_routes_are_all_in_the_matrix(app: FastAPI) -> None:
@@ -92,7 +132,7 @@ async def test_admin_routes_are_all_in_the_matrix(app: FastAPI) -> None:
             .replace("{user}", "{user_id}")
             .replace("/roles/admin", "/roles/{name}"),
         )
-        for method, path, _ in ADMIN_ROUTES
+        for method, path, _, _ in ADMIN_ROUTES
     }
     tested |= {("PATCH", "/v1/admin/roles/{name}"), ("DELETE", "/v1/admin/roles/{name}")}
     assert documented <= tested, documented - tested

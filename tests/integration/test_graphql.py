@@ -361,15 +361,22 @@ async def test_mutations_are_audited(app: FastAPI, client: httpx.AsyncClient) ->
     victim = await signup_login(client)
     victim_id = victim["user"]["id"]
     second = session_of(await login(client, victim["email"]))
+
+    async def rest_view() -> tuple[list[str], bool]:
+        user = (await client.get(f"/v1/admin/users/{victim_id}", headers=bearer(token))).json()
+        return user["roles"], user["locked_until"] is not None
+
+    # Each mutation's effect, as REST then reads it (roles, locked).
     steps = [
-        f'mutation {{ assignRole(userId: "{victim_id}", role: "admin") }}',
-        f'mutation {{ removeRole(userId: "{victim_id}", role: "admin") }}',
-        f'mutation {{ lockUser(userId: "{victim_id}") }}',
-        f'mutation {{ unlockUser(userId: "{victim_id}") }}',
+        (f'mutation {{ assignRole(userId: "{victim_id}", role: "admin") }}', (["admin"], False)),
+        (f'mutation {{ removeRole(userId: "{victim_id}", role: "admin") }}', ([], False)),
+        (f'mutation {{ lockUser(userId: "{victim_id}") }}', ([], True)),
+        (f'mutation {{ unlockUser(userId: "{victim_id}") }}', ([], False)),
     ]
-    for document in steps:
+    for document, after in steps:
         body = await gql(client, document, token=token)
         assert "errors" not in body, body
+        assert await rest_view() == after, document
     # Locking ended the victim's sessions; a fresh login revokes one of its own.
     fresh = await login(client, victim["email"])
     extra = session_of(await login(client, victim["email"]))

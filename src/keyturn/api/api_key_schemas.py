@@ -8,8 +8,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from keyturn.api.schemas import Request
-from keyturn.domain import ApiKey
+from keyturn.api.schemas import ApiKeyOut, Request
 from keyturn.services.api_keys import CreatedApiKey
 
 # No control characters (NUL included: PostgreSQL text cannot hold it).
@@ -27,30 +26,6 @@ class ApiKeyIn(Request):
     # Omitted: `me:read` only. Self-service scopes and permissions the caller holds.
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=32)] | None = None
     expires_at: AwareDatetime | None = None
-
-
-class ApiKeyOut(BaseModel):
-    """A key as listed: never the key itself."""
-
-    id: uuid.UUID
-    prefix: str
-    name: str
-    scopes: list[str]
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
-
-    @classmethod
-    def of(cls, key: ApiKey) -> ApiKeyOut:
-        return cls(
-            id=key.id,
-            prefix=key.prefix,
-            name=key.name,
-            scopes=list(key.scopes),
-            created_at=key.created_at,
-            last_used_at=key.last_used_at,
-            expires_at=key.expires_at,
-        )
 
 
 class ApiKeyList(BaseModel):

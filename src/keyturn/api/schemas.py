@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from keyturn.domain import Session, TokenPair, User
+from keyturn.domain import ApiKey, Session, TokenPair, User
 from keyturn.services.account import AccountData
 
 # Passwords are bounded here only against abuse of the parser; the policy (with its own,
@@ -176,9 +176,34 @@ class ExportedEvent(BaseModel):
     session_id: uuid.UUID | None
 
 
+class ApiKeyOut(BaseModel):
+    """A key as listed: never the key itself."""
+
+    id: uuid.UUID
+    prefix: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            prefix=key.prefix,
+            name=key.name,
+            scopes=list(key.scopes),
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            expires_at=key.expires_at,
+        )
+
+
 class AccountExport(BaseModel):
     user: UserOut
     sessions: list[ExportedSession]
+    api_keys: list[ApiKeyOut]
     audit_events: list[ExportedEvent]
 
     @classmethod
@@ -196,6 +221,7 @@ class AccountExport(BaseModel):
                 )
                 for item in data.sessions
             ],
+            api_keys=[ApiKeyOut.of(key) for key in data.api_keys],
             audit_events=[
                 ExportedEvent(
                     type=event.type,

@@ -6,7 +6,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from keyturn.domain import AuditEvent, ClientInfo, OneTimeToken, Principal, Session, User, utcnow
+from keyturn.domain import (
+    ApiKey,
+    AuditEvent,
+    ClientInfo,
+    OneTimeToken,
+    Principal,
+    Session,
+    User,
+    utcnow,
+)
 from keyturn.errors import Conflict, InvalidInput, NotFound, OneTimeTokenError, TokenInvalid
 from keyturn.security.digests import constant_time_equals
 from keyturn.security.passwords import HashPool
@@ -29,6 +38,7 @@ class AccountData:
 
     user: User
     sessions: list[Session]
+    api_keys: list[ApiKey]
     audit_events: list[AuditEvent]
 
 
@@ -270,8 +280,9 @@ class AccountService:
             sessions = await uow.sessions.list_active(
                 user.id, now, idle_since=EPOCH, limit=EXPORT_SESSION_LIMIT, after=None
             )
+            api_keys = await uow.api_keys.list_for(user.id)
             events = await uow.audit.for_user(user.id, limit=EXPORT_AUDIT_LIMIT)
-        return AccountData(user=user, sessions=sessions, audit_events=events)
+        return AccountData(user=user, sessions=sessions, api_keys=api_keys, audit_events=events)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from keyturn.api.api_key_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut
+from keyturn.api.api_key_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList
 from keyturn.api.deps import ClientDep, ServicesDep, require_scope
 from keyturn.api.rest.responses import problems
+from keyturn.api.schemas import ApiKeyOut
 from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 from keyturn.domain import Principal
 
