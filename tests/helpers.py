@@ -104,3 +104,9 @@ async def ui_login(
 ) -> httpx.Response:
     """Signs in through the /ui/login form; the client keeps the session cookie."""
     return await submit(client, "/ui/login", {"email": email, "password": password, **extra})
+
+
+async def api_login_status(client: httpx.AsyncClient, email: str, password: str) -> int:
+    """The status of ``POST /v1/auth/login`` (the API pathway next to the page's)."""
+    answer = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    return answer.status_code

@@ -94,6 +94,8 @@ async def test_each_page_renders_with_labels_and_page_headers(
     assert answer.headers["content-security-policy"] == PAGE_CSP
     assert answer.headers["cache-control"] == "no-store"
     assert answer.headers["x-content-type-options"] == "nosniff"
+    # A no-referrer policy would make browsers send "Origin: null" on our own posts.
+    assert answer.headers["referrer-policy"] == "same-origin"
     html = answer.text
     assert '<html lang="en">' in html
     assert "<script" not in html
@@ -106,6 +108,7 @@ async def test_each_page_renders_with_labels_and_page_headers(
 async def test_api_answers_keep_the_strict_policy(client: httpx.AsyncClient) -> None:
     answer = await client.get("/healthz")
     assert answer.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert answer.headers["referrer-policy"] == "no-referrer"
 
 
 async def test_errors_are_tied_to_fields_and_summarised(client: httpx.AsyncClient) -> None:

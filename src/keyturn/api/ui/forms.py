@@ -34,10 +34,13 @@ async def read_form(request: Request) -> dict[str, str] | None:
 
     A repeated field is refused rather than guessed at (which copy would a check see?).
     """
+    body = await request.body()
+    if not body:
+        # No fields at all (a bare POST): the CSRF check then refuses it with a 403.
+        return {}
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != FORM_MEDIA_TYPE:
         return None
-    body = await request.body()
     try:
         pairs = parse_qsl(
             body.decode("utf-8"),

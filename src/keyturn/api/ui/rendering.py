@@ -24,6 +24,10 @@ STATIC_PREFIX = "/ui/static/"
 # The stylesheet's URL names its content, so it may be cached for a year and never revalidated.
 STATIC_CACHE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "no-store"
+# Not no-referrer: under it a browser sends "Origin: null" on our own form posts, and the
+# Origin check (kit.PageKit.checked_form) could not tell them from a sandboxed attacker.
+# same-origin sends nothing to other sites; a token in a page URL reaches only us.
+PAGE_REFERRER_POLICY = "same-origin"
 # WCAG 2.x success criterion 1.4.3 (AA) for normal text.
 AA_TEXT_CONTRAST = 4.5
 
@@ -161,6 +165,7 @@ class Renderer:
         response = HTMLResponse(body, status_code=status, headers=dict(headers or {}))
         response.headers["content-security-policy"] = self.csp
         response.headers["cache-control"] = PAGE_CACHE
+        response.headers["referrer-policy"] = PAGE_REFERRER_POLICY
         return response
 
     def stylesheet_response(self, _request: Request) -> Response:
