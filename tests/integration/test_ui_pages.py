@@ -629,3 +629,56 @@ async def test_email_change_confirmation_asks_to_sign_in_first(
     assert done.headers["location"] == "/ui/email/confirm?status=done"
     me = await client.get("/v1/me", headers=bearer(user["access_token"]))
     assert me.json()["email"] == new
+
+
+async def test_incomplete_links_and_forms_get_clear_pages(client: httpx.AsyncClient) -> None:
+    for path in ("/ui/verify", "/ui/email/confirm", "/ui/reset"):
+        answer = await client.get(path)
+        assert answer.status_code == 400, path
+        assert "The link is incomplete" in answer.text
+    for path, page in (("/ui/verify", "/ui/verify?token=x"), ("/ui/reset", "/ui/reset?token=x")):
+        answer = await submit(client, page, {"token": ""}, action=path)
+        assert answer.status_code == 400, path
+        assert "The link is incomplete" in answer.text
+    bad = await submit(client, "/ui/forgot", {"email": "nope"})
+    assert bad.status_code == 422
+    assert 'aria-describedby="email-error"' in bad.text
+    done = await client.get("/ui/email/confirm?status=done")
+    assert "Address changed" in done.text
+    # Signed out, the confirmation form sends the browser to sign in first.
+    page = await client.get("/ui/login")
+    posted = await client.post(
+        "/ui/email/confirm",
+        data={"csrf_token": csrf_from(page.text), "token": "A" * 43},
+    )
+    assert posted.status_code == 403  # the login form's token is not this form's
+
+
+async def test_email_confirm_with_a_bad_token_offers_a_new_link(client: httpx.AsyncClient) -> None:
+    user = await api_user(client)
+    await ui_login(client, user["email"])
+    page = await client.get("/ui/email/confirm?token=" + "A" * 43)
+    assert page.status_code == 200
+    answer = await client.post(
+        "/ui/email/confirm", data={"csrf_token": csrf_from(page.text), "token": "A" * 43}
+    )
+    assert answer.status_code == 400
+    assert "This link is no longer valid." in answer.text
+    # Signed out again, the same post asks to sign in first.
+    client.cookies.delete("keyturn_session")
+    again = await client.post(
+        "/ui/email/confirm", data={"csrf_token": csrf_from(page.text), "token": "A" * 43}
+    )
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/ui/login?next=%2Fui%2Femail%2Fconfirm")
+
+
+async def test_mail_limit_shows_the_friendly_429(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings(limit_mails_per_address_per_hour=1)) as client:
+        email = new_email()
+        first = await submit(client, "/ui/forgot", {"email": email})
+        assert first.status_code == 303
+        second = await submit(client, "/ui/forgot", {"email": email})
+        assert second.status_code == 429
+        assert "Too many attempts" in second.text
+        assert int(second.headers["retry-after"]) > 0
