@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,3 +68,45 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
+
+
+# -- hosted pages (/ui/) --------------------------------------------------------------
+
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    """The CSRF token of the (first) form on a hosted page."""
+    found = _CSRF_INPUT.search(html)
+    assert found is not None, "no csrf_token field on the page"
+    return found.group(1)
+
+
+async def submit(
+    client: httpx.AsyncClient,
+    page: str,
+    fields: dict[str, str],
+    *,
+    action: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """GETs ``page`` (which sets the CSRF cookie), then POSTs its form with ``fields``."""
+    shown = await client.get(page)
+    assert shown.status_code == 200, shown.text
+    target = action or page.split("?", 1)[0]
+    return await client.post(
+        target, data={"csrf_token": csrf_from(shown.text), **fields}, headers=headers
+    )
+
+
+async def ui_login(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: str
+) -> httpx.Response:
+    """Signs in through the /ui/login form; the client keeps the session cookie."""
+    return await submit(client, "/ui/login", {"email": email, "password": password, **extra})
+
+
+async def api_login_status(client: httpx.AsyncClient, email: str, password: str) -> int:
+    """The status of ``POST /v1/auth/login`` (the API pathway next to the page's)."""
+    answer = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    return answer.status_code

@@ -22,6 +22,7 @@ from keyturn import __version__
 from keyturn.api import graphql, problems
 from keyturn.api.hardening import install_hardening
 from keyturn.api.rest import account, admin_roles, admin_users, api_keys, auth, me, ops
+from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
@@ -44,6 +45,7 @@ from keyturn.services.api_keys import ApiKeyService
 from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
+from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
@@ -193,21 +195,29 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     checks = {"database": database_ready}
     if settings.redis_url:
         checks["redis"] = adapters.revocations.ping
+    auth = AuthService(
+        uow_factory=uow_factory,
+        hash_pool=hash_pool,
+        access_tokens=access_tokens,
+        key_ring=ring,
+        policy=policy,
+        refresh_ttl=settings.refresh_token_ttl,
+        idle_ttl=settings.session_idle_ttl,
+        reuse_grace=settings.refresh_reuse_grace,
+        require_verified_email=settings.email_verification_required,
+        tokens=tokens,
+        mail=mail,
+        verify_ttl=settings.verify_email_ttl,
+        guard=guard,
+    )
     return Services(
-        auth=AuthService(
+        auth=auth,
+        browser=BrowserSessions(
             uow_factory=uow_factory,
-            hash_pool=hash_pool,
+            auth=auth,
             access_tokens=access_tokens,
             key_ring=ring,
-            policy=policy,
-            refresh_ttl=settings.refresh_token_ttl,
             idle_ttl=settings.session_idle_ttl,
-            reuse_grace=settings.refresh_reuse_grace,
-            require_verified_email=settings.email_verification_required,
-            tokens=tokens,
-            mail=mail,
-            verify_ttl=settings.verify_email_ttl,
-            guard=guard,
         ),
         users=UserService(
             uow_factory=uow_factory,
@@ -349,6 +359,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
         app.include_router(ops.docs_router(_swagger_assets()))
+    # Hosted pages (/ui/): HTML for browsers, not part of the OpenAPI document.
+    pages = HostedPages(settings)
+    app.state.hosted_pages = pages
+    app.include_router(pages.router)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app

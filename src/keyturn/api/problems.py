@@ -1,5 +1,8 @@
 """The ONLY place that maps errors to HTTP: RFC 9457 ``application/problem+json``.
 
+The hosted pages (``keyturn.api.ui``) render the same errors as HTML; they take the
+status from the error and the retry headers from :func:`error_headers`.
+
 Every answer carries ``{type, title, status, detail, code, errors}``; ``code`` is stable
 and listed in the API specification.
 """
@@ -63,8 +66,8 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _domain_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
+def error_headers(exc: KeyturnError) -> dict[str, str]:
+    """The retry headers a domain error carries, for problem answers and hosted pages alike."""
     headers: dict[str, str] = {}
     if isinstance(exc, ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after)
@@ -74,6 +77,12 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
         headers["RateLimit-Limit"] = str(exc.limit)
         headers["RateLimit-Remaining"] = "0"
         headers["RateLimit-Reset"] = str(exc.reset_after)
+    return headers
+
+
+async def _domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
+    headers = error_headers(exc)
     if exc.status == 401:
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
         # RFC 6750 section 3.1: an error code only when a token was presented and refused.

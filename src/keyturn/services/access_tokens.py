@@ -94,7 +94,7 @@ class AccessTokenService:
                 raise TypeError("scope must be a string and roles a list")
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidToken("The token lacks a valid sub, sid, scope or roles claim.") from exc
-        if await self._is_revoked(session_id):
+        if await self.is_revoked(session_id):
             raise SessionRevoked
         return Principal(
             user_id=user_id,
@@ -137,7 +137,11 @@ class AccessTokenService:
 
         self._restoring = asyncio.create_task(restore())
 
-    async def _is_revoked(self, session_id: uuid.UUID) -> bool:
+    async def is_revoked(self, session_id: uuid.UUID) -> bool:
+        """Whether ``session_id`` is on the deny-list (the database when the store is down).
+
+        Access tokens and browser-session cookies both ask here on every request.
+        """
         try:
             return await self._revocations.is_revoked(str(session_id))
         except StoreUnavailable:

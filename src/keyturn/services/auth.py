@@ -126,6 +126,38 @@ class AuthService:
         self._mail.outbox.wake()
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
+        """Checks the password and starts a session with an access and a refresh token."""
+        user, new_hash = await self._check_password(email, password, client)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            session = await self._open_session(uow, user, new_hash, client, now, channel="api")
+            refresh_token = await self._add_refresh_token(uow, session)
+            await uow.commit()
+        LOGINS.labels("success").inc()
+        return self._pair(user, session, refresh_token)
+
+    async def login_browser(self, email: str, password: str, client: ClientInfo) -> Session:
+        """The same check as :meth:`login`, for a hosted page: a session and no tokens.
+
+        Throttling, the silent lock and the audit rows are those of :meth:`login` (one
+        code path); the browser proves the session with a cookie instead of tokens.
+        """
+        user, new_hash = await self._check_password(email, password, client)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            session = await self._open_session(uow, user, new_hash, client, now, channel="ui")
+            await uow.commit()
+        LOGINS.labels("success").inc()
+        return session
+
+    async def _check_password(
+        self, email: str, password: str, client: ClientInfo
+    ) -> tuple[User, str | None]:
+        """The one password check of every login: throttle, equal work, lock, audit.
+
+        Returns:
+            The user and, when the stored hash needs an upgrade, the new hash.
+        """
         email = normalize_email(email)
         await self._guard.before(email, client)
         async with self._uow_factory() as uow:
@@ -154,26 +186,35 @@ class AuthService:
             LOGINS.labels("unverified").inc()
             raise EmailNotVerified
         new_hash = await self._hash_pool.hash(password) if rehash else None
-        async with self._uow_factory() as uow:
-            if new_hash is not None:
-                # Transparent upgrade of imported bcrypt or older argon2 parameters.
-                await uow.users.set_password_hash(user.id, new_hash, now)
-            session, refresh_token = await self._start_session(uow, user, client, now)
-            await uow.audit.record(
-                "login.succeeded",
-                now=now,
-                user_id=user.id,
-                session_id=session.id,
-                ip=client.ip,
-                data={"factor": "pwd"},
-            )
-            await uow.commit()
-        LOGINS.labels("success").inc()
-        return self._pair(user, session, refresh_token)
+        return user, new_hash
+
+    async def _open_session(
+        self,
+        uow: UnitOfWork,
+        user: User,
+        new_hash: str | None,
+        client: ClientInfo,
+        now: datetime,
+        *,
+        channel: str,
+    ) -> Session:
+        if new_hash is not None:
+            # Transparent upgrade of imported bcrypt or older argon2 parameters.
+            await uow.users.set_password_hash(user.id, new_hash, now)
+        session = await self._start_session(uow, user, client, now)
+        await uow.audit.record(
+            "login.succeeded",
+            now=now,
+            user_id=user.id,
+            session_id=session.id,
+            ip=client.ip,
+            data={"factor": "pwd", "channel": channel},
+        )
+        return session
 
     async def _start_session(
         self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime
-    ) -> tuple[Session, str]:
+    ) -> Session:
         session = Session(
             id=uuid.uuid4(),
             user_id=user.id,
@@ -186,17 +227,20 @@ class AuthService:
             user_agent=(client.user_agent or "")[:512] or None,
         )
         await uow.sessions.add(session)
+        return session
+
+    async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
         value = new_token()
         token = RefreshToken(
             id=uuid.uuid4(),
             session_id=session.id,
             parent_id=None,
             generation=0,
-            created_at=now,
+            created_at=session.created_at,
             rotated_at=None,
         )
         await uow.refresh_tokens.add(token, self._digester.digest(value))
-        return session, value
+        return value
 
     def _pair(self, user: User, session: Session, refresh_token: str) -> TokenPair:
         return TokenPair(

@@ -14,6 +14,7 @@ from keyturn.services.api_keys import ApiKeyService
 from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
+from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
@@ -37,6 +38,7 @@ class Services:
     admin_keys: AdminKeyService
     api_keys: ApiKeyService
     access_tokens: AccessTokenService
+    browser: BrowserSessions
     throttle: Throttle
     keys: KeyManager
     hash_pool: HashPool
