@@ -14,6 +14,7 @@ from keyturn.services.api_keys import ApiKeyService
 from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
+from keyturn.services.clients import ClientService
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
@@ -36,6 +37,7 @@ class Services:
     audit_log: AuditLogService
     admin_keys: AdminKeyService
     api_keys: ApiKeyService
+    clients: ClientService
     access_tokens: AccessTokenService
     throttle: Throttle
     keys: KeyManager
