@@ -336,7 +336,6 @@ def _accepted(
 
 
 def _record(meta: ClientMetadata, client_id: str, now: datetime) -> OAuthClient:
-    assert meta.response_types is not None  # noqa: S101  (check_metadata fills it in)
     return OAuthClient(
         id=uuid.uuid4(),
         client_id=client_id,
@@ -344,7 +343,8 @@ def _record(meta: ClientMetadata, client_id: str, now: datetime) -> OAuthClient:
         redirect_uris=meta.redirect_uris,
         post_logout_redirect_uris=meta.post_logout_redirect_uris,
         grant_types=meta.grant_types,
-        response_types=meta.response_types,
+        # check_metadata always fills response_types in; () only stands in for the type.
+        response_types=meta.response_types or (),
         scope=meta.scope,
         token_endpoint_auth_method=meta.token_endpoint_auth_method,
         allowed_cors_origins=meta.allowed_cors_origins,
