@@ -21,7 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyturn import __version__
 from keyturn.api import graphql, problems
 from keyturn.api.hardening import install_hardening
-from keyturn.api.rest import account, admin_roles, admin_users, api_keys, auth, me, ops
+from keyturn.api.rest import (
+    account,
+    admin_clients,
+    admin_roles,
+    admin_users,
+    api_keys,
+    auth,
+    me,
+    ops,
+)
 from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, session_factory
@@ -46,6 +55,7 @@ from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
 from keyturn.services.browser_sessions import BrowserSessions
+from keyturn.services.clients import ClientService
 from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
@@ -245,6 +255,9 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         api_keys=ApiKeyService(
             uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
         ),
+        clients=ClientService(
+            uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
+        ),
         account=AccountService(
             uow_factory=uow_factory,
             hash_pool=hash_pool,
@@ -352,6 +365,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(account.router)
     app.include_router(admin_users.router)
     app.include_router(admin_roles.router)
+    app.include_router(admin_clients.router)
     app.include_router(me.router)
     app.include_router(api_keys.router)
     app.include_router(ops.router)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 # Every user holds these self-service scopes (DESIGN.md section 3).
 SELF_SERVICE_SCOPES: tuple[str, ...] = ("me:read", "me:write", "sessions:read", "sessions:write")
 ADMIN_ROLE = "admin"
+# token_endpoint_auth_method of a public OAuth client (RFC 7591 section 2): no secret.
+PUBLIC_CLIENT_AUTH_METHOD = "none"
 # Every permission an admin route can require (DESIGN.md section 3, "Admin").
 PERMISSIONS: tuple[str, ...] = (
     "users:read",
@@ -143,6 +145,35 @@ class ApiKey:
 
     def usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    """An OAuth 2.0 client registration (RFC 7591 section 2 metadata names).
+
+    ``client_id`` is the public identifier (128 random bits, URL-safe); the secret is never
+    here, only its keyed digest in the database. ``token_endpoint_auth_method`` ``none``
+    marks a public client (RFC 6749 section 2.1): no secret, PKCE always required.
+    """
+
+    id: uuid.UUID
+    client_id: str
+    client_name: str
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+    scope: str
+    token_endpoint_auth_method: str
+    allowed_cors_origins: tuple[str, ...]
+    require_pkce: bool
+    created_at: datetime
+    updated_at: datetime
+    secret_rotated_at: datetime | None = None
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == PUBLIC_CLIENT_AUTH_METHOD
 
 
 @dataclass(frozen=True, slots=True)

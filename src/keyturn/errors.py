@@ -11,12 +11,15 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │   ├── PasswordPolicyError         password_too_short / _too_long / _too_common / ...
     │   ├── UnknownPermission           unknown_permission (422)
     │   ├── UnknownScope                unknown_scope (422)
+    │   ├── InvalidClientMetadata       invalid_client_metadata (422, RFC 7591 section 3.2.2)
+    │   │   └── InvalidRedirectUri      invalid_redirect_uri (422, RFC 7591 section 3.2.2)
     │   └── OneTimeTokenError           (400) token_malformed / token_invalid /
     │                                   token_expired / token_used / token_wrong_purpose
     ├── AuthenticationFailed            invalid_credentials (401)
     │   ├── InvalidToken                invalid_token (401)
     │   │   └── CredentialsMissing      invalid_token (401, challenge without error)
     │   ├── InvalidRefreshToken         invalid_refresh_token (401)
+    │   ├── InvalidClient               invalid_client (401, RFC 6749 section 5.2)
     │   └── SessionRevoked              session_revoked (401)
     ├── EmailNotVerified                email_not_verified (403)
     ├── CurrentPasswordIncorrect        invalid_current_password (403)
@@ -76,6 +79,20 @@ class UnknownScope(InvalidInput):
     title = "Unknown scope"
 
 
+class InvalidClientMetadata(InvalidInput):
+    """OAuth client metadata that breaks a registration rule (RFC 7591 section 3.2.2)."""
+
+    code = "invalid_client_metadata"
+    title = "The client metadata is not valid"
+
+
+class InvalidRedirectUri(InvalidClientMetadata):
+    """A redirect URI (or post-logout one, or a CORS origin) that breaks RFC 9700 / RFC 8252."""
+
+    code = "invalid_redirect_uri"
+    title = "A redirect URI is not acceptable"
+
+
 class OneTimeTokenError(InvalidInput):
     """A verify / reset / email-change token was refused; ``code`` says why."""
 
@@ -128,6 +145,17 @@ class CredentialsMissing(InvalidToken):
 class InvalidRefreshToken(AuthenticationFailed):
     code = "invalid_refresh_token"
     title = "The refresh token is invalid, expired or revoked"
+
+
+class InvalidClient(AuthenticationFailed):
+    """OAuth client authentication failed (RFC 6749 section 5.2 ``invalid_client``).
+
+    One answer for an unknown client, a wrong secret and a method the client did not
+    register, so the answer reveals nothing about which client ids exist.
+    """
+
+    code = "invalid_client"
+    title = "Client authentication failed"
 
 
 class SessionRevoked(AuthenticationFailed):

@@ -36,6 +36,17 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/admin/keys", None, "keys:write"),
     ("POST", "/v1/admin/keys/rotate?force=true", None, "keys:write"),
     ("DELETE", "/v1/admin/users/{user}", None, "users:write"),
+    ("GET", "/v1/admin/clients", None, "clients:write"),
+    (
+        "POST",
+        "/v1/admin/clients",
+        {"client_name": "c-{n}", "redirect_uris": ["https://app.example.com/cb"]},
+        "clients:write",
+    ),
+    ("GET", "/v1/admin/clients/{client}", None, "clients:write"),
+    ("PATCH", "/v1/admin/clients/{client}", {"client_name": "Renamed"}, "clients:write"),
+    ("POST", "/v1/admin/clients/{client}/secret", None, "clients:write"),
+    ("DELETE", "/v1/admin/clients/{client}", None, "clients:write"),
 ]
 ALL_SCOPES = [*SELF_SERVICE_SCOPES, *PERMISSIONS]
 
@@ -51,12 +62,14 @@ async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]
     return body
 
 
-def fill(path: str, body: dict[str, Any] | None, user: str) -> tuple[str, dict[str, Any] | None]:
+def fill(
+    path: str, body: dict[str, Any] | None, user: str, client: str = ""
+) -> tuple[str, dict[str, Any] | None]:
     n = uuid.uuid4().hex[:8]
     filled = None
     if body is not None:
         filled = {k: v.format(n=n) if isinstance(v, str) else v for k, v in body.items()}
-    return path.format(user=user), filled
+    return path.format(user=user, client=client), filled
 
 
 async def new_key(client: httpx.AsyncClient, token: str, scopes: list[str]) -> str:
@@ -95,8 +108,18 @@ async def test_every_admin_route_checks_the_permission(
         user_id: str = created.json()["id"]
         return user_id
 
+    async def victim_client() -> str:
+        created = await client.post(
+            "/v1/admin/clients",
+            json={"client_name": "victim", "redirect_uris": ["https://app.example.com/cb"]},
+            headers=admin_headers,
+        )
+        assert created.status_code == 201, created.text
+        client_id: str = created.json()["client_id"]
+        return client_id
+
     for method, template, body, needs in ADMIN_ROUTES:
-        path, payload = fill(template, body, await victim())
+        path, payload = fill(template, body, await victim(), await victim_client())
         denied = {
             "anonymous": (None, 401, "invalid_token"),
             "plain user": (plain["access_token"], 403, "permission_denied"),
@@ -113,7 +136,7 @@ async def test_every_admin_route_checks_the_permission(
             )
         for caller, token in {"admin": admin["access_token"], "full key": full_key}.items():
             # A fresh victim and body for each: the first call may delete or create it.
-            path, payload = fill(template, body, await victim())
+            path, payload = fill(template, body, await victim(), await victim_client())
             answer = await client.request(method, path, json=payload, headers=bearer(token))
             assert answer.status_code < 300, (method, path, caller, answer.text)
 
@@ -130,6 +153,7 @@ async def test_admin_routes_are_all_in_the_matrix(app: FastAPI) -> None:
             method,
             path.split("?")[0]
             .replace("{user}", "{user_id}")
+            .replace("{client}", "{client_id}")
             .replace("/roles/admin", "/roles/{name}"),
         )
         for method, path, _, _ in ADMIN_ROUTES

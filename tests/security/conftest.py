@@ -108,6 +108,16 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "disabled": False,
         "scopes": ["me:read"],
         "expires_at": None,
+        # OAuth clients (RFC 7591 metadata)
+        "client_name": "pwned",
+        "redirect_uris": ["https://app.example.com/cb"],
+        "post_logout_redirect_uris": [],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "scope": "openid",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "allowed_cors_origins": [],
+        "require_pkce": True,
     }
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"

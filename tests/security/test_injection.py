@@ -94,6 +94,16 @@ VALID_VALUES = {
     "disabled": False,
     "scopes": ["me:read"],
     "expires_at": None,
+    # OAuth clients (RFC 7591 metadata)
+    "client_name": "Web app",
+    "redirect_uris": ["https://app.example.com/cb"],
+    "post_logout_redirect_uris": [],
+    "grant_types": ["authorization_code"],
+    "response_types": ["code"],
+    "scope": "openid",
+    "token_endpoint_auth_method": "client_secret_basic",
+    "allowed_cors_origins": [],
+    "require_pkce": True,
 }
 
 

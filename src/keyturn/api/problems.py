@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from keyturn.errors import (
     CredentialsMissing,
+    InvalidClient,
     InvalidToken,
     KeyturnError,
     RateLimited,
@@ -77,13 +78,16 @@ def error_headers(exc: KeyturnError) -> dict[str, str]:
         headers["RateLimit-Limit"] = str(exc.limit)
         headers["RateLimit-Remaining"] = "0"
         headers["RateLimit-Reset"] = str(exc.reset_after)
+    if isinstance(exc, InvalidClient):
+        # RFC 6749 section 5.2: a failed client authentication challenges with Basic.
+        headers["WWW-Authenticate"] = 'Basic realm="keyturn"'
     return headers
 
 
 async def _domain_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
     headers = error_headers(exc)
-    if exc.status == 401:
+    if exc.status == 401 and not isinstance(exc, InvalidClient):
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
         # RFC 6750 section 3.1: an error code only when a token was presented and refused.
         token_error = isinstance(exc, InvalidToken | SessionRevoked)

@@ -208,3 +208,29 @@ class ApiKeyRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthClientRow(Base):
+    """OAuth 2.0 client registrations (RFC 7591 metadata); only the secret's digest is kept."""
+
+    __tablename__ = "oauth_clients"
+    # The admin listing pages by (created_at, client_id).
+    __table_args__ = (Index(None, "created_at", "client_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # The public identifier (RFC 6749 section 2.2), 128 random bits, URL-safe.
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_name: Mapped[str] = mapped_column(String(200))
+    # Keyed digest of the client secret; NULL for public clients (auth method "none").
+    secret_digest: Mapped[str | None] = mapped_column(String(64))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    response_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(String(1000))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    allowed_cors_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyturn.db.api_keys import SqlApiKeyRepository
 from keyturn.db.audit import SqlAuditRepository
+from keyturn.db.oauth_clients import SqlOAuthClientRepository
 from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
 from keyturn.db.outbox import SqlOutboxRepository
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
@@ -32,6 +33,7 @@ class SqlUnitOfWork:
     outbox: SqlOutboxRepository
     roles: SqlRoleRepository
     api_keys: SqlApiKeyRepository
+    clients: SqlOAuthClientRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -49,6 +51,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutboxRepository(db)
         self.roles = SqlRoleRepository(db)
         self.api_keys = SqlApiKeyRepository(db)
+        self.clients = SqlOAuthClientRepository(db)
         return self
 
     async def __aexit__(

@@ -51,8 +51,12 @@ class CredentialGuard:
         *,
         event: str,
         factor: str,
+        data: dict[str, str] | None = None,
     ) -> None:
-        """Counts a failure; locks the account silently once it crosses its threshold."""
+        """Counts a failure; locks the account silently once it crosses its threshold.
+
+        ``data`` adds non-personal details to the audit row (e.g. an OAuth client_id).
+        """
         crossed = await self.throttle.failed(account, client.ip)
         now = utcnow()
         locked = False
@@ -64,7 +68,7 @@ class CredentialGuard:
                 now=now,
                 user_id=user.id if user else None,
                 ip=client.ip,
-                data={"factor": factor},
+                data={**(data or {}), "factor": factor},
             )
             await uow.commit()
         if locked:

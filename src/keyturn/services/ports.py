@@ -16,6 +16,7 @@ from keyturn.domain import (
     ApiKey,
     AuditEvent,
     AuditFilter,
+    OAuthClient,
     OneTimeToken,
     OutboxEntry,
     RefreshToken,
@@ -183,6 +184,25 @@ class ApiKeyRepository(Protocol):
         """Moves ``last_used_at`` forward for a batch of keys (never backwards)."""
 
 
+class OAuthClientRepository(Protocol):
+    async def add(self, client: OAuthClient, secret_digest: str | None) -> bool:
+        """Inserts the client; False when its client_id is taken (nothing written)."""
+
+    async def find(self, client_id: str) -> tuple[OAuthClient, str | None] | None:
+        """The client and its stored secret digest (None for a public client)."""
+
+    async def page(self, *, limit: int, after: tuple[datetime, str] | None) -> list[OAuthClient]:
+        """Clients by (created_at, client_id), oldest first, after the keyset ``after``."""
+
+    async def update(self, client: OAuthClient) -> bool:
+        """Writes the metadata (never the secret); False when the client does not exist."""
+
+    async def set_secret(self, client_id: str, digest: str, now: datetime) -> bool:
+        """Replaces the secret digest at once; False when the client does not exist."""
+
+    async def delete(self, client_id: str) -> bool: ...
+
+
 class SigningKeyRepository(Protocol):
     async def list_published(
         self, *, retired_since: datetime | None = None
@@ -248,6 +268,8 @@ class UnitOfWork(Protocol):
     def roles(self) -> RoleRepository: ...
     @property
     def api_keys(self) -> ApiKeyRepository: ...
+    @property
+    def clients(self) -> OAuthClientRepository: ...
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> Self: ...

@@ -15,6 +15,7 @@ from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
 from keyturn.services.browser_sessions import BrowserSessions
+from keyturn.services.clients import ClientService
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
@@ -37,6 +38,7 @@ class Services:
     audit_log: AuditLogService
     admin_keys: AdminKeyService
     api_keys: ApiKeyService
+    clients: ClientService
     access_tokens: AccessTokenService
     browser: BrowserSessions
     throttle: Throttle

@@ -1,0 +1,101 @@
+"""``/v1/admin/clients``: OAuth 2.0 client registry [clients:write].
+
+Request and response bodies use the RFC 7591 client metadata names. A confidential
+client's ``client_secret`` appears only in the answers to create and rotate; every answer
+carries ``Cache-Control: no-store`` (the middleware's default).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from keyturn.api.client_schemas import (
+    ClientIn,
+    ClientList,
+    ClientOut,
+    ClientPatchIn,
+    ClientWithSecret,
+    created_answer,
+)
+from keyturn.api.deps import ClientDep, ServicesDep, require_permission
+from keyturn.api.rest.responses import problems
+from keyturn.domain import Principal
+
+router = APIRouter(prefix="/v1/admin/clients", tags=["admin"])
+
+Writer = Annotated[Principal, Depends(require_permission("clients:write"))]
+# Any string up to 64 characters; one that cannot be a client_id answers 404.
+ClientId = Annotated[str, Path(min_length=1, max_length=64)]
+NO_CONTENT = status.HTTP_204_NO_CONTENT
+
+
+@router.get("", responses=problems(401, 403, 422), summary="List OAuth clients")
+async def list_clients(
+    principal: Writer,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> ClientList:
+    page = await services.clients.list_clients(principal, limit=limit, cursor=cursor)
+    return ClientList.of(page)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(400, 401, 403, 422, 503),
+    summary="Register a client; a confidential one gets `client_secret` exactly once",
+)
+async def create_client(
+    body: ClientIn, principal: Writer, services: ServicesDep, client: ClientDep
+) -> ClientWithSecret | ClientOut:
+    created = await services.clients.create(principal, body.metadata(), client)
+    return created_answer(created)
+
+
+@router.get("/{client_id}", responses=problems(401, 403, 404, 422), summary="One client")
+async def get_client(client_id: ClientId, principal: Writer, services: ServicesDep) -> ClientOut:
+    return ClientOut.of(await services.clients.get(principal, client_id))
+
+
+@router.patch(
+    "/{client_id}",
+    responses=problems(400, 401, 403, 404, 422),
+    summary="Change a client's metadata (fields left out stay as they are)",
+)
+async def update_client(
+    client_id: ClientId,
+    body: ClientPatchIn,
+    principal: Writer,
+    services: ServicesDep,
+    client: ClientDep,
+) -> ClientOut:
+    updated = await services.clients.update(principal, client_id, body.patch(), client)
+    return ClientOut.of(updated)
+
+
+@router.delete(
+    "/{client_id}",
+    status_code=NO_CONTENT,
+    responses=problems(401, 403, 404, 422),
+    summary="Delete a client",
+)
+async def delete_client(
+    client_id: ClientId, principal: Writer, services: ServicesDep, client: ClientDep
+) -> Response:
+    await services.clients.delete(principal, client_id, client)
+    return Response(status_code=NO_CONTENT)
+
+
+@router.post(
+    "/{client_id}/secret",
+    responses=problems(401, 403, 404, 422),
+    summary="Rotate the secret: the new one is shown once, the old one stops working at once",
+)
+async def rotate_secret(
+    client_id: ClientId, principal: Writer, services: ServicesDep, client: ClientDep
+) -> ClientWithSecret:
+    rotated = await services.clients.rotate_secret(principal, client_id, client)
+    return ClientWithSecret.of_secret(rotated.client, rotated.client_secret)
