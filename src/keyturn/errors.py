@@ -30,6 +30,18 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │   └── UnknownRole                 unknown_role (404)
     ├── Conflict                        conflict (409)
     │   └── BuiltinRole                 builtin_role (409)
+    ├── OAuthError                      (400) the RFC 6749 / OIDC error codes, rendered as
+    │   │                               {error, error_description} on /oauth2/*:
+    │   ├── OAuthInvalidRequest         invalid_request
+    │   ├── InvalidGrant                invalid_grant
+    │   ├── UnauthorizedClient          unauthorized_client
+    │   ├── UnsupportedGrantType        unsupported_grant_type
+    │   ├── UnsupportedResponseType     unsupported_response_type
+    │   ├── UnsupportedTokenType        unsupported_token_type (RFC 7009 section 2.2.1)
+    │   ├── InvalidScopeRequest         invalid_scope
+    │   ├── AccessDenied                access_denied
+    │   └── InteractionRequired         interaction_required / login_required /
+    │                                   consent_required (OIDC Core section 3.1.2.6)
     ├── RateLimited                     rate_limited (429, Retry-After, RateLimit-*)
     └── ServiceUnavailable              service_unavailable (503, Retry-After)
         └── HashQueueFull               hash_queue_full
@@ -250,3 +262,79 @@ class CurrentPasswordIncorrect(KeyturnError):
     code = "invalid_current_password"
     status = 403
     title = "The current password is not correct"
+
+
+class OAuthError(KeyturnError):
+    """An OAuth 2.0 / OpenID Connect protocol error; ``code`` is the registered error code.
+
+    On ``/oauth2/*`` the edge renders every Keyturn error as RFC 6749 section 5.2 JSON
+    (``{"error": code, "error_description": detail}``); at the authorization endpoint
+    these travel back to the client's registered redirect URI (section 4.1.2.1).
+    """
+
+    code = "invalid_request"
+    status = 400
+    title = "The OAuth request is not valid"
+
+
+class OAuthInvalidRequest(OAuthError):
+    """RFC 6749 section 5.2 ``invalid_request``: a missing, repeated or malformed parameter."""
+
+
+class InvalidGrant(OAuthError):
+    """RFC 6749 section 5.2: the code or refresh token is invalid, expired, used or foreign."""
+
+    code = "invalid_grant"
+    title = "The grant is not valid"
+
+
+class UnauthorizedClient(OAuthError):
+    """RFC 6749 section 5.2: the client may not use this grant or response type."""
+
+    code = "unauthorized_client"
+    title = "The client may not do this"
+
+
+class UnsupportedGrantType(OAuthError):
+    code = "unsupported_grant_type"
+    title = "The grant type is not supported"
+
+
+class UnsupportedResponseType(OAuthError):
+    code = "unsupported_response_type"
+    title = "The response type is not supported"
+
+
+class UnsupportedTokenType(OAuthError):
+    """RFC 7009 section 2.2.1: revocation of this token type is not supported."""
+
+    code = "unsupported_token_type"
+    title = "The token type is not supported"
+
+
+class InvalidScopeRequest(OAuthError):
+    """RFC 6749 section 5.2 ``invalid_scope``: unknown, malformed or beyond the client."""
+
+    code = "invalid_scope"
+    title = "The scope is not valid"
+
+
+class AccessDenied(OAuthError):
+    """RFC 6749 section 4.1.2.1: the user (or Keyturn) refused the request."""
+
+    code = "access_denied"
+    title = "Access denied"
+
+
+class InteractionRequired(OAuthError):
+    """OIDC Core section 3.1.2.6: ``prompt=none`` but the user must act.
+
+    ``code`` is ``interaction_required``, ``login_required`` or ``consent_required``.
+    """
+
+    code = "interaction_required"
+    title = "User interaction is required"
+
+    def __init__(self, code: str = "interaction_required", detail: str | None = None):
+        super().__init__(detail)
+        self.code = code

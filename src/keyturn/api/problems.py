@@ -4,7 +4,8 @@ The hosted pages (``keyturn.api.ui``) render the same errors as HTML; they take 
 status from the error and the retry headers from :func:`error_headers`.
 
 Every answer carries ``{type, title, status, detail, code, errors}``; ``code`` is stable
-and listed in the API specification.
+and listed in the API specification. Under ``/oauth2/`` the same errors take the RFC 6749
+section 5.2 form ``{error, error_description}`` that OAuth client libraries parse.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 PROBLEM_TYPE_BASE = "https://keyturn.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+OAUTH_PATH_PREFIX = "/oauth2/"
 
 _HTTP_CODES = {
     # FastAPI raises a bare 400 only when the body cannot be decoded (e.g. invalid UTF-8).
@@ -61,6 +63,19 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def oauth_error(
+    status: int, error: str, description: str, *, headers: dict[str, str] | None = None
+) -> Response:
+    """RFC 6749 section 5.2: ``{error, error_description}``, never cached (section 5.1)."""
+    body = {"error": error, "error_description": description}
+    merged = {"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=merged)
+
+
+def _is_oauth(request: Request) -> bool:
+    return request.url.path.startswith(OAUTH_PATH_PREFIX)
+
+
 def _field(location: tuple[Any, ...] | list[Any]) -> str:
     # ("body", "email") -> "email"; the "body"/"query" prefix is noise for clients.
     parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
@@ -84,9 +99,11 @@ def error_headers(exc: KeyturnError) -> dict[str, str]:
     return headers
 
 
-async def _domain_error(_request: Request, exc: Exception) -> Response:
+async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
     headers = error_headers(exc)
+    if _is_oauth(request):
+        return oauth_error(exc.status, exc.code, exc.detail, headers=headers)
     if exc.status == 401 and not isinstance(exc, InvalidClient):
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
         # RFC 6750 section 3.1: an error code only when a token was presented and refused.
@@ -98,8 +115,11 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
     return problem(exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101  (registered for this type only)
+    if _is_oauth(request):
+        fields = sorted({_field(error.get("loc", ())) for error in exc.errors()})
+        return oauth_error(400, "invalid_request", f"Invalid parameters: {', '.join(fields)}.")
     errors = []
     malformed = False
     for error in exc.errors():
@@ -118,10 +138,12 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101  (registered for this type only)
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
+    if _is_oauth(request) and exc.status_code in (400, 413):
+        return oauth_error(exc.status_code, "invalid_request", detail)
     return problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
 
 

@@ -1,21 +1,12 @@
-"""Form bodies, field errors and the ``next`` (return-to) rule of the hosted pages.
-
-Form bodies are ``application/x-www-form-urlencoded`` only (no file uploads anywhere), read
-with the standard library's ``urllib.parse.parse_qsl``: Starlette's ``request.form()``
-would pull in python-multipart for a format these pages never accept.
-"""
+"""Field errors and the ``next`` (return-to) rule of the hosted pages (bodies: api/forms)."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from starlette.requests import Request
 
-FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
-# The largest form (reset) has four fields; a few more leave room, thousands do not.
-MAX_FIELDS = 12
 MAX_NEXT_LENGTH = 2048
 # Printable ASCII only: browsers drop tabs and newlines from URLs ("/\t/evil" is
 # "//evil"), and anything else must arrive percent-encoded.
@@ -27,36 +18,6 @@ FRIENDLY = {
     "name": "Names are at most 200 characters, without control characters.",
     "token": "The link is incomplete. Open it again from the mail.",
 }
-
-
-async def read_form(request: Request) -> dict[str, str] | None:
-    """The submitted fields, or None when the body is not a well-formed form.
-
-    A repeated field is refused rather than guessed at (which copy would a check see?).
-    """
-    body = await request.body()
-    if not body:
-        # No fields at all (a bare POST): the CSRF check then refuses it with a 403.
-        return {}
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != FORM_MEDIA_TYPE:
-        return None
-    try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            max_num_fields=MAX_FIELDS,
-            encoding="utf-8",
-            errors="strict",
-        )
-    except (UnicodeDecodeError, ValueError):
-        return None
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if name in form:
-            return None
-        form[name] = value
-    return form
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
