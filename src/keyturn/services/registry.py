@@ -14,6 +14,7 @@ from keyturn.services.api_keys import ApiKeyService
 from keyturn.services.audit_log import AuditLogService
 from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
+from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
@@ -39,6 +40,7 @@ class Services:
     access_tokens: AccessTokenService
     throttle: Throttle
     keys: KeyManager
+    id_tokens: IdTokenSigner
     hash_pool: HashPool
     outbox: MailOutbox
     outbox_worker: OutboxWorker
