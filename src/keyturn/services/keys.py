@@ -153,7 +153,22 @@ def _oldest_first(records: list[SigningKeyRecord]) -> list[SigningKeyRecord]:
 
 class KeyManager:
     """Holds one key chain per algorithm: the active signers and a verifier over every
-    published key; rotates every chain together."""
+    published key; rotates every chain together.
+
+    Args:
+        uow_factory: Opens a unit of work (the keys live in the database).
+        aead: Seals the private keys at rest.
+        alg: The default signing algorithm (access tokens); its chain must sign.
+        algorithms: More algorithms to keep a chain for (ID tokens); ``alg`` is always kept.
+        cache_seconds: How often the keys are re-read from the database.
+        token_ttl: The access-token lifetime (how long a retired key stays published).
+        rotation_days: The automatic rotation period; 0 turns the schedule off.
+        publish_ahead_seconds: How long a ``next`` key is published before it may sign.
+        clock: Monotonic clock for the cache (injectable for tests).
+
+    Raises:
+        ValueError: An algorithm Keyturn cannot sign with.
+    """
 
     def __init__(
         self,
@@ -168,12 +183,6 @@ class KeyManager:
         publish_ahead_seconds: int = 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Args (beyond the obvious): ``alg`` is the default signing algorithm (access
-        tokens); ``algorithms`` adds chains (ID tokens); ``alg`` is always kept.
-
-        Raises:
-            ValueError: An algorithm Keyturn cannot sign with.
-        """
         self._uow_factory = uow_factory
         self._aead = aead
         self._alg = alg
@@ -229,7 +238,11 @@ class KeyManager:
                 await uow.signing_keys.lock_chains()
                 still = self._missing_states(await uow.signing_keys.list_published())
                 for alg, state in still:
-                    await uow.signing_keys.add(self._record(made[alg, state], state, now))
+                    # A pair missing only now (another process changed the chain) too.
+                    material = made.get((alg, state))
+                    if material is None:
+                        material = await asyncio.to_thread(generate_key, alg)
+                    await uow.signing_keys.add(self._record(material, state, now))
                 if still:
                     await uow.commit()
                     log.info("signing_keys_created", keys=[f"{a}:{s}" for a, s in still])
