@@ -186,7 +186,6 @@ def validate(settings: Settings) -> None:
         )
     unknown = [alg for alg in settings.id_token_algs if alg not in SIGNING_ALGORITHMS]
     if unknown:
-        # Never echo more than the names: they are short, and not secret.
         problems.append(
             f"KEYTURN_ID_TOKEN_ALGS: unsupported {', '.join(map(repr, unknown))}; "
             f"choose among {', '.join(SIGNING_ALGORITHMS)}"

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
 
 __all__ = ["at_hash", "c_hash", "left_half_hash"]
 
-_HASHES: dict[str, Callable[[bytes], hashlib._Hash]] = {
-    "ES256": hashlib.sha256,
-    "RS256": hashlib.sha256,
-    "EdDSA": hashlib.sha512,  # Ed25519 only (see the module docstring)
+_HASHES = {
+    "ES256": "sha256",
+    "RS256": "sha256",
+    "EdDSA": "sha512",  # Ed25519 only (see the module docstring)
 }
 
 
@@ -41,11 +40,11 @@ def left_half_hash(value: str, alg: str) -> str:
     Raises:
         ValueError: An algorithm without a known hash, or a value that is not ASCII.
     """
-    hasher = _HASHES.get(alg)
-    if hasher is None:
+    name = _HASHES.get(alg)
+    if name is None:
         raise ValueError(f"no ID Token hash defined for {alg!r}")
     # UnicodeEncodeError is a ValueError: tokens and codes we issue are always ASCII.
-    digest = hasher(value.encode("ascii")).digest()
+    digest = hashlib.new(name, value.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
