@@ -57,6 +57,7 @@ from keyturn.services.authorization import Authorizer
 from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.clients import ClientService
 from keyturn.services.credentials import PasswordPolicy
+from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
 from keyturn.services.one_time_tokens import OneTimeTokens
@@ -142,6 +143,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         uow_factory=uow_factory,
         aead=aead,
         alg=settings.signing_alg,
+        algorithms=settings.id_token_algs,
         cache_seconds=settings.key_cache_seconds,
         token_ttl=settings.access_token_ttl,
         rotation_days=settings.key_rotation_days,
@@ -275,6 +277,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         access_tokens=access_tokens,
         throttle=guard.throttle,
         keys=keys,
+        id_tokens=IdTokenSigner(keys=keys, algorithms=settings.id_token_algs),
         hash_pool=hash_pool,
         outbox=outbox,
         outbox_worker=OutboxWorker(

@@ -23,6 +23,14 @@ MIN_SECRET_KEY_CHARS = 32
 # Cache-Control max-age of /.well-known/jwks.json: a next key must be published longer.
 JWKS_MAX_AGE_SECONDS = 300
 
+# ID-token algorithms; RS256 is mandatory (OpenID Connect Core 1.0 section 15.1, and
+# Discovery 1.0 section 3: id_token_signing_alg_values_supported MUST include RS256).
+DEFAULT_ID_TOKEN_ALGS = ("RS256", "ES256")
+OIDC_REQUIRED_ALG = "RS256"
+# The algorithms Keyturn can sign with (security/keys.py SUPPORTED_ALGORITHMS; config
+# imports nothing from the lower layers).
+SIGNING_ALGORITHMS = ("ES256", "RS256", "EdDSA")
+
 CsvList = Annotated[list[str], NoDecode]
 
 
@@ -60,7 +68,10 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=OWASP_ARGON2_TIME_COST, ge=1)
     hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     hash_queue: int = Field(default=64, ge=0)
+    # The access-token algorithm (and the default signer); ID tokens choose among
+    # id_token_algs. The key manager keeps one key chain per algorithm of the union.
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    id_token_algs: CsvList = Field(default_factory=lambda: list(DEFAULT_ID_TOKEN_ALGS))
     key_cache_seconds: int = Field(default=30, ge=1)
     # Signing-key rotation (services/keys.py); 0 days turns the automatic schedule off.
     key_rotation_days: int = Field(default=30, ge=0, le=3650)
@@ -93,7 +104,9 @@ class Settings(BaseSettings):
     brand_logo_url: str | None = None
     brand_color: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
 
-    @field_validator("secret_key", "cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "secret_key", "cors_origins", "trusted_proxies", "id_token_algs", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -104,6 +117,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_issuer(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def signing_algorithms(self) -> tuple[str, ...]:
+        """Every algorithm with a key chain: the access-token one first, then the ID-token
+        ones (deduplicated, in order)."""
+        return tuple(dict.fromkeys((self.signing_alg, *self.id_token_algs)))
 
     @property
     def is_production(self) -> bool:
@@ -164,6 +183,17 @@ def validate(settings: Settings) -> None:
         problems.append(
             "KEYTURN_KEY_PUBLISH_AHEAD_SECONDS must exceed the JWKS max-age "
             f"({JWKS_MAX_AGE_SECONDS} s) plus KEYTURN_KEY_CACHE_SECONDS"
+        )
+    unknown = [alg for alg in settings.id_token_algs if alg not in SIGNING_ALGORITHMS]
+    if unknown:
+        problems.append(
+            f"KEYTURN_ID_TOKEN_ALGS: unsupported {', '.join(map(repr, unknown))}; "
+            f"choose among {', '.join(SIGNING_ALGORITHMS)}"
+        )
+    if OIDC_REQUIRED_ALG not in settings.id_token_algs:
+        problems.append(
+            f"KEYTURN_ID_TOKEN_ALGS must include {OIDC_REQUIRED_ALG} "
+            "(OpenID Connect Core 1.0 section 15.1)"
         )
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")

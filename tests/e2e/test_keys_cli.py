@@ -18,18 +18,22 @@ NEW_SECRET = "new-secret-key-9876543210-zyxwvutsrqponmlk"
 ROW = re.compile(r"^(\S{43})\s+(ES256|RS256|EdDSA)\s+(next|active|retired|expired)\s", re.M)
 
 
-def _states(output: str) -> dict[str, list[str]]:
-    states: dict[str, list[str]] = {}
-    for kid, _alg, state in ROW.findall(output):
-        states.setdefault(state, []).append(kid)
-    return states
+CHAIN_ALGS = ("ES256", "RS256")  # KEYTURN_SIGNING_ALG and KEYTURN_ID_TOKEN_ALGS defaults
+
+
+def _states(output: str) -> dict[str, dict[str, list[str]]]:
+    """alg -> state -> kids: one chain per algorithm."""
+    chains: dict[str, dict[str, list[str]]] = {}
+    for kid, alg, state in ROW.findall(output):
+        chains.setdefault(alg, {}).setdefault(state, []).append(kid)
+    return chains
 
 
 def _env(data: Path, secret: str) -> dict[str, str]:
     return keyturn_env(data, {**LOW_ARGON2, "KEYTURN_SECRET_KEY": secret})
 
 
-def _list(env: dict[str, str]) -> dict[str, list[str]]:
+def _list(env: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     listed = run_keyturn(["keys", "list"], env)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split() == [
@@ -48,35 +52,40 @@ def test_keys_list_and_rotate(tmp_path: Path) -> None:
     env = _env(data, TEST_SECRET)
     assert run_keyturn(["migrate"], env).returncode == 0
 
-    # An empty database gets its active and next keys; the next one is too young to sign.
+    # An empty database gets an active and a next key per algorithm; the next ones are too
+    # young to sign.
     early = run_keyturn(["keys", "rotate"], env)
     assert early.returncode == 1
     assert "rotation refused" in early.stderr
     assert "may sign from" in early.stderr
-    states = _list(env)
-    assert {state: len(kids) for state, kids in states.items()} == {"active": 1, "next": 1}
+    chains = _list(env)
+    assert set(chains) == set(CHAIN_ALGS)
+    for states in chains.values():
+        assert {state: len(kids) for state, kids in states.items()} == {"active": 1, "next": 1}
 
-    # Published long enough (an hour ago, as far as the database knows): it rotates.
+    # Published long enough (an hour ago, as far as the database knows): every chain rotates.
     with sqlite3.connect(data / "keyturn.db") as connection:
         connection.execute(
             "UPDATE signing_keys SET created_at = '2000-01-01 00:00:00.000000' WHERE state = 'next'"
         )
     rotated = run_keyturn(["keys", "rotate"], env)
     assert rotated.returncode == 0, rotated.stderr
-    assert f"active: {states['next'][0]}" in rotated.stdout
-    assert f"retired: {states['active'][0]}" in rotated.stdout
     after = _list(env)
-    assert after["active"] == states["next"]
-    assert after["retired"] == states["active"]
-    assert len(after["next"]) == 1
-    assert f"next: {after['next'][0]}" in rotated.stdout
+    for alg, states in chains.items():
+        assert f"{alg} active: {states['next'][0]}" in rotated.stdout
+        assert f"{alg} retired: {states['active'][0]}" in rotated.stdout
+        assert after[alg]["active"] == states["next"]
+        assert after[alg]["retired"] == states["active"]
+        assert len(after[alg]["next"]) == 1
+        assert f"{alg} next: {after[alg]['next'][0]}" in rotated.stdout
 
     # An emergency rotation does not wait.
     forced = run_keyturn(["keys", "rotate", "--force"], env)
     assert forced.returncode == 0, forced.stderr
     final = _list(env)
-    assert final["active"] == after["next"]
-    assert sorted(final["retired"]) == sorted(after["retired"] + after["active"])
+    for alg in CHAIN_ALGS:
+        assert final[alg]["active"] == after[alg]["next"]
+        assert sorted(final[alg]["retired"]) == sorted(after[alg]["retired"] + after[alg]["active"])
 
     assert run_keyturn(["keys", "rotate", "--no-such-flag"], env).returncode != 0
 
@@ -85,18 +94,18 @@ def test_secret_rotate_moves_every_secret_to_the_new_first_key(tmp_path: Path) -
     data = tmp_path / "data"
     old = _env(data, TEST_SECRET)
     assert run_keyturn(["migrate"], old).returncode == 0
-    # Creates the active and next keys, then refuses (the next one is too young).
+    # Creates the active and next keys of both chains (4), then refuses (too young).
     assert run_keyturn(["keys", "rotate"], old).returncode == 1
     kids = _list(old)
 
     ring = _env(data, f"{NEW_SECRET},{TEST_SECRET}")
     first = run_keyturn(["secret", "rotate"], ring)
     assert first.returncode == 0, first.stderr
-    assert "signing keys: 2 re-encrypted, 0 already current" in first.stdout
+    assert "signing keys: 4 re-encrypted, 0 already current" in first.stdout
     assert "outbox payloads: 0 re-encrypted, 0 already current, 0 unreadable" in first.stdout
     again = run_keyturn(["secret", "rotate"], ring)
     assert again.returncode == 0, again.stderr
-    assert "signing keys: 0 re-encrypted, 2 already current" in again.stdout
+    assert "signing keys: 0 re-encrypted, 4 already current" in again.stdout
 
     # The old key can go: the keys open under the new one alone (rotation decrypts them).
     new_only = _env(data, NEW_SECRET)
@@ -106,7 +115,9 @@ def test_secret_rotate_moves_every_secret_to_the_new_first_key(tmp_path: Path) -
         )
     rotated = run_keyturn(["keys", "rotate"], new_only)
     assert rotated.returncode == 0, rotated.stderr
-    assert _list(new_only)["active"] == kids["next"]
+    now = _list(new_only)
+    for alg in CHAIN_ALGS:
+        assert now[alg]["active"] == kids[alg]["next"]
 
     # Whereas a ring missing the key a secret is sealed under refuses, exit 1.
     stale = run_keyturn(["secret", "rotate"], old)

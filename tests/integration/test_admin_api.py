@@ -329,3 +329,14 @@ async def test_rotation_through_the_admin_api(app: FastAPI, client: httpx.AsyncC
     assert jwt.get_unverified_header(fresh.json()["access_token"])["kid"] == activated
     # The token from before the rotation still works.
     assert (await client.get("/v1/me", headers=headers)).status_code == 200
+    # Every chain rotated together; the list shows each key's alg.
+    chains = {chain["alg"]: chain for chain in forced.json()["chains"]}
+    assert list(chains) == ["ES256", "RS256"]  # the access-token algorithm first
+    assert chains["ES256"]["activated"] == activated
+    after = (await client.get("/v1/admin/keys", headers=headers)).json()["items"]
+    for alg, chain in chains.items():
+        mine = [key for key in after if key["alg"] == alg]
+        assert [key["kid"] for key in mine if key["state"] == "active"] == [chain["activated"]]
+        assert [key["kid"] for key in mine if key["state"] == "next"] == [chain["next"]]
+        assert set(chain["retired"]) <= {key["kid"] for key in mine if key["state"] == "retired"}
+    assert {key["alg"] for key in after} == {"ES256", "RS256"}

@@ -1,9 +1,11 @@
 """Signing-key rotation and secret re-encryption (DESIGN.md section 4, issue 5 item 5).
 
-States next -> active -> retired: the JWKS always holds the next and the active key, a
-retired one until every token it signed has expired; a token minted before two rotations
-still verifies with an independent library (PyJWT) until it expires; two replicas rotating
-at once make one rotation; the schedule rotates when due and not before; ``keyturn secret
+One chain per algorithm (ES256 for access tokens, RS256 and ES256 for ID tokens by
+default), each with states next -> active -> retired: the JWKS always holds every chain's
+next and active key, a retired one until every token it signed has expired; tokens of
+each algorithm minted before two rotations still verify with an independent library
+(PyJWT) until they expire; two replicas starting or rotating at once create each chain
+once and rotate once; the schedule rotates when due and not before; ``keyturn secret
 rotate`` re-encrypts every sealed secret under the first ring key.
 
 Every test gets a database of its own: rotations and time travel would otherwise change
@@ -39,6 +41,7 @@ from keyturn.db.models import OutboxMessageRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
+from keyturn.security.keys import thumbprint
 from keyturn.services.keys import KeyInfo, KeyManager, RotationRefused, RotationResult
 from keyturn.services.ports import UnitOfWork
 from smtp_server import SmtpServer
@@ -50,6 +53,9 @@ NEW_SECRET = "new-secret-key-9876543210-zyxwvutsrqponmlk"
 # Short enough for two rotations inside one token lifetime (the acceptance test).
 PUBLISH_AHEAD = 331
 TOKEN_TTL = 3600
+ACCESS_ALG = "ES256"  # KEYTURN_SIGNING_ALG default
+CHAIN_ALGS = ("ES256", "RS256")  # ACCESS_ALG and the KEYTURN_ID_TOKEN_ALGS default
+CLIENT_ID = "oidc-client"
 # Bounds for polling, not expectations.
 WAIT = 15.0
 POLL = 0.02
@@ -92,6 +98,7 @@ def _manager(
         uow_factory=uow_factory,
         aead=Aead(KeyRing.from_strings(secret_key or settings.secret_key)),
         alg=settings.signing_alg,
+        algorithms=settings.id_token_algs,
         cache_seconds=settings.key_cache_seconds,
         token_ttl=settings.access_token_ttl,
         rotation_days=settings.key_rotation_days,
@@ -120,8 +127,11 @@ async def _jwks(client: httpx.AsyncClient) -> dict[str, Any]:
     return body
 
 
-def _pyjwt_verify(token: str, jwks: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Verification as a third party does it: PyJWT, keys from the published JWKS only."""
+def _pyjwt_verify(
+    token: str, jwks: dict[str, Any], settings: Settings, *, audience: str | None = None
+) -> dict[str, Any]:
+    """Verification as a third party does it: PyJWT, keys from the published JWKS only,
+    the algorithm taken from the key (never from the token's header)."""
     kid = jwt.get_unverified_header(token)["kid"]
     matching = [key for key in jwks["keys"] if key["kid"] == kid]
     if not matching:
@@ -129,8 +139,8 @@ def _pyjwt_verify(token: str, jwks: dict[str, Any], settings: Settings) -> dict[
     claims: dict[str, Any] = jwt.decode(
         token,
         key=jwt.PyJWK(matching[0]),
-        algorithms=["ES256"],
-        audience=settings.audience,
+        algorithms=[matching[0]["alg"]],
+        audience=audience or settings.audience,
         issuer=settings.issuer,
     )
     return claims
@@ -140,22 +150,44 @@ def _kid(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
-def _by_state(keys: list[KeyInfo]) -> dict[str, list[str]]:
+def _by_state(keys: list[KeyInfo], alg: str = ACCESS_ALG) -> dict[str, list[str]]:
+    """The states of one chain (by default the access-token one)."""
     states: dict[str, list[str]] = {}
     for key in keys:
-        states.setdefault(key.state, []).append(key.kid)
+        if key.alg == alg:
+            states.setdefault(key.state, []).append(key.kid)
     return states
+
+
+def _chains(keys: list[KeyInfo]) -> dict[str, dict[str, list[str]]]:
+    return {alg: _by_state(keys, alg) for alg in sorted({key.alg for key in keys})}
 
 
 async def _assert_published(keys: KeyManager, client: httpx.AsyncClient) -> dict[str, list[str]]:
-    """JWKS = exactly the next, active and unexpired retired keys; one next, one active."""
+    """Every chain: exactly one next and one active key; JWKS = exactly the next, active
+    and unexpired retired keys of every chain, each with its own alg. Returns the
+    access-token chain's states."""
     listed = await keys.list_keys()
-    states = _by_state(listed)
-    assert len(states.get("next", [])) == 1, states
-    assert len(states.get("active", [])) == 1, states
-    published = {key.kid for key in listed if key.published}
-    assert {key["kid"] for key in (await _jwks(client))["keys"]} == published
-    return states
+    chains = _chains(listed)
+    assert set(chains) == set(CHAIN_ALGS), chains
+    for alg, states in chains.items():
+        assert len(states.get("next", [])) == 1, (alg, states)
+        assert len(states.get("active", [])) == 1, (alg, states)
+    published = {key.kid: key.alg for key in listed if key.published}
+    jwks = (await _jwks(client))["keys"]
+    assert {key["kid"]: key["alg"] for key in jwks} == published
+    assert len(jwks) == len(published)  # no kid twice
+    for key in jwks:
+        assert key["use"] == "sig"
+        assert key["kid"] == thumbprint(key)  # RFC 7638
+    return chains[ACCESS_ALG]
+
+
+def _id_token(application: FastAPI, settings: Settings, alg: str, sub: str) -> str:
+    """An ID Token as the OIDC slice will sign it (typ JWT, the chain of ``alg``)."""
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"iss": settings.issuer, "sub": sub, "aud": CLIENT_ID, "exp": now + TOKEN_TTL}
+    return str(application.state.services.id_tokens.sign({**claims, "iat": now}, alg=alg))
 
 
 def _start() -> datetime:
@@ -165,7 +197,7 @@ def _start() -> datetime:
 # --- two rotations: old tokens verify (PyJWT through the JWKS) until they expire ---------
 
 
-async def test_token_minted_before_two_rotations_verifies_through_jwks_until_expiry(
+async def test_tokens_of_each_alg_minted_before_two_rotations_verify_through_jwks_until_expiry(
     rotation_settings: Settings,
 ) -> None:
     settings = rotation_settings
@@ -173,58 +205,100 @@ async def test_token_minted_before_two_rotations_verifies_through_jwks_until_exp
     with time_machine.travel(start, tick=False) as traveller:
         async with _serving(settings) as (application, client):
             keys = _keys(application)
-            states = await _assert_published(keys, client)
-            first_kid, first_next = states["active"][0], states["next"][0]
+            await _assert_published(keys, client)
+            first = _chains(await keys.list_keys())
             old = await signup_login(client)
             old_token = old["access_token"]
-            assert _kid(old_token) == first_kid
-            assert _pyjwt_verify(old_token, await _jwks(client), settings)["sub"]
+            assert _kid(old_token) == first[ACCESS_ALG]["active"][0]
+            sub = _pyjwt_verify(old_token, await _jwks(client), settings)["sub"]
+            # One ID Token per chain, each signed by its chain's active key.
+            old_id_tokens = {alg: _id_token(application, settings, alg, sub) for alg in CHAIN_ALGS}
+            for alg, id_token in old_id_tokens.items():
+                assert jwt.get_unverified_header(id_token) == {
+                    "alg": alg,
+                    "kid": first[alg]["active"][0],
+                    "typ": "JWT",
+                }
 
+            async def assert_old_tokens_verify() -> None:
+                jwks = await _jwks(client)
+                assert _pyjwt_verify(old_token, jwks, settings)["sub"] == sub
+                for id_token in old_id_tokens.values():
+                    assert _pyjwt_verify(id_token, jwks, settings, audience=CLIENT_ID)["sub"] == sub
+
+            await assert_old_tokens_verify()
             rotations: list[RotationResult] = []
             for _ in range(2):
                 traveller.shift(timedelta(seconds=PUBLISH_AHEAD))
                 rotations.append(await keys.rotate())
-                states = await _assert_published(keys, client)
+                await _assert_published(keys, client)
                 fresh = await signup_login(client)
-                # New tokens carry the new kid: the former next key signs now.
+                # New tokens carry the new kid: the former next key signs now, per chain.
                 assert _kid(fresh["access_token"]) == rotations[-1].activated
                 assert _pyjwt_verify(fresh["access_token"], await _jwks(client), settings)
-                # The token from before the first rotation still verifies, both ways.
-                assert _pyjwt_verify(old_token, await _jwks(client), settings)["sub"]
+                for alg in CHAIN_ALGS:
+                    id_token = _id_token(application, settings, alg, sub)
+                    assert _kid(id_token) == rotations[-1].chain(alg).activated
+                    assert _pyjwt_verify(
+                        id_token, await _jwks(client), settings, audience=CLIENT_ID
+                    )
+                # The tokens from before the first rotation still verify, both ways.
+                await assert_old_tokens_verify()
                 assert (await client.get("/v1/me", headers=bearer(old_token))).status_code == 200
 
-            assert rotations[0].activated == first_next
-            assert rotations[0].retired == (first_kid,)
-            assert rotations[1].activated == rotations[0].next
-            assert rotations[1].retired == (first_next,)
-            assert set(states["retired"]) == {first_kid, first_next}
+            for alg in CHAIN_ALGS:
+                one, two = rotations[0].chain(alg), rotations[1].chain(alg)
+                assert one.activated == first[alg]["next"][0]
+                assert one.retired == tuple(first[alg]["active"])
+                assert two.activated == one.next
+                assert two.retired == (first[alg]["next"][0],)
+            chains = _chains(await keys.list_keys())
+            for alg in CHAIN_ALGS:
+                assert set(chains[alg]["retired"]) == {
+                    first[alg]["active"][0],
+                    first[alg]["next"][0],
+                }
+            assert [chain.alg for chain in rotations[0].chains] == list(CHAIN_ALGS)
 
-            # Until its expiry it verifies; one second later it does not.
+            # Until their expiry they verify; one second later they do not.
             expiry = start + timedelta(seconds=TOKEN_TTL)
             traveller.move_to(expiry - timedelta(seconds=1))
             await keys.reload()
-            assert _pyjwt_verify(old_token, await _jwks(client), settings)
+            await assert_old_tokens_verify()
             assert (await client.get("/v1/me", headers=bearer(old_token))).status_code == 200
             traveller.move_to(expiry + timedelta(seconds=1))
-            with pytest.raises(jwt.ExpiredSignatureError):
-                _pyjwt_verify(old_token, await _jwks(client), settings)
+            for token in (old_token, *old_id_tokens.values()):
+                with pytest.raises(jwt.ExpiredSignatureError):
+                    _pyjwt_verify(token, await _jwks(client), settings, audience=_aud(token))
             assert (await client.get("/v1/me", headers=bearer(old_token))).status_code == 401
 
-            # Past retired_at + token lifetime (+ margin) the first key is gone from the JWKS.
+            # Past retired_at + token lifetime (+ margin) the first keys are gone from the JWKS.
             retired_at = start + timedelta(seconds=PUBLISH_AHEAD)
             traveller.move_to(retired_at + keys.retired_window + timedelta(seconds=1))
             await keys.reload()
-            states = await _assert_published(keys, client)
-            assert first_kid in states["expired"]
-            assert first_kid not in {key["kid"] for key in (await _jwks(client))["keys"]}
-            with pytest.raises(jwt.InvalidTokenError, match="not published"):
-                _pyjwt_verify(old_token, await _jwks(client), settings)
+            await _assert_published(keys, client)
+            chains = _chains(await keys.list_keys())
+            published = {key["kid"] for key in (await _jwks(client))["keys"]}
+            for alg in CHAIN_ALGS:
+                assert chains[alg]["expired"] == first[alg]["active"]
+                assert first[alg]["active"][0] not in published
+                # The second key, retired later, is still published.
+                assert chains[alg]["retired"] == first[alg]["next"]
+            for token in (old_token, *old_id_tokens.values()):
+                with pytest.raises(jwt.InvalidTokenError, match="not published"):
+                    _pyjwt_verify(token, await _jwks(client), settings, audience=_aud(token))
             assert (await client.get("/v1/me", headers=bearer(old_token))).status_code == 401
-            # The second key, retired later, is still published; the signer is unaffected.
-            assert first_next in states["retired"]
+            # The signers are unaffected.
             assert _pyjwt_verify(
                 (await signup_login(client))["access_token"], await _jwks(client), settings
             )
+            for alg in CHAIN_ALGS:
+                id_token = _id_token(application, settings, alg, sub)
+                assert _pyjwt_verify(id_token, await _jwks(client), settings, audience=CLIENT_ID)
+
+
+def _aud(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["aud"])
 
 
 async def test_a_next_key_too_young_is_not_activated_unless_forced(
@@ -232,15 +306,19 @@ async def test_a_next_key_too_young_is_not_activated_unless_forced(
 ) -> None:
     async with _serving(rotation_settings) as (application, client):
         keys = _keys(application)
-        before = _by_state(await keys.list_keys())
+        before = _chains(await keys.list_keys())
         with pytest.raises(RotationRefused) as refused:
             await keys.rotate()
         assert refused.value.status == 409
         assert refused.value.retry_at is not None
-        assert _by_state(await keys.list_keys()) == before
+        for alg in CHAIN_ALGS:  # every chain's next key is named, and none moved
+            assert f"next {alg} key {before[alg]['next'][0]}" in refused.value.detail
+        assert _chains(await keys.list_keys()) == before
         forced = await keys.rotate(force=True)
-        assert forced.activated == before["next"][0]
-        assert forced.retired == tuple(before["active"])
+        for alg in CHAIN_ALGS:
+            assert forced.chain(alg).activated == before[alg]["next"][0]
+            assert forced.chain(alg).retired == tuple(before[alg]["active"])
+        assert forced.activated == before[ACCESS_ALG]["next"][0]
         await _assert_published(keys, client)
 
 
@@ -259,33 +337,38 @@ async def test_concurrent_rotations_from_two_replicas_rotate_once(
         with time_machine.travel(start, tick=False) as traveller:
             await first.start()
             await second.start()
-            before = _by_state(await first.list_keys())
+            before = _chains(await first.list_keys())
             traveller.shift(timedelta(seconds=PUBLISH_AHEAD))
-            # PostgreSQL: both read the same `next` key, the compare-and-set lets one win.
-            # SQLite serialises the transactions: the second finds a `next` key too young.
+            # PostgreSQL: both read the same `next` keys, the compare-and-set lets one win.
+            # SQLite serialises the transactions: the second finds `next` keys too young.
             outcomes = await asyncio.gather(first.rotate(), second.rotate(), return_exceptions=True)
             done = [outcome for outcome in outcomes if isinstance(outcome, RotationResult)]
             refused = [outcome for outcome in outcomes if isinstance(outcome, RotationRefused)]
             assert len(done) == 1, outcomes
             assert len(refused) == 1, outcomes
-            after = _by_state(await first.list_keys())
-            assert after["active"] == before["next"]
-            assert after["retired"] == before["active"]
-            assert len(after["next"]) == 1
-            assert sum(len(kids) for kids in after.values()) == 3
+            after = _chains(await first.list_keys())
+            assert set(after) == set(CHAIN_ALGS)
+            for alg, states in after.items():
+                assert states["active"] == before[alg]["next"]
+                assert states["retired"] == before[alg]["active"]
+                assert len(states["next"]) == 1
+                assert sum(len(kids) for kids in states.values()) == 3
 
             # The schedule on both replicas at once: also exactly one rotation.
             traveller.shift(timedelta(days=settings.key_rotation_days))
             scheduled = await asyncio.gather(first.rotate_if_due(), second.rotate_if_due())
             assert sum(result is not None for result in scheduled) == 1, scheduled
-            final = _by_state(await first.list_keys())
-            assert final["active"] == after["next"]
-            assert len(final["next"]) == 1
-            assert final["retired"] == after["active"]
-            # A month on, the first key's tokens are long expired: no longer published.
-            assert final["expired"] == after["retired"]
-            # Both sign with the new active key (the loser of the race reloaded at once).
-            assert first.signer.kid == second.signer.kid == final["active"][0]
+            final = _chains(await first.list_keys())
+            for alg, states in final.items():
+                assert states["active"] == after[alg]["next"]
+                assert len(states["next"]) == 1
+                assert states["retired"] == after[alg]["active"]
+                # A month on, the first key's tokens are long expired: no longer published.
+                assert states["expired"] == after[alg]["retired"]
+                # Both sign with the new active key (the loser of the race reloaded at once).
+                assert first.signer_for(alg).kid == second.signer_for(alg).kid
+                assert first.signer_for(alg).kid == states["active"][0]
+            assert first.signer.kid == final[ACCESS_ALG]["active"][0]
     finally:
         await other_engine.dispose()
 
@@ -330,6 +413,7 @@ async def test_schedule_rotates_when_due_and_not_before(
         async with _serving(settings) as (application, client):
             keys = _keys(application)
             before = _by_state(await keys.list_keys())
+            before_id = _by_state(await keys.list_keys(), "RS256")
 
             async def settle_then_states() -> dict[str, list[str]]:
                 await asyncio.sleep(0.3)  # many schedule rounds (check every 0.02 s)
@@ -346,6 +430,11 @@ async def test_schedule_rotates_when_due_and_not_before(
             assert after["active"] == before["next"]
             assert after["retired"] == before["active"]
             assert keys.signer.kid == before["next"][0]
+            # The ID-token chain rotated with it.
+            after_id = _by_state(await keys.list_keys(), "RS256")
+            assert after_id["active"] == before_id["next"]
+            assert after_id["retired"] == before_id["active"]
+            assert keys.signer_for("RS256").kid == before_id["next"][0]
             # Once only: the fresh key is not due for another day.
             assert await settle_then_states() == after
             await _assert_published(keys, client)
@@ -354,23 +443,30 @@ async def test_schedule_rotates_when_due_and_not_before(
 async def test_schedule_waits_for_the_next_key_to_be_published_long_enough(
     rotation_settings: Settings, engine: AsyncEngine
 ) -> None:
-    """An old active key with a young next key (a database from before rotation)."""
+    """An old active ES256 key alone: a database from before rotation and before one
+    chain per algorithm."""
     settings = rotation_settings
     keys = _manager(engine, settings)
     start = _start()
     with time_machine.travel(start, tick=False) as traveller:
         await keys.start()
         states = _by_state(await keys.list_keys())
-        async with engine.begin() as connection:  # as an older version left it: no next
+        async with engine.begin() as connection:  # as an older version left it
             await connection.execute(
-                text("DELETE FROM signing_keys WHERE kid = :kid"), {"kid": states["next"][0]}
+                text("DELETE FROM signing_keys WHERE kid <> :kid"), {"kid": states["active"][0]}
             )
+        await keys.reload()  # signs access tokens with the ES256 key; no RS256 chain yet
+        with pytest.raises(RuntimeError, match="no active RS256 signing key"):
+            keys.signer_for("RS256")
         traveller.shift(timedelta(days=settings.key_rotation_days + 5))
-        # Due by age, but no next key: the schedule creates one and waits.
+        # Due by age, and incomplete chains: the schedule creates next keys and waits.
         created = await keys.rotate_if_due()
         assert created is not None
+        for alg in CHAIN_ALGS:
+            assert created.chain(alg).activated is None
+            assert created.chain(alg).next is not None
+            assert created.chain(alg).created == created.chain(alg).next
         assert created.activated is None
-        assert created.next is not None
         assert await keys.rotate_if_due() is None
         traveller.shift(timedelta(seconds=PUBLISH_AHEAD - 1))
         assert await keys.rotate_if_due() is None
@@ -379,6 +475,73 @@ async def test_schedule_waits_for_the_next_key_to_be_published_long_enough(
         assert rotated is not None
         assert rotated.activated == created.next
         assert rotated.retired == tuple(states["active"])
+        # The chain that had no active key gets its first one (and nothing to retire).
+        assert rotated.chain("RS256").activated == created.chain("RS256").next
+        assert rotated.chain("RS256").retired == ()
+        assert keys.signer_for("RS256").kid == created.chain("RS256").next
+        assert keys.signer.kid == created.next
+
+
+async def test_two_replicas_starting_at_once_create_each_chain_once(
+    rotation_settings: Settings, engine: AsyncEngine
+) -> None:
+    """Chain creation is serialised (PostgreSQL advisory lock, SQLite write lock)."""
+    settings = rotation_settings
+    engines = [engine, *(create_engine(settings.database_url) for _ in range(2))]
+    try:
+        managers = [_manager(each, settings) for each in engines]
+        await asyncio.gather(*(manager.start() for manager in managers))
+        listed = await managers[0].list_keys()
+        chains = _chains(listed)
+        assert set(chains) == set(CHAIN_ALGS)
+        for alg, states in chains.items():
+            assert {state: len(kids) for state, kids in states.items()} == {
+                "active": 1,
+                "next": 1,
+            }, (alg, states)
+            # All of them sign with the one active key of each chain.
+            assert {manager.signer_for(alg).kid for manager in managers} == set(states["active"])
+        assert len(listed) == 2 * len(CHAIN_ALGS)
+    finally:
+        for extra in engines[1:]:
+            await extra.dispose()
+
+
+async def test_a_chain_of_an_algorithm_no_longer_configured_is_retired_at_rotation(
+    rotation_settings: Settings, engine: AsyncEngine
+) -> None:
+    settings = rotation_settings
+    with_eddsa = settings.model_copy(update={"id_token_algs": ["RS256", "ES256", "EdDSA"]})
+    start = _start()
+    with time_machine.travel(start, tick=False) as traveller:
+        before = _manager(engine, with_eddsa)
+        await before.start()
+        eddsa = _by_state(await before.list_keys(), "EdDSA")
+        assert {state: len(kids) for state, kids in eddsa.items()} == {"active": 1, "next": 1}
+        token = before.sign(
+            {"iss": settings.issuer, "aud": "x", "exp": 2**31, "iat": 0}, typ="JWT", alg="EdDSA"
+        )
+
+        after = _manager(engine, settings)  # EdDSA dropped from KEYTURN_ID_TOKEN_ALGS
+        await after.start()
+        assert set(after.algorithms) == set(CHAIN_ALGS)
+        with pytest.raises(RuntimeError, match="no active EdDSA signing key"):
+            after.signer_for("EdDSA")
+        # Until the rotation its keys stay published.
+        assert set(eddsa["active"] + eddsa["next"]) <= {key["kid"] for key in after.jwks["keys"]}
+        traveller.shift(timedelta(seconds=PUBLISH_AHEAD))
+        result = await after.rotate()
+        assert {chain.alg for chain in result.chains} == set(CHAIN_ALGS)
+        retired = _by_state(await after.list_keys(), "EdDSA")
+        assert sorted(retired["retired"]) == sorted(eddsa["active"] + eddsa["next"])
+        assert set(retired) == {"retired"}
+        # Published while a token it signed may live, then gone.
+        published = {key["kid"] for key in after.jwks["keys"]}
+        assert set(retired["retired"]) <= published
+        assert _kid(token) in published
+        traveller.shift(after.retired_window + timedelta(seconds=1))
+        await after.reload()
+        assert not set(retired["retired"]) & {key["kid"] for key in after.jwks["keys"]}
 
 
 # --- keyturn secret rotate --------------------------------------------------------------
@@ -405,7 +568,8 @@ async def test_secret_rotate_reseals_keys_and_queued_mail_under_the_new_first_ke
     old_settings = make_settings(database_url=keys_db, outbox_worker="off")
     async with _serving(old_settings) as (application, client):
         token = (await signup_login(client, email))["access_token"]
-        await _keys(application).rotate(force=True)  # a retired key is resealed too
+        # Retired keys are resealed too: 2 chains x (retired, active, next) = 6 keys.
+        await _keys(application).rotate(force=True)
 
     # The commands run their own event loops (asyncio.run): off this one, in a thread.
     ring = f"{NEW_SECRET},{TEST_SECRET}"
@@ -413,13 +577,13 @@ async def test_secret_rotate_reseals_keys_and_queued_mail_under_the_new_first_ke
         _cli, ["secret", "rotate"], old_settings, ring, tmp_path
     )
     assert code == 0, output
-    assert "signing keys: 3 re-encrypted, 0 already current" in output
+    assert "signing keys: 6 re-encrypted, 0 already current" in output
     assert "outbox payloads: 1 re-encrypted, 0 already current, 0 unreadable" in output
     code, output = await anyio.to_thread.run_sync(
         _cli, ["secret", "rotate"], old_settings, ring, tmp_path
     )
     assert code == 0, output  # idempotent
-    assert "signing keys: 0 re-encrypted, 3 already current" in output
+    assert "signing keys: 0 re-encrypted, 6 already current" in output
     assert "outbox payloads: 0 re-encrypted, 1 already current" in output
 
     new_only = Aead(KeyRing.from_strings([NEW_SECRET]))

@@ -72,6 +72,8 @@ def test_defaults_match_the_design(tmp_path: Path) -> None:
     assert settings.password_min_length == 10
     assert settings.password_max_length == 1024
     assert settings.signing_alg == "ES256"
+    assert settings.id_token_algs == ["RS256", "ES256"]
+    assert settings.signing_algorithms == ("ES256", "RS256")
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'keyturn.db'}"
 
 
@@ -301,3 +303,41 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     with pytest.raises(ValidationError):
         settings.env = "production"  # type: ignore[misc]
+
+
+# --- signing algorithms: one key chain per algorithm ------------------------------------
+
+
+def test_id_token_algs_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KEYTURN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KEYTURN_SIGNING_ALG", "EdDSA")
+    monkeypatch.setenv("KEYTURN_ID_TOKEN_ALGS", " RS256 ,EdDSA,, ")
+    settings = load_settings()
+    assert settings.id_token_algs == ["RS256", "EdDSA"]
+    # The access-token algorithm first, then the ID-token ones; each once.
+    assert settings.signing_algorithms == ("EdDSA", "RS256")
+
+
+@pytest.mark.parametrize("algs", ["ES256", "EdDSA,ES256", "rs256", ""])
+def test_id_token_algs_without_rs256_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, algs: str
+) -> None:
+    """OpenID Connect Core 1.0 section 15.1: an OP must support RS256 for ID Tokens."""
+    monkeypatch.setenv("KEYTURN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KEYTURN_ID_TOKEN_ALGS", algs)
+    with pytest.raises(ConfigError, match=r"KEYTURN_ID_TOKEN_ALGS must include RS256"):
+        load_settings()
+
+
+@pytest.mark.parametrize("bad", ["HS256", "none", "PS256", "rs256"])
+def test_unsupported_id_token_algs_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ConfigError, match=rf"KEYTURN_ID_TOKEN_ALGS: unsupported '{bad}'"):
+        load_settings(data_dir=tmp_path, id_token_algs=["RS256", bad])
+
+
+@pytest.mark.parametrize("bad", ["HS256", "none", "RS512"])
+def test_unsupported_access_token_alg_is_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValidationError, match="signing_alg"):
+        load_settings(data_dir=tmp_path, signing_alg=bad)

@@ -12,7 +12,7 @@ from keyturn.api.schemas import Name, Request, SessionOut
 from keyturn.domain import AuditEvent, Role, User
 from keyturn.services.admin_users import UserPage
 from keyturn.services.audit_log import AuditPage
-from keyturn.services.keys import KeyInfo
+from keyturn.services.keys import KeyInfo, RotationResult
 
 RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Description = Annotated[str, StringConstraints(max_length=500)]
@@ -162,7 +162,34 @@ class SigningKeyList(BaseModel):
     next_cursor: None = None
 
 
-class RotationOut(BaseModel):
+class ChainRotationOut(BaseModel):
+    alg: str
     activated: str | None
     retired: list[str]
     next: str | None
+
+
+class RotationOut(BaseModel):
+    """Top-level fields: the access-token algorithm's chain; ``chains``: every chain."""
+
+    activated: str | None
+    retired: list[str]
+    next: str | None
+    chains: list[ChainRotationOut]
+
+    @classmethod
+    def of(cls, result: RotationResult) -> RotationOut:
+        return cls(
+            activated=result.activated,
+            retired=list(result.retired),
+            next=result.next,
+            chains=[
+                ChainRotationOut(
+                    alg=chain.alg,
+                    activated=chain.activated,
+                    retired=list(chain.retired),
+                    next=chain.next,
+                )
+                for chain in result.chains
+            ],
+        )

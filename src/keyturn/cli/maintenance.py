@@ -144,7 +144,7 @@ def keys_rotate(
         ),
     ] = False,
 ) -> None:
-    """Activate the next key, retire the active one and publish a fresh next key."""
+    """Per algorithm: activate the next key, retire the active one, publish a fresh next."""
     settings = settings_or_exit()
     ensure_schema(settings)
     try:
@@ -152,13 +152,14 @@ def keys_rotate(
     except RotationRefused as exc:
         typer.echo(f"rotation refused: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
-    if result.activated is None:
-        typer.echo(f"no next key existed; created next key {result.next}")
-        return
-    typer.echo(f"active: {result.activated}")
-    for kid in result.retired:
-        typer.echo(f"retired: {kid}")
-    typer.echo(f"next: {result.next}")
+    for chain in result.chains:
+        if chain.activated is None:
+            typer.echo(f"{chain.alg} no next key existed; created next key {chain.next}")
+            continue
+        typer.echo(f"{chain.alg} active: {chain.activated}")
+        for kid in chain.retired:
+            typer.echo(f"{chain.alg} retired: {kid}")
+        typer.echo(f"{chain.alg} next: {chain.next}")
 
 
 async def _keys_rotate(settings: Settings, *, force: bool) -> RotationResult:

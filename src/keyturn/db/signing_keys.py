@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import (
@@ -14,6 +14,10 @@ from keyturn.db.types import affected
 from keyturn.domain import (
     SigningKeyRecord,
 )
+
+# pg_advisory_xact_lock key serialising chain creation ("kt-keys" in ASCII); distinct from
+# the audit chain's key (db/audit.py).
+CHAINS_LOCK_KEY = 0x6B742D6B657973
 
 
 def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
@@ -34,6 +38,18 @@ class SqlSigningKeyRepository:
 
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
+
+    async def lock_chains(self) -> None:
+        """Serialises key-chain creation until this transaction ends.
+
+        There is no row to compare-and-set before a chain's first keys exist, so two
+        replicas starting together on an empty table would both create a chain.
+        """
+        if self._db.get_bind().dialect.name == "postgresql":
+            # Released at commit/rollback; READ COMMITTED gives the next statement a fresh
+            # snapshot, so the keys a replica that held the lock committed are seen.
+            await self._db.execute(select(func.pg_advisory_xact_lock(CHAINS_LOCK_KEY)))
+        # SQLite: BEGIN IMMEDIATE (db/engine.py) already holds the database write lock.
 
     async def list_published(
         self, *, retired_since: datetime | None = None
@@ -80,11 +96,14 @@ class SqlSigningKeyRepository:
         )
         return bool(affected(result))
 
-    async def retire_active(self, *, keep: str, now: datetime) -> list[str]:
+    async def retire_active(self, *, alg: str, keep: str, now: datetime) -> list[str]:
+        # One chain per algorithm: activating the RS256 next key must not retire ES256's.
         kids = list(
             await self._db.scalars(
                 select(SigningKeyRow.kid).where(
-                    SigningKeyRow.state == "active", SigningKeyRow.kid != keep
+                    SigningKeyRow.alg == alg,
+                    SigningKeyRow.state == "active",
+                    SigningKeyRow.kid != keep,
                 )
             )
         )

@@ -16,7 +16,6 @@ from keyturn.infra.errors import StoreUnavailable
 from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
 from keyturn.infra.revocation import RevocationStore
 from keyturn.security.jose import JosePolicy
-from keyturn.security.keys import SUPPORTED_ALGORITHMS
 from keyturn.services.keys import KeyManager
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -48,8 +47,10 @@ class AccessTokenService:
         self.ttl = ttl
         self._restoring: asyncio.Task[None] | None = None
         self._last_restore = float("-inf")
+        # Explicit allow-list: the algorithms the key manager keeps chains for (RFC 8725
+        # section 3.1); the key named by kid decides among them (security/jose.py).
         self._policy = JosePolicy(
-            algorithms=frozenset(SUPPORTED_ALGORITHMS),
+            algorithms=frozenset(keys.algorithms),
             issuer=issuer,
             audience=audience,
             typ=ACCESS_TOKEN_TYP,
@@ -73,7 +74,7 @@ class AccessTokenService:
             "auth_time": int(session.auth_time.timestamp()),
             "amr": list(session.amr),
         }
-        return self._keys.signer.sign(claims, typ=ACCESS_TOKEN_TYP)
+        return self._keys.sign(claims, typ=ACCESS_TOKEN_TYP)
 
     async def authenticate(self, token: str) -> Principal:
         """Verifies signature and claims, then refuses a revoked session."""

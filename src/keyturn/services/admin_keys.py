@@ -38,6 +38,10 @@ class AdminKeyService:
                     "activated": result.activated or "",
                     "next": result.next or "",
                     "forced": "yes" if force else "no",
+                    # Every chain, e.g. "ES256=<kid> RS256=<kid>" ("-": only a next key made).
+                    "chains": " ".join(
+                        f"{chain.alg}={chain.activated or '-'}" for chain in result.chains
+                    ),
                 },
             )
             await uow.commit()

@@ -4,26 +4,39 @@ Every replica reads the same rows, so a token signed by one verifies on all. The
 is refreshed every ``cache_seconds`` so keys added by another replica appear without a
 restart (DESIGN.md section 4).
 
-Rotation (states ``next -> active -> retired -> expired``):
+One chain per algorithm: the access-token algorithm (``KEYTURN_SIGNING_ALG``) and every
+ID-token algorithm (``KEYTURN_ID_TOKEN_ALGS``; RS256 always, OpenID Connect Core 1.0
+section 15.1) each have their own ``next``, ``active`` and ``retired`` keys. ``sign()``
+picks the active key of the algorithm asked for; the verifier holds every published key
+of every chain, and a key only ever verifies its own algorithm (security/jose.py).
+
+Rotation (states ``next -> active -> retired -> expired``), every chain together:
 
 - A ``next`` key is published in the JWKS for at least ``publish_ahead_seconds`` (longer
   than the JWKS Cache-Control max-age plus ``cache_seconds``, checked in config) before it
   signs, so a verifier caching the JWKS already holds it when the first token arrives.
-- ``rotate()`` does, in one transaction: ``next`` -> ``active``, the old ``active`` ->
-  ``retired`` (``retired_at`` = now), a fresh ``next``. Two replicas rotating at once are
-  told apart by a compare-and-set on the ``next`` row (``UPDATE ... WHERE kid = :kid AND
-  state = 'next'``): PostgreSQL makes the second UPDATE wait for the first's row lock and
-  then match nothing; SQLite serialises the whole transaction (``BEGIN IMMEDIATE``), so the
-  second one sees a ``next`` key too young to activate. Either way one rotation happens.
+- ``rotate()`` does, in one transaction, for each chain: ``next`` -> ``active``, that
+  chain's old ``active`` -> ``retired`` (``retired_at`` = now), a fresh ``next``. Two
+  replicas rotating at once are told apart by a compare-and-set on each ``next`` row
+  (``UPDATE ... WHERE kid = :kid AND state = 'next'``): PostgreSQL makes the second UPDATE
+  wait for the first's row lock and then match nothing (the chains are taken in a fixed
+  order, so the two never deadlock); SQLite serialises the whole transaction (``BEGIN
+  IMMEDIATE``), so the second one sees ``next`` keys too young to activate. Either way one
+  rotation happens, of every chain or of none.
 - A ``retired`` key stays published (and verifying) for ``access_token_ttl +
   cache_seconds + RETIRED_MARGIN_SECONDS`` after ``retired_at``: tokens signed by it, even by
   a replica that has not yet reloaded, keep verifying until they expire. Then it is no
   longer published (filtered by time) and the next rotation marks it ``expired`` and wipes
   its private part.
-- The first ``next`` key cannot be created under a compare-and-set (there is no row yet):
-  two replicas starting together on an empty table may both create one. That is harmless:
-  the oldest ``next`` is activated first and no fresh one is made while another is
-  waiting, so the surplus is absorbed by the following rotation.
+- The first keys of a chain cannot be created under a compare-and-set (there is no row
+  yet): ``start()`` creates them under a lock (``lock_chains``: a PostgreSQL advisory
+  lock; SQLite's write lock) and looks again once it holds it, so two replicas starting
+  together on an empty table create each chain once. A surplus ``next`` key (from a
+  release before that lock) is still absorbed: the oldest ``next`` is activated first and
+  no fresh one is made while another is waiting.
+- A chain of an algorithm no longer configured never signs again; the next rotation
+  retires its keys (``next`` and ``active`` alike), so they leave the JWKS once every
+  token they may have signed has expired.
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,41 +52,32 @@ from typing import Any
 import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
-from keyturn.errors import Conflict
 from keyturn.security.aead import Aead
 from keyturn.security.jose import Signer, Verifier
-from keyturn.security.keys import KeyMaterial, generate_key, load_key
-from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, generate_key, load_key
+from keyturn.services.key_rotation import (
+    ChainRotation,
+    RotationRefused,
+    RotationResult,
+    activation,
+    oldest_first,
+    rotate_chains,
+)
+from keyturn.services.ports import UnitOfWorkFactory
+
+__all__ = [
+    "RETIRED_MARGIN_SECONDS",
+    "ChainRotation",
+    "KeyInfo",
+    "KeyManager",
+    "RotationRefused",
+    "RotationResult",
+]
 
 log = structlog.get_logger(__name__)
 
 # Clock skew between replicas and verifiers, on top of the token lifetime.
 RETIRED_MARGIN_SECONDS = 60
-
-
-class RotationRefused(Conflict):
-    """A rotation was refused: too early for the ``next`` key, or another one just ran."""
-
-    code = "rotation_refused"
-    title = "The signing keys cannot be rotated now"
-
-    def __init__(self, detail: str, *, retry_at: datetime | None = None) -> None:
-        super().__init__(detail)
-        self.retry_at = retry_at
-
-
-@dataclass(frozen=True, slots=True)
-class RotationResult:
-    """What one ``rotate()`` changed."""
-
-    activated: str | None  # the kid that now signs; None when only a `next` key was made
-    retired: tuple[str, ...]  # kids that went active -> retired
-    next: str | None  # the kid waiting as `next` after the call
-    created: str | None  # the kid generated by this call (the new `next`), if any
-
-    @property
-    def rotated(self) -> bool:
-        return self.activated is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +94,24 @@ class KeyInfo:
     public_jwk: dict[str, str]
 
 
-def _activation(record: SigningKeyRecord) -> datetime:
-    return record.activated_at or record.created_at
-
-
-def _oldest_first(records: list[SigningKeyRecord]) -> list[SigningKeyRecord]:
-    return sorted(records, key=lambda record: (record.created_at, record.kid))
-
-
 class KeyManager:
-    """Holds the active signer and a verifier over every published key; rotates keys."""
+    """Holds one key chain per algorithm: the active signers and a verifier over every
+    published key; rotates every chain together.
+
+    Args:
+        uow_factory: Opens a unit of work (the keys live in the database).
+        aead: Seals the private keys at rest.
+        alg: The default signing algorithm (access tokens); its chain must sign.
+        algorithms: More algorithms to keep a chain for (ID tokens); ``alg`` is always kept.
+        cache_seconds: How often the keys are re-read from the database.
+        token_ttl: The access-token lifetime (how long a retired key stays published).
+        rotation_days: The automatic rotation period; 0 turns the schedule off.
+        publish_ahead_seconds: How long a ``next`` key is published before it may sign.
+        clock: Monotonic clock for the cache (injectable for tests).
+
+    Raises:
+        ValueError: An algorithm Keyturn cannot sign with.
+    """
 
     def __init__(
         self,
@@ -107,6 +119,7 @@ class KeyManager:
         uow_factory: UnitOfWorkFactory,
         aead: Aead,
         alg: str,
+        algorithms: Iterable[str] = (),
         cache_seconds: int,
         token_ttl: int = 600,
         rotation_days: int = 30,
@@ -116,6 +129,11 @@ class KeyManager:
         self._uow_factory = uow_factory
         self._aead = aead
         self._alg = alg
+        # The default first, then the others in order: one chain each.
+        self._algs = tuple(dict.fromkeys((alg, *algorithms)))
+        unsupported = [name for name in self._algs if name not in SUPPORTED_ALGORITHMS]
+        if unsupported:
+            raise ValueError(f"unsupported signing algorithms {unsupported}")
         self._cache_seconds = cache_seconds
         self._rotation_period = timedelta(days=rotation_days)
         self._publish_ahead = timedelta(seconds=publish_ahead_seconds)
@@ -123,31 +141,54 @@ class KeyManager:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._loaded_at = float("-inf")
-        self._signer: Signer | None = None
+        self._signers: dict[str, Signer] = {}
+        self._missing: frozenset[str] = frozenset()
         self._verifier = Verifier([])
         self._jwks: dict[str, Any] = {"keys": []}
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """Every algorithm with a chain, the default (access-token) one first."""
+        return self._algs
 
     @property
     def retired_window(self) -> timedelta:
         """How long a retired key stays published after ``retired_at``."""
         return self._retired_window
 
+    def _missing_states(self, records: list[SigningKeyRecord]) -> list[tuple[str, str]]:
+        present = {(record.alg, record.state) for record in records}
+        return [
+            (alg, state)
+            for alg in self._algs
+            for state in ("active", "next")
+            if (alg, state) not in present
+        ]
+
     async def start(self) -> None:
-        """Makes sure an active and a next key exist, then loads the cache."""
-        now = utcnow()
+        """Makes sure every chain has an active and a next key, then loads the cache.
+
+        Two replicas starting together create each chain once: creation runs under
+        ``lock_chains`` and looks again for the keys once it holds the lock.
+        """
         async with self._uow_factory() as uow:
-            records = await uow.signing_keys.list_published(retired_since=now)
-            missing = [
-                state
-                for state in ("active", "next")
-                if not any(record.state == state for record in records)
-            ]
-            for state in missing:
-                material = await asyncio.to_thread(generate_key, self._alg)
-                await uow.signing_keys.add(self._record(material, state, now))
-            if missing:
-                await uow.commit()
-                log.info("signing_keys_created", states=missing)
+            missing = self._missing_states(await uow.signing_keys.list_published())
+        if missing:
+            # Generated before taking the lock (RSA takes a while); unused ones are dropped.
+            made = {pair: await asyncio.to_thread(generate_key, pair[0]) for pair in missing}
+            now = utcnow()
+            async with self._uow_factory() as uow:
+                await uow.signing_keys.lock_chains()
+                still = self._missing_states(await uow.signing_keys.list_published())
+                for alg, state in still:
+                    # A pair missing only now (another process changed the chain) too.
+                    material = made.get((alg, state))
+                    if material is None:
+                        material = await asyncio.to_thread(generate_key, alg)
+                    await uow.signing_keys.add(self._record(material, state, now))
+                if still:
+                    await uow.commit()
+                    log.info("signing_keys_created", keys=[f"{a}:{s}" for a, s in still])
         await self.reload()
 
     async def reload(self) -> None:
@@ -155,12 +196,28 @@ class KeyManager:
             records = await uow.signing_keys.list_published(
                 retired_since=utcnow() - self._retired_window
             )
-        active = [record for record in records if record.state == "active"]
-        if not active:
-            raise RuntimeError("no active signing key in the database")
-        # Two replicas starting at once may both create one; the newest activation signs.
-        newest = max(active, key=_activation)
-        self._signer = Signer(self._material(newest))
+        signers: dict[str, Signer] = {}
+        for alg in self._algs:
+            active = [r for r in records if r.alg == alg and r.state == "active"]
+            if not active:
+                continue
+            # Two replicas starting at once (before the chain lock) may both have made
+            # one; the newest activation signs.
+            newest = max(active, key=activation)
+            current = self._signers.get(alg)
+            if current is not None and current.kid == newest.kid:
+                signers[alg] = current  # parsing a private key costs; same key, same signer
+            else:
+                signers[alg] = Signer(self._material(newest))
+        if self._alg not in signers:
+            raise RuntimeError(f"no active {self._alg} signing key in the database")
+        missing = frozenset(self._algs) - signers.keys()
+        if missing != self._missing:
+            # A chain lost its active key (e.g. retired by an older release during an
+            # upgrade); the next rotation activates its next key.
+            log.warning("signing_key_chain_without_active_key", algs=sorted(missing))
+            self._missing = missing
+        self._signers = signers
         self._verifier = Verifier(record.public_jwk for record in records)
         self._jwks = {"keys": [dict(record.public_jwk) for record in records]}
         self._loaded_at = self._clock()
@@ -186,29 +243,41 @@ class KeyManager:
             return True
 
     async def rotate(self, *, force: bool = False) -> RotationResult:
-        """Activates the ``next`` key, retires the active one and makes a fresh ``next``.
+        """Rotates every chain together: per algorithm, the ``next`` key becomes active,
+        the active one retires and a fresh ``next`` is made.
 
-        With no ``next`` key (a database from before rotation existed) only a ``next`` key
-        is created; it may be activated once it has been published long enough.
+        A chain without a ``next`` key (a database from before rotation existed, or a
+        chain an older release disturbed) only gets a ``next`` key; it may be activated
+        once it has been published long enough. All chains change in one transaction, or
+        none does.
 
         Args:
-            force: Activate a ``next`` key published for less than ``publish_ahead_seconds``
-                (a compromised key). Verifiers holding a cached JWKS without it will
+            force: Activate ``next`` keys published for less than ``publish_ahead_seconds``
+                (a compromised key). Verifiers holding a cached JWKS without them will
                 reject the new tokens until their cache expires.
 
         Returns:
-            What changed.
+            What changed, per chain.
 
         Raises:
-            RotationRefused: The ``next`` key is too young (without ``force``), or another
+            RotationRefused: A ``next`` key is too young (without ``force``), or another
                 process rotated at the same moment.
         """
         # Generated outside the transaction (RSA takes a while); discarded when unused.
-        fresh = await asyncio.to_thread(generate_key, self._alg)
+        materials = [await asyncio.to_thread(generate_key, alg) for alg in self._algs]
         now = utcnow()
+        fresh = {material.alg: self._record(material, "next", now) for material in materials}
         try:
             async with self._uow_factory() as uow:
-                result = await self._rotate(uow, fresh, now, force=force)
+                result = await rotate_chains(
+                    uow,
+                    algs=self._algs,
+                    fresh=fresh,
+                    now=now,
+                    publish_ahead=self._publish_ahead,
+                    retired_window=self._retired_window,
+                    force=force,
+                )
                 if result is None:
                     raise RotationRefused("Another process rotated the signing keys just now.")
                 await uow.commit()
@@ -216,69 +285,46 @@ class KeyManager:
             # Rotated here, or refused because another process just did: load the keys now.
             async with self._lock:
                 await self.reload()
-        log.info(
-            "signing_keys_rotated",
-            activated=result.activated,
-            retired=list(result.retired),
-            next=result.next,
-            forced=force,
-        )
+        for chain in result.chains:
+            log.info(
+                "signing_keys_rotated",
+                alg=chain.alg,
+                activated=chain.activated,
+                retired=list(chain.retired),
+                next=chain.next,
+                forced=force,
+            )
         return result
 
-    async def _rotate(
-        self, uow: UnitOfWork, fresh: KeyMaterial, now: datetime, *, force: bool
-    ) -> RotationResult | None:
-        """The rotation's writes (not committed); None when another process won the race."""
-        records = await uow.signing_keys.list_published(retired_since=now - self._retired_window)
-        waiting = _oldest_first([record for record in records if record.state == "next"])
-        if not waiting:
-            await uow.signing_keys.add(self._record(fresh, "next", now))
-            return RotationResult(activated=None, retired=(), next=fresh.kid, created=fresh.kid)
-        candidate = waiting[0]
-        usable_at = candidate.created_at + self._publish_ahead
-        if now < usable_at and not force:
-            raise RotationRefused(
-                f"The next key {candidate.kid} has been published since "
-                f"{candidate.created_at.isoformat()}; it may sign from "
-                f"{usable_at.isoformat()} (or force an emergency rotation).",
-                retry_at=usable_at,
-            )
-        if not await uow.signing_keys.activate(candidate.kid, now=now):
-            return None
-        retired = await uow.signing_keys.retire_active(keep=candidate.kid, now=now)
-        await uow.signing_keys.expire_retired(retired_before=now - self._retired_window)
-        created: str | None = None
-        if len(waiting) == 1:
-            # A surplus `next` (two first starts at once) is used up before another is made.
-            await uow.signing_keys.add(self._record(fresh, "next", now))
-            created = fresh.kid
-        return RotationResult(
-            activated=candidate.kid,
-            retired=tuple(retired),
-            next=created or waiting[1].kid,
-            created=created,
-        )
-
     async def rotate_if_due(self) -> RotationResult | None:
-        """Rotates when the active key is older than the rotation period and the ``next``
-        key has been published long enough; makes a ``next`` key when none exists.
+        """Rotates every chain when one is due: its active key is older than the rotation
+        period, or it lacks an active or a ``next`` key; and only once every ``next`` key
+        has been published long enough.
 
         Safe on every replica at once: one rotation happens, the others return None.
         """
         now = utcnow()
         async with self._uow_factory() as uow:
             records = await uow.signing_keys.list_published(retired_since=now)
-        active = [record for record in records if record.state == "active"]
-        waiting = _oldest_first([record for record in records if record.state == "next"])
-        if active and self._signer and max(active, key=_activation).kid != self._signer.kid:
+        due = False
+        stale = False
+        for alg in self._algs:
+            active = [r for r in records if r.alg == alg and r.state == "active"]
+            waiting = oldest_first([r for r in records if r.alg == alg and r.state == "next"])
+            signer = self._signers.get(alg)
+            if active and (signer is None or max(active, key=activation).kid != signer.kid):
+                stale = True
+            if waiting and now - waiting[0].created_at < self._publish_ahead:
+                return None  # a rotation now would be refused; the chains move together
+            aged = bool(active) and now - max(map(activation, active)) >= self._rotation_period
+            # Due by age, or an incomplete chain (no active or no next key).
+            due = due or aged or not active or not waiting
+        if stale:
             # Another replica rotated since this one last loaded: catch up now.
             async with self._lock:
                 await self.reload()
-        if waiting:
-            if not active or now - max(map(_activation, active)) < self._rotation_period:
-                return None
-            if now - waiting[0].created_at < self._publish_ahead:
-                return None
+        if not due:
+            return None
         try:
             return await self.rotate()
         except RotationRefused:
@@ -374,9 +420,30 @@ class KeyManager:
 
     @property
     def signer(self) -> Signer:
-        if self._signer is None:
-            raise RuntimeError("KeyManager.start() was not awaited")
-        return self._signer
+        """The active signer of the default (access-token) algorithm."""
+        return self.signer_for(None)
+
+    def signer_for(self, alg: str | None) -> Signer:
+        """The active signer of ``alg`` (None: the default algorithm).
+
+        Raises:
+            RuntimeError: Not started, or no active key of ``alg`` (not a kept algorithm).
+        """
+        signer = self._signers.get(alg or self._alg)
+        if signer is None:
+            if not self._signers:
+                raise RuntimeError("KeyManager.start() was not awaited")
+            raise RuntimeError(f"no active {alg} signing key (kept: {', '.join(self._algs)})")
+        return signer
+
+    def sign(self, claims: Mapping[str, Any], *, typ: str, alg: str | None = None) -> str:
+        """Signs ``claims`` with the active key of ``alg`` (None: the default algorithm);
+        the header is ``{alg, kid, typ}``.
+
+        Raises:
+            RuntimeError: No active key of ``alg``.
+        """
+        return self.signer_for(alg).sign(claims, typ=typ)
 
     @property
     def verifier(self) -> Verifier:

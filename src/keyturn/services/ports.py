@@ -217,8 +217,12 @@ class SigningKeyRepository(Protocol):
     async def activate(self, kid: str, *, now: datetime) -> bool:
         """Compare-and-set `next` -> `active`; False when the key is no longer `next`."""
 
-    async def retire_active(self, *, keep: str, now: datetime) -> list[str]:
-        """Every `active` key but ``keep`` becomes `retired` at ``now``; returns their kids."""
+    async def lock_chains(self) -> None:
+        """Serialises key-chain creation (first start) until the transaction ends."""
+
+    async def retire_active(self, *, alg: str, keep: str, now: datetime) -> list[str]:
+        """Every `active` key of ``alg`` but ``keep`` becomes `retired` at ``now``; returns
+        their kids."""
 
     async def expire_retired(self, *, retired_before: datetime) -> int:
         """`retired` keys retired before the instant become `expired`, private part wiped."""

@@ -16,6 +16,7 @@ from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
 from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.clients import ClientService
+from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
@@ -43,6 +44,7 @@ class Services:
     browser: BrowserSessions
     throttle: Throttle
     keys: KeyManager
+    id_tokens: IdTokenSigner
     hash_pool: HashPool
     outbox: MailOutbox
     outbox_worker: OutboxWorker

@@ -204,6 +204,33 @@ def test_header_alg_must_match_the_key(keys: dict[str, KeyMaterial], verifier: V
     assert rejects(verifier, token) == "algorithm does not match the key"
 
 
+PAIRS = [(a, b) for a in SUPPORTED_ALGORITHMS for b in SUPPORTED_ALGORITHMS if a != b]
+
+
+@pytest.mark.parametrize(("signed_by", "labelled"), PAIRS)
+def test_header_alg_differing_from_its_own_key_is_refused(
+    keys: dict[str, KeyMaterial], verifier: Verifier, signed_by: str, labelled: str
+) -> None:
+    """RFC 8725 section 3.1: e.g. an RS256 token (RS256 key and kid) whose header says ES256."""
+    key = keys[signed_by]
+    token = forge(header_of(key, alg=labelled), claims(), key)
+    assert rejects(verifier, token) == "algorithm does not match the key"
+
+
+@pytest.mark.parametrize(("signed_by", "labelled"), PAIRS)
+def test_a_token_naming_another_chains_kid_is_refused(
+    keys: dict[str, KeyMaterial], verifier: Verifier, signed_by: str, labelled: str
+) -> None:
+    """Signed by the ``signed_by`` key but carrying the ``labelled`` key's kid."""
+    other = keys[labelled]
+    # Header alg true to the signing key: the kid's key has another alg.
+    honest = forge(header_of(other, alg=signed_by), claims(), keys[signed_by])
+    assert rejects(verifier, honest) == "algorithm does not match the key"
+    # Header alg true to the kid's key: the signature is not that key's.
+    disguised = forge(header_of(other), claims(), keys[signed_by], alg=signed_by)
+    assert rejects(verifier, disguised) == "bad signature"
+
+
 def test_alg_outside_the_policy_is_refused(es256: KeyMaterial, verifier: Verifier) -> None:
     only_rsa = JosePolicy(frozenset({"RS256"}), ISS, AUD)
     assert rejects(verifier, Signer(es256).sign(claims()), only_rsa) == "algorithm not allowed"

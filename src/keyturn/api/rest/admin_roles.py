@@ -148,4 +148,4 @@ async def rotate_keys(
     ] = False,
 ) -> RotationOut:
     result = await services.admin_keys.rotate(principal, force=force, client=client)
-    return RotationOut(activated=result.activated, retired=list(result.retired), next=result.next)
+    return RotationOut.of(result)
