@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from keyturn.domain import ClientInfo, Principal, utcnow
+from keyturn.domain import ClientInfo, Principal
+from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
 from keyturn.services.keys import KeyInfo, KeyManager, RotationResult
 from keyturn.services.ports import UnitOfWorkFactory
@@ -28,13 +29,12 @@ class AdminKeyService:
         await self._authorizer.require(principal, PERMISSION)
         result = await self._keys.rotate(force=force)
         async with self._uow_factory() as uow:
-            await uow.audit.record(
+            await record_action(
+                uow,
                 "admin.keys_rotated",
-                now=utcnow(),
-                user_id=principal.user_id,
-                session_id=principal.session_id,
-                ip=client.ip,
-                data={
+                principal,
+                client,
+                {
                     "activated": result.activated or "",
                     "next": result.next or "",
                     "forced": "yes" if force else "no",

@@ -12,6 +12,7 @@ from keyturn.domain import ClientInfo, Principal, Session, User, utcnow
 from keyturn.errors import Conflict, InvalidInput, NotFound
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
+from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
 from keyturn.services.credentials import parse_email
 from keyturn.services.lockout import CredentialGuard
@@ -255,11 +256,4 @@ async def _user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
 async def _audit(
     uow: UnitOfWork, event: str, principal: Principal, client: ClientInfo, target: uuid.UUID
 ) -> None:
-    await uow.audit.record(
-        event,
-        now=utcnow(),
-        user_id=principal.user_id,
-        session_id=principal.session_id,
-        ip=client.ip,
-        data={"target_user_id": str(target)},
-    )
+    await record_action(uow, event, principal, client, {"target_user_id": str(target)})

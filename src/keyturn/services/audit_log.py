@@ -1,13 +1,38 @@
-"""Reading the audit log (``audit:read``): filters and an id cursor, newest first."""
+"""The audit log: reading it (``audit:read``, filters and an id cursor, newest first) and
+recording what an authenticated caller did."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from keyturn.domain import AuditEvent, AuditFilter, Principal
+from keyturn.domain import AuditEvent, AuditFilter, ClientInfo, Principal, utcnow
 from keyturn.errors import InvalidInput
 from keyturn.services.authorization import Authorizer
-from keyturn.services.ports import UnitOfWorkFactory
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+
+
+async def record_action(
+    uow: UnitOfWork,
+    event: str,
+    principal: Principal,
+    client: ClientInfo,
+    data: dict[str, Any],
+) -> None:
+    """Audit an action in ``uow``'s transaction, naming who did it and from where.
+
+    A caller using a personal API key has no session; the key's id says which key acted.
+    """
+    if principal.api_key_id is not None:
+        data = {**data, "api_key_id": str(principal.api_key_id)}
+    await uow.audit.record(
+        event,
+        now=utcnow(),
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        ip=client.ip,
+        data=data,
+    )
 
 
 @dataclass(frozen=True, slots=True)

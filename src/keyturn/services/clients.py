@@ -33,6 +33,7 @@ from keyturn.errors import (
     ServiceUnavailable,
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
+from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
 from keyturn.services.lockout import CredentialGuard
 from keyturn.services.oauth_client_rules import AUTH_METHODS, ClientMetadata, check_metadata
@@ -376,11 +377,4 @@ async def _audit(
     if fields is not None:
         data["fields"] = fields
     # The client_id only: never the secret or its digest.
-    await uow.audit.record(
-        event,
-        now=utcnow(),
-        user_id=principal.user_id,
-        session_id=principal.session_id,
-        ip=client.ip,
-        data=data,
-    )
+    await record_action(uow, event, principal, client, data)

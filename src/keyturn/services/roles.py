@@ -7,6 +7,7 @@ import uuid
 
 from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, Role, utcnow
 from keyturn.errors import BuiltinRole, Conflict, InvalidInput, NotFound, UnknownRole
+from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer, check_known
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -147,11 +148,4 @@ async def _role(uow: UnitOfWork, name: str) -> Role:
 async def _audit(
     uow: UnitOfWork, event: str, principal: Principal, client: ClientInfo, **data: str
 ) -> None:
-    await uow.audit.record(
-        event,
-        now=utcnow(),
-        user_id=principal.user_id,
-        session_id=principal.session_id,
-        ip=client.ip,
-        data=data,
-    )
+    await record_action(uow, event, principal, client, data)
