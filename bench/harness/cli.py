@@ -10,7 +10,8 @@ from pathlib import Path
 from types import FrameType
 
 from bench.harness import analysis, machine, options, phases, report, seed
-from bench.harness.scenarios import Runner, console
+from bench.harness.console import console
+from bench.harness.scenarios import Runner
 from bench.harness.servers import HarnessError
 from bench.harness.wrk import ensure_wrk
 
@@ -28,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    host = machine.describe()
     facts: dict[str, object] = {
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine.describe(),
+        "machine": host,
         "options": {
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()
         },
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         console.print(f"[red]benchmark failed:[/red] {exc}")
         return 1
-    facts["machine"]["load_at_end"] = machine.load()  # type: ignore[index]
+    host["load_at_end"] = machine.load()
     facts.update(outcome.facts)
     ceiling = outcome.facts.get("raw_argon2id_verify_per_s")
     scale = analysis.scale_comparison(outcome.results, opts.users, opts.results_dir)

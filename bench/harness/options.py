@@ -33,6 +33,7 @@ class Options:
     me_users: int
     me_tokens: int
     peer_users: int
+    peer_tokens: int
     peers: bool
     only: tuple[str, ...]
     install_wrk: str
@@ -51,8 +52,8 @@ def parse(argv: list[str] | None = None) -> Options:
         prog="python -m bench",
         description="Keyturn benchmark: wrk scenarios against `keyturn serve`, with peers.",
     )
-    parser.add_argument("--quick", action="store_true", help="short smoke run (~3 minutes)")
-    parser.add_argument("--users", type=int, help="seeded users (100000; quick 10000)")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (a few minutes)")
+    parser.add_argument("--users", type=int, help="seeded users (100000)")
     parser.add_argument("--workers", type=int, default=1, help="keyturn serve workers (1)")
     parser.add_argument(
         "--hash-threads", type=int, default=cpus, help=f"KEYTURN_HASH_WORKERS ({cpus})"
@@ -65,9 +66,11 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--login-connections", type=int, default=16, help="wrk connections for logins (16)"
     )
-    parser.add_argument("--me-tokens", type=int, help="distinct /v1/me tokens (10000; quick 2000)")
+    parser.add_argument("--me-tokens", type=int, help="distinct /v1/me tokens (10000; quick 1000)")
     parser.add_argument("--me-users", type=int, help="users holding them (1000; quick 200)")
-    parser.add_argument("--peer-users", type=int, help="users seeded for peers (10000)")
+    parser.add_argument(
+        "--peer-users", type=int, help="users seeded for the fastapi-users peer (10000; quick 5000)"
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip the peer servers")
     parser.add_argument(
         "--only",
@@ -92,7 +95,7 @@ def parse(argv: list[str] | None = None) -> Options:
     quick = bool(args.quick)
     return Options(
         quick=quick,
-        users=args.users or (10_000 if quick else 100_000),
+        users=args.users or 100_000,
         workers=args.workers,
         hash_threads=args.hash_threads,
         duration=args.duration or (3.0 if quick else 10.0),
@@ -102,8 +105,9 @@ def parse(argv: list[str] | None = None) -> Options:
         connections=args.connections,
         login_connections=args.login_connections,
         me_users=args.me_users or (200 if quick else 1000),
-        me_tokens=args.me_tokens or (2000 if quick else 10_000),
-        peer_users=args.peer_users or (2000 if quick else 10_000),
+        me_tokens=args.me_tokens or (1000 if quick else 10_000),
+        peer_users=args.peer_users or (5000 if quick else 10_000),
+        peer_tokens=50 if quick else 200,
         peers=not args.no_peers,
         only=tuple(args.only or ()),
         install_wrk=args.install_wrk,

@@ -16,21 +16,18 @@ from typing import Any
 
 from bench.harness import analysis as names
 from bench.harness import keyturn_server, oauth_probe, peers, seed, tokens, wrk
+from bench.harness.console import console
 from bench.harness.hashrate import verify_rate
 from bench.harness.options import Options
-from bench.harness.scenarios import Measured, Runner, Scenario, console
+from bench.harness.scenarios import Measured, Runner, Scenario
 from bench.harness.servers import Managed, create_database, drop_database
 
-# Refresh pools are sized for this many requests per second per worker: far above what
-# one worker answers, so a pool never runs dry (tokens are computed offline, cheaply).
-POOL_RATE = 5000
 LOGIN_SAMPLE = 50_000
 PACED_SHARE = 0.7
 CALIBRATION_SECONDS = 2.0
 # The mixed scenario's /v1/me side: a modest paced load (8 connections, 20 ms apart).
 MIXED_ME_CONNECTIONS = 8
 MIXED_ME_DELAY_MS = 20.0
-FASTAPI_USERS_TOKENS = 200
 # Count answers >= 300 by status on the low-rate, stateful scenarios (report.lua).
 STATUS = {"BENCH_STATUS": "1"}
 OIDC_INTROSPECTION_TOKENS = 500  # the provider's in-memory adapter keeps 1,000 entries
@@ -101,18 +98,12 @@ def _keyturn_scenarios(
         range(options.me_users, options.users), min(LOGIN_SAMPLE, options.users - options.me_users)
     )
     logins = tokens.write_lines(workdir / "login-emails.txt", _emails(picked))
-    groups = options.runs + 1  # warm-up and each measured run get their own sessions
-    key = tokens.successor_key(setup.secret_key)
-    heads = [session.refresh for session in sessions]
-    pool_requests = int(POOL_RATE * options.workers * (max(options.duration, options.warmup) + 2))
-    for group in range(groups):
-        tokens.write_refresh_pool(
-            workdir / f"refresh-pool-{group}",
-            heads[group::groups],
-            key,
-            threads=min(runner.threads, options.connections),
-            requests=pool_requests,
-        )
+    # Warm-up and each measured run get their own sessions (bench/lua/refresh.lua).
+    pools = tokens.split_pool(
+        [session.refresh for session in sessions], options.runs + 1, options.connections
+    )
+    for run, pool in enumerate(pools):
+        tokens.write_lines(workdir / f"refresh-pool-{run}.txt", pool)
     login_env = {"BENCH_EMAILS": str(logins), "BENCH_PASSWORD": seed.PASSWORD, **STATUS}
     conns = options.connections
     me_many_title = f"GET /v1/me ({len(all_tokens):,} tokens, {len(sessions):,} users)"
@@ -164,7 +155,7 @@ def _keyturn_scenarios(
             "/v1/auth/refresh",
             conns,
             env=STATUS,
-            run_env=lambda run: {"BENCH_POOL_DIR": str(workdir / f"refresh-pool-{run}")},
+            run_env=lambda run: {"BENCH_POOL": str(workdir / f"refresh-pool-{run}.txt")},
             note="every request rotates a never-used refresh token",
         ),
     ]
@@ -292,7 +283,7 @@ def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome
     default_hash = peers.fastapi_users_hash(python, "default", seed.PASSWORD)
     outcome.facts["fastapi_users_default_hash_params"] = default_hash.split("$")[3]
     emails = tokens.write_lines(
-        workdir / "fu-emails.txt", _emails(range(FASTAPI_USERS_TOKENS, options.peer_users))
+        workdir / "fu-emails.txt", _emails(range(options.peer_tokens, options.peer_users))
     )
     login_env = {"BENCH_EMAILS": str(emails), "BENCH_PASSWORD": seed.PASSWORD, **STATUS}
     with contextlib.ExitStack() as stack:
@@ -309,7 +300,7 @@ def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome
             seed.fastapi_users_rows(equal_hash),
         )
         issued = tokens.fastapi_users_tokens(
-            server.base_url, _emails(range(FASTAPI_USERS_TOKENS)), seed.PASSWORD
+            server.base_url, _emails(range(options.peer_tokens)), seed.PASSWORD
         )
         listed = tokens.write_lines(workdir / "fu-tokens.txt", issued)
         outcome.add(

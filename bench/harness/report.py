@@ -12,13 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from bench.harness.console import console
 from bench.harness.scenarios import Measured, Scenario
 from bench.harness.wrk import WrkResult
-
-console = Console()
 
 # Keycloak's published sizing figures (per vCPU, and memory per pod).
 KEYCLOAK_PER_VCPU = {"login": 15.0, "client_credentials": 120.0, "refresh": 120.0}

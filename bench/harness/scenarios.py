@@ -11,13 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
-
 from bench.harness import wrk
+from bench.harness.console import console
 from bench.harness.procstat import CpuSnapshot, RssSampler, process_tree
 from bench.harness.servers import Managed
-
-console = Console()
 
 # Pause between runs so queued work (commits, pool threads) drains before the next one.
 SETTLE_SECONDS = 0.5

@@ -1,24 +1,17 @@
 """Credentials prepared before the runs: access tokens, refresh-token pools, OAuth clients.
 
-The refresh pool: every request of the refresh scenario must present a fresh, never-used
-refresh token, so rotation really happens. Logging in once per request would cost one
-argon2 verify each (seconds of CPU per thousand tokens), so the pool is built from a few
-hundred logged-in sessions instead: Keyturn derives a token's successor as
-``HMAC(refresh-successor key, token)`` (``keyturn.security.digests``; the grace-window
-replay relies on it), and the harness owns the secret key ring, so it computes each
-session's chain of future tokens offline. Token ``i+1`` of a chain is only valid once
-token ``i`` was rotated, so each wrk thread gets its own chains, ordered generation by
-generation: between two tokens of one chain the thread sends one request per other chain
-(many more than its connections), so the predecessor has always been answered. Warm-up
-and each measured run get disjoint chains, so an unfinished request at the end of one run
-can never break the next.
+Access tokens for ``GET /v1/me`` come from real logins: each session logs in once and is
+then refreshed to mint more access tokens (one login costs one argon2 verify; a refresh
+costs none). The same sessions' current refresh tokens become the refresh scenario's
+pool: warm-up and each measured run get disjoint sessions, so a request left unanswered
+at the end of one run can never spoil the next (bench/lua/refresh.lua keeps each
+session's chain going from the answers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +22,6 @@ import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bench.harness.servers import HarnessError
-from keyturn.security.digests import KeyRing, derive_successor_token
 
 CONCURRENCY = 8
 TIMEOUT = 60.0
@@ -105,37 +97,22 @@ def keyturn_sessions(
     return asyncio.run(run())
 
 
-def successor_key(secret_key: str) -> bytes:
-    """The newest ``refresh-successor`` subkey of the ring the server runs with."""
-    return KeyRing.from_strings([secret_key]).derive("refresh-successor")[0]
+def split_pool(heads: Sequence[str], groups: int, connections: int) -> list[list[str]]:
+    """Splits the sessions' refresh tokens into one pool per run (warm-up first).
 
-
-def write_refresh_pool(
-    directory: Path, heads: Sequence[str], key: bytes, *, threads: int, requests: int
-) -> int:
-    """Writes ``pool-<n>.txt`` per wrk thread; returns the tokens written in all.
-
-    Args:
-        directory: Where the pool files go (one directory per run).
-        heads: Fresh refresh tokens, one per session, used by no other run.
-        key: The successor key (``successor_key``).
-        threads: wrk threads; thread ``n`` owns ``heads[n::threads]``.
-        requests: How many requests the run may send at most (the pool's size).
+    Raises:
+        HarnessError: When a run would have no more sessions than connections: every
+            connection holds one session's token in flight, so the thread's queue could
+            run dry.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for thread in range(threads):
-        chains = list(heads[thread::threads])
-        if not chains:
-            raise HarnessError("fewer refresh sessions than wrk threads")
-        depth = math.ceil(requests / threads / len(chains))
-        lines: list[str] = []
-        for _ in range(depth):
-            lines.extend(chains)
-            chains = [derive_successor_token(key, token) for token in chains]
-        (directory / f"pool-{thread}.txt").write_text("\n".join(lines) + "\n")
-        written += len(lines)
-    return written
+    pools = [list(heads[group::groups]) for group in range(groups)]
+    smallest = min(len(pool) for pool in pools)
+    if smallest < connections * 3 // 2:
+        raise HarnessError(
+            f"refresh pool of {smallest} sessions per run is too small for {connections}"
+            f" connections: raise --me-users to at least {connections * 3 // 2 * groups}"
+        )
+    return pools
 
 
 def write_lines(path: Path, values: Sequence[str]) -> Path:
