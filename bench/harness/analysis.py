@@ -44,7 +44,10 @@ def _per_vcpu(measured: Measured | None) -> float | None:
 
 
 def ratios(
-    results: Mapping[str, Measured], hash_ceiling: float | None, workers: int
+    results: Mapping[str, Measured],
+    hash_ceiling: float | None,
+    workers: int,
+    peer_hash_ceiling: float | None = None,
 ) -> list[Ratio]:
     out: list[Ratio] = []
     base = _rps(results, HEALTHZ)
@@ -61,6 +64,13 @@ def ratios(
             "login / raw argon2id verify ceiling",
             _div(_rps(results, LOGIN), hash_ceiling),
             "ceiling: argon2-cffi verify in the hash pool's thread count, same run",
+        )
+    )
+    out.append(
+        Ratio(
+            "fastapi-users login (equal hash cost) / raw argon2id ceiling at its phase",
+            _div(_rps(results, FU_LOGIN_EQUAL), peer_hash_ceiling),
+            "the ceiling measured again before the fastapi-users phase (shared machine)",
         )
     )
     out.append(
