@@ -28,6 +28,11 @@ CALIBRATION_SECONDS = 2.0
 # The mixed scenario's /v1/me side: a modest paced load (8 connections, 20 ms apart).
 MIXED_ME_CONNECTIONS = 8
 MIXED_ME_DELAY_MS = 20.0
+# fastapi-users' default hasher (argon2id m=64 MiB, t=3, p=4) verifies on the event loop:
+# requests queue behind each other, and whatever a run leaves queued delays the next one.
+DEFAULT_HASH_CONNECTIONS = 2
+DEFAULT_HASH_MIN_SECONDS = 10.0
+DEFAULT_HASH_SETTLE_SECONDS = 8.0
 # Count answers >= 300 by status on the low-rate, stateful scenarios (report.lua).
 STATUS = {"BENCH_STATUS": "1"}
 OIDC_INTROSPECTION_TOKENS = 500  # the provider's in-memory adapter keeps 1,000 entries
@@ -360,11 +365,16 @@ def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome
                     "fastapi-users",
                     "login_form.lua",
                     "/auth/jwt/login",
-                    options.login_connections,
+                    DEFAULT_HASH_CONNECTIONS,
                     env=login_env,
-                    note="fastapi-users' default PasswordHelper",
+                    note="fastapi-users' default PasswordHelper; it hashes on the event loop,"
+                    f" so {DEFAULT_HASH_CONNECTIONS} connections, runs of at least"
+                    f" {DEFAULT_HASH_MIN_SECONDS:g} s and a pause for its queue to drain",
+                    min_duration=DEFAULT_HASH_MIN_SECONDS,
+                    settle_s=DEFAULT_HASH_SETTLE_SECONDS,
                 ),
                 server,
+                warm=False,
             )
         )
 

@@ -36,6 +36,8 @@ class Scenario:
         delay_ms: Paced run: each connection waits this long between requests.
         pending: Why the scenario cannot run yet (it is then reported, not run).
         note: One line for the report.
+        min_duration: Measured runs last at least this long (very slow answers).
+        settle_s: Pause after each run, for the server to finish what is still queued.
     """
 
     name: str
@@ -49,6 +51,8 @@ class Scenario:
     delay_ms: float | None = None
     pending: str | None = None
     note: str = ""
+    min_duration: float = 0.0
+    settle_s: float = SETTLE_SECONDS
 
 
 @dataclass
@@ -126,18 +130,19 @@ class Runner:
         with RssSampler(server.pid) as rss:
             if warm and self.warmup > 0:
                 wrk.run(self.wrk_path, self.job(scenario, server, 0, self.warmup))
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(scenario.settle_s)
+            duration = max(self.duration, scenario.min_duration)
             for run in range(1, self.runs + 1):
                 pids = process_tree(server.pid)
                 before = CpuSnapshot.take(pids)
-                outcome = wrk.run(self.wrk_path, self.job(scenario, server, run, self.duration))
+                outcome = wrk.run(self.wrk_path, self.job(scenario, server, run, duration))
                 result.cpu.append(CpuSnapshot.take(pids).since(before))
                 result.runs.append(outcome)
                 console.print(
                     f"  run {run}: {outcome.rps:,.0f} req/s, p95 {outcome.percentile('95'):.1f} ms,"
                     f" failed {outcome.failed} {outcome.statuses or ''}"
                 )
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(scenario.settle_s)
         result.peak_rss_mb = rss.peak_per_process_mb()
         return result
 
