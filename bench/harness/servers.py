@@ -73,6 +73,8 @@ class Managed:
                     if http.get(self.base_url + path).status_code < 500:
                         return
                 if time.monotonic() > deadline:
+                    # Not yet owned by any cleanup stack: stop it here, never leave it behind.
+                    self.stop()
                     raise HarnessError(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
                 time.sleep(0.1)
 
