@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from bench.harness import analysis, machine, options, phases, report, seed
+from bench.harness import analysis, machine, options, peer_phases, phases, report, seed
 from bench.harness.console import console
 from bench.harness.scenarios import Runner
 from bench.harness.servers import HarnessError
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             if opts.wants("keyturn") or opts.wants("oauth"):
                 phases.keyturn_phase(opts, runner, workdir, outcome, password_hash)
             if opts.peers and opts.wants("fastapi-users"):
-                phases.fastapi_users_phase(opts, runner, workdir, outcome)
+                peer_phases.fastapi_users_phase(opts, runner, workdir, outcome)
             if opts.peers and opts.wants("oidc-provider"):
-                phases.oidc_phase(opts, runner, workdir, outcome)
+                peer_phases.oidc_phase(opts, runner, workdir, outcome)
     except HarnessError as exc:
         console.print(f"[red]benchmark failed:[/red] {exc}")
         return 1

@@ -1,4 +1,4 @@
-"""The three phases of a run: Keyturn, the fastapi-users peer, the node-oidc-provider peer.
+"""The Keyturn phase of a run (the peers' phases are in peer_phases.py).
 
 Each phase owns its servers and databases through an ExitStack, so they are stopped and
 dropped when the phase ends, also when it fails; one server runs at a time, so no phase
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import analysis as names
-from bench.harness import keyturn_server, oauth_probe, peers, seed, tokens, wrk
+from bench.harness import keyturn_server, oauth_probe, seed, tokens, wrk
 from bench.harness.console import console
 from bench.harness.hashrate import verify_rate
 from bench.harness.options import Options
@@ -28,14 +28,8 @@ CALIBRATION_SECONDS = 2.0
 # The mixed scenario's /v1/me side: a modest paced load (8 connections, 20 ms apart).
 MIXED_ME_CONNECTIONS = 8
 MIXED_ME_DELAY_MS = 20.0
-# fastapi-users' default hasher (argon2id m=64 MiB, t=3, p=4) verifies on the event loop:
-# requests queue behind each other, and whatever a run leaves queued delays the next one.
-DEFAULT_HASH_CONNECTIONS = 2
-DEFAULT_HASH_MIN_SECONDS = 10.0
-DEFAULT_HASH_SETTLE_SECONDS = 8.0
 # Count answers >= 300 by status on the low-rate, stateful scenarios (report.lua).
 STATUS = {"BENCH_STATUS": "1"}
-OIDC_INTROSPECTION_TOKENS = 500  # the provider's in-memory adapter keeps 1,000 entries
 
 
 @dataclass
@@ -51,7 +45,7 @@ class Outcome:
         self.results[measured.scenario.name] = measured
 
 
-def _emails(indexes: range | list[int]) -> list[str]:
+def emails_of(indexes: range | list[int]) -> list[str]:
     return [seed.user_email(index) for index in indexes]
 
 
@@ -94,7 +88,7 @@ def _keyturn_scenarios(
 ) -> None:
     per_session = max(1, options.me_tokens // options.me_users)
     sessions = tokens.keyturn_sessions(
-        server.base_url, _emails(range(options.me_users)), seed.PASSWORD, per_session
+        server.base_url, emails_of(range(options.me_users)), seed.PASSWORD, per_session
     )
     all_tokens = [token for session in sessions for token in session.access]
     many = tokens.write_lines(workdir / "me-tokens.txt", all_tokens)
@@ -102,7 +96,7 @@ def _keyturn_scenarios(
     picked = random.sample(
         range(options.me_users, options.users), min(LOGIN_SAMPLE, options.users - options.me_users)
     )
-    logins = tokens.write_lines(workdir / "login-emails.txt", _emails(picked))
+    logins = tokens.write_lines(workdir / "login-emails.txt", emails_of(picked))
     # Warm-up and each measured run get their own sessions (bench/lua/refresh.lua).
     pools = tokens.split_pool(
         [session.refresh for session in sessions], options.runs + 1, options.connections
@@ -280,155 +274,3 @@ def _oauth(
         }
     )
     outcome.add(runner.measure(intro, server))
-
-
-def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome: Outcome) -> None:
-    python = peers.ensure_fastapi_users()
-    # The machine may be shared: the hash ceiling again, so both logins can be read
-    # against the ceiling of their own moment.
-    outcome.facts["raw_argon2id_verify_per_s_fastapi_users_phase"] = round(
-        verify_rate(
-            seed.production_hash(),
-            seed.PASSWORD,
-            threads=options.hash_threads,
-            seconds=options.hash_seconds,
-        ),
-        1,
-    )
-    console.print(
-        "raw argon2id verify before the fastapi-users phase: "
-        f"{outcome.facts['raw_argon2id_verify_per_s_fastapi_users_phase']}/s"
-    )
-    equal_hash = peers.fastapi_users_hash(python, "keyturn", seed.PASSWORD)
-    default_hash = peers.fastapi_users_hash(python, "default", seed.PASSWORD)
-    outcome.facts["fastapi_users_default_hash_params"] = default_hash.split("$")[3]
-    emails = tokens.write_lines(
-        workdir / "fu-emails.txt", _emails(range(options.peer_tokens, options.peer_users))
-    )
-    login_env = {"BENCH_EMAILS": str(emails), "BENCH_PASSWORD": seed.PASSWORD, **STATUS}
-    with contextlib.ExitStack() as stack:
-        database = create_database(options.postgres, "fastapi_users_bench")
-        stack.callback(drop_database, database)
-        server = peers.start_fastapi_users(python, database, "keyturn", workdir)
-        stop = stack.enter_context(contextlib.ExitStack())
-        stop.callback(server.stop)
-        outcome.facts["fastapi_users_seed_seconds"] = seed.seed(
-            database.dsn,
-            "user",
-            seed.FASTAPI_USERS_COLUMNS,
-            options.peer_users,
-            seed.fastapi_users_rows(equal_hash),
-        )
-        issued = tokens.fastapi_users_tokens(
-            server.base_url, _emails(range(options.peer_tokens)), seed.PASSWORD
-        )
-        listed = tokens.write_lines(workdir / "fu-tokens.txt", issued)
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    names.FU_ME,
-                    f"GET /users/me ({len(issued)} tokens)",
-                    "fastapi-users",
-                    "bearer.lua",
-                    "/users/me",
-                    options.connections,
-                    env={"BENCH_TOKENS": str(listed)},
-                ),
-                server,
-            )
-        )
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    names.FU_LOGIN_EQUAL,
-                    "POST /auth/jwt/login (argon2id m=19456,t=2,p=1)",
-                    "fastapi-users",
-                    "login_form.lua",
-                    "/auth/jwt/login",
-                    options.login_connections,
-                    env=login_env,
-                    note="same hash cost as Keyturn",
-                ),
-                server,
-            )
-        )
-        stop.close()
-        seed.set_fastapi_users_hash(database.dsn, default_hash)
-        server = peers.start_fastapi_users(python, database, "default", workdir)
-        stack.callback(server.stop)
-        params = outcome.facts["fastapi_users_default_hash_params"]
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    names.FU_LOGIN_DEFAULT,
-                    f"POST /auth/jwt/login (default hash: argon2id {params})",
-                    "fastapi-users",
-                    "login_form.lua",
-                    "/auth/jwt/login",
-                    DEFAULT_HASH_CONNECTIONS,
-                    env=login_env,
-                    note="fastapi-users' default PasswordHelper; it hashes on the event loop,"
-                    f" so {DEFAULT_HASH_CONNECTIONS} connections, runs of at least"
-                    f" {DEFAULT_HASH_MIN_SECONDS:g} s and a pause for its queue to drain",
-                    min_duration=DEFAULT_HASH_MIN_SECONDS,
-                    settle_s=DEFAULT_HASH_SETTLE_SECONDS,
-                ),
-                server,
-                warm=False,
-            )
-        )
-
-
-def oidc_phase(options: Options, runner: Runner, workdir: Path, outcome: Outcome) -> None:
-    cc = Scenario(
-        names.OIDC_CLIENT_CREDENTIALS,
-        "POST /token (client_credentials, ES256 JWT)",
-        "oidc-provider",
-        "client_credentials.lua",
-        "/token",
-        options.connections,
-    )
-    intro = Scenario(
-        names.OIDC_INTROSPECT,
-        "POST /token/introspection (opaque tokens)",
-        "oidc-provider",
-        "introspect.lua",
-        "/token/introspection",
-        options.connections,
-    )
-    node = peers.ensure_oidc_provider()
-    if node is None:
-        reason = "node/npm not installed"
-        outcome.pending += [Scenario(**{**vars(s), "pending": reason}) for s in (cc, intro)]
-        return
-    basic = tokens.basic_auth(peers.OIDC_CLIENT_ID, peers.OIDC_CLIENT_SECRET)
-    with contextlib.ExitStack() as stack:
-        server = peers.start_oidc_provider(node, workdir)
-        stack.callback(server.stop)
-        form = f"&scope=api:read&resource={peers.OIDC_JWT_RESOURCE}"
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    **{**vars(cc), "env": {"BENCH_BASIC": basic, "BENCH_FORM": form, **STATUS}}
-                ),
-                server,
-            )
-        )
-        issued = tokens.client_credentials_tokens(
-            server.base_url + "/token",
-            basic,
-            {"scope": "api:read", "resource": peers.OIDC_OPAQUE_RESOURCE},
-            OIDC_INTROSPECTION_TOKENS,
-        )
-        listed = tokens.write_lines(workdir / "oidc-tokens.txt", issued)
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    **{
-                        **vars(intro),
-                        "env": {"BENCH_BASIC": basic, "BENCH_TOKENS": str(listed), **STATUS},
-                    }
-                ),
-                server,
-            )
-        )
