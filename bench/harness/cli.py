@@ -18,6 +18,9 @@ from bench.harness.wrk import ensure_wrk
 
 def _stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     # Unwinds like Ctrl-C, so every ExitStack stops its servers and drops its databases.
+    # Once: a second SIGTERM during the cleanup must not cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    console.print("[yellow]SIGTERM: stopping servers, dropping databases[/yellow]")
     raise SystemExit(128 + signum)
 
 

@@ -170,4 +170,5 @@ def create_database(server: str, prefix: str) -> Database:
 
 
 def drop_database(database: Database) -> None:
+    print(f"dropping database {database.name}", flush=True)
     asyncio.run(_admin(database.server, f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)'))
