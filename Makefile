@@ -42,3 +42,13 @@ openapi: install
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks (bench/README.md): PostgreSQL + Redis on 127.0.0.1, wrk (installed if missing).
+# Extra options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--users 1000000"`.
+.PHONY: bench bench-quick
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)

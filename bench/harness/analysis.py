@@ -1,0 +1,241 @@
+"""Ratios and targets (issue 7, item 5) computed from the measured scenarios."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from bench.harness.report import KEYCLOAK_PER_VCPU, KEYCLOAK_POD_MB, Ratio, Target
+from bench.harness.scenarios import Measured
+
+HEALTHZ = "keyturn-healthz"
+ME_ONE = "keyturn-me-one-token"
+ME_MANY = "keyturn-me-many-tokens"
+ME_PACED = "keyturn-me-many-tokens-paced-70pct"
+JWKS = "keyturn-jwks"
+LOGIN = "keyturn-login"
+REFRESH = "keyturn-refresh"
+MIXED = "keyturn-me-while-logins-saturate"
+CLIENT_CREDENTIALS = "keyturn-oauth-client-credentials"
+INTROSPECT = "keyturn-oauth-introspect"
+FU_LOGIN_DEFAULT = "fastapi-users-login-default-hash"
+FU_LOGIN_EQUAL = "fastapi-users-login-keyturn-hash"
+FU_ME = "fastapi-users-me"
+OIDC_CLIENT_CREDENTIALS = "oidc-provider-client-credentials"
+OIDC_INTROSPECT = "oidc-provider-introspect"
+
+
+def _rps(results: Mapping[str, Measured], name: str) -> float | None:
+    measured = results.get(name)
+    return measured.best.rps if measured else None
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _per_vcpu(measured: Measured | None) -> float | None:
+    """Requests per second per fully busy core of the server (its CPU s per wall s)."""
+    if measured is None:
+        return None
+    run, cpu = measured.best, measured.cpu[measured.best_index]["server"]
+    return run.requests / cpu if cpu else None
+
+
+def ratios(
+    results: Mapping[str, Measured],
+    hash_ceiling: float | None,
+    workers: int,
+    peer_hash_ceiling: float | None = None,
+) -> list[Ratio]:
+    out: list[Ratio] = []
+    base = _rps(results, HEALTHZ)
+    for name in (ME_ONE, ME_MANY, JWKS, LOGIN, REFRESH, CLIENT_CREDENTIALS, INTROSPECT):
+        if name in results:
+            out.append(
+                Ratio(
+                    f"{results[name].scenario.title} / GET /healthz",
+                    _div(_rps(results, name), base),
+                )
+            )
+    out.append(
+        Ratio(
+            "login / raw argon2id verify ceiling",
+            _div(_rps(results, LOGIN), hash_ceiling),
+            "ceiling: argon2-cffi verify in the hash pool's thread count, same run",
+        )
+    )
+    out.append(
+        Ratio(
+            "fastapi-users login (equal hash cost) / raw argon2id ceiling at its phase",
+            _div(_rps(results, FU_LOGIN_EQUAL), peer_hash_ceiling),
+            "the ceiling measured again before the fastapi-users phase (shared machine)",
+        )
+    )
+    out.append(
+        Ratio(
+            "Keyturn GET /v1/me (many tokens) / fastapi-users GET /users/me",
+            _div(_rps(results, ME_MANY), _rps(results, FU_ME)),
+        )
+    )
+    out.append(
+        Ratio(
+            "Keyturn login / fastapi-users login (equal hash cost)",
+            _div(_rps(results, LOGIN), _rps(results, FU_LOGIN_EQUAL)),
+            "both argon2id m=19456 KiB, t=2, p=1",
+        )
+    )
+    out.append(
+        Ratio(
+            "Keyturn login / fastapi-users login (its default hash)",
+            _div(_rps(results, LOGIN), _rps(results, FU_LOGIN_DEFAULT)),
+            "fastapi-users default: pwdlib argon2id m=65536 KiB, t=3, p=4",
+        )
+    )
+    out.append(
+        Ratio(
+            "Keyturn client_credentials / node-oidc-provider",
+            _div(_rps(results, CLIENT_CREDENTIALS), _rps(results, OIDC_CLIENT_CREDENTIALS)),
+            "pending until /oauth2/token exists" if CLIENT_CREDENTIALS not in results else "",
+        )
+    )
+    out.append(
+        Ratio(
+            "Keyturn introspection / node-oidc-provider",
+            _div(_rps(results, INTROSPECT), _rps(results, OIDC_INTROSPECT)),
+            "pending until /oauth2/introspect exists" if INTROSPECT not in results else "",
+        )
+    )
+    for kind, name in (
+        ("login", LOGIN),
+        ("refresh", REFRESH),
+        ("client_credentials", CLIENT_CREDENTIALS),
+    ):
+        per_worker = _div(_rps(results, name), workers)
+        keycloak = KEYCLOAK_PER_VCPU[kind]
+        out.append(
+            Ratio(
+                f"Keyturn {kind} per worker / Keycloak per vCPU ({keycloak:.0f}/s)",
+                _div(per_worker, keycloak),
+            )
+        )
+        out.append(
+            Ratio(
+                f"Keyturn {kind} per busy server core / Keycloak per vCPU",
+                _div(_per_vcpu(results.get(name)), keycloak),
+                "requests / server CPU seconds",
+            )
+        )
+    peak = max(
+        (m.peak_rss_mb for m in results.values() if m.scenario.target == "keyturn"), default=0
+    )
+    out.append(
+        Ratio(
+            "Keycloak pod memory (1250 MB) / Keyturn peak RSS per worker",
+            _div(KEYCLOAK_POD_MB, peak or None),
+            f"Keyturn peak {peak:.0f} MB",
+        )
+    )
+    return out
+
+
+def _target(
+    label: str, measured: float | None, goal: float, unit: str, *, below: bool = False
+) -> Target:
+    if measured is None:
+        return Target(label, "n/a", f"{'<' if below else '>='} {goal:g}{unit}", None)
+    met = measured < goal if below else measured >= goal
+    return Target(label, f"{measured:,.2f}{unit}", f"{'<' if below else '>='} {goal:g}{unit}", met)
+
+
+def _p95(results: Mapping[str, Measured], name: str) -> float | None:
+    measured = results.get(name)
+    return measured.best.percentile("95") if measured else None
+
+
+def targets(
+    results: Mapping[str, Measured],
+    hash_ceiling: float | None,
+    workers: int,
+    scale: tuple[float, float] | None,
+) -> list[Target]:
+    per_worker = {
+        name: _div(_rps(results, name), workers) for name in (LOGIN, REFRESH, CLIENT_CREDENTIALS)
+    }
+    paced = results.get(ME_PACED)
+    paced_label = "GET /v1/me p95 at ~70% of max throughput"
+    if paced is not None and ME_MANY in results:
+        share = paced.best.rps / results[ME_MANY].best.rps
+        paced_label += f" (paced run reached {share:.0%})"
+    out = [
+        _target(
+            "GET /v1/me (many tokens) / GET /healthz",
+            _div(_rps(results, ME_MANY), _rps(results, HEALTHZ)),
+            0.5,
+            "x",
+        ),
+        _target(paced_label, _p95(results, ME_PACED), 25, " ms", below=True),
+        _target("login / raw hash ceiling", _div(_rps(results, LOGIN), hash_ceiling), 0.8, "x"),
+        _target("login per worker", per_worker[LOGIN], 40, "/s"),
+        _target("refresh per worker", per_worker[REFRESH], 500, "/s"),
+        _target("client_credentials per worker", per_worker[CLIENT_CREDENTIALS], 1000, "/s"),
+        _target(
+            "GET /v1/me p95 while logins saturate the pool",
+            _p95(results, MIXED),
+            25,
+            " ms",
+            below=True,
+        ),
+        _target(
+            "GET /v1/me vs fastapi-users GET /users/me",
+            _div(_rps(results, ME_MANY), _rps(results, FU_ME)),
+            5,
+            "x",
+        ),
+        _target(
+            "login vs fastapi-users at equal hash cost",
+            _div(_rps(results, LOGIN), _rps(results, FU_LOGIN_EQUAL)),
+            1,
+            "x",
+        ),
+    ]
+    for label, ours, theirs in (
+        ("client_credentials vs node-oidc-provider", CLIENT_CREDENTIALS, OIDC_CLIENT_CREDENTIALS),
+        ("introspection vs node-oidc-provider", INTROSPECT, OIDC_INTROSPECT),
+    ):
+        value = _div(_rps(results, ours), _rps(results, theirs))
+        shown = "n/a" if value is None else f"{value:.2f}x"
+        out.append(Target(label, shown, "ratio reported", None))
+    if scale is None:
+        out.append(Target("1,000,000 users within 10% of 100,000", "n/a", "<= 10% slower", None))
+    else:
+        drop = 1 - scale[0] / scale[1]
+        out.append(
+            Target(
+                "1,000,000 users within 10% of 100,000 (login and /v1/me, worst)",
+                f"{drop:.1%} slower",
+                "<= 10% slower",
+                drop <= 0.10,
+            )
+        )
+    return out
+
+
+def scale_comparison(
+    results: Mapping[str, Measured], users: int, directory: Path
+) -> tuple[float, float] | None:
+    """With 1,000,000 users: (this run, latest 100,000-user run) for the worse of login and
+    /v1/me, read from the newest summary in ``directory`` that seeded 100,000 users."""
+    if users < 1_000_000:
+        return None
+    for path in sorted(directory.glob("*-summary.json"), reverse=True):
+        summary = json.loads(path.read_text())
+        if summary.get("options", {}).get("users") != 100_000:
+            continue
+        before = {s["name"]: s["rps"] for s in summary["scenarios"]}
+        pairs = [(_rps(results, n), before.get(n)) for n in (LOGIN, ME_MANY)]
+        ratios_ = [(now, then) for now, then in pairs if now and then]
+        if ratios_:
+            return min(ratios_, key=lambda pair: pair[0] / pair[1])
+    return None

@@ -1,0 +1,69 @@
+"""Entry point: ``python -m bench [--quick] [--users N] [--workers N] ...`` (see README)."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+from bench.harness import analysis, machine, options, peer_phases, phases, report, seed
+from bench.harness.console import console
+from bench.harness.scenarios import Runner
+from bench.harness.servers import HarnessError
+from bench.harness.wrk import ensure_wrk
+
+
+def _stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # Unwinds like Ctrl-C, so every ExitStack stops its servers and drops its databases.
+    # Once: a second SIGTERM during the cleanup must not cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    console.print("[yellow]SIGTERM: stopping servers, dropping databases[/yellow]")
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = options.parse(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        wrk_path = ensure_wrk(opts.install_wrk)
+    except HarnessError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    host = machine.describe()
+    facts: dict[str, object] = {
+        "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
+        "machine": host,
+        "options": {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()
+        },
+    }
+    runner = Runner(wrk_path, opts.threads, opts.duration, opts.warmup, opts.runs)
+    outcome = phases.Outcome()
+    password_hash = seed.production_hash()
+    try:
+        with tempfile.TemporaryDirectory(prefix="keyturn-bench-") as tmp:
+            workdir = Path(tmp)
+            if opts.wants("keyturn") or opts.wants("oauth"):
+                phases.keyturn_phase(opts, runner, workdir, outcome, password_hash)
+            if opts.peers and opts.wants("fastapi-users"):
+                peer_phases.fastapi_users_phase(opts, runner, workdir, outcome)
+            if opts.peers and opts.wants("oidc-provider"):
+                peer_phases.oidc_phase(opts, runner, workdir, outcome)
+    except HarnessError as exc:
+        console.print(f"[red]benchmark failed:[/red] {exc}")
+        return 1
+    host["load_at_end"] = machine.load()
+    facts.update(outcome.facts)
+    ceiling = outcome.facts.get("raw_argon2id_verify_per_s")
+    scale = analysis.scale_comparison(outcome.results, opts.users, opts.results_dir)
+    peer_ceiling = outcome.facts.get("raw_argon2id_verify_per_s_fastapi_users_phase")
+    ratios = analysis.ratios(outcome.results, ceiling, opts.workers, peer_ceiling)
+    targets = analysis.targets(outcome.results, ceiling, opts.workers, scale)
+    measured = list(outcome.results.values())
+    report.show(measured, outcome.pending, ratios, targets, facts)
+    for path in report.write(opts.results_dir, measured, outcome.pending, ratios, targets, facts):
+        console.print(f"wrote {path}")
+    return 0
