@@ -18,13 +18,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from helpers import TEST_SECRET
+from helpers import TEST_SECRET, lifespan
 from keyturn.app import create_app
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
@@ -197,7 +196,7 @@ def settings(make_settings: SettingsFactory) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         yield application
 
 

@@ -64,11 +64,20 @@ async def mails_to(
     return found
 
 
+def lifespan(application: Any) -> LifespanManager:
+    """Run ``application``'s lifespan, with room for a busy machine.
+
+    asgi-lifespan gives startup 5 s by default; a first start generates a signing key per
+    algorithm (RSA included), which two pytest workers on two cores can push past that.
+    """
+    return LifespanManager(application, startup_timeout=60, shutdown_timeout=60)
+
+
 @asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app for ``settings`` behind an httpx client, lifespan and all."""
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

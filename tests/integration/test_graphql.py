@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, new_email, signup_login
+from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST, Settings
 from keyturn.domain import PERMISSIONS, SELF_SERVICE_SCOPES
@@ -477,7 +476,7 @@ PRODUCTION: dict[str, Any] = {
 @asynccontextmanager
 async def serving(settings: Settings, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
             yield http
@@ -579,7 +578,7 @@ async def test_a_page_of_users_with_roles_and_sessions_costs_a_fixed_number_of_s
         limit_signups_per_ip_per_hour=10_000,
     )
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             token = (await admin_login(application, http))["access_token"]

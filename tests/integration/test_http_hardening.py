@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, new_email
+from helpers import PASSWORD, bearer, lifespan, new_email
 from keyturn.api.hardening import TrustedProxies, cors_origins
 from keyturn.api.middleware import with_charset
 from keyturn.app import create_app
@@ -45,7 +44,7 @@ async def serving(settings: Any) -> AsyncIterator[Connect]:
         clients.append(client)
         return client
 
-    async with LifespanManager(app):
+    async with lifespan(app):
         try:
             yield connect
         finally:
@@ -347,7 +346,7 @@ async def test_an_unexpected_error_still_answers_with_headers(
     async def boom() -> None:
         raise RuntimeError("boom")
 
-    async with LifespanManager(app):
+    async with lifespan(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             answer = await http.get("/boom")

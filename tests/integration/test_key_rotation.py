@@ -26,13 +26,12 @@ import httpx
 import jwt
 import pytest
 import time_machine
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from helpers import TEST_SECRET, bearer, mails_to, new_email, signup_login
+from helpers import TEST_SECRET, bearer, lifespan, mails_to, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.cli.main import app as cli_app
 from keyturn.config import Settings
@@ -109,7 +108,7 @@ def _manager(
 @asynccontextmanager
 async def _serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield application, http

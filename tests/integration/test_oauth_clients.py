@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, TEST_SECRET, bearer, signup_login
+from helpers import PASSWORD, TEST_SECRET, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine
@@ -505,7 +504,7 @@ async def test_unknown_client_does_equal_work(
 async def test_failures_are_throttled_per_client_and_ip(make_settings: SettingsFactory) -> None:
     app = create_app(make_settings(limit_failures_per_account_ip=3))
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://testserver"
         ) as client,

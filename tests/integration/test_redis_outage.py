@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from helpers import PASSWORD, bearer, signup_login
+from helpers import PASSWORD, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from redis_server import RedisServer
@@ -42,7 +41,7 @@ async def instances(settings: Settings, count: int) -> AsyncIterator[list[httpx.
         clients = []
         for _ in range(count):
             application = create_app(settings)
-            await stack.enter_async_context(LifespanManager(application))
+            await stack.enter_async_context(lifespan(application))
             transport = httpx.ASGITransport(app=application, client=("203.0.113.5", 5000))
             clients.append(
                 await stack.enter_async_context(

@@ -7,9 +7,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from helpers import PASSWORD, bearer, mails_to, new_email, signup_login
+from helpers import PASSWORD, bearer, lifespan, mails_to, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from smtp_server import SmtpServer, extract_token
@@ -33,7 +32,7 @@ async def app_from(settings: Settings) -> AsyncIterator[Callable[[str], httpx.As
         clients.append(http)
         return http
 
-    async with LifespanManager(application):
+    async with lifespan(application):
         try:
             yield client
         finally:

@@ -14,12 +14,12 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from helpers import (
     PASSWORD,
     bearer,
     csrf_from,
+    lifespan,
     mails_to,
     new_email,
     running_app,
@@ -211,7 +211,7 @@ async def test_https_issuer_gets_a_host_prefixed_secure_cookie(
     async with running_app(settings) as plain:
         user = await api_user(plain)
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(
             transport=transport, base_url="https://id.example.com"

@@ -22,11 +22,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from helpers import PASSWORD, bearer, new_email, signup_login
+from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
 from keyturn.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -537,7 +536,7 @@ async def test_full_hash_pool_answers_503_with_retry_after(
     """DESIGN.md 4: a full pool fails fast (503, Retry-After) instead of queueing forever."""
     settings = make_settings(hash_workers=1, hash_queue=0)
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             email = new_email()

@@ -29,7 +29,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -38,7 +37,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from helpers import PASSWORD, bearer, signup_login
+from helpers import PASSWORD, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.db.migrate import upgrade
@@ -534,7 +533,7 @@ async def test_rsa_key_refuses_ps256_signed_by_that_very_key(
     url = f"sqlite+aiosqlite:///{tmp_path / 'rsa.db'}"
     await upgrade(url)
     application = create_app(make_settings(signing_alg="RS256", database_url=url))
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await signup_login(http)
