@@ -43,7 +43,8 @@ def login_redirect(
     """To the sign-in page, with ``next`` back here.
 
     ``prompt=login`` leaves the URL (else coming back would ask again, forever) and
-    ``kt_auth_after`` = now takes its place: the session must be newer than this request.
+    ``kt_auth_after`` = now (milliseconds) takes its place: the session must be newer
+    than this request.
     """
     back = dict(params)
     if "login" in request.prompt:
@@ -52,7 +53,7 @@ def login_redirect(
             back["prompt"] = " ".join(remaining)
         else:
             back.pop("prompt", None)
-        back[AUTH_AFTER] = str(int(utcnow().timestamp()))
+        back[AUTH_AFTER] = str(int(utcnow().timestamp() * 1000))
     next_url = authorize_url(back)
     if len(next_url) > MAX_NEXT_LENGTH:
         target = Redirectable(request.redirect_uri, request.state, request.response_mode)

@@ -38,7 +38,7 @@ RESPONSE_MODES = ("query", "form_post")
 # OpenID Connect Core section 3.1.2.1 prompt values Keyturn acts on.
 PROMPTS = frozenset({"none", "login", "consent"})
 # Set by Keyturn on the URL it sends to the login page for prompt=login: the sign-in must
-# be newer than this instant (epoch seconds), so coming back is not a loop.
+# be newer than this instant (epoch milliseconds), so coming back is not a loop.
 AUTH_AFTER = "kt_auth_after"
 MAX_STATE = 1024
 MAX_NONCE = 512
@@ -197,7 +197,7 @@ class AuthorizationService:
             code_challenge=challenge,
             prompt=prompt,
             max_age=_seconds(params, "max_age"),
-            auth_after=_seconds(params, AUTH_AFTER),
+            auth_after=_seconds(params, AUTH_AFTER, limit=15),
             login_hint=_one(params, "login_hint", MAX_LOGIN_HINT),
         )
 
@@ -243,7 +243,7 @@ class AuthorizationService:
             return True
         if "login" in request.prompt:
             return True
-        return request.auth_after is not None and auth_time < request.auth_after
+        return request.auth_after is not None and auth_time * 1000 < request.auth_after
 
     async def granted_scopes(self, request: AuthorizationRequest, user_id: uuid.UUID) -> str:
         """Requested scopes the user holds: OIDC and self-service scopes, and the admin
@@ -344,11 +344,11 @@ class AuthorizationService:
         return value
 
 
-def _seconds(params: Mapping[str, str], name: str) -> int | None:
+def _seconds(params: Mapping[str, str], name: str, *, limit: int = 12) -> int | None:
     value = params.get(name)
     if value is None or value == "":
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
+    if not value.isascii() or not value.isdigit() or len(value) > limit:
         raise OAuthInvalidRequest(f"{name} must be a non-negative number of seconds.")
     return int(value)
 
