@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyturn import __version__
 from keyturn.api import graphql, problems
 from keyturn.api.hardening import install_hardening
+from keyturn.api.oauth2 import authorize as oauth2_authorize
+from keyturn.api.oauth2 import token as oauth2_token
 from keyturn.api.rest import (
     account,
     admin_clients,
@@ -60,6 +62,9 @@ from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
+from keyturn.services.oauth2.authorize import AuthorizationService
+from keyturn.services.oauth2.metadata import server_metadata
+from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.one_time_tokens import OneTimeTokens
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.ports import UnitOfWork
@@ -222,7 +227,22 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         verify_ttl=settings.verify_email_ttl,
         guard=guard,
     )
+    id_tokens = IdTokenSigner(keys=keys, algorithms=settings.id_token_algs)
+    authorizations = AuthorizationService(
+        uow_factory=uow_factory, key_ring=ring, issuer=settings.issuer
+    )
     return Services(
+        authorizations=authorizations,
+        tokens=TokenService(
+            uow_factory=uow_factory,
+            auth=auth,
+            authorizations=authorizations,
+            access_tokens=access_tokens,
+            id_tokens=id_tokens,
+            guard=guard,
+            issuer=settings.issuer,
+        ),
+        server_metadata=server_metadata(settings.issuer, id_token_algs=settings.id_token_algs),
         auth=auth,
         browser=BrowserSessions(
             uow_factory=uow_factory,
@@ -277,7 +297,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         access_tokens=access_tokens,
         throttle=guard.throttle,
         keys=keys,
-        id_tokens=IdTokenSigner(keys=keys, algorithms=settings.id_token_algs),
+        id_tokens=id_tokens,
         hash_pool=hash_pool,
         outbox=outbox,
         outbox_worker=OutboxWorker(
@@ -372,6 +392,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(me.router)
     app.include_router(api_keys.router)
     app.include_router(ops.router)
+    app.include_router(oauth2_token.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
@@ -380,6 +401,7 @@ def create_app(settings: Settings) -> FastAPI:
     pages = HostedPages(settings)
     app.state.hosted_pages = pages
     app.include_router(pages.router)
+    app.include_router(oauth2_authorize.build_router(pages.kit))
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app

@@ -60,6 +60,48 @@ class Session:
     ip: str | None
     user_agent: str | None
     revoked_at: datetime | None = None
+    # An OAuth grant (RFC 6749 section 4.1): the client and the granted scope; None for
+    # first-party and browser sessions.
+    client_id: str | None = None
+    scope: str | None = None
+    consent_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    """An issued authorization code's record (RFC 6749 section 4.1.2); never the code."""
+
+    id: uuid.UUID
+    client_id: str
+    user_id: uuid.UUID
+    browser_session_id: uuid.UUID
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    auth_time: datetime
+    amr: tuple[str, ...]
+    acr: str | None
+    consent_id: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    issued_session_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """What a user allowed a client: ``scope`` is a sorted, space-joined set."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    client_id: str
+    scope: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    def covers(self, scopes: frozenset[str]) -> bool:
+        return self.revoked_at is None and scopes <= frozenset(self.scope.split())
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── OAuthError                      (400) the RFC 6749 / OIDC error codes, rendered as
     │   │                               {error, error_description} on /oauth2/*:
     │   ├── OAuthInvalidRequest         invalid_request
+    │   │   └── UnsafeAuthorizationRequest  (a page at /oauth2/authorize, never a redirect)
     │   ├── InvalidGrant                invalid_grant
     │   ├── UnauthorizedClient          unauthorized_client
     │   ├── UnsupportedGrantType        unsupported_grant_type
@@ -279,6 +280,12 @@ class OAuthError(KeyturnError):
 
 class OAuthInvalidRequest(OAuthError):
     """RFC 6749 section 5.2 ``invalid_request``: a missing, repeated or malformed parameter."""
+
+
+class UnsafeAuthorizationRequest(OAuthInvalidRequest):
+    """Unknown client or unregistered redirect URI at the authorization endpoint: shown to
+    the user as a page and never redirected (RFC 6749 section 4.1.2.1, RFC 9700 section
+    4.1.3)."""
 
 
 class InvalidGrant(OAuthError):

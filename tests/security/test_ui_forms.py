@@ -36,6 +36,17 @@ FORMS: dict[str, tuple[str, dict[str, str]]] = {
     "/ui/verify": (f"/ui/verify?token={TOKEN}", {"token": TOKEN}),
     "/ui/email/confirm": (f"/ui/email/confirm?token={TOKEN}", {"token": TOKEN}),
     "/ui/logout": ("/ui/logout", {}),
+    # The consent form carries the authorization request; signed out and without a
+    # client the page is an error page, so the token check must refuse first.
+    "/ui/consent": (
+        "/ui/consent",
+        {
+            "decision": "allow",
+            "response_type": "code",
+            "client_id": "A" * 22,
+            "redirect_uri": "https://app.example.com/cb",
+        },
+    ),
 }
 
 

@@ -100,6 +100,11 @@ class SessionRow(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(64))
+    # An OAuth grant (migration 0008): the client it was issued to and the granted scope;
+    # NULL for first-party and browser sessions. No foreign keys (see the migration).
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    scope: Mapped[str | None] = mapped_column(String(1000))
+    consent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class RefreshTokenRow(Base):
@@ -234,3 +239,49 @@ class OAuthClientRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthConsentRow(Base):
+    """What a user allowed one client: a sorted, space-joined scope set (migration 0008)."""
+
+    __tablename__ = "oauth_consents"
+    __table_args__ = (Index(None, "user_id", "client_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE")
+    )
+    scope: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthAuthorizationCodeRow(Base):
+    """RFC 6749 section 4.1.2 codes: only their keyed digest is stored; single use in SQL."""
+
+    __tablename__ = "oauth_authorization_codes"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The browser session that approved the request: the ID Token's sid.
+    browser_session_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    scope: Mapped[str] = mapped_column(String(1000))
+    nonce: Mapped[str | None] = mapped_column(String(512))
+    # RFC 7636 S256 challenge; NULL when the request carried none (downgrade check).
+    code_challenge: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    consent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The grant session the code's redemption opened (revoked when the code is replayed).
+    issued_session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

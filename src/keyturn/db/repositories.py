@@ -236,6 +236,9 @@ def _session(row: SessionRow) -> Session:
         ip=row.ip,
         user_agent=row.user_agent,
         revoked_at=row.revoked_at,
+        client_id=row.client_id,
+        scope=row.scope,
+        consent_id=row.consent_id,
     )
 
 
@@ -255,6 +258,9 @@ class SqlSessionRepository:
                 amr=list(session.amr),
                 ip=session.ip,
                 user_agent=session.user_agent,
+                client_id=session.client_id,
+                scope=session.scope,
+                consent_id=session.consent_id,
             )
         )
         await self._db.flush()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from keyturn.db.api_keys import SqlApiKeyRepository
 from keyturn.db.audit import SqlAuditRepository
 from keyturn.db.oauth_clients import SqlOAuthClientRepository
+from keyturn.db.oauth_grants import SqlAuthorizationCodeRepository, SqlConsentRepository
 from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
 from keyturn.db.outbox import SqlOutboxRepository
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
@@ -34,6 +35,8 @@ class SqlUnitOfWork:
     roles: SqlRoleRepository
     api_keys: SqlApiKeyRepository
     clients: SqlOAuthClientRepository
+    authorization_codes: SqlAuthorizationCodeRepository
+    consents: SqlConsentRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -52,6 +55,8 @@ class SqlUnitOfWork:
         self.roles = SqlRoleRepository(db)
         self.api_keys = SqlApiKeyRepository(db)
         self.clients = SqlOAuthClientRepository(db)
+        self.authorization_codes = SqlAuthorizationCodeRepository(db)
+        self.consents = SqlConsentRepository(db)
         return self
 
     async def __aexit__(

@@ -76,6 +76,34 @@ class AccessTokenService:
         }
         return self._keys.sign(claims, typ=ACCESS_TOKEN_TYP)
 
+    def issue_for_client(
+        self, *, subject: str, client_id: str, scope: str, session: Session | None
+    ) -> str:
+        """Signs an RFC 9068 access token for an OAuth client (section 2.2 claims).
+
+        ``aud`` is the client_id, so the first-party verifier (``aud`` = ``KEYTURN_AUDIENCE``)
+        never accepts it on ``/v1/*``. ``session`` is the grant session of a user token
+        (``sid``, ``auth_time``, ``amr``); None for ``client_credentials`` (RFC 6749 section
+        4.4), whose subject is the client itself.
+        """
+        now = int(utcnow().timestamp())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": subject,
+            "aud": client_id,
+            "exp": now + self.ttl,
+            "iat": now,
+            "nbf": now,
+            "jti": uuid.uuid4().hex,
+            "client_id": client_id,
+            "scope": scope,
+        }
+        if session is not None:
+            claims["sid"] = str(session.id)
+            claims["auth_time"] = int(session.auth_time.timestamp())
+            claims["amr"] = list(session.amr)
+        return self._keys.sign(claims, typ=ACCESS_TOKEN_TYP)
+
     async def authenticate(self, token: str) -> Principal:
         """Verifies signature and claims, then refuses a revoked session."""
         await self._keys.refresh_if_stale()

@@ -67,6 +67,8 @@ class AuthService:
         self._successor_keys = key_ring.derive("refresh-successor")
         self._policy = policy
         self._refresh_ttl = timedelta(seconds=refresh_ttl)
+        # Absolute lifetime of a session (an OAuth grant session too).
+        self.session_lifetime = self._refresh_ttl
         self._idle_ttl = timedelta(seconds=idle_ttl)
         self._grace = timedelta(seconds=reuse_grace)
         self._require_verified_email = require_verified_email
@@ -229,6 +231,18 @@ class AuthService:
         await uow.sessions.add(session)
         return session
 
+    async def open_grant(self, uow: UnitOfWork, session: Session, *, refresh: bool) -> str | None:
+        """Stores an OAuth grant session (``session.client_id`` set) in ``uow``.
+
+        The grant's refresh tokens are ordinary refresh tokens of that session, so they
+        rotate under :meth:`rotate` with every rule of DESIGN.md section 4.
+
+        Returns:
+            The first refresh token when ``refresh``, else None.
+        """
+        await uow.sessions.add(session)
+        return await self._add_refresh_token(uow, session) if refresh else None
+
     async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
         value = new_token()
         token = RefreshToken(
@@ -260,17 +274,42 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         """Rotates a refresh token with the grace and reuse rules of DESIGN.md section 4."""
+        user, session, successor = await self.rotate(refresh_token, client, client_id=None)
+        return self._pair(user, session, successor)
+
+    async def rotate(
+        self, refresh_token: str, client: ClientInfo, *, client_id: str | None
+    ) -> tuple[User, Session, str]:
+        """The one refresh-token rotation (DESIGN.md section 4), first-party and OAuth alike.
+
+        Args:
+            refresh_token: The presented token.
+            client: Where the request came from.
+            client_id: The OAuth client the token must belong to (``/oauth2/token``), or
+                None for a first-party token (``/v1/auth/refresh``). A token of another
+                client, or of the other kind, is refused like an unknown one.
+
+        Returns:
+            The user, the session and the successor token (the same successor again when
+            the grace window applies).
+
+        Raises:
+            RateLimited: Too many failures from this IP.
+            InvalidRefreshToken: Unknown, foreign, expired or reused (the family revoked).
+        """
         # Refresh tokens are credentials too: failures per IP are throttled like passwords.
         await self._guard.before(REFRESH_ACCOUNT, client)
         try:
-            return await self._rotate(refresh_token, client)
+            return await self._rotate(refresh_token, client, client_id)
         except InvalidRefreshToken:
             await self._guard.failed(
                 REFRESH_ACCOUNT, None, client, event="refresh.failed", factor="refresh_token"
             )
             raise
 
-    async def _rotate(self, refresh_token: str, client: ClientInfo) -> TokenPair:
+    async def _rotate(
+        self, refresh_token: str, client: ClientInfo, client_id: str | None
+    ) -> tuple[User, Session, str]:
         if not REFRESH_TOKEN_SHAPE.match(refresh_token):
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken
@@ -280,9 +319,12 @@ class AuthService:
             session = await uow.sessions.get(token.session_id) if token else None
             user = await uow.users.get(session.user_id) if session else None
             # A locked account refreshes nothing: the lock holds on every pathway.
+            # A token is bound to its client (RFC 6749 section 6): another client's token,
+            # or a first-party token at /oauth2/token, answers like an unknown one.
             if (
                 token is None
                 or session is None
+                or session.client_id != client_id
                 or user is None
                 or user.disabled
                 or user.locked(now)
@@ -308,13 +350,13 @@ class AuthService:
                 await uow.sessions.touch(session.id, now)
                 await uow.commit()
                 REFRESHES.labels("rotated").inc()
-                return self._pair(user, session, successor)
+                return user, session, successor
             # Already rotated (maybe by a concurrent request that just won the race).
             token = await uow.refresh_tokens.get(token.id)
             replay = await self._grace_successor(uow, token, refresh_token, now)
             if replay is not None:
                 REFRESHES.labels("grace").inc()
-                return self._pair(user, session, replay)
+                return user, session, replay
             await self._revoke_family(uow, session, token, client, now)
         await self._access_tokens.deny([session.id])
         REFRESHES.labels("reuse").inc()

@@ -16,6 +16,8 @@ from keyturn.domain import (
     ApiKey,
     AuditEvent,
     AuditFilter,
+    AuthorizationCode,
+    Consent,
     OAuthClient,
     OneTimeToken,
     OutboxEntry,
@@ -203,6 +205,23 @@ class OAuthClientRepository(Protocol):
     async def delete(self, client_id: str) -> bool: ...
 
 
+class AuthorizationCodeRepository(Protocol):
+    async def add(self, code: AuthorizationCode, digest: str) -> None: ...
+    async def find(self, digests: Sequence[str]) -> AuthorizationCode | None: ...
+    async def consume(self, code_id: uuid.UUID, now: datetime) -> bool:
+        """Marks the code used; True for exactly one caller (RFC 6749 section 4.1.2)."""
+
+    async def set_issued_session(self, code_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        """Remembers the grant session the code opened (revoked if the code is replayed)."""
+
+
+class ConsentRepository(Protocol):
+    async def live_for(self, user_id: uuid.UUID, client_id: str) -> list[Consent]:
+        """The user's unrevoked consents for the client, newest first."""
+
+    async def add(self, consent: Consent) -> None: ...
+
+
 class SigningKeyRepository(Protocol):
     async def list_published(
         self, *, retired_since: datetime | None = None
@@ -274,6 +293,10 @@ class UnitOfWork(Protocol):
     def api_keys(self) -> ApiKeyRepository: ...
     @property
     def clients(self) -> OAuthClientRepository: ...
+    @property
+    def authorization_codes(self) -> AuthorizationCodeRepository: ...
+    @property
+    def consents(self) -> ConsentRepository: ...
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> Self: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
@@ -18,6 +19,8 @@ from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.clients import ClientService
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
+from keyturn.services.oauth2.authorize import AuthorizationService
+from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
 from keyturn.services.sessions import SessionService
@@ -50,3 +53,7 @@ class Services:
     outbox_worker: OutboxWorker
     readiness_checks: Mapping[str, HealthCheck]
     email_verification_required: bool
+    authorizations: AuthorizationService
+    tokens: TokenService
+    # RFC 8414 / OIDC Discovery document (services/oauth2/metadata.py), built once.
+    server_metadata: Mapping[str, Any]

@@ -92,6 +92,7 @@ class PageKit:
         *,
         status: int = 200,
         headers: Mapping[str, str] | None = None,
+        csp: str | None = None,
         **context: Any,
     ) -> Response:
         """A page whose forms carry CSRF tokens; sets the CSRF cookie when it is missing."""
@@ -105,7 +106,7 @@ class PageKit:
             return browser.csrf_token(secret, purpose)
 
         response = self.renderer.page(
-            template, status=status, headers=headers, csrf=csrf, **context
+            template, status=status, headers=headers, csrf=csrf, csp=csp, **context
         )
         if fresh:
             # A browser-lifetime cookie: it only binds forms to this browser.

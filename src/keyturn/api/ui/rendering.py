@@ -136,9 +136,21 @@ class Renderer:
         fingerprint = hashlib.sha256(self.stylesheet).hexdigest()[:16]
         self.stylesheet_path = f"{STATIC_PREFIX}keyturn.{fingerprint}.css"
         images = "'self'" + (f" {_origin(self.logo_url)}" if self.logo_url else "")
-        self.csp = (
-            "default-src 'none'; style-src 'self'; "
-            f"img-src {images}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        self._images = images
+        self.csp = self.policy("'self'")
+
+    def policy(self, form_action: str, *, script: str | None = None) -> str:
+        """The page CSP with its ``form-action`` sources (and one inline script's hash).
+
+        The consent page and the ``form_post`` answer of ``/oauth2/authorize`` name the
+        client's redirect origin: browsers apply ``form-action`` to the redirects that
+        follow a form submission too.
+        """
+        scripts = f"script-src '{script}'; " if script else ""
+        return (
+            f"default-src 'none'; {scripts}style-src 'self'; "
+            f"img-src {self._images}; form-action {form_action}; frame-ancestors 'none'; "
+            "base-uri 'none'"
         )
 
     def page(
@@ -148,9 +160,11 @@ class Renderer:
         status: int = 200,
         headers: Mapping[str, str] | None = None,
         csrf: Callable[[str], str] | None = None,
+        csp: str | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        """An HTML answer with the page headers (CSP, no-store)."""
+        """An HTML answer with the page headers (CSP, no-store); ``csp`` replaces the
+        default policy (see :meth:`policy`)."""
         values = {
             "brand_name": self.brand_name,
             "logo_url": self.logo_url,
@@ -163,7 +177,7 @@ class Renderer:
         }
         body = self.env.get_template(template).render(values)
         response = HTMLResponse(body, status_code=status, headers=dict(headers or {}))
-        response.headers["content-security-policy"] = self.csp
+        response.headers["content-security-policy"] = csp or self.csp
         response.headers["cache-control"] = PAGE_CACHE
         response.headers["referrer-policy"] = PAGE_REFERRER_POLICY
         return response

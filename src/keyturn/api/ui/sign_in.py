@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.deps import get_client, get_services
+from keyturn.api.oauth2.responses import oauth_form_action
 from keyturn.api.schemas import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
 from keyturn.api.ui.kit import PageKit, see_other
@@ -23,6 +24,7 @@ from keyturn.errors import (
 )
 
 HOME = "/ui/"
+MAX_LOGIN_HINT = 320
 # ``next``: where to go after signing in; only a same-origin path counts (forms.safe_next).
 NextQuery = Annotated[str | None, Query(alias="next")]
 LOGIN_NOTICES = {
@@ -55,13 +57,20 @@ def add_sign_in_routes(router: APIRouter, kit: PageKit) -> None:
         )
 
     @router.get("/login")
-    async def login_page(request: Request, next_: NextQuery = None, status: str = "") -> Response:
+    async def login_page(
+        request: Request, next_: NextQuery = None, status: str = "", login_hint: str = ""
+    ) -> Response:
+        next_path = safe_next(next_)
         return kit.render(
             request,
             "login.html",
+            # Signing in may end in a redirect to an OAuth client (through
+            # /oauth2/authorize): form-action must name that client's origin too.
+            csp=await oauth_form_action(request, kit, next_path),
             title="Sign in",
-            next=safe_next(next_),
-            email="",
+            next=next_path,
+            # OIDC Core section 3.1.2.1 login_hint: prefilled, never trusted.
+            email=login_hint[:MAX_LOGIN_HINT],
             notice=LOGIN_NOTICES.get(status),
         )
 

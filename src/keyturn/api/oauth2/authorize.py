@@ -1,0 +1,113 @@
+"""``GET|POST /oauth2/authorize``: the authorization endpoint (RFC 6749 section 3.1,
+section 4.1.1; OpenID Connect Core section 3.1.2.1, which adds the POST form).
+
+A browser endpoint, not part of the JSON API (left out of the OpenAPI document, like
+the hosted pages). Its answers are a page (a broken request that must not be redirected,
+RFC 9700 section 4.1.3), a 303 to the sign-in or consent page, or the authorization
+response at the client's redirect URI (``api/oauth2/responses.py``).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keyturn.api.deps import get_services
+from keyturn.api.forms import read_form
+from keyturn.api.oauth2.consent import add_consent_routes
+from keyturn.api.oauth2.requests import (
+    AUTHORIZE_PATH,
+    authorize_url,
+    query_params,
+    refused_page,
+)
+from keyturn.api.oauth2.responses import deliver, deliver_error
+from keyturn.api.ui.forms import MAX_NEXT_LENGTH
+from keyturn.api.ui.kit import PageKit, see_other
+from keyturn.domain import utcnow
+from keyturn.errors import OAuthError, OAuthInvalidRequest, UnsafeAuthorizationRequest
+from keyturn.services.oauth2.authorize import (
+    AUTH_AFTER,
+    AuthorizationRequest,
+    Next,
+    Redirectable,
+)
+
+
+def login_redirect(
+    request: AuthorizationRequest, params: dict[str, str], kit: PageKit, req: Request
+) -> Response:
+    """To the sign-in page, with ``next`` back here.
+
+    ``prompt=login`` leaves the URL (else coming back would ask again, forever) and
+    ``kt_auth_after`` = now (milliseconds) takes its place: the session must be newer
+    than this request.
+    """
+    back = dict(params)
+    if "login" in request.prompt:
+        remaining = [value for value in back.get("prompt", "").split() if value != "login"]
+        if remaining:
+            back["prompt"] = " ".join(remaining)
+        else:
+            back.pop("prompt", None)
+        back[AUTH_AFTER] = str(int(utcnow().timestamp() * 1000))
+    next_url = authorize_url(back)
+    if len(next_url) > MAX_NEXT_LENGTH:
+        target = Redirectable(request.redirect_uri, request.state, request.response_mode)
+        return deliver_error(
+            kit,
+            req,
+            target,
+            get_services(req).authorizations.issuer,
+            OAuthInvalidRequest("The authorization request is too long to sign in with."),
+        )
+    login = f"/ui/login?next={quote(next_url, safe='')}"
+    if request.login_hint:
+        login += f"&login_hint={quote(request.login_hint, safe='')}"
+    return see_other(login)
+
+
+async def handle_authorize(kit: PageKit, request: Request, params: dict[str, str]) -> Response:
+    """The whole authorization endpoint, for GET and POST alike."""
+    service = get_services(request).authorizations
+    try:
+        target = await service.client_and_redirect(params)
+    except UnsafeAuthorizationRequest as exc:
+        return refused_page(kit, request, exc.detail)
+    try:
+        parsed = await service.parse(params, target)
+        browser = await kit.current_session(request)
+        step, consent = await service.next_step(parsed, browser)
+    except OAuthError as exc:
+        return deliver_error(kit, request, target, service.issuer, exc)
+    if step is Next.LOGIN:
+        return login_redirect(parsed, params, kit, request)
+    if step is Next.CONSENT or browser is None or consent is None:
+        return see_other(f"/ui/consent?{urlencode(params)}")
+    code = await service.issue(parsed, browser, consent)
+    return deliver(kit, request, target, service.issuer, {"code": code})
+
+
+def build_router(kit: PageKit) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(AUTHORIZE_PATH)
+    async def authorize(request: Request) -> Response:
+        params = query_params(request)
+        if params is None:
+            return refused_page(kit, request, "A parameter was repeated or malformed.")
+        return await handle_authorize(kit, request, params)
+
+    @router.post(AUTHORIZE_PATH)
+    async def authorize_form(request: Request) -> Response:
+        # OIDC Core section 3.1.2.1: the same parameters, form-serialised.
+        params = await read_form(request)
+        if params is None:
+            return refused_page(kit, request, "A parameter was repeated or malformed.")
+        return await handle_authorize(kit, request, params)
+
+    add_consent_routes(router, kit)
+    return router

@@ -1,0 +1,52 @@
+"""The authorization server metadata (RFC 8414 section 2, OpenID Connect Discovery 1.0
+section 3): one document for both well-known URLs, listing only what is implemented."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from keyturn.services.oauth2.authorize import PROMPTS, RESPONSE_MODES
+from keyturn.services.oauth2.tokens import GRANT_TYPES
+from keyturn.services.oauth_client_rules import ALLOWED_SCOPES, AUTH_METHODS
+
+# The claims an ID Token or access token from the code flow can carry.
+CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "amr",
+    "sid",
+)
+
+
+def server_metadata(issuer: str, *, id_token_algs: Sequence[str]) -> dict[str, Any]:
+    """The discovery document for ``issuer``.
+
+    Endpoints that do not exist yet (introspection, revocation, userinfo, end_session)
+    are left out rather than announced.
+    """
+    base = issuer.rstrip("/")
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "token_endpoint": f"{base}/oauth2/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "response_types_supported": ["code"],
+        "response_modes_supported": list(RESPONSE_MODES),
+        "grant_types_supported": list(GRANT_TYPES),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(dict.fromkeys(id_token_algs)),
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": sorted(ALLOWED_SCOPES),
+        "claims_supported": list(CLAIMS),
+        # RFC 9207 section 3.
+        "authorization_response_iss_parameter_supported": True,
+        "prompt_values_supported": sorted(PROMPTS),
+    }

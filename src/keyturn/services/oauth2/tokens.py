@@ -1,0 +1,376 @@
+"""The token endpoint's grants (RFC 6749 sections 4.1.3, 4.4 and 6; OIDC Core 3.1.3).
+
+Every failure of a grant counts through the credential guard (like a password or a
+refresh token at ``/v1/auth/refresh``), and every issued grant is audited with user and
+client ids only.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from keyturn.domain import AuthorizationCode, ClientInfo, OAuthClient, Session, User, utcnow
+from keyturn.errors import (
+    InvalidGrant,
+    InvalidRefreshToken,
+    InvalidScopeRequest,
+    OAuthInvalidRequest,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from keyturn.security import pkce
+from keyturn.security.oidc_hashes import at_hash
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.auth import AuthService
+from keyturn.services.id_tokens import IdTokenSigner
+from keyturn.services.lockout import CredentialGuard
+from keyturn.services.oauth2.authorize import AuthorizationService
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# secrets.token_urlsafe(32): anything else is refused before any lookup.
+CODE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# Failed code redemptions name no account: counted per client IP like refresh tokens.
+CODE_ACCOUNT = "oauth-code"
+# OIDC Core section 3.1.3.7: RS256 unless the client registered another (not yet).
+OIDC_SIGNING_ALG = "RS256"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """RFC 6749 section 5.1 (and OIDC Core section 3.1.3.3 ``id_token``)."""
+
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+    id_token: str | None = None
+    token_type: str = "Bearer"  # noqa: S105  (a scheme name, not a secret)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
+        return body
+
+
+class TokenService:
+    """Issues tokens to authenticated clients."""
+
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        auth: AuthService,
+        authorizations: AuthorizationService,
+        access_tokens: AccessTokenService,
+        id_tokens: IdTokenSigner,
+        guard: CredentialGuard,
+        issuer: str,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._auth = auth
+        self._codes = authorizations.digester
+        self._access_tokens = access_tokens
+        self._id_tokens = id_tokens
+        self._guard = guard
+        self._issuer = issuer
+
+    async def grant(
+        self, client: OAuthClient, form: Mapping[str, str], info: ClientInfo
+    ) -> TokenResponse:
+        """Dispatches on ``grant_type`` (RFC 6749 section 4).
+
+        Raises:
+            OAuthError: ``unsupported_grant_type``, ``unauthorized_client``,
+                ``invalid_grant``, ``invalid_scope`` or ``invalid_request``.
+        """
+        grant_type = form.get("grant_type", "")
+        if not grant_type:
+            raise OAuthInvalidRequest("The grant_type parameter is missing.")
+        if grant_type not in GRANT_TYPES:
+            raise UnsupportedGrantType(f"Supported grant types: {', '.join(GRANT_TYPES)}.")
+        if grant_type not in client.grant_types:
+            raise UnauthorizedClient(f"This client may not use the {grant_type} grant.")
+        if grant_type == "authorization_code":
+            return await self._authorization_code(client, form, info)
+        if grant_type == "refresh_token":
+            return await self._refresh(client, form, info)
+        return await self._client_credentials(client, form, info)
+
+    # -- RFC 6749 section 4.1.3 ---------------------------------------------------------
+
+    async def _authorization_code(
+        self, client: OAuthClient, form: Mapping[str, str], info: ClientInfo
+    ) -> TokenResponse:
+        await self._guard.before(CODE_ACCOUNT, info)
+        try:
+            return await self._redeem(client, form, info)
+        except InvalidGrant:
+            await self._guard.failed(
+                CODE_ACCOUNT,
+                None,
+                info,
+                event="oauth.code_failed",
+                factor="authorization_code",
+                data={"client_id": client.client_id},
+            )
+            raise
+
+    async def _redeem(
+        self, client: OAuthClient, form: Mapping[str, str], info: ClientInfo
+    ) -> TokenResponse:
+        value = form.get("code", "")
+        if not value:
+            raise OAuthInvalidRequest("The code parameter is missing.")
+        if not CODE_SHAPE.match(value):
+            raise InvalidGrant("The authorization code is not valid.")
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            code = await uow.authorization_codes.find(self._codes.candidates(value))
+            if code is None or code.client_id != client.client_id:
+                # Another client's code answers like an unknown one (section 4.1.3).
+                raise InvalidGrant("The authorization code is not valid.")
+            if not await uow.authorization_codes.consume(code.id, now):
+                await self._replayed(uow, code, info, now)
+                raise InvalidGrant("The authorization code was already used.")
+            # From here on the code is spent, whatever fails (a failed PKCE check burns
+            # it: authentik CVE-2023-48228, RFC 9700 section 4.8).
+            try:
+                self._check_code(code, client, form, now)
+            except _Burned as burned:
+                await uow.commit()
+                raise burned.error from None
+            user = await uow.users.get(code.user_id)
+            if user is None or user.disabled or user.locked(now):
+                await uow.commit()
+                raise InvalidGrant("The authorization code is not valid.")
+            response, session = await self._issue_for_code(uow, client, code, user, info, now)
+            await uow.authorization_codes.set_issued_session(code.id, session.id)
+            await uow.audit.record(
+                "oauth.token_issued",
+                now=now,
+                user_id=user.id,
+                session_id=session.id,
+                ip=info.ip,
+                data={"client_id": client.client_id, "grant_type": "authorization_code"},
+            )
+            await uow.commit()
+        return response
+
+    def _check_code(
+        self, code: AuthorizationCode, client: OAuthClient, form: Mapping[str, str], now: datetime
+    ) -> None:
+        # _Burned: the caller commits the consumed code before raising the OAuth error.
+        if now >= code.expires_at:
+            raise _Burned(InvalidGrant("The authorization code has expired."))
+        redirect_uri = form.get("redirect_uri")
+        if redirect_uri is None:
+            # RFC 6749 section 4.1.3: required when the request had one; Keyturn accepts
+            # its absence only when the client has that single URI registered.
+            if client.redirect_uris != (code.redirect_uri,):
+                raise _Burned(OAuthInvalidRequest("The redirect_uri parameter is missing."))
+        elif redirect_uri != code.redirect_uri:
+            raise _Burned(InvalidGrant("The redirect_uri differs from the authorization request."))
+        verifier = form.get("code_verifier")
+        if code.code_challenge is None:
+            if verifier is not None:
+                # RFC 9700 section 2.1.1: a verifier without a challenge is a downgrade.
+                raise _Burned(InvalidGrant("No code_challenge was sent with this request."))
+        elif verifier is None or not pkce.verify(verifier, code.code_challenge):
+            # RFC 7636 section 4.6.
+            raise _Burned(InvalidGrant("The code_verifier does not match the code_challenge."))
+
+    async def _replayed(
+        self, uow: UnitOfWork, code: AuthorizationCode, info: ClientInfo, now: datetime
+    ) -> None:
+        """RFC 6749 section 4.1.2: a second use revokes what the first use issued."""
+        revoked = False
+        if code.issued_session_id is not None:
+            revoked = await uow.sessions.revoke(code.issued_session_id, now, "code_replayed")
+        await uow.audit.record(
+            "oauth.code_replayed",
+            now=now,
+            user_id=code.user_id,
+            session_id=code.issued_session_id,
+            ip=info.ip,
+            data={"client_id": code.client_id},
+        )
+        await uow.commit()
+        if code.issued_session_id is not None:
+            await self._access_tokens.deny([code.issued_session_id])
+        log.warning("authorization_code_replayed", revoked=revoked)
+
+    async def _issue_for_code(
+        self,
+        uow: UnitOfWork,
+        client: OAuthClient,
+        code: AuthorizationCode,
+        user: User,
+        info: ClientInfo,
+        now: datetime,
+    ) -> tuple[TokenResponse, Session]:
+        scopes = code.scope.split()
+        session = Session(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._auth.session_lifetime,
+            auth_time=code.auth_time,
+            amr=code.amr,
+            ip=info.ip,
+            user_agent=(info.user_agent or "")[:512] or None,
+            client_id=client.client_id,
+            scope=code.scope,
+            consent_id=code.consent_id,
+        )
+        # OIDC Core section 11: a refresh token only with offline_access and the grant.
+        wants_refresh = "offline_access" in scopes and "refresh_token" in client.grant_types
+        refresh = await self._auth.open_grant(uow, session, refresh=wants_refresh)
+        access = self._access_tokens.issue_for_client(
+            subject=str(user.id), client_id=client.client_id, scope=code.scope, session=session
+        )
+        id_token = None
+        if "openid" in scopes:
+            id_token = self._id_token(client, code, user, access, now)
+        response = TokenResponse(
+            access_token=access,
+            expires_in=self._access_tokens.ttl,
+            scope=code.scope,
+            refresh_token=refresh,
+            id_token=id_token,
+        )
+        return response, session
+
+    def _id_token(
+        self,
+        client: OAuthClient,
+        code: AuthorizationCode,
+        user: User,
+        access_token: str,
+        now: datetime,
+    ) -> str:
+        """OIDC Core sections 2 and 3.1.3.6."""
+        issued = int(now.timestamp())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": str(user.id),
+            "aud": client.client_id,
+            "exp": issued + self._access_tokens.ttl,
+            "iat": issued,
+            "auth_time": int(code.auth_time.timestamp()),
+            "amr": list(code.amr),
+            "at_hash": at_hash(access_token, OIDC_SIGNING_ALG),
+            # The browser session (OIDC Front-/Back-Channel Logout "sid").
+            "sid": str(code.browser_session_id),
+        }
+        if code.nonce is not None:
+            claims["nonce"] = code.nonce
+        if code.acr is not None:
+            claims["acr"] = code.acr
+        return self._id_tokens.sign(claims, alg=OIDC_SIGNING_ALG)
+
+    # -- RFC 6749 section 6 ---------------------------------------------------------------
+
+    async def _refresh(
+        self, client: OAuthClient, form: Mapping[str, str], info: ClientInfo
+    ) -> TokenResponse:
+        value = form.get("refresh_token", "")
+        if not value:
+            raise OAuthInvalidRequest("The refresh_token parameter is missing.")
+        try:
+            # The one rotation of DESIGN.md section 4 (grace, reuse, lifetimes), bound to
+            # this client.
+            user, session, successor = await self._auth.rotate(
+                value, info, client_id=client.client_id
+            )
+        except InvalidRefreshToken as exc:
+            raise InvalidGrant(exc.detail) from exc
+        granted = frozenset((session.scope or "").split())
+        requested = form.get("scope")
+        scope = session.scope or ""
+        if requested:
+            wanted = frozenset(requested.split(" "))
+            # Section 6: narrower is allowed, wider never.
+            if "" in wanted or not wanted <= granted:
+                raise InvalidScopeRequest("The scope exceeds what was granted.")
+            scope = " ".join(sorted(wanted))
+        access = self._access_tokens.issue_for_client(
+            subject=str(user.id), client_id=client.client_id, scope=scope, session=session
+        )
+        await self._audit("refresh_token", client, info, user_id=user.id, session_id=session.id)
+        return TokenResponse(
+            access_token=access,
+            expires_in=self._access_tokens.ttl,
+            scope=scope,
+            refresh_token=successor,
+        )
+
+    # -- RFC 6749 section 4.4 -------------------------------------------------------------
+
+    async def _client_credentials(
+        self, client: OAuthClient, form: Mapping[str, str], info: ClientInfo
+    ) -> TokenResponse:
+        if client.is_public:
+            # Section 4.4: only confidential clients (registration refuses it anyway).
+            raise UnauthorizedClient("A public client cannot use client_credentials.")
+        allowed = frozenset(client.scope.split()) - {"openid", "offline_access"}
+        requested = form.get("scope")
+        if requested:
+            wanted = frozenset(requested.split(" "))
+            if "" in wanted or not wanted <= allowed:
+                raise InvalidScopeRequest("The scope is malformed or beyond the client's scope.")
+        else:
+            wanted = allowed
+        scope = " ".join(sorted(wanted))
+        access = self._access_tokens.issue_for_client(
+            subject=client.client_id, client_id=client.client_id, scope=scope, session=None
+        )
+        await self._audit("client_credentials", client, info, user_id=None, session_id=None)
+        # Section 4.4.3: no refresh token.
+        return TokenResponse(access_token=access, expires_in=self._access_tokens.ttl, scope=scope)
+
+    async def _audit(
+        self,
+        grant_type: str,
+        client: OAuthClient,
+        info: ClientInfo,
+        *,
+        user_id: uuid.UUID | None,
+        session_id: uuid.UUID | None,
+    ) -> None:
+        async with self._uow_factory() as uow:
+            await uow.audit.record(
+                "oauth.token_issued",
+                now=utcnow(),
+                user_id=user_id,
+                session_id=session_id,
+                ip=info.ip,
+                data={"client_id": client.client_id, "grant_type": grant_type},
+            )
+            await uow.commit()
+
+
+class _Burned(Exception):
+    """A check failed after the code was consumed: commit the burn, then raise ``error``."""
+
+    def __init__(self, error: InvalidGrant | OAuthInvalidRequest) -> None:
+        super().__init__(error.detail)
+        self.error = error
