@@ -14,11 +14,10 @@ import httpx
 import jwt
 import pytest
 import time_machine
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from helpers import bearer, signup_login
+from helpers import bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine
@@ -51,7 +50,7 @@ def error_of(answer: httpx.Response) -> str:
 async def roomy_app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
     """The app with room for many failed redemptions (each counts toward the limit)."""
     application = create_app(make_settings(limit_failures_per_account_ip=1000))
-    async with LifespanManager(application):
+    async with lifespan(application):
         yield application
 
 
