@@ -151,7 +151,9 @@ class Database:
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        # A loopback server without TLS: ssl=disable saves asyncpg's TLS attempt (its default
+        # sslmode=prefer) on every new connection. Never for a server reached over a network.
+        return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1) + "?ssl=disable"
 
 
 async def _admin(server: str, statement: str) -> None:

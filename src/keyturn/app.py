@@ -35,7 +35,7 @@ from keyturn.api.rest import (
 )
 from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
-from keyturn.db.engine import create_engine, session_factory
+from keyturn.db.engine import create_engine, read_session_factory, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.infra.errors import StoreUnavailable
 from keyturn.infra.logging import configure_logging
@@ -108,7 +108,7 @@ class Adapters:
 
 def build_adapters(settings: Settings) -> Adapters:
     return Adapters(
-        engine=create_engine(settings.database_url),
+        engine=create_engine(settings.database_url, pool_size=settings.database_pool_size),
         revocations=build_revocation_store(settings.redis_url, prefix=settings.redis_prefix),
         limiter=build_rate_limiter(
             settings.redis_url,
@@ -138,9 +138,10 @@ def _links(settings: Settings) -> LinkTemplates:
 def build_services(settings: Settings, adapters: Adapters) -> Services:
     """Wires every service from the settings (also used by the CLI)."""
     sessions = session_factory(adapters.engine)
+    read_sessions = read_session_factory(adapters.engine)
 
     def uow_factory() -> UnitOfWork:
-        return SqlUnitOfWork(sessions)
+        return SqlUnitOfWork(sessions, read_sessions)
 
     ring = KeyRing.from_strings(settings.secret_key)
     aead = Aead(ring)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     env: Literal["dev", "production"] = "dev"
     data_dir: Path = Path("./var")
     database_url: str = ""
+    # PostgreSQL connections per worker process (no overflow: a request waits for a free
+    # one). Keep workers x pool size below the server's max_connections.
+    database_pool_size: int = Field(default=20, ge=1, le=1000)
     redis_url: str | None = None
     redis_prefix: str = "keyturn:"
     secret_key: CsvList = Field(default_factory=list)

@@ -90,6 +90,17 @@ def require_permission(permission: str) -> Callable[..., Awaitable[Principal]]:
     return _check
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ClientDep = Annotated[ClientInfo, Depends(get_client)]
+# The dependency forms are ``async def`` on purpose: FastAPI runs a plain ``def``
+# dependency in the thread pool, a thread hop per request for an attribute read. The
+# plain functions above stay for callers outside dependency injection (the UI pages).
+async def _services_dependency(request: Request) -> Services:
+    return get_services(request)
+
+
+async def _client_dependency(request: Request) -> ClientInfo:
+    return get_client(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dependency)]
+ClientDep = Annotated[ClientInfo, Depends(_client_dependency)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

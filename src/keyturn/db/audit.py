@@ -17,8 +17,11 @@ Design (DESIGN.md section 5, issue 4 item 6):
   and one INSERT is enough (no insert-flush-update round trip with a placeholder hash).
   Every insert must go through ``record``; an insert that used the sequence would collide
   with an explicit id and fail loudly rather than fork the chain.
-  The lock is held to the end of the transaction, so a use case records its audit event as
-  its last write (just before ``commit``), keeping the serialized part short.
+  The lock is held to the end of the transaction. Inside a unit of work ``record`` only
+  stages the event; :meth:`SqlAuditRepository.seal`, called by the unit of work's
+  ``commit``, first flushes the use case's own writes, then takes the lock, reads the head
+  and inserts the staged rows, and the COMMIT follows at once: the lock is held for three
+  statements and the commit, whatever the use case wrote before or after ``record``.
 * **What the verifier proves.** :func:`verify_chain` walks the rows in id order, in
   batches, and names the first bad row: a ``hash`` that does not match the row's content is
   an edited row; a ``prev_hash`` that does not match the previous row's ``hash`` is a
@@ -141,9 +144,23 @@ class PruneResult:
     checkpoint_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    type: str
+    now: datetime
+    user_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    ip: str | None
+    data: dict[str, Any] | None
+
+
 class SqlAuditRepository:
-    def __init__(self, db: AsyncSession) -> None:
+    """``defer=True`` (the unit of work's): ``record`` stages, ``seal`` appends."""
+
+    def __init__(self, db: AsyncSession, *, defer: bool = False) -> None:
         self._db = db
+        self._defer = defer
+        self._staged: list[_Staged] = []
 
     async def _lock_chain(self) -> None:
         """Serializes appends until this transaction ends (see the module docstring)."""
@@ -174,42 +191,65 @@ class SqlAuditRepository:
         ip: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Appends one event to the chain (never put personal data or secrets in ``data``)."""
-        await self._append(
-            event_type, now=now, user_id=user_id, session_id=session_id, ip=ip, data=data
-        )
+        """Appends one event to the chain (never put personal data or secrets in ``data``).
+
+        Deferred (inside a unit of work): the row is written by :meth:`seal` at commit.
+        """
+        if now.tzinfo is None:
+            raise ValueError("naive datetime given to the audit log")
+        event = _Staged(event_type, now, user_id, session_id, ip, data)
+        if self._defer:
+            self._staged.append(event)
+            return
+        await self._append_all([event])
+
+    async def seal(self) -> None:
+        """Writes the staged events under the chain lock; call it right before COMMIT."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        # The use case's own writes go out before the lock is taken, not while it is held.
+        await self._db.flush()
+        await self._append_all(staged)
+
+    def discard(self) -> None:
+        """Forgets staged events (the transaction is rolled back)."""
+        self._staged.clear()
 
     async def _append(
         self,
         event_type: str,
         *,
         now: datetime,
-        user_id: uuid.UUID | None = None,
-        session_id: uuid.UUID | None = None,
-        ip: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> AuditEventRow:
-        if now.tzinfo is None:
-            raise ValueError("naive datetime given to the audit log")
+        return (await self._append_all([_Staged(event_type, now, None, None, None, data)]))[0]
+
+    async def _append_all(self, events: list[_Staged]) -> list[AuditEventRow]:
+        """Lock, one head read, the rows chained in order, one flush."""
         await self._lock_chain()
         head = await self._head()
         row_id, prev_hash = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
-        # Stored as it will read back (JSON round trip), so the hash covers what is kept.
-        stored = json.loads(_canonical_json(data or {}))
-        row = AuditEventRow(
-            id=row_id,
-            occurred_at=now.astimezone(UTC),
-            type=event_type,
-            user_id=user_id,
-            session_id=session_id,
-            ip=ip,
-            data=stored,
-            prev_hash=prev_hash,
-        )
-        row.hash = row_hash(row)
-        self._db.add(row)
+        rows: list[AuditEventRow] = []
+        for event in events:
+            # Stored as it will read back (JSON round trip), so the hash covers what is kept.
+            stored = json.loads(_canonical_json(event.data or {}))
+            row = AuditEventRow(
+                id=row_id,
+                occurred_at=event.now.astimezone(UTC),
+                type=event.type,
+                user_id=event.user_id,
+                session_id=event.session_id,
+                ip=event.ip,
+                data=stored,
+                prev_hash=prev_hash,
+            )
+            row.hash = row_hash(row)
+            self._db.add(row)
+            rows.append(row)
+            row_id, prev_hash = row_id + 1, row.hash
         await self._db.flush()
-        return row
+        return rows
 
     async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
         return await self.search(AuditFilter(user_id=user_id), limit=limit, before_id=None)
@@ -249,6 +289,7 @@ class SqlAuditRepository:
         Only a prefix (in id order) goes, so what remains is still one unbroken chain; a
         row older than ``before`` that follows a newer one waits for the next prune.
         """
+        await self.seal()
         await self._lock_chain()
         first_kept = await self._db.scalar(
             select(func.min(AuditEventRow.id)).where(AuditEventRow.occurred_at >= before)

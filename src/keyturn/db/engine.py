@@ -1,11 +1,27 @@
-"""Builds the async engine and session factory for PostgreSQL or the embedded SQLite file."""
+"""Builds the async engine and session factories for PostgreSQL or the embedded SQLite file.
+
+PostgreSQL connections are not pinged on checkout (``pool_pre_ping`` cost three round
+trips per checkout with asyncpg: BEGIN, an empty query, ROLLBACK). Stale connections are
+handled instead by:
+
+* a zero-round-trip check on checkout: a connection whose socket the server already
+  closed (restart, ``pg_terminate_backend``, idle timeout) is discarded and another one
+  is taken (``DisconnectionError`` from the ``checkout`` event; the pool retries);
+* :class:`RetryingSession`: the first statement of a unit of work that fails because the
+  connection died (the close was not yet seen at checkout) is sent once more on a fresh
+  connection; nothing was committed on the dead one, so the retry is safe;
+* ``pool_recycle``: no connection is older than 30 minutes;
+* SQLAlchemy's disconnect handling: an error that means "connection gone" invalidates
+  the whole pool, so every connection opened before the failure is replaced.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -13,6 +29,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session
+
+DEFAULT_POOL_SIZE = 20
+POOL_RECYCLE_SECONDS = 1800
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:
@@ -36,8 +56,26 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """Creates the engine; for SQLite also creates the file's directory."""
+def _prepare_postgresql(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _discard_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # asyncpg notices a server-side close (FATAL 57P01 + EOF) while the connection sits
+        # idle in the pool; checking that flag costs no round trip, unlike a ping.
+        if dbapi_conn.driver_connection.is_closed():
+            raise exc.DisconnectionError("the server closed this pooled connection")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
+    """Creates the engine; for SQLite also creates the file's directory.
+
+    PostgreSQL: ``pool_size`` connections at most, no overflow. A request waits (up to
+    ``pool_timeout``) for a free connection rather than opening and closing overflow
+    connections per burst; each request holds one only for its few statements.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -45,10 +83,87 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url)
         _prepare_sqlite(engine)
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=30,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_SECONDS,
     )
+    _prepare_postgresql(engine)
+    return engine
+
+
+class RetryingSession(AsyncSession):
+    """Sends the first statement of a unit of work again if its connection was dead.
+
+    Only the first statement: before it the session has no transaction, so nothing can
+    be lost by starting over on a fresh connection. A later failure is raised as usual.
+    """
+
+    async def execute(self, statement: Any, *args: Any, **kw: Any) -> Any:
+        if self.in_transaction():
+            return await super().execute(statement, *args, **kw)
+        try:
+            return await super().execute(statement, *args, **kw)
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            await self.rollback()
+            return await super().execute(statement, *args, **kw)
+
+    async def scalar(self, statement: Any, *args: Any, **kw: Any) -> Any:
+        if self.in_transaction():
+            return await super().scalar(statement, *args, **kw)
+        try:
+            return await super().scalar(statement, *args, **kw)
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            await self.rollback()
+            return await super().scalar(statement, *args, **kw)
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A write was attempted through a read-only (autocommit) session."""
+
+
+class _ReadOnlySyncSession(Session):
+    """The sync half of a read-only session: refuses flushes and non-SELECT statements."""
+
+
+@event.listens_for(_ReadOnlySyncSession, "do_orm_execute")
+def _refuse_writes(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        raise ReadOnlyViolation("a read-only unit of work may only SELECT")
+
+
+@event.listens_for(_ReadOnlySyncSession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Sequence[Any] | None) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlyViolation("a read-only unit of work may not flush changes")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine, class_=RetryingSession, expire_on_commit=False, autoflush=False
+    )
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession] | None:
+    """Sessions for read-only use cases: autocommit on PostgreSQL, so a single SELECT is one
+    round trip (no BEGIN / ROLLBACK around it). Under READ COMMITTED each statement sees
+    its own snapshot anyway, so a read-only use case reads the same rows either way.
+
+    ``None`` for SQLite: there the normal session is used (BEGIN IMMEDIATE is local).
+    """
+    if is_sqlite(engine):
+        return None
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        class_=RetryingSession,
+        sync_session_class=_ReadOnlySyncSession,
+        expire_on_commit=False,
+        autoflush=False,
+    )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, union, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -45,32 +45,39 @@ def _user(row: UserRow, roles: tuple[str, ...]) -> User:
     )
 
 
+def _user_with_roles(condition: Any) -> Any:
+    # One query with the roles joined in, found or not: a known address costs the same
+    # round trips as an unknown one (no timing difference to enumerate with).
+    return (
+        select(UserRow, RoleRow.name)
+        .outerjoin(UserRoleRow, UserRoleRow.user_id == UserRow.id)
+        .outerjoin(RoleRow, RoleRow.id == UserRoleRow.role_id)
+        .where(condition)
+        .order_by(RoleRow.name)
+        .execution_options(populate_existing=True)
+    )
+
+
+# Built once (hot path: every GET /v1/me and every login): only the parameter changes.
+_USER_BY_ID = _user_with_roles(UserRow.id == bindparam("user_id"))
+_USER_BY_EMAIL = _user_with_roles(UserRow.email == bindparam("email"))
+
+
 class SqlUserRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
 
-    async def _load(self, condition: Any) -> User | None:
-        # One query with the roles joined in, found or not: a known address costs the
-        # same round trips as an unknown one (no timing difference to enumerate with).
-        rows = (
-            await self._db.execute(
-                select(UserRow, RoleRow.name)
-                .outerjoin(UserRoleRow, UserRoleRow.user_id == UserRow.id)
-                .outerjoin(RoleRow, RoleRow.id == UserRoleRow.role_id)
-                .where(condition)
-                .order_by(RoleRow.name)
-                .execution_options(populate_existing=True)
-            )
-        ).all()
+    async def _load(self, query: Any, params: dict[str, Any]) -> User | None:
+        rows = (await self._db.execute(query, params)).all()
         if not rows:
             return None
         return _user(rows[0][0], tuple(name for _, name in rows if name is not None))
 
     async def get(self, user_id: uuid.UUID) -> User | None:
-        return await self._load(UserRow.id == user_id)
+        return await self._load(_USER_BY_ID, {"user_id": user_id})
 
     async def get_by_email(self, email: str) -> User | None:
-        return await self._load(UserRow.email == email)
+        return await self._load(_USER_BY_EMAIL, {"email": email})
 
     async def add(self, user: User) -> bool:
         row = UserRow(

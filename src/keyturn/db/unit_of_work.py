@@ -1,7 +1,16 @@
-"""The SQL unit of work: one AsyncSession, one commit per use case."""
+"""The SQL unit of work: one AsyncSession, one commit per use case.
+
+A request that only reads can say so with :func:`read_only` around its use case: on
+PostgreSQL its units of work then run on an autocommit session (each SELECT is one round
+trip; no BEGIN / ROLLBACK), which refuses any write. Elsewhere, and on SQLite, nothing
+changes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Self
 
@@ -21,6 +30,22 @@ from keyturn.db.repositories import (
 from keyturn.db.roles import SqlRoleRepository
 from keyturn.db.signing_keys import SqlSigningKeyRepository
 
+_READ_ONLY: ContextVar[bool] = ContextVar("keyturn_read_only_uow", default=False)
+
+
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Units of work opened inside this block only read (see the module docstring).
+
+    Wrap a use case known to be read-only, nothing more: an asyncio task started inside
+    the block inherits the flag (context variables are copied into tasks).
+    """
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
 
 class SqlUnitOfWork:
     """Opens a session on enter; rolls back on exit unless ``commit`` was called."""
@@ -38,18 +63,26 @@ class SqlUnitOfWork:
     authorization_codes: SqlAuthorizationCodeRepository
     consents: SqlConsentRepository
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._read_sessions = read_sessions
         self._db: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
-        db = self._sessions()
+        if self._read_sessions is not None and _READ_ONLY.get():
+            db = self._read_sessions()
+        else:
+            db = self._sessions()
         self._db = db
         self.users = SqlUserRepository(db)
         self.sessions = SqlSessionRepository(db)
         self.refresh_tokens = SqlRefreshTokenRepository(db)
         self.signing_keys = SqlSigningKeyRepository(db)
-        self.audit = SqlAuditRepository(db)
+        self.audit = SqlAuditRepository(db, defer=True)
         self.one_time_tokens = SqlOneTimeTokenRepository(db)
         self.outbox = SqlOutboxRepository(db)
         self.roles = SqlRoleRepository(db)
@@ -66,6 +99,7 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self._db is not None  # noqa: S101  (entered before exit, by construction)
+        self.audit.discard()
         try:
             await self._db.rollback()
         finally:
@@ -74,4 +108,6 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._db is not None  # noqa: S101  (only called inside the context)
+        # The audit rows go last: the chain lock is then held only until this COMMIT.
+        await self.audit.seal()
         await self._db.commit()

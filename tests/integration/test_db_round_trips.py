@@ -1,0 +1,226 @@
+"""Database round trips on the hot paths, and recovery from dropped connections.
+
+``GET /v1/me`` costs one SQL statement and, on PostgreSQL, no transaction around it (no
+BEGIN / ROLLBACK, no pre-ping): a regression shows up here as a count, never as a time.
+Connections the server terminates (``pg_terminate_backend``, a restart) are replaced
+without any request failing. Read-only units of work refuse writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import event, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conftest import SettingsFactory
+from helpers import PASSWORD, bearer, signup_login
+from keyturn.app import create_app
+from keyturn.db.engine import (
+    ReadOnlyViolation,
+    create_engine,
+    read_session_factory,
+    session_factory,
+)
+from keyturn.db.models import UserRow
+from keyturn.db.unit_of_work import SqlUnitOfWork, read_only
+from keyturn.domain import utcnow
+
+pytestmark = pytest.mark.anyio
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@contextmanager
+def counting() -> Iterator[dict[str, int]]:
+    """SQL statements, and transactions the driver had to BEGIN, on every engine."""
+    counts = {"statements": 0, "transactions": 0}
+
+    def before_cursor_execute(*args: Any) -> None:
+        statement: str = args[2]
+        if not statement.lstrip().upper().startswith(TRANSACTION_CONTROL):
+            counts["statements"] += 1
+
+    def begin(connection: Any) -> None:
+        # An autocommit connection sends no BEGIN (asyncpg) even though SQLAlchemy's
+        # Connection still marks a logical one.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            counts["transactions"] += 1
+
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(Engine, "begin", begin)
+    try:
+        yield counts
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_cursor_execute)
+        event.remove(Engine, "begin", begin)
+
+
+def quiet(make_settings: SettingsFactory, **overrides: Any) -> Any:
+    # No outbox polling or key schedule in the background while statements are counted.
+    return make_settings(
+        outbox_worker="off", key_rotation_check_seconds=86400, key_cache_seconds=3000, **overrides
+    )
+
+
+async def test_get_me_costs_one_statement_and_no_transaction(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    application = create_app(quiet(make_settings))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            headers = bearer((await signup_login(http))["access_token"])
+            assert (await http.get("/v1/me", headers=headers)).status_code == 200  # warm-up
+            with counting() as counts:
+                for _ in range(5):
+                    answer = await http.get("/v1/me", headers=headers)
+                    assert answer.status_code == 200, answer.text
+    # One primary-key read (roles joined in) per request.
+    assert counts["statements"] == 5, counts
+    if backend == "postgres":
+        # No BEGIN / ROLLBACK around it.
+        assert counts["transactions"] == 0, counts
+
+
+async def test_postgresql_connections_are_not_pinged_on_checkout(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    # The pre-ping goes straight to the driver (BEGIN, an empty query, ROLLBACK), where
+    # the statement counter above cannot see it: the pool's flag is checked instead.
+    engine = create_engine(make_settings().database_url, pool_size=7)
+    try:
+        if backend == "postgres":
+            assert engine.pool._pre_ping is False
+            assert engine.pool.size() == 7
+            assert engine.pool._max_overflow == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_session_list_and_export_are_read_only_and_still_work(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    application = create_app(quiet(make_settings))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            headers = bearer((await signup_login(http))["access_token"])
+            with counting() as counts:
+                sessions = await http.get("/v1/me/sessions", headers=headers)
+                export = await http.get("/v1/me/export", headers=headers)
+    assert sessions.status_code == 200, sessions.text
+    assert len(sessions.json()["items"]) == 1
+    assert export.status_code == 200, export.text
+    assert export.json()["audit_events"], export.json()
+    if backend == "postgres":
+        assert counts["transactions"] == 0, counts
+
+
+async def test_a_read_only_unit_of_work_refuses_writes(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    engine = create_engine(settings.database_url)
+    try:
+        read_sessions = read_session_factory(engine)
+        if read_sessions is None:
+            pytest.skip("SQLite uses its normal sessions for reads")
+        uow = SqlUnitOfWork(read_sessions, read_sessions)
+        with read_only():
+            async with uow:
+                await uow.users.get(uuid.uuid4())  # a read is fine
+                with pytest.raises(ReadOnlyViolation):
+                    await uow.users.update_name(uuid.uuid4(), "x", utcnow())
+            async with uow:
+                db = uow._db
+                assert db is not None
+                db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
+                with pytest.raises(ReadOnlyViolation):
+                    await db.flush()
+    finally:
+        await engine.dispose()
+
+
+async def _terminate_other_backends(url: str) -> int:
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            result = await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return len(result.all())
+    finally:
+        await admin.dispose()
+
+
+async def _fill_pool(http: httpx.AsyncClient, headers: dict[str, str], width: int) -> None:
+    answers = await asyncio.gather(*(http.get("/v1/me", headers=headers) for _ in range(width)))
+    assert all(answer.status_code == 200 for answer in answers)
+
+
+@pytest.mark.parametrize("settle", [0.0, 0.3], ids=["at-once", "after-close-seen"])
+async def test_terminated_connections_cost_no_failed_request(
+    make_settings: SettingsFactory, backend: str, private_database_url: str, settle: float
+) -> None:
+    if backend != "postgres":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    application: FastAPI = create_app(quiet(make_settings, database_url=private_database_url))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            token = await signup_login(http)
+            headers = bearer(token["access_token"])
+            await _fill_pool(http, headers, 8)
+            assert await _terminate_other_backends(private_database_url) >= 1
+            # "at-once": the next request may check out a connection whose close asyncpg
+            # has not seen yet (retried once on a fresh one); "after-close-seen": the
+            # checkout check drops the dead connections without a round trip.
+            await asyncio.sleep(settle)
+            assert (await http.get("/v1/me", headers=headers)).status_code == 200
+            answers = await asyncio.gather(*(http.get("/v1/me", headers=headers) for _ in range(8)))
+            assert [answer.status_code for answer in answers] == [200] * 8
+            # A write use case and a login on the new connections.
+            patched = await http.patch("/v1/me", headers=headers, json={"name": "Ada"})
+            assert patched.status_code == 200, patched.text
+            login = await http.post(
+                "/v1/auth/login", json={"email": token["email"], "password": PASSWORD}
+            )
+            assert login.status_code == 200, login.text
+            # Terminated again while idle: the write path's first statement recovers too.
+            assert await _terminate_other_backends(private_database_url) >= 1
+            await asyncio.sleep(settle)
+            patched = await http.patch("/v1/me", headers=headers, json={"name": "Grace"})
+            assert patched.status_code == 200, patched.text
+            assert (await http.get("/v1/me", headers=headers)).json()["name"] == "Grace"
+
+
+async def test_a_failure_after_the_first_statement_is_not_retried(
+    make_settings: SettingsFactory, backend: str, private_database_url: str
+) -> None:
+    """Only a unit of work's first statement is retried: later ones fail loudly."""
+    if backend != "postgres":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    settings = make_settings(database_url=private_database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as db:
+            await db.execute(select(UserRow.id).limit(1))  # the transaction is open
+            await _terminate_other_backends(private_database_url)
+            with pytest.raises(DBAPIError) as raised:
+                await db.execute(update(UserRow).where(UserRow.id == uuid.uuid4()).values(name="x"))
+            assert raised.value.connection_invalidated
+    finally:
+        await engine.dispose()
