@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyturn import __version__
 from keyturn.api import graphql, problems
 from keyturn.api.hardening import install_hardening
+from keyturn.api.oauth2 import token_management, userinfo
 from keyturn.api.rest import (
     account,
     admin_clients,
@@ -60,13 +61,17 @@ from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
+from keyturn.services.oauth_cors import OAuthCorsOrigins
+from keyturn.services.oauth_tokens import OAuthTokenService
 from keyturn.services.one_time_tokens import OneTimeTokens
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
 from keyturn.services.roles import RoleService
+from keyturn.services.rp_logout import RpLogoutService
 from keyturn.services.sessions import SessionService
 from keyturn.services.throttle import Limits, Throttle
+from keyturn.services.userinfo import UserInfoService
 from keyturn.services.users import UserService
 
 log = structlog.get_logger(__name__)
@@ -222,6 +227,14 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         verify_ttl=settings.verify_email_ttl,
         guard=guard,
     )
+    oauth_tokens = OAuthTokenService(
+        uow_factory=uow_factory,
+        keys=keys,
+        access_tokens=access_tokens,
+        key_ring=ring,
+        issuer=settings.issuer,
+        idle_ttl=settings.session_idle_ttl,
+    )
     return Services(
         auth=auth,
         browser=BrowserSessions(
@@ -260,6 +273,16 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         clients=ClientService(
             uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
         ),
+        oauth_tokens=oauth_tokens,
+        oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
+        rp_logout=RpLogoutService(
+            uow_factory=uow_factory,
+            keys=keys,
+            issuer=settings.issuer,
+            id_token_algorithms=settings.id_token_algs,
+            hint_max_age=settings.refresh_token_ttl,
+        ),
+        userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
         account=AccountService(
             uow_factory=uow_factory,
             hash_pool=hash_pool,
@@ -372,6 +395,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(me.router)
     app.include_router(api_keys.router)
     app.include_router(ops.router)
+    app.include_router(token_management.router)
+    app.include_router(userinfo.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
@@ -380,6 +405,7 @@ def create_app(settings: Settings) -> FastAPI:
     pages = HostedPages(settings)
     app.state.hosted_pages = pages
     app.include_router(pages.router)
+    app.include_router(pages.oauth_router)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app
