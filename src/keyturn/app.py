@@ -23,6 +23,7 @@ from keyturn.api import graphql, problems
 from keyturn.api.hardening import install_hardening
 from keyturn.api.oauth2 import authorize as oauth2_authorize
 from keyturn.api.oauth2 import token as oauth2_token
+from keyturn.api.oauth2 import token_management, userinfo
 from keyturn.api.rest import (
     account,
     admin_clients,
@@ -65,13 +66,17 @@ from keyturn.services.lockout import CredentialGuard
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.metadata import server_metadata
 from keyturn.services.oauth2.tokens import TokenService
+from keyturn.services.oauth_cors import OAuthCorsOrigins
+from keyturn.services.oauth_tokens import OAuthTokenService
 from keyturn.services.one_time_tokens import OneTimeTokens
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
 from keyturn.services.roles import RoleService
+from keyturn.services.rp_logout import RpLogoutService
 from keyturn.services.sessions import SessionService
 from keyturn.services.throttle import Limits, Throttle
+from keyturn.services.userinfo import UserInfoService
 from keyturn.services.users import UserService
 
 log = structlog.get_logger(__name__)
@@ -232,6 +237,14 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     authorizations = AuthorizationService(
         uow_factory=uow_factory, key_ring=ring, issuer=settings.issuer
     )
+    oauth_tokens = OAuthTokenService(
+        uow_factory=uow_factory,
+        keys=keys,
+        access_tokens=access_tokens,
+        key_ring=ring,
+        issuer=settings.issuer,
+        idle_ttl=settings.session_idle_ttl,
+    )
     return Services(
         authorizations=authorizations,
         tokens=TokenService(
@@ -281,6 +294,16 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         clients=ClientService(
             uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
         ),
+        oauth_tokens=oauth_tokens,
+        oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
+        rp_logout=RpLogoutService(
+            uow_factory=uow_factory,
+            keys=keys,
+            issuer=settings.issuer,
+            id_token_algorithms=settings.id_token_algs,
+            hint_max_age=settings.refresh_token_ttl,
+        ),
+        userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
         account=AccountService(
             uow_factory=uow_factory,
             hash_pool=hash_pool,
@@ -394,6 +417,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(ops.router)
     app.include_router(oauth2_token.router)
+    app.include_router(token_management.router)
+    app.include_router(userinfo.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
@@ -403,6 +428,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.hosted_pages = pages
     app.include_router(pages.router)
     app.include_router(oauth2_authorize.build_router(pages.kit))
+    app.include_router(pages.oauth_router)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app

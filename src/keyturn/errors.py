@@ -40,6 +40,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │   ├── UnsupportedResponseType     unsupported_response_type
     │   ├── UnsupportedTokenType        unsupported_token_type (RFC 7009 section 2.2.1)
     │   ├── InvalidScopeRequest         invalid_scope
+    │   ├── InsufficientScope           insufficient_scope (403, RFC 6750 section 3.1)
     │   ├── AccessDenied                access_denied
     │   └── InteractionRequired         interaction_required / login_required /
     │                                   consent_required (OIDC Core section 3.1.2.6)
@@ -324,6 +325,14 @@ class InvalidScopeRequest(OAuthError):
 
     code = "invalid_scope"
     title = "The scope is not valid"
+
+
+class InsufficientScope(OAuthError):
+    """RFC 6750 section 3.1: the access token lacks a scope the resource needs (403)."""
+
+    code = "insufficient_scope"
+    status = 403
+    title = "The access token lacks a required scope"
 
 
 class AccessDenied(OAuthError):

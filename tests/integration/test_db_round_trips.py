@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import Engine
@@ -24,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, signup_login
+from helpers import PASSWORD, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.db.engine import (
     ReadOnlyViolation,
@@ -77,7 +76,7 @@ async def test_get_me_costs_one_statement_and_no_transaction(
     make_settings: SettingsFactory, backend: str
 ) -> None:
     application = create_app(quiet(make_settings))
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             headers = bearer((await signup_login(http))["access_token"])
@@ -112,7 +111,7 @@ async def test_session_list_and_export_are_read_only_and_still_work(
     make_settings: SettingsFactory, backend: str
 ) -> None:
     application = create_app(quiet(make_settings))
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             headers = bearer((await signup_login(http))["access_token"])
@@ -177,7 +176,7 @@ async def test_terminated_connections_cost_no_failed_request(
     if backend != "postgres":
         pytest.skip("pg_terminate_backend is PostgreSQL's")
     application: FastAPI = create_app(quiet(make_settings, database_url=private_database_url))
-    async with LifespanManager(application):
+    async with lifespan(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             token = await signup_login(http)

@@ -10,7 +10,9 @@
 2. :class:`~keyturn.api.middleware.RequestContextMiddleware`: request id, access log and the
    security headers, so every answer below it, early refusals included, carries them.
 3. :class:`TransportGuardMiddleware`: TRACE/TRACK/CONNECT and plain http in production.
-4. Starlette's ``CORSMiddleware`` with the configured allow-list.
+4. :class:`~keyturn.api.oauth2.cors.OAuthCorsMiddleware`: preflights on the OAuth token,
+   userinfo and revocation endpoints from origins an OAuth client registered; then
+   Starlette's ``CORSMiddleware`` with the configured first-party allow-list.
 5. :class:`~keyturn.api.middleware.BodyLimitMiddleware`.
 """
 
@@ -25,6 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyturn.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from keyturn.api.oauth2.cors import OAuthCorsMiddleware
 from keyturn.api.problems import problem
 from keyturn.config import ConfigError, Settings
 
@@ -293,6 +296,7 @@ def install_hardening(app: FastAPI, settings: Settings) -> None:
         expose_headers=CORS_EXPOSE,
         max_age=CORS_MAX_AGE,
     )
+    app.add_middleware(OAuthCorsMiddleware)
     app.add_middleware(TransportGuardMiddleware, require_https=settings.is_production)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(ClientAddressMiddleware, proxies=proxies)

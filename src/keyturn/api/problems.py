@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from keyturn.errors import (
     CredentialsMissing,
+    InsufficientScope,
     InvalidClient,
     InvalidToken,
     KeyturnError,
@@ -103,6 +104,14 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
     headers = error_headers(exc)
     if _is_oauth(request):
+        if isinstance(exc, InvalidToken | InsufficientScope):
+            # A Bearer-protected OAuth resource (userinfo, OIDC Core section 5.3.3):
+            # RFC 6750 section 3 challenge; no error code when no token was sent (3.1).
+            headers["WWW-Authenticate"] = (
+                "Bearer"
+                if isinstance(exc, CredentialsMissing)
+                else f'Bearer error="{exc.code}", error_description="{exc.title}"'
+            )
         return oauth_error(exc.status, exc.code, exc.detail, headers=headers)
     if exc.status == 401 and not isinstance(exc, InvalidClient):
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.

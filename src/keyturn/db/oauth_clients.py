@@ -70,6 +70,11 @@ class SqlOAuthClientRepository:
             return False
         return True
 
+    async def cors_origins(self) -> frozenset[str]:
+        # One small column of every client; the caller caches the set briefly.
+        rows = await self._db.scalars(select(OAuthClientRow.allowed_cors_origins))
+        return frozenset(origin for origins in rows for origin in origins or ())
+
     async def find(self, client_id: str) -> tuple[OAuthClient, str | None] | None:
         row = await self._db.scalar(
             select(OAuthClientRow)

@@ -64,6 +64,14 @@ class JosePolicy:
         audience: The value ``aud`` must equal or contain.
         typ: The required ``typ`` header (``at+jwt`` for access tokens, RFC 9068).
         leeway: Clock skew tolerated on ``exp``/``nbf``/``iat``, in seconds.
+        audience_claim: When set, ``audience`` is ignored and ``aud`` must instead equal
+            the token's own claim of this name (``client_id``: an OAuth access token's
+            audience is the client it was issued to, RFC 9068 section 2.2). ``aud`` and
+            that claim stay required; only the expected value comes from the signed
+            claims, never from unsigned input.
+        any_audience: When true, ``audience`` is ignored and any non-empty ``aud`` passes:
+            only for an ID Token used as a logout hint (OpenID Connect RP-Initiated
+            Logout 1.0 section 2), whose caller then looks the client up by ``aud``.
 
     Raises:
         ValueError: When the policy allows an unsupported algorithm or is incomplete.
@@ -74,13 +82,20 @@ class JosePolicy:
     audience: str
     typ: str = "at+jwt"
     leeway: int = 0
+    audience_claim: str | None = None
+    any_audience: bool = False
 
     def __post_init__(self) -> None:
         unsupported = self.algorithms - set(SUPPORTED_ALGORITHMS)
         if not self.algorithms or unsupported:
             # Refusing "none"/HS256 here means no configuration can reopen alg confusion.
             raise ValueError(f"algorithms must be a non-empty subset of {SUPPORTED_ALGORITHMS}")
-        if not self.issuer or not self.audience or not self.typ or self.leeway < 0:
+        if (
+            not self.issuer
+            or not (self.audience or self.audience_claim or self.any_audience)
+            or not self.typ
+            or self.leeway < 0
+        ):
             raise ValueError("issuer, audience and typ are required and leeway must be >= 0")
 
 
@@ -182,6 +197,10 @@ class Verifier:
         try:
             claims = self._verify(token, policy)
             _claims_registry(policy, int(time.time()) if now is None else now).validate(claims)
+            if policy.audience_claim is not None:
+                _check_own_audience(claims, policy.audience_claim)
+            if policy.any_audience and not _audiences(claims):
+                raise InvalidToken("invalid token: invalid_claim")
         except InvalidToken:
             raise
         except JoseError as exc:
@@ -228,6 +247,22 @@ class Verifier:
         return claims
 
 
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    values = aud if isinstance(aud, list) else [aud]
+    return [value for value in values if isinstance(value, str) and value]
+
+
+def _check_own_audience(claims: dict[str, Any], name: str) -> None:
+    # The expected audience is the signed claim ``name`` (e.g. client_id): a non-empty
+    # string that ``aud`` equals (or, as a list, contains; RFC 7519 section 4.1.3).
+    expected = claims.get(name)
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    if not isinstance(expected, str) or not expected or expected not in audiences:
+        raise InvalidToken("invalid token: invalid_claim")
+
+
 def _claims_registry(policy: JosePolicy, now: int) -> JWTClaimsRegistry:
     # RFC 7519 section 4.1 and RFC 9068 section 2.2: iss, aud, exp, iat are required;
     # joserfc also refuses non-finite NumericDates and an iat in the future.
@@ -235,7 +270,11 @@ def _claims_registry(policy: JosePolicy, now: int) -> JWTClaimsRegistry:
         now=now,
         leeway=policy.leeway,
         iss={"essential": True, "value": policy.issuer},
-        aud={"essential": True, "value": policy.audience},
+        aud=(
+            {"essential": True}
+            if policy.audience_claim is not None or policy.any_audience
+            else {"essential": True, "value": policy.audience}
+        ),
         exp={"essential": True},
         iat={"essential": True},
     )

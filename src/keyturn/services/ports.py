@@ -193,6 +193,9 @@ class OAuthClientRepository(Protocol):
     async def find(self, client_id: str) -> tuple[OAuthClient, str | None] | None:
         """The client and its stored secret digest (None for a public client)."""
 
+    async def cors_origins(self) -> frozenset[str]:
+        """Every origin some client lists in ``allowed_cors_origins``."""
+
     async def page(self, *, limit: int, after: tuple[datetime, str] | None) -> list[OAuthClient]:
         """Clients by (created_at, client_id), oldest first, after the keyset ``after``."""
 

@@ -21,10 +21,14 @@ from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.tokens import TokenService
+from keyturn.services.oauth_cors import OAuthCorsOrigins
+from keyturn.services.oauth_tokens import OAuthTokenService
 from keyturn.services.outbox import MailOutbox, OutboxWorker
 from keyturn.services.roles import RoleService
+from keyturn.services.rp_logout import RpLogoutService
 from keyturn.services.sessions import SessionService
 from keyturn.services.throttle import Throttle
+from keyturn.services.userinfo import UserInfoService
 from keyturn.services.users import UserService
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -43,6 +47,10 @@ class Services:
     admin_keys: AdminKeyService
     api_keys: ApiKeyService
     clients: ClientService
+    oauth_tokens: OAuthTokenService
+    oauth_cors: OAuthCorsOrigins
+    rp_logout: RpLogoutService
+    userinfo: UserInfoService
     access_tokens: AccessTokenService
     browser: BrowserSessions
     throttle: Throttle

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from keyturn.api.ui.account import add_account_routes
 from keyturn.api.ui.kit import PageKit
+from keyturn.api.ui.rp_logout import add_rp_logout_routes
 from keyturn.api.ui.sign_in import add_sign_in_routes
 from keyturn.config import Settings
 
@@ -33,3 +34,6 @@ class HostedPages:
         )
         add_sign_in_routes(self.router, self.kit)
         add_account_routes(self.router, self.kit)
+        # Pages outside /ui whose paths the OpenID Connect specifications fix.
+        self.oauth_router = APIRouter(include_in_schema=False)
+        add_rp_logout_routes(self.oauth_router, self.kit)

@@ -22,21 +22,31 @@ CLAIMS = (
     "at_hash",
     "amr",
     "sid",
+    # UserInfo (OpenID Connect Core section 5.4), by the profile and email scopes.
+    "name",
+    "email",
+    "email_verified",
 )
+# RFC 7662 section 2.1: introspection needs a confidential client's secret.
+SECRET_METHODS = [method for method in AUTH_METHODS if method != "none"]
 
 
 def server_metadata(issuer: str, *, id_token_algs: Sequence[str]) -> dict[str, Any]:
-    """The discovery document for ``issuer``.
-
-    Endpoints that do not exist yet (introspection, revocation, userinfo, end_session)
-    are left out rather than announced.
-    """
+    """The discovery document for ``issuer``: every endpoint it names answers."""
     base = issuer.rstrip("/")
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/token",
         "jwks_uri": f"{base}/.well-known/jwks.json",
+        "userinfo_endpoint": f"{base}/oauth2/userinfo",
+        "introspection_endpoint": f"{base}/oauth2/introspect",
+        "introspection_endpoint_auth_methods_supported": SECRET_METHODS,
+        "revocation_endpoint": f"{base}/oauth2/revoke",
+        # RFC 7009 section 2.1: a public client revokes its tokens with its client_id.
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        # OpenID Connect RP-Initiated Logout 1.0 section 2.1.
+        "end_session_endpoint": f"{base}/oauth2/logout",
         "response_types_supported": ["code"],
         "response_modes_supported": list(RESPONSE_MODES),
         "grant_types_supported": list(GRANT_TYPES),

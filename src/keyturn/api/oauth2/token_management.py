@@ -1,0 +1,112 @@
+"""``POST /oauth2/introspect`` (RFC 7662) and ``POST /oauth2/revoke`` (RFC 7009).
+
+Both read ``application/x-www-form-urlencoded`` parameters (``token``,
+``token_type_hint``), authenticate the client (RFC 6749 section 2.3) and carry the per-IP
+ceiling of every credential endpoint. Which tokens a client may see or end is decided in
+``keyturn.services.oauth_tokens``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from keyturn.api.deps import ClientDep, ServicesDep
+from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
+from keyturn.api.oauth2.cors import apply_client_cors
+from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.errors import OAuthInvalidRequest
+
+router = APIRouter(prefix="/oauth2", tags=["oauth2"], dependencies=[CREDENTIAL_ENDPOINT])
+# Every answer carries token state or claims: never stored (RFC 7662 section 2.2 and RFC
+# 6749 section 5.1 practice).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+MAX_TOKEN_LENGTH = 8192
+
+
+def _form_body(description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {
+                            "token": {"type": "string", "maxLength": MAX_TOKEN_LENGTH},
+                            "token_type_hint": {
+                                "type": "string",
+                                "description": "`access_token` or `refresh_token`; a hint only",
+                            },
+                            "client_id": {"type": "string"},
+                            "client_secret": {"type": "string"},
+                        },
+                    }
+                }
+            },
+            "description": description,
+        }
+    }
+
+
+def _token(form: dict[str, str]) -> str:
+    token = form.get("token", "")
+    if not token:
+        raise OAuthInvalidRequest("The token parameter is required.")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise OAuthInvalidRequest("The token parameter is too long.")
+    return token
+
+
+@router.post(
+    "/introspect",
+    summary="Token introspection (RFC 7662); confidential clients only",
+    openapi_extra=_form_body("RFC 7662 section 2.1 parameters"),
+    responses={
+        200: {"description": "RFC 7662 section 2.2 answer; `{active: false}` when not active"},
+        400: {"description": "`invalid_request`"},
+        401: {"description": "`invalid_client` (WWW-Authenticate: Basic)"},
+        429: {"description": "`rate_limited`"},
+    },
+)
+async def introspect(request: Request, services: ServicesDep, client: ClientDep) -> Response:
+    form = await oauth_form(request)
+    # RFC 7662 section 2.1: the caller must be authorized; section 4: a confidential
+    # client with its secret, so a public client id alone cannot scan tokens.
+    oauth_client = await authenticate_client(
+        request, form, services.clients, client, allow_public=False
+    )
+    token = _token(form)
+    answer = await services.oauth_tokens.introspect(
+        token, form.get("token_type_hint"), oauth_client
+    )
+    return JSONResponse(answer, headers=NO_STORE)
+
+
+@router.post(
+    "/revoke",
+    summary="Token revocation (RFC 7009)",
+    openapi_extra=_form_body("RFC 7009 section 2.1 parameters"),
+    responses={
+        200: {"description": "Empty: revoked, or nothing to revoke (RFC 7009 section 2.2)"},
+        400: {"description": "`invalid_request`"},
+        401: {"description": "`invalid_client` (WWW-Authenticate: Basic)"},
+        429: {"description": "`rate_limited`"},
+    },
+)
+async def revoke(request: Request, services: ServicesDep, client: ClientDep) -> Response:
+    form = await oauth_form(request)
+    # RFC 7009 section 2.1: confidential clients authenticate; a public client names
+    # itself with client_id (it can end only its own grants).
+    oauth_client = await authenticate_client(
+        request, form, services.clients, client, allow_public=True
+    )
+    token = _token(form)
+    await services.oauth_tokens.revoke(token, form.get("token_type_hint"), oauth_client, client)
+    # Section 2.2: 200 whether or not anything was revoked; the body is ignored.
+    response = Response(status_code=200, headers=NO_STORE)
+    apply_client_cors(request, response, oauth_client)
+    return response

@@ -1,0 +1,98 @@
+"""CORS for browser clients on the OAuth endpoints (DESIGN.md section 3): a preflight is
+answered for an origin some client registered; an actual answer is readable only by an
+origin of the client concerned; /oauth2/authorize never gets CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from conftest import SettingsFactory
+from helpers import bearer, running_app
+from oauth_grants import admin_headers, basic, issue_grant, new_user, register_client
+
+pytestmark = pytest.mark.anyio
+SPA = "https://spa.example.com"
+OTHER_SPA = "https://other.example.com"
+STRANGER = "https://evil.example.net"
+
+
+def preflight(origin: str, method: str = "POST") -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+
+
+@pytest.fixture
+async def clients(app: FastAPI, client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    admin = await admin_headers(app, client)
+    spa = await register_client(client, admin, allowed_cors_origins=[SPA])
+    other = await register_client(client, admin, allowed_cors_origins=[OTHER_SPA])
+    return spa, other
+
+
+async def test_preflight_for_registered_origins_only(
+    client: httpx.AsyncClient, clients: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    for path in ("/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke"):
+        for origin in (SPA, OTHER_SPA):
+            answer = await client.options(path, headers=preflight(origin))
+            assert answer.status_code == 204, (path, origin)
+            assert answer.headers["access-control-allow-origin"] == origin
+            assert "POST" in answer.headers["access-control-allow-methods"]
+            assert "access-control-allow-credentials" not in answer.headers
+        refused = await client.options(path, headers=preflight(STRANGER))
+        assert "access-control-allow-origin" not in refused.headers
+    for path in ("/oauth2/authorize", "/oauth2/introspect", "/v1/me"):
+        answer = await client.options(path, headers=preflight(SPA, "GET"))
+        assert "access-control-allow-origin" not in answer.headers, path
+
+
+async def test_revoke_answer_readable_only_by_the_clients_origin(
+    client: httpx.AsyncClient, clients: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    spa, _ = clients
+    auth = basic(spa["client_id"], spa["client_secret"])
+    own = await client.post("/oauth2/revoke", data={"token": "x"}, headers={**auth, "Origin": SPA})
+    assert own.headers["access-control-allow-origin"] == SPA
+    assert "origin" in own.headers["vary"].lower()
+    for origin in (OTHER_SPA, STRANGER):
+        answer = await client.post(
+            "/oauth2/revoke", data={"token": "x"}, headers={**auth, "Origin": origin}
+        )
+        assert answer.status_code == 200
+        assert "access-control-allow-origin" not in answer.headers
+
+
+async def test_userinfo_answer_readable_only_by_the_tokens_client_origin(
+    app: FastAPI, client: httpx.AsyncClient, clients: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    spa, _ = clients
+    user = await new_user(client, app.state.services, name=None)
+    grant = await issue_grant(
+        app.state.services, client_id=spa["client_id"], user=user, scope="openid"
+    )
+    own = await client.get(
+        "/oauth2/userinfo", headers={**bearer(grant.access_token), "Origin": SPA}
+    )
+    assert own.status_code == 200
+    assert own.headers["access-control-allow-origin"] == SPA
+    for origin in (OTHER_SPA, STRANGER):
+        answer = await client.get(
+            "/oauth2/userinfo", headers={**bearer(grant.access_token), "Origin": origin}
+        )
+        assert answer.status_code == 200
+        assert "access-control-allow-origin" not in answer.headers
+
+
+async def test_first_party_allow_list_still_works(make_settings: SettingsFactory) -> None:
+    async with running_app(make_settings(cors_origins=["https://console.example.com"])) as http:
+        answer = await http.options(
+            "/v1/me", headers=preflight("https://console.example.com", "GET")
+        )
+        assert answer.headers["access-control-allow-origin"] == "https://console.example.com"
