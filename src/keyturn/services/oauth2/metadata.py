@@ -59,4 +59,8 @@ def server_metadata(issuer: str, *, id_token_algs: Sequence[str]) -> dict[str, A
         # RFC 9207 section 3.
         "authorization_response_iss_parameter_supported": True,
         "prompt_values_supported": sorted(PROMPTS),
+        # Request objects are not supported. Said explicitly: OpenID Connect Discovery 1.0
+        # section 3 makes request_uri_parameter_supported default to true when absent.
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }
