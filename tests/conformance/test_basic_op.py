@@ -385,12 +385,6 @@ async def test_oidcc_ensure_registered_redirect_uri(
     assert answer.headers["content-type"].startswith("text/html")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keyturn uses the single registered redirect URI when redirect_uri is left out "
-    "(RFC 6749 3.1.2.3, documented in the OAuth spec section 2); OIDC Core 3.1.2.1 makes "
-    "redirect_uri REQUIRED in an OpenID request and the OIDF module expects an error",
-)
 async def test_oidcc_ensure_redirect_uri_in_authorization_request(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:

@@ -367,9 +367,13 @@ async def test_unknown_client_and_missing_redirect_are_pages(
         answer = await client.get("/oauth2/authorize", params=params)
         assert answer.status_code == 400
         assert "location" not in answer.headers
-    # RFC 6749 section 3.1.2.3: one registered URI may be left out.
-    answer = await client.get("/oauth2/authorize", params=auth_params(single, redirect_uri=None))
-    assert answer.status_code == 303
+    # RFC 6749 section 3.1.2.3: one registered URI may be left out of a plain OAuth
+    # request; OpenID Connect Core section 3.1.2.1 requires it in an OpenID request.
+    plain = auth_params(single, redirect_uri=None, scope="me:read")
+    assert (await client.get("/oauth2/authorize", params=plain)).status_code == 303
+    openid = await client.get("/oauth2/authorize", params=auth_params(single, redirect_uri=None))
+    assert openid.status_code == 400
+    assert "location" not in openid.headers
     # A repeated parameter is refused without a redirect.
     repeated = await client.get(
         "/oauth2/authorize?"

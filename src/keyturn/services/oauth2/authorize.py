@@ -119,8 +119,10 @@ class AuthorizationService:
         client = await self._client(params)
         requested = params.get("redirect_uri")
         if requested is None or requested == "":
-            # RFC 6749 section 3.1.2.3: optional only when exactly one URI is registered.
-            if len(client.redirect_uris) != 1:
+            # RFC 6749 section 3.1.2.3: optional only when exactly one URI is registered;
+            # OpenID Connect Core section 3.1.2.1 makes it REQUIRED in an OpenID request.
+            openid = "openid" in params.get("scope", "").split(" ")
+            if openid or len(client.redirect_uris) != 1:
                 raise UnsafeAuthorizationRequest("The redirect_uri parameter is missing.")
             redirect_uri = client.redirect_uris[0]
         elif requested in client.redirect_uris:
