@@ -69,6 +69,31 @@ async def test_revoke_answer_readable_only_by_the_clients_origin(
         assert "access-control-allow-origin" not in answer.headers
 
 
+async def test_token_answer_readable_only_by_the_clients_origin(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await admin_headers(app, client)
+    machine = await register_client(
+        client,
+        admin,
+        allowed_cors_origins=[SPA],
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        response_types=[],
+        scope="me:read",
+    )
+    auth = basic(machine["client_id"], machine["client_secret"])
+    form = {"grant_type": "client_credentials"}
+    own = await client.post("/oauth2/token", data=form, headers={**auth, "Origin": SPA})
+    assert own.status_code == 200, own.text
+    assert own.headers["access-control-allow-origin"] == SPA
+    assert "origin" in own.headers["vary"].lower()
+    for origin in (OTHER_SPA, STRANGER):
+        answer = await client.post("/oauth2/token", data=form, headers={**auth, "Origin": origin})
+        assert answer.status_code == 200
+        assert "access-control-allow-origin" not in answer.headers
+
+
 async def test_userinfo_answer_readable_only_by_the_tokens_client_origin(
     app: FastAPI, client: httpx.AsyncClient, clients: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from keyturn.api.deps import ClientDep, ServicesDep
 from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
+from keyturn.api.oauth2.cors import apply_client_cors
 from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 
 router = APIRouter(tags=["oauth2"])
@@ -98,7 +99,10 @@ async def token(request: Request, services: ServicesDep, client: ClientDep) -> J
     )
     answer = await services.tokens.grant(oauth_client, form, client)
     # Section 5.1: never cached.
-    return JSONResponse(answer.as_json(), headers=NO_STORE)
+    response = JSONResponse(answer.as_json(), headers=NO_STORE)
+    # A browser client (SPA with PKCE) reads the answer only from its registered origins.
+    apply_client_cors(request, response, oauth_client)
+    return response
 
 
 _METADATA_RESPONSE: dict[int | str, dict[str, Any]] = {
