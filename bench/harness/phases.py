@@ -256,7 +256,8 @@ def _oauth(
             Scenario(**{**vars(intro), "pending": found}),
         ]
         return
-    email, password = "bench-admin@example.com", "bench-Admin-password-42x"
+    # The password must not contain the address's local part (Keyturn's password policy).
+    email, password = "operator@example.com", "bench-Admin-password-42x"
     keyturn_server.create_admin(setup, email, password)
     client = oauth_probe.create_client(
         server.base_url, oauth_probe.admin_token(server.base_url, email, password)
