@@ -16,51 +16,27 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
 
+from e2e.browser import launched, require_chromium, shot
 from e2e.conftest import StartServer
 from e2e.processes import LOW_ARGON2, Server, keyturn_env, run_keyturn
 from helpers import PASSWORD, new_email
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CALLBACK = "http://127.0.0.1:9/cb"  # loopback; answered by the route below, never dialled
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        "/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run installs it)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+sync_api = require_chromium()
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    with launched(sync_api) as chromium:
+        yield chromium
 
 
 def registered_client(server: Server) -> dict[str, Any]:
