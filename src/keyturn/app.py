@@ -31,6 +31,7 @@ from keyturn.api.rest import (
     admin_users,
     api_keys,
     auth,
+    consents,
     me,
     ops,
 )
@@ -59,6 +60,7 @@ from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
 from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.clients import ClientService
+from keyturn.services.consents import ConsentService
 from keyturn.services.credentials import PasswordPolicy
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
@@ -295,6 +297,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
         ),
         oauth_tokens=oauth_tokens,
+        consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),
         oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
         rp_logout=RpLogoutService(
             uow_factory=uow_factory,
@@ -415,6 +418,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin_clients.router)
     app.include_router(me.router)
     app.include_router(api_keys.router)
+    app.include_router(consents.router)
     app.include_router(ops.router)
     app.include_router(oauth2_token.router)
     app.include_router(token_management.router)

@@ -105,6 +105,14 @@ class Consent:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentListing:
+    """A consent as its user sees it: with the name of the client it was given to."""
+
+    consent: Consent
+    client_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshToken:
     id: uuid.UUID
     session_id: uuid.UUID

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from keyturn.domain import ApiKey, Session, TokenPair, User
+from keyturn.domain import ApiKey, ConsentListing, Session, TokenPair, User
 from keyturn.services.account import AccountData
 
 # Passwords are bounded here only against abuse of the parser; the policy (with its own,
@@ -200,10 +200,37 @@ class ApiKeyOut(BaseModel):
         )
 
 
+class ConsentOut(BaseModel):
+    """A consent: which client may act for the user, with which scopes."""
+
+    id: uuid.UUID
+    client_id: str
+    client_name: str
+    scope: str = Field(description="Space-separated scopes the user allowed")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, listing: ConsentListing) -> ConsentOut:
+        consent = listing.consent
+        return cls(
+            id=consent.id,
+            client_id=consent.client_id,
+            client_name=listing.client_name,
+            scope=consent.scope,
+            created_at=consent.created_at,
+        )
+
+
+class ConsentList(BaseModel):
+    items: list[ConsentOut]
+    next_cursor: str | None
+
+
 class AccountExport(BaseModel):
     user: UserOut
     sessions: list[ExportedSession]
     api_keys: list[ApiKeyOut]
+    consents: list[ConsentOut]
     audit_events: list[ExportedEvent]
 
     @classmethod
@@ -222,6 +249,7 @@ class AccountExport(BaseModel):
                 for item in data.sessions
             ],
             api_keys=[ApiKeyOut.of(key) for key in data.api_keys],
+            consents=[ConsentOut.of(item) for item in data.consents],
             audit_events=[
                 ExportedEvent(
                     type=event.type,

@@ -87,7 +87,7 @@ class UserRoleRow(Base):
 
 class SessionRow(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index(None, "user_id", "created_at"),)
+    __table_args__ = (Index(None, "user_id", "created_at"), Index(None, "consent_id"))
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -261,7 +261,7 @@ class OAuthAuthorizationCodeRow(Base):
     """RFC 6749 section 4.1.2 codes: only their keyed digest is stored; single use in SQL."""
 
     __tablename__ = "oauth_authorization_codes"
-    __table_args__ = (Index(None, "expires_at"),)
+    __table_args__ = (Index(None, "expires_at"), Index(None, "consent_id"))
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)

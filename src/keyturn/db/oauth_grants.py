@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keyturn.db.models import OAuthAuthorizationCodeRow, OAuthConsentRow
+from keyturn.db.models import OAuthAuthorizationCodeRow, OAuthClientRow, OAuthConsentRow
 from keyturn.db.types import affected
-from keyturn.domain import AuthorizationCode, Consent
+from keyturn.domain import AuthorizationCode, Consent, ConsentListing
 
 
 def _code(row: OAuthAuthorizationCodeRow) -> AuthorizationCode:
@@ -103,6 +103,17 @@ class SqlAuthorizationCodeRepository:
             .values(issued_session_id=session_id)
         )
 
+    async def expire_for_consent(self, consent_id: uuid.UUID, now: datetime) -> None:
+        await self._db.execute(
+            update(OAuthAuthorizationCodeRow)
+            .where(
+                OAuthAuthorizationCodeRow.consent_id == consent_id,
+                OAuthAuthorizationCodeRow.used_at.is_(None),
+                OAuthAuthorizationCodeRow.expires_at > now,
+            )
+            .values(expires_at=now)
+        )
+
 
 class SqlConsentRepository:
     def __init__(self, db: AsyncSession) -> None:
@@ -132,3 +143,40 @@ class SqlConsentRepository:
             )
         )
         await self._db.flush()
+
+    async def page_for(
+        self, user_id: uuid.UUID, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[ConsentListing]:
+        query = (
+            select(OAuthConsentRow, OAuthClientRow.client_name)
+            .join(OAuthClientRow, OAuthClientRow.client_id == OAuthConsentRow.client_id)
+            .where(OAuthConsentRow.user_id == user_id, OAuthConsentRow.revoked_at.is_(None))
+        )
+        if after is not None:
+            created, consent_id = after
+            query = query.where(
+                or_(
+                    OAuthConsentRow.created_at < created,
+                    and_(OAuthConsentRow.created_at == created, OAuthConsentRow.id < consent_id),
+                )
+            )
+        rows = await self._db.execute(
+            query.order_by(OAuthConsentRow.created_at.desc(), OAuthConsentRow.id.desc()).limit(
+                limit
+            )
+        )
+        return [ConsentListing(_consent(row), name) for row, name in rows.all()]
+
+    async def revoke(self, consent_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
+        # The WHERE clause makes it atomic and owner-bound: someone else's consent, or one
+        # already revoked, matches no row.
+        result = await self._db.execute(
+            update(OAuthConsentRow)
+            .where(
+                OAuthConsentRow.id == consent_id,
+                OAuthConsentRow.user_id == user_id,
+                OAuthConsentRow.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+        return bool(affected(result))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, union, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -370,6 +370,18 @@ class SqlSessionRepository:
         condition = [SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None)]
         if keep is not None:
             condition.append(SessionRow.id != keep)
+        return await self._revoke_where(condition, now, reason)
+
+    async def revoke_for_consent(
+        self, consent_id: uuid.UUID, now: datetime, reason: str
+    ) -> list[uuid.UUID]:
+        condition = [SessionRow.consent_id == consent_id, SessionRow.revoked_at.is_(None)]
+        return await self._revoke_where(condition, now, reason)
+
+    async def _revoke_where(
+        self, condition: list[ColumnElement[bool]], now: datetime, reason: str
+    ) -> list[uuid.UUID]:
+        # The ids first: the caller deny-lists exactly the sessions this call ended.
         ids = list(await self._db.scalars(select(SessionRow.id).where(*condition)))
         if ids:
             await self._db.execute(

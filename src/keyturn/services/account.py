@@ -10,6 +10,7 @@ from keyturn.domain import (
     ApiKey,
     AuditEvent,
     ClientInfo,
+    ConsentListing,
     OneTimeToken,
     Principal,
     Session,
@@ -39,6 +40,7 @@ class AccountData:
     user: User
     sessions: list[Session]
     api_keys: list[ApiKey]
+    consents: list[ConsentListing]
     audit_events: list[AuditEvent]
 
 
@@ -281,8 +283,17 @@ class AccountService:
                 user.id, now, idle_since=EPOCH, limit=EXPORT_SESSION_LIMIT, after=None
             )
             api_keys = await uow.api_keys.list_for(user.id)
+            consents = await uow.consents.page_for(
+                user.id, limit=EXPORT_SESSION_LIMIT, after=None
+            )
             events = await uow.audit.for_user(user.id, limit=EXPORT_AUDIT_LIMIT)
-        return AccountData(user=user, sessions=sessions, api_keys=api_keys, audit_events=events)
+        return AccountData(
+            user=user,
+            sessions=sessions,
+            api_keys=api_keys,
+            consents=consents,
+            audit_events=events,
+        )
 
     # -- helpers ------------------------------------------------------------------------
 

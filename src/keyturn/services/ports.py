@@ -18,6 +18,7 @@ from keyturn.domain import (
     AuditFilter,
     AuthorizationCode,
     Consent,
+    ConsentListing,
     OAuthClient,
     OneTimeToken,
     OutboxEntry,
@@ -102,6 +103,11 @@ class SessionRepository(Protocol):
         self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None
     ) -> list[uuid.UUID]:
         """Revokes every live session of the user except ``keep``; returns their ids."""
+
+    async def revoke_for_consent(
+        self, consent_id: uuid.UUID, now: datetime, reason: str
+    ) -> list[uuid.UUID]:
+        """Revokes every live grant session opened under the consent; returns their ids."""
 
 
 class RefreshTokenRepository(Protocol):
@@ -217,12 +223,22 @@ class AuthorizationCodeRepository(Protocol):
     async def set_issued_session(self, code_id: uuid.UUID, session_id: uuid.UUID) -> None:
         """Remembers the grant session the code opened (revoked if the code is replayed)."""
 
+    async def expire_for_consent(self, consent_id: uuid.UUID, now: datetime) -> None:
+        """Makes every unused code issued under the consent expire ``now``."""
+
 
 class ConsentRepository(Protocol):
     async def live_for(self, user_id: uuid.UUID, client_id: str) -> list[Consent]:
         """The user's unrevoked consents for the client, newest first."""
 
     async def add(self, consent: Consent) -> None: ...
+    async def page_for(
+        self, user_id: uuid.UUID, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[ConsentListing]:
+        """The user's unrevoked consents, newest first, after the keyset ``after``."""
+
+    async def revoke(self, consent_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
+        """Revokes the user's consent; False when it is not theirs or already revoked."""
 
 
 class SigningKeyRepository(Protocol):

@@ -17,6 +17,7 @@ from keyturn.services.auth import AuthService
 from keyturn.services.authorization import Authorizer
 from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.clients import ClientService
+from keyturn.services.consents import ConsentService
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.oauth2.authorize import AuthorizationService
@@ -48,6 +49,7 @@ class Services:
     api_keys: ApiKeyService
     clients: ClientService
     oauth_tokens: OAuthTokenService
+    consents: ConsentService
     oauth_cors: OAuthCorsOrigins
     rp_logout: RpLogoutService
     userinfo: UserInfoService
