@@ -62,7 +62,7 @@ from keyturn.services.browser_sessions import BrowserSessions
 from keyturn.services.clients import ClientService
 from keyturn.services.consents import ConsentService
 from keyturn.services.credentials import PasswordPolicy
-from keyturn.services.id_tokens import IdTokenSigner
+from keyturn.services.id_tokens import IdTokenHints, IdTokenSigner
 from keyturn.services.keys import KeyManager
 from keyturn.services.lockout import CredentialGuard
 from keyturn.services.oauth2.authorize import AuthorizationService
@@ -236,8 +236,14 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         guard=guard,
     )
     id_tokens = IdTokenSigner(keys=keys, algorithms=settings.id_token_algs)
+    id_token_hints = IdTokenHints(
+        keys=keys,
+        issuer=settings.issuer,
+        algorithms=settings.id_token_algs,
+        max_age=settings.refresh_token_ttl,
+    )
     authorizations = AuthorizationService(
-        uow_factory=uow_factory, key_ring=ring, issuer=settings.issuer
+        uow_factory=uow_factory, key_ring=ring, issuer=settings.issuer, hints=id_token_hints
     )
     oauth_tokens = OAuthTokenService(
         uow_factory=uow_factory,
@@ -299,13 +305,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         oauth_tokens=oauth_tokens,
         consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),
         oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
-        rp_logout=RpLogoutService(
-            uow_factory=uow_factory,
-            keys=keys,
-            issuer=settings.issuer,
-            id_token_algorithms=settings.id_token_algs,
-            hint_max_age=settings.refresh_token_ttl,
-        ),
+        rp_logout=RpLogoutService(uow_factory=uow_factory, hints=id_token_hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
         account=AccountService(
             uow_factory=uow_factory,

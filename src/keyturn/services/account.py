@@ -283,9 +283,7 @@ class AccountService:
                 user.id, now, idle_since=EPOCH, limit=EXPORT_SESSION_LIMIT, after=None
             )
             api_keys = await uow.api_keys.list_for(user.id)
-            consents = await uow.consents.page_for(
-                user.id, limit=EXPORT_SESSION_LIMIT, after=None
-            )
+            consents = await uow.consents.page_for(user.id, limit=EXPORT_SESSION_LIMIT, after=None)
             events = await uow.audit.for_user(user.id, limit=EXPORT_AUDIT_LIMIT)
         return AccountData(
             user=user,

@@ -8,12 +8,15 @@ of the chosen algorithm's chain; the access-token verifier requires ``typ: at+jw
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from keyturn.errors import InvalidToken
+from keyturn.security.jose import JosePolicy
 from keyturn.services.keys import KeyManager
 
-__all__ = ["ID_TOKEN_TYP", "IdTokenSigner"]
+__all__ = ["ID_TOKEN_TYP", "IdTokenHints", "IdTokenSigner"]
 
 ID_TOKEN_TYP = "JWT"  # noqa: S105  (OpenID Connect Core 1.0 section 2 type, not a secret)
 # OpenID Connect Core 1.0 section 2: REQUIRED in every ID Token.
@@ -60,3 +63,41 @@ class IdTokenSigner:
         if missing:
             raise ValueError(f"an ID Token needs the claims {sorted(missing)}")
         return self._keys.sign(claims, typ=ID_TOKEN_TYP, alg=alg)
+
+
+class IdTokenHints:
+    """Reads an ``id_token_hint``: an ID Token this server issued, sent back by a client.
+
+    Used by the authorization endpoint (OIDC Core 1.0 section 3.1.2.1) and by RP-initiated
+    logout (RP-Initiated Logout 1.0 section 2). Both say the OP "need not be listed as an
+    audience" of a hint, and logout accepts an expired one; so any ``aud``, and ``exp``
+    tolerated for ``max_age`` seconds (as long as a session can live). The signature (our
+    keys, ID-token algorithms only), ``typ: JWT`` and ``iss`` are checked as for any token
+    we issued, so an access token is never a hint.
+    """
+
+    def __init__(
+        self, *, keys: KeyManager, issuer: str, algorithms: Iterable[str], max_age: int
+    ) -> None:
+        self._keys = keys
+        self._policy = JosePolicy(
+            algorithms=frozenset(algorithms),
+            issuer=issuer,
+            audience="",
+            typ=ID_TOKEN_TYP,
+            any_audience=True,
+            leeway=max_age,
+        )
+
+    async def read(self, hint: str) -> tuple[uuid.UUID, str] | None:
+        """The hint's user (``sub``) and client, or None when it is not our ID Token."""
+        await self._keys.refresh_if_stale()
+        try:
+            claims = self._keys.verifier.verify(hint, self._policy)
+            subject = uuid.UUID(str(claims["sub"]))
+        except (InvalidToken, KeyError, ValueError):
+            return None
+        aud = claims["aud"]
+        # OIDC Core section 2: with several audiences, azp names the client.
+        client = claims.get("azp") or (aud if isinstance(aud, str) else aud[0])
+        return subject, str(client)

@@ -8,15 +8,10 @@ the browser session is ``BrowserSessions.logout``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from keyturn.domain import OAuthClient
-from keyturn.errors import InvalidToken
-from keyturn.security.jose import JosePolicy
-from keyturn.services.id_tokens import ID_TOKEN_TYP
-from keyturn.services.keys import KeyManager
+from keyturn.services.id_tokens import IdTokenHints
 from keyturn.services.ports import UnitOfWorkFactory
 
 
@@ -40,55 +35,16 @@ class LogoutRequest:
 class RpLogoutService:
     """Validates RP-initiated logout parameters."""
 
-    def __init__(
-        self,
-        *,
-        uow_factory: UnitOfWorkFactory,
-        keys: KeyManager,
-        issuer: str,
-        id_token_algorithms: Iterable[str],
-        hint_max_age: int,
-    ) -> None:
+    def __init__(self, *, uow_factory: UnitOfWorkFactory, hints: IdTokenHints) -> None:
         self._uow_factory = uow_factory
-        self._keys = keys
-        # Section 2: "The OP need not be listed as an audience of the ID Token when it is
-        # used as an id_token_hint" and an expired ID Token is acceptable; so any aud, and
-        # exp tolerated for as long as a session can live. Signature (our keys, ID-token
-        # algorithms only), typ JWT and iss are checked as for any token we issued.
-        self._policy = JosePolicy(
-            algorithms=frozenset(id_token_algorithms),
-            issuer=issuer,
-            audience="",
-            typ=ID_TOKEN_TYP,
-            any_audience=True,
-            leeway=hint_max_age,
-        )
-
-    async def _hint(self, id_token_hint: str) -> dict[str, Any] | None:
-        await self._keys.refresh_if_stale()
-        try:
-            return self._keys.verifier.verify(id_token_hint, self._policy)
-        except InvalidToken:
-            return None
+        self._hints = hints
 
     async def check(
         self, *, id_token_hint: str | None, client_id: str | None, redirect_uri: str | None
     ) -> LogoutRequest:
         """Which user and client the request names, and where it may go back to."""
-        claims = await self._hint(id_token_hint) if id_token_hint else None
-        user_id: uuid.UUID | None = None
-        hinted_client: str | None = None
-        if claims is not None:
-            try:
-                user_id = uuid.UUID(str(claims["sub"]))
-            except (KeyError, ValueError):
-                claims = None
-        if claims is not None:
-            aud = claims["aud"]
-            # OIDC Core section 2: with several audiences, azp names the client.
-            hinted_client = str(claims.get("azp") or (aud if isinstance(aud, str) else aud[0]))
-        else:
-            user_id = None
+        hinted = await self._hints.read(id_token_hint) if id_token_hint else None
+        user_id, hinted_client = hinted if hinted else (None, None)
         # Section 2: client_id, when sent with a hint, must be the hint's client.
         if hinted_client and client_id and client_id != hinted_client:
             return LogoutRequest(user_id=None, client=None, redirect_uri=None)
