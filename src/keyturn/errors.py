@@ -42,8 +42,10 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │   ├── InvalidScopeRequest         invalid_scope
     │   ├── InsufficientScope           insufficient_scope (403, RFC 6750 section 3.1)
     │   ├── AccessDenied                access_denied
-    │   └── InteractionRequired         interaction_required / login_required /
-    │                                   consent_required (OIDC Core section 3.1.2.6)
+    │   ├── InteractionRequired         interaction_required / login_required /
+    │   │                               consent_required (OIDC Core section 3.1.2.6)
+    │   └── RequestObjectNotSupported   request_not_supported / request_uri_not_supported
+    │                                   (OIDC Core section 6)
     ├── RateLimited                     rate_limited (429, Retry-After, RateLimit-*)
     └── ServiceUnavailable              service_unavailable (503, Retry-After)
         └── HashQueueFull               hash_queue_full
@@ -354,3 +356,15 @@ class InteractionRequired(OAuthError):
     def __init__(self, code: str = "interaction_required", detail: str | None = None):
         super().__init__(detail)
         self.code = code
+
+
+class RequestObjectNotSupported(OAuthError):
+    """OIDC Core section 6 / 3.1.2.6: a ``request`` or ``request_uri`` parameter, which
+    Keyturn does not support (discovery says so); ``code`` names which one."""
+
+    code = "request_not_supported"
+    title = "Request objects are not supported"
+
+    def __init__(self, parameter: str) -> None:
+        super().__init__(f"The {parameter} parameter is not supported.")
+        self.code = f"{parameter}_not_supported"

@@ -86,6 +86,11 @@ async def test_code_flow_with_pkce_and_id_token(
     )
     assert claims["nonce"] == "n-0S6_WzA2Mj"
     assert claims["amr"] == ["pwd"]
+    # One factor (the password): level "1", which discovery lists.
+    assert claims["acr"] == "1"
+    discovery = (await client.get("/.well-known/openid-configuration")).json()
+    assert discovery["acr_values_supported"] == ["1"]
+    assert "acr" in discovery["claims_supported"]
     assert isinstance(claims["auth_time"], int)
     assert claims["sid"]
     expected_at_hash = jwt.utils.base64url_encode(
@@ -289,6 +294,9 @@ async def test_errors_after_the_redirect_check_go_to_the_client(
         ({"code_challenge": "short", "code_challenge_method": "S256"}, "invalid_request"),
         ({"prompt": "none login", **pkce}, "invalid_request"),
         ({"response_mode": "fragment", **pkce}, "invalid_request"),
+        # OIDC Core section 6: request objects are refused, not ignored.
+        ({"request": "eyJhbGciOiJub25lIn0.e30.", **pkce}, "request_not_supported"),
+        ({"request_uri": "https://app.example.com/r/1", **pkce}, "request_uri_not_supported"),
     ]
     for extra, error in cases:
         params = auth_params(oauth_client, **extra)

@@ -20,6 +20,7 @@ from keyturn.errors import (
     InteractionRequired,
     InvalidScopeRequest,
     OAuthInvalidRequest,
+    RequestObjectNotSupported,
     UnauthorizedClient,
     UnsafeAuthorizationRequest,
     UnsupportedResponseType,
@@ -41,6 +42,9 @@ PROMPTS = frozenset({"none", "login", "consent"})
 # Set by Keyturn on the URL it sends to the login page for prompt=login: the sign-in must
 # be newer than this instant (epoch milliseconds), so coming back is not a loop.
 AUTH_AFTER = "kt_auth_after"
+# OIDC Core section 2 ``acr``: "1" is one authentication factor (the password), the level
+# every Keyturn sign-in reaches today; "0" (a long-lived cookie alone) is never claimed.
+ONE_FACTOR_ACR = "1"
 MAX_STATE = 1024
 MAX_NONCE = 512
 MAX_LOGIN_HINT = 320
@@ -168,6 +172,11 @@ class AuthorizationService:
                 ``invalid_request`` or ``invalid_scope`` (RFC 6749 section 4.1.2.1).
         """
         client = await self._client(params)
+        for parameter in ("request", "request_uri"):
+            # OIDC Core section 6.1/6.2: refusing beats ignoring, which would act on the
+            # outer parameters while the client meant the signed ones.
+            if params.get(parameter):
+                raise RequestObjectNotSupported(parameter)
         if (params.get("response_mode") or "query") not in RESPONSE_MODES:
             raise OAuthInvalidRequest("response_mode must be query or form_post.")
         if len(target.state or "") > MAX_STATE:
@@ -366,7 +375,7 @@ class AuthorizationService:
             code_challenge=request.code_challenge,
             auth_time=browser.auth_time,
             amr=browser.amr,
-            acr=None,
+            acr=ONE_FACTOR_ACR if "pwd" in browser.amr else None,
             consent_id=consent.id,
             created_at=now,
             expires_at=now + CODE_TTL,
@@ -386,6 +395,7 @@ def _seconds(params: Mapping[str, str], name: str, *, limit: int = 12) -> int | 
 
 __all__ = [
     "AUTH_AFTER",
+    "ONE_FACTOR_ACR",
     "AuthorizationRequest",
     "AuthorizationService",
     "Next",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keyturn.services.oauth2.authorize import PROMPTS, RESPONSE_MODES
+from keyturn.services.oauth2.authorize import ONE_FACTOR_ACR, PROMPTS, RESPONSE_MODES
 from keyturn.services.oauth2.tokens import GRANT_TYPES
 from keyturn.services.oauth_client_rules import ALLOWED_SCOPES, AUTH_METHODS
 
@@ -21,6 +21,7 @@ CLAIMS = (
     "nonce",
     "at_hash",
     "amr",
+    "acr",
     "sid",
     # UserInfo (OpenID Connect Core section 5.4), by the profile and email scopes.
     "name",
@@ -56,6 +57,7 @@ def server_metadata(issuer: str, *, id_token_algs: Sequence[str]) -> dict[str, A
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": sorted(ALLOWED_SCOPES),
         "claims_supported": list(CLAIMS),
+        "acr_values_supported": [ONE_FACTOR_ACR],
         # RFC 9207 section 3.
         "authorization_response_iss_parameter_supported": True,
         "prompt_values_supported": sorted(PROMPTS),
