@@ -18,12 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from keyturn.api.oauth2.cors import apply_error_cors
 from keyturn.errors import (
     CredentialsMissing,
     InsufficientScope,
     InvalidClient,
     InvalidToken,
     KeyturnError,
+    OAuthInvalidRequest,
     RateLimited,
     ServiceUnavailable,
     SessionRevoked,
@@ -34,6 +36,7 @@ log = structlog.get_logger(__name__)
 PROBLEM_TYPE_BASE = "https://keyturn.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 OAUTH_PATH_PREFIX = "/oauth2/"
+USERINFO_PATH = "/oauth2/userinfo"
 
 _HTTP_CODES = {
     # FastAPI raises a bare 400 only when the body cannot be decoded (e.g. invalid UTF-8).
@@ -77,6 +80,12 @@ def _is_oauth(request: Request) -> bool:
     return request.url.path.startswith(OAUTH_PATH_PREFIX)
 
 
+async def _oauth_answer(request: Request, response: Response) -> Response:
+    # A browser client must be able to read why its token request failed.
+    await apply_error_cors(request, response)
+    return response
+
+
 def _field(location: tuple[Any, ...] | list[Any]) -> str:
     # ("body", "email") -> "email"; the "body"/"query" prefix is noise for clients.
     parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
@@ -104,7 +113,10 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
     headers = error_headers(exc)
     if _is_oauth(request):
-        if isinstance(exc, InvalidToken | InsufficientScope):
+        bearer_resource = request.url.path == USERINFO_PATH
+        if isinstance(exc, InvalidToken | InsufficientScope) or (
+            bearer_resource and isinstance(exc, OAuthInvalidRequest)
+        ):
             # A Bearer-protected OAuth resource (userinfo, OIDC Core section 5.3.3):
             # RFC 6750 section 3 challenge; no error code when no token was sent (3.1).
             headers["WWW-Authenticate"] = (
@@ -112,7 +124,9 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
                 if isinstance(exc, CredentialsMissing)
                 else f'Bearer error="{exc.code}", error_description="{exc.title}"'
             )
-        return oauth_error(exc.status, exc.code, exc.detail, headers=headers)
+        return await _oauth_answer(
+            request, oauth_error(exc.status, exc.code, exc.detail, headers=headers)
+        )
     if exc.status == 401 and not isinstance(exc, InvalidClient):
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
         # RFC 6750 section 3.1: an error code only when a token was presented and refused.
@@ -128,7 +142,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101  (registered for this type only)
     if _is_oauth(request):
         fields = sorted({_field(error.get("loc", ())) for error in exc.errors()})
-        return oauth_error(400, "invalid_request", f"Invalid parameters: {', '.join(fields)}.")
+        return await _oauth_answer(
+            request,
+            oauth_error(400, "invalid_request", f"Invalid parameters: {', '.join(fields)}."),
+        )
     errors = []
     malformed = False
     for error in exc.errors():
@@ -152,7 +169,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     if _is_oauth(request) and exc.status_code in (400, 413):
-        return oauth_error(exc.status_code, "invalid_request", detail)
+        return await _oauth_answer(request, oauth_error(exc.status_code, "invalid_request", detail))
     return problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
 
 

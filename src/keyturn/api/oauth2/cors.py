@@ -10,6 +10,10 @@ navigation, not by script):
 - :func:`apply_client_cors` adds ``Access-Control-Allow-Origin`` to an actual answer only
   when the request's ``Origin`` belongs to the client concerned. The token endpoint calls
   it with its authenticated client, revocation likewise, userinfo with the token's client.
+- :func:`apply_error_cors` lets a browser client read an *error* answer of these paths
+  (``invalid_grant``, ``invalid_token``, ...) when any client registered the origin: the
+  client is often unknown then (its authentication failed), and an error body carries
+  nothing that origin may not see, while without it the app sees only a network error.
 
 No credentials mode (``Access-Control-Allow-Credentials`` is never sent): these endpoints
 take client credentials and tokens in headers or the body, never cookies.
@@ -90,4 +94,15 @@ async def apply_token_client_cors(
     response.headers["Vary"] = "Origin"
     origin = request.headers.get("origin")
     if origin is not None and await origins.allowed_for(client_id, origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+
+
+async def apply_error_cors(request: Request, response: Response) -> None:
+    """Lets a client-registered origin read an error answer of a CORS path."""
+    if request.url.path not in CORS_PATHS:
+        return
+    response.headers["Vary"] = "Origin"
+    origin = request.headers.get("origin")
+    origins: OAuthCorsOrigins = request.app.state.services.oauth_cors
+    if origin is not None and await origins.registered(origin):
         response.headers["Access-Control-Allow-Origin"] = origin
