@@ -7,7 +7,8 @@ process and closes them on shutdown.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,6 +355,21 @@ async def _restore_deny_list(services: Services) -> None:
         log.warning("deny_list_restore_deferred")
 
 
+async def _every(
+    seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]], failure: str
+) -> None:
+    """Runs ``job`` every ``seconds`` until ``stop``; a failed round is logged, not fatal."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        if stop.is_set():
+            return
+        try:
+            await job()
+        except Exception:  # the loop outlives a database outage; the next round retries
+            log.exception(failure)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Builds the ASGI application for ``settings``; nothing connects until startup."""
 
@@ -365,6 +381,7 @@ def create_app(settings: Settings) -> FastAPI:
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
         key_schedule: asyncio.Task[None] | None = None
+        code_pruning: asyncio.Task[None] | None = None
         services_ready: Services | None = None
         try:
             services = build_services(settings, adapters)
@@ -384,6 +401,14 @@ def create_app(settings: Settings) -> FastAPI:
                     stop=stop, check_seconds=settings.key_rotation_check_seconds
                 )
             )
+            code_pruning = asyncio.create_task(
+                _every(
+                    settings.code_prune_seconds,
+                    stop,
+                    services.authorizations.prune_codes,
+                    "authorization_code_pruning_failed",
+                )
+            )
             log.info("started", env=settings.env, version=__version__)
             yield
         finally:
@@ -394,6 +419,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await worker
             if key_schedule is not None:
                 await key_schedule
+            if code_pruning is not None:
+                await code_pruning
             if services_ready is not None:
                 # The last batch of API-key "last used" times, before the engine closes.
                 await services_ready.api_keys.close()

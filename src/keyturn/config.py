@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     key_rotation_days: int = Field(default=30, ge=0, le=3650)
     key_publish_ahead_seconds: int = Field(default=3600, ge=1)
     key_rotation_check_seconds: float = Field(default=300.0, ge=0.01, le=86400)
+    # How often a process deletes authorization codes past their retention (a day).
+    code_prune_seconds: float = Field(default=3600.0, ge=0.01, le=86400)
     log_level: str = "info"
     docs_enabled: bool | None = None
     smtp_url: str | None = None

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import OAuthAuthorizationCodeRow, OAuthClientRow, OAuthConsentRow
@@ -113,6 +113,12 @@ class SqlAuthorizationCodeRepository:
             )
             .values(expires_at=now)
         )
+
+    async def delete_expired(self, before: datetime) -> int:
+        result = await self._db.execute(
+            delete(OAuthAuthorizationCodeRow).where(OAuthAuthorizationCodeRow.expires_at < before)
+        )
+        return affected(result)
 
 
 class SqlConsentRepository:

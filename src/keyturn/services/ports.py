@@ -226,6 +226,9 @@ class AuthorizationCodeRepository(Protocol):
     async def expire_for_consent(self, consent_id: uuid.UUID, now: datetime) -> None:
         """Makes every unused code issued under the consent expire ``now``."""
 
+    async def delete_expired(self, before: datetime) -> int:
+        """Deletes codes that expired before ``before``; returns how many."""
+
 
 class ConsentRepository(Protocol):
     async def live_for(self, user_id: uuid.UUID, client_id: str) -> list[Consent]:

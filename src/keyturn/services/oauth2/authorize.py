@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+import structlog
+
 from keyturn.domain import SELF_SERVICE_SCOPES, AuthorizationCode, Consent, OAuthClient, utcnow
 from keyturn.errors import (
     InteractionRequired,
@@ -33,8 +35,13 @@ from keyturn.services.id_tokens import IdTokenHints
 from keyturn.services.oauth_client_rules import OIDC_SCOPES
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
+log = structlog.get_logger(__name__)
+
 # RFC 9700 section 4.2.1 / RFC 6749 section 4.1.2: short-lived; 60 seconds.
 CODE_TTL = timedelta(seconds=60)
+# Used and expired codes stay this long: a replay within it still finds the row and
+# revokes what the first use issued (RFC 6749 section 4.1.2); older rows are deleted.
+CODE_RETENTION = timedelta(days=1)
 CODE_DIGEST_PURPOSE = "oauth-authorization-code"
 RESPONSE_MODES = ("query", "form_post")
 # OpenID Connect Core section 3.1.2.1 prompt values Keyturn acts on.
@@ -338,6 +345,15 @@ class AuthorizationService:
             code = await self._issue(uow, request, browser, consent, scope, now)
             await uow.commit()
         return code
+
+    async def prune_codes(self) -> int:
+        """Deletes codes that expired more than :data:`CODE_RETENTION` ago."""
+        async with self._uow_factory() as uow:
+            pruned = await uow.authorization_codes.delete_expired(utcnow() - CODE_RETENTION)
+            await uow.commit()
+        if pruned:
+            log.info("authorization_codes_pruned", count=pruned)
+        return pruned
 
     async def deny(
         self, request: AuthorizationRequest, browser: BrowserSession, *, ip: str | None
