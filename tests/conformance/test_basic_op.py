@@ -175,8 +175,9 @@ async def test_oidcc_userinfo_post_body(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     """oidcc-userinfo-post-body: POST with the token as the ``access_token`` form
-    parameter and no Authorization header (RFC 6750 2.2); the plan accepts a refusal of
-    this optional method, Keyturn supports it: the claims, sub as in the ID Token."""
+    parameter and no Authorization header (RFC 6750 2.2). The method is optional and the
+    plan only warns on an HTTP error; Keyturn supports it: the claims, sub as in the ID
+    Token."""
     flow = await code_flow(app, client, settings.issuer)
     answer = await client.post(USERINFO, data={"access_token": flow.body["access_token"]})
     assert userinfo_claims(answer) == {"sub": flow.claims["sub"]}
