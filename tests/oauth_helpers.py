@@ -6,6 +6,8 @@ import base64
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from helpers import PASSWORD, bearer, csrf_from, new_email, ui_login
+from keyturn.domain import utcnow
 
 REDIRECT = "https://app.example.com/cb"
 WEB_CLIENT: dict[str, Any] = {
@@ -50,10 +53,14 @@ async def register(app: FastAPI, client: httpx.AsyncClient, **body: Any) -> dict
     return created
 
 
-async def signed_in(client: httpx.AsyncClient) -> str:
-    """A fresh account signed in through /ui/login (the client keeps the cookie)."""
+async def signed_in(client: httpx.AsyncClient, *, name: str | None = None) -> str:
+    """A fresh account (named ``name`` if given) signed in through /ui/login (the client
+    keeps the cookie)."""
     email = new_email()
-    answer = await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    account: dict[str, str] = {"email": email, "password": PASSWORD}
+    if name is not None:
+        account["name"] = name
+    answer = await client.post("/v1/auth/signup", json=account)
     assert answer.status_code == 202, answer.text
     login = await ui_login(client, email)
     assert login.status_code == 303, login.text
@@ -114,3 +121,84 @@ async def token(
     if oauth_client.get("client_secret"):
         return await client.post("/oauth2/token", data=form, auth=basic(oauth_client))
     return await client.post("/oauth2/token", data={"client_id": oauth_client["client_id"], **form})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One finished code flow for a fresh user.
+
+    ``body`` is the token endpoint's answer. ``user_id`` and ``session_id`` (the grant
+    session /oauth2/token opened) are read from the database, not from the tokens, so a
+    test comparing them with what an endpoint reports checks something independent.
+    """
+
+    client_id: str
+    email: str
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    body: dict[str, Any]
+
+    @property
+    def access_token(self) -> str:
+        return str(self.body["access_token"])
+
+    @property
+    def refresh_token(self) -> str:
+        assert "refresh_token" in self.body, "no refresh token: offline_access not granted"
+        return str(self.body["refresh_token"])
+
+    @property
+    def id_token(self) -> str:
+        assert "id_token" in self.body, "no ID Token: openid not granted"
+        return str(self.body["id_token"])
+
+    @property
+    def scope(self) -> str:
+        return str(self.body["scope"])
+
+
+async def grant(
+    app: FastAPI, oauth_client: dict[str, Any], scope: str, *, name: str | None = None
+) -> Grant:
+    """Runs the real code flow for a fresh account in a browser of its own: sign-up,
+    /ui/login, /oauth2/authorize with PKCE S256, the consent page, /oauth2/token.
+
+    Its own cookie jar: the caller's client keeps whatever session it had.
+    """
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
+        email = await signed_in(browser, name=name)
+        verifier, challenge = pkce_pair()
+        code, _ = await code_for(
+            browser,
+            oauth_client,
+            scope=scope,
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+        answer = await token(
+            browser,
+            oauth_client,
+            grant_type="authorization_code",
+            code=code,
+            redirect_uri=oauth_client["redirect_uris"][0],
+            code_verifier=verifier,
+        )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    now = utcnow()
+    async with app.state.services.auth._uow_factory() as uow:
+        user = await uow.users.get_by_email(email)
+        assert user is not None
+        sessions = await uow.sessions.list_active(
+            user.id, now, idle_since=now - timedelta(days=1), limit=10, after=None
+        )
+    # The browser session has no client_id; the grant session names the client.
+    (grant_session,) = [s for s in sessions if s.client_id == oauth_client["client_id"]]
+    return Grant(
+        client_id=oauth_client["client_id"],
+        email=email,
+        user_id=user.id,
+        session_id=grant_session.id,
+        body=body,
+    )

@@ -3,12 +3,12 @@ code flow, static client, client_secret_basic unless the module says otherwise).
 
 Each test is named after the plan's module and its docstring states what the module
 asserts. The app runs in-process behind httpx (ASGITransport); ID Tokens are checked with
-PyJWT against the served JWKS. Modules that need the userinfo endpoint (not in this
-branch) are listed in ``USERINFO_MODULES`` below and left for when it lands.
+PyJWT against the served JWKS; userinfo is called with the flow's own access token.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -20,12 +20,13 @@ from fastapi import FastAPI
 
 from conformance.oidf import at_hash, code_flow, jwks, redeem, verify_id_token
 from conftest import SettingsFactory
-from helpers import lifespan, ui_login
+from helpers import bearer, lifespan, ui_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.domain import utcnow
 from oauth_helpers import (
     REDIRECT,
+    admin_headers,
     auth_params,
     code_for,
     pkce_pair,
@@ -36,20 +37,8 @@ from oauth_helpers import (
 )
 
 pytestmark = pytest.mark.anyio
-
-# Modules of the plan that fetch claims from the userinfo endpoint: covered once
-# /oauth2/userinfo is merged (the ID Token part of them is tested here).
-USERINFO_MODULES = (
-    "oidcc-userinfo-get",
-    "oidcc-userinfo-post-header",
-    "oidcc-userinfo-post-body",
-    "oidcc-scope-profile (userinfo part)",
-    "oidcc-scope-email (userinfo part)",
-    "oidcc-scope-address",
-    "oidcc-scope-phone",
-    "oidcc-scope-all",
-    "oidcc-claims-essential",
-)
+USERINFO = "/oauth2/userinfo"
+NAME = "Ada Lovelace"
 
 
 def pkce() -> tuple[str, dict[str, str]]:
@@ -148,28 +137,173 @@ async def test_oidcc_ensure_other_scope_order_succeeds(
     assert set(flow.body["scope"].split()) == {"email", "openid"}
 
 
-# -- scopes (ID Token part; the claims themselves come from userinfo) ----------------------
+# -- userinfo and the scopes ---------------------------------------------------------------
+
+
+def userinfo_claims(answer: httpx.Response) -> dict[str, Any]:
+    """OIDC Core 5.3.2: a 200 answer, plain JSON (no signed or encrypted userinfo is
+    registered), never cached (it is personal data)."""
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.headers["cache-control"] == "no-store"
+    claims: dict[str, Any] = answer.json()
+    return claims
+
+
+async def test_oidcc_userinfo_get(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """oidcc-userinfo-get: after a code flow, GET userinfo with the access token in the
+    ``Authorization: Bearer`` header (RFC 6750 2.1) answers the claims, whose sub equals
+    the ID Token's sub (OIDC Core 5.3.2)."""
+    flow = await code_flow(app, client, settings.issuer)
+    answer = await client.get(USERINFO, headers=bearer(flow.body["access_token"]))
+    assert userinfo_claims(answer) == {"sub": flow.claims["sub"]}
+
+
+async def test_oidcc_userinfo_post_header(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """oidcc-userinfo-post-header: the same with POST (OIDC Core 5.3.1 allows GET and
+    POST), the token in the Authorization header and no body."""
+    flow = await code_flow(app, client, settings.issuer)
+    answer = await client.post(USERINFO, headers=bearer(flow.body["access_token"]))
+    assert userinfo_claims(answer) == {"sub": flow.claims["sub"]}
+
+
+async def test_oidcc_userinfo_post_body(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """oidcc-userinfo-post-body: POST with the token as the ``access_token`` form
+    parameter and no Authorization header (RFC 6750 2.2). The method is optional and the
+    plan only warns on an HTTP error; Keyturn supports it: the claims, sub as in the ID
+    Token."""
+    flow = await code_flow(app, client, settings.issuer)
+    answer = await client.post(USERINFO, data={"access_token": flow.body["access_token"]})
+    assert userinfo_claims(answer) == {"sub": flow.claims["sub"]}
 
 
 async def test_oidcc_scope_profile(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    """oidcc-scope-profile: scope openid profile is granted. The module reads the profile
-    claims from userinfo (OIDC Core 5.4: with an access token issued they go there, not in
-    the ID Token); userinfo is not in this branch, so only the grant is checked here."""
-    flow = await code_flow(app, client, settings.issuer, scope="openid profile")
+    """oidcc-scope-profile: scope openid profile is granted and the profile claims come
+    from userinfo (OIDC Core 5.4: with an access token issued they go there, not into the
+    ID Token). Keyturn's one profile claim is name; sub equals the ID Token's sub; no email
+    claims without the email scope."""
+    await signed_in(client, name=NAME)
+    flow = await code_flow(app, client, settings.issuer, sign_in=False, scope="openid profile")
     assert set(flow.body["scope"].split()) == {"openid", "profile"}
     assert jwt.decode(flow.body["access_token"], options={"verify_signature": False})[
         "scope"
     ].split() == ["openid", "profile"]
+    assert "name" not in flow.claims
+    answer = await client.get(USERINFO, headers=bearer(flow.body["access_token"]))
+    assert userinfo_claims(answer) == {"sub": flow.claims["sub"], "name": NAME}
 
 
 async def test_oidcc_scope_email(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    """oidcc-scope-email: scope openid email is granted (userinfo part as for profile)."""
-    flow = await code_flow(app, client, settings.issuer, scope="openid email")
+    """oidcc-scope-email: scope openid email is granted; userinfo answers email and
+    email_verified (OIDC Core 5.4) with the ID Token's sub, and no profile claim (the user
+    has a name, but profile was not asked for)."""
+    email = await signed_in(client, name=NAME)
+    flow = await code_flow(app, client, settings.issuer, sign_in=False, scope="openid email")
     assert set(flow.body["scope"].split()) == {"email", "openid"}
+    answer = await client.get(USERINFO, headers=bearer(flow.body["access_token"]))
+    assert userinfo_claims(answer) == {
+        "sub": flow.claims["sub"],
+        "email": email,
+        "email_verified": False,
+    }
+
+
+async def _unsupported_scope(
+    app: FastAPI, client: httpx.AsyncClient, scope: str, unsupported: set[str]
+) -> None:
+    """What an OP without the ``unsupported`` scopes does, as the plan checks it.
+
+    The scope modules first compare the requested scopes with discovery's
+    ``scopes_supported`` and end as skipped when one is missing (the plan's
+    OIDCCCheckScopesSupportedContainScopeTest), so discovery must not advertise them, nor
+    their claims. Asked anyway, Keyturn refuses rather than ignores: no client may
+    register the scope (``422 unknown_scope``), and an authorization request naming it is
+    ``invalid_scope`` at the redirect URI (RFC 6749 4.1.2.1), never a code.
+    """
+    discovery = (await client.get("/.well-known/openid-configuration")).json()
+    assert not unsupported & set(discovery["scopes_supported"])
+    assert {"openid", "profile", "email"} <= set(discovery["scopes_supported"])
+    assert not {"address", "phone_number", "phone_number_verified"} & set(
+        discovery["claims_supported"]
+    )
+    headers = await admin_headers(app, client)
+    refused = await client.post(
+        "/v1/admin/clients",
+        json={"client_name": "Wants more", "redirect_uris": [REDIRECT], "scope": scope},
+        headers=headers,
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "unknown_scope"
+    assert {error["message"] for error in refused.json()["errors"]} == {
+        f"unknown: {name}" for name in unsupported
+    }
+    oauth_client = await register(app, client)
+    await signed_in(client)
+    _, extra = pkce()
+    params = auth_params(oauth_client, scope=scope, **extra)
+    answer = await client.get("/oauth2/authorize", params=params)
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.startswith(REDIRECT + "?")
+    query = query_of(location)
+    assert query["error"] == "invalid_scope"
+    assert query["state"] == params["state"]
+    assert "code" not in query
+
+
+async def test_oidcc_scope_address(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """oidcc-scope-address: Keyturn keeps no postal address, so the address scope is not
+    supported; the plan skips the module when scopes_supported lacks it (see
+    ``_unsupported_scope`` for what a request naming it gets)."""
+    await _unsupported_scope(app, client, "openid address", {"address"})
+
+
+async def test_oidcc_scope_phone(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """oidcc-scope-phone: Keyturn keeps no phone number; as for address, the scope is not
+    advertised (the plan skips the module) and a request naming it is invalid_scope."""
+    await _unsupported_scope(app, client, "openid phone", {"phone"})
+
+
+async def test_oidcc_scope_all(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """oidcc-scope-all: profile, email, address and phone at once. Not all are in
+    scopes_supported, so the plan skips the module; the request as a whole is
+    invalid_scope (no partial grant of the supported ones)."""
+    await _unsupported_scope(
+        app, client, "openid profile email address phone", {"address", "phone"}
+    )
+
+
+async def test_oidcc_claims_essential(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """oidcc-claims-essential: the request carries ``claims`` asking for name as an
+    essential userinfo claim (OIDC Core 5.5) and the OP must answer with success; the plan
+    only warns when name is missing from userinfo, or present in the ID Token.
+
+    Keyturn does not support the claims parameter: discovery leaves
+    claims_parameter_supported out (OIDC Discovery 1.0 section 3: absent means false), the
+    parameter is ignored like any unknown one, and claims follow the scopes alone. With
+    scope openid only, userinfo holds just sub, even though the user has a name (the
+    warning the plan raises; never a failure)."""
+    discovery = (await client.get("/.well-known/openid-configuration")).json()
+    assert discovery.get("claims_parameter_supported", False) is False
+    await signed_in(client, name=NAME)
+    claims = json.dumps({"userinfo": {"name": {"essential": True}}})
+    flow = await code_flow(app, client, settings.issuer, sign_in=False, claims=claims)
+    assert flow.body["scope"] == "openid"
+    assert "name" not in flow.claims
+    answer = await client.get(USERINFO, headers=bearer(flow.body["access_token"]))
+    assert userinfo_claims(answer) == {"sub": flow.claims["sub"]}
 
 
 # -- prompt, max_age, hints ----------------------------------------------------------------

@@ -1,34 +1,45 @@
 """A real ``keyturn serve`` driven by an independent OAuth/OIDC client library (Authlib).
 
 The relying party is Authlib's httpx client (``OAuth2Client``): discovery, the
-authorization URL with PKCE S256, the code exchange, refresh and client_credentials;
-the ID Token is checked by Authlib's own JOSE and ``CodeIDToken`` rules (signature by
-the server's JWKS, iss, aud, exp, nonce, at_hash). The user's part of the browser flow
-is an httpx client holding the session cookie: the /ui/login form with its CSRF token,
-then the consent page.
+authorization URL with PKCE S256, the code exchange, refresh and client_credentials,
+userinfo with the token (Authlib's ``UserInfo`` claims), introspection (RFC 7662) and
+revocation (RFC 7009) through its ``introspect_token`` and ``revoke_token``; the ID
+Token is checked by Authlib's own JOSE and ``CodeIDToken`` rules (signature by the
+server's JWKS, iss, aud, exp, nonce, at_hash). The user's part of the browser flow is an
+httpx client holding the session cookie: the /ui/login form with its CSRF token, then
+the consent page.
 
-Not covered yet (not in this branch): introspection, revocation, userinfo and
-RP-initiated logout through the library; to do once those endpoints are merged.
+One server for the whole module (CI time): every test registers or signs in what it
+needs on it. Not covered yet: RP-initiated logout through the library.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.jose import JsonWebKey, jwt
-from authlib.oidc.core import CodeIDToken
+from authlib.oidc.core import CodeIDToken, UserInfo
 from joserfc.errors import InvalidClaimError
 
 from e2e import processes
-from e2e.conftest import StartServer
-from e2e.processes import LOW_ARGON2, Server, keyturn_env, run_keyturn
+from e2e.processes import (
+    LOW_ARGON2,
+    Server,
+    keyturn_env,
+    run_keyturn,
+    spawn_server,
+    wait_healthy,
+)
 from helpers import PASSWORD, new_email
 
 # Authlib 1.9 warns (AuthlibDeprecationWarning, at import) about its coming move to httpx2
@@ -39,12 +50,41 @@ CALLBACK = "http://127.0.0.1:9/cb"  # loopback: never fetched, the code is read 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture
-def server(start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Server:
-    """``keyturn serve`` whose ``KEYTURN_ISSUER`` is its own URL (iss checks are exact)."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``keyturn serve`` for the module whose ``KEYTURN_ISSUER`` is its own URL (iss
+    checks are exact); stopped at the end like the ones ``start_server`` starts."""
+    workdir = tmp_path_factory.mktemp("authlib")
     port = processes.free_port()
-    monkeypatch.setattr(processes, "free_port", lambda: port)
-    return start_server({**LOW_ARGON2, "KEYTURN_ISSUER": f"http://127.0.0.1:{port}"})
+    issuer = {**LOW_ARGON2, "KEYTURN_ISSUER": f"http://127.0.0.1:{port}"}
+    with pytest.MonkeyPatch.context() as patch:
+        # spawn_server picks its port itself: make it the one the issuer names.
+        patch.setattr(processes, "free_port", lambda: port)
+        started = spawn_server(workdir, keyturn_env(workdir / "data", issuer))
+    try:
+        wait_healthy(started)
+        yield started
+    finally:
+        if started.process.poll() is None:
+            started.stop()
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What a relying party learns from discovery, and an admin token for setup."""
+
+    metadata: dict[str, Any]
+    jwks: dict[str, Any]
+    admin: str
+
+
+@pytest.fixture(scope="module")
+def provider(server: Server) -> Provider:
+    with httpx.Client(timeout=30.0) as http:
+        metadata = http.get(f"{server.base_url}/.well-known/openid-configuration").json()
+        assert metadata["issuer"] == server.base_url
+        jwks = http.get(metadata["jwks_uri"]).json()
+    return Provider(metadata=metadata, jwks=jwks, admin=admin_token(server))
 
 
 def admin_token(server: Server) -> str:
@@ -84,10 +124,11 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def user_agent_flow(server: Server, authorization_url: str) -> str:
-    """The browser's part: sign up, sign in through /ui/login, allow on the consent page.
-    Returns the redirect to the client (the callback URL with code, state, iss)."""
-    email = new_email()
+def user_agent_flow(server: Server, authorization_url: str, email: str | None = None) -> str:
+    """The browser's part: sign up (as ``email``, else a fresh address), sign in through
+    /ui/login, allow on the consent page. Returns the redirect to the client (the
+    callback URL with code, state, iss)."""
+    email = email or new_email()
     with server.client() as browser:
         signup = browser.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
         assert signup.status_code == 202, signup.text
@@ -144,14 +185,11 @@ def validated_id_token(
     return claims
 
 
-def test_authlib_relying_party(server: Server) -> None:
-    token = admin_token(server)
+def test_authlib_relying_party(server: Server, provider: Provider) -> None:
+    token = provider.admin
     registered = register_client(server, token)
     client_id = registered["client_id"]
-    with httpx.Client(timeout=30.0) as http:
-        metadata = http.get(f"{server.base_url}/.well-known/openid-configuration").json()
-        assert metadata["issuer"] == server.base_url
-        jwks = http.get(metadata["jwks_uri"]).json()
+    metadata, jwks = provider.metadata, provider.jwks
 
     nonce = secrets.token_urlsafe(16)
     verifier = secrets.token_urlsafe(48)
@@ -224,3 +262,131 @@ def test_authlib_relying_party(server: Server) -> None:
     with server.client() as http:
         me = http.get("/v1/me", headers={"Authorization": f"Bearer {issued['access_token']}"})
     assert me.status_code == 401
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A relying party after a finished code flow: Authlib's client holds the tokens."""
+
+    rp: OAuth2Client
+    tokens: dict[str, Any]
+    claims: CodeIDToken
+    email: str
+    client_id: str
+
+
+@contextmanager
+def signed_in(server: Server, provider: Provider, scope: str) -> Iterator[SignedIn]:
+    """A fresh client and user through the whole code flow, the ID Token validated by
+    Authlib; the client stays open for the calls a test makes with its token."""
+    registered = register_client(server, provider.admin)
+    metadata = provider.metadata
+    email = new_email()
+    nonce = secrets.token_urlsafe(16)
+    verifier = secrets.token_urlsafe(48)
+    with OAuth2Client(
+        client_id=registered["client_id"],
+        client_secret=registered["client_secret"],
+        token_endpoint_auth_method="client_secret_basic",
+        scope=scope,
+        redirect_uri=CALLBACK,
+        code_challenge_method="S256",
+        timeout=30.0,
+    ) as rp:
+        url, _ = rp.create_authorization_url(
+            metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+        )
+        callback = user_agent_flow(server, url, email)
+        tokens = rp.fetch_token(
+            metadata["token_endpoint"], authorization_response=callback, code_verifier=verifier
+        )
+        assert set(tokens["scope"].split()) == set(scope.split())
+        claims = validated_id_token(
+            tokens["id_token"],
+            provider.jwks,
+            metadata,
+            registered["client_id"],
+            nonce=nonce,
+            access_token=tokens["access_token"],
+        )
+        yield SignedIn(
+            rp=rp, tokens=tokens, claims=claims, email=email, client_id=registered["client_id"]
+        )
+
+
+def test_authlib_userinfo(server: Server, provider: Provider) -> None:
+    """OIDC Core 5.3: Authlib's client calls userinfo with its token (GET and POST, the
+    Bearer header); the claims are the ID Token's sub and, for scope email, email and
+    email_verified; Authlib's own scope-to-claims mapping finds nothing beyond the scopes."""
+    endpoint = provider.metadata["userinfo_endpoint"]
+    with signed_in(server, provider, "openid email") as session:
+        for answer in (session.rp.get(endpoint), session.rp.post(endpoint)):
+            assert answer.status_code == 200, answer.text
+            info = UserInfo(answer.json())
+            assert info.sub == session.claims["sub"]
+            assert info.email == session.email
+            assert info.email_verified is False
+            assert info.filter(session.tokens["scope"]) == info
+            assert set(info) == {"sub", "email", "email_verified"}
+
+
+def test_authlib_introspection(server: Server, provider: Provider) -> None:
+    """RFC 7662 through Authlib's ``introspect_token`` (client_secret_basic): a live
+    access token is active with the ID Token's sub and the client; after Authlib's
+    ``revoke_token`` (RFC 7009) it is ``{"active": false}`` and userinfo refuses it."""
+    metadata = provider.metadata
+    with signed_in(server, provider, "openid") as session:
+        access = session.tokens["access_token"]
+        live = session.rp.introspect_token(
+            metadata["introspection_endpoint"], token=access, token_type_hint="access_token"
+        )
+        assert live.status_code == 200, live.text
+        body = live.json()
+        assert body["active"] is True
+        assert body["token_type"] == "access_token"
+        assert body["sub"] == session.claims["sub"]
+        assert body["client_id"] == session.client_id
+        assert body["scope"] == "openid"
+        revoked = session.rp.revoke_token(
+            metadata["revocation_endpoint"], token=access, token_type_hint="access_token"
+        )
+        assert revoked.status_code == 200, revoked.text
+        dead = session.rp.introspect_token(
+            metadata["introspection_endpoint"], token=access, token_type_hint="access_token"
+        )
+        assert dead.status_code == 200, dead.text
+        assert dead.json() == {"active": False}
+        refused = session.rp.get(metadata["userinfo_endpoint"])
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+def test_authlib_revocation(server: Server, provider: Provider) -> None:
+    """RFC 7009 through Authlib's ``revoke_token``: the refresh token revoked, Authlib's
+    ``refresh_token`` fails with invalid_grant (its ``OAuthError``), introspection calls
+    the refresh token inactive, and the grant's access token died with it (section 2.1)."""
+    metadata = provider.metadata
+    with signed_in(server, provider, "openid offline_access") as session:
+        refresh = session.tokens["refresh_token"]
+        before = session.rp.introspect_token(
+            metadata["introspection_endpoint"], token=refresh, token_type_hint="refresh_token"
+        )
+        assert before.json()["active"] is True
+        assert before.json()["token_type"] == "refresh_token"
+        revoked = session.rp.revoke_token(
+            metadata["revocation_endpoint"], token=refresh, token_type_hint="refresh_token"
+        )
+        assert revoked.status_code == 200, revoked.text
+        with pytest.raises(OAuthError) as refused:
+            session.rp.refresh_token(metadata["token_endpoint"], refresh_token=refresh)
+        assert refused.value.error == "invalid_grant"
+        after = session.rp.introspect_token(
+            metadata["introspection_endpoint"], token=refresh, token_type_hint="refresh_token"
+        )
+        assert after.json() == {"active": False}
+        access = session.rp.introspect_token(
+            metadata["introspection_endpoint"],
+            token=session.tokens["access_token"],
+            token_type_hint="access_token",
+        )
+        assert access.json() == {"active": False}

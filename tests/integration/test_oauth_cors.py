@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from conftest import SettingsFactory
 from helpers import bearer, running_app
-from oauth_grants import admin_headers, basic, issue_grant, new_user, register_client
+from oauth_helpers import basic, grant, register
 
 pytestmark = pytest.mark.anyio
 SPA = "https://spa.example.com"
@@ -30,9 +30,8 @@ def preflight(origin: str, method: str = "POST") -> dict[str, str]:
 
 @pytest.fixture
 async def clients(app: FastAPI, client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
-    admin = await admin_headers(app, client)
-    spa = await register_client(client, admin, allowed_cors_origins=[SPA])
-    other = await register_client(client, admin, allowed_cors_origins=[OTHER_SPA])
+    spa = await register(app, client, allowed_cors_origins=[SPA])
+    other = await register(app, client, allowed_cors_origins=[OTHER_SPA])
     return spa, other
 
 
@@ -57,13 +56,15 @@ async def test_revoke_answer_readable_only_by_the_clients_origin(
     client: httpx.AsyncClient, clients: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     spa, _ = clients
-    auth = basic(spa["client_id"], spa["client_secret"])
-    own = await client.post("/oauth2/revoke", data={"token": "x"}, headers={**auth, "Origin": SPA})
+    auth = basic(spa)
+    own = await client.post(
+        "/oauth2/revoke", data={"token": "x"}, auth=auth, headers={"Origin": SPA}
+    )
     assert own.headers["access-control-allow-origin"] == SPA
     assert "origin" in own.headers["vary"].lower()
     for origin in (OTHER_SPA, STRANGER):
         answer = await client.post(
-            "/oauth2/revoke", data={"token": "x"}, headers={**auth, "Origin": origin}
+            "/oauth2/revoke", data={"token": "x"}, auth=auth, headers={"Origin": origin}
         )
         assert answer.status_code == 200
         assert "access-control-allow-origin" not in answer.headers
@@ -72,24 +73,25 @@ async def test_revoke_answer_readable_only_by_the_clients_origin(
 async def test_token_answer_readable_only_by_the_clients_origin(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    admin = await admin_headers(app, client)
-    machine = await register_client(
+    machine = await register(
+        app,
         client,
-        admin,
         allowed_cors_origins=[SPA],
         redirect_uris=[],
         grant_types=["client_credentials"],
         response_types=[],
         scope="me:read",
     )
-    auth = basic(machine["client_id"], machine["client_secret"])
+    auth = basic(machine)
     form = {"grant_type": "client_credentials"}
-    own = await client.post("/oauth2/token", data=form, headers={**auth, "Origin": SPA})
+    own = await client.post("/oauth2/token", data=form, auth=auth, headers={"Origin": SPA})
     assert own.status_code == 200, own.text
     assert own.headers["access-control-allow-origin"] == SPA
     assert "origin" in own.headers["vary"].lower()
     for origin in (OTHER_SPA, STRANGER):
-        answer = await client.post("/oauth2/token", data=form, headers={**auth, "Origin": origin})
+        answer = await client.post(
+            "/oauth2/token", data=form, auth=auth, headers={"Origin": origin}
+        )
         assert answer.status_code == 200
         assert "access-control-allow-origin" not in answer.headers
 
@@ -98,18 +100,13 @@ async def test_userinfo_answer_readable_only_by_the_tokens_client_origin(
     app: FastAPI, client: httpx.AsyncClient, clients: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     spa, _ = clients
-    user = await new_user(client, app.state.services, name=None)
-    grant = await issue_grant(
-        app.state.services, client_id=spa["client_id"], user=user, scope="openid"
-    )
-    own = await client.get(
-        "/oauth2/userinfo", headers={**bearer(grant.access_token), "Origin": SPA}
-    )
+    access_token = (await grant(app, spa, "openid")).access_token
+    own = await client.get("/oauth2/userinfo", headers={**bearer(access_token), "Origin": SPA})
     assert own.status_code == 200
     assert own.headers["access-control-allow-origin"] == SPA
     for origin in (OTHER_SPA, STRANGER):
         answer = await client.get(
-            "/oauth2/userinfo", headers={**bearer(grant.access_token), "Origin": origin}
+            "/oauth2/userinfo", headers={**bearer(access_token), "Origin": origin}
         )
         assert answer.status_code == 200
         assert "access-control-allow-origin" not in answer.headers

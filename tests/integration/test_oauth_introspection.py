@@ -1,60 +1,49 @@
 """``POST /oauth2/introspect`` (RFC 7662): who may ask, what an active answer holds, and
-that everything else is the bare ``{"active": false}`` (section 2.2)."""
+that everything else is the bare ``{"active": false}`` (section 2.2).
+
+Every token under test comes from the real code flow (``oauth_helpers.grant``); the
+forged ones are made here, as an attacker would."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+import time_machine
 from fastapi import FastAPI
 
 from conftest import SettingsFactory
 from helpers import bearer, running_app, signup_login
-from keyturn.domain import ClientInfo
-from keyturn.errors import InvalidRefreshToken
-from oauth_grants import (
-    Grant,
-    admin_headers,
-    basic,
-    issue_grant,
-    mint_access_token,
-    new_user,
-    register_client,
-)
+from keyturn.domain import utcnow
+from keyturn.security.jose import Signer
+from keyturn.security.keys import generate_key
+from oauth_helpers import Grant, basic, register, token
+from oauth_helpers import grant as code_flow_grant
 
 pytestmark = pytest.mark.anyio
 INTROSPECT = "/oauth2/introspect"
-HERE = ClientInfo(ip="203.0.113.20")
+SCOPE = "offline_access openid"  # as the token endpoint writes it: sorted
 
 
 @pytest.fixture
-async def admin(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    return await admin_headers(app, client)
+async def web(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
+    return await register(app, client)
 
 
 @pytest.fixture
-async def web(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
-    return await register_client(client, admin)
-
-
-@pytest.fixture
-async def grant(app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any]) -> Grant:
-    user = await new_user(client, app.state.services, name="Ada")
-    return await issue_grant(
-        app.state.services, client_id=web["client_id"], user=user, scope="openid offline_access"
-    )
+async def grant(app: FastAPI, web: dict[str, Any]) -> Grant:
+    return await code_flow_grant(app, web, "openid offline_access", name="Ada")
 
 
 async def introspect(
     client: httpx.AsyncClient, caller: dict[str, Any], token: str, **extra: str
 ) -> dict[str, Any]:
-    answer = await client.post(
-        INTROSPECT,
-        data={"token": token, **extra},
-        headers=basic(caller["client_id"], caller["client_secret"]),
-    )
+    answer = await client.post(INTROSPECT, data={"token": token, **extra}, auth=basic(caller))
     assert answer.status_code == 200, answer.text
     assert answer.headers["cache-control"] == "no-store"
     body: dict[str, Any] = answer.json()
@@ -62,16 +51,18 @@ async def introspect(
 
 
 async def test_client_authentication_is_required(
-    client: httpx.AsyncClient, admin: dict[str, str], web: dict[str, Any], grant: Grant
+    app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any], grant: Grant
 ) -> None:
-    public = await register_client(
-        client, admin, token_endpoint_auth_method="none", grant_types=["authorization_code"]
+    public = await register(
+        app, client, token_endpoint_auth_method="none", grant_types=["authorization_code"]
     )
+    wrong_secret = httpx.BasicAuth(web["client_id"], "wrong")
+    unknown = httpx.BasicAuth("unknown-client", "secret")
     attempts: list[dict[str, Any]] = [
         {"data": {"token": grant.access_token}},
         {"data": {"token": grant.access_token, "client_id": public["client_id"]}},
-        {"data": {"token": grant.access_token}, "headers": basic(web["client_id"], "wrong")},
-        {"data": {"token": grant.access_token}, "headers": basic("unknown-client", "secret")},
+        {"data": {"token": grant.access_token}, "auth": wrong_secret},
+        {"data": {"token": grant.access_token}, "auth": unknown},
     ]
     for attempt in attempts:
         answer = await client.post(INTROSPECT, **attempt)
@@ -90,7 +81,7 @@ async def test_active_access_token_answer(
     assert body["client_id"] == body["aud"] == web["client_id"]
     assert body["sub"] == str(grant.user_id)
     assert body["sid"] == str(grant.session_id)
-    assert body["scope"] == "openid offline_access"
+    assert body["scope"] == SCOPE
     assert body["iss"] == "http://127.0.0.1:8000"
     assert {"exp", "iat", "nbf", "jti"} <= body.keys()
     # Identifiers only: no personal data (username, email, name) in introspection.
@@ -98,9 +89,9 @@ async def test_active_access_token_answer(
 
 
 async def test_client_secret_post_and_the_hint_is_only_a_hint(
-    client: httpx.AsyncClient, admin: dict[str, str], grant: Grant
+    app: FastAPI, client: httpx.AsyncClient, grant: Grant
 ) -> None:
-    poster = await register_client(client, admin, token_endpoint_auth_method="client_secret_post")
+    poster = await register(app, client, token_endpoint_auth_method="client_secret_post")
     form = {
         "client_id": poster["client_id"],
         "client_secret": poster["client_secret"],
@@ -115,9 +106,9 @@ async def test_client_secret_post_and_the_hint_is_only_a_hint(
 
 
 async def test_access_tokens_of_any_client_but_refresh_tokens_only_of_its_own(
-    client: httpx.AsyncClient, admin: dict[str, str], web: dict[str, Any], grant: Grant
+    app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any], grant: Grant
 ) -> None:
-    resource_server = await register_client(client, admin, client_name="API")
+    resource_server = await register(app, client, client_name="API")
     assert (await introspect(client, resource_server, grant.access_token))["active"] is True
     assert await introspect(client, resource_server, grant.refresh_token) == {"active": False}
     own = await introspect(client, web, grant.refresh_token)
@@ -126,21 +117,35 @@ async def test_access_tokens_of_any_client_but_refresh_tokens_only_of_its_own(
     assert own["client_id"] == web["client_id"]
     assert own["sub"] == str(grant.user_id)
     assert own["sid"] == str(grant.session_id)
-    assert own["scope"] == "openid offline_access"
+    assert own["scope"] == SCOPE
 
 
 async def test_rotated_refresh_token_is_inactive_even_within_the_grace(
-    app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any], grant: Grant
+    client: httpx.AsyncClient, web: dict[str, Any], grant: Grant
 ) -> None:
-    # Rotation through the one rotation code path, as the token endpoint calls it; the
-    # first-party refresh refuses a grant's token (it is bound to its client).
-    with pytest.raises(InvalidRefreshToken):
-        await app.state.services.auth.refresh(grant.refresh_token, HERE)
-    _, _, successor = await app.state.services.auth.rotate(
-        grant.refresh_token, HERE, client_id=grant.client_id
-    )
-    assert await introspect(client, web, grant.refresh_token) == {"active": False}
-    assert (await introspect(client, web, successor))["active"] is True
+    # The first-party refresh refuses a grant's token (it is bound to its client) and
+    # leaves the grant alone.
+    first_party = await client.post("/v1/auth/refresh", json={"refresh_token": grant.refresh_token})
+    assert first_party.status_code == 401, first_party.text
+    assert (await introspect(client, web, grant.refresh_token))["active"] is True
+    # The clock stands still: the retry below must fall inside the reuse grace.
+    with time_machine.travel(utcnow(), tick=False):
+        rotated = await token(
+            client, web, grant_type="refresh_token", refresh_token=grant.refresh_token
+        )
+        assert rotated.status_code == 200, rotated.text
+        successor = rotated.json()["refresh_token"]
+        assert successor != grant.refresh_token
+        assert await introspect(client, web, grant.refresh_token) == {"active": False}
+        assert (await introspect(client, web, successor))["active"] is True
+        # Within the reuse grace the predecessor only returns that same successor
+        # (DESIGN.md section 4); it is still not an active token of its own.
+        retry = await token(
+            client, web, grant_type="refresh_token", refresh_token=grant.refresh_token
+        )
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["refresh_token"] == successor
+        assert await introspect(client, web, grant.refresh_token) == {"active": False}
 
 
 async def test_first_party_tokens(client: httpx.AsyncClient, web: dict[str, Any]) -> None:
@@ -165,35 +170,14 @@ async def test_invalid_tokens_are_inactive(
     app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any], grant: Grant
 ) -> None:
     services = app.state.services
-    expired = mint_access_token(
-        services,
-        client_id=web["client_id"],
-        subject=str(grant.user_id),
-        sid=grant.session_id,
-        scope="openid",
-        issued=1_700_000_000,
-    )
-    not_yet = mint_access_token(
-        services,
-        client_id=web["client_id"],
-        subject=str(grant.user_id),
-        sid=grant.session_id,
-        scope="openid",
-        issued=2_000_000_000,
-    )
     head, payload, signature = grant.access_token.split(".")
     tampered = f"{head}.{payload}.{signature[:-4]}AAAA"
-    id_token = services.id_tokens.sign(
-        {
-            "iss": "http://127.0.0.1:8000",
-            "sub": "x",
-            "aud": web["client_id"],
-            "exp": 2**31,
-            "iat": 1,
-            "client_id": web["client_id"],
-            "sid": str(grant.session_id),
-        }
-    )
+    # The same claims, alg and kid, signed with a key of the attacker's.
+    claims = jwt.decode(grant.access_token, options={"verify_signature": False})
+    header = jwt.get_unverified_header(grant.access_token)
+    foreign = dataclasses.replace(generate_key(header["alg"]), kid=header["kid"])
+    forged = Signer(foreign).sign(claims, typ="at+jwt")
+    # Signed by the server's own key but for an audience that is no client of the grant.
     wrong_aud = services.keys.sign(
         {
             "iss": "http://127.0.0.1:8000",
@@ -206,26 +190,38 @@ async def test_invalid_tokens_are_inactive(
         },
         typ="at+jwt",
     )
-    for token in (
-        expired,
-        not_yet,
+    for token_value in (
         tampered,
-        id_token,
+        forged,
+        grant.id_token,  # a real ID Token is never an access token
         wrong_aud,
         "garbage",
         "A" * 43,
         grant.refresh_token + "x",
         str(uuid.uuid4()),
     ):
-        assert await introspect(client, web, token) == {"active": False}, token
+        assert await introspect(client, web, token_value) == {"active": False}, token_value
+
+
+async def test_expired_and_not_yet_valid_access_tokens_are_inactive(
+    client: httpx.AsyncClient, web: dict[str, Any], grant: Grant
+) -> None:
+    """The clock moves, not the token: past ``exp`` it is inactive, and before its
+    ``nbf``/``iat`` (a verifier whose clock is behind) too; no leeway either way."""
+    assert (await introspect(client, web, grant.access_token))["active"] is True
+    lifetime = int(grant.body["expires_in"])
+    with time_machine.travel(utcnow() + timedelta(seconds=lifetime + 1), tick=True):
+        assert await introspect(client, web, grant.access_token) == {"active": False}
+        # Expiry of the access token says nothing about the grant: its refresh token lives.
+        assert (await introspect(client, web, grant.refresh_token))["active"] is True
+    with time_machine.travel(utcnow() - timedelta(seconds=60), tick=True):
+        assert await introspect(client, web, grant.access_token) == {"active": False}
 
 
 async def test_missing_token_is_invalid_request(
     client: httpx.AsyncClient, web: dict[str, Any]
 ) -> None:
-    answer = await client.post(
-        INTROSPECT, data={}, headers=basic(web["client_id"], web["client_secret"])
-    )
+    answer = await client.post(INTROSPECT, data={}, auth=basic(web))
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
 

@@ -1,21 +1,28 @@
 """``GET|POST /oauth2/logout`` (OpenID Connect RP-Initiated Logout 1.0): a valid hint for
 the signed-in user ends the session; anything else asks first; the redirect goes only to
-an exactly registered URI."""
+an exactly registered URI.
+
+Every id_token_hint is an ID Token the provider issued through the real code flow; the
+forged ones are made here, as an attacker would."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
+import time_machine
 from fastapi import FastAPI
 
-from helpers import PASSWORD, csrf_from, new_email, ui_login
+from helpers import csrf_from
+from keyturn.domain import utcnow
 from keyturn.security.jose import Signer
 from keyturn.security.keys import generate_key
-from oauth_grants import admin_headers, register_client
+from oauth_helpers import REDIRECT, code_for, grant, pkce_pair, register, signed_in, token
 
 pytestmark = pytest.mark.anyio
 LOGOUT = "/oauth2/logout"
@@ -26,30 +33,41 @@ ISSUER = "http://127.0.0.1:8000"
 
 @pytest.fixture
 async def rp(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
-    return await register_client(
-        client,
-        await admin_headers(app, client),
-        post_logout_redirect_uris=[BACK, BACK_WITH_QUERY],
-    )
+    return await register(app, client, post_logout_redirect_uris=[BACK, BACK_WITH_QUERY])
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The browser's user and what the relying party holds for it."""
+
+    user_id: str
+    id_token: str
+    access_token: str
 
 
 @pytest.fixture
-async def signed_in(app: FastAPI, client: httpx.AsyncClient) -> str:
-    """Signs a user in through the pages; returns the user id."""
-    email = new_email()
-    await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
-    answer = await ui_login(client, email)
-    assert answer.status_code == 303, answer.text
+async def user(app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any]) -> SignIn:
+    """Signs a user in through the pages (the client keeps the cookie) and runs the code
+    flow for ``rp`` in that browser: the ID Token is the hint the RP would send."""
+    email = await signed_in(client)
+    verifier, challenge = pkce_pair()
+    code, _ = await code_for(client, rp, code_challenge=challenge, code_challenge_method="S256")
+    answer = await token(
+        client,
+        rp,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        code_verifier=verifier,
+    )
+    assert answer.status_code == 200, answer.text
     async with app.state.services.auth._uow_factory() as uow:
-        user = await uow.users.get_by_email(email)
-    return str(user.id)
-
-
-def id_token(app: FastAPI, sub: str, aud: str, *, age: int = 0) -> str:
-    now = int(time.time()) - age
-    claims = {"iss": ISSUER, "sub": sub, "aud": aud, "iat": now, "exp": now + 300}
-    token: str = app.state.services.id_tokens.sign(claims)
-    return token
+        found = await uow.users.get_by_email(email)
+    assert found is not None
+    body = answer.json()
+    return SignIn(
+        user_id=str(found.id), id_token=body["id_token"], access_token=body["access_token"]
+    )
 
 
 def session_cookie(app: FastAPI, client: httpx.AsyncClient) -> str | None:
@@ -62,12 +80,12 @@ async def live(app: FastAPI, cookie: str | None) -> bool:
 
 
 async def test_valid_hint_ends_the_session_and_goes_back_with_state(
-    app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any], signed_in: str
+    app: FastAPI, client: httpx.AsyncClient, user: SignIn
 ) -> None:
     cookie = session_cookie(app, client)
     assert await live(app, cookie)
     params = {
-        "id_token_hint": id_token(app, signed_in, rp["client_id"]),
+        "id_token_hint": user.id_token,
         "post_logout_redirect_uri": BACK_WITH_QUERY,
         "state": "s t&ate",
         "ui_locales": "de",
@@ -85,37 +103,39 @@ async def test_valid_hint_ends_the_session_and_goes_back_with_state(
 
 
 async def test_expired_hint_is_accepted_and_post_works(
-    app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any], signed_in: str
+    app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any], user: SignIn
 ) -> None:
     cookie = session_cookie(app, client)
-    answer = await client.post(
-        LOGOUT,
-        data={
-            "id_token_hint": id_token(app, signed_in, rp["client_id"], age=3600),
-            "client_id": rp["client_id"],
-            "post_logout_redirect_uri": BACK,
-        },
-    )
+    # An hour on, the ID Token has long expired; the browser session has not.
+    later = utcnow() + timedelta(hours=1)
+    assert jwt.decode(user.id_token, options={"verify_signature": False})["exp"] < later.timestamp()
+    with time_machine.travel(later, tick=True):
+        answer = await client.post(
+            LOGOUT,
+            data={
+                "id_token_hint": user.id_token,
+                "client_id": rp["client_id"],
+                "post_logout_redirect_uri": BACK,
+            },
+        )
     assert answer.status_code == 303
     assert answer.headers["location"] == BACK
     assert not await live(app, cookie)
 
 
 async def test_without_a_valid_hint_the_user_is_asked(
-    app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any], signed_in: str
+    app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any], user: SignIn
 ) -> None:
     cookie = session_cookie(app, client)
     foreign_key = generate_key("RS256")
     forged = Signer(foreign_key).sign(
-        {"iss": ISSUER, "sub": signed_in, "aud": rp["client_id"], "iat": 1, "exp": 2**31},
+        {"iss": ISSUER, "sub": user.user_id, "aud": rp["client_id"], "iat": 1, "exp": 2**31},
         typ="JWT",
     )
-    access_token_like = app.state.services.keys.sign(
-        {"iss": ISSUER, "sub": signed_in, "aud": rp["client_id"], "iat": 1, "exp": 2**31},
-        typ="at+jwt",
-    )
-    other_user = id_token(app, "00000000-0000-4000-8000-000000000000", rp["client_id"])
-    for hint in (None, forged, access_token_like, other_user, "garbage"):
+    # A real ID Token of the same client, but for another user (signed in elsewhere).
+    other_user = (await grant(app, rp, "openid")).id_token
+    # The user's own access token is no ID Token (typ at+jwt).
+    for hint in (None, forged, user.access_token, other_user, "garbage"):
         params = {"client_id": rp["client_id"], "post_logout_redirect_uri": BACK, "state": "xyz"}
         if hint:
             params["id_token_hint"] = hint
@@ -131,7 +151,7 @@ async def test_without_a_valid_hint_the_user_is_asked(
     mismatch = await client.get(
         LOGOUT,
         params={
-            "id_token_hint": id_token(app, signed_in, rp["client_id"]),
+            "id_token_hint": user.id_token,
             "client_id": "someone-else",
             "post_logout_redirect_uri": BACK,
         },
@@ -177,13 +197,13 @@ async def test_without_a_valid_hint_the_user_is_asked(
     ],
 )
 async def test_open_redirect_mutants_never_redirect(
-    app: FastAPI, client: httpx.AsyncClient, rp: dict[str, Any], signed_in: str, mutant: str
+    app: FastAPI, client: httpx.AsyncClient, user: SignIn, mutant: str
 ) -> None:
     cookie = session_cookie(app, client)
     answer = await client.get(
         LOGOUT,
         params={
-            "id_token_hint": id_token(app, signed_in, rp["client_id"]),
+            "id_token_hint": user.id_token,
             "post_logout_redirect_uri": mutant,
             "state": "s",
         },

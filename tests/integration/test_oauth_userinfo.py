@@ -1,24 +1,21 @@
 """``GET|POST /oauth2/userinfo`` (OpenID Connect Core 1.0 section 5.3): claims by scope
-(section 5.4), RFC 6750 token transport and errors."""
+(section 5.4), RFC 6750 token transport and errors.
+
+Every token comes from the real code flow (``oauth_helpers.grant``)."""
 
 from __future__ import annotations
 
-import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+import time_machine
 from fastapi import FastAPI
 
 from helpers import bearer, signup_login
-from oauth_grants import (
-    admin_headers,
-    basic,
-    issue_grant,
-    mint_access_token,
-    new_user,
-    register_client,
-)
+from keyturn.domain import utcnow
+from oauth_helpers import Grant, basic, grant, register
 
 pytestmark = pytest.mark.anyio
 USERINFO = "/oauth2/userinfo"
@@ -26,23 +23,18 @@ USERINFO = "/oauth2/userinfo"
 
 @pytest.fixture
 async def web(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
-    return await register_client(client, await admin_headers(app, client))
+    return await register(app, client)
 
 
-async def token_for(
-    app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any], scope: str
-) -> str:
-    user = await new_user(client, app.state.services, name="Ada Lovelace")
-    grant = await issue_grant(
-        app.state.services, client_id=web["client_id"], user=user, scope=scope
-    )
-    return grant.access_token
+async def grant_for(app: FastAPI, web: dict[str, Any], scope: str) -> Grant:
+    return await grant(app, web, scope, name="Ada Lovelace")
 
 
 async def test_claims_follow_the_scopes(
     app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any]
 ) -> None:
-    token = await token_for(app, client, web, "openid profile email")
+    full = await grant_for(app, web, "openid profile email")
+    token = full.access_token
     for answer in (
         await client.get(USERINFO, headers=bearer(token)),
         await client.post(USERINFO, headers=bearer(token)),
@@ -50,22 +42,24 @@ async def test_claims_follow_the_scopes(
     ):
         assert answer.status_code == 200, answer.text
         assert answer.headers["cache-control"] == "no-store"
-        body = answer.json()
-        assert set(body) == {"sub", "name", "email", "email_verified"}
-        assert body["name"] == "Ada Lovelace"
-        assert body["email_verified"] is False
-        uuid.UUID(body["sub"])
-    only_openid = await token_for(app, client, web, "openid")
-    answer = await client.get(USERINFO, headers=bearer(only_openid))
-    assert set(answer.json()) == {"sub"}
-    profile = await token_for(app, client, web, "openid profile")
-    assert set((await client.get(USERINFO, headers=bearer(profile))).json()) == {"sub", "name"}
+        assert answer.json() == {
+            "sub": str(full.user_id),
+            "name": "Ada Lovelace",
+            "email": full.email,
+            "email_verified": False,
+        }
+    only_openid = await grant_for(app, web, "openid")
+    answer = await client.get(USERINFO, headers=bearer(only_openid.access_token))
+    assert answer.json() == {"sub": str(only_openid.user_id)}
+    profile = await grant_for(app, web, "openid profile")
+    answer = await client.get(USERINFO, headers=bearer(profile.access_token))
+    assert answer.json() == {"sub": str(profile.user_id), "name": "Ada Lovelace"}
 
 
 async def test_token_in_two_places_is_invalid_request(
     app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any]
 ) -> None:
-    token = await token_for(app, client, web, "openid")
+    token = (await grant_for(app, web, "openid")).access_token
     answer = await client.post(USERINFO, headers=bearer(token), data={"access_token": token})
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
@@ -88,34 +82,57 @@ async def test_tokens_without_openid_or_without_a_user_are_refused(
     app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any]
 ) -> None:
     first_party = await signup_login(client)
-    no_openid = await token_for(app, client, web, "me:read")
-    for token in (first_party["access_token"], no_openid):
+    no_openid = await grant_for(app, web, "me:read")
+    assert no_openid.scope == "me:read"
+    for token in (first_party["access_token"], no_openid.access_token):
         answer = await client.get(USERINFO, headers=bearer(token))
         assert answer.status_code == 403
         assert answer.json()["error"] == "insufficient_scope"
         assert answer.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
     # A client_credentials token names the client, not a user: no grant session behind it.
-    machine = mint_access_token(
-        app.state.services,
-        client_id=web["client_id"],
-        subject=web["client_id"],
-        sid=uuid.uuid4(),
-        scope="openid",
+    machine = await register(
+        app,
+        client,
+        redirect_uris=[],
+        grant_types=["client_credentials"],
+        response_types=[],
+        scope="openid me:read",
     )
-    answer = await client.get(USERINFO, headers=bearer(machine))
+    issued = await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=basic(machine)
+    )
+    assert issued.status_code == 200, issued.text
+    answer = await client.get(USERINFO, headers=bearer(issued.json()["access_token"]))
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_token"
+    # Nor can such a token be given openid to slip past the scope check.
+    with_openid = await client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "scope": "openid"},
+        auth=basic(machine),
+    )
+    assert with_openid.status_code == 400
+    assert with_openid.json()["error"] == "invalid_scope"
 
 
 async def test_revoked_grant_is_refused(
     app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any]
 ) -> None:
-    token = await token_for(app, client, web, "openid")
-    revoked = await client.post(
-        "/oauth2/revoke",
-        data={"token": token},
-        headers=basic(web["client_id"], web["client_secret"]),
-    )
+    token = (await grant_for(app, web, "openid")).access_token
+    assert (await client.get(USERINFO, headers=bearer(token))).status_code == 200
+    revoked = await client.post("/oauth2/revoke", data={"token": token}, auth=basic(web))
     assert revoked.status_code == 200
     answer = await client.get(USERINFO, headers=bearer(token))
     assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_token"
+
+
+async def test_expired_token_is_refused(
+    app: FastAPI, client: httpx.AsyncClient, web: dict[str, Any]
+) -> None:
+    issued = await grant_for(app, web, "openid")
+    lifetime = int(issued.body["expires_in"])
+    with time_machine.travel(utcnow() + timedelta(seconds=lifetime + 1), tick=True):
+        answer = await client.get(USERINFO, headers=bearer(issued.access_token))
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
