@@ -301,7 +301,11 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
         ),
         clients=ClientService(
-            uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
+            uow_factory=uow_factory,
+            authorizer=authorizer,
+            guard=guard,
+            key_ring=ring,
+            id_token_algs=settings.id_token_algs,
         ),
         oauth_tokens=oauth_tokens,
         consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),

@@ -11,6 +11,9 @@ SELF_SERVICE_SCOPES: tuple[str, ...] = ("me:read", "me:write", "sessions:read", 
 ADMIN_ROLE = "admin"
 # token_endpoint_auth_method of a public OAuth client (RFC 7591 section 2): no secret.
 PUBLIC_CLIENT_AUTH_METHOD = "none"
+# OpenID Connect Registration 1.0 section 2: a client's ID Token algorithm unless it
+# registered another (id_token_signed_response_alg).
+DEFAULT_SIGNING_ALG_FOR_ID = "RS256"
 # Every permission an admin route can require (DESIGN.md section 3, "Admin").
 PERMISSIONS: tuple[str, ...] = (
     "users:read",
@@ -220,6 +223,8 @@ class OAuthClient:
     created_at: datetime
     updated_at: datetime
     secret_rotated_at: datetime | None = None
+    # OpenID Connect Registration 1.0 section 2: RS256 unless the client registered another.
+    id_token_signed_response_alg: str = DEFAULT_SIGNING_ALG_FOR_ID
 
     @property
     def is_public(self) -> bool:

@@ -598,3 +598,26 @@ async def test_plain_users_cannot_manage_clients(client: httpx.AsyncClient) -> N
     user = await signup_login(client)
     answer = await client.post("/v1/admin/clients", json=WEB, headers=bearer(user["access_token"]))
     assert (answer.status_code, answer.json()["code"]) == (403, "permission_denied")
+
+
+async def test_id_token_algorithm_is_registered_per_client(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    # OpenID Connect Registration 1.0 section 2: RS256 when the client names none.
+    assert (await register(client, headers))["id_token_signed_response_alg"] == "RS256"
+    chosen = await register(client, headers, id_token_signed_response_alg="ES256")
+    assert chosen["id_token_signed_response_alg"] == "ES256"
+    # EdDSA is an algorithm Keyturn knows, but not one of KEYTURN_ID_TOKEN_ALGS here.
+    for value, code in (("EdDSA", "invalid_client_metadata"), ("none", "invalid_request")):
+        answer = await client.post(
+            "/v1/admin/clients",
+            json={**WEB, "id_token_signed_response_alg": value},
+            headers=headers,
+        )
+        assert (answer.status_code, answer.json()["code"]) == (422, code), answer.text
+    patched = await client.patch(
+        f"/v1/admin/clients/{chosen['client_id']}",
+        json={"id_token_signed_response_alg": "RS256"},
+        headers=headers,
+    )
+    assert patched.json()["id_token_signed_response_alg"] == "RS256", patched.text

@@ -7,6 +7,7 @@ Every test drives the real app over HTTP with a cookie jar: sign in through /ui/
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -37,17 +38,45 @@ pytestmark = pytest.mark.anyio
 
 
 async def verify_id_token(
-    client: httpx.AsyncClient, id_token: str, audience: str, issuer: str
+    client: httpx.AsyncClient, id_token: str, audience: str, issuer: str, alg: str = "RS256"
 ) -> dict[str, Any]:
     keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
     header = jwt.get_unverified_header(id_token)
-    assert header["alg"] == "RS256"
+    assert header["alg"] == alg
     jwk = next(key for key in keys if key["kid"] == header["kid"])
     public = jwt.PyJWK.from_json(json.dumps(jwk))
     claims: dict[str, Any] = jwt.decode(
-        id_token, public.key, algorithms=["RS256"], audience=audience, issuer=issuer
+        id_token, public.key, algorithms=[alg], audience=audience, issuer=issuer
     )
     return claims
+
+
+async def test_id_token_uses_the_clients_registered_algorithm(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """OIDC Core section 3.1.3.7: the ID Token is signed with the client's
+    id_token_signed_response_alg; at_hash uses that algorithm's hash (section 3.1.3.6)."""
+    oauth_client = await register(app, client, id_token_signed_response_alg="ES256")
+    await signed_in(client)
+    verifier, challenge = pkce_pair()
+    code, _ = await code_for(
+        client, oauth_client, code_challenge=challenge, code_challenge_method="S256"
+    )
+    answer = await token(
+        client,
+        oauth_client,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        code_verifier=verifier,
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    claims = await verify_id_token(
+        client, body["id_token"], oauth_client["client_id"], settings.issuer, alg="ES256"
+    )
+    digest = hashlib.sha256(body["access_token"].encode()).digest()[:16]
+    assert claims["at_hash"] == jwt.utils.base64url_encode(digest).decode()
 
 
 async def test_code_flow_with_pkce_and_id_token(

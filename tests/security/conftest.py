@@ -118,6 +118,7 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "token_endpoint_auth_method": "client_secret_basic",
         "allowed_cors_origins": [],
         "require_pkce": True,
+        "id_token_signed_response_alg": "RS256",
     }
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"

@@ -104,6 +104,7 @@ VALID_VALUES = {
     "token_endpoint_auth_method": "client_secret_basic",
     "allowed_cors_origins": [],
     "require_pkce": True,
+    "id_token_signed_response_alg": "RS256",
 }
 
 

@@ -186,14 +186,17 @@ def test_scope_is_normalized_and_checked() -> None:
 
 
 WEB = ClientMetadata(client_name="Web", redirect_uris=("https://app.example.com/cb",))
+# KEYTURN_ID_TOKEN_ALGS by default.
+ALGS = ("RS256", "ES256")
 
 
 def test_metadata_defaults_and_derivations() -> None:
-    checked = check_metadata(WEB)
+    checked = check_metadata(WEB, id_token_algs=ALGS)
     assert checked.response_types == ("code",)
     assert checked.scope == "openid"
     machine = check_metadata(
-        ClientMetadata(client_name=" Batch ", grant_types=("client_credentials",))
+        ClientMetadata(client_name=" Batch ", grant_types=("client_credentials",)),
+        id_token_algs=ALGS,
     )
     assert machine.response_types == ()
     assert machine.client_name == "Batch"
@@ -222,10 +225,12 @@ def test_metadata_defaults_and_derivations() -> None:
             {"allowed_cors_origins": ("https://a.example", "https://a.example")},
             "allowed_cors_origins",
         ),
+        # Known to Keyturn, but not among the configured KEYTURN_ID_TOKEN_ALGS.
+        ({"id_token_signed_response_alg": "EdDSA"}, "id_token_signed_response_alg"),
     ],
 )
 def test_metadata_rules(changes: dict[str, object], field: str) -> None:
     meta = replace(WEB, **changes)
     with pytest.raises(InvalidClientMetadata) as refused:
-        check_metadata(meta)
+        check_metadata(meta, id_token_algs=ALGS)
     assert refused.value.errors[0]["field"] == field

@@ -26,6 +26,8 @@ UriList = Annotated[list[Uri], Field(max_length=MAX_LIST_ITEMS)]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 ResponseType = Literal["code"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+# The algorithms Keyturn can sign with; the service allows those in KEYTURN_ID_TOKEN_ALGS.
+IdTokenAlg = Literal["RS256", "ES256", "EdDSA"]
 Scope = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_SCOPE_LENGTH),
@@ -33,6 +35,8 @@ Scope = Annotated[
 ]
 # RFC 7591 section 2 defaults.
 _DEFAULT_METHOD: AuthMethod = "client_secret_basic"
+# OpenID Connect Registration 1.0 section 2 default.
+_DEFAULT_ID_ALG: IdTokenAlg = "RS256"
 
 
 def _default_grants() -> list[GrantType]:
@@ -56,6 +60,7 @@ class ClientIn(Request):
     token_endpoint_auth_method: AuthMethod = _DEFAULT_METHOD
     allowed_cors_origins: UriList = Field(default_factory=list)
     require_pkce: bool = True
+    id_token_signed_response_alg: IdTokenAlg = _DEFAULT_ID_ALG
 
     def metadata(self) -> ClientMetadata:
         return ClientMetadata(
@@ -68,6 +73,7 @@ class ClientIn(Request):
             token_endpoint_auth_method=self.token_endpoint_auth_method,
             allowed_cors_origins=tuple(self.allowed_cors_origins),
             require_pkce=self.require_pkce,
+            id_token_signed_response_alg=self.id_token_signed_response_alg,
         )
 
 
@@ -83,6 +89,7 @@ class ClientPatchIn(Request):
     token_endpoint_auth_method: AuthMethod | None = None
     allowed_cors_origins: UriList | None = None
     require_pkce: bool | None = None
+    id_token_signed_response_alg: IdTokenAlg | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -106,6 +113,7 @@ class ClientPatchIn(Request):
             token_endpoint_auth_method=self.token_endpoint_auth_method,
             allowed_cors_origins=tupled(self.allowed_cors_origins),
             require_pkce=self.require_pkce,
+            id_token_signed_response_alg=self.id_token_signed_response_alg,
         )
 
 
@@ -122,6 +130,7 @@ class ClientOut(BaseModel):
     token_endpoint_auth_method: str
     allowed_cors_origins: list[str]
     require_pkce: bool
+    id_token_signed_response_alg: str
     client_id_issued_at: int = Field(description="Seconds since the epoch (RFC 7591)")
     created_at: datetime
     updated_at: datetime
@@ -171,6 +180,7 @@ def _fields(client: OAuthClient) -> dict[str, object]:
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "allowed_cors_origins": list(client.allowed_cors_origins),
         "require_pkce": client.require_pkce,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "client_id_issued_at": int(client.created_at.timestamp()),
         "created_at": client.created_at,
         "updated_at": client.updated_at,

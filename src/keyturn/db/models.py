@@ -236,6 +236,10 @@ class OAuthClientRow(Base):
     token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
     allowed_cors_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    # OpenID Connect Registration 1.0 section 2 (migration 0010).
+    id_token_signed_response_alg: Mapped[str] = mapped_column(
+        String(16), default="RS256", server_default="RS256"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

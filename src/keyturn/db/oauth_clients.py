@@ -26,6 +26,7 @@ def _client(row: OAuthClientRow) -> OAuthClient:
         token_endpoint_auth_method=row.token_endpoint_auth_method,
         allowed_cors_origins=tuple(row.allowed_cors_origins),
         require_pkce=row.require_pkce,
+        id_token_signed_response_alg=row.id_token_signed_response_alg,
         created_at=row.created_at,
         updated_at=row.updated_at,
         secret_rotated_at=row.secret_rotated_at,
@@ -44,6 +45,7 @@ def _metadata(client: OAuthClient) -> dict[str, object]:
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "allowed_cors_origins": list(client.allowed_cors_origins),
         "require_pkce": client.require_pkce,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "updated_at": client.updated_at,
     }
 

@@ -20,6 +20,7 @@ import binascii
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import unquote_plus
@@ -85,6 +86,7 @@ class ClientPatch:
     token_endpoint_auth_method: str | None = None
     allowed_cors_origins: tuple[str, ...] | None = None
     require_pkce: bool | None = None
+    id_token_signed_response_alg: str | None = None
 
 
 def new_client_id() -> str:
@@ -142,6 +144,7 @@ def _metadata_of(client: OAuthClient) -> ClientMetadata:
         token_endpoint_auth_method=client.token_endpoint_auth_method,
         allowed_cors_origins=client.allowed_cors_origins,
         require_pkce=client.require_pkce,
+        id_token_signed_response_alg=client.id_token_signed_response_alg,
     )
 
 
@@ -165,9 +168,11 @@ class ClientService:
         authorizer: Authorizer,
         guard: CredentialGuard,
         key_ring: KeyRing,
+        id_token_algs: Sequence[str],
     ) -> None:
         self._uow_factory = uow_factory
         self._authorizer = authorizer
+        self._id_token_algs = tuple(id_token_algs)
         self._guard = guard
         self._digester = Digester(key_ring, DIGEST_PURPOSE)
         # What an unknown client (or a public one) is compared against: equal work.
@@ -177,7 +182,7 @@ class ClientService:
         self, principal: Principal, meta: ClientMetadata, client: ClientInfo
     ) -> CreatedClient:
         await self._authorizer.require(principal, PERMISSION)
-        checked = check_metadata(meta)
+        checked = check_metadata(meta, id_token_algs=self._id_token_algs)
         now = utcnow()
         secret = None if checked.is_public else new_token(32)
         digest = None if secret is None else self._digester.digest(secret)
@@ -214,7 +219,9 @@ class ClientService:
         now = utcnow()
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
-            checked = check_metadata(_apply(_metadata_of(current), patch))
+            checked = check_metadata(
+                _apply(_metadata_of(current), patch), id_token_algs=self._id_token_algs
+            )
             if checked.is_public != current.is_public:
                 # Public <-> confidential changes who holds a secret; a new client is clearer
                 # (a client turned confidential would have no secret to authenticate with).
@@ -350,6 +357,7 @@ def _record(meta: ClientMetadata, client_id: str, now: datetime) -> OAuthClient:
         token_endpoint_auth_method=meta.token_endpoint_auth_method,
         allowed_cors_origins=meta.allowed_cors_origins,
         require_pkce=meta.require_pkce,
+        id_token_signed_response_alg=meta.id_token_signed_response_alg,
         created_at=now,
         updated_at=now,
         secret_rotated_at=None,

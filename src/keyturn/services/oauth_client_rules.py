@@ -26,7 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import SplitResult, urlsplit
 
-from keyturn.domain import PERMISSIONS, PUBLIC_CLIENT_AUTH_METHOD, SELF_SERVICE_SCOPES
+from keyturn.domain import (
+    DEFAULT_SIGNING_ALG_FOR_ID,
+    PERMISSIONS,
+    PUBLIC_CLIENT_AUTH_METHOD,
+    SELF_SERVICE_SCOPES,
+)
 from keyturn.errors import InvalidClientMetadata, InvalidRedirectUri, UnknownScope
 
 GRANT_TYPES: tuple[str, ...] = ("authorization_code", "refresh_token", "client_credentials")
@@ -80,6 +85,7 @@ class ClientMetadata:
     token_endpoint_auth_method: str = DEFAULT_AUTH_METHOD
     allowed_cors_origins: tuple[str, ...] = ()
     require_pkce: bool = True
+    id_token_signed_response_alg: str = DEFAULT_SIGNING_ALG_FOR_ID
 
     @property
     def is_public(self) -> bool:
@@ -247,8 +253,12 @@ def _unique(values: Sequence[str], field: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def check_metadata(meta: ClientMetadata) -> ClientMetadata:
+def check_metadata(meta: ClientMetadata, *, id_token_algs: Sequence[str]) -> ClientMetadata:
     """Checks a whole registration and fills the derived defaults.
+
+    Args:
+        meta: The registration.
+        id_token_algs: ``KEYTURN_ID_TOKEN_ALGS``: what ``id_token_signed_response_alg`` may be.
 
     Returns:
         The metadata with ``response_types`` filled in and ``scope`` normalized.
@@ -287,6 +297,11 @@ def check_metadata(meta: ClientMetadata) -> ClientMetadata:
     if ("code" in response_types) != code_flow:
         # RFC 7591 section 2.1: response types and grant types must agree.
         raise _refuse("response_types", '["code"] exactly when grant_types has authorization_code')
+    if meta.id_token_signed_response_alg not in id_token_algs:
+        raise _refuse(
+            "id_token_signed_response_alg",
+            f"one of {', '.join(id_token_algs)} (KEYTURN_ID_TOKEN_ALGS)",
+        )
     if meta.is_public and not meta.require_pkce:
         raise _refuse("require_pkce", "public clients always use PKCE (RFC 9700 section 2.1.1)")
     redirects = _unique(meta.redirect_uris, "redirect_uris")

@@ -41,8 +41,6 @@ GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 CODE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # Failed code redemptions name no account: counted per client IP like refresh tokens.
 CODE_ACCOUNT = "oauth-code"
-# OIDC Core section 3.1.3.7: RS256 unless the client registered another (not yet).
-OIDC_SIGNING_ALG = "RS256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +275,8 @@ class TokenService:
             "iat": issued,
             "auth_time": int(code.auth_time.timestamp()),
             "amr": list(code.amr),
-            "at_hash": at_hash(access_token, OIDC_SIGNING_ALG),
+            # Section 3.1.3.6: hashed with the hash of the ID Token's own algorithm.
+            "at_hash": at_hash(access_token, client.id_token_signed_response_alg),
             # The browser session (OIDC Front-/Back-Channel Logout "sid").
             "sid": str(code.browser_session_id),
         }
@@ -285,7 +284,8 @@ class TokenService:
             claims["nonce"] = code.nonce
         if code.acr is not None:
             claims["acr"] = code.acr
-        return self._id_tokens.sign(claims, alg=OIDC_SIGNING_ALG)
+        # Section 3.1.3.7: the algorithm the client registered (RS256 by default).
+        return self._id_tokens.sign(claims, alg=client.id_token_signed_response_alg)
 
     # -- RFC 6749 section 6 ---------------------------------------------------------------
 
