@@ -23,6 +23,10 @@ from bench.harness.options import Options
 from bench.harness.servers import Database, Managed, free_port, run_command, spawn
 
 KEYTURN = str(Path(sys.executable).with_name("keyturn"))
+GRANIAN = Path(sys.executable).with_name("granian")
+# Pinned: a comparison of servers, not of releases. Installed into the project's .venv on
+# first use of --server granian (it must import keyturn); not a runtime dependency.
+GRANIAN_REQUIREMENT = "granian==2.8.9"
 IP_CEILING = 100_000_000  # per minute: far above anything one machine can send
 ACCESS_TOKEN_TTL = 86_400
 
@@ -62,12 +66,42 @@ def migrate(setup: KeyturnSetup) -> None:
     run_command([KEYTURN, "migrate"], env=setup.env)
 
 
-def start(setup: KeyturnSetup, workdir: Path) -> Managed:
+def start(setup: KeyturnSetup, workdir: Path, server: str = "uvicorn") -> Managed:
+    """``keyturn serve`` (uvicorn), or the same app factory under granian."""
     port = free_port()
     env = {**setup.env, "KEYTURN_HOST": "127.0.0.1", "KEYTURN_PORT": str(port)}
-    server = spawn("keyturn", [KEYTURN, "serve"], env=env, workdir=workdir, port=port)
-    server.wait_ready()
-    return server
+    command = [KEYTURN, "serve"] if server == "uvicorn" else granian_command(env, port)
+    process = spawn(f"keyturn-{server}", command, env=env, workdir=workdir, port=port)
+    process.wait_ready()
+    return process
+
+
+def granian_command(env: dict[str, str], port: int) -> list[str]:
+    """granian on the factory `keyturn serve` gives uvicorn, with uvicorn's settings:
+    one HTTP/1 listener, uvloop, the same worker count, no websockets (none exist)."""
+    if not GRANIAN.exists():
+        print(f"installing {GRANIAN_REQUIREMENT} into the project's .venv (once)", flush=True)
+        run_command([sys.executable, "-m", "pip", "install", "--quiet", GRANIAN_REQUIREMENT])
+    return [
+        str(GRANIAN),
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        env["KEYTURN_WORKERS"],
+        "--loop",
+        "uvloop",
+        "--http",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "keyturn.app:create_app_from_env",
+    ]
 
 
 def create_admin(setup: KeyturnSetup, email: str, password: str) -> None:

@@ -23,6 +23,7 @@ class Options:
     quick: bool
     users: int
     workers: int
+    server: str
     hash_threads: int
     duration: float
     warmup: float
@@ -55,6 +56,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--quick", action="store_true", help="short smoke run (a few minutes)")
     parser.add_argument("--users", type=int, help="seeded users (100000)")
     parser.add_argument("--workers", type=int, default=1, help="keyturn serve workers (1)")
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="ASGI server under Keyturn: uvicorn (what `keyturn serve` runs) or granian",
+    )
     parser.add_argument(
         "--hash-threads", type=int, default=cpus, help=f"KEYTURN_HASH_WORKERS ({cpus})"
     )
@@ -97,6 +104,7 @@ def parse(argv: list[str] | None = None) -> Options:
         quick=quick,
         users=args.users or 100_000,
         workers=args.workers,
+        server=args.server,
         hash_threads=args.hash_threads,
         duration=args.duration or (3.0 if quick else 10.0),
         warmup=args.warmup if args.warmup is not None else (1.0 if quick else 3.0),

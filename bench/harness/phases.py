@@ -73,7 +73,7 @@ def keyturn_phase(
         )
         outcome.facts["raw_argon2id_verify_per_s"] = round(ceiling, 1)
         console.print(f"raw argon2id verify: {ceiling:.1f}/s in {options.hash_threads} threads")
-        server = keyturn_server.start(setup, workdir)
+        server = keyturn_server.start(setup, workdir, options.server)
         stack.callback(server.stop)
         _keyturn_scenarios(options, runner, workdir, outcome, server, setup)
 
