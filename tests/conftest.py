@@ -41,7 +41,10 @@ BACKENDS = [*([] if SKIP_EMBEDDED else ["embedded"]), *(["postgres"] if PG_URL e
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"keyturn backends: {', '.join(BACKENDS) or 'none'}"]
     if SKIP_EMBEDDED:
-        lines.append("SKIPPED: embedded backend variants (KEYTURN_TEST_SKIP_EMBEDDED=1)")
+        lines.append(
+            "SKIPPED: embedded backend variants and tests that need no server "
+            "(KEYTURN_TEST_SKIP_EMBEDDED=1; the first CI run ran them)"
+        )
     if not PG_URL:
         lines.append(
             "SKIPPED: PostgreSQL backend (KEYTURN_TEST_DATABASE_URL unset; .ci/run sets it)"
@@ -49,6 +52,32 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not REDIS_URL:
         lines.append("SKIPPED: Redis backend (KEYTURN_TEST_REDIS_URL unset)")
     return lines
+
+
+# What makes a test depend on the servers: the backend matrix, a server marker, or the
+# store contract suites' Redis fixture.
+SERVER_MARKERS = ("postgres", "redis")
+SERVER_FIXTURES = ("backend", "redis_url")
+
+
+def needs_servers(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    return any(name in fixtures for name in SERVER_FIXTURES) or any(
+        item.get_closest_marker(marker) for marker in SERVER_MARKERS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """.ci/run's second run (KEYTURN_TEST_SKIP_EMBEDDED=1) keeps only the tests that touch
+    PostgreSQL or Redis: the first run already ran every other test, whose outcome these
+    servers cannot change, and the coverage of both runs is combined."""
+    if not SKIP_EMBEDDED:
+        return
+    kept = [item for item in items if needs_servers(item)]
+    dropped = [item for item in items if not needs_servers(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
