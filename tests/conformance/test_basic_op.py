@@ -739,26 +739,36 @@ async def test_oidcc_refresh_token(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     """oidcc-refresh-token: with offline_access the token answer has a refresh token; it
-    gives a new access token (and a rotated refresh token); any ID Token returned keeps iss,
-    sub, aud; another client cannot use the refresh token."""
-    flow = await code_flow(app, client, settings.issuer, scope="openid offline_access")
-    assert flow.body["refresh_token"]
-    refreshed = await token(
-        client,
-        flow.oauth_client,
-        grant_type="refresh_token",
-        refresh_token=flow.body["refresh_token"],
+    gives a new access token (and a rotated refresh token); the ID Token returned keeps iss,
+    sub, aud and auth_time, has a later iat and no nonce or azp (OIDC Core 12.2); another
+    client cannot use the refresh token."""
+    flow = await code_flow(
+        app, client, settings.issuer, scope="openid offline_access", nonce="n-refresh"
     )
-    assert refreshed.status_code == 200, refreshed.text
-    body = refreshed.json()
-    assert body["token_type"] == "Bearer"
-    assert body["access_token"] != flow.body["access_token"]
-    assert body["refresh_token"] != flow.body["refresh_token"]
-    if "id_token" in body:  # Keyturn sends none on refresh; if it ever does, it must match
+    assert flow.body["refresh_token"]
+    assert flow.claims["nonce"] == "n-refresh"
+    # Five seconds later, so the new iat must differ (section 12.2).
+    with time_machine.travel(utcnow() + timedelta(seconds=5)):
+        refreshed = await token(
+            client,
+            flow.oauth_client,
+            grant_type="refresh_token",
+            refresh_token=flow.body["refresh_token"],
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        body = refreshed.json()
         again = await verify_id_token(
             client, body["id_token"], flow.oauth_client["client_id"], settings.issuer
         )
-        assert again["sub"] == flow.claims["sub"]
+    assert body["token_type"] == "Bearer"
+    assert body["access_token"] != flow.body["access_token"]
+    assert body["refresh_token"] != flow.body["refresh_token"]
+    for claim in ("iss", "sub", "aud", "auth_time", "amr", "acr"):
+        assert again[claim] == flow.claims[claim], claim
+    assert again["iat"] > flow.claims["iat"]
+    assert "nonce" not in again
+    assert "azp" not in again
+    assert again["at_hash"] == at_hash(body["access_token"])
     access = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert access["sub"] == flow.claims["sub"]
     other = await register(app, client)

@@ -391,13 +391,18 @@ class AuthorizationService:
             code_challenge=request.code_challenge,
             auth_time=browser.auth_time,
             amr=browser.amr,
-            acr=ONE_FACTOR_ACR if "pwd" in browser.amr else None,
+            acr=acr_for(browser.amr),
             consent_id=consent.id,
             created_at=now,
             expires_at=now + CODE_TTL,
         )
         await uow.authorization_codes.add(record, self._digester.digest(value))
         return value
+
+
+def acr_for(amr: tuple[str, ...]) -> str | None:
+    """The ``acr`` a sign-in with these methods reaches (OIDC Core section 2)."""
+    return ONE_FACTOR_ACR if "pwd" in amr else None
 
 
 def _seconds(params: Mapping[str, str], name: str, *, limit: int = 12) -> int | None:
@@ -416,4 +421,5 @@ __all__ = [
     "AuthorizationService",
     "Next",
     "Redirectable",
+    "acr_for",
 ]

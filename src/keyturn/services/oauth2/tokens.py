@@ -31,7 +31,7 @@ from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.auth import AuthService
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.lockout import CredentialGuard
-from keyturn.services.oauth2.authorize import AuthorizationService
+from keyturn.services.oauth2.authorize import AuthorizationService, acr_for
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -247,7 +247,17 @@ class TokenService:
         )
         id_token = None
         if "openid" in scopes:
-            id_token = self._id_token(client, code, user, access, now)
+            id_token = self._id_token(
+                client,
+                user,
+                access,
+                now,
+                auth_time=code.auth_time,
+                amr=code.amr,
+                acr=code.acr,
+                nonce=code.nonce,
+                sid=code.browser_session_id,
+            )
         response = TokenResponse(
             access_token=access,
             expires_in=self._access_tokens.ttl,
@@ -260,12 +270,17 @@ class TokenService:
     def _id_token(
         self,
         client: OAuthClient,
-        code: AuthorizationCode,
         user: User,
         access_token: str,
         now: datetime,
+        *,
+        auth_time: datetime,
+        amr: tuple[str, ...],
+        acr: str | None,
+        nonce: str | None = None,
+        sid: uuid.UUID | None = None,
     ) -> str:
-        """OIDC Core sections 2 and 3.1.3.6."""
+        """OIDC Core sections 2 and 3.1.3.6 (and 12.2 after a refresh)."""
         issued = int(now.timestamp())
         claims: dict[str, Any] = {
             "iss": self._issuer,
@@ -273,17 +288,18 @@ class TokenService:
             "aud": client.client_id,
             "exp": issued + self._access_tokens.ttl,
             "iat": issued,
-            "auth_time": int(code.auth_time.timestamp()),
-            "amr": list(code.amr),
+            "auth_time": int(auth_time.timestamp()),
+            "amr": list(amr),
             # Section 3.1.3.6: hashed with the hash of the ID Token's own algorithm.
             "at_hash": at_hash(access_token, client.id_token_signed_response_alg),
-            # The browser session (OIDC Front-/Back-Channel Logout "sid").
-            "sid": str(code.browser_session_id),
         }
-        if code.nonce is not None:
-            claims["nonce"] = code.nonce
-        if code.acr is not None:
-            claims["acr"] = code.acr
+        if sid is not None:
+            # The browser session (OIDC Front-/Back-Channel Logout "sid").
+            claims["sid"] = str(sid)
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if acr is not None:
+            claims["acr"] = acr
         # Section 3.1.3.7: the algorithm the client registered (RS256 by default).
         return self._id_tokens.sign(claims, alg=client.id_token_signed_response_alg)
 
@@ -315,12 +331,27 @@ class TokenService:
         access = self._access_tokens.issue_for_client(
             subject=str(user.id), client_id=client.client_id, scope=scope, session=session
         )
+        id_token = None
+        if "openid" in scope.split():
+            # OIDC Core section 12.2: the same iss, sub, aud and auth_time as at sign-in, a
+            # new iat, no nonce (errata set 2: SHOULD NOT), no sid (the grant session is
+            # not the browser session the first ID Token named).
+            id_token = self._id_token(
+                client,
+                user,
+                access,
+                utcnow(),
+                auth_time=session.auth_time,
+                amr=session.amr,
+                acr=acr_for(session.amr),
+            )
         await self._audit("refresh_token", client, info, user_id=user.id, session_id=session.id)
         return TokenResponse(
             access_token=access,
             expires_in=self._access_tokens.ttl,
             scope=scope,
             refresh_token=successor,
+            id_token=id_token,
         )
 
     # -- RFC 6749 section 4.4 -------------------------------------------------------------
