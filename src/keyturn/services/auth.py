@@ -58,9 +58,12 @@ class AuthService:
         mail: AccountMail,
         verify_ttl: int,
         guard: CredentialGuard,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._guard = guard
         self._uow_factory = uow_factory
+        # Units of work that only read (one round trip per SELECT where the store allows).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._digester = Digester(key_ring, "refresh-token")
@@ -162,7 +165,8 @@ class AuthService:
         """
         email = normalize_email(email)
         await self._guard.before(email, client)
-        async with self._uow_factory() as uow:
+        # A pure read: the session and audit writes come after the hash, in their own unit.
+        async with self._read_uow_factory() as uow:
             user = await uow.users.get_by_email(email)
         now = utcnow()
         # A locked account does the same work and answers exactly like a wrong password.
