@@ -3,8 +3,8 @@
 ``GET /v1/me`` costs one SQL statement and, on PostgreSQL, no transaction around it (no
 BEGIN / ROLLBACK, no pre-ping): a regression shows up here as a count, never as a time.
 Connections the server terminates (``pg_terminate_backend``, a restart) are replaced
-without any request failing. Read-only units of work refuse writes. A
-client_credentials grant and a login are bounded the same way (statements and
+without any request failing. Read-only units of work refuse writes. A refresh rotation,
+a client_credentials grant and a login are bounded the same way (statements and
 transactions, never times).
 """
 
@@ -259,6 +259,25 @@ async def test_client_credentials_reads_the_client_without_a_transaction(
     if backend == "postgres":
         # The lookup is a pure read (no BEGIN / ROLLBACK); only the audit row commits.
         assert counts["transactions"] == 3, counts
+
+
+async def test_refresh_rotation_costs_two_statements(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    application = create_app(quiet(make_settings))
+    async with lifespan(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            token = (await signup_login(http))["refresh_token"]
+            with counting() as counts:
+                for _ in range(3):
+                    answer = await http.post("/v1/auth/refresh", json={"refresh_token": token})
+                    assert answer.status_code == 200, answer.text
+                    token = answer.json()["refresh_token"]
+    # One read (token, session, user and roles joined) and, on PostgreSQL, one write
+    # (claim, successor, session touch in one statement); SQLite writes in three.
+    assert counts["statements"] == 3 * (2 if backend == "postgres" else 4), counts
+    assert counts["transactions"] == 3, counts
 
 
 async def test_login_reads_the_user_without_a_transaction(

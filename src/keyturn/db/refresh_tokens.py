@@ -1,4 +1,11 @@
-"""Refresh tokens: digests only; rotation claimed by compare-and-set (one successor)."""
+"""Refresh tokens: digests only; rotation claimed by compare-and-set (one successor).
+
+The rotation's hot path is two statements (DESIGN.md section 4, issue 7): one read of the
+token with its session and user (:meth:`SqlRefreshTokenRepository.find_with_session`),
+then one write that claims the token, inserts its successor and touches the session
+(:meth:`SqlRefreshTokenRepository.rotate`; one statement on PostgreSQL, three on SQLite,
+where a statement is no network round trip).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,37 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import (
     RefreshTokenRow,
+    RoleRow,
+    SessionRow,
+    UserRoleRow,
+    UserRow,
 )
+from keyturn.db.repositories import _session, _user
 from keyturn.db.types import affected
 from keyturn.domain import (
     RefreshToken,
+    Session,
+    User,
 )
+
+# Built once (every refresh): the token, its session and its user with the roles joined
+# in, one row per role. Only the digests change.
+_TOKEN_WITH_SESSION = (
+    select(RefreshTokenRow, SessionRow, UserRow, RoleRow.name)
+    .join(SessionRow, SessionRow.id == RefreshTokenRow.session_id)
+    .join(UserRow, UserRow.id == SessionRow.user_id)
+    .outerjoin(UserRoleRow, UserRoleRow.user_id == UserRow.id)
+    .outerjoin(RoleRow, RoleRow.id == UserRoleRow.role_id)
+    .where(RefreshTokenRow.digest.in_(bindparam("digests", expanding=True)))
+    .order_by(RoleRow.name)
+    .execution_options(populate_existing=True)
+)
+_TOKENS = RefreshTokenRow.__table__.c
 
 
 def _refresh(row: RefreshTokenRow) -> RefreshToken:
@@ -46,6 +74,69 @@ class SqlRefreshTokenRepository:
             )
         )
         await self._db.flush()
+
+    async def find_with_session(
+        self, digests: Sequence[str]
+    ) -> tuple[RefreshToken, Session, User] | None:
+        """The token with one of ``digests``, its session and its user: one statement."""
+        rows = (await self._db.execute(_TOKEN_WITH_SESSION, {"digests": list(digests)})).all()
+        if not rows:
+            return None
+        token, session, user, _ = rows[0]
+        # A digest is unique, so every row is the same token; the roles vary.
+        roles = tuple(name for *_, name in rows if name is not None)
+        return _refresh(token), _session(session), _user(user, roles)
+
+    async def rotate(
+        self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime
+    ) -> bool:
+        """Claims ``token`` (compare-and-set on ``rotated_at``), inserts ``successor`` and
+        touches the session, atomically. True for exactly one caller; nothing written for
+        the others.
+        """
+        if self._db.get_bind().dialect.name != "postgresql":
+            # SQLite: the write lock is held from BEGIN IMMEDIATE and a statement costs no
+            # round trip, so the plain steps are as atomic and as cheap.
+            if not await self.mark_rotated(token.id, now):
+                return False
+            await self.add(successor, digest)
+            await self._db.execute(
+                update(SessionRow).where(SessionRow.id == token.session_id).values(last_seen_at=now)
+            )
+            return True
+        # PostgreSQL: one statement with data-modifying CTEs (one round trip instead of
+        # three). The claim's WHERE is the lock, as in mark_rotated; the INSERT and the
+        # touch select from the claim, so they happen only for the caller that won it.
+        claimed = (
+            update(RefreshTokenRow)
+            .where(RefreshTokenRow.id == token.id, RefreshTokenRow.rotated_at.is_(None))
+            .values(rotated_at=now)
+            .returning(RefreshTokenRow.id, RefreshTokenRow.session_id)
+            .cte("claimed")
+        )
+        touched = (
+            update(SessionRow)
+            .where(SessionRow.id.in_(select(claimed.c.session_id)))
+            .values(last_seen_at=now)
+            .cte("touched")
+        )
+        inserted = (
+            insert(RefreshTokenRow)
+            .from_select(
+                ["id", "session_id", "digest", "parent_id", "generation", "created_at"],
+                select(
+                    literal(successor.id, _TOKENS.id.type),
+                    claimed.c.session_id,
+                    literal(digest, _TOKENS.digest.type),
+                    claimed.c.id,
+                    literal(successor.generation, _TOKENS.generation.type),
+                    literal(successor.created_at, _TOKENS.created_at.type),
+                ),
+            )
+            .returning(_TOKENS.id)
+            .add_cte(touched)
+        )
+        return (await self._db.execute(inserted)).first() is not None
 
     async def find(self, digests: Sequence[str]) -> RefreshToken | None:
         row = await self._db.scalar(

@@ -319,49 +319,46 @@ class AuthService:
             raise InvalidRefreshToken
         now = utcnow()
         async with self._uow_factory() as uow:
-            token = await uow.refresh_tokens.find(self._digester.candidates(refresh_token))
-            session = await uow.sessions.get(token.session_id) if token else None
-            user = await uow.users.get(session.user_id) if session else None
+            # Two statements on the hot path: this read (token, session, user at once)
+            # and the rotation below (claim, successor, session touch at once).
+            found = await uow.refresh_tokens.find_with_session(
+                self._digester.candidates(refresh_token)
+            )
             # A locked account refreshes nothing: the lock holds on every pathway.
             # A token is bound to its client (RFC 6749 section 6): another client's token,
             # or a first-party token at /oauth2/token, answers like an unknown one.
-            if (
-                token is None
-                or session is None
-                or session.client_id != client_id
-                or user is None
-                or user.disabled
-                or user.locked(now)
-            ):
+            if found is None:
+                REFRESHES.labels("invalid").inc()
+                raise InvalidRefreshToken
+            token, session, user = found
+            if session.client_id != client_id or user.disabled or user.locked(now):
                 REFRESHES.labels("invalid").inc()
                 raise InvalidRefreshToken
             if not self._live(session, now):
                 REFRESHES.labels("expired").inc()
                 raise InvalidRefreshToken("The session has expired or was ended.")
-            if token.rotated_at is None and await uow.refresh_tokens.mark_rotated(token.id, now):
-                successor = derive_successor_token(self._successor_keys[0], refresh_token)
-                await uow.refresh_tokens.add(
-                    RefreshToken(
-                        id=uuid.uuid4(),
-                        session_id=session.id,
-                        parent_id=token.id,
-                        generation=token.generation + 1,
-                        created_at=now,
-                        rotated_at=None,
-                    ),
-                    self._digester.digest(successor),
-                )
-                await uow.sessions.touch(session.id, now)
+            successor = derive_successor_token(self._successor_keys[0], refresh_token)
+            next_token = RefreshToken(
+                id=uuid.uuid4(),
+                session_id=session.id,
+                parent_id=token.id,
+                generation=token.generation + 1,
+                created_at=now,
+                rotated_at=None,
+            )
+            if token.rotated_at is None and await uow.refresh_tokens.rotate(
+                token, next_token, self._digester.digest(successor), now
+            ):
                 await uow.commit()
                 REFRESHES.labels("rotated").inc()
                 return user, session, successor
             # Already rotated (maybe by a concurrent request that just won the race).
-            token = await uow.refresh_tokens.get(token.id)
-            replay = await self._grace_successor(uow, token, refresh_token, now)
+            current = await uow.refresh_tokens.get(token.id)
+            replay = await self._grace_successor(uow, current, refresh_token, now)
             if replay is not None:
                 REFRESHES.labels("grace").inc()
                 return user, session, replay
-            await self._revoke_family(uow, session, token, client, now)
+            await self._revoke_family(uow, session, current, client, now)
         await self._access_tokens.deny([session.id])
         REFRESHES.labels("reuse").inc()
         REUSE_DETECTIONS.inc()
