@@ -179,7 +179,8 @@ def _append_one_statement() -> Any:
             ["id", *names, "prev_hash", "hash"],
             select(
                 new_id,
-                *(bindparam(name, type_=columns[name].type) for name in names),
+                # "event_" names: a parameter named like a column would join the VALUES.
+                *(bindparam(f"event_{name}", type_=columns[name].type) for name in names),
                 prev_hash,
                 digest,
             ),
@@ -326,12 +327,12 @@ class SqlAuditRepository:
             await self._db.execute(
                 _APPEND_ONE,
                 {
-                    "occurred_at": occurred,
-                    "type": event.type,
-                    "user_id": event.user_id,
-                    "session_id": event.session_id,
-                    "ip": event.ip,
-                    "data": stored,
+                    "event_occurred_at": occurred,
+                    "event_type": event.type,
+                    "event_user_id": event.user_id,
+                    "event_session_id": event.session_id,
+                    "event_ip": event.ip,
+                    "event_data": stored,
                     "middle": "," + middle + ',"',
                 },
             )

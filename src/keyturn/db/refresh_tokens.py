@@ -9,11 +9,13 @@ where a statement is no network round trip).
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import (
@@ -43,7 +45,54 @@ _TOKEN_WITH_SESSION = (
     .order_by(RoleRow.name)
     .execution_options(populate_existing=True)
 )
-_TOKENS = RefreshTokenRow.__table__.c
+
+
+def _rotate_statement() -> Any:
+    """The PostgreSQL rotation of :meth:`SqlRefreshTokenRepository.rotate`, built once.
+
+    The claim's WHERE is the lock, as in ``mark_rotated``; the session touch and the
+    successor's INSERT select from the claim, so they happen only for the caller that won
+    it. Core tables, not the mapped classes: executed with a parameter dict, an ORM
+    INSERT would become a bulk INSERT ... VALUES. No parameter is named like a column:
+    Core would add such a key to the UPDATE's SET clause.
+    """
+    tokens = typing.cast(Table, RefreshTokenRow.__table__)
+    sessions = typing.cast(Table, SessionRow.__table__)
+    claimed = (
+        update(tokens)
+        .where(
+            tokens.c.id == bindparam("token_id", type_=tokens.c.id.type),
+            tokens.c.rotated_at.is_(None),
+        )
+        .values(rotated_at=bindparam("now", type_=tokens.c.rotated_at.type))
+        .returning(tokens.c.id, tokens.c.session_id)
+        .cte("claimed")
+    )
+    touched = (
+        update(sessions)
+        .where(sessions.c.id.in_(select(claimed.c.session_id)))
+        .values(last_seen_at=bindparam("now", type_=sessions.c.last_seen_at.type))
+        .cte("touched")
+    )
+    return (
+        insert(tokens)
+        .from_select(
+            ["id", "session_id", "digest", "parent_id", "generation", "created_at"],
+            select(
+                bindparam("successor_id", type_=tokens.c.id.type),
+                claimed.c.session_id,
+                bindparam("new_digest", type_=tokens.c.digest.type),
+                claimed.c.id,
+                bindparam("new_generation", type_=tokens.c.generation.type),
+                bindparam("new_created_at", type_=tokens.c.created_at.type),
+            ),
+        )
+        .returning(tokens.c.id)
+        .add_cte(touched)
+    )
+
+
+_ROTATE = _rotate_statement()
 
 
 def _refresh(row: RefreshTokenRow) -> RefreshToken:
@@ -105,38 +154,16 @@ class SqlRefreshTokenRepository:
             )
             return True
         # PostgreSQL: one statement with data-modifying CTEs (one round trip instead of
-        # three). The claim's WHERE is the lock, as in mark_rotated; the INSERT and the
-        # touch select from the claim, so they happen only for the caller that won it.
-        claimed = (
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.id == token.id, RefreshTokenRow.rotated_at.is_(None))
-            .values(rotated_at=now)
-            .returning(RefreshTokenRow.id, RefreshTokenRow.session_id)
-            .cte("claimed")
-        )
-        touched = (
-            update(SessionRow)
-            .where(SessionRow.id.in_(select(claimed.c.session_id)))
-            .values(last_seen_at=now)
-            .cte("touched")
-        )
-        inserted = (
-            insert(RefreshTokenRow)
-            .from_select(
-                ["id", "session_id", "digest", "parent_id", "generation", "created_at"],
-                select(
-                    literal(successor.id, _TOKENS.id.type),
-                    claimed.c.session_id,
-                    literal(digest, _TOKENS.digest.type),
-                    claimed.c.id,
-                    literal(successor.generation, _TOKENS.generation.type),
-                    literal(successor.created_at, _TOKENS.created_at.type),
-                ),
-            )
-            .returning(_TOKENS.id)
-            .add_cte(touched)
-        )
-        return (await self._db.execute(inserted)).first() is not None
+        # three; see _rotate_statement).
+        params = {
+            "token_id": token.id,
+            "now": now,
+            "successor_id": successor.id,
+            "new_digest": digest,
+            "new_generation": successor.generation,
+            "new_created_at": successor.created_at,
+        }
+        return (await self._db.execute(_ROTATE, params)).first() is not None
 
     async def find(self, digests: Sequence[str]) -> RefreshToken | None:
         row = await self._db.scalar(
