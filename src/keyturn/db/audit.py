@@ -190,6 +190,8 @@ def _append_one_statement() -> Any:
 
 
 _APPEND_ONE = _append_one_statement()
+# Built once: every audited write takes it.
+_LOCK_CHAIN = select(func.pg_advisory_xact_lock(CHAIN_LOCK_KEY))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,7 @@ class SqlAuditRepository:
         if bind.dialect.name == "postgresql":
             # Released at commit/rollback; READ COMMITTED gives the next statement a fresh
             # snapshot, so the last row read below is the committed head.
-            await self._db.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+            await self._db.execute(_LOCK_CHAIN)
         # SQLite: BEGIN IMMEDIATE (db/engine.py) already holds the database write lock.
 
     async def _head(self) -> tuple[int, str] | None:
