@@ -135,10 +135,12 @@ class AuthService:
         user, new_hash = await self._check_password(email, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            session = await self._open_session(uow, user, new_hash, client, now, channel="api")
-            refresh_token = await self._add_refresh_token(uow, session)
+            session, refresh_token = await self._open_session(
+                uow, user, new_hash, client, now, channel="api", refresh=True
+            )
             await uow.commit()
         LOGINS.labels("success").inc()
+        assert refresh_token is not None  # noqa: S101  (refresh=True always mints one)
         return self._pair(user, session, refresh_token)
 
     async def login_browser(self, email: str, password: str, client: ClientInfo) -> Session:
@@ -150,7 +152,7 @@ class AuthService:
         user, new_hash = await self._check_password(email, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            session = await self._open_session(uow, user, new_hash, client, now, channel="ui")
+            session, _ = await self._open_session(uow, user, new_hash, client, now, channel="ui")
             await uow.commit()
         LOGINS.labels("success").inc()
         return session
@@ -203,11 +205,12 @@ class AuthService:
         now: datetime,
         *,
         channel: str,
-    ) -> Session:
+        refresh: bool = False,
+    ) -> tuple[Session, str | None]:
         if new_hash is not None:
             # Transparent upgrade of imported bcrypt or older argon2 parameters.
             await uow.users.set_password_hash(user.id, new_hash, now)
-        session = await self._start_session(uow, user, client, now)
+        session, refresh_token = await self._start_session(uow, user, client, now, refresh)
         await uow.audit.record(
             "login.succeeded",
             now=now,
@@ -216,11 +219,11 @@ class AuthService:
             ip=client.ip,
             data={"factor": "pwd", "channel": channel},
         )
-        return session
+        return session, refresh_token
 
     async def _start_session(
-        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime
-    ) -> Session:
+        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime, refresh: bool
+    ) -> tuple[Session, str | None]:
         session = Session(
             id=uuid.uuid4(),
             user_id=user.id,
@@ -232,8 +235,13 @@ class AuthService:
             ip=client.ip,
             user_agent=(client.user_agent or "")[:512] or None,
         )
-        await uow.sessions.add(session)
-        return session
+        if not refresh:
+            await uow.sessions.add(session)
+            return session, None
+        # The session and its first refresh token in one write (one round trip).
+        value, token = self._first_refresh_token(session)
+        await uow.sessions.add_with_refresh_token(session, token, self._digester.digest(value))
+        return session, value
 
     async def open_grant(self, uow: UnitOfWork, session: Session, *, refresh: bool) -> str | None:
         """Stores an OAuth grant session (``session.client_id`` set) in ``uow``.
@@ -248,7 +256,11 @@ class AuthService:
         return await self._add_refresh_token(uow, session) if refresh else None
 
     async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
-        value = new_token()
+        value, token = self._first_refresh_token(session)
+        await uow.refresh_tokens.add(token, self._digester.digest(value))
+        return value
+
+    def _first_refresh_token(self, session: Session) -> tuple[str, RefreshToken]:
         token = RefreshToken(
             id=uuid.uuid4(),
             session_id=session.id,
@@ -257,8 +269,7 @@ class AuthService:
             created_at=session.created_at,
             rotated_at=None,
         )
-        await uow.refresh_tokens.add(token, self._digester.digest(value))
-        return value
+        return new_token(), token
 
     def _pair(self, user: User, session: Session, refresh_token: str) -> TokenPair:
         return TokenPair(

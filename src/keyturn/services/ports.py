@@ -103,6 +103,11 @@ class SessionRepository(Protocol):
     ) -> list[uuid.UUID]:
         """Revokes every live session of the user except ``keep``; returns their ids."""
 
+    async def add_with_refresh_token(
+        self, session: Session, token: RefreshToken, digest: str
+    ) -> None:
+        """Stores a new session and its first refresh token together."""
+
 
 class RefreshTokenRepository(Protocol):
     async def add(self, token: RefreshToken, digest: str) -> None: ...
