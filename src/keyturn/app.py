@@ -151,6 +151,11 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     def uow_factory() -> UnitOfWork:
         return SqlUnitOfWork(sessions, read_sessions)
 
+    def read_uow_factory() -> UnitOfWork:
+        # For a service's pure reads (client lookup, user lookup before the hash): on
+        # PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK; writes refused.
+        return SqlUnitOfWork(sessions, read_sessions, read_only=True)
+
     ring = KeyRing.from_strings(settings.secret_key)
     aead = Aead(ring)
     keys = KeyManager(
@@ -223,6 +228,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         checks["redis"] = adapters.revocations.ping
     auth = AuthService(
         uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
         key_ring=ring,
@@ -302,6 +308,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         ),
         clients=ClientService(
             uow_factory=uow_factory,
+            read_uow_factory=read_uow_factory,
             authorizer=authorizer,
             guard=guard,
             key_ring=ring,

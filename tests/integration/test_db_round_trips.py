@@ -3,7 +3,9 @@
 ``GET /v1/me`` costs one SQL statement and, on PostgreSQL, no transaction around it (no
 BEGIN / ROLLBACK, no pre-ping): a regression shows up here as a count, never as a time.
 Connections the server terminates (``pg_terminate_backend``, a restart) are replaced
-without any request failing. Read-only units of work refuse writes.
+without any request failing. Read-only units of work refuse writes. A refresh rotation,
+a client_credentials grant and a login are bounded the same way (statements and
+transactions, never times).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from keyturn.db.engine import (
 from keyturn.db.models import UserRow
 from keyturn.db.unit_of_work import SqlUnitOfWork, read_only
 from keyturn.domain import utcnow
+from oauth_helpers import register
 
 pytestmark = pytest.mark.anyio
 
@@ -223,3 +226,78 @@ async def test_a_failure_after_the_first_statement_is_not_retried(
             assert raised.value.connection_invalidated
     finally:
         await engine.dispose()
+
+
+def _client_credentials_client() -> dict[str, Any]:
+    return {
+        "client_name": "Round trips",
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "redirect_uris": [],
+        "scope": "me:read",
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
+
+
+async def test_client_credentials_reads_the_client_without_a_transaction(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    application = create_app(quiet(make_settings))
+    async with lifespan(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            created = await register(application, http, **_client_credentials_client())
+            auth = httpx.BasicAuth(created["client_id"], created["client_secret"])
+            form = {"grant_type": "client_credentials"}
+            assert (await http.post("/oauth2/token", data=form, auth=auth)).status_code == 200
+            with counting() as counts:
+                for _ in range(3):
+                    answer = await http.post("/oauth2/token", data=form, auth=auth)
+                    assert answer.status_code == 200, answer.text
+    # The client lookup, then the audit append: on PostgreSQL the chain lock and one
+    # INSERT ... SELECT that reads the head; on SQLite a head read and an insert.
+    assert counts["statements"] == 3 * 3, counts
+    if backend == "postgres":
+        # The lookup is a pure read (no BEGIN / ROLLBACK); only the audit row commits.
+        assert counts["transactions"] == 3, counts
+
+
+async def test_refresh_rotation_costs_two_statements(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    application = create_app(quiet(make_settings))
+    async with lifespan(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            token = (await signup_login(http))["refresh_token"]
+            with counting() as counts:
+                for _ in range(3):
+                    answer = await http.post("/v1/auth/refresh", json={"refresh_token": token})
+                    assert answer.status_code == 200, answer.text
+                    token = answer.json()["refresh_token"]
+    # One read (token, session, user and roles joined) and, on PostgreSQL, one write
+    # (claim, successor, session touch in one statement); SQLite writes in three.
+    assert counts["statements"] == 3 * (2 if backend == "postgres" else 4), counts
+    assert counts["transactions"] == 3, counts
+
+
+async def test_login_reads_the_user_without_a_transaction(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    application = create_app(quiet(make_settings))
+    async with lifespan(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            email = (await signup_login(http))["email"]
+            with counting() as counts:
+                for _ in range(3):
+                    answer = await http.post(
+                        "/v1/auth/login", json={"email": email, "password": PASSWORD}
+                    )
+                    assert answer.status_code == 200, answer.text
+    # The user lookup; the session with its refresh token (one statement on PostgreSQL,
+    # two on SQLite) and the audit row (as above).
+    assert counts["statements"] == 3 * (4 if backend == "postgres" else 5), counts
+    if backend == "postgres":
+        # The lookup before the hash is a pure read: one transaction per login.
+        assert counts["transactions"] == 3, counts

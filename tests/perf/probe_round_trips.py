@@ -1,7 +1,13 @@
 """Counts PostgreSQL round trips per request, in process (no timing is asserted anywhere).
 
     KEYTURN_PROBE_DATABASE=postgresql://postgres@127.0.0.1:5432 \\
+    KEYTURN_PROBE_REDIS=redis://127.0.0.1:6379/0 \\
         .venv/bin/python tests/perf/probe_round_trips.py [--requests 200]
+
+With ``KEYTURN_PROBE_REDIS`` the app uses Redis (rate limits, deny-list) and the Redis
+commands per request are counted too (a pipeline counts as one round trip).
+Scenarios: ``GET /v1/me``, ``POST /v1/auth/login``, ``POST /oauth2/token``
+(client_credentials, HTTP Basic) and ``POST /v1/auth/refresh`` (a fresh token each).
 
 Creates a throw-away database, runs the app in process behind httpx, and counts what
 asyncpg sends: simple queries (BEGIN, ROLLBACK, COMMIT), the pre-ping's empty query,
@@ -29,6 +35,7 @@ import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 from asyncpg.prepared_stmt import PreparedStatement
+from redis.asyncio.client import Pipeline, Redis
 
 from keyturn.app import create_app
 from keyturn.config import load_settings
@@ -75,6 +82,19 @@ def _patch() -> None:
             LOCK["statements"] = 0
         return result
 
+    execute_command = Redis.execute_command
+    pipeline_execute = Pipeline.execute
+
+    async def counted_command(self: Any, *args: Any, **kw: Any) -> Any:
+        COUNTS[f"redis {args[0]}"] += 1
+        return await execute_command(self, *args, **kw)
+
+    async def counted_pipeline(self: Any, *args: Any, **kw: Any) -> Any:
+        COUNTS["redis pipeline"] += 1
+        return await pipeline_execute(self, *args, **kw)
+
+    Redis.execute_command = counted_command  # type: ignore[method-assign]
+    Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
     asyncpg.Connection.execute = counted_execute  # type: ignore[method-assign]
     asyncpg.Connection.fetchrow = counted_fetchrow  # type: ignore[method-assign]
     asyncpg.Connection.prepare = counted_prepare  # type: ignore[method-assign]
@@ -82,13 +102,57 @@ def _patch() -> None:
 
 
 def _report(label: str, requests: int) -> None:
-    total = sum(COUNTS.values())
-    parts = ", ".join(f"{key} {value / requests:.2f}" for key, value in sorted(COUNTS.items()))
-    print(f"{label}: {total / requests:.2f} round trips per request ({parts})")
+    sql = {key: value for key, value in COUNTS.items() if not key.startswith("redis")}
+    redis = {key: value for key, value in COUNTS.items() if key.startswith("redis")}
+    for kind, counts in (("PostgreSQL", sql), ("Redis", redis)):
+        total = sum(counts.values())
+        parts = ", ".join(f"{key} {value / requests:.2f}" for key, value in sorted(counts.items()))
+        print(f"{label}: {total / requests:.2f} {kind} round trips per request ({parts})")
     COUNTS.clear()
 
 
-async def main(server: str, requests: int) -> None:
+async def _measure(label: str, requests: int, send: Any) -> None:
+    """Round trips, CPU and Python calls per request of ``send()`` (a coroutine factory)."""
+    COUNTS.clear()
+    cpu = time.process_time()
+    for _ in range(requests):
+        await send()
+    cpu_per = (time.process_time() - cpu) / requests
+    _report(label, requests)
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(100):
+        await send()
+    profile.disable()
+    COUNTS.clear()
+    if os.environ.get("KEYTURN_PROBE_PSTATS"):
+        # e.g. KEYTURN_PROBE_PSTATS=/tmp/probe: one pstats file per scenario to read later.
+        slug = "".join(char if char.isalnum() else "_" for char in label)
+        profile.dump_stats(os.path.join(os.environ["KEYTURN_PROBE_PSTATS"], f"{slug}.pstats"))
+    calls = pstats.Stats(profile).total_calls / 100  # type: ignore[attr-defined]
+    print(f"{label}: {calls:.0f} Python function calls per request (in process)")
+    print(f"{label}: in-process CPU per request (with the httpx client) {cpu_per * 1e3:.2f} ms")
+
+
+async def _oauth_client(app: Any, http: httpx.AsyncClient) -> httpx.BasicAuth:
+    email = f"probe-admin-{uuid.uuid4().hex[:8]}@example.com"
+    await app.state.services.users.create_admin(email, "probe-password-1")
+    login = await http.post("/v1/auth/login", json={"email": email, "password": "probe-password-1"})
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    metadata = {
+        "client_name": "probe",
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "redirect_uris": [],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
+    answer = await http.post("/v1/admin/clients", json=metadata, headers=headers)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    return httpx.BasicAuth(body["client_id"], body["client_secret"])
+
+
+async def main(server: str, requests: int, redis_url: str | None) -> None:
     name = f"keyturn_probe_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(f"{server}/postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -109,6 +173,8 @@ async def main(server: str, requests: int) -> None:
             limit_ip_per_minute=1_000_000,
             limit_signups_per_ip_per_hour=1_000_000,
             limit_failures_per_account_ip=1_000_000,
+            redis_url=redis_url,
+            redis_prefix=f"{name}:",
         )
         application = create_app(settings)
         async with LifespanManager(application):
@@ -159,6 +225,30 @@ async def main(server: str, requests: int) -> None:
                 print(
                     f"in-process CPU per GET /v1/me (with the httpx client): {cpu_me * 1e3:.2f} ms"
                 )
+                auth = await _oauth_client(application, http)
+
+                async def client_credentials() -> None:
+                    answer = await http.post(
+                        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=auth
+                    )
+                    assert answer.status_code == 200, answer.text
+
+                for _ in range(20):
+                    await client_credentials()
+                await _measure(
+                    "POST /oauth2/token client_credentials", requests, client_credentials
+                )
+                # A chain of rotations: each request presents the token the last one got.
+                chain = [login.json()["refresh_token"]]
+
+                async def refresh() -> None:
+                    answer = await http.post("/v1/auth/refresh", json={"refresh_token": chain[-1]})
+                    assert answer.status_code == 200, answer.text
+                    chain.append(answer.json()["refresh_token"])
+
+                for _ in range(20):
+                    await refresh()
+                await _measure("POST /v1/auth/refresh", requests, refresh)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -169,4 +259,4 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=200)
     arguments = parser.parse_args()
     server = os.environ.get("KEYTURN_PROBE_DATABASE", "postgresql://postgres@127.0.0.1:5432")
-    asyncio.run(main(server, arguments.requests))
+    asyncio.run(main(server, arguments.requests, os.environ.get("KEYTURN_PROBE_REDIS")))

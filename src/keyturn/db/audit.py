@@ -21,7 +21,11 @@ Design (DESIGN.md section 5, issue 4 item 6):
   stages the event; :meth:`SqlAuditRepository.seal`, called by the unit of work's
   ``commit``, first flushes the use case's own writes, then takes the lock, reads the head
   and inserts the staged rows, and the COMMIT follows at once: the lock is held for three
-  statements and the commit, whatever the use case wrote before or after ``record``.
+  statements and the commit, whatever the use case wrote before or after ``record``. On
+  PostgreSQL a single staged event (the common case) is chained by one INSERT ... SELECT
+  that reads the head and computes the hash with the built-in ``sha256()`` (PostgreSQL 11+)
+  over the same canonical encoding, checked against Python's hash before COMMIT: the lock
+  is then held for that one statement and the commit.
 * **What the verifier proves.** :func:`verify_chain` walks the rows in id order, in
   batches, and names the first bad row: a ``hash`` that does not match the row's content is
   an edited row; a ``prev_hash`` that does not match the previous row's ``hash`` is a
@@ -46,13 +50,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, Table, bindparam, cast, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import AuditEventRow
@@ -144,6 +149,51 @@ class PruneResult:
     checkpoint_id: int | None = None
 
 
+def _append_one_statement() -> Any:
+    """The INSERT ... SELECT of :meth:`SqlAuditRepository._append_one_in_sql`, built once.
+
+    The head's id and hash are read by two scalar subqueries of the same statement (one
+    snapshot); an empty table chains onto the genesis. The hashed text is the canonical
+    encoding: ``["keyturn-audit-v1",`` id ``,`` the middle fields ``,"`` prev_hash ``"]``.
+    """
+    # The Table, not the mapped class: executed with a parameter dict, an ORM insert
+    # would turn into a bulk INSERT ... VALUES.
+    table = typing.cast(Table, AuditEventRow.__table__)
+    columns = table.c
+    newest = select(AuditEventRow.id).order_by(AuditEventRow.id.desc()).limit(1)
+    newest_hash = select(AuditEventRow.hash).order_by(AuditEventRow.id.desc()).limit(1)
+    new_id = func.coalesce(newest.scalar_subquery(), 0) + 1
+    prev_hash = func.coalesce(newest_hash.scalar_subquery(), GENESIS)
+    text = (
+        literal(_canonical_json([ENCODING_VERSION])[:-1] + ",")
+        + cast(new_id, String)
+        + bindparam("middle", type_=String)
+        + prev_hash
+        + literal('"]')
+    )
+    digest = func.encode(func.sha256(func.convert_to(text, "UTF8")), "hex")
+    names = ["occurred_at", "type", "user_id", "session_id", "ip", "data"]
+    return (
+        insert(table)
+        .from_select(
+            ["id", *names, "prev_hash", "hash"],
+            select(
+                new_id,
+                # "event_" names: a parameter named like a column would join the VALUES.
+                *(bindparam(f"event_{name}", type_=columns[name].type) for name in names),
+                prev_hash,
+                digest,
+            ),
+        )
+        .returning(columns.id, columns.prev_hash, columns.hash)
+    )
+
+
+_APPEND_ONE = _append_one_statement()
+# Built once: every audited write takes it.
+_LOCK_CHAIN = select(func.pg_advisory_xact_lock(CHAIN_LOCK_KEY))
+
+
 @dataclass(frozen=True, slots=True)
 class _Staged:
     type: str
@@ -168,7 +218,7 @@ class SqlAuditRepository:
         if bind.dialect.name == "postgresql":
             # Released at commit/rollback; READ COMMITTED gives the next statement a fresh
             # snapshot, so the last row read below is the committed head.
-            await self._db.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+            await self._db.execute(_LOCK_CHAIN)
         # SQLite: BEGIN IMMEDIATE (db/engine.py) already holds the database write lock.
 
     async def _head(self) -> tuple[int, str] | None:
@@ -228,6 +278,10 @@ class SqlAuditRepository:
     async def _append_all(self, events: list[_Staged]) -> list[AuditEventRow]:
         """Lock, one head read, the rows chained in order, one flush."""
         await self._lock_chain()
+        if len(events) == 1 and self._db.get_bind().dialect.name == "postgresql":
+            # The common case (one event per use case): head read and insert in one
+            # statement, so the lock is held for that statement and the COMMIT only.
+            return [await self._append_one_in_sql(events[0])]
         head = await self._head()
         row_id, prev_hash = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
         rows: list[AuditEventRow] = []
@@ -250,6 +304,56 @@ class SqlAuditRepository:
             row_id, prev_hash = row_id + 1, row.hash
         await self._db.flush()
         return rows
+
+    async def _append_one_in_sql(self, event: _Staged) -> AuditEventRow:
+        """One row chained onto the head inside one INSERT ... SELECT (PostgreSQL).
+
+        Called with the chain lock held, so the statement's snapshot (taken after the lock
+        statement, READ COMMITTED) sees the committed head. The row's id and ``prev_hash``
+        come from the head and its hash is SHA-256 over :func:`canonical_encoding`, built
+        in SQL from the same JSON text Python would hash: everything but the id and
+        ``prev_hash`` is encoded here, those two are spliced in by the database. The
+        answer is checked against Python's own hash before the caller can commit, so the
+        two encodings can never drift apart silently.
+        """
+        stored = json.loads(_canonical_json(event.data or {}))
+        occurred = event.now.astimezone(UTC)
+        user_id = str(event.user_id) if event.user_id is not None else None
+        session_id = str(event.session_id) if event.session_id is not None else None
+        # canonical_encoding is [version, id, occurred, type, user, session, ip, data, prev]
+        # as compact JSON: split around the two values only the database knows.
+        middle = _canonical_json(
+            [_rfc3339(occurred), event.type, user_id, session_id, event.ip, stored]
+        )[1:-1]
+        inserted = (
+            await self._db.execute(
+                _APPEND_ONE,
+                {
+                    "event_occurred_at": occurred,
+                    "event_type": event.type,
+                    "event_user_id": event.user_id,
+                    "event_session_id": event.session_id,
+                    "event_ip": event.ip,
+                    "event_data": stored,
+                    "middle": "," + middle + ',"',
+                },
+            )
+        ).one()
+        row = AuditEventRow(
+            id=inserted.id,
+            occurred_at=occurred,
+            type=event.type,
+            user_id=event.user_id,
+            session_id=event.session_id,
+            ip=event.ip,
+            data=stored,
+            prev_hash=inserted.prev_hash,
+            hash=inserted.hash,
+        )
+        if row_hash(row) != inserted.hash:
+            # Never commit a row the verifier would reject (raising rolls the work back).
+            raise RuntimeError("audit row hashed differently in SQL and Python")
+        return row
 
     async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
         return await self.search(AuditFilter(user_id=user_id), limit=limit, before_id=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,6 +50,15 @@ def _metadata(client: OAuthClient) -> dict[str, object]:
     }
 
 
+# Built once (every client authentication at the token, introspection and revocation
+# endpoints): only the parameter changes.
+_BY_CLIENT_ID = (
+    select(OAuthClientRow)
+    .where(OAuthClientRow.client_id == bindparam("client_id"))
+    .execution_options(populate_existing=True)
+)
+
+
 class SqlOAuthClientRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
@@ -78,11 +87,7 @@ class SqlOAuthClientRepository:
         return frozenset(origin for origins in rows for origin in origins or ())
 
     async def find(self, client_id: str) -> tuple[OAuthClient, str | None] | None:
-        row = await self._db.scalar(
-            select(OAuthClientRow)
-            .where(OAuthClientRow.client_id == client_id)
-            .execution_options(populate_existing=True)
-        )
+        row = await self._db.scalar(_BY_CLIENT_ID, {"client_id": client_id})
         return (_client(row), row.secret_digest) if row else None
 
     async def page(self, *, limit: int, after: tuple[datetime, str] | None) -> list[OAuthClient]:

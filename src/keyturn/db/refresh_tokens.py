@@ -1,21 +1,98 @@
-"""Refresh tokens: digests only; rotation claimed by compare-and-set (one successor)."""
+"""Refresh tokens: digests only; rotation claimed by compare-and-set (one successor).
+
+The rotation's hot path is two statements (DESIGN.md section 4, issue 7): one read of the
+token with its session and user (:meth:`SqlRefreshTokenRepository.find_with_session`),
+then one write that claims the token, inserts its successor and touches the session
+(:meth:`SqlRefreshTokenRepository.rotate`; one statement on PostgreSQL, three on SQLite,
+where a statement is no network round trip).
+"""
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import (
     RefreshTokenRow,
+    RoleRow,
+    SessionRow,
+    UserRoleRow,
+    UserRow,
 )
+from keyturn.db.repositories import _session, _user
 from keyturn.db.types import affected
 from keyturn.domain import (
     RefreshToken,
+    Session,
+    User,
 )
+
+# Built once (every refresh): the token, its session and its user with the roles joined
+# in, one row per role. Only the digests change.
+_TOKEN_WITH_SESSION = (
+    select(RefreshTokenRow, SessionRow, UserRow, RoleRow.name)
+    .join(SessionRow, SessionRow.id == RefreshTokenRow.session_id)
+    .join(UserRow, UserRow.id == SessionRow.user_id)
+    .outerjoin(UserRoleRow, UserRoleRow.user_id == UserRow.id)
+    .outerjoin(RoleRow, RoleRow.id == UserRoleRow.role_id)
+    .where(RefreshTokenRow.digest.in_(bindparam("digests", expanding=True)))
+    .order_by(RoleRow.name)
+    .execution_options(populate_existing=True)
+)
+
+
+def _rotate_statement() -> Any:
+    """The PostgreSQL rotation of :meth:`SqlRefreshTokenRepository.rotate`, built once.
+
+    The claim's WHERE is the lock, as in ``mark_rotated``; the session touch and the
+    successor's INSERT select from the claim, so they happen only for the caller that won
+    it. Core tables, not the mapped classes: executed with a parameter dict, an ORM
+    INSERT would become a bulk INSERT ... VALUES. No parameter is named like a column:
+    Core would add such a key to the UPDATE's SET clause.
+    """
+    tokens = typing.cast(Table, RefreshTokenRow.__table__)
+    sessions = typing.cast(Table, SessionRow.__table__)
+    claimed = (
+        update(tokens)
+        .where(
+            tokens.c.id == bindparam("token_id", type_=tokens.c.id.type),
+            tokens.c.rotated_at.is_(None),
+        )
+        .values(rotated_at=bindparam("now", type_=tokens.c.rotated_at.type))
+        .returning(tokens.c.id, tokens.c.session_id)
+        .cte("claimed")
+    )
+    touched = (
+        update(sessions)
+        .where(sessions.c.id.in_(select(claimed.c.session_id)))
+        .values(last_seen_at=bindparam("now", type_=sessions.c.last_seen_at.type))
+        .cte("touched")
+    )
+    return (
+        insert(tokens)
+        .from_select(
+            ["id", "session_id", "digest", "parent_id", "generation", "created_at"],
+            select(
+                bindparam("successor_id", type_=tokens.c.id.type),
+                claimed.c.session_id,
+                bindparam("new_digest", type_=tokens.c.digest.type),
+                claimed.c.id,
+                bindparam("new_generation", type_=tokens.c.generation.type),
+                bindparam("new_created_at", type_=tokens.c.created_at.type),
+            ),
+        )
+        .returning(tokens.c.id)
+        .add_cte(touched)
+    )
+
+
+_ROTATE = _rotate_statement()
 
 
 def _refresh(row: RefreshTokenRow) -> RefreshToken:
@@ -46,6 +123,47 @@ class SqlRefreshTokenRepository:
             )
         )
         await self._db.flush()
+
+    async def find_with_session(
+        self, digests: Sequence[str]
+    ) -> tuple[RefreshToken, Session, User] | None:
+        """The token with one of ``digests``, its session and its user: one statement."""
+        rows = (await self._db.execute(_TOKEN_WITH_SESSION, {"digests": list(digests)})).all()
+        if not rows:
+            return None
+        token, session, user, _ = rows[0]
+        # A digest is unique, so every row is the same token; the roles vary.
+        roles = tuple(name for *_, name in rows if name is not None)
+        return _refresh(token), _session(session), _user(user, roles)
+
+    async def rotate(
+        self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime
+    ) -> bool:
+        """Claims ``token`` (compare-and-set on ``rotated_at``), inserts ``successor`` and
+        touches the session, atomically. True for exactly one caller; nothing written for
+        the others.
+        """
+        if self._db.get_bind().dialect.name != "postgresql":
+            # SQLite: the write lock is held from BEGIN IMMEDIATE and a statement costs no
+            # round trip, so the plain steps are as atomic and as cheap.
+            if not await self.mark_rotated(token.id, now):
+                return False
+            await self.add(successor, digest)
+            await self._db.execute(
+                update(SessionRow).where(SessionRow.id == token.session_id).values(last_seen_at=now)
+            )
+            return True
+        # PostgreSQL: one statement with data-modifying CTEs (one round trip instead of
+        # three; see _rotate_statement).
+        params = {
+            "token_id": token.id,
+            "now": now,
+            "successor_id": successor.id,
+            "new_digest": digest,
+            "new_generation": successor.generation,
+            "new_created_at": successor.created_at,
+        }
+        return (await self._db.execute(_ROTATE, params)).first() is not None
 
     async def find(self, digests: Sequence[str]) -> RefreshToken | None:
         row = await self._db.scalar(

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, union, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from keyturn.db.models import (
+    RefreshTokenRow,
     RoleRow,
     SessionRow,
     UserRoleRow,
@@ -20,6 +34,7 @@ from keyturn.db.models import (
 )
 from keyturn.db.types import affected
 from keyturn.domain import (
+    RefreshToken,
     Session,
     User,
 )
@@ -249,6 +264,58 @@ def _session(row: SessionRow) -> Session:
     )
 
 
+_SESSION_FIELDS = (
+    "id",
+    "user_id",
+    "created_at",
+    "last_seen_at",
+    "expires_at",
+    "auth_time",
+    "amr",
+    "ip",
+    "user_agent",
+    "client_id",
+    "scope",
+    "consent_id",
+)
+
+
+def _session_with_refresh_token() -> Any:
+    """``WITH s AS (INSERT INTO sessions ... RETURNING id) INSERT INTO refresh_tokens
+    SELECT ... FROM s``, built once (PostgreSQL; every login).
+
+    Core tables and parameters named ``s_*`` / ``t_*``: with a parameter dict an ORM
+    insert would become a bulk insert, and a key named like a column would join VALUES.
+    """
+    sessions = typing.cast(Table, SessionRow.__table__)
+    tokens = typing.cast(Table, RefreshTokenRow.__table__)
+    new_session = (
+        insert(sessions)
+        .values(
+            {name: bindparam(f"s_{name}", type_=sessions.c[name].type) for name in _SESSION_FIELDS}
+        )
+        .returning(sessions.c.id)
+        .cte("new_session")
+    )
+    return (
+        insert(tokens)
+        .from_select(
+            ["id", "session_id", "digest", "generation", "created_at"],
+            select(
+                bindparam("t_id", type_=tokens.c.id.type),
+                new_session.c.id,
+                bindparam("t_digest", type_=tokens.c.digest.type),
+                bindparam("t_generation", type_=tokens.c.generation.type),
+                bindparam("t_created", type_=tokens.c.created_at.type),
+            ),
+        )
+        .add_cte(new_session)
+    )
+
+
+_SESSION_WITH_REFRESH_TOKEN = _session_with_refresh_token()
+
+
 class SqlSessionRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
@@ -390,3 +457,34 @@ class SqlSessionRepository:
                 .values(revoked_at=now, revoke_reason=reason)
             )
         return ids
+
+    async def add_with_refresh_token(
+        self, session: Session, token: RefreshToken, digest: str
+    ) -> None:
+        """Stores a new session and its first refresh token (a login): on PostgreSQL in
+        one statement (a data-modifying CTE; one round trip instead of two)."""
+        if self._db.get_bind().dialect.name != "postgresql":
+            # SQLite: a statement costs no round trip; the plain inserts.
+            await self.add(session)
+            self._db.add(
+                RefreshTokenRow(
+                    id=token.id,
+                    session_id=token.session_id,
+                    digest=digest,
+                    parent_id=token.parent_id,
+                    generation=token.generation,
+                    created_at=token.created_at,
+                    rotated_at=token.rotated_at,
+                )
+            )
+            await self._db.flush()
+            return
+        params = {f"s_{name}": getattr(session, name) for name in _SESSION_FIELDS}
+        params["s_amr"] = list(session.amr)
+        params.update(
+            t_id=token.id,
+            t_digest=digest,
+            t_generation=token.generation,
+            t_created=token.created_at,
+        )
+        await self._db.execute(_SESSION_WITH_REFRESH_TOKEN, params)

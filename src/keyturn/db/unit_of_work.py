@@ -3,7 +3,9 @@
 A request that only reads can say so with :func:`read_only` around its use case: on
 PostgreSQL its units of work then run on an autocommit session (each SELECT is one round
 trip; no BEGIN / ROLLBACK), which refuses any write. Elsewhere, and on SQLite, nothing
-changes.
+changes. A service whose use case reads in one unit of work and writes in another (client
+authentication, the user lookup before a password hash) gets a second factory whose
+units of work are built with ``read_only=True`` and so always read that way.
 """
 
 from __future__ import annotations
@@ -67,13 +69,16 @@ class SqlUnitOfWork:
         self,
         sessions: async_sessionmaker[AsyncSession],
         read_sessions: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions
+        self._read_only = read_only
         self._db: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
-        if self._read_sessions is not None and _READ_ONLY.get():
+        if self._read_sessions is not None and (self._read_only or _READ_ONLY.get()):
             db = self._read_sessions()
         else:
             db = self._sessions()

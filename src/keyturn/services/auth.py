@@ -58,9 +58,12 @@ class AuthService:
         mail: AccountMail,
         verify_ttl: int,
         guard: CredentialGuard,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._guard = guard
         self._uow_factory = uow_factory
+        # Units of work that only read (one round trip per SELECT where the store allows).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._digester = Digester(key_ring, "refresh-token")
@@ -132,10 +135,12 @@ class AuthService:
         user, new_hash = await self._check_password(email, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            session = await self._open_session(uow, user, new_hash, client, now, channel="api")
-            refresh_token = await self._add_refresh_token(uow, session)
+            session, refresh_token = await self._open_session(
+                uow, user, new_hash, client, now, channel="api", refresh=True
+            )
             await uow.commit()
         LOGINS.labels("success").inc()
+        assert refresh_token is not None  # noqa: S101  (refresh=True always mints one)
         return self._pair(user, session, refresh_token)
 
     async def login_browser(self, email: str, password: str, client: ClientInfo) -> Session:
@@ -147,7 +152,7 @@ class AuthService:
         user, new_hash = await self._check_password(email, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            session = await self._open_session(uow, user, new_hash, client, now, channel="ui")
+            session, _ = await self._open_session(uow, user, new_hash, client, now, channel="ui")
             await uow.commit()
         LOGINS.labels("success").inc()
         return session
@@ -162,7 +167,8 @@ class AuthService:
         """
         email = normalize_email(email)
         await self._guard.before(email, client)
-        async with self._uow_factory() as uow:
+        # A pure read: the session and audit writes come after the hash, in their own unit.
+        async with self._read_uow_factory() as uow:
             user = await uow.users.get_by_email(email)
         now = utcnow()
         # A locked account does the same work and answers exactly like a wrong password.
@@ -199,11 +205,12 @@ class AuthService:
         now: datetime,
         *,
         channel: str,
-    ) -> Session:
+        refresh: bool = False,
+    ) -> tuple[Session, str | None]:
         if new_hash is not None:
             # Transparent upgrade of imported bcrypt or older argon2 parameters.
             await uow.users.set_password_hash(user.id, new_hash, now)
-        session = await self._start_session(uow, user, client, now)
+        session, refresh_token = await self._start_session(uow, user, client, now, refresh)
         await uow.audit.record(
             "login.succeeded",
             now=now,
@@ -212,11 +219,11 @@ class AuthService:
             ip=client.ip,
             data={"factor": "pwd", "channel": channel},
         )
-        return session
+        return session, refresh_token
 
     async def _start_session(
-        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime
-    ) -> Session:
+        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime, refresh: bool
+    ) -> tuple[Session, str | None]:
         session = Session(
             id=uuid.uuid4(),
             user_id=user.id,
@@ -228,8 +235,13 @@ class AuthService:
             ip=client.ip,
             user_agent=(client.user_agent or "")[:512] or None,
         )
-        await uow.sessions.add(session)
-        return session
+        if not refresh:
+            await uow.sessions.add(session)
+            return session, None
+        # The session and its first refresh token in one write (one round trip).
+        value, token = self._first_refresh_token(session)
+        await uow.sessions.add_with_refresh_token(session, token, self._digester.digest(value))
+        return session, value
 
     async def open_grant(self, uow: UnitOfWork, session: Session, *, refresh: bool) -> str | None:
         """Stores an OAuth grant session (``session.client_id`` set) in ``uow``.
@@ -244,7 +256,11 @@ class AuthService:
         return await self._add_refresh_token(uow, session) if refresh else None
 
     async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
-        value = new_token()
+        value, token = self._first_refresh_token(session)
+        await uow.refresh_tokens.add(token, self._digester.digest(value))
+        return value
+
+    def _first_refresh_token(self, session: Session) -> tuple[str, RefreshToken]:
         token = RefreshToken(
             id=uuid.uuid4(),
             session_id=session.id,
@@ -253,8 +269,7 @@ class AuthService:
             created_at=session.created_at,
             rotated_at=None,
         )
-        await uow.refresh_tokens.add(token, self._digester.digest(value))
-        return value
+        return new_token(), token
 
     def _pair(self, user: User, session: Session, refresh_token: str) -> TokenPair:
         return TokenPair(
@@ -315,49 +330,46 @@ class AuthService:
             raise InvalidRefreshToken
         now = utcnow()
         async with self._uow_factory() as uow:
-            token = await uow.refresh_tokens.find(self._digester.candidates(refresh_token))
-            session = await uow.sessions.get(token.session_id) if token else None
-            user = await uow.users.get(session.user_id) if session else None
+            # Two statements on the hot path: this read (token, session, user at once)
+            # and the rotation below (claim, successor, session touch at once).
+            found = await uow.refresh_tokens.find_with_session(
+                self._digester.candidates(refresh_token)
+            )
             # A locked account refreshes nothing: the lock holds on every pathway.
             # A token is bound to its client (RFC 6749 section 6): another client's token,
             # or a first-party token at /oauth2/token, answers like an unknown one.
-            if (
-                token is None
-                or session is None
-                or session.client_id != client_id
-                or user is None
-                or user.disabled
-                or user.locked(now)
-            ):
+            if found is None:
+                REFRESHES.labels("invalid").inc()
+                raise InvalidRefreshToken
+            token, session, user = found
+            if session.client_id != client_id or user.disabled or user.locked(now):
                 REFRESHES.labels("invalid").inc()
                 raise InvalidRefreshToken
             if not self._live(session, now):
                 REFRESHES.labels("expired").inc()
                 raise InvalidRefreshToken("The session has expired or was ended.")
-            if token.rotated_at is None and await uow.refresh_tokens.mark_rotated(token.id, now):
-                successor = derive_successor_token(self._successor_keys[0], refresh_token)
-                await uow.refresh_tokens.add(
-                    RefreshToken(
-                        id=uuid.uuid4(),
-                        session_id=session.id,
-                        parent_id=token.id,
-                        generation=token.generation + 1,
-                        created_at=now,
-                        rotated_at=None,
-                    ),
-                    self._digester.digest(successor),
-                )
-                await uow.sessions.touch(session.id, now)
+            successor = derive_successor_token(self._successor_keys[0], refresh_token)
+            next_token = RefreshToken(
+                id=uuid.uuid4(),
+                session_id=session.id,
+                parent_id=token.id,
+                generation=token.generation + 1,
+                created_at=now,
+                rotated_at=None,
+            )
+            if token.rotated_at is None and await uow.refresh_tokens.rotate(
+                token, next_token, self._digester.digest(successor), now
+            ):
                 await uow.commit()
                 REFRESHES.labels("rotated").inc()
                 return user, session, successor
             # Already rotated (maybe by a concurrent request that just won the race).
-            token = await uow.refresh_tokens.get(token.id)
-            replay = await self._grace_successor(uow, token, refresh_token, now)
+            current = await uow.refresh_tokens.get(token.id)
+            replay = await self._grace_successor(uow, current, refresh_token, now)
             if replay is not None:
                 REFRESHES.labels("grace").inc()
                 return user, session, replay
-            await self._revoke_family(uow, session, token, client, now)
+            await self._revoke_family(uow, session, current, client, now)
         await self._access_tokens.deny([session.id])
         REFRESHES.labels("reuse").inc()
         REUSE_DETECTIONS.inc()

@@ -169,8 +169,11 @@ class ClientService:
         guard: CredentialGuard,
         key_ring: KeyRing,
         id_token_algs: Sequence[str],
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        # Units of work that only read (one round trip per SELECT where the store allows).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._authorizer = authorizer
         self._id_token_algs = tuple(id_token_algs)
         self._guard = guard
@@ -309,7 +312,8 @@ class ClientService:
         known = CLIENT_ID_SHAPE.match(client_id) is not None
         found = None
         if known:
-            async with self._uow_factory() as uow:
+            # A pure read: the failure path below writes in its own unit of work.
+            async with self._read_uow_factory() as uow:
                 found = await uow.clients.find(client_id)
         stored = found[1] if found is not None and found[1] is not None else self._dummy_digest
         # Equal work whoever asks: the digests are computed and compared for every call.

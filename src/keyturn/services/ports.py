@@ -109,10 +109,26 @@ class SessionRepository(Protocol):
     ) -> list[uuid.UUID]:
         """Revokes every live grant session opened under the consent; returns their ids."""
 
+    async def add_with_refresh_token(
+        self, session: Session, token: RefreshToken, digest: str
+    ) -> None:
+        """Stores a new session and its first refresh token together."""
+
 
 class RefreshTokenRepository(Protocol):
     async def add(self, token: RefreshToken, digest: str) -> None: ...
     async def find(self, digests: Sequence[str]) -> RefreshToken | None: ...
+    async def find_with_session(
+        self, digests: Sequence[str]
+    ) -> tuple[RefreshToken, Session, User] | None:
+        """The token, its session and its user in one read."""
+
+    async def rotate(
+        self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime
+    ) -> bool:
+        """Claims ``token``, stores ``successor`` and touches the session, atomically:
+        True for exactly one caller (the others write nothing)."""
+
     async def get(self, token_id: uuid.UUID) -> RefreshToken | None: ...
     async def mark_rotated(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Atomically claims the right to rotate: True for exactly one caller."""
