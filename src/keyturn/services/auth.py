@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -293,7 +294,12 @@ class AuthService:
         return self._pair(user, session, successor)
 
     async def rotate(
-        self, refresh_token: str, client: ClientInfo, *, client_id: str | None
+        self,
+        refresh_token: str,
+        client: ClientInfo,
+        *,
+        client_id: str | None,
+        check: Callable[[Session], None] | None = None,
     ) -> tuple[User, Session, str]:
         """The one refresh-token rotation (DESIGN.md section 4), first-party and OAuth alike.
 
@@ -303,6 +309,9 @@ class AuthService:
             client_id: The OAuth client the token must belong to (``/oauth2/token``), or
                 None for a first-party token (``/v1/auth/refresh``). A token of another
                 client, or of the other kind, is refused like an unknown one.
+            check: Runs on the live session before anything is written; what it raises
+                ends the request with the token unrotated (``/oauth2/token`` checks the
+                requested scope here, so a refused scope never costs the client its token).
 
         Returns:
             The user, the session and the successor token (the same successor again when
@@ -315,7 +324,7 @@ class AuthService:
         # Refresh tokens are credentials too: failures per IP are throttled like passwords.
         await self._guard.before(REFRESH_ACCOUNT, client)
         try:
-            return await self._rotate(refresh_token, client, client_id)
+            return await self._rotate(refresh_token, client, client_id, check)
         except InvalidRefreshToken:
             await self._guard.failed(
                 REFRESH_ACCOUNT, None, client, event="refresh.failed", factor="refresh_token"
@@ -323,7 +332,11 @@ class AuthService:
             raise
 
     async def _rotate(
-        self, refresh_token: str, client: ClientInfo, client_id: str | None
+        self,
+        refresh_token: str,
+        client: ClientInfo,
+        client_id: str | None,
+        check: Callable[[Session], None] | None,
     ) -> tuple[User, Session, str]:
         if not REFRESH_TOKEN_SHAPE.match(refresh_token):
             REFRESHES.labels("invalid").inc()
@@ -348,6 +361,8 @@ class AuthService:
             if not self._live(session, now):
                 REFRESHES.labels("expired").inc()
                 raise InvalidRefreshToken("The session has expired or was ended.")
+            if check is not None:
+                check(session)
             successor = derive_successor_token(self._successor_keys[0], refresh_token)
             next_token = RefreshToken(
                 id=uuid.uuid4(),

@@ -146,7 +146,11 @@ class TokenService:
                 # Another client's code answers like an unknown one (section 4.1.3).
                 raise InvalidGrant("The authorization code is not valid.")
             if not await uow.authorization_codes.consume(code.id, now):
-                await self._replayed(uow, code, info, now)
+                # Read it again: a concurrent winner may have committed after our first
+                # read (our UPDATE waited for its row lock), and only the fresh row names
+                # the session the winner opened, which this replay must revoke.
+                spent = await uow.authorization_codes.find(self._codes.candidates(value))
+                await self._replayed(uow, spent or code, info, now)
                 raise InvalidGrant("The authorization code was already used.")
             # From here on the code is spent, whatever fails (a failed PKCE check burns
             # it: authentik CVE-2023-48228, RFC 9700 section 4.8).
@@ -311,23 +315,24 @@ class TokenService:
         value = form.get("refresh_token", "")
         if not value:
             raise OAuthInvalidRequest("The refresh_token parameter is missing.")
+        requested = form.get("scope")
+        wanted = frozenset(requested.split(" ")) if requested else None
+
+        def within_grant(session: Session) -> None:
+            # Section 6: narrower is allowed, wider never; checked before the rotation.
+            granted = frozenset((session.scope or "").split())
+            if wanted is not None and ("" in wanted or not wanted <= granted):
+                raise InvalidScopeRequest("The scope exceeds what was granted.")
+
         try:
             # The one rotation of DESIGN.md section 4 (grace, reuse, lifetimes), bound to
             # this client.
             user, session, successor = await self._auth.rotate(
-                value, info, client_id=client.client_id
+                value, info, client_id=client.client_id, check=within_grant
             )
         except InvalidRefreshToken as exc:
             raise InvalidGrant(exc.detail) from exc
-        granted = frozenset((session.scope or "").split())
-        requested = form.get("scope")
-        scope = session.scope or ""
-        if requested:
-            wanted = frozenset(requested.split(" "))
-            # Section 6: narrower is allowed, wider never.
-            if "" in wanted or not wanted <= granted:
-                raise InvalidScopeRequest("The scope exceeds what was granted.")
-            scope = " ".join(sorted(wanted))
+        scope = " ".join(sorted(wanted)) if wanted is not None else session.scope or ""
         access = self._access_tokens.issue_for_client(
             subject=str(user.id), client_id=client.client_id, scope=scope, session=session
         )
