@@ -123,6 +123,25 @@ async def token(
     return await client.post("/oauth2/token", data={"client_id": oauth_client["client_id"], **form})
 
 
+async def authorize_and_redeem(
+    client: httpx.AsyncClient, oauth_client: dict[str, Any], **extra: str | None
+) -> httpx.Response:
+    """/oauth2/authorize with PKCE S256 for the signed-in browser (consenting when asked),
+    then the code at /oauth2/token; the token endpoint's answer."""
+    verifier, challenge = pkce_pair()
+    code, _ = await code_for(
+        client, oauth_client, code_challenge=challenge, code_challenge_method="S256", **extra
+    )
+    return await token(
+        client,
+        oauth_client,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=oauth_client["redirect_uris"][0],
+        code_verifier=verifier,
+    )
+
+
 @dataclass(frozen=True)
 class Grant:
     """One finished code flow for a fresh user.
@@ -168,22 +187,7 @@ async def grant(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
         email = await signed_in(browser, name=name)
-        verifier, challenge = pkce_pair()
-        code, _ = await code_for(
-            browser,
-            oauth_client,
-            scope=scope,
-            code_challenge=challenge,
-            code_challenge_method="S256",
-        )
-        answer = await token(
-            browser,
-            oauth_client,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=oauth_client["redirect_uris"][0],
-            code_verifier=verifier,
-        )
+        answer = await authorize_and_redeem(browser, oauth_client, scope=scope)
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     now = utcnow()

@@ -25,6 +25,7 @@ from keyturn.domain import utcnow
 from oauth_helpers import (
     REDIRECT,
     auth_params,
+    authorize_and_redeem,
     code_for,
     consent,
     pkce_pair,
@@ -58,18 +59,7 @@ async def test_id_token_uses_the_clients_registered_algorithm(
     id_token_signed_response_alg; at_hash uses that algorithm's hash (section 3.1.3.6)."""
     oauth_client = await register(app, client, id_token_signed_response_alg="ES256")
     await signed_in(client)
-    verifier, challenge = pkce_pair()
-    code, _ = await code_for(
-        client, oauth_client, code_challenge=challenge, code_challenge_method="S256"
-    )
-    answer = await token(
-        client,
-        oauth_client,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=REDIRECT,
-        code_verifier=verifier,
-    )
+    answer = await authorize_and_redeem(client, oauth_client)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     claims = await verify_id_token(

@@ -15,7 +15,7 @@ from conftest import SettingsFactory
 from helpers import lifespan
 from keyturn.app import create_app
 from keyturn.domain import utcnow
-from oauth_helpers import code_for, pkce_pair, register, signed_in, token
+from oauth_helpers import code_for, register, signed_in, token
 
 pytestmark = pytest.mark.anyio
 
@@ -28,19 +28,16 @@ async def stored(app: FastAPI, code: str) -> bool:
 
 
 async def new_code(app: FastAPI, client: httpx.AsyncClient) -> str:
-    oauth_client = await register(app, client)
+    # Without PKCE: the subject here is the stored row, not the flow's checks.
+    oauth_client = await register(app, client, require_pkce=False)
     await signed_in(client)
-    verifier, challenge = pkce_pair()
-    code, _ = await code_for(
-        client, oauth_client, code_challenge=challenge, code_challenge_method="S256"
-    )
+    code, _ = await code_for(client, oauth_client)
     redeemed = await token(
         client,
         oauth_client,
         grant_type="authorization_code",
         code=code,
         redirect_uri=oauth_client["redirect_uris"][0],
-        code_verifier=verifier,
     )
     assert redeemed.status_code == 200, redeemed.text
     return code

@@ -17,7 +17,15 @@ import pytest
 from fastapi import FastAPI
 
 from helpers import PASSWORD, bearer
-from oauth_helpers import auth_params, code_for, pkce_pair, register, signed_in, token
+from oauth_helpers import (
+    auth_params,
+    authorize_and_redeem,
+    code_for,
+    pkce_pair,
+    register,
+    signed_in,
+    token,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -29,22 +37,7 @@ async def grant(
     client: httpx.AsyncClient, oauth_client: dict[str, Any], scope: str = OFFLINE
 ) -> dict[str, Any]:
     """Authorization code + PKCE for the signed-in browser; the token endpoint's answer."""
-    verifier, challenge = pkce_pair()
-    code, _ = await code_for(
-        client,
-        oauth_client,
-        scope=scope,
-        code_challenge=challenge,
-        code_challenge_method="S256",
-    )
-    answer = await token(
-        client,
-        oauth_client,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=oauth_client["redirect_uris"][0],
-        code_verifier=verifier,
-    )
+    answer = await authorize_and_redeem(client, oauth_client, scope=scope)
     assert answer.status_code == 200, answer.text
     tokens: dict[str, Any] = answer.json()
     return tokens

@@ -25,7 +25,7 @@ from keyturn.db.models import (
     UserRoleRow,
     UserRow,
 )
-from keyturn.db.repositories import _session, _user
+from keyturn.db.repositories import _session, _user, refresh_token_row
 from keyturn.db.types import affected
 from keyturn.domain import (
     RefreshToken,
@@ -111,17 +111,7 @@ class SqlRefreshTokenRepository:
         self._db = db
 
     async def add(self, token: RefreshToken, digest: str) -> None:
-        self._db.add(
-            RefreshTokenRow(
-                id=token.id,
-                session_id=token.session_id,
-                digest=digest,
-                parent_id=token.parent_id,
-                generation=token.generation,
-                created_at=token.created_at,
-                rotated_at=token.rotated_at,
-            )
-        )
+        self._db.add(refresh_token_row(token, digest))
         await self._db.flush()
 
     async def find_with_session(

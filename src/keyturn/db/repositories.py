@@ -316,6 +316,18 @@ def _session_with_refresh_token() -> Any:
 _SESSION_WITH_REFRESH_TOKEN = _session_with_refresh_token()
 
 
+def refresh_token_row(token: RefreshToken, digest: str) -> RefreshTokenRow:
+    return RefreshTokenRow(
+        id=token.id,
+        session_id=token.session_id,
+        digest=digest,
+        parent_id=token.parent_id,
+        generation=token.generation,
+        created_at=token.created_at,
+        rotated_at=token.rotated_at,
+    )
+
+
 class SqlSessionRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
@@ -466,17 +478,7 @@ class SqlSessionRepository:
         if self._db.get_bind().dialect.name != "postgresql":
             # SQLite: a statement costs no round trip; the plain inserts.
             await self.add(session)
-            self._db.add(
-                RefreshTokenRow(
-                    id=token.id,
-                    session_id=token.session_id,
-                    digest=digest,
-                    parent_id=token.parent_id,
-                    generation=token.generation,
-                    created_at=token.created_at,
-                    rotated_at=token.rotated_at,
-                )
-            )
+            self._db.add(refresh_token_row(token, digest))
             await self._db.flush()
             return
         params = {f"s_{name}": getattr(session, name) for name in _SESSION_FIELDS}
