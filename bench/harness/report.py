@@ -136,6 +136,19 @@ def show(
     )
 
 
+def _variant(options: Mapping[str, Any]) -> str:
+    parts = []
+    if options.get("quick"):
+        parts.append("quick")
+    if options.get("users", 100_000) != 100_000:
+        parts.append(f"users{options['users']}")
+    if options.get("workers", 1) != 1:
+        parts.append(f"workers{options['workers']}")
+    if options.get("server", "uvicorn") != "uvicorn":
+        parts.append(str(options["server"]))
+    return "".join(f"-{part}" for part in parts)
+
+
 def write(
     directory: Path,
     results: list[Measured],
@@ -144,9 +157,14 @@ def write(
     targets: list[Target],
     facts: Mapping[str, Any],
 ) -> list[Path]:
-    """One JSON file per scenario plus ``<date>-summary.json``; returns the paths."""
+    """One JSON file per scenario plus ``<date>[-variant]-summary.json``; returns the paths.
+
+    A run that is not the default shape (users, workers, server, quick) carries a variant
+    in its names, so the 1,000,000-user or granian run of a day does not overwrite that
+    day's default run (which the scale comparison reads).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    date = datetime.now(UTC).strftime("%Y-%m-%d") + _variant(facts.get("options", {}))
     common = {"written_at": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
     paths = []
     for measured in results:
