@@ -190,21 +190,11 @@ async def main(server: str, requests: int, redis_url: str | None) -> None:
                 for _ in range(20):  # warm the statement caches
                     assert (await http.get("/v1/me", headers=headers)).status_code == 200
                 _patch()
-                COUNTS.clear()
-                cpu = time.process_time()
-                for _ in range(requests):
+
+                async def get_me() -> None:
                     assert (await http.get("/v1/me", headers=headers)).status_code == 200
-                cpu_me = (time.process_time() - cpu) / requests
-                _report("GET /v1/me", requests)
-                # Python function calls per request: a count, so the machine's load does
-                # not move it (the httpx client's own calls are included, same in A and B).
-                profile = cProfile.Profile()
-                profile.enable()
-                for _ in range(100):
-                    await http.get("/v1/me", headers=headers)
-                profile.disable()
-                calls = pstats.Stats(profile).total_calls / 100  # type: ignore[attr-defined]
-                print(f"GET /v1/me: {calls:.0f} Python function calls per request (in process)")
+
+                await _measure("GET /v1/me", requests, get_me)
                 COUNTS.clear()
                 logins = max(requests // 4, 10)
                 LOCK["holds"].clear()
@@ -221,9 +211,6 @@ async def main(server: str, requests: int, redis_url: str | None) -> None:
                     f"round trips after taking it (COMMIT included); held median "
                     f"{statistics.median(holds) * 1000:.2f} ms, p90 "
                     f"{holds[int(len(holds) * 0.9)] * 1000:.2f} ms (wall clock, in process)"
-                )
-                print(
-                    f"in-process CPU per GET /v1/me (with the httpx client): {cpu_me * 1e3:.2f} ms"
                 )
                 auth = await _oauth_client(application, http)
 
