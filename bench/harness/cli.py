@@ -66,4 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     report.show(measured, outcome.pending, ratios, targets, facts)
     for path in report.write(opts.results_dir, measured, outcome.pending, ratios, targets, facts):
         console.print(f"wrote {path}")
+    # Issue 7: no scenario may answer with errors (none of them expects any): the report is
+    # written for diagnosis, and the run still fails.
+    errored = [m.scenario.title for m in measured if any(run.failed for run in m.runs)]
+    if errored:
+        console.print(f"[red]scenarios with failed requests:[/red] {', '.join(errored)}")
+        return 3
     return 0
