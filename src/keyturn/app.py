@@ -7,8 +7,7 @@ process and closes them on shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +72,7 @@ from keyturn.services.oauth_cors import OAuthCorsOrigins
 from keyturn.services.oauth_tokens import OAuthTokenService
 from keyturn.services.one_time_tokens import OneTimeTokens
 from keyturn.services.outbox import MailOutbox, OutboxWorker
+from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
 from keyturn.services.roles import RoleService
@@ -366,21 +366,6 @@ async def _restore_deny_list(services: Services) -> None:
         log.warning("deny_list_restore_deferred")
 
 
-async def _every(
-    seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]], failure: str
-) -> None:
-    """Runs ``job`` every ``seconds`` until ``stop``; a failed round is logged, not fatal."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-        if stop.is_set():
-            return
-        try:
-            await job()
-        except Exception:  # the loop outlives a database outage; the next round retries
-            log.exception(failure)
-
-
 def create_app(settings: Settings) -> FastAPI:
     """Builds the ASGI application for ``settings``; nothing connects until startup."""
 
@@ -413,7 +398,7 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             )
             code_pruning = asyncio.create_task(
-                _every(
+                every(
                     settings.code_prune_seconds,
                     stop,
                     services.authorizations.prune_codes,

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, signup_login
+from helpers import PASSWORD, bearer, lifespan, running_app, signup_login
 from keyturn.app import create_app
 from keyturn.db.engine import (
     ReadOnlyViolation,
@@ -78,16 +78,13 @@ def quiet(make_settings: SettingsFactory, **overrides: Any) -> Any:
 async def test_get_me_costs_one_statement_and_no_transaction(
     make_settings: SettingsFactory, backend: str
 ) -> None:
-    application = create_app(quiet(make_settings))
-    async with lifespan(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            headers = bearer((await signup_login(http))["access_token"])
-            assert (await http.get("/v1/me", headers=headers)).status_code == 200  # warm-up
-            with counting() as counts:
-                for _ in range(5):
-                    answer = await http.get("/v1/me", headers=headers)
-                    assert answer.status_code == 200, answer.text
+    async with running_app(quiet(make_settings)) as http:
+        headers = bearer((await signup_login(http))["access_token"])
+        assert (await http.get("/v1/me", headers=headers)).status_code == 200  # warm-up
+        with counting() as counts:
+            for _ in range(5):
+                answer = await http.get("/v1/me", headers=headers)
+                assert answer.status_code == 200, answer.text
     # One primary-key read (roles joined in) per request.
     assert counts["statements"] == 5, counts
     if backend == "postgres":
@@ -113,14 +110,11 @@ async def test_postgresql_connections_are_not_pinged_on_checkout(
 async def test_session_list_and_export_are_read_only_and_still_work(
     make_settings: SettingsFactory, backend: str
 ) -> None:
-    application = create_app(quiet(make_settings))
-    async with lifespan(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            headers = bearer((await signup_login(http))["access_token"])
-            with counting() as counts:
-                sessions = await http.get("/v1/me/sessions", headers=headers)
-                export = await http.get("/v1/me/export", headers=headers)
+    async with running_app(quiet(make_settings)) as http:
+        headers = bearer((await signup_login(http))["access_token"])
+        with counting() as counts:
+            sessions = await http.get("/v1/me/sessions", headers=headers)
+            export = await http.get("/v1/me/export", headers=headers)
     assert sessions.status_code == 200, sessions.text
     assert len(sessions.json()["items"]) == 1
     assert export.status_code == 200, export.text
@@ -265,16 +259,13 @@ async def test_client_credentials_reads_the_client_without_a_transaction(
 async def test_refresh_rotation_costs_two_statements(
     make_settings: SettingsFactory, backend: str
 ) -> None:
-    application = create_app(quiet(make_settings))
-    async with lifespan(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            token = (await signup_login(http))["refresh_token"]
-            with counting() as counts:
-                for _ in range(3):
-                    answer = await http.post("/v1/auth/refresh", json={"refresh_token": token})
-                    assert answer.status_code == 200, answer.text
-                    token = answer.json()["refresh_token"]
+    async with running_app(quiet(make_settings)) as http:
+        token = (await signup_login(http))["refresh_token"]
+        with counting() as counts:
+            for _ in range(3):
+                answer = await http.post("/v1/auth/refresh", json={"refresh_token": token})
+                assert answer.status_code == 200, answer.text
+                token = answer.json()["refresh_token"]
     # One read (token, session, user and roles joined) and, on PostgreSQL, one write
     # (claim, successor, session touch in one statement); SQLite writes in three.
     assert counts["statements"] == 3 * (2 if backend == "postgres" else 4), counts
@@ -284,17 +275,14 @@ async def test_refresh_rotation_costs_two_statements(
 async def test_login_reads_the_user_without_a_transaction(
     make_settings: SettingsFactory, backend: str
 ) -> None:
-    application = create_app(quiet(make_settings))
-    async with lifespan(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            email = (await signup_login(http))["email"]
-            with counting() as counts:
-                for _ in range(3):
-                    answer = await http.post(
-                        "/v1/auth/login", json={"email": email, "password": PASSWORD}
-                    )
-                    assert answer.status_code == 200, answer.text
+    async with running_app(quiet(make_settings)) as http:
+        email = (await signup_login(http))["email"]
+        with counting() as counts:
+            for _ in range(3):
+                answer = await http.post(
+                    "/v1/auth/login", json={"email": email, "password": PASSWORD}
+                )
+                assert answer.status_code == 200, answer.text
     # The user lookup; the session with its refresh token (one statement on PostgreSQL,
     # two on SQLite) and the audit row (as above).
     assert counts["statements"] == 3 * (4 if backend == "postgres" else 5), counts

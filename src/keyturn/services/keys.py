@@ -42,7 +42,6 @@ Rotation (states ``next -> active -> retired -> expired``), every chain together
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from keyturn.services.key_rotation import (
     oldest_first,
     rotate_chains,
 )
+from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWorkFactory
 
 __all__ = [
@@ -336,19 +336,16 @@ class KeyManager:
         only signs (and never verifies) also moves to the new active key in time."""
         # start() has just loaded the keys (and made any missing one): wait first.
         next_check = self._clock() + check_seconds
+
+        async def round_() -> None:
+            nonlocal next_check
+            if self._rotation_period and self._clock() >= next_check:
+                next_check = self._clock() + check_seconds
+                await self.rotate_if_due()
+            await self.refresh_if_stale()
+
         wait = min(check_seconds, self._cache_seconds)
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
-            if stop.is_set():
-                return
-            try:
-                if self._rotation_period and self._clock() >= next_check:
-                    next_check = self._clock() + check_seconds
-                    await self.rotate_if_due()
-                await self.refresh_if_stale()
-            except Exception:  # the loop outlives a database outage; the next round retries
-                log.exception("signing_key_schedule_failed")
+        await every(wait, stop, round_, "signing_key_schedule_failed")
 
     async def list_keys(self) -> list[KeyInfo]:
         """Every key, newest first; a retired key past its publication window shows as
