@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     limit_failures_per_account: int = Field(default=100, ge=1)
     limit_ip_per_minute: int = Field(default=300, ge=1)
     limit_signups_per_ip_per_hour: int = Field(default=30, ge=1)
+    # Per-IP limits key an IPv6 client on this prefix (one subscriber holds a /64).
+    limit_ipv6_prefix: int = Field(default=64, ge=1, le=128)
     lock_seconds: int = Field(default=900, ge=60)
     cors_origins: CsvList = Field(default_factory=list)
     trusted_proxies: CsvList = Field(default_factory=list)

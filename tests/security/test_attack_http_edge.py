@@ -1,0 +1,202 @@
+"""Attacks on the HTTP edge (issue 12 findings 4, 10, 11, 15).
+
+ASVS v5.0.0 requirements proved here: 2.4.1 and 6.3.1 (anti-automation that an attacker
+cannot escape by rotating IPv6 addresses), 16.5.3 (a client hanging up mid-body is no
+server error), 13.3.1 (local secrets and database files readable by their owner only),
+9.1.1 / 11.6.1 (a token's signature is not malleable: a high-S ECDSA twin is refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from conftest import SettingsFactory
+from helpers import PASSWORD, lifespan, new_email
+from keyturn.app import create_app
+from keyturn.config import Settings
+from keyturn.security.networks import ip_limit_key
+
+pytestmark = pytest.mark.anyio
+
+PROXY = "10.0.0.5"
+
+Connect = Callable[..., httpx.AsyncClient]
+
+
+@asynccontextmanager
+async def serving(settings: Any) -> AsyncIterator[Connect]:
+    """The app for ``settings``; ``connect(peer)`` opens a client whose socket peer is ``peer``."""
+    app: FastAPI = create_app(settings)
+    clients: list[httpx.AsyncClient] = []
+
+    def connect(peer: str = PROXY) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+        client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        clients.append(client)
+        return client
+
+    async with lifespan(app):
+        try:
+            yield connect
+        finally:
+            for client in clients:
+                await client.aclose()
+
+
+def _via(address: str) -> dict[str, str]:
+    """Headers of a request the trusted proxy forwards for ``address``."""
+    return {"X-Forwarded-For": address}
+
+
+async def _signup(http: httpx.AsyncClient, address: str) -> int:
+    body = {"email": new_email(), "password": PASSWORD}
+    return (await http.post("/v1/auth/signup", json=body, headers=_via(address))).status_code
+
+
+# --- Finding 4: IPv6 rotation inside one /64 -------------------------------------------------
+
+
+async def test_asvs_2_4_1_ipv6_rotation_within_a_64_hits_the_signup_limit(
+    make_settings: SettingsFactory,
+) -> None:
+    """Every signup from a new address of one /64 still counts against that /64."""
+    settings = make_settings(trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=3)
+    async with serving(settings) as connect:
+        http = connect()
+        statuses = [await _signup(http, f"2001:db8:1:2::{n:x}") for n in range(1, 5)]
+        assert statuses == [202, 202, 202, 429]
+        # Another address of the same /64, written differently, is the same client.
+        assert await _signup(http, "2001:0db8:0001:0002:ffff:ffff:ffff:ffff") == 429
+        # The neighbouring /64 is another subscriber and keeps its own budget.
+        assert await _signup(http, "2001:db8:1:3::1") == 202
+
+
+async def test_asvs_2_4_1_ipv6_prefix_setting_decides_the_network(
+    make_settings: SettingsFactory,
+) -> None:
+    """KEYTURN_LIMIT_IPV6_PREFIX=48 lumps a /48 together; 128 keys on the full address."""
+    wide = make_settings(trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=2,
+                         limit_ipv6_prefix=48)
+    async with serving(wide) as connect:
+        http = connect()
+        assert [await _signup(http, f"2001:db8:5:{n}::1") for n in range(1, 4)] == [
+            202, 202, 429,
+        ]
+    exact = make_settings(trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=1,
+                          limit_ipv6_prefix=128)
+    async with serving(exact) as connect:
+        http = connect()
+        assert [await _signup(http, f"2001:db8:6::{n}") for n in range(1, 4)] == [202] * 3
+
+
+async def test_asvs_2_4_1_ipv4_mapped_ipv6_counts_as_the_ipv4_address(
+    make_settings: SettingsFactory,
+) -> None:
+    """A dual-stack socket reports ``::ffff:a.b.c.d``: the same client as ``a.b.c.d``."""
+    settings = make_settings(limit_signups_per_ip_per_hour=2)
+    async with serving(settings) as connect:
+        mapped, plain = connect("::ffff:192.0.2.9"), connect("192.0.2.9")
+        body = {"email": new_email(), "password": PASSWORD}
+        assert (await mapped.post("/v1/auth/signup", json=body)).status_code == 202
+        body = {"email": new_email(), "password": PASSWORD}
+        assert (await plain.post("/v1/auth/signup", json=body)).status_code == 202
+        body = {"email": new_email(), "password": PASSWORD}
+        assert (await mapped.post("/v1/auth/signup", json=body)).status_code == 429
+        # IPv4 neighbours stay separate clients (no prefix grouping for IPv4).
+        other = connect("192.0.2.10")
+        body = {"email": new_email(), "password": PASSWORD}
+        assert (await other.post("/v1/auth/signup", json=body)).status_code == 202
+
+
+async def test_asvs_6_3_1_ipv6_rotation_hits_the_credential_endpoint_ceiling(
+    make_settings: SettingsFactory,
+) -> None:
+    """The per-IP ceiling on credential endpoints counts the /64, not the address."""
+    settings = make_settings(trusted_proxies=[PROXY], limit_ip_per_minute=3)
+    async with serving(settings) as connect:
+        http = connect()
+        body = {"email": new_email(), "password": "wrong password 12345"}
+        statuses = [
+            (await http.post("/v1/auth/login", json=body, headers=_via(f"2001:db8:7::{n}")))
+            .status_code
+            for n in range(1, 5)
+        ]
+        assert statuses == [401, 401, 401, 429]
+
+
+async def test_asvs_6_3_1_ipv6_rotation_hits_the_account_and_network_failure_limit(
+    make_settings: SettingsFactory,
+) -> None:
+    """Failed passwords for one account from a rotating /64 reach the pair limit (429)."""
+    settings = make_settings(trusted_proxies=[PROXY], limit_failures_per_account_ip=3)
+    async with serving(settings) as connect:
+        http = connect()
+        email = new_email()
+        signup = {"email": email, "password": PASSWORD}
+        assert (await http.post("/v1/auth/signup", json=signup, headers=_via("192.0.2.1"))
+                ).status_code == 202
+        wrong = {"email": email, "password": "wrong password 12345"}
+        statuses = [
+            (await http.post("/v1/auth/login", json=wrong, headers=_via(f"2001:db8:8::{n}")))
+            .status_code
+            for n in range(1, 5)
+        ]
+        assert statuses == [401, 401, 401, 429]
+        # The owner on another network is not locked out by that network's failures.
+        right = {"email": email, "password": PASSWORD}
+        owner = await http.post("/v1/auth/login", json=right, headers=_via("2001:db8:9::1"))
+        assert owner.status_code == 200, owner.text
+
+
+async def test_asvs_2_4_1_sessions_and_audit_keep_the_real_ipv6_address(
+    make_settings: SettingsFactory,
+) -> None:
+    """Only limiter keys use the prefix; the session list shows the full address."""
+    settings = make_settings(trusted_proxies=[PROXY])
+    async with serving(settings) as connect:
+        http = connect()
+        email, address = new_email(), "2001:db8:a:b:1:2:3:4"
+        body = {"email": email, "password": PASSWORD}
+        assert (await http.post("/v1/auth/signup", json=body, headers=_via(address))
+                ).status_code == 202
+        login = await http.post("/v1/auth/login", json=body, headers=_via(address))
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}", **_via(address)}
+        (item,) = (await http.get("/v1/me/sessions", headers=auth)).json()["items"]
+        assert item["ip"] == address
+
+
+@pytest.mark.parametrize(
+    ("ip", "prefix", "expected"),
+    [
+        ("192.0.2.1", 64, "192.0.2.1"),
+        ("::ffff:192.0.2.1", 64, "192.0.2.1"),
+        ("::ffff:c000:201", 64, "192.0.2.1"),
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 56, "2001:db8:1::/56"),
+        ("2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6/128"),
+        ("::1", 64, "::/64"),
+        (None, 64, "-"),
+        ("", 64, "-"),
+        ("testclient", 64, "testclient"),
+    ],
+)
+def test_asvs_2_4_1_ip_limit_key(ip: str | None, prefix: int, expected: str) -> None:
+    assert ip_limit_key(ip, prefix) == expected
+
+
+@pytest.mark.parametrize("prefix", ["0", "129", "-1", "sixty"])
+def test_asvs_2_4_1_ipv6_prefix_setting_is_validated(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYTURN_LIMIT_IPV6_PREFIX", prefix)
+    with pytest.raises(ValidationError, match="limit_ipv6_prefix"):
+        Settings()
