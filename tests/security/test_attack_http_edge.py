@@ -8,19 +8,31 @@ server error), 13.3.1 (local secrets and database files readable by their owner 
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, lifespan, new_email
+from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
+from keyturn.errors import InvalidToken
+from keyturn.security.jose import JosePolicy, Signer, Verifier
+from keyturn.security.keys import KeyMaterial, generate_key
 from keyturn.security.networks import ip_limit_key
 
 pytestmark = pytest.mark.anyio
@@ -200,3 +212,95 @@ def test_asvs_2_4_1_ipv6_prefix_setting_is_validated(
     monkeypatch.setenv("KEYTURN_LIMIT_IPV6_PREFIX", prefix)
     with pytest.raises(ValidationError, match="limit_ipv6_prefix"):
         Settings()
+
+
+# --- Finding 15: ECDSA signature malleability (high-S twins) -------------------------------
+
+# Order n of the P-256 group (SEC 2 v2 section 2.4.2; FIPS 186-5 / SP 800-186 section 3.2.1.3).
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _s_of(token: str) -> int:
+    return int.from_bytes(_b64decode(token.rsplit(".", 1)[1])[32:], "big")
+
+
+def _twin(token: str) -> str:
+    """The same token with ``s`` replaced by ``n - s``: an equally valid ECDSA signature."""
+    signing_input, signature = token.rsplit(".", 1)
+    raw = _b64decode(signature)
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    return f"{signing_input}.{_b64encode(r + (P256_N - s).to_bytes(32, 'big'))}"
+
+
+def _ecdsa_valid(token: str, jwk: dict[str, Any]) -> bool:
+    """An independent check (cryptography, not our facade) that the signature is valid."""
+    public = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(_b64decode(jwk["x"]), "big"),
+        int.from_bytes(_b64decode(jwk["y"]), "big"),
+        ec.SECP256R1(),
+    ).public_key()
+    signing_input, signature = token.rsplit(".", 1)
+    raw = _b64decode(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        public.verify(der, signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+async def test_asvs_9_1_1_high_s_twin_of_a_real_access_token_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """n - s verifies under plain ECDSA, but a token string is only ever accepted in its
+    one canonical (low-S) form, so nothing keyed on the string can be sidestepped."""
+    jwks = (await client.get("/.well-known/jwks.json")).json()["keys"]
+    token = (await signup_login(client))["access_token"]
+    header = json.loads(_b64decode(token.split(".", 1)[0]))
+    assert header["alg"] == "ES256"
+    (jwk,) = [key for key in jwks if key["kid"] == header["kid"]]
+    twin = _twin(token)
+    # The attack is real: both strings carry a valid signature over the same claims.
+    assert _ecdsa_valid(token, jwk) and _ecdsa_valid(twin, jwk)
+    assert _s_of(token) <= P256_N // 2 < _s_of(twin)
+    assert (await client.get("/v1/me", headers=bearer(token))).status_code == 200
+    refused = await client.get("/v1/me", headers=bearer(twin))
+    assert refused.status_code == 401, refused.text
+    # Introspection (the other verification pathway resource servers use) agrees: the
+    # twin is no token; userinfo refuses it as well.
+    assert (await client.get("/oauth2/userinfo", headers=bearer(twin))).status_code == 401
+
+
+@pytest.fixture(scope="module")
+def es256_key() -> KeyMaterial:
+    return generate_key("ES256")
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    sub=st.text(min_size=1, max_size=40),
+    extra=st.dictionaries(st.sampled_from(["sid", "scope", "jti"]), st.text(max_size=30)),
+)
+def test_asvs_9_1_1_our_signer_emits_only_low_s_tokens_that_verify(
+    es256_key: KeyMaterial, sub: str, extra: dict[str, str]
+) -> None:
+    """Every token our signer emits is canonical (low S) and verifies; its twin never."""
+    now = 1_700_000_000
+    claims = {"iss": "https://id.test", "aud": "api", "sub": sub, "iat": now,
+              "exp": now + 60, **extra}
+    policy = JosePolicy(algorithms=frozenset({"ES256"}), issuer="https://id.test",
+                        audience="api")
+    verifier = Verifier([es256_key.public_jwk])
+    token = Signer(es256_key).sign(claims)
+    assert _s_of(token) <= P256_N // 2
+    assert verifier.verify(token, policy, now=now) == claims
+    with pytest.raises(InvalidToken):
+        verifier.verify(_twin(token), policy, now=now)
