@@ -25,12 +25,14 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from conftest import SettingsFactory
 from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.errors import InvalidToken
+from keyturn.infra.metrics import REGISTRY
 from keyturn.security.jose import JosePolicy, Signer, Verifier
 from keyturn.security.keys import KeyMaterial, generate_key
 from keyturn.security.networks import ip_limit_key
@@ -304,3 +306,84 @@ def test_asvs_9_1_1_our_signer_emits_only_low_s_tokens_that_verify(
     assert verifier.verify(token, policy, now=now) == claims
     with pytest.raises(InvalidToken):
         verifier.verify(_twin(token), policy, now=now)
+
+
+# --- Finding 10: a client hanging up mid-body ------------------------------------------------
+
+# Every body-reading pathway: a form (OAuth token endpoint, hosted page), FastAPI's JSON
+# bodies (REST), and GraphQL.
+HANG_UP_TARGETS = [
+    ("/oauth2/token", "application/x-www-form-urlencoded", b"grant_type=client_cred"),
+    ("/ui/login", "application/x-www-form-urlencoded", b"csrf_token=abc&email=a%40b"),
+    ("/v1/auth/login", "application/json", b'{"email": "a@example.com", "pass'),
+    ("/v1/auth/signup", "application/json", b'{"email": '),
+    ("/oauth2/introspect", "application/x-www-form-urlencoded", b"token=abc"),
+    ("/graphql", "application/json", b'{"query": "{ me { id } }'),
+]
+
+
+def _latency_count(route: str, status: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "keyturn_http_request_duration_seconds_count",
+        {"route": route, "method": "POST", "status": status},
+    )
+    return value or 0.0
+
+
+async def _hang_up(app: FastAPI, path: str, content_type: str, partial: bytes) -> list[Any]:
+    """Plays the ASGI server for a client that sends part of a body and disconnects."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(partial) + 100).encode()),
+        ],
+        "client": ("192.0.2.50", 40000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    incoming = [
+        {"type": "http.request", "body": partial, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        # After the hang-up the server keeps answering "disconnected" (ASGI spec).
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize(("path", "content_type", "partial"), HANG_UP_TARGETS)
+async def test_asvs_16_5_3_client_hang_up_mid_body_is_no_server_error(
+    app: FastAPI, path: str, content_type: str, partial: bytes
+) -> None:
+    """No 500 in the metrics, no traceback and no error line: the access line only."""
+    route = path
+    before_500 = _latency_count(route, "500")
+    with capture_logs() as events:
+        sent = await _hang_up(app, path, content_type, partial)  # raises nothing
+    assert _latency_count(route, "500") == before_500
+    assert _latency_count(route, "499") >= 1, "counted as a client hang-up"
+    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+    assert all(status < 500 for status in statuses), statuses
+    for event in events:
+        assert event["log_level"] not in ("error", "exception", "critical"), event
+        assert "exc_info" not in event, event
+    (access,) = [event for event in events if event["event"] == "request"]
+    assert access["status"] == 499
+    assert len(events) <= 2, events  # the access line, at most one more short line
