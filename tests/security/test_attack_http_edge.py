@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+import stat
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +31,10 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
+from helpers import PASSWORD, bearer, lifespan, new_email, running_app, signup_login
 from keyturn.app import create_app
-from keyturn.config import Settings
+from keyturn.config import Settings, load_settings
+from keyturn.db.migrate import upgrade
 from keyturn.errors import InvalidToken
 from keyturn.infra.metrics import REGISTRY
 from keyturn.security.jose import JosePolicy, Signer, Verifier
@@ -387,3 +391,64 @@ async def test_asvs_16_5_3_client_hang_up_mid_body_is_no_server_error(
     (access,) = [event for event in events if event["event"] == "request"]
     assert access["status"] == 499
     assert len(events) <= 2, events  # the access line, at most one more short line
+
+
+# --- Finding 11: the data directory and database files ----------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common 022 umask, under which files default to world-readable 0644."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+async def _migrate_serve_and_write(data_dir: Path) -> Settings:
+    """``keyturn migrate`` then ``keyturn serve`` in dev on the default data dir, one write."""
+    settings = load_settings(
+        data_dir=data_dir, argon2_memory_kib=1024, argon2_time_cost=1, hash_workers=1
+    )
+    assert settings.database_url.endswith(f"{data_dir}/keyturn.db")
+    await upgrade(settings.database_url)
+    async with running_app(settings) as http:
+        body = {"email": new_email(), "password": PASSWORD}
+        assert (await http.post("/v1/auth/signup", json=body)).status_code == 202
+        # While the app runs, the WAL and shared-memory files exist beside the database.
+        files = {path.name: _mode(path) for path in data_dir.iterdir()}
+    assert {"keyturn.db", "keyturn.db-wal", "keyturn.db-shm", "secret_key"} <= set(files)
+    assert files == dict.fromkeys(files, 0o600), {n: oct(m) for n, m in files.items()}
+    return settings
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_asvs_13_3_1_new_data_dir_and_database_files_are_owner_only(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "var"
+    await _migrate_serve_and_write(data_dir)
+    assert _mode(data_dir) == 0o700
+    for path in data_dir.iterdir():
+        assert _mode(path) == 0o600, (path.name, oct(_mode(path)))
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_asvs_13_3_1_existing_loose_data_dir_and_files_are_tightened(
+    tmp_path: Path,
+) -> None:
+    """A data dir from an older release (0755, database 0644) is tightened, with a warning."""
+    data_dir = tmp_path / "var"
+    data_dir.mkdir(mode=0o755)
+    os.chmod(data_dir, 0o755)
+    for name in ("keyturn.db", "keyturn.db-wal", "keyturn.db-shm"):
+        (data_dir / name).touch()
+        os.chmod(data_dir / name, 0o644)
+    with capture_logs() as events:
+        await _migrate_serve_and_write(data_dir)
+    assert _mode(data_dir) == 0o700
+    warned = [event for event in events if event["log_level"] == "warning"]
+    assert any(event["event"] == "data_dir_permissions_tightened" for event in warned), events
