@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # Per-IP limits key an IPv6 client on this prefix (one subscriber holds a /64).
     limit_ipv6_prefix: int = Field(default=64, ge=1, le=128)
     lock_seconds: int = Field(default=900, ge=60)
+    # `keyturn serve` refuses a request whose header section is larger (431) or slower to
+    # arrive (408/close) than these; a reverse proxy in front usually has its own.
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    header_timeout: float = Field(default=10.0, ge=0.1, le=300)
     cors_origins: CsvList = Field(default_factory=list)
     trusted_proxies: CsvList = Field(default_factory=list)
     audit_retention_days: int = Field(default=365, ge=1)
