@@ -7,6 +7,7 @@ refuses unsafe production values before anything starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -200,10 +201,9 @@ def ensure_private_database_file(path: Path) -> None:
     """Creates the SQLite file ``path`` with mode 0600 before SQLite does (0644 there), and
     tightens an existing one and its WAL/shared-memory/journal files to owner-only.
     """
-    try:
+    # A zero-length file is an empty SQLite database; an existing one is checked below.
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
-    except FileExistsError:
-        pass  # a zero-length file is an empty SQLite database; an existing one is checked
     for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_COMPANIONS)):
         if candidate.exists() and _too_open(candidate):
             _tighten(candidate, "database_file_permissions_tightened")

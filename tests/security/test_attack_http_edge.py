@@ -100,15 +100,19 @@ async def test_asvs_2_4_1_ipv6_prefix_setting_decides_the_network(
     make_settings: SettingsFactory,
 ) -> None:
     """KEYTURN_LIMIT_IPV6_PREFIX=48 lumps a /48 together; 128 keys on the full address."""
-    wide = make_settings(trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=2,
-                         limit_ipv6_prefix=48)
+    wide = make_settings(
+        trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=2, limit_ipv6_prefix=48
+    )
     async with serving(wide) as connect:
         http = connect()
         assert [await _signup(http, f"2001:db8:5:{n}::1") for n in range(1, 4)] == [
-            202, 202, 429,
+            202,
+            202,
+            429,
         ]
-    exact = make_settings(trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=1,
-                          limit_ipv6_prefix=128)
+    exact = make_settings(
+        trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=1, limit_ipv6_prefix=128
+    )
     async with serving(exact) as connect:
         http = connect()
         assert [await _signup(http, f"2001:db8:6::{n}") for n in range(1, 4)] == [202] * 3
@@ -142,8 +146,9 @@ async def test_asvs_6_3_1_ipv6_rotation_hits_the_credential_endpoint_ceiling(
         http = connect()
         body = {"email": new_email(), "password": "wrong password 12345"}
         statuses = [
-            (await http.post("/v1/auth/login", json=body, headers=_via(f"2001:db8:7::{n}")))
-            .status_code
+            (
+                await http.post("/v1/auth/login", json=body, headers=_via(f"2001:db8:7::{n}"))
+            ).status_code
             for n in range(1, 5)
         ]
         assert statuses == [401, 401, 401, 429]
@@ -158,12 +163,14 @@ async def test_asvs_6_3_1_ipv6_rotation_hits_the_account_and_network_failure_lim
         http = connect()
         email = new_email()
         signup = {"email": email, "password": PASSWORD}
-        assert (await http.post("/v1/auth/signup", json=signup, headers=_via("192.0.2.1"))
-                ).status_code == 202
+        assert (
+            await http.post("/v1/auth/signup", json=signup, headers=_via("192.0.2.1"))
+        ).status_code == 202
         wrong = {"email": email, "password": "wrong password 12345"}
         statuses = [
-            (await http.post("/v1/auth/login", json=wrong, headers=_via(f"2001:db8:8::{n}")))
-            .status_code
+            (
+                await http.post("/v1/auth/login", json=wrong, headers=_via(f"2001:db8:8::{n}"))
+            ).status_code
             for n in range(1, 5)
         ]
         assert statuses == [401, 401, 401, 429]
@@ -182,8 +189,9 @@ async def test_asvs_2_4_1_sessions_and_audit_keep_the_real_ipv6_address(
         http = connect()
         email, address = new_email(), "2001:db8:a:b:1:2:3:4"
         body = {"email": email, "password": PASSWORD}
-        assert (await http.post("/v1/auth/signup", json=body, headers=_via(address))
-                ).status_code == 202
+        assert (
+            await http.post("/v1/auth/signup", json=body, headers=_via(address))
+        ).status_code == 202
         login = await http.post("/v1/auth/login", json=body, headers=_via(address))
         assert login.status_code == 200, login.text
         auth = {"Authorization": f"Bearer {login.json()['access_token']}", **_via(address)}
@@ -275,7 +283,8 @@ async def test_asvs_9_1_1_high_s_twin_of_a_real_access_token_is_refused(
     (jwk,) = [key for key in jwks if key["kid"] == header["kid"]]
     twin = _twin(token)
     # The attack is real: both strings carry a valid signature over the same claims.
-    assert _ecdsa_valid(token, jwk) and _ecdsa_valid(twin, jwk)
+    assert _ecdsa_valid(token, jwk)
+    assert _ecdsa_valid(twin, jwk)
     assert _s_of(token) <= P256_N // 2 < _s_of(twin)
     assert (await client.get("/v1/me", headers=bearer(token))).status_code == 200
     refused = await client.get("/v1/me", headers=bearer(twin))
@@ -300,10 +309,15 @@ def test_asvs_9_1_1_our_signer_emits_only_low_s_tokens_that_verify(
 ) -> None:
     """Every token our signer emits is canonical (low S) and verifies; its twin never."""
     now = 1_700_000_000
-    claims = {"iss": "https://id.test", "aud": "api", "sub": sub, "iat": now,
-              "exp": now + 60, **extra}
-    policy = JosePolicy(algorithms=frozenset({"ES256"}), issuer="https://id.test",
-                        audience="api")
+    claims = {
+        "iss": "https://id.test",
+        "aud": "api",
+        "sub": sub,
+        "iat": now,
+        "exp": now + 60,
+        **extra,
+    }
+    policy = JosePolicy(algorithms=frozenset({"ES256"}), issuer="https://id.test", audience="api")
     verifier = Verifier([es256_key.public_jwk])
     token = Signer(es256_key).sign(claims)
     assert _s_of(token) <= P256_N // 2
@@ -400,6 +414,10 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def _modes(directory: Path) -> dict[str, int]:
+    return {path.name: _mode(path) for path in directory.iterdir()}
+
+
 @pytest.fixture
 def usual_umask() -> Iterator[None]:
     """The common 022 umask, under which files default to world-readable 0644."""
@@ -419,7 +437,7 @@ async def _migrate_serve_and_write(data_dir: Path) -> Settings:
         body = {"email": new_email(), "password": PASSWORD}
         assert (await http.post("/v1/auth/signup", json=body)).status_code == 202
         # While the app runs, the WAL and shared-memory files exist beside the database.
-        files = {path.name: _mode(path) for path in data_dir.iterdir()}
+        files = _modes(data_dir)
     assert {"keyturn.db", "keyturn.db-wal", "keyturn.db-shm", "secret_key"} <= set(files)
     assert files == dict.fromkeys(files, 0o600), {n: oct(m) for n, m in files.items()}
     return settings
@@ -442,8 +460,9 @@ async def test_asvs_13_3_1_existing_loose_data_dir_and_files_are_tightened(
 ) -> None:
     """A data dir from an older release (0755, database 0644) is tightened, with a warning."""
     data_dir = tmp_path / "var"
-    data_dir.mkdir(mode=0o755)
-    os.chmod(data_dir, 0o755)
+    data_dir.mkdir()
+    # What an older release left behind: a world-readable data dir (the attack's finding).
+    os.chmod(data_dir, 0o755)  # noqa: S103
     for name in ("keyturn.db", "keyturn.db-wal", "keyturn.db-shm"):
         (data_dir / name).touch()
         os.chmod(data_dir / name, 0o644)

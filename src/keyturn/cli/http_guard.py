@@ -26,9 +26,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _CLOSE_HEADERS = (
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\n"
-    b"cache-control: no-store\r\n"
+    b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncache-control: no-store\r\n"
 )
 # Request line: method SP target SP "HTTP/1.1" CRLF; each field: name ": " value CRLF.
 _REQUEST_LINE_OVERHEAD = len(b"  HTTP/1.1\r\n")

@@ -16,8 +16,8 @@ import uvicorn
 
 from keyturn.app import build_adapters, build_services
 from keyturn.cli import maintenance
-from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.config import Settings
 from keyturn.db.migrate import upgrade
 from keyturn.errors import KeyturnError
