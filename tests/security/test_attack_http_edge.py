@@ -180,6 +180,40 @@ async def test_asvs_6_3_1_ipv6_rotation_hits_the_account_and_network_failure_lim
         assert owner.status_code == 200, owner.text
 
 
+async def test_asvs_6_3_1_ipv6_rotation_hits_the_api_key_and_refresh_token_limits(
+    make_settings: SettingsFactory,
+) -> None:
+    """Credentials that name no account (API keys, refresh tokens) are limited per network
+    too: guessing them from fresh addresses of one /64 is throttled like passwords."""
+    settings = make_settings(trusted_proxies=[PROXY], limit_failures_per_account_ip=2)
+    async with serving(settings) as connect:
+        http = connect()
+        keys = [
+            (
+                await http.get(
+                    "/v1/me",
+                    headers={
+                        "Authorization": f"Bearer kt_abcdefgh_{'A' * 43}",
+                        **_via(f"2001:db8:d::{n}"),
+                    },
+                )
+            ).status_code
+            for n in range(1, 4)
+        ]
+        assert keys == [401, 401, 429]
+        refreshes = [
+            (
+                await http.post(
+                    "/v1/auth/refresh",
+                    json={"refresh_token": "B" * 43},
+                    headers=_via(f"2001:db8:e::{n}"),
+                )
+            ).status_code
+            for n in range(1, 4)
+        ]
+        assert refreshes == [401, 401, 429]
+
+
 async def test_asvs_2_4_1_sessions_and_audit_keep_the_real_ipv6_address(
     make_settings: SettingsFactory,
 ) -> None:
@@ -337,6 +371,10 @@ HANG_UP_TARGETS = [
     ("/v1/auth/signup", "application/json", b'{"email": '),
     ("/oauth2/introspect", "application/x-www-form-urlencoded", b"token=abc"),
     ("/graphql", "application/json", b'{"query": "{ me { id } }'),
+    ("/oauth2/authorize", "application/x-www-form-urlencoded", b"response_type=co"),
+    ("/oauth2/revoke", "application/x-www-form-urlencoded", b"token=abc"),
+    ("/ui/signup", "application/x-www-form-urlencoded", b"csrf_token=abc&email="),
+    ("/v1/me/api-keys", "application/json", b'{"name": "k'),
 ]
 
 
