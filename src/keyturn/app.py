@@ -207,6 +207,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
                 failures_per_account=settings.limit_failures_per_account,
                 ip_per_minute=settings.limit_ip_per_minute,
                 signups_per_ip_per_hour=settings.limit_signups_per_ip_per_hour,
+                ipv6_prefix=settings.limit_ipv6_prefix,
             ),
         ),
         uow_factory=uow_factory,

@@ -7,12 +7,15 @@ refuses unsafe production values before anything starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+import structlog
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -32,6 +35,16 @@ OIDC_REQUIRED_ALG = "RS256"
 SIGNING_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 
 CsvList = Annotated[list[str], NoDecode]
+
+log = structlog.get_logger(__name__)
+
+# The data dir holds the dev secret key and the SQLite database (users' password hashes,
+# sealed signing keys): readable by the service account only (ASVS v5.0.0-13.3.1).
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# SQLite's companions of a database file (https://sqlite.org/tempfiles.html); it creates
+# them with the database file's own mode, so a 0600 database keeps them 0600 too.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class ConfigError(ValueError):
@@ -94,7 +107,13 @@ class Settings(BaseSettings):
     limit_failures_per_account: int = Field(default=100, ge=1)
     limit_ip_per_minute: int = Field(default=300, ge=1)
     limit_signups_per_ip_per_hour: int = Field(default=30, ge=1)
+    # Per-IP limits key an IPv6 client on this prefix (one subscriber holds a /64).
+    limit_ipv6_prefix: int = Field(default=64, ge=1, le=128)
     lock_seconds: int = Field(default=900, ge=60)
+    # `keyturn serve` refuses a request whose header section is larger (431) or slower to
+    # arrive (408/close) than these; a reverse proxy in front usually has its own.
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    header_timeout: float = Field(default=10.0, ge=0.1, le=300)
     cors_origins: CsvList = Field(default_factory=list)
     trusted_proxies: CsvList = Field(default_factory=list)
     audit_retention_days: int = Field(default=365, ge=1)
@@ -144,12 +163,57 @@ class Settings(BaseSettings):
         return (not self.is_production) if self.docs_enabled is None else self.docs_enabled
 
 
+def _too_open(path: Path) -> int:
+    """The group/other permission bits of ``path`` (0 when it is private)."""
+    return stat.S_IMODE(path.stat().st_mode) & 0o077
+
+
+def _tighten(path: Path, event: str) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        path.chmod(mode & ~0o077)
+    except PermissionError:
+        # Not ours to change (another owner): say so loudly rather than fail to start.
+        log.warning(event.replace("tightened", "too_open"), path=str(path), mode=oct(mode))
+        return
+    log.warning(event, path=str(path), mode=oct(mode), now=oct(mode & ~0o077))
+
+
+def ensure_private_dir(path: Path, *, tighten: bool) -> None:
+    """Creates ``path`` with mode 0700, or checks an existing one.
+
+    An existing directory open to group or others is tightened when ``tighten`` (the data
+    dir, which is Keyturn's own) and otherwise only warned about: a database placed in a
+    shared directory (``/tmp``) must not have that directory's mode changed under it.
+    """
+    if not path.exists():
+        path.mkdir(parents=True, mode=PRIVATE_DIR_MODE, exist_ok=True)
+        return
+    if not _too_open(path):
+        return
+    if tighten:
+        _tighten(path, "data_dir_permissions_tightened")
+    else:
+        log.warning("database_dir_too_open", path=str(path), mode=oct(_too_open(path)))
+
+
+def ensure_private_database_file(path: Path) -> None:
+    """Creates the SQLite file ``path`` with mode 0600 before SQLite does (0644 there), and
+    tightens an existing one and its WAL/shared-memory/journal files to owner-only.
+    """
+    # A zero-length file is an empty SQLite database; an existing one is checked below.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_COMPANIONS)):
+        if candidate.exists() and _too_open(candidate):
+            _tighten(candidate, "database_file_permissions_tightened")
+
+
 def _dev_secret_key(data_dir: Path) -> str:
     """Reads, or creates once, the dev secret key kept in the data dir (mode 0600)."""
     path = data_dir / "secret_key"
     if path.exists():
         return path.read_text(encoding="ascii").strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
     # O_EXCL: two workers starting together must not overwrite each other's key.
     try:
@@ -227,8 +291,12 @@ def load_settings(**overrides: object) -> Settings:
     if not settings.database_url:
         derived["database_url"] = f"sqlite+aiosqlite:///{settings.data_dir / 'keyturn.db'}"
     if not settings.secret_key and not settings.is_production:
-        derived["secret_key"] = [_dev_secret_key(settings.data_dir)]
+        derived["secret_key"] = []  # read or generated below, once the data dir is private
     if derived:
+        # The data dir is about to hold the key and/or the database: owner-only.
+        ensure_private_dir(settings.data_dir, tighten=True)
+        if "secret_key" in derived:
+            derived["secret_key"] = [_dev_secret_key(settings.data_dir)]
         settings = settings.model_copy(update=derived)
     validate(settings)
     return settings

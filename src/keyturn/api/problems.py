@@ -16,6 +16,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from keyturn.api.oauth2.cors import apply_error_cors
@@ -166,6 +167,11 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101  (registered for this type only)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI turns a hang-up while reading a JSON body into "400 error parsing the
+        # body"; it is no bad input but the client leaving, which the access-log middleware
+        # records as such (RequestContextMiddleware), so hand it the original exception.
+        raise exc.__cause__
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     if _is_oauth(request) and exc.status_code in (400, 413):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import ssl
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import uvicorn
@@ -16,6 +17,7 @@ import uvicorn
 from keyturn.app import build_adapters, build_services
 from keyturn.cli import maintenance
 from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.config import Settings
 from keyturn.db.migrate import upgrade
 from keyturn.errors import KeyturnError
@@ -71,9 +73,17 @@ def serve(
     # handler turns that into a normal return, so a clean stop exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
+    # httptools with a header size cap and header read timeout (see http_guard); a
+    # partial, not a closure, so it pickles into every worker process.
+    protocol = functools.partial(
+        GuardedHttpToolsProtocol,
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+    )
     uvicorn.run(
         "keyturn.app:create_app_from_env",
         factory=True,
+        http=cast("type[asyncio.Protocol]", protocol),
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

@@ -31,6 +31,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from keyturn.config import ensure_private_database_file, ensure_private_dir
+
 DEFAULT_POOL_SIZE = 20
 POOL_RECYCLE_SECONDS = 1800
 
@@ -79,7 +81,11 @@ def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngin
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only directory and files (0700 / 0600): SQLite itself would create a
+            # world-readable 0644 file (ASVS v5.0.0-13.3.1). Migrate and serve both pass here.
+            database = Path(parsed.database)
+            ensure_private_dir(database.parent, tighten=False)
+            ensure_private_database_file(database)
         engine = create_async_engine(url)
         _prepare_sqlite(engine)
         return engine

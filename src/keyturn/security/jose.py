@@ -4,8 +4,9 @@ joserfc does the work behind it: compact parsing with size limits, the signature
 algorithms (RFC 7518 section 3, RFC 8037 section 3.1) and the registered-claim checks.
 The facade adds what Keyturn requires on every request, in one call: an explicit
 algorithm allow-list (``JosePolicy``), the key chosen by ``kid`` only, the key's own
-algorithm matching the header, and the token type (``typ``), so an ID token is never
-accepted as an access token (RFC 8725 section 3.11).
+algorithm matching the header, the token type (``typ``), so an ID token is never
+accepted as an access token (RFC 8725 section 3.11), and ECDSA signatures in their one
+low-S form only (no malleable twin of a token string).
 
 Keys and algorithm objects are resolved once at construction: verification runs on every
 request and must stay near 100 microseconds.
@@ -44,6 +45,52 @@ _ALG_MODELS: dict[str, JWSAlgModel] = {
     name: JWSRegistry.algorithms[name] for name in SUPPORTED_ALGORITHMS
 }
 _JoseKey = ECKey | RSAKey | OKPKey
+
+# ECDSA signatures are malleable: if (r, s) is valid, so is (r, n - s) over the same
+# message. Keyturn issues and accepts only the low-S form (s <= n/2, as BIP 62 / Bitcoin and
+# Ethereum require), so every token has ONE valid string: a deny-list, replay cache or
+# any other lookup keyed on the token string can never be sidestepped by a twin.
+# Group orders n: P-256, P-384, P-521 (SEC 2 v2 sections 2.4.2, 2.5.1, 2.6.1); keyed by the
+# JWS algorithm that uses each curve (RFC 7518 section 3.4). ES384/ES512 are listed so
+# that enabling them later keeps the rule.
+_ECDSA_ORDER: dict[str, tuple[int, int]] = {
+    alg: (order, size)
+    for alg, order, size in (
+        ("ES256", 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551, 32),
+        (
+            "ES384",
+            int(
+                "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                "C7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+                16,
+            ),
+            48,
+        ),
+        (
+            "ES512",
+            int(
+                "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+                16,
+            ),
+            66,
+        ),
+    )
+}
+
+
+def _low_s(alg: str, signature: bytes) -> bytes:
+    """``signature`` (JWS form ``r || s``, RFC 7518 section 3.4) with s in the low half."""
+    order, size = _ECDSA_ORDER[alg]
+    s = int.from_bytes(signature[size:], "big")
+    if s <= order >> 1:
+        return signature
+    return signature[:size] + (order - s).to_bytes(size, "big")
+
+
+def _is_high_s(alg: str, signature: bytes) -> bool:
+    order, size = _ECDSA_ORDER[alg]
+    return int.from_bytes(signature[size:], "big") > order >> 1
 
 
 def _normalize_typ(value: str) -> str:
@@ -132,6 +179,9 @@ class Signer:
         # RFC 7515 section 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(sig)
         signing_input = header + b"." + urlsafe_b64encode(payload.encode("utf-8"))
         signature = self._alg_model.sign(signing_input, self._key)
+        if self.alg in _ECDSA_ORDER:
+            # Canonical form only (see _ECDSA_ORDER): the verifier refuses the high-S twin.
+            signature = _low_s(self.alg, signature)
         return (signing_input + b"." + urlsafe_b64encode(signature)).decode("ascii")
 
 
@@ -240,6 +290,10 @@ class Verifier:
         signature = urlsafe_b64decode(segments["signature"])
         if not model.verify(segments["header"] + b"." + segments["payload"], signature, key):
             raise InvalidToken("bad signature")
+        # A valid but non-canonical ECDSA signature (s > n/2) is the twin of a token we
+        # issued (n - s), never one we signed: refused so every token has one string.
+        if alg in _ECDSA_ORDER and _is_high_s(alg, signature):
+            raise InvalidToken("non-canonical signature")
         # Parsed only after the signature holds: unsigned JSON never reaches the parser.
         claims = json.loads(obj.payload or b"")
         if not isinstance(claims, dict):

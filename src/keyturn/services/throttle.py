@@ -9,6 +9,9 @@ Four limits, all on the shared rate limiter (Redis across replicas, per process 
   lock a user out while a distributed attack still can't go on unbounded;
 - signups per IP.
 
+"IP" in every key is ``ip_limit_key``: the IPv4 address, or the IPv6 client's prefix
+(``KEYTURN_LIMIT_IPV6_PREFIX``), so rotating through one /64 escapes no limit.
+
 Account names are keyed digests, so the shared store never holds an email address.
 """
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from keyturn.errors import RateLimited
 from keyturn.infra.rate_limit import RateDecision, RateLimiter
 from keyturn.security.digests import Digester
+from keyturn.security.networks import ip_limit_key
 
 ACCOUNT_IP_WINDOW = 15 * 60
 ACCOUNT_WINDOW = 60 * 60
@@ -32,6 +36,7 @@ class Limits:
     failures_per_account: int
     ip_per_minute: int
     signups_per_ip_per_hour: int
+    ipv6_prefix: int = 64
 
 
 def _refuse(decision: RateDecision, detail: str) -> RateLimited:
@@ -49,8 +54,11 @@ class Throttle:
         self._digester = digester
         self._limits = limits
 
+    def _net(self, ip: str | None) -> str:
+        return ip_limit_key(ip, self._limits.ipv6_prefix)
+
     def _pair(self, account: str, ip: str | None) -> str:
-        return f"fail:pair:{self._digester.digest(account)}:{ip or '-'}"
+        return f"fail:pair:{self._digester.digest(account)}:{self._net(ip)}"
 
     def _account(self, account: str) -> str:
         return f"fail:acct:{self._digester.digest(account)}"
@@ -58,14 +66,14 @@ class Throttle:
     async def request(self, ip: str | None) -> None:
         """Counts one request to a credential endpoint from ``ip``."""
         decision = await self._limiter.hit(
-            f"ip:{ip or '-'}", limit=self._limits.ip_per_minute, window_seconds=IP_WINDOW
+            f"ip:{self._net(ip)}", limit=self._limits.ip_per_minute, window_seconds=IP_WINDOW
         )
         if not decision.allowed:
             raise _refuse(decision, "Too many requests from this address; slow down.")
 
     async def signup(self, ip: str | None) -> None:
         decision = await self._limiter.hit(
-            f"signup:{ip or '-'}",
+            f"signup:{self._net(ip)}",
             limit=self._limits.signups_per_ip_per_hour,
             window_seconds=SIGNUP_WINDOW,
         )

@@ -59,7 +59,28 @@ def forge(
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(raw_payload)}"
     algorithm = PYJWT_ALGORITHMS[alg or key.alg]
     signature = algorithm.sign(signing_input.encode(), algorithm.prepare_key(key.private_pem))
-    return f"{signing_input}.{b64(signature)}"
+    return f"{signing_input}.{b64(low_s(alg or key.alg, signature))}"
+
+
+# Order of the P-256 group (SEC 2 v2 section 2.4.2).
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def low_s(alg: str, signature: bytes) -> bytes:
+    """An ES256 signature in its canonical low-S form (the only one the verifier accepts),
+    so a forged token is refused for the flaw under test, not for a random high S."""
+    if alg != "ES256":
+        return signature
+    s = int.from_bytes(signature[32:], "big")
+    return signature if s <= P256_N // 2 else signature[:32] + (P256_N - s).to_bytes(32, "big")
+
+
+def high_s_twin(token: str) -> str:
+    """``token`` with its ES256 ``s`` replaced by ``n - s``."""
+    signing_input, signature = token.rsplit(".", 1)
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    s = int.from_bytes(raw[32:], "big")
+    return f"{signing_input}.{b64(raw[:32] + (P256_N - s).to_bytes(32, 'big'))}"
 
 
 def hs256(header: dict[str, Any], payload: dict[str, Any], secret: bytes) -> str:
@@ -127,7 +148,12 @@ def test_verifier_accepts_pyjwt_tokens(es256: KeyMaterial, verifier: Verifier) -
     token = pyjwt.encode(
         claims(), es256.private_pem, algorithm="ES256", headers={"kid": es256.kid, "typ": "at+jwt"}
     )
-    assert verifier.verify(token, POLICY, now=NOW)["sub"] == "user-1"
+    # PyJWT leaves S as ECDSA drew it; of the two valid forms only the low-S one passes.
+    signing_input, signature = token.rsplit(".", 1)
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    canonical = f"{signing_input}.{b64(low_s('ES256', raw))}"
+    assert verifier.verify(canonical, POLICY, now=NOW)["sub"] == "user-1"
+    assert rejects(verifier, high_s_twin(canonical)) == "non-canonical signature"
 
 
 @pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+JWT"])
