@@ -29,8 +29,8 @@ import time_machine
 from fastapi import FastAPI
 
 from conftest import SettingsFactory
-from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST
 from helpers import bearer, running_app, signup_login, ui_login
+from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST
 from keyturn.domain import utcnow
 from oauth_helpers import (
     REDIRECT,
@@ -197,7 +197,11 @@ async def test_asvs_10_4_1_loopback_redirect_any_port_for_native_clients(
 ) -> None:
     native = await register(app, client, **LOOPBACK_CLIENT)
     await signed_in(client)
-    for requested in ("http://127.0.0.1:53211/cb", "http://[::1]:8/cb?app=1", "http://127.0.0.1/cb"):
+    for requested in (
+        "http://127.0.0.1:53211/cb",
+        "http://[::1]:8/cb?app=1",
+        "http://127.0.0.1/cb",
+    ):
         verifier, extra = pkce()
         params = auth_params(native, redirect_uri=requested, **extra)
         answer = await client.get("/oauth2/authorize", params=params)
@@ -379,7 +383,8 @@ async def test_asvs_3_7_2_no_redirect_follows_the_host_header(
             assert not _hostile(location), (method, path, answer.status_code, location)
             if location is not None:
                 # Relative to this server (the browser keeps the host it asked).
-                assert location.startswith("/") and not location.startswith("//"), location
+                assert location.startswith("/"), location
+                assert not location.startswith("//"), location
     # The trailing-slash redirect that reflected the host is gone.
     slash = await client.get("/ui/login/", headers=hostile)
     assert slash.status_code == 404
