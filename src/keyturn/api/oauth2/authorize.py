@@ -32,7 +32,6 @@ from keyturn.errors import OAuthError, OAuthInvalidRequest, UnsafeAuthorizationR
 from keyturn.services.oauth2.authorize import (
     AUTH_AFTER,
     AuthorizationRequest,
-    AuthorizationService,
     Next,
     Redirectable,
 )
@@ -49,7 +48,7 @@ def login_redirect(
     the sign-in about to happen satisfies it, however small it is (``max_age=0``).
     """
     back = dict(params)
-    fresh = "login" in request.prompt or AuthorizationService.fresh_since(request) is not None
+    fresh = "login" in request.prompt or request.auth_after is not None
     if "login" in request.prompt:
         remaining = [value for value in back.get("prompt", "").split() if value != "login"]
         if remaining:
@@ -77,7 +76,7 @@ def login_redirect(
 def pinned(request: AuthorizationRequest, params: dict[str, str]) -> dict[str, str]:
     """``params`` with the freshness floor of ``max_age`` pinned as ``kt_auth_after``,
     so the consent page judges the sign-in as of this request, not of the click."""
-    floor = AuthorizationService.fresh_since(request)
+    floor = request.auth_after
     return params if floor is None else {**params, AUTH_AFTER: str(floor)}
 
 

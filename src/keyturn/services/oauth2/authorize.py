@@ -85,6 +85,8 @@ class AuthorizationRequest:
     code_challenge: str | None
     prompt: frozenset[str]
     max_age: int | None
+    # The instant (epoch ms) the sign-in must not be older than, fixed once per request
+    # (:func:`fresh_since`): ``kt_auth_after`` when sent, else request time - max_age.
     auth_after: int | None
     login_hint: str | None
     # The user named by a valid id_token_hint (OIDC Core section 3.1.2.1).
@@ -223,6 +225,7 @@ class AuthorizationService:
             if not pkce.challenge_is_valid(challenge):
                 raise OAuthInvalidRequest("The code_challenge is not an S256 challenge.")
         scopes = self._scopes(params.get("scope"), client)
+        max_age = _seconds(params, "max_age")
         prompt = frozenset((params.get("prompt") or "").split())
         if prompt - PROMPTS:
             raise OAuthInvalidRequest("prompt may hold none, login and consent.")
@@ -238,8 +241,8 @@ class AuthorizationService:
             nonce=_one(params, "nonce", MAX_NONCE),
             code_challenge=challenge,
             prompt=prompt,
-            max_age=_seconds(params, "max_age"),
-            auth_after=_seconds(params, AUTH_AFTER, limit=15),
+            max_age=max_age,
+            auth_after=fresh_since(max_age, _seconds(params, AUTH_AFTER, limit=15)),
             login_hint=_one(params, "login_hint", MAX_LOGIN_HINT),
             hinted_user=await self._hinted_user(params),
         )
@@ -304,27 +307,8 @@ class AuthorizationService:
         # the client gets login_required).
         if request.hinted_user is not None and request.hinted_user != browser.user.id:
             return True
-        floor = AuthorizationService.fresh_since(request)
+        floor = request.auth_after
         return floor is not None and browser.auth_time.timestamp() * 1000 < floor
-
-    @staticmethod
-    def fresh_since(request: AuthorizationRequest) -> int | None:
-        """The instant (epoch ms) the sign-in must not be older than, if any.
-
-        OIDC Core section 3.1.2.1 ``max_age`` counts back from the authorization request,
-        so the first pass through the endpoint pins it as :data:`AUTH_AFTER` and later
-        passes (after signing in, on the consent page) keep that pin instead of counting
-        back from their own "now" again: ``max_age=0`` would ask for a sign-in forever,
-        and a consent slower than ``max_age`` would be sent back to sign in. The pin
-        travels through the browser like ``max_age`` itself: a user who edits it could
-        as well drop ``max_age``, so the relying party checks ``auth_time`` (section
-        3.1.3.7 item 13), which the ID Token always carries.
-        """
-        if request.auth_after is not None:
-            return request.auth_after
-        if request.max_age is None:
-            return None
-        return int(utcnow().timestamp() * 1000) - request.max_age * 1000
 
     async def granted_scopes(self, request: AuthorizationRequest, user_id: uuid.UUID) -> str:
         """Requested scopes the user holds: OIDC and self-service scopes, and the admin
@@ -434,6 +418,25 @@ class AuthorizationService:
         return value
 
 
+def fresh_since(max_age: int | None, auth_after: int | None) -> int | None:
+    """The instant (epoch ms) a sign-in must not be older than, if any.
+
+    OIDC Core section 3.1.2.1 ``max_age`` counts back from the authorization request, so
+    the first pass through the endpoint pins it as :data:`AUTH_AFTER` on the URLs it sends
+    the browser on with, and later passes (after signing in, on the consent page) keep
+    that pin instead of counting back from their own "now" again: else ``max_age=0``
+    would ask for a sign-in forever, and a consent slower than ``max_age`` would be sent
+    back to sign in. The pin travels through the browser like ``max_age`` itself: a user
+    who edits it could as well drop ``max_age``, so the relying party checks
+    ``auth_time`` (section 3.1.3.7 item 13), which the ID Token always carries.
+    """
+    if auth_after is not None:
+        return auth_after
+    if max_age is None:
+        return None
+    return int(utcnow().timestamp() * 1000) - max_age * 1000
+
+
 def acr_for(amr: tuple[str, ...]) -> str | None:
     """The ``acr`` a sign-in with these methods reaches (OIDC Core section 2)."""
     return ONE_FACTOR_ACR if "pwd" in amr else None
@@ -456,4 +459,5 @@ __all__ = [
     "Next",
     "Redirectable",
     "acr_for",
+    "fresh_since",
 ]
