@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ import time_machine
 from fastapi import FastAPI
 
 from conftest import SettingsFactory
+from e2e.processes import keyturn_env, spawn_server, wait_healthy
 from helpers import bearer, running_app, signup_login, ui_login
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST
 from keyturn.domain import utcnow
@@ -429,3 +431,31 @@ async def test_asvs_3_7_2_redirecting_routes_ignore_a_hostile_host(
     assert not _hostile(logout.headers.get("location")), logout.headers
     docs = await client.get("/docs/", headers=hostile)
     assert not _hostile(docs.headers.get("location"))
+
+
+@pytest.mark.slow
+def test_asvs_4_1_4_head_and_host_over_a_real_server(tmp_path: Path) -> None:
+    """The same over ``keyturn serve`` (uvicorn speaking HTTP/1.1 on a socket): HEAD
+    answers carry the GET's headers and no body, so the next answer on the same
+    keep-alive connection is read intact; a hostile Host is never reflected."""
+    server = spawn_server(tmp_path, keyturn_env(tmp_path / "data"))
+    try:
+        wait_healthy(server)
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as http:
+            documents = ("/.well-known/openid-configuration", "/.well-known/jwks.json")
+            for path in (*documents, "/ui/login"):
+                got = http.get(path)
+                head = http.head(path)
+                assert (head.status_code, got.status_code) == (200, 200), path
+                assert head.content == b""
+                assert head.headers["content-type"] == got.headers["content-type"]
+                if path.startswith("/.well-known/"):
+                    assert head.headers["content-length"] == str(len(got.content))
+                # Same connection: a body sent after the HEAD would corrupt this answer.
+                assert http.get("/healthz").json() == {"status": "ok"}
+            for path in ("/ui/login/", "/.well-known/jwks.json/"):
+                answer = http.get(path, headers={"host": HOSTILE_HOST})
+                assert answer.status_code == 404, path
+                assert "location" not in answer.headers
+    finally:
+        server.stop()
