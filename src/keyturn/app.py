@@ -433,6 +433,10 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         # In production the schema is published only when docs are enabled.
         openapi_url="/openapi.json" if settings.show_docs else None,
+        # Starlette's trailing-slash redirect is an absolute URL built from the request's
+        # Host header (GET /ui/login/ with Host: evil.example went to evil.example):
+        # every path is served exactly as documented, and /ui/login/ is a 404.
+        redirect_slashes=False,
     )
     problems.install(app)
     app.include_router(auth.router)

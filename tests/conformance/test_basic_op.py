@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from conformance.oidf import at_hash, code_flow, jwks, redeem, verify_id_token
 from conftest import SettingsFactory
-from helpers import bearer, lifespan, ui_login
+from helpers import bearer, csrf_from, lifespan, ui_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.domain import utcnow
@@ -219,16 +219,21 @@ async def test_oidcc_scope_email(
 
 
 async def _unsupported_scope(
-    app: FastAPI, client: httpx.AsyncClient, scope: str, unsupported: set[str]
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    scope: str,
+    unsupported: set[str],
 ) -> None:
     """What an OP without the ``unsupported`` scopes does, as the plan checks it.
 
     The scope modules first compare the requested scopes with discovery's
     ``scopes_supported`` and end as skipped when one is missing (the plan's
     OIDCCCheckScopesSupportedContainScopeTest), so discovery must not advertise them, nor
-    their claims. Asked anyway, Keyturn refuses rather than ignores: no client may
-    register the scope (``422 unknown_scope``), and an authorization request naming it is
-    ``invalid_scope`` at the redirect URI (RFC 6749 4.1.2.1), never a code.
+    their claims. No client may register the scope (``422 unknown_scope``). Asked anyway
+    in an OpenID request, Keyturn ignores what it does not know (OIDC Core 3.1.2.1:
+    unknown scope values SHOULD be ignored) and grants the rest: a code, and a token
+    whose scope names none of the unsupported values, nor their claims.
     """
     discovery = (await client.get("/.well-known/openid-configuration")).json()
     assert not unsupported & set(discovery["scopes_supported"])
@@ -247,39 +252,40 @@ async def _unsupported_scope(
     assert {error["message"] for error in refused.json()["errors"]} == {
         f"unknown: {name}" for name in unsupported
     }
-    oauth_client = await register(app, client)
-    await signed_in(client)
-    _, extra = pkce()
-    params = auth_params(oauth_client, scope=scope, **extra)
-    answer = await client.get("/oauth2/authorize", params=params)
-    assert answer.status_code == 303
-    location = answer.headers["location"]
-    assert location.startswith(REDIRECT + "?")
-    query = query_of(location)
-    assert query["error"] == "invalid_scope"
-    assert query["state"] == params["state"]
-    assert "code" not in query
+    await signed_in(client, name=NAME)
+    flow = await code_flow(app, client, settings.issuer, sign_in=False, scope=scope)
+    assert flow.query["state"].startswith("st-")
+    granted = set(flow.body["scope"].split())
+    assert granted == set(scope.split()) - unsupported
+    answer = await client.get(USERINFO, headers=bearer(flow.body["access_token"]))
+    claims = userinfo_claims(answer)
+    assert not {"address", "phone_number", "phone_number_verified"} & set(claims)
+    assert ("name" in claims) == ("profile" in granted)
 
 
-async def test_oidcc_scope_address(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_oidcc_scope_address(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
     """oidcc-scope-address: Keyturn keeps no postal address, so the address scope is not
     supported; the plan skips the module when scopes_supported lacks it (see
-    ``_unsupported_scope`` for what a request naming it gets)."""
-    await _unsupported_scope(app, client, "openid address", {"address"})
+    ``_unsupported_scope`` for what a request naming it gets: openid alone)."""
+    await _unsupported_scope(app, client, settings, "openid address", {"address"})
 
 
-async def test_oidcc_scope_phone(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_oidcc_scope_phone(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
     """oidcc-scope-phone: Keyturn keeps no phone number; as for address, the scope is not
-    advertised (the plan skips the module) and a request naming it is invalid_scope."""
-    await _unsupported_scope(app, client, "openid phone", {"phone"})
+    advertised (the plan skips the module) and a request naming it gets the rest."""
+    await _unsupported_scope(app, client, settings, "openid phone", {"phone"})
 
 
-async def test_oidcc_scope_all(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_oidcc_scope_all(app: FastAPI, client: httpx.AsyncClient, settings: Settings) -> None:
     """oidcc-scope-all: profile, email, address and phone at once. Not all are in
-    scopes_supported, so the plan skips the module; the request as a whole is
-    invalid_scope (no partial grant of the supported ones)."""
+    scopes_supported, so the plan skips the module; the request gets what is supported
+    (openid profile email) and nothing of address or phone."""
     await _unsupported_scope(
-        app, client, "openid profile email address phone", {"address", "phone"}
+        app, client, settings, "openid profile email address phone", {"address", "phone"}
     )
 
 
@@ -399,6 +405,57 @@ async def test_oidcc_max_age_1(app: FastAPI, client: httpx.AsyncClient, settings
             client, answer.json()["id_token"], first.oauth_client["client_id"], settings.issuer
         )
     assert claims["auth_time"] > first.claims["auth_time"]
+
+
+async def test_oidcc_max_age_0(app: FastAPI, client: httpx.AsyncClient, settings: Settings) -> None:
+    """max_age=0 (OIDC Core 3.1.2.1; pyoidc's check, not an OIDF module): in effect
+    prompt=login. One fresh sign-in, then a code (never a second trip to the sign-in page);
+    the ID Token's auth_time is the new sign-in."""
+    first = await code_flow(app, client, settings.issuer)
+    email = await _email_of(client)
+    verifier, extra = pkce()
+    with time_machine.travel(utcnow() + timedelta(seconds=2), tick=True):
+        answer = await client.get(
+            "/oauth2/authorize", params=auth_params(first.oauth_client, max_age="0", **extra)
+        )
+        assert answer.headers["location"].startswith("/ui/login?")
+        login = await ui_login(client, email, next=query_of(answer.headers["location"])["next"])
+        back = await client.get(login.headers["location"])
+        assert back.headers["location"].startswith(REDIRECT + "?code="), back.headers
+        code = query_of(back.headers["location"])["code"]
+        answer = await redeem(client, first.oauth_client, code, verifier)
+        assert answer.status_code == 200, answer.text
+        claims = await verify_id_token(
+            client, answer.json()["id_token"], first.oauth_client["client_id"], settings.issuer
+        )
+    assert claims["auth_time"] > first.claims["auth_time"]
+
+
+async def test_oidcc_max_age_slow_consent(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """max_age counts back from the authorization request (OIDC Core 3.1.2.1): a user
+    who signed in within max_age=5 and presses Allow 6 seconds later gets the code, with
+    the auth_time of that sign-in (not a second sign-in)."""
+    oauth_client = await register(app, client)
+    await signed_in(client)
+    verifier, extra = pkce()
+    answer = await client.get(
+        "/oauth2/authorize", params=auth_params(oauth_client, max_age="5", **extra)
+    )
+    location = answer.headers["location"]
+    assert location.startswith("/ui/consent?"), location
+    page = await client.get(location)
+    assert page.status_code == 200, page.text
+    with time_machine.travel(utcnow() + timedelta(seconds=6), tick=True):
+        fields = query_of(location)
+        allowed = await client.post(
+            "/ui/consent", data={"csrf_token": csrf_from(page.text), "decision": "allow", **fields}
+        )
+        assert allowed.headers["location"].startswith(REDIRECT + "?code="), allowed.headers
+        code = query_of(allowed.headers["location"])["code"]
+        answer = await redeem(client, oauth_client, code, verifier)
+        assert answer.status_code == 200, answer.text
 
 
 async def test_oidcc_max_age_10000(

@@ -306,7 +306,9 @@ async def test_errors_after_the_redirect_check_go_to_the_client(
     cases = [
         ({"response_type": "token", **pkce}, "unsupported_response_type"),
         ({"scope": "openid users:write", **pkce}, "invalid_scope"),
-        ({"scope": "openid unknown", **pkce}, "invalid_scope"),
+        # RFC 6749 section 3.3 without openid; an OpenID request ignores unknown values
+        # (OIDC Core 3.1.2.1, tests/security/test_attack_protocol_edges.py).
+        ({"scope": "me:read unknown", **pkce}, "invalid_scope"),
         ({}, "invalid_request"),  # PKCE required
         ({"code_challenge": challenge, "code_challenge_method": "plain"}, "invalid_request"),
         ({"code_challenge": challenge}, "invalid_request"),  # method absent = plain

@@ -14,6 +14,8 @@
    userinfo and revocation endpoints from origins an OAuth client registered; then
    Starlette's ``CORSMiddleware`` with the configured first-party allow-list.
 5. :class:`~keyturn.api.middleware.BodyLimitMiddleware`.
+6. :class:`~keyturn.api.head_requests.HeadAsGetMiddleware`: HEAD runs as GET without a body
+   (RFC 9110 section 9.3.2), innermost so everything above still sees HEAD.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from keyturn.api.head_requests import HeadAsGetMiddleware
 from keyturn.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from keyturn.api.oauth2.cors import OAuthCorsMiddleware
 from keyturn.api.problems import problem
@@ -285,6 +288,7 @@ def install_hardening(app: FastAPI, settings: Settings) -> None:
     proxies = TrustedProxies(settings.trusted_proxies)
     origins = cors_origins(settings.cors_origins)
     # add_middleware puts each new one outside the previous: innermost first.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,

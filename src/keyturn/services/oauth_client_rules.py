@@ -12,7 +12,10 @@ sections 2.1 and 4.1 and RFC 8252 sections 7.1, 7.3 and 8.3:
 - a private-use scheme in reverse-DNS form (``com.example.app:/callback``, RFC 8252
   section 7.1) only for public (native) clients;
 - stored exactly as given: the authorization endpoint compares by exact string match
-  (RFC 9700 section 4.1.3), so ``/cb`` and ``/cb/`` are two distinct registrations.
+  (RFC 9700 section 4.1.3), so ``/cb`` and ``/cb/`` are two distinct registrations. The
+  one exception (:func:`redirect_uri_matches`): a public client's loopback IP redirect
+  URI matches at any port (RFC 8252 section 7.3); scheme, host, path and query still
+  match character for character.
 
 CORS origins are bare serialized origins (RFC 6454 section 6.1): ``scheme://host[:port]``
 in lower case, no path, no default port, ``https`` except loopback.
@@ -67,6 +70,12 @@ _HOST_NAME = re.compile(
     r"^[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?)*$"
 )
 _ORIGIN = re.compile(r"^(https?)://([^/?#@\\]+)$")
+# RFC 8252 section 7.3: the loopback IP literals whose port a native app picks at run
+# time ('localhost' is not one: RFC 8252 section 8.3, and registration refuses it).
+_LOOPBACK_PREFIXES = ("http://127.0.0.1", "http://[::1]")
+# A port as a browser sends it: 1..65535 written without leading zeros, followed by the
+# path, the query or nothing (never '@', '#' or more host).
+_PORT = re.compile(r"^:([1-9][0-9]{0,4})(?=[/?]|$)")
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
@@ -200,6 +209,38 @@ def check_redirect_uri(uri: str, *, public: bool, field: str = "redirect_uris") 
             field, "write a private-use redirect as com.example.app:/path (RFC 8252 section 7.1)"
         )
     return uri
+
+
+def _without_port(rest: str) -> str | None:
+    """What follows ``scheme://host`` once an explicit port is removed; None if the port
+    is not one (zero, too large, leading zeros, or followed by anything but a path)."""
+    if not rest.startswith(":"):
+        return rest
+    found = _PORT.match(rest)
+    if found is None or int(found.group(1)) > 65535:
+        return None
+    return rest[found.end() :]
+
+
+def redirect_uri_matches(registered: str, requested: str, *, public: bool) -> bool:
+    """Whether ``requested`` is the redirect URI ``registered`` (RFC 9700 section 4.1.3).
+
+    Exact string comparison, except that a public (native) client's loopback IP redirect
+    URI matches at any port (RFC 8252 section 7.3: the app listens on a port the
+    operating system hands out). Nothing else may vary: not the scheme, not the host
+    (``localhost`` is no loopback IP here), not the path or the query. Confidential
+    clients are web servers with a fixed address: they always match exactly.
+    """
+    if requested == registered:
+        return True
+    if not public:
+        return False
+    for prefix in _LOOPBACK_PREFIXES:
+        if registered.startswith(prefix) and requested.startswith(prefix):
+            wanted = _without_port(registered[len(prefix) :])
+            given = _without_port(requested[len(prefix) :])
+            return wanted is not None and wanted == given
+    return False
 
 
 def check_cors_origin(origin: str, field: str = "allowed_cors_origins") -> str:

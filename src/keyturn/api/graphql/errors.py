@@ -4,11 +4,14 @@ A ``KeyturnError`` becomes an error whose ``extensions.code`` is the same stable
 REST API puts in its problem document (plus ``status`` and field ``errors``). Anything
 unexpected is logged here and answered as ``internal_error`` without its message or
 trace. Parse and validation errors keep graphql-core's message (it describes the query,
-not the server) and get ``invalid_query`` unless a limit rule set its own code.
+not the server) and get ``invalid_query`` unless a limit rule set its own code; where
+introspection is off (production), their "Did you mean ...?" suggestions are cut, or they
+would spell out the schema that introspection keeps private, one typo at a time.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +27,11 @@ log = structlog.get_logger(__name__)
 
 INVALID_QUERY = "invalid_query"
 INTERNAL_ERROR = "internal_error"
+# graphql-core's suggestion sentence (pyutils/did_you_mean.py): " Did you mean 'a' or 'b'?",
+# also "the enum value 'A'"; GraphQL names never hold '?'. graphql-core can leave them out
+# itself (hide_suggestions) but strawberry does not pass that through to validation and
+# execution, and cutting here covers every error, whichever step raised it.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -35,8 +43,8 @@ def _unexpected(error: GraphQLError) -> bool:
     return error.path is not None or not isinstance(original, ValueError | TypeError)
 
 
-def shape(error: GraphQLError) -> GraphQLError:
-    """The error as the client sees it."""
+def shape(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLError:
+    """The error as the client sees it (without name suggestions if ``hide_suggestions``)."""
     original = error.original_error
     if isinstance(original, KeyturnError):
         extensions: dict[str, Any] = {"code": original.code, "status": original.status}
@@ -48,7 +56,7 @@ def shape(error: GraphQLError) -> GraphQLError:
         message = "An unexpected error occurred."
     else:
         extensions = {"code": INVALID_QUERY, **(error.extensions or {})}
-        message = error.message
+        message = _SUGGESTION.sub("", error.message) if hide_suggestions else error.message
     return GraphQLError(
         message,
         nodes=error.nodes,
@@ -60,13 +68,22 @@ def shape(error: GraphQLError) -> GraphQLError:
 
 
 class ErrorCodes(SchemaExtension):
-    """Rewrites every error of a result into its client form (see the module docstring)."""
+    """Rewrites every error of a result into its client form (see the module docstring).
+
+    Args:
+        hide_suggestions: Cut "Did you mean ...?" (where introspection is off).
+    """
+
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
+        super().__init__()
+        self.hide_suggestions = hide_suggestions
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [shape(error) for error in result.errors]
+            hide = self.hide_suggestions
+            result.errors = [shape(error, hide_suggestions=hide) for error in result.errors]
 
 
 class KeyturnSchema(Schema):

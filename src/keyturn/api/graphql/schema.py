@@ -19,8 +19,12 @@ def build_schema(*, introspection: bool) -> KeyturnSchema:
     return KeyturnSchema(
         query=Query,
         mutation=Mutation,
-        # ErrorCodes first: it runs its after-part last, seeing every other error.
-        extensions=[ErrorCodes, *build_limits(introspection=introspection)],
+        # ErrorCodes first: it runs its after-part last, seeing every other error. Where
+        # the schema is private, so are the names a suggestion would give away.
+        extensions=[
+            lambda: ErrorCodes(hide_suggestions=not introspection),
+            *build_limits(introspection=introspection),
+        ],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

@@ -44,15 +44,18 @@ def login_redirect(
 
     ``prompt=login`` leaves the URL (else coming back would ask again, forever) and
     ``kt_auth_after`` = now (milliseconds) takes its place: the session must be newer
-    than this request.
+    than this request. ``max_age`` (OIDC Core section 3.1.2.1) is pinned the same way:
+    the sign-in about to happen satisfies it, however small it is (``max_age=0``).
     """
     back = dict(params)
+    fresh = "login" in request.prompt or request.auth_after is not None
     if "login" in request.prompt:
         remaining = [value for value in back.get("prompt", "").split() if value != "login"]
         if remaining:
             back["prompt"] = " ".join(remaining)
         else:
             back.pop("prompt", None)
+    if fresh:
         back[AUTH_AFTER] = str(int(utcnow().timestamp() * 1000))
     next_url = authorize_url(back)
     if len(next_url) > MAX_NEXT_LENGTH:
@@ -68,6 +71,13 @@ def login_redirect(
     if request.login_hint:
         login += f"&login_hint={quote(request.login_hint, safe='')}"
     return see_other(login)
+
+
+def pinned(request: AuthorizationRequest, params: dict[str, str]) -> dict[str, str]:
+    """``params`` with the freshness floor of ``max_age`` pinned as ``kt_auth_after``,
+    so the consent page judges the sign-in as of this request, not of the click."""
+    floor = request.auth_after
+    return params if floor is None else {**params, AUTH_AFTER: str(floor)}
 
 
 async def handle_authorize(kit: PageKit, request: Request, params: dict[str, str]) -> Response:
@@ -86,7 +96,7 @@ async def handle_authorize(kit: PageKit, request: Request, params: dict[str, str
     if step is Next.LOGIN:
         return login_redirect(parsed, params, kit, request)
     if step is Next.CONSENT or browser is None or consent is None:
-        return see_other(f"/ui/consent?{urlencode(params)}")
+        return see_other(f"/ui/consent?{urlencode(pinned(parsed, params))}")
     code = await service.issue(parsed, browser, consent)
     return deliver(kit, request, target, service.issuer, {"code": code})
 

@@ -43,6 +43,12 @@ def _with_next(path: str, next_path: str | None, **query: str) -> str:
 def add_sign_in_routes(router: APIRouter, kit: PageKit) -> None:
     """Registers the sign-in pages on ``router`` (prefix ``/ui``)."""
 
+    @router.get("")
+    async def bare_prefix() -> Response:
+        # The app redirects no trailing slashes (they were built from the Host header);
+        # this one is relative, so the browser stays on the host it asked.
+        return see_other(HOME)
+
     @router.get("/")
     async def home(request: Request) -> Response:
         current = await kit.current_session(request)

@@ -32,7 +32,11 @@ from keyturn.security.digests import Digester, KeyRing
 from keyturn.services.browser_sessions import BrowserSession
 from keyturn.services.clients import CLIENT_ID_SHAPE
 from keyturn.services.id_tokens import IdTokenHints
-from keyturn.services.oauth_client_rules import OIDC_SCOPES
+from keyturn.services.oauth_client_rules import (
+    ALLOWED_SCOPES,
+    OIDC_SCOPES,
+    redirect_uri_matches,
+)
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -46,8 +50,10 @@ CODE_DIGEST_PURPOSE = "oauth-authorization-code"
 RESPONSE_MODES = ("query", "form_post")
 # OpenID Connect Core section 3.1.2.1 prompt values Keyturn acts on.
 PROMPTS = frozenset({"none", "login", "consent"})
-# Set by Keyturn on the URL it sends to the login page for prompt=login: the sign-in must
-# be newer than this instant (epoch milliseconds), so coming back is not a loop.
+# Set by Keyturn on the URLs it sends the browser on with (sign-in for prompt=login or
+# max_age, consent): the sign-in must be at or after this instant (epoch milliseconds).
+# It pins the freshness test to the moment of the authorization request, so signing in
+# (or reading the consent page) is never judged again against a later "now": no loop.
 AUTH_AFTER = "kt_auth_after"
 # OIDC Core section 2 ``acr``: "1" is one authentication factor (the password), the level
 # every Keyturn sign-in reaches today; "0" (a long-lived cookie alone) is never claimed.
@@ -79,6 +85,8 @@ class AuthorizationRequest:
     code_challenge: str | None
     prompt: frozenset[str]
     max_age: int | None
+    # The instant (epoch ms) the sign-in must not be older than, fixed once per request
+    # (:func:`fresh_since`): ``kt_auth_after`` when sent, else request time - max_age.
     auth_after: int | None
     login_hint: str | None
     # The user named by a valid id_token_hint (OIDC Core section 3.1.2.1).
@@ -148,8 +156,14 @@ class AuthorizationService:
             if openid or len(client.redirect_uris) != 1:
                 raise UnsafeAuthorizationRequest("The redirect_uri parameter is missing.")
             redirect_uri = client.redirect_uris[0]
-        elif requested in client.redirect_uris:
-            # Exact string comparison (RFC 9700 section 4.1.3): no normalisation at all.
+        elif any(
+            redirect_uri_matches(registered, requested, public=client.is_public)
+            for registered in client.redirect_uris
+        ):
+            # Exact string comparison (RFC 9700 section 4.1.3), no normalisation; only a
+            # native client's loopback port may differ (RFC 8252 section 7.3). The code
+            # remembers the URI as requested: the token request must repeat it, port
+            # included (RFC 6749 section 4.1.3).
             redirect_uri = requested
         else:
             raise UnsafeAuthorizationRequest("The redirect_uri is not registered for this client.")
@@ -211,6 +225,7 @@ class AuthorizationService:
             if not pkce.challenge_is_valid(challenge):
                 raise OAuthInvalidRequest("The code_challenge is not an S256 challenge.")
         scopes = self._scopes(params.get("scope"), client)
+        max_age = _seconds(params, "max_age")
         prompt = frozenset((params.get("prompt") or "").split())
         if prompt - PROMPTS:
             raise OAuthInvalidRequest("prompt may hold none, login and consent.")
@@ -226,8 +241,8 @@ class AuthorizationService:
             nonce=_one(params, "nonce", MAX_NONCE),
             code_challenge=challenge,
             prompt=prompt,
-            max_age=_seconds(params, "max_age"),
-            auth_after=_seconds(params, AUTH_AFTER, limit=15),
+            max_age=max_age,
+            auth_after=fresh_since(max_age, _seconds(params, AUTH_AFTER, limit=15)),
             login_hint=_one(params, "login_hint", MAX_LOGIN_HINT),
             hinted_user=await self._hinted_user(params),
         )
@@ -250,6 +265,13 @@ class AuthorizationService:
             # RFC 6749 section 3.3: the registered scope is the documented default.
             return allowed
         requested = frozenset(scope.split(" "))
+        if "openid" in requested:
+            # OIDC Core section 3.1.2.1: scope values the server does not understand
+            # (address, phone, another provider's names) SHOULD be ignored. Only those:
+            # a known scope beyond the client's registration is still refused below.
+            requested &= ALLOWED_SCOPES | {""}
+        # RFC 6749 section 3.3: a plain OAuth request naming an unknown scope is refused
+        # (never silently narrowed: without openid nothing says the client expects that).
         if "" in requested or not requested <= allowed:
             raise InvalidScopeRequest("The scope is malformed or beyond the client's scope.")
         return requested
@@ -278,11 +300,6 @@ class AuthorizationService:
     @staticmethod
     def needs_login(request: AuthorizationRequest, browser: BrowserSession) -> bool:
         """Whether the user must sign in (again) for this request."""
-        now = utcnow()
-        auth_time = browser.auth_time.timestamp()
-        # OIDC Core section 3.1.2.1 max_age: re-authenticate when the sign-in is older.
-        if request.max_age is not None and now.timestamp() - auth_time > request.max_age:
-            return True
         if "login" in request.prompt:
             return True
         # OIDC Core section 3.1.2.1 id_token_hint: a positive answer only for the hinted
@@ -290,7 +307,8 @@ class AuthorizationService:
         # the client gets login_required).
         if request.hinted_user is not None and request.hinted_user != browser.user.id:
             return True
-        return request.auth_after is not None and auth_time * 1000 < request.auth_after
+        floor = request.auth_after
+        return floor is not None and browser.auth_time.timestamp() * 1000 < floor
 
     async def granted_scopes(self, request: AuthorizationRequest, user_id: uuid.UUID) -> str:
         """Requested scopes the user holds: OIDC and self-service scopes, and the admin
@@ -400,6 +418,25 @@ class AuthorizationService:
         return value
 
 
+def fresh_since(max_age: int | None, auth_after: int | None) -> int | None:
+    """The instant (epoch ms) a sign-in must not be older than, if any.
+
+    OIDC Core section 3.1.2.1 ``max_age`` counts back from the authorization request, so
+    the first pass through the endpoint pins it as :data:`AUTH_AFTER` on the URLs it sends
+    the browser on with, and later passes (after signing in, on the consent page) keep
+    that pin instead of counting back from their own "now" again: else ``max_age=0``
+    would ask for a sign-in forever, and a consent slower than ``max_age`` would be sent
+    back to sign in. The pin travels through the browser like ``max_age`` itself: a user
+    who edits it could as well drop ``max_age``, so the relying party checks
+    ``auth_time`` (section 3.1.3.7 item 13), which the ID Token always carries.
+    """
+    if auth_after is not None:
+        return auth_after
+    if max_age is None:
+        return None
+    return int(utcnow().timestamp() * 1000) - max_age * 1000
+
+
 def acr_for(amr: tuple[str, ...]) -> str | None:
     """The ``acr`` a sign-in with these methods reaches (OIDC Core section 2)."""
     return ONE_FACTOR_ACR if "pwd" in amr else None
@@ -422,4 +459,5 @@ __all__ = [
     "Next",
     "Redirectable",
     "acr_for",
+    "fresh_since",
 ]
