@@ -7,6 +7,17 @@ derivation label, so it can never match a refresh-token or API-key digest). Rota
 replaces the digest in one UPDATE: the old secret stops working the moment it commits,
 with no overlap; deploy the new secret first when a client must not see a failed call.
 
+Nobody registers or changes a client beyond what they hold (issue 12 finding 7): every
+admin permission in a client's scope must be one the caller holds, and a client already
+holding one the caller lacks cannot be changed, re-keyed or deleted by them (its secret
+would hand them that permission through ``client_credentials``). The OIDC and
+self-service scopes every user holds are always allowed.
+
+Deleting a client ends every grant it holds (finding 23): its grant sessions are revoked
+and deny-listed in the same transaction as the delete, which removes its authorization
+codes and consents by cascade. A secret rotation with ``revoke_tokens`` also kills every
+access token issued to the client until then (finding 14; ``tokens_revoked_at``).
+
 ``authenticate`` is the one check the token, introspection and revocation endpoints will
 call: every failure goes through the credential guard (per client_id + IP throttle,
 audit ``client.authentication_failed``) and answers ``invalid_client`` alike for an
@@ -31,12 +42,15 @@ from keyturn.errors import (
     InvalidClientMetadata,
     InvalidInput,
     NotFound,
+    PermissionEscalation,
     ServiceUnavailable,
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
+from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
 from keyturn.services.lockout import CredentialGuard
+from keyturn.services.oauth2.grant_scope import USER_SCOPES
 from keyturn.services.oauth_client_rules import AUTH_METHODS, ClientMetadata, check_metadata
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -133,6 +147,16 @@ def decode_basic_credentials(token: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+def _within(held: frozenset[str], scope: str) -> None:
+    """Refuses a client scope holding an admin permission the caller lacks."""
+    beyond = sorted(set(scope.split()) - USER_SCOPES - held)
+    if beyond:
+        raise PermissionEscalation(
+            f"You do not hold: {', '.join(beyond)}.",
+            errors=[{"field": "scope", "message": f"not held: {name}"} for name in beyond],
+        )
+
+
 def _metadata_of(client: OAuthClient) -> ClientMetadata:
     return ClientMetadata(
         client_name=client.client_name,
@@ -169,9 +193,11 @@ class ClientService:
         guard: CredentialGuard,
         key_ring: KeyRing,
         id_token_algs: Sequence[str],
+        access_tokens: AccessTokenService,
         read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._access_tokens = access_tokens
         # Units of work that only read (one round trip per SELECT where the store allows).
         self._read_uow_factory = read_uow_factory or uow_factory
         self._authorizer = authorizer
@@ -184,8 +210,9 @@ class ClientService:
     async def create(
         self, principal: Principal, meta: ClientMetadata, client: ClientInfo
     ) -> CreatedClient:
-        await self._authorizer.require(principal, PERMISSION)
+        held = await self._authorizer.require(principal, PERMISSION)
         checked = check_metadata(meta, id_token_algs=self._id_token_algs)
+        _within(held, checked.scope)
         now = utcnow()
         secret = None if checked.is_public else new_token(32)
         digest = None if secret is None else self._digester.digest(secret)
@@ -218,13 +245,15 @@ class ClientService:
     async def update(
         self, principal: Principal, client_id: str, patch: ClientPatch, client: ClientInfo
     ) -> OAuthClient:
-        await self._authorizer.require(principal, PERMISSION)
+        held = await self._authorizer.require(principal, PERMISSION)
         now = utcnow()
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
+            _within(held, current.scope)
             checked = check_metadata(
                 _apply(_metadata_of(current), patch), id_token_algs=self._id_token_algs
             )
+            _within(held, checked.scope)
             if checked.is_public != current.is_public:
                 # Public <-> confidential changes who holds a secret; a new client is clearer
                 # (a client turned confidential would have no secret to authenticate with).
@@ -243,6 +272,7 @@ class ClientService:
                 id=current.id,
                 updated_at=now,
                 secret_rotated_at=current.secret_rotated_at,
+                tokens_revoked_at=current.tokens_revoked_at,
             )
             await uow.clients.update(updated)
             fields = sorted(
@@ -255,31 +285,69 @@ class ClientService:
         return updated
 
     async def delete(self, principal: Principal, client_id: str, client: ClientInfo) -> None:
-        await self._authorizer.require(principal, PERMISSION)
+        """Deletes the client and ends every grant it holds, in one transaction.
+
+        The grant sessions are revoked (their refresh tokens die, userinfo and
+        introspection refuse their access tokens) and deny-listed on every replica;
+        codes and consents go with the client row (foreign-key cascade).
+        """
+        held = await self._authorizer.require(principal, PERMISSION)
+        now = utcnow()
         async with self._uow_factory() as uow:
+            current = await _client(uow, client_id)
+            _within(held, current.scope)
+            ended = await uow.sessions.revoke_for_client(client_id, now, "client_deleted")
             if not await uow.clients.delete(client_id):
                 raise NotFound("No such client.")
-            await _audit(uow, "client.deleted", principal, client, client_id)
+            await _audit(
+                uow, "client.deleted", principal, client, client_id, extra={"sessions": len(ended)}
+            )
             await uow.commit()
+        await self._access_tokens.deny(ended)
 
     async def rotate_secret(
-        self, principal: Principal, client_id: str, client: ClientInfo
+        self,
+        principal: Principal,
+        client_id: str,
+        client: ClientInfo,
+        *,
+        revoke_tokens: bool = False,
     ) -> RotatedSecret:
-        """A new secret, shown once; the old one stops working when this commits."""
-        await self._authorizer.require(principal, PERMISSION)
+        """A new secret, shown once; the old one stops working when this commits.
+
+        With ``revoke_tokens`` every access token issued to the client until now
+        (``client_credentials`` ones and those of user grants) is refused from then on
+        by introspection and userinfo on every replica (the database marker
+        ``tokens_revoked_at``, read with the client); grants stay, so the client
+        refreshes them with its new secret.
+        """
+        held = await self._authorizer.require(principal, PERMISSION)
         now = utcnow()
         secret = new_token(32)
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
+            _within(held, current.scope)
             if current.is_public:
                 raise InvalidClientMetadata(
                     "A public client (auth method none) has no secret to rotate.",
                     errors=[{"field": "token_endpoint_auth_method", "message": "none"}],
                 )
-            await uow.clients.set_secret(client_id, self._digester.digest(secret), now)
-            await _audit(uow, "client.secret_rotated", principal, client, client_id)
+            await uow.clients.set_secret(
+                client_id, self._digester.digest(secret), now, revoke_tokens=revoke_tokens
+            )
+            await _audit(
+                uow,
+                "client.secret_rotated",
+                principal,
+                client,
+                client_id,
+                extra={"revoke_tokens": revoke_tokens},
+            )
             await uow.commit()
-        return RotatedSecret(replace(current, updated_at=now, secret_rotated_at=now), secret)
+        rotated = replace(current, updated_at=now, secret_rotated_at=now)
+        if revoke_tokens:
+            rotated = replace(rotated, tokens_revoked_at=now)
+        return RotatedSecret(rotated, secret)
 
     async def authenticate(
         self,
@@ -384,8 +452,9 @@ async def _audit(
     client_id: str,
     *,
     fields: list[str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> None:
-    data: dict[str, object] = {"client_id": client_id}
+    data: dict[str, object] = {"client_id": client_id, **(extra or {})}
     if fields is not None:
         data["fields"] = fields
     # The client_id only: never the secret or its digest.
