@@ -70,7 +70,9 @@ async def test_asvs_8_2_2_a_client_cannot_hold_permissions_its_creator_lacks(
 ) -> None:
     writer = await _clients_writer(app, client)
     for scope in ("users:write", "openid users:read", "clients:write keys:write"):
-        refused = await client.post("/v1/admin/clients", json={**MACHINE, "scope": scope}, headers=writer)
+        refused = await client.post(
+            "/v1/admin/clients", json={**MACHINE, "scope": scope}, headers=writer
+        )
         assert (refused.status_code, refused.json()["code"]) == (403, "permission_escalation")
         assert refused.json()["errors"][0]["field"] == "scope"
     # What the creator holds, and the self-service and OIDC scopes, are fine.
@@ -137,7 +139,8 @@ async def test_asvs_10_4_9_client_credentials_tokens_introspect_correctly(
         assert body["token_type"] == "access_token"
         assert {"exp", "iat"} <= body.keys()
         # No user: neither a sub nor a sid a resource server could take for one.
-        assert "sub" not in body and "sid" not in body
+        assert "sub" not in body
+        assert "sid" not in body
     # Never a first-party credential, never a user at userinfo.
     assert (await client.get("/v1/me", headers=bearer(access))).status_code == 401
     assert (await client.get("/oauth2/userinfo", headers=bearer(access))).status_code == 401

@@ -80,7 +80,8 @@ async def _grant_with_role(
 async def _refresh(
     client: httpx.AsyncClient, oauth_client: dict[str, Any], value: str, **form: str
 ) -> httpx.Response:
-    return await token(client, oauth_client, grant_type="refresh_token", refresh_token=value, **form)
+    form = {"grant_type": "refresh_token", "refresh_token": value, **form}
+    return await token(client, oauth_client, **form)
 
 
 # -- Finding 3: refresh and introspection keep only what is still held ----------------------
@@ -204,9 +205,7 @@ async def test_asvs_7_4_1_deleting_a_client_ends_its_grants_everywhere(
     web = await register(app, client)
     resource_server = await register(app, client, client_name="API")
     grant = await code_flow_grant(app, web, "openid email offline_access")
-    login = await client.post(
-        "/v1/auth/login", json={"email": grant.email, "password": PASSWORD}
-    )
+    login = await client.post("/v1/auth/login", json={"email": grant.email, "password": PASSWORD})
     user = bearer(login.json()["access_token"])
     consents = await client.get("/v1/me/consents", headers=user)
     assert len(consents.json()["items"]) == 1
@@ -222,7 +221,8 @@ async def test_asvs_7_4_1_deleting_a_client_ends_its_grants_everywhere(
     # The grant session is over (database) and deny-listed (every replica).
     async with app.state.services.auth._uow_factory() as uow:
         session = await uow.sessions.get(grant.session_id)
-    assert session is not None and session.revoked_at is not None
+    assert session is not None
+    assert session.revoked_at is not None
     assert await app.state.services.access_tokens.is_revoked(grant.session_id)
     sessions = await client.get("/v1/me/sessions", headers=user)
     assert str(grant.session_id) not in sessions.text
@@ -240,12 +240,12 @@ async def test_asvs_10_4_8_client_update_neighbours(
     """Dropping the refresh_token grant or a redirect URI takes effect on live grants."""
     headers = await admin_headers(app, client)
     second = "https://app.example.com/other"
-    web = await register(
-        app, client, redirect_uris=["https://app.example.com/cb", second]
-    )
+    web = await register(app, client, redirect_uris=["https://app.example.com/cb", second])
     grant = await code_flow_grant(app, web, "openid offline_access")
     path = f"/v1/admin/clients/{web['client_id']}"
-    no_refresh = await client.patch(path, json={"grant_types": ["authorization_code"]}, headers=headers)
+    no_refresh = await client.patch(
+        path, json={"grant_types": ["authorization_code"]}, headers=headers
+    )
     assert no_refresh.status_code == 200, no_refresh.text
     assert await introspect(client, web, grant.refresh_token) == {"active": False}
     answer = await _refresh(client, web, grant.refresh_token)
