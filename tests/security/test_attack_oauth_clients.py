@@ -16,8 +16,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, new_email
+from helpers import PASSWORD, bearer, new_email, running_app
+from keyturn.config import Settings
 from oauth_helpers import admin_headers, basic, register
+from oauth_helpers import grant as code_flow_grant
 
 pytestmark = pytest.mark.anyio
 
@@ -214,3 +216,56 @@ async def test_asvs_10_4_9_client_credentials_tokens_follow_the_client_registrat
     )
     assert no_grant.status_code == 200, no_grant.text
     assert await introspect(client, resource_server, access) == {"active": False}
+
+
+async def test_asvs_7_4_1_revoke_tokens_reaches_user_grants_and_every_replica(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A second app on the same database (another replica, with its own in-process
+    stores when there is no Redis) refuses the old tokens at once; the grant refreshes
+    with the new secret."""
+    admin = await admin_headers(app, client)
+    web = await register(app, client)
+    resource_server = await register(app, client, client_name="API")
+    grant = await code_flow_grant(app, web, "openid offline_access")
+    rotated = await client.post(
+        f"/v1/admin/clients/{web['client_id']}/secret",
+        params={"revoke_tokens": "true"},
+        headers=admin,
+    )
+    assert rotated.status_code == 200, rotated.text
+    async with running_app(settings) as replica:
+        assert await introspect(replica, resource_server, grant.access_token) == {"active": False}
+        userinfo = await replica.get("/oauth2/userinfo", headers=bearer(grant.access_token))
+        assert userinfo.status_code == 401, userinfo.text
+    web["client_secret"] = rotated.json()["client_secret"]
+    refreshed = await client.post(
+        "/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token},
+        auth=basic(web),
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    fresh = refreshed.json()["access_token"]
+    assert (await introspect(client, resource_server, fresh))["active"] is True
+    assert (await client.get("/oauth2/userinfo", headers=bearer(fresh))).status_code == 200
+
+
+async def test_asvs_7_4_1_a_deleted_clients_tokens_die_on_every_replica(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    admin = await admin_headers(app, client)
+    web = await register(app, client)
+    machine = await register(app, client, **MACHINE)
+    resource_server = await register(app, client, client_name="API")
+    grant = await code_flow_grant(app, web, "openid offline_access")
+    machine_token = (await _cc_token(client, machine)).json()["access_token"]
+    async with running_app(settings) as replica:
+        for value in (grant.access_token, machine_token):
+            assert (await introspect(replica, resource_server, value))["active"] is True
+        for gone in (web, machine):
+            deleted = await client.delete(f"/v1/admin/clients/{gone['client_id']}", headers=admin)
+            assert deleted.status_code == 204
+        for value in (grant.access_token, machine_token):
+            assert await introspect(replica, resource_server, value) == {"active": False}
+        userinfo = await replica.get("/oauth2/userinfo", headers=bearer(grant.access_token))
+        assert userinfo.status_code == 401, userinfo.text
