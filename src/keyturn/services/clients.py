@@ -7,16 +7,10 @@ derivation label, so it can never match a refresh-token or API-key digest). Rota
 replaces the digest in one UPDATE: the old secret stops working the moment it commits,
 with no overlap; deploy the new secret first when a client must not see a failed call.
 
-Nobody registers or changes a client beyond what they hold (issue 12 finding 7): every
-admin permission in a client's scope must be one the caller holds, and a client already
-holding one the caller lacks cannot be changed, re-keyed or deleted by them (its secret
-would hand them that permission through ``client_credentials``). The OIDC and
-self-service scopes every user holds are always allowed.
-
-Deleting a client ends every grant it holds (finding 23): its grant sessions are revoked
-and deny-listed in the same transaction as the delete, which removes its authorization
-codes and consents by cascade. A secret rotation with ``revoke_tokens`` also kills every
-access token issued to the client until then (finding 14; ``tokens_revoked_at``).
+Nobody registers or changes a client beyond the permissions they hold, nor changes,
+re-keys or deletes a client holding more (its secret would hand them those permissions
+through ``client_credentials``). Deleting a client ends its grants; a rotation with
+``revoke_tokens`` kills the access tokens issued until then (issue 12 findings 7, 14, 23).
 
 ``authenticate`` is the one check the token, introspection and revocation endpoints will
 call: every failure goes through the credential guard (per client_id + IP throttle,
@@ -30,7 +24,6 @@ import base64
 import binascii
 import re
 import secrets
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -42,15 +35,14 @@ from keyturn.errors import (
     InvalidClientMetadata,
     InvalidInput,
     NotFound,
-    PermissionEscalation,
     ServiceUnavailable,
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
+from keyturn.services.client_records import check_scope_held, metadata_of, record_of
 from keyturn.services.lockout import CredentialGuard
-from keyturn.services.oauth2.grant_scope import USER_SCOPES
 from keyturn.services.oauth_client_rules import AUTH_METHODS, ClientMetadata, check_metadata
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -147,31 +139,6 @@ def decode_basic_credentials(token: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _within(held: frozenset[str], scope: str) -> None:
-    """Refuses a client scope holding an admin permission the caller lacks."""
-    beyond = sorted(set(scope.split()) - USER_SCOPES - held)
-    if beyond:
-        raise PermissionEscalation(
-            f"You do not hold: {', '.join(beyond)}.",
-            errors=[{"field": "scope", "message": f"not held: {name}"} for name in beyond],
-        )
-
-
-def _metadata_of(client: OAuthClient) -> ClientMetadata:
-    return ClientMetadata(
-        client_name=client.client_name,
-        redirect_uris=client.redirect_uris,
-        post_logout_redirect_uris=client.post_logout_redirect_uris,
-        grant_types=client.grant_types,
-        response_types=client.response_types,
-        scope=client.scope,
-        token_endpoint_auth_method=client.token_endpoint_auth_method,
-        allowed_cors_origins=client.allowed_cors_origins,
-        require_pkce=client.require_pkce,
-        id_token_signed_response_alg=client.id_token_signed_response_alg,
-    )
-
-
 def _apply(meta: ClientMetadata, patch: ClientPatch) -> ClientMetadata:
     changes = {
         name: getattr(patch, name)
@@ -212,13 +179,13 @@ class ClientService:
     ) -> CreatedClient:
         held = await self._authorizer.require(principal, PERMISSION)
         checked = check_metadata(meta, id_token_algs=self._id_token_algs)
-        _within(held, checked.scope)
+        check_scope_held(held, checked.scope)
         now = utcnow()
         secret = None if checked.is_public else new_token(32)
         digest = None if secret is None else self._digester.digest(secret)
         async with self._uow_factory() as uow:
             for _ in range(CLIENT_ID_ATTEMPTS):
-                record = _record(checked, new_client_id(), now)
+                record = record_of(checked, new_client_id(), now)
                 if await uow.clients.add(record, digest):
                     break
             else:
@@ -249,11 +216,11 @@ class ClientService:
         now = utcnow()
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
-            _within(held, current.scope)
+            check_scope_held(held, current.scope)
             checked = check_metadata(
-                _apply(_metadata_of(current), patch), id_token_algs=self._id_token_algs
+                _apply(metadata_of(current), patch), id_token_algs=self._id_token_algs
             )
-            _within(held, checked.scope)
+            check_scope_held(held, checked.scope)
             if checked.is_public != current.is_public:
                 # Public <-> confidential changes who holds a secret; a new client is clearer
                 # (a client turned confidential would have no secret to authenticate with).
@@ -268,7 +235,7 @@ class ClientService:
                     ],
                 )
             updated = replace(
-                _record(checked, client_id, current.created_at),
+                record_of(checked, client_id, current.created_at),
                 id=current.id,
                 updated_at=now,
                 secret_rotated_at=current.secret_rotated_at,
@@ -295,7 +262,7 @@ class ClientService:
         now = utcnow()
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
-            _within(held, current.scope)
+            check_scope_held(held, current.scope)
             ended = await uow.sessions.revoke_for_client(client_id, now, "client_deleted")
             if not await uow.clients.delete(client_id):
                 raise NotFound("No such client.")
@@ -315,18 +282,16 @@ class ClientService:
     ) -> RotatedSecret:
         """A new secret, shown once; the old one stops working when this commits.
 
-        With ``revoke_tokens`` every access token issued to the client until now
-        (``client_credentials`` ones and those of user grants) is refused from then on
-        by introspection and userinfo on every replica (the database marker
-        ``tokens_revoked_at``, read with the client); grants stay, so the client
-        refreshes them with its new secret.
+        With ``revoke_tokens`` every access token issued to the client until now is
+        refused by introspection and userinfo (``tokens_revoked_at``, read with the
+        client on every replica); its grants stay and refresh with the new secret.
         """
         held = await self._authorizer.require(principal, PERMISSION)
         now = utcnow()
         secret = new_token(32)
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
-            _within(held, current.scope)
+            check_scope_held(held, current.scope)
             if current.is_public:
                 raise InvalidClientMetadata(
                     "A public client (auth method none) has no secret to rotate.",
@@ -413,27 +378,6 @@ def _accepted(
     if record.is_public:
         return secret is None
     return secret is not None and digest is not None and matched
-
-
-def _record(meta: ClientMetadata, client_id: str, now: datetime) -> OAuthClient:
-    return OAuthClient(
-        id=uuid.uuid4(),
-        client_id=client_id,
-        client_name=meta.client_name,
-        redirect_uris=meta.redirect_uris,
-        post_logout_redirect_uris=meta.post_logout_redirect_uris,
-        grant_types=meta.grant_types,
-        # check_metadata always fills response_types in; () only stands in for the type.
-        response_types=meta.response_types or (),
-        scope=meta.scope,
-        token_endpoint_auth_method=meta.token_endpoint_auth_method,
-        allowed_cors_origins=meta.allowed_cors_origins,
-        require_pkce=meta.require_pkce,
-        id_token_signed_response_alg=meta.id_token_signed_response_alg,
-        created_at=now,
-        updated_at=now,
-        secret_rotated_at=None,
-    )
 
 
 async def _client(uow: UnitOfWork, client_id: str) -> OAuthClient:
