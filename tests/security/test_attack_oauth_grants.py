@@ -276,3 +276,39 @@ async def test_asvs_10_4_8_client_update_neighbours(
         code_verifier=verifier,
     )
     assert (redeemed.status_code, redeemed.json()["error"]) == (400, "invalid_grant")
+
+
+async def test_asvs_8_3_1_a_code_redeemed_after_the_role_went_carries_none_of_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    headers = await admin_headers(app, client)
+    web = await register(app, client, scope=ADMIN_SCOPE)
+    role = await _support_role(client, headers)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
+        email = await signed_in(browser)
+        async with app.state.services.auth._uow_factory() as uow:
+            user = await uow.users.get_by_email(email)
+        assert user is not None
+        path = f"/v1/admin/users/{user.id}/roles/{role}"
+        assert (await browser.put(path, headers=headers)).status_code == 204
+        verifier, challenge = pkce_pair()
+        code, _ = await code_for(
+            browser,
+            web,
+            scope="openid users:read",
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+    # Between approval and redemption the role goes away.
+    assert (await client.delete(path, headers=headers)).status_code == 204
+    answer = await token(
+        client,
+        web,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=web["redirect_uris"][0],
+        code_verifier=verifier,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["scope"] == "openid"
