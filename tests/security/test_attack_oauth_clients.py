@@ -1,10 +1,12 @@
 """Attacks through OAuth client registrations and client_credentials tokens (issue 12,
 findings 7 and 14).
 
-ASVS v5.0.0 8.2.2 / 8.3.1 (no escalation: a client never holds more than the
-administrator who registers or changes it) and 10.4.9 / 7.4.1 (access tokens of a deleted
-client, or issued before a "revoke old tokens" secret rotation, are refused at once;
-introspection reports client_credentials tokens correctly, RFC 7662 section 2.2).
+ASVS v5.0.0 8.2.1 and 10.4.11 (no escalation: a client is assigned no permission beyond
+the administrator who registers or changes it), 10.3.2 (introspection answers a
+client_credentials token with the claims a resource server decides on, and no user
+``sub``), 7.4.1 (access tokens of a deleted client, or issued before a "revoke old
+tokens" secret rotation, are refused at once on every replica) and 8.3.2 (a cut client
+registration reaches tokens already issued).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ async def introspect(client: httpx.AsyncClient, caller: dict[str, Any], value: s
 # -- Finding 7: clients:write alone grants nothing beyond what its holder has ---------------
 
 
-async def test_asvs_8_2_2_a_client_cannot_hold_permissions_its_creator_lacks(
+async def test_asvs_8_2_1_a_client_cannot_hold_permissions_its_creator_lacks(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     writer = await _clients_writer(app, client)
@@ -98,7 +100,7 @@ async def test_asvs_8_2_2_a_client_cannot_hold_permissions_its_creator_lacks(
     assert (widened.status_code, widened.json()["code"]) == (403, "permission_escalation")
 
 
-async def test_asvs_8_2_2_a_client_beyond_the_caller_cannot_be_taken_over(
+async def test_asvs_8_2_1_a_client_beyond_the_caller_cannot_be_taken_over(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     """Rotating the secret of (or re-pointing) an admin-scoped client would hand its
@@ -125,7 +127,7 @@ async def test_asvs_8_2_2_a_client_beyond_the_caller_cannot_be_taken_over(
 # -- Finding 14: client_credentials tokens introspect and die -------------------------------
 
 
-async def test_asvs_10_4_9_client_credentials_tokens_introspect_correctly(
+async def test_asvs_10_3_2_client_credentials_tokens_introspect_correctly(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     machine = await register(app, client, **MACHINE)
@@ -194,7 +196,7 @@ async def test_asvs_7_4_1_deleting_a_client_kills_its_client_credentials_tokens(
     assert await introspect(client, resource_server, access) == {"active": False}
 
 
-async def test_asvs_10_4_9_client_credentials_tokens_follow_the_client_registration(
+async def test_asvs_8_3_2_client_credentials_tokens_follow_the_client_registration(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     """Cutting the scope or the client_credentials grant reaches tokens already issued."""

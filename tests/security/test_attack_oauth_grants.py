@@ -2,9 +2,10 @@
 and 23): a grant keeps only what the user and the client still hold, and a deleted client
 leaves no grant behind.
 
-ASVS v5.0.0 10.4.8 (refresh tokens and the grants behind them are bounded and revocable)
-and 8.3.1 (authorization is checked at the trusted service layer on every use, against the
-current permissions), 7.4.1 / 10.4.9 (a revoked grant stops working at once, everywhere).
+ASVS v5.0.0 8.3.2 (changes to what authorization rests on apply at once: a lost role or
+a cut client scope reaches refresh, introspection and userinfo), 7.4.1 (an ended grant is
+refused everywhere at once), 10.7.3 (no grant outlives the consent the user can see and
+revoke) and 10.4.1 / 10.4.4 (an unregistered redirect URI or grant type stops working).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def _refresh(
 # -- Finding 3: refresh and introspection keep only what is still held ----------------------
 
 
-async def test_asvs_8_3_1_refresh_drops_permissions_the_user_lost(
+async def test_asvs_8_3_2_refresh_drops_permissions_the_user_lost(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     headers = await admin_headers(app, client)
@@ -118,7 +119,7 @@ async def test_asvs_8_3_1_refresh_drops_permissions_the_user_lost(
     assert narrowed.json()["scope"] == "openid"
 
 
-async def test_asvs_8_3_1_refresh_drops_scopes_the_client_lost(
+async def test_asvs_8_3_2_refresh_drops_scopes_the_client_lost(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     headers = await admin_headers(app, client)
@@ -139,7 +140,7 @@ async def test_asvs_8_3_1_refresh_drops_scopes_the_client_lost(
     assert answer.json()["scope"] == "offline_access openid users:read"
 
 
-async def test_asvs_8_3_1_a_grant_left_with_nothing_is_refused(
+async def test_asvs_8_3_2_a_grant_left_with_nothing_is_refused(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     headers = await admin_headers(app, client)
@@ -158,7 +159,7 @@ async def test_asvs_8_3_1_a_grant_left_with_nothing_is_refused(
     assert set(answer.json()) == {"error", "error_description"}
 
 
-async def test_asvs_8_3_1_a_client_that_lost_offline_access_refreshes_nothing(
+async def test_asvs_8_3_2_a_client_that_lost_offline_access_refreshes_nothing(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     headers = await admin_headers(app, client)
@@ -176,7 +177,7 @@ async def test_asvs_8_3_1_a_client_that_lost_offline_access_refreshes_nothing(
     assert (await introspect(client, web, grant.access_token))["scope"] == "me:read openid"
 
 
-async def test_asvs_10_4_8_userinfo_releases_only_scopes_the_client_still_holds(
+async def test_asvs_8_3_2_userinfo_releases_only_scopes_the_client_still_holds(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     headers = await admin_headers(app, client)
@@ -234,7 +235,7 @@ async def test_asvs_7_4_1_deleting_a_client_ends_its_grants_everywhere(
     assert event["data"]["sessions"] == 1
 
 
-async def test_asvs_10_4_8_client_update_neighbours(
+async def test_asvs_10_4_4_client_update_neighbours(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     """Dropping the refresh_token grant or a redirect URI takes effect on live grants."""
@@ -278,7 +279,7 @@ async def test_asvs_10_4_8_client_update_neighbours(
     assert (redeemed.status_code, redeemed.json()["error"]) == (400, "invalid_grant")
 
 
-async def test_asvs_8_3_1_a_code_redeemed_after_the_role_went_carries_none_of_it(
+async def test_asvs_8_3_2_a_code_redeemed_after_the_role_went_carries_none_of_it(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     headers = await admin_headers(app, client)
