@@ -260,6 +260,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         key_ring=ring,
         issuer=settings.issuer,
         idle_ttl=settings.session_idle_ttl,
+        read_uow_factory=read_uow_factory,
     )
     return Services(
         authorizations=authorizations,
@@ -314,6 +315,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             guard=guard,
             key_ring=ring,
             id_token_algs=settings.id_token_algs,
+            access_tokens=access_tokens,
         ),
         oauth_tokens=oauth_tokens,
         consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),

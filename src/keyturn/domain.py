@@ -225,6 +225,9 @@ class OAuthClient:
     secret_rotated_at: datetime | None = None
     # OpenID Connect Registration 1.0 section 2: RS256 unless the client registered another.
     id_token_signed_response_alg: str = DEFAULT_SIGNING_ALG_FOR_ID
+    # Every access token issued to the client at or before this second is refused (a
+    # secret rotation with ``revoke_tokens``); None when that never happened.
+    tokens_revoked_at: datetime | None = None
 
     @property
     def is_public(self) -> bool:

@@ -87,7 +87,18 @@ class UserRoleRow(Base):
 
 class SessionRow(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index(None, "user_id", "created_at"), Index(None, "consent_id"))
+    __table_args__ = (
+        Index(None, "user_id", "created_at"),
+        Index(None, "consent_id"),
+        # Grant sessions of one OAuth client (ended when it is deleted; migration 0013).
+        # Partial: first-party and browser sessions (client_id NULL) stay out of it.
+        Index(
+            None,
+            "client_id",
+            postgresql_where=text("client_id IS NOT NULL"),
+            sqlite_where=text("client_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -243,6 +254,9 @@ class OAuthClientRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Access tokens issued to the client at or before this second are refused (a secret
+    # rotation with revoke_tokens; migration 0013).
+    tokens_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OAuthConsentRow(Base):

@@ -30,6 +30,7 @@ def _client(row: OAuthClientRow) -> OAuthClient:
         created_at=row.created_at,
         updated_at=row.updated_at,
         secret_rotated_at=row.secret_rotated_at,
+        tokens_revoked_at=row.tokens_revoked_at,
     )
 
 
@@ -118,12 +119,20 @@ class SqlOAuthClientRepository:
         )
         return bool(affected(result))
 
-    async def set_secret(self, client_id: str, digest: str, now: datetime) -> bool:
-        # One UPDATE: the old digest is gone the moment this commits (no grace period).
+    async def set_secret(
+        self, client_id: str, digest: str, now: datetime, *, revoke_tokens: bool = False
+    ) -> bool:
+        # One UPDATE: the old digest is gone the moment this commits (no grace period),
+        # and with revoke_tokens the client's access tokens issued until now with it.
+        values: dict[str, object] = {
+            "secret_digest": digest,
+            "secret_rotated_at": now,
+            "updated_at": now,
+        }
+        if revoke_tokens:
+            values["tokens_revoked_at"] = now
         result = await self._db.execute(
-            update(OAuthClientRow)
-            .where(OAuthClientRow.client_id == client_id)
-            .values(secret_digest=digest, secret_rotated_at=now, updated_at=now)
+            update(OAuthClientRow).where(OAuthClientRow.client_id == client_id).values(**values)
         )
         return bool(affected(result))
 

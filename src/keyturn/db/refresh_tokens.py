@@ -33,10 +33,11 @@ from keyturn.domain import (
     User,
 )
 
-# Built once (every refresh): the token, its session and its user with the roles joined
-# in, one row per role. Only the digests change.
+# Built once (every refresh): the token, its session and its user with the roles (and
+# their permissions, which an OAuth grant is narrowed to) joined in, one row per role.
+# Only the digests change.
 _TOKEN_WITH_SESSION = (
-    select(RefreshTokenRow, SessionRow, UserRow, RoleRow.name)
+    select(RefreshTokenRow, SessionRow, UserRow, RoleRow.name, RoleRow.permissions)
     .join(SessionRow, SessionRow.id == RefreshTokenRow.session_id)
     .join(UserRow, UserRow.id == SessionRow.user_id)
     .outerjoin(UserRoleRow, UserRoleRow.user_id == UserRow.id)
@@ -116,15 +117,17 @@ class SqlRefreshTokenRepository:
 
     async def find_with_session(
         self, digests: Sequence[str]
-    ) -> tuple[RefreshToken, Session, User] | None:
-        """The token with one of ``digests``, its session and its user: one statement."""
+    ) -> tuple[RefreshToken, Session, User, frozenset[str]] | None:
+        """The token with one of ``digests``, its session, its user and the user's
+        current permissions: one statement."""
         rows = (await self._db.execute(_TOKEN_WITH_SESSION, {"digests": list(digests)})).all()
         if not rows:
             return None
-        token, session, user, _ = rows[0]
+        token, session, user, _, _ = rows[0]
         # A digest is unique, so every row is the same token; the roles vary.
-        roles = tuple(name for *_, name in rows if name is not None)
-        return _refresh(token), _session(session), _user(user, roles)
+        roles = tuple(name for *_, name, _ in rows if name is not None)
+        held = frozenset(p for *_, permissions in rows for p in permissions or ())
+        return _refresh(token), _session(session), _user(user, roles), held
 
     async def rotate(
         self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime

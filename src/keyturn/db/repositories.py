@@ -457,6 +457,13 @@ class SqlSessionRepository:
         condition = [SessionRow.consent_id == consent_id, SessionRow.revoked_at.is_(None)]
         return await self._revoke_where(condition, now, reason)
 
+    async def revoke_for_client(
+        self, client_id: str, now: datetime, reason: str
+    ) -> list[uuid.UUID]:
+        # The partial index on client_id (migration 0013) finds them without a scan.
+        condition = [SessionRow.client_id == client_id, SessionRow.revoked_at.is_(None)]
+        return await self._revoke_where(condition, now, reason)
+
     async def _revoke_where(
         self, condition: list[ColumnElement[bool]], now: datetime, reason: str
     ) -> list[uuid.UUID]:

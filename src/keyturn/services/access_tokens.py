@@ -44,6 +44,9 @@ class AccessTokenService:
         self._uow_factory = uow_factory
         self._issuer = issuer
         self._audience = audience
+        # KEYTURN_AUDIENCE: the client_id of first-party tokens (introspection tells them
+        # from OAuth clients' tokens by it).
+        self.audience = audience
         self.ttl = ttl
         self._restoring: asyncio.Task[None] | None = None
         self._last_restore = float("-inf")

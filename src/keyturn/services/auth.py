@@ -299,7 +299,7 @@ class AuthService:
         client: ClientInfo,
         *,
         client_id: str | None,
-        check: Callable[[Session], None] | None = None,
+        check: Callable[[Session, frozenset[str]], Session] | None = None,
     ) -> tuple[User, Session, str]:
         """The one refresh-token rotation (DESIGN.md section 4), first-party and OAuth alike.
 
@@ -309,13 +309,16 @@ class AuthService:
             client_id: The OAuth client the token must belong to (``/oauth2/token``), or
                 None for a first-party token (``/v1/auth/refresh``). A token of another
                 client, or of the other kind, is refused like an unknown one.
-            check: Runs on the live session before anything is written; what it raises
-                ends the request with the token unrotated (``/oauth2/token`` checks the
-                requested scope here, so a refused scope never costs the client its token).
+            check: Runs on the live session and the user's current permissions before
+                anything is written and returns the session as the grant now stands; what
+                it raises ends the request with the token unrotated (``/oauth2/token``
+                checks the requested scope and narrows the grant to what the user and the
+                client still hold here, so a refused scope never costs the client its
+                token).
 
         Returns:
-            The user, the session and the successor token (the same successor again when
-            the grace window applies).
+            The user, the session (as ``check`` returned it) and the successor token (the
+            same successor again when the grace window applies).
 
         Raises:
             RateLimited: Too many failures from this IP.
@@ -336,7 +339,7 @@ class AuthService:
         refresh_token: str,
         client: ClientInfo,
         client_id: str | None,
-        check: Callable[[Session], None] | None,
+        check: Callable[[Session, frozenset[str]], Session] | None,
     ) -> tuple[User, Session, str]:
         if not REFRESH_TOKEN_SHAPE.match(refresh_token):
             REFRESHES.labels("invalid").inc()
@@ -354,7 +357,7 @@ class AuthService:
             if found is None:
                 REFRESHES.labels("invalid").inc()
                 raise InvalidRefreshToken
-            token, session, user = found
+            token, session, user, held = found
             if session.client_id != client_id or user.disabled or user.locked(now):
                 REFRESHES.labels("invalid").inc()
                 raise InvalidRefreshToken
@@ -362,7 +365,7 @@ class AuthService:
                 REFRESHES.labels("expired").inc()
                 raise InvalidRefreshToken("The session has expired or was ended.")
             if check is not None:
-                check(session)
+                session = check(session, held)
             successor = derive_successor_token(self._successor_keys[0], refresh_token)
             next_token = RefreshToken(
                 id=uuid.uuid4(),

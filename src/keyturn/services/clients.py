@@ -7,6 +7,11 @@ derivation label, so it can never match a refresh-token or API-key digest). Rota
 replaces the digest in one UPDATE: the old secret stops working the moment it commits,
 with no overlap; deploy the new secret first when a client must not see a failed call.
 
+Nobody registers or changes a client beyond the permissions they hold, nor changes,
+re-keys or deletes a client holding more (its secret would hand them those permissions
+through ``client_credentials``). Deleting a client ends its grants; a rotation with
+``revoke_tokens`` kills the access tokens issued until then (issue 12 findings 7, 14, 23).
+
 ``authenticate`` is the one check the token, introspection and revocation endpoints will
 call: every failure goes through the credential guard (per client_id + IP throttle,
 audit ``client.authentication_failed``) and answers ``invalid_client`` alike for an
@@ -19,7 +24,6 @@ import base64
 import binascii
 import re
 import secrets
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,8 +38,10 @@ from keyturn.errors import (
     ServiceUnavailable,
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
+from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
+from keyturn.services.client_records import check_scope_held, metadata_of, record_of
 from keyturn.services.lockout import CredentialGuard
 from keyturn.services.oauth_client_rules import AUTH_METHODS, ClientMetadata, check_metadata
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -133,21 +139,6 @@ def decode_basic_credentials(token: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _metadata_of(client: OAuthClient) -> ClientMetadata:
-    return ClientMetadata(
-        client_name=client.client_name,
-        redirect_uris=client.redirect_uris,
-        post_logout_redirect_uris=client.post_logout_redirect_uris,
-        grant_types=client.grant_types,
-        response_types=client.response_types,
-        scope=client.scope,
-        token_endpoint_auth_method=client.token_endpoint_auth_method,
-        allowed_cors_origins=client.allowed_cors_origins,
-        require_pkce=client.require_pkce,
-        id_token_signed_response_alg=client.id_token_signed_response_alg,
-    )
-
-
 def _apply(meta: ClientMetadata, patch: ClientPatch) -> ClientMetadata:
     changes = {
         name: getattr(patch, name)
@@ -169,9 +160,11 @@ class ClientService:
         guard: CredentialGuard,
         key_ring: KeyRing,
         id_token_algs: Sequence[str],
+        access_tokens: AccessTokenService,
         read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._access_tokens = access_tokens
         # Units of work that only read (one round trip per SELECT where the store allows).
         self._read_uow_factory = read_uow_factory or uow_factory
         self._authorizer = authorizer
@@ -184,14 +177,15 @@ class ClientService:
     async def create(
         self, principal: Principal, meta: ClientMetadata, client: ClientInfo
     ) -> CreatedClient:
-        await self._authorizer.require(principal, PERMISSION)
+        held = await self._authorizer.require(principal, PERMISSION)
         checked = check_metadata(meta, id_token_algs=self._id_token_algs)
+        check_scope_held(held, checked.scope)
         now = utcnow()
         secret = None if checked.is_public else new_token(32)
         digest = None if secret is None else self._digester.digest(secret)
         async with self._uow_factory() as uow:
             for _ in range(CLIENT_ID_ATTEMPTS):
-                record = _record(checked, new_client_id(), now)
+                record = record_of(checked, new_client_id(), now)
                 if await uow.clients.add(record, digest):
                     break
             else:
@@ -218,13 +212,15 @@ class ClientService:
     async def update(
         self, principal: Principal, client_id: str, patch: ClientPatch, client: ClientInfo
     ) -> OAuthClient:
-        await self._authorizer.require(principal, PERMISSION)
+        held = await self._authorizer.require(principal, PERMISSION)
         now = utcnow()
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
+            check_scope_held(held, current.scope)
             checked = check_metadata(
-                _apply(_metadata_of(current), patch), id_token_algs=self._id_token_algs
+                _apply(metadata_of(current), patch), id_token_algs=self._id_token_algs
             )
+            check_scope_held(held, checked.scope)
             if checked.is_public != current.is_public:
                 # Public <-> confidential changes who holds a secret; a new client is clearer
                 # (a client turned confidential would have no secret to authenticate with).
@@ -239,10 +235,11 @@ class ClientService:
                     ],
                 )
             updated = replace(
-                _record(checked, client_id, current.created_at),
+                record_of(checked, client_id, current.created_at),
                 id=current.id,
                 updated_at=now,
                 secret_rotated_at=current.secret_rotated_at,
+                tokens_revoked_at=current.tokens_revoked_at,
             )
             await uow.clients.update(updated)
             fields = sorted(
@@ -255,31 +252,67 @@ class ClientService:
         return updated
 
     async def delete(self, principal: Principal, client_id: str, client: ClientInfo) -> None:
-        await self._authorizer.require(principal, PERMISSION)
+        """Deletes the client and ends every grant it holds, in one transaction.
+
+        The grant sessions are revoked (their refresh tokens die, userinfo and
+        introspection refuse their access tokens) and deny-listed on every replica;
+        codes and consents go with the client row (foreign-key cascade).
+        """
+        held = await self._authorizer.require(principal, PERMISSION)
+        now = utcnow()
         async with self._uow_factory() as uow:
+            current = await _client(uow, client_id)
+            check_scope_held(held, current.scope)
+            ended = await uow.sessions.revoke_for_client(client_id, now, "client_deleted")
             if not await uow.clients.delete(client_id):
                 raise NotFound("No such client.")
-            await _audit(uow, "client.deleted", principal, client, client_id)
+            await _audit(
+                uow, "client.deleted", principal, client, client_id, extra={"sessions": len(ended)}
+            )
             await uow.commit()
+        await self._access_tokens.deny(ended)
 
     async def rotate_secret(
-        self, principal: Principal, client_id: str, client: ClientInfo
+        self,
+        principal: Principal,
+        client_id: str,
+        client: ClientInfo,
+        *,
+        revoke_tokens: bool = False,
     ) -> RotatedSecret:
-        """A new secret, shown once; the old one stops working when this commits."""
-        await self._authorizer.require(principal, PERMISSION)
+        """A new secret, shown once; the old one stops working when this commits.
+
+        With ``revoke_tokens`` every access token issued to the client until now is
+        refused by introspection and userinfo (``tokens_revoked_at``, read with the
+        client on every replica); its grants stay and refresh with the new secret.
+        """
+        held = await self._authorizer.require(principal, PERMISSION)
         now = utcnow()
         secret = new_token(32)
         async with self._uow_factory() as uow:
             current = await _client(uow, client_id)
+            check_scope_held(held, current.scope)
             if current.is_public:
                 raise InvalidClientMetadata(
                     "A public client (auth method none) has no secret to rotate.",
                     errors=[{"field": "token_endpoint_auth_method", "message": "none"}],
                 )
-            await uow.clients.set_secret(client_id, self._digester.digest(secret), now)
-            await _audit(uow, "client.secret_rotated", principal, client, client_id)
+            await uow.clients.set_secret(
+                client_id, self._digester.digest(secret), now, revoke_tokens=revoke_tokens
+            )
+            await _audit(
+                uow,
+                "client.secret_rotated",
+                principal,
+                client,
+                client_id,
+                extra={"revoke_tokens": revoke_tokens},
+            )
             await uow.commit()
-        return RotatedSecret(replace(current, updated_at=now, secret_rotated_at=now), secret)
+        rotated = replace(current, updated_at=now, secret_rotated_at=now)
+        if revoke_tokens:
+            rotated = replace(rotated, tokens_revoked_at=now)
+        return RotatedSecret(rotated, secret)
 
     async def authenticate(
         self,
@@ -347,27 +380,6 @@ def _accepted(
     return secret is not None and digest is not None and matched
 
 
-def _record(meta: ClientMetadata, client_id: str, now: datetime) -> OAuthClient:
-    return OAuthClient(
-        id=uuid.uuid4(),
-        client_id=client_id,
-        client_name=meta.client_name,
-        redirect_uris=meta.redirect_uris,
-        post_logout_redirect_uris=meta.post_logout_redirect_uris,
-        grant_types=meta.grant_types,
-        # check_metadata always fills response_types in; () only stands in for the type.
-        response_types=meta.response_types or (),
-        scope=meta.scope,
-        token_endpoint_auth_method=meta.token_endpoint_auth_method,
-        allowed_cors_origins=meta.allowed_cors_origins,
-        require_pkce=meta.require_pkce,
-        id_token_signed_response_alg=meta.id_token_signed_response_alg,
-        created_at=now,
-        updated_at=now,
-        secret_rotated_at=None,
-    )
-
-
 async def _client(uow: UnitOfWork, client_id: str) -> OAuthClient:
     # A string that cannot be a client_id never reaches the database.
     found = await uow.clients.find(client_id) if CLIENT_ID_SHAPE.match(client_id) else None
@@ -384,8 +396,9 @@ async def _audit(
     client_id: str,
     *,
     fields: list[str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> None:
-    data: dict[str, object] = {"client_id": client_id}
+    data: dict[str, object] = {"client_id": client_id, **(extra or {})}
     if fields is not None:
         data["fields"] = fields
     # The client_id only: never the secret or its digest.

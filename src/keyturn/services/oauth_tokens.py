@@ -15,6 +15,12 @@ ones included) and opaque refresh tokens. What a client may learn or end:
 - Revocation: only tokens of the authenticated client's own grants (RFC 7009 section 2.1:
   "the authorization server ... verifies whether the token was issued to the client making
   the revocation request"); everything else succeeds with no effect (section 2.2).
+- A grant is reported as it stands now (issue 12 findings 3, 14, 23): its scope narrowed
+  to what its client's registration and its user's roles still allow
+  (``oauth2.grant_scope``), inactive when nothing is left, when the client is gone, or,
+  for an access token, when the client's secret was rotated with ``revoke_tokens`` after
+  it was issued. ``client_credentials`` tokens (no ``sid``; ``sub`` is the client itself,
+  RFC 9068 section 2.2) are active too, answered without ``sub``: they name no user.
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ from keyturn.services.access_tokens import (
     AccessTokenService,
 )
 from keyturn.services.keys import KeyManager
+from keyturn.services.oauth2.grant_scope import (
+    client_grant_scope,
+    issued_before_revocation,
+    refreshable,
+    user_grant_scope,
+)
 from keyturn.services.ports import UnitOfWorkFactory
 
 ACCESS_TOKEN = "access_token"  # noqa: S105  (RFC 7662 token_type_hint value, not a secret)
@@ -53,6 +65,8 @@ class FoundRefreshToken:
     token: RefreshToken
     session: Session
     user: User
+    # The user's current permissions (the grant is narrowed to them).
+    held: frozenset[str]
 
 
 class OAuthTokenService:
@@ -67,8 +81,11 @@ class OAuthTokenService:
         key_ring: KeyRing,
         issuer: str,
         idle_ttl: int,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        # Units of work that only read (one round trip per SELECT where the store allows).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._keys = keys
         self._access_tokens = access_tokens
         # The same digest label as the rotation code (services/auth.py): one lookup.
@@ -100,13 +117,51 @@ class OAuthTokenService:
                 claims = self._keys.verifier.verify(token, self._policy)
             except InvalidToken:
                 return None
+        if "sid" not in claims:
+            # RFC 6749 section 4.4 / RFC 9068 section 2.2: a client_credentials token has no
+            # session and names the client itself as its subject; anything else without
+            # a sid is no token of ours.
+            return claims if claims.get("sub") == claims.get("client_id") else None
         try:
             session_id = uuid.UUID(str(claims["sid"]))
-        except (KeyError, ValueError):
+        except ValueError:
             return None
         if await self._access_tokens.is_revoked(session_id):
             return None
         return claims
+
+    async def current_scope(
+        self, claims: dict[str, Any], caller: OAuthClient | None = None
+    ) -> frozenset[str]:
+        """What the access token with ``claims`` covers now; empty when nothing.
+
+        First-party tokens carry the self-service scopes every user holds. An OAuth
+        token is narrowed to its client's current registration and, for a user's grant,
+        to the user's current permissions; it covers nothing once its client is gone or
+        revoked its tokens after ``iat``. ``caller``: the authenticated client, whose
+        fresh record saves a read when the token is its own.
+        """
+        granted, client_id, issued = claims.get("scope"), claims.get("client_id"), claims["iat"]
+        if not isinstance(granted, str) or not isinstance(issued, int):
+            return frozenset()
+        user_grant = "sid" in claims
+        if user_grant and client_id == self._access_tokens.audience:
+            return frozenset(granted.split())
+        try:
+            user_id = uuid.UUID(str(claims["sub"])) if user_grant else None
+        except ValueError:
+            return frozenset()
+        async with self._read_uow_factory() as uow:
+            client = caller if caller is not None and caller.client_id == client_id else None
+            if client is None:
+                found = await uow.clients.find(str(client_id))
+                client = found[0] if found is not None else None
+            held = await uow.roles.permissions_of(user_id) if user_id is not None else None
+        if client is None or issued_before_revocation(client, issued):
+            return frozenset()
+        if held is not None:
+            return user_grant_scope(granted, client, held)
+        return client_grant_scope(granted, client)
 
     def _live(self, session: Session, now: datetime) -> bool:
         return (
@@ -118,13 +173,13 @@ class OAuthTokenService:
     async def _refresh_token(self, value: str) -> FoundRefreshToken | None:
         if not _REFRESH_SHAPE.match(value):
             return None
-        async with self._uow_factory() as uow:
-            token = await uow.refresh_tokens.find(self._digester.candidates(value))
-            session = await uow.sessions.get(token.session_id) if token else None
-            user = await uow.users.get(session.user_id) if session else None
-        if token is None or session is None or user is None:
+        async with self._read_uow_factory() as uow:
+            # One statement: the token, its session, its user and the user's permissions.
+            found = await uow.refresh_tokens.find_with_session(self._digester.candidates(value))
+        if found is None:
             return None
-        return FoundRefreshToken(token=token, session=session, user=user)
+        token, session, user, held = found
+        return FoundRefreshToken(token=token, session=session, user=user, held=held)
 
     async def introspect(self, token: str, hint: str | None, client: OAuthClient) -> dict[str, Any]:
         """RFC 7662 section 2.2 answer for ``token`` as seen by the authenticated ``client``.
@@ -136,22 +191,37 @@ class OAuthTokenService:
             if kind == ACCESS_TOKEN:
                 claims = await self.access_token_claims(token)
                 if claims is not None:
-                    answer = {name: claims[name] for name in _ACCESS_CLAIMS if name in claims}
-                    return {"active": True, **answer, "token_type": ACCESS_TOKEN}
+                    return await self._access_answer(claims, client)
             else:
                 found = await self._refresh_token(token)
                 if found is not None:
                     return self._refresh_answer(found, client)
         return dict(INACTIVE)
 
+    async def _access_answer(self, claims: dict[str, Any], client: OAuthClient) -> dict[str, Any]:
+        scope = await self.current_scope(claims, client)
+        if not scope:
+            return dict(INACTIVE)
+        answer = {name: claims[name] for name in _ACCESS_CLAIMS if name in claims}
+        answer["scope"] = " ".join(sorted(scope))
+        if "sid" not in claims:
+            # A client_credentials token: its sub is the client, not a user a resource
+            # server could mistake it for (client_id already names the client).
+            del answer["sub"]
+        return {"active": True, **answer, "token_type": ACCESS_TOKEN}
+
     def _refresh_answer(self, found: FoundRefreshToken, client: OAuthClient) -> dict[str, Any]:
         token, session, user = found.token, found.session, found.user
         now = utcnow()
+        # What a refresh would get now (the same rule as the token endpoint).
+        scope = user_grant_scope(session.scope or "", client, found.held)
         # Only the current (unrotated) token is active. The reuse grace (DESIGN.md section
         # 4) is a retry allowance of the refresh call, not a second valid token: during the
         # window the predecessor can only return its successor, so it is reported inactive.
         if (
             session.client_id != client.client_id
+            or "refresh_token" not in client.grant_types
+            or not refreshable(scope)
             or token.rotated_at is not None
             or not self._live(session, now)
             or user.disabled
@@ -161,7 +231,7 @@ class OAuthTokenService:
         expires = min(session.expires_at, session.last_seen_at + self._idle_ttl)
         return {
             "active": True,
-            "scope": session.scope or "",
+            "scope": " ".join(sorted(scope)),
             "client_id": session.client_id,
             "sub": str(session.user_id),
             "iss": self._issuer,
@@ -192,6 +262,10 @@ class OAuthTokenService:
             if kind == ACCESS_TOKEN:
                 claims = await self.access_token_claims(token)
                 if claims is not None and claims.get("client_id") == client.client_id:
+                    if "sid" not in claims:
+                        # A client_credentials token has no grant session to end; it dies
+                        # with the client or a secret rotation with revoke_tokens.
+                        return
                     session_id = uuid.UUID(str(claims["sid"]))
                     break
             else:

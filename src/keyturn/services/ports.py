@@ -109,6 +109,11 @@ class SessionRepository(Protocol):
     ) -> list[uuid.UUID]:
         """Revokes every live grant session opened under the consent; returns their ids."""
 
+    async def revoke_for_client(
+        self, client_id: str, now: datetime, reason: str
+    ) -> list[uuid.UUID]:
+        """Revokes every live grant session of the OAuth client; returns their ids."""
+
     async def add_with_refresh_token(
         self, session: Session, token: RefreshToken, digest: str
     ) -> None:
@@ -120,8 +125,9 @@ class RefreshTokenRepository(Protocol):
     async def find(self, digests: Sequence[str]) -> RefreshToken | None: ...
     async def find_with_session(
         self, digests: Sequence[str]
-    ) -> tuple[RefreshToken, Session, User] | None:
-        """The token, its session and its user in one read."""
+    ) -> tuple[RefreshToken, Session, User, frozenset[str]] | None:
+        """The token, its session, its user and the user's current permissions, in one
+        read."""
 
     async def rotate(
         self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime
@@ -224,10 +230,14 @@ class OAuthClientRepository(Protocol):
     async def update(self, client: OAuthClient) -> bool:
         """Writes the metadata (never the secret); False when the client does not exist."""
 
-    async def set_secret(self, client_id: str, digest: str, now: datetime) -> bool:
-        """Replaces the secret digest at once; False when the client does not exist."""
+    async def set_secret(
+        self, client_id: str, digest: str, now: datetime, *, revoke_tokens: bool = False
+    ) -> bool:
+        """Replaces the secret digest at once (and with ``revoke_tokens`` marks every
+        access token issued until ``now`` as dead); False when the client does not exist."""
 
-    async def delete(self, client_id: str) -> bool: ...
+    async def delete(self, client_id: str) -> bool:
+        """Removes the client and, by cascade, its authorization codes and consents."""
 
 
 class AuthorizationCodeRepository(Protocol):

@@ -32,8 +32,14 @@ class UserInfoService:
         claims = await self._tokens.access_token_claims(access_token)
         if claims is None:
             raise InvalidToken("The access token is invalid, expired or revoked.")
-        scope = claims.get("scope")
-        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        if "sid" not in claims:
+            raise InvalidToken("The access token names no user.")
+        # The grant as it stands now (issue 12 finding 3): a scope the client's
+        # registration lost (email, profile) releases nothing any more, and a deleted
+        # client's grant releases nothing at all.
+        scopes = await self._tokens.current_scope(claims)
+        if not scopes:
+            raise InvalidToken("The access token does not belong to a live user grant.")
         if OPENID not in scopes:
             raise InsufficientScope("The access token was not granted the openid scope.")
         try:

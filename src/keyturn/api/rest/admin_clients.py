@@ -95,7 +95,20 @@ async def delete_client(
     summary="Rotate the secret: the new one is shown once, the old one stops working at once",
 )
 async def rotate_secret(
-    client_id: ClientId, principal: Writer, services: ServicesDep, client: ClientDep
+    client_id: ClientId,
+    principal: Writer,
+    services: ServicesDep,
+    client: ClientDep,
+    revoke_tokens: Annotated[
+        bool,
+        Query(
+            description="Also refuse every access token issued to the client until now "
+            "(introspection and userinfo, on every replica); its grants stay and refresh "
+            "with the new secret."
+        ),
+    ] = False,
 ) -> ClientWithSecret:
-    rotated = await services.clients.rotate_secret(principal, client_id, client)
+    rotated = await services.clients.rotate_secret(
+        principal, client_id, client, revoke_tokens=revoke_tokens
+    )
     return ClientWithSecret.of_secret(rotated.client, rotated.client_secret)

@@ -7,10 +7,11 @@ client ids only.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,11 @@ from keyturn.services.auth import AuthService
 from keyturn.services.id_tokens import IdTokenSigner
 from keyturn.services.lockout import CredentialGuard
 from keyturn.services.oauth2.authorize import AuthorizationService, acr_for
+from keyturn.services.oauth2.grant_scope import (
+    refreshable,
+    seconds_until_past_revocation,
+    user_grant_scope,
+)
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -106,6 +112,12 @@ class TokenService:
             raise UnsupportedGrantType(f"Supported grant types: {', '.join(GRANT_TYPES)}.")
         if grant_type not in client.grant_types:
             raise UnauthorizedClient(f"This client may not use the {grant_type} grant.")
+        delay = seconds_until_past_revocation(client, utcnow())
+        if delay > 0:
+            # Right after a "revoke old tokens" rotation (within its second): a token
+            # issued now would carry the same whole-second iat as the dead ones and be
+            # refused with them, so it is issued in the next second instead.
+            await asyncio.sleep(delay)
         if grant_type == "authorization_code":
             return await self._authorization_code(client, form, info)
         if grant_type == "refresh_token":
@@ -163,7 +175,13 @@ class TokenService:
             if user is None or user.disabled or user.locked(now):
                 await uow.commit()
                 raise InvalidGrant("The authorization code is not valid.")
-            response, session = await self._issue_for_code(uow, client, code, user, info, now)
+            # What the user and the client still hold (a role or a registered scope may
+            # have gone since the consent): the grant starts with no more than that.
+            held = await uow.roles.permissions_of(user.id)
+            scope = " ".join(sorted(user_grant_scope(code.scope, client, held)))
+            response, session = await self._issue_for_code(
+                uow, client, replace(code, scope=scope), user, info, now
+            )
             await uow.authorization_codes.set_issued_session(code.id, session.id)
             await uow.audit.record(
                 "oauth.token_issued",
@@ -182,6 +200,10 @@ class TokenService:
         # _Burned: the caller commits the consumed code before raising the OAuth error.
         if now >= code.expires_at:
             raise _Burned(InvalidGrant("The authorization code has expired."))
+        if code.redirect_uri not in client.redirect_uris:
+            # The URI was unregistered after the code was sent there (RFC 6749 section
+            # 3.1.2.2: only registered redirection endpoints receive grants).
+            raise _Burned(InvalidGrant("The redirect_uri is no longer registered."))
         redirect_uri = form.get("redirect_uri")
         if redirect_uri is None:
             # RFC 6749 section 4.1.3: required when the request had one; Keyturn accepts
@@ -318,11 +340,19 @@ class TokenService:
         requested = form.get("scope")
         wanted = frozenset(requested.split(" ")) if requested else None
 
-        def within_grant(session: Session) -> None:
+        def within_grant(session: Session, held: frozenset[str]) -> Session:
             # Section 6: narrower is allowed, wider never; checked before the rotation.
             granted = frozenset((session.scope or "").split())
             if wanted is not None and ("" in wanted or not wanted <= granted):
                 raise InvalidScopeRequest("The scope exceeds what was granted.")
+            # The grant as the user and the client stand now (issue 12 finding 3): a lost
+            # role or a cut registration takes its scopes out of every later token.
+            current = user_grant_scope(session.scope or "", client, held)
+            if not refreshable(current):
+                raise InvalidGrant("The grant no longer covers what was granted.")
+            if wanted is not None and not wanted & current:
+                raise InvalidScopeRequest("The grant no longer covers the requested scope.")
+            return replace(session, scope=" ".join(sorted(current)))
 
         try:
             # The one rotation of DESIGN.md section 4 (grace, reuse, lifetimes), bound to
@@ -332,7 +362,10 @@ class TokenService:
             )
         except InvalidRefreshToken as exc:
             raise InvalidGrant(exc.detail) from exc
-        scope = " ".join(sorted(wanted)) if wanted is not None else session.scope or ""
+        current = frozenset((session.scope or "").split())
+        # A requested scope the grant no longer covers is left out (RFC 6749 section 3.3:
+        # the answer's scope says what was issued).
+        scope = " ".join(sorted(wanted & current)) if wanted is not None else session.scope or ""
         access = self._access_tokens.issue_for_client(
             subject=str(user.id), client_id=client.client_id, scope=scope, session=session
         )
