@@ -30,7 +30,7 @@ from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail, mask_email
 from keyturn.services.authorization import require_fresh_login
-from keyturn.services.credential_revocation import revoke_credentials
+from keyturn.services.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
 from keyturn.services.credentials import PasswordPolicy, normalize_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
@@ -188,7 +188,12 @@ class AccountService:
             await uow.users.mark_email_verified(user.id, now)
             await self._guard.unlock(uow, user, now)
             revoked = await revoke_credentials(
-                uow, user.id, now=now, reason="password_reset", ip=client.ip
+                uow,
+                user.id,
+                now=now,
+                reason="password_reset",
+                ip=client.ip,
+                purposes=UNBOUND_PURPOSES,
             )
             await self._mail.send(
                 uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)

@@ -23,6 +23,9 @@ from keyturn.services.one_time_tokens import Purpose
 from keyturn.services.ports import UnitOfWork
 
 EVERY_PURPOSE: tuple[Purpose, ...] = tuple(Purpose)
+# After a new password: reset and set-password links are bound to the password hash and
+# die with it already (answering the clearer ``token_invalid``); these are not bound.
+UNBOUND_PURPOSES: tuple[Purpose, ...] = (Purpose.EMAIL_CHANGE, Purpose.VERIFY_EMAIL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
 from keyturn.services.authorization import require_fresh_login
-from keyturn.services.credential_revocation import revoke_credentials
+from keyturn.services.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
 from keyturn.services.credentials import PasswordPolicy, parse_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.ports import UnitOfWorkFactory
@@ -83,6 +83,7 @@ class UserService:
                 ip=client.ip,
                 actor_session=principal.session_id,
                 keep_session=principal.session_id,
+                purposes=UNBOUND_PURPOSES,
             )
             await self._mail.send(
                 uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
