@@ -100,7 +100,8 @@ async def revoke_credentials(
             {"count": len(ended), "session_ids": [str(item) for item in ended]},
         )
     if keys:
-        await audit("key.revoked_all", {"count": len(keys), "key_ids": [str(item) for item in keys]})
+        key_ids = [str(item) for item in keys]
+        await audit("key.revoked_all", {"count": len(keys), "key_ids": key_ids})
     if tokens:
         await audit("token.revoked_all", {"counts": tokens})
     return Revoked(sessions=ended, api_keys=keys, tokens=tokens)
