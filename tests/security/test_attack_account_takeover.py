@@ -391,3 +391,50 @@ async def test_asvs_7_4_3_set_password_link_dies_with_an_admin_reset(
     assert refused.status_code == 400
     assert refused.json()["code"] == "token_used"
     assert uuid.UUID(created.json()["id"])
+
+
+# -- neighbouring pathways ------------------------------------------------------------
+
+
+async def test_asvs_7_4_3_hosted_reset_page_revokes_api_keys(
+    client: httpx.AsyncClient, smtp: SmtpServer
+) -> None:
+    """The owner who recovers through the mailed link's page (/ui/reset) gets the same."""
+    user = await signup_login(client)
+    key = await _key(client, user["access_token"])
+    await client.post("/v1/auth/password/forgot", json={"email": user["email"]})
+    token = extract_token(await _mail(smtp, user["email"], "Reset"))
+    page = f"/ui/reset?token={token}"
+    done = await submit(
+        client, page, {"token": token, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD}
+    )
+    assert done.status_code == 303, done.text
+    await _assert_key_dead(client, key)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/admin/users/{id}/lock", None),
+        ("PATCH", "/v1/admin/users/{id}", {"disabled": True}),
+        ("DELETE", "/v1/admin/users/{id}", None),
+    ],
+)
+async def test_asvs_7_4_2_admin_lock_disable_delete_refuse_api_keys_at_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    """Lock and disable keep the keys (refused while the account is locked or disabled,
+    checked on every use); deletion removes them with the account."""
+    admin = await _admin(app, client)
+    user = await signup_login(client)
+    key = await _key(client, user["access_token"])
+    assert (await client.get("/v1/me", headers=bearer(key))).status_code == 200
+    answer = await client.request(
+        method, path.format(id=user["user"]["id"]), json=body, headers=admin
+    )
+    assert answer.status_code in (200, 204), answer.text
+    await _assert_key_dead(client, key)
