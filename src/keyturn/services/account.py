@@ -165,8 +165,8 @@ class AccountService:
         """Sets the password, revokes every other credential, lifts a lock, mails a notice.
 
         Whatever was planted with the old password dies with it (issue 12 finding 1):
-        every session, every API key and every pending one-time token (an email change
-        waiting for confirmation above all).
+        every session, every API key and every pending email-change and verification
+        token (other reset links die through their password binding).
         """
         record = await self._checked_token(token, Purpose.RESET_PASSWORD, client)
         async with self._uow_factory() as uow:
