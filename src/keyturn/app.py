@@ -335,6 +335,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
                 email_change=settings.email_change_ttl,
             ),
             guard=guard,
+            reauthentication_max_age=settings.reauthentication_max_age,
         ),
         access_tokens=access_tokens,
         throttle=guard.throttle,

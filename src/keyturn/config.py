@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     verify_email_ttl: int = Field(default=86_400, ge=60)
     reset_password_ttl: int = Field(default=1_800, ge=60)
     email_change_ttl: int = Field(default=86_400, ge=60)
+    # How recent a session's password sign-in must be to confirm an email change (the
+    # recovery address): a stolen refresh token or an old session cannot move it.
+    reauthentication_max_age: int = Field(default=900, ge=60, le=86_400)
     # Mail links; {token} is replaced. Point them at your app's pages, or keep the hosted ones.
     link_verify_email: str = "{issuer}/ui/verify?token={token}"
     link_reset_password: str = "{issuer}/ui/reset?token={token}"  # noqa: S105  (a URL template)

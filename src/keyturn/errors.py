@@ -26,6 +26,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── PermissionDenied                permission_denied (403)
     │   ├── PermissionEscalation        permission_escalation (403)
     │   └── FreshLoginRequired          fresh_login_required (403)
+    │       └── ReauthenticationRequired  reauthentication_required (403)
     ├── NotFound                        not_found (404)
     │   └── UnknownRole                 unknown_role (404)
     ├── Conflict                        conflict (409)
@@ -203,6 +204,14 @@ class FreshLoginRequired(PermissionDenied):
 
     code = "fresh_login_required"
     title = "This needs a signed-in session, not an API key"
+
+
+class ReauthenticationRequired(FreshLoginRequired):
+    """The session's password sign-in is too old for this change (confirming an email
+    change): sign in again, then retry."""
+
+    code = "reauthentication_required"
+    title = "Sign in again: this needs a recent password sign-in"
 
 
 class NotFound(KeyturnError):

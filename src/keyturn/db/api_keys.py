@@ -83,6 +83,18 @@ class SqlApiKeyRepository:
         )
         return bool(affected(result))
 
+    async def revoke_all(self, user_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        # One UPDATE ... RETURNING: the ids audited are exactly the rows this statement
+        # revoked, with no window between reading and writing them.
+        revoked = await self._db.scalars(
+            update(ApiKeyRow)
+            .where(ApiKeyRow.user_id == user_id, ApiKeyRow.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(ApiKeyRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        return list(revoked)
+
     async def mark_used(self, used: Mapping[uuid.UUID, datetime]) -> None:
         if not used:
             return

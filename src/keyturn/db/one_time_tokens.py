@@ -60,13 +60,17 @@ class SqlOneTimeTokenRepository:
         )
         return bool(affected(result))
 
-    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
-        await self._db.execute(
+    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> int:
+        # Expired tokens are dead already: leaving them out keeps the count honest for
+        # the "what was revoked" notice.
+        result = await self._db.execute(
             update(OneTimeTokenRow)
             .where(
                 OneTimeTokenRow.user_id == user_id,
                 OneTimeTokenRow.purpose == purpose,
                 OneTimeTokenRow.used_at.is_(None),
+                OneTimeTokenRow.expires_at > now,
             )
             .values(used_at=now)
         )
+        return affected(result)

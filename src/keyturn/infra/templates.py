@@ -37,9 +37,11 @@ _KINDS: dict[str, _Kind] = {
     "verify_email": _kind("link", "expires_minutes", optional=("token",)),
     "account_exists": _kind("link_login", "link_reset"),
     "reset_password": _kind("link", "expires_minutes", optional=("token",)),
-    "password_changed": _kind(),
+    "password_changed": _kind(
+        "sessions_ended", "api_keys_revoked", "email_changes_cancelled", "link_reset"
+    ),
     "email_change_confirm": _kind("link", "new_email", "expires_minutes", optional=("token",)),
-    "email_change_requested": _kind("new_email_masked"),
+    "email_change_requested": _kind("new_email_masked", "link_reset"),
     "email_changed": _kind("new_email_masked"),
     "account_deleted": _kind(),
     "account_locked": _kind("link_reset"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from keyturn.domain import (
     ApiKey,
@@ -17,12 +17,20 @@ from keyturn.domain import (
     User,
     utcnow,
 )
-from keyturn.errors import Conflict, InvalidInput, NotFound, OneTimeTokenError, TokenInvalid
+from keyturn.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OneTimeTokenError,
+    ReauthenticationRequired,
+    TokenInvalid,
+)
 from keyturn.security.digests import constant_time_equals
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail, mask_email
 from keyturn.services.authorization import require_fresh_login
+from keyturn.services.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
 from keyturn.services.credentials import PasswordPolicy, normalize_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
@@ -63,8 +71,10 @@ class AccountService:
         policy: PasswordPolicy,
         lifetimes: TokenLifetimes,
         guard: CredentialGuard,
+        reauthentication_max_age: int,
     ) -> None:
         self._guard = guard
+        self._reauthentication_max_age = timedelta(seconds=reauthentication_max_age)
         self._uow_factory = uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
@@ -152,7 +162,12 @@ class AccountService:
         self._mail.outbox.wake()
 
     async def reset_password(self, token: str, password: str, client: ClientInfo) -> None:
-        """Sets the password, ends every session, lifts a lock and mails a notice."""
+        """Sets the password, revokes every other credential, lifts a lock, mails a notice.
+
+        Whatever was planted with the old password dies with it (issue 12 finding 1):
+        every session, every API key and every pending email-change and verification
+        token (other reset links die through their password binding).
+        """
         record = await self._checked_token(token, Purpose.RESET_PASSWORD, client)
         async with self._uow_factory() as uow:
             user = await uow.users.get(record.user_id)
@@ -172,18 +187,27 @@ class AccountService:
             # Receiving the token proves control of the mailbox (and ends a lock).
             await uow.users.mark_email_verified(user.id, now)
             await self._guard.unlock(uow, user, now)
-            ended = await uow.sessions.revoke_all(user.id, now, "password_reset")
-            await self._mail.send(uow, "password_changed", to=user.email)
+            revoked = await revoke_credentials(
+                uow,
+                user.id,
+                now=now,
+                reason="password_reset",
+                ip=client.ip,
+                purposes=UNBOUND_PURPOSES,
+            )
+            await self._mail.send(
+                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
+            )
             await uow.audit.record(
                 "password.reset",
                 now=now,
                 user_id=user.id,
                 ip=client.ip,
-                data={"sessions_ended": len(ended)},
+                data={"sessions_ended": len(revoked.sessions)},
             )
             await uow.commit()
         await self._guard.forgive(user.email)
-        await self._access_tokens.deny(ended)
+        await self._access_tokens.deny(revoked.sessions)
         self._mail.outbox.wake()
 
     # -- email change -------------------------------------------------------------------
@@ -229,7 +253,11 @@ class AccountService:
                 expires_minutes=str(self._lifetimes.email_change // 60),
             )
             await self._mail.send(
-                uow, "email_change_requested", to=user.email, new_email_masked=mask_email(new_email)
+                uow,
+                "email_change_requested",
+                to=user.email,
+                new_email_masked=mask_email(new_email),
+                link_reset=self._mail.link(self._mail.links.forgot_password),
             )
             await uow.audit.record("email.change_requested", now=now, user_id=user.id, ip=client.ip)
             await uow.commit()
@@ -238,6 +266,16 @@ class AccountService:
     async def confirm_email_change(
         self, principal: Principal, token: str, client: ClientInfo
     ) -> User:
+        """Moves the account to the confirmed address (the recovery address).
+
+        Only a session whose password sign-in is recent may do it (ASVS 7.5.1), never an
+        API key: a key or a stolen refresh token planted with a phished password must not
+        move the address where the owner's reset links go (issue 12 finding 1). The
+        tokens mailed to the old address (reset, set-password, verification) die with the
+        change (finding 22): whoever still reads the old mailbox gains nothing.
+        """
+        require_fresh_login(principal)
+        await self._require_recent_sign_in(principal)
         record = await self._checked_token(token, Purpose.EMAIL_CHANGE, client)
         now = utcnow()
         async with self._uow_factory() as uow:
@@ -249,13 +287,52 @@ class AccountService:
             await self._tokens.consume(uow, record, now)
             if not await uow.users.change_email(user.id, new_email, now):
                 raise Conflict("Another account now uses this address.")
+            await revoke_credentials(
+                uow,
+                user.id,
+                now=now,
+                reason="email_changed",
+                ip=client.ip,
+                actor_session=principal.session_id,
+                sessions=False,
+                api_keys=False,
+            )
             await self._mail.send(
                 uow, "email_changed", to=user.email, new_email_masked=mask_email(new_email)
             )
-            await uow.audit.record("email.changed", now=now, user_id=user.id, ip=client.ip)
+            await uow.audit.record(
+                "email.changed",
+                now=now,
+                user_id=user.id,
+                session_id=principal.session_id,
+                ip=client.ip,
+            )
             await uow.commit()
         self._mail.outbox.wake()
         return await self._user(principal)
+
+    async def _require_recent_sign_in(self, principal: Principal) -> None:
+        """The caller's session is live and signed in with a credential recently.
+
+        Read from the session row, not the token's ``auth_time`` claim: a refresh keeps
+        the sign-in time, and a session ended a moment ago no longer counts.
+        """
+        now = utcnow()
+        session = None
+        if principal.session_id is not None:
+            async with self._uow_factory() as uow:
+                session = await uow.sessions.get(principal.session_id)
+        if (
+            session is None
+            or session.user_id != principal.user_id
+            or session.revoked_at is not None
+            # An OAuth grant acts for a client: the recovery address is not its to move.
+            or session.client_id is not None
+            or now - session.auth_time > self._reauthentication_max_age
+        ):
+            raise ReauthenticationRequired(
+                "Sign in again with your password, then confirm the new address."
+            )
 
     # -- deletion and export ------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from keyturn.errors import RateLimited
 from keyturn.infra.rate_limit import RateLimiter
 from keyturn.security.digests import Digester
+from keyturn.services.credential_revocation import Revoked
 from keyturn.services.outbox import MailOutbox
 from keyturn.services.ports import UnitOfWork
 
@@ -76,6 +77,13 @@ class AccountMail:
             limit=decision.limit,
             reset_after=decision.reset_after,
         )
+
+    def revocation_notice(self, revoked: Revoked) -> dict[str, str]:
+        """The "password changed" mail's context: what was revoked and where to recover."""
+        return {
+            **revoked.mail_context(),
+            "link_reset": self.link(self._links.forgot_password),
+        }
 
     async def send(self, uow: UnitOfWork, kind: str, *, to: str, **context: str) -> None:
         await self.outbox.enqueue(uow, kind, to=to, **context)

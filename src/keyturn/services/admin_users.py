@@ -14,6 +14,7 @@ from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
+from keyturn.services.credential_revocation import revoke_credentials
 from keyturn.services.credentials import parse_email
 from keyturn.services.lockout import CredentialGuard
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
@@ -185,17 +186,32 @@ class AdminUserService:
     async def reset_password(
         self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
     ) -> None:
-        """Clears the password, ends every session and mails a set-password link."""
+        """Clears the password, revokes every credential and mails a set-password link.
+
+        Sessions, API keys and pending one-time tokens (an email change above all) end
+        with the password (issue 12 finding 1); the owner is told what was revoked.
+        """
         await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
             user = await _user(uow, user_id)
             await uow.users.set_password_hash(user_id, None, now)
-            ended = await uow.sessions.revoke_all(user_id, now, "admin_password_reset")
+            revoked = await revoke_credentials(
+                uow,
+                user_id,
+                now=now,
+                reason="admin_password_reset",
+                ip=client.ip,
+                actor_session=principal.session_id,
+            )
+            # Issued after the revocation: the new set-password link is the only one.
             await self._mail_set_password(uow, user)
+            await self._mail.send(
+                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
+            )
             await _audit(uow, "admin.password_reset", principal, client, user_id)
             await uow.commit()
-        await self._access_tokens.deny(ended)
+        await self._access_tokens.deny(revoked.sessions)
         self._mail.outbox.wake()
 
     async def sessions(

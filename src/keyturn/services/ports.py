@@ -149,8 +149,9 @@ class OneTimeTokenRepository(Protocol):
     async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Marks the token used; True for exactly one caller (single use, atomically)."""
 
-    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
-        """Burns every unused token of the user for ``purpose`` (a newer one replaces them)."""
+    async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> int:
+        """Burns every unused, unexpired token of the user for ``purpose`` (a newer one
+        replaces them, or a credential event voids them); returns how many."""
 
 
 class OutboxRepository(Protocol):
@@ -209,6 +210,9 @@ class ApiKeyRepository(Protocol):
 
     async def revoke(self, key_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
         """Revokes the user's live key; False when absent, revoked or someone else's."""
+
+    async def revoke_all(self, user_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        """Revokes every key of the user not yet revoked; returns their ids."""
 
     async def mark_used(self, used: Mapping[uuid.UUID, datetime]) -> None:
         """Moves ``last_used_at`` forward for a batch of keys (never backwards)."""

@@ -11,6 +11,7 @@ from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
 from keyturn.services.authorization import require_fresh_login
+from keyturn.services.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
 from keyturn.services.credentials import PasswordPolicy, parse_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.ports import UnitOfWorkFactory
@@ -53,7 +54,11 @@ class UserService:
     async def change_password(
         self, principal: Principal, current: str, new: str, client: ClientInfo
     ) -> None:
-        """Changes the password after re-authentication and ends every other session."""
+        """Changes the password after re-authentication; revokes every other credential.
+
+        Every other session, every API key and every pending one-time token end with the
+        old password (issue 12 finding 1); the caller's own session stays.
+        """
         require_fresh_login(principal)
         user = await self.me(principal)
         normalized = self._policy.check(new, email=user.email, field="new_password")
@@ -70,20 +75,29 @@ class UserService:
         password_hash = await self._hash_pool.hash(normalized)
         async with self._uow_factory() as uow:
             await uow.users.set_password_hash(user.id, password_hash, now)
-            ended = await uow.sessions.revoke_all(
-                user.id, now, "password_changed", keep=principal.session_id
+            revoked = await revoke_credentials(
+                uow,
+                user.id,
+                now=now,
+                reason="password_changed",
+                ip=client.ip,
+                actor_session=principal.session_id,
+                keep_session=principal.session_id,
+                purposes=UNBOUND_PURPOSES,
             )
-            await self._mail.send(uow, "password_changed", to=user.email)
+            await self._mail.send(
+                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
+            )
             await uow.audit.record(
                 "password.changed",
                 now=now,
                 user_id=user.id,
                 session_id=principal.session_id,
                 ip=client.ip,
-                data={"sessions_ended": len(ended)},
+                data={"sessions_ended": len(revoked.sessions)},
             )
             await uow.commit()
-        await self._access_tokens.deny(ended)
+        await self._access_tokens.deny(revoked.sessions)
         self._mail.outbox.wake()
 
     async def create_admin(self, email: str, password: str) -> User:

@@ -19,7 +19,13 @@ from keyturn.api.deps import get_client, get_services
 from keyturn.api.schemas import EmailRequest, ResetPasswordRequest, TokenRequest
 from keyturn.api.ui.forms import field_errors
 from keyturn.api.ui.kit import PageKit, message_for, see_other
-from keyturn.errors import InvalidInput, KeyturnError, OneTimeTokenError, PasswordPolicyError
+from keyturn.errors import (
+    FreshLoginRequired,
+    InvalidInput,
+    KeyturnError,
+    OneTimeTokenError,
+    PasswordPolicyError,
+)
 
 
 def add_account_routes(router: APIRouter, kit: PageKit) -> None:
@@ -230,6 +236,10 @@ def add_account_routes(router: APIRouter, kit: PageKit) -> None:
             await get_services(request).account.confirm_email_change(
                 current.principal(), body.token, get_client(request)
             )
+        except FreshLoginRequired:
+            # The sign-in is too old to move the recovery address (ASVS 7.5.1): sign in
+            # again with the password, then come back to the same link.
+            return sign_in_first(body.token)
         except InvalidInput as exc:
             return token_refused(request, exc, "/ui/")
         except KeyturnError as exc:
