@@ -52,8 +52,9 @@ def _rotate_statement() -> Any:
 
     The claim's WHERE is the lock, as in ``mark_rotated``; the claim selects from the
     session touch (live sessions only) and the successor's INSERT from the claim, so they
-    happen only for the caller that won it while the session was live. Core tables, not the mapped classes: executed with a parameter dict, an ORM
-    INSERT would become a bulk INSERT ... VALUES. No parameter is named like a column:
+    happen only for the caller that won it while the session was live. Core tables, not
+    the mapped classes: executed with a parameter dict, an ORM INSERT would become a bulk
+    INSERT ... VALUES. No parameter is named like a column:
     Core would add such a key to the UPDATE's SET clause.
     """
     tokens = typing.cast(Table, RefreshTokenRow.__table__)

@@ -303,9 +303,7 @@ def _new_session_select() -> Any:
     sessions = typing.cast(Table, SessionRow.__table__)
     users = typing.cast(Table, UserRow.__table__)
     values = [
-        users.c.id
-        if name == "user_id"
-        else bindparam(f"s_{name}", type_=sessions.c[name].type)
+        users.c.id if name == "user_id" else bindparam(f"s_{name}", type_=sessions.c[name].type)
         for name in _SESSION_FIELDS
     ]
     return (
