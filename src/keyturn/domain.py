@@ -37,6 +37,9 @@ class User:
     disabled: bool = False
     locked_until: datetime | None = None
     lock_count: int = 0
+    # Bumped by every "end all sessions"; a new session must be opened under the epoch
+    # the credential check read (issue 12 finding 20).
+    session_epoch: int = 0
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until

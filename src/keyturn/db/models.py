@@ -62,6 +62,9 @@ class UserRow(Base):
     # Silent lock after many failures from anywhere; each new lock lasts twice as long.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lock_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Bumped whenever every session of the user ends (migration 0012): a session opens
+    # only under the epoch its credential check read, so a racing login keeps none.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RoleRow(Base):

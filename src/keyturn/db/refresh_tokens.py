@@ -51,29 +51,39 @@ _TOKEN_WITH_SESSION = (
 def _rotate_statement() -> Any:
     """The PostgreSQL rotation of :meth:`SqlRefreshTokenRepository.rotate`, built once.
 
-    The claim's WHERE is the lock, as in ``mark_rotated``; the session touch and the
-    successor's INSERT select from the claim, so they happen only for the caller that won
-    it. Core tables, not the mapped classes: executed with a parameter dict, an ORM
-    INSERT would become a bulk INSERT ... VALUES. No parameter is named like a column:
+    The claim's WHERE is the lock, as in ``mark_rotated``; the claim selects from the
+    session touch (live sessions only) and the successor's INSERT from the claim, so they
+    happen only for the caller that won it while the session was live. Core tables, not
+    the mapped classes: executed with a parameter dict, an ORM INSERT would become a bulk
+    INSERT ... VALUES. No parameter is named like a column:
     Core would add such a key to the UPDATE's SET clause.
     """
     tokens = typing.cast(Table, RefreshTokenRow.__table__)
     sessions = typing.cast(Table, SessionRow.__table__)
+    # The session first, and only while it is not revoked (issue 12 finding 20): the
+    # UPDATE waits for a concurrent revocation's row lock and then sees it, so a
+    # refresh racing a password change or a logout everywhere mints nothing; the claim
+    # selects from it.
+    touched = (
+        update(sessions)
+        .where(
+            sessions.c.id == bindparam("live_session", type_=sessions.c.id.type),
+            sessions.c.revoked_at.is_(None),
+        )
+        .values(last_seen_at=bindparam("now", type_=sessions.c.last_seen_at.type))
+        .returning(sessions.c.id)
+        .cte("touched")
+    )
     claimed = (
         update(tokens)
         .where(
             tokens.c.id == bindparam("token_id", type_=tokens.c.id.type),
             tokens.c.rotated_at.is_(None),
+            tokens.c.session_id.in_(select(touched.c.id)),
         )
         .values(rotated_at=bindparam("now", type_=tokens.c.rotated_at.type))
         .returning(tokens.c.id, tokens.c.session_id)
         .cte("claimed")
-    )
-    touched = (
-        update(sessions)
-        .where(sessions.c.id.in_(select(claimed.c.session_id)))
-        .values(last_seen_at=bindparam("now", type_=sessions.c.last_seen_at.type))
-        .cte("touched")
     )
     return (
         insert(tokens)
@@ -89,7 +99,6 @@ def _rotate_statement() -> Any:
             ),
         )
         .returning(tokens.c.id)
-        .add_cte(touched)
     )
 
 
@@ -137,8 +146,9 @@ class SqlRefreshTokenRepository:
         the others.
         """
         if self._db.get_bind().dialect.name != "postgresql":
-            # SQLite: the write lock is held from BEGIN IMMEDIATE and a statement costs no
-            # round trip, so the plain steps are as atomic and as cheap.
+            # SQLite: the write lock is held from BEGIN IMMEDIATE (before the caller read the
+            # session live) and a statement costs no round trip, so the plain steps are as
+            # atomic and as cheap, and no revocation can commit in between.
             if not await self.mark_rotated(token.id, now):
                 return False
             await self.add(successor, digest)
@@ -149,6 +159,7 @@ class SqlRefreshTokenRepository:
         # PostgreSQL: one statement with data-modifying CTEs (one round trip instead of
         # three; see _rotate_statement).
         params = {
+            "live_session": token.session_id,
             "token_id": token.id,
             "now": now,
             "successor_id": successor.id,

@@ -14,6 +14,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from keyturn.db.models import (
+    OAuthAuthorizationCodeRow,
     RefreshTokenRow,
     RoleRow,
     SessionRow,
@@ -57,6 +59,7 @@ def _user(row: UserRow, roles: tuple[str, ...]) -> User:
         disabled=row.disabled,
         locked_until=row.locked_until,
         lock_count=row.lock_count,
+        session_epoch=row.session_epoch,
     )
 
 
@@ -76,6 +79,11 @@ def _user_with_roles(condition: Any) -> Any:
 # Built once (hot path: every GET /v1/me and every login): only the parameter changes.
 _USER_BY_ID = _user_with_roles(UserRow.id == bindparam("user_id"))
 _USER_BY_EMAIL = _user_with_roles(UserRow.email == bindparam("email"))
+# FOR SHARE OF users (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers):
+# held to the end of the transaction, it keeps a concurrent revoke_all (which updates the
+# row first) from committing in between. OF users: the roles are on the outer join's
+# nullable side, which PostgreSQL cannot lock.
+_USER_BY_ID_LOCKED = _USER_BY_ID.with_for_update(read=True, of=UserRow)
 
 
 class SqlUserRepository:
@@ -88,8 +96,8 @@ class SqlUserRepository:
             return None
         return _user(rows[0][0], tuple(name for _, name in rows if name is not None))
 
-    async def get(self, user_id: uuid.UUID) -> User | None:
-        return await self._load(_USER_BY_ID, {"user_id": user_id})
+    async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
+        return await self._load(_USER_BY_ID_LOCKED if lock else _USER_BY_ID, {"user_id": user_id})
 
     async def get_by_email(self, email: str) -> User | None:
         return await self._load(_USER_BY_EMAIL, {"email": email})
@@ -280,23 +288,57 @@ _SESSION_FIELDS = (
 )
 
 
+def _new_session_select() -> Any:
+    """``SELECT <the new session's values> FROM users WHERE <the user may open it>``.
+
+    The condition of every session insert (issue 12 finding 20): the user still exists,
+    is neither disabled nor locked, and its ``session_epoch`` is the one the credential
+    check read. Whatever ended every session in between (password change or reset, lock,
+    disable, delete, "end my other sessions") bumped the epoch, so the insert writes
+    nothing. ``FOR SHARE`` locks the user row on PostgreSQL until the commit: a
+    ``revoke_all`` in flight (which updates the row first) is waited for and its new epoch
+    seen; one starting later waits for this commit and then revokes the new session.
+    SQLite ignores the clause: BEGIN IMMEDIATE already serialises writers.
+    """
+    sessions = typing.cast(Table, SessionRow.__table__)
+    users = typing.cast(Table, UserRow.__table__)
+    values = [
+        users.c.id if name == "user_id" else bindparam(f"s_{name}", type_=sessions.c[name].type)
+        for name in _SESSION_FIELDS
+    ]
+    return (
+        select(*values)
+        .where(
+            users.c.id == bindparam("s_user_id", type_=users.c.id.type),
+            users.c.session_epoch == bindparam("epoch", type_=users.c.session_epoch.type),
+            users.c.disabled == false(),
+            or_(
+                users.c.locked_until.is_(None),
+                users.c.locked_until <= bindparam("s_created_at", type_=users.c.locked_until.type),
+            ),
+        )
+        .with_for_update(read=True)
+    )
+
+
+def _insert_session() -> Any:
+    sessions = typing.cast(Table, SessionRow.__table__)
+    return insert(sessions).from_select(list(_SESSION_FIELDS), _new_session_select())
+
+
 def _session_with_refresh_token() -> Any:
-    """``WITH s AS (INSERT INTO sessions ... RETURNING id) INSERT INTO refresh_tokens
-    SELECT ... FROM s``, built once (PostgreSQL; every login).
+    """``WITH s AS (INSERT INTO sessions SELECT ... FROM users WHERE ... RETURNING id)
+    INSERT INTO refresh_tokens SELECT ... FROM s``, built once (PostgreSQL; every login).
+
+    No session row (the condition of :func:`_new_session_select` failed), no token row:
+    the statement's row count says whether the login opened its session.
 
     Core tables and parameters named ``s_*`` / ``t_*``: with a parameter dict an ORM
     insert would become a bulk insert, and a key named like a column would join VALUES.
     """
     sessions = typing.cast(Table, SessionRow.__table__)
     tokens = typing.cast(Table, RefreshTokenRow.__table__)
-    new_session = (
-        insert(sessions)
-        .values(
-            {name: bindparam(f"s_{name}", type_=sessions.c[name].type) for name in _SESSION_FIELDS}
-        )
-        .returning(sessions.c.id)
-        .cte("new_session")
-    )
+    new_session = _insert_session().returning(sessions.c.id).cte("new_session")
     return (
         insert(tokens)
         .from_select(
@@ -313,6 +355,7 @@ def _session_with_refresh_token() -> Any:
     )
 
 
+_INSERT_SESSION = _insert_session()
 _SESSION_WITH_REFRESH_TOKEN = _session_with_refresh_token()
 
 
@@ -332,27 +375,24 @@ class SqlSessionRepository:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
 
-    async def add(self, session: Session) -> None:
-        self._db.add(
-            SessionRow(
-                id=session.id,
-                user_id=session.user_id,
-                created_at=session.created_at,
-                last_seen_at=session.last_seen_at,
-                expires_at=session.expires_at,
-                auth_time=session.auth_time,
-                amr=list(session.amr),
-                ip=session.ip,
-                user_agent=session.user_agent,
-                client_id=session.client_id,
-                scope=session.scope,
-                consent_id=session.consent_id,
-            )
-        )
-        await self._db.flush()
+    async def add(self, session: Session, *, epoch: int) -> bool:
+        """Opens ``session`` if its user may still have one (see :func:`_new_session_select`).
 
-    async def get(self, session_id: uuid.UUID) -> Session | None:
-        row = await self._db.get(SessionRow, session_id, populate_existing=True)
+        Returns:
+            False when nothing was written: the user is gone, disabled or locked, or every
+            session of the user ended after the credential check that read ``epoch``.
+        """
+        result = await self._db.execute(_INSERT_SESSION, _session_params(session, epoch))
+        return bool(affected(result))
+
+    async def get(self, session_id: uuid.UUID, *, lock: bool = False) -> Session | None:
+        # lock: FOR SHARE (PostgreSQL) to the commit, so a concurrent revoke waits for it.
+        row = await self._db.get(
+            SessionRow,
+            session_id,
+            populate_existing=True,
+            with_for_update={"read": True} if lock else None,
+        )
         return _session(row) if row else None
 
     async def list_active(
@@ -446,10 +486,34 @@ class SqlSessionRepository:
     async def revoke_all(
         self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None
     ) -> list[uuid.UUID]:
+        # The user row first, always (issue 12 finding 20): the new epoch refuses every
+        # session whose credential was checked before this call, and the row lock it takes
+        # on PostgreSQL orders this call against session inserts (FOR SHARE of the row):
+        # a login that inserted first commits first and is revoked below; one that comes
+        # later finds the epoch moved. The same order as a code redemption (user, then
+        # code), so the two never deadlock.
+        await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(session_epoch=UserRow.session_epoch + 1)
+        )
         condition = [SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None)]
         if keep is not None:
             condition.append(SessionRow.id != keep)
-        return await self._revoke_where(condition, now, reason)
+        ended = await self._revoke_where(condition, now, reason)
+        # Pending authorization codes approved by the sessions that just ended die with
+        # them (issue 12 finding 21): a stolen cookie's code is no 30-day grant.
+        codes = [
+            OAuthAuthorizationCodeRow.user_id == user_id,
+            OAuthAuthorizationCodeRow.used_at.is_(None),
+            OAuthAuthorizationCodeRow.expires_at > now,
+        ]
+        if keep is not None:
+            codes.append(OAuthAuthorizationCodeRow.browser_session_id != keep)
+        await self._db.execute(
+            update(OAuthAuthorizationCodeRow).where(*codes).values(expires_at=now)
+        )
+        return ended
 
     async def revoke_for_consent(
         self, consent_id: uuid.UUID, now: datetime, reason: str
@@ -478,22 +542,30 @@ class SqlSessionRepository:
         return ids
 
     async def add_with_refresh_token(
-        self, session: Session, token: RefreshToken, digest: str
-    ) -> None:
-        """Stores a new session and its first refresh token (a login): on PostgreSQL in
-        one statement (a data-modifying CTE; one round trip instead of two)."""
+        self, session: Session, token: RefreshToken, digest: str, *, epoch: int
+    ) -> bool:
+        """Opens a session (a login) with its first refresh token, under the condition of
+        :meth:`add`: on PostgreSQL in one statement (a data-modifying CTE; one round trip
+        instead of two). False when nothing was written."""
+        params = _session_params(session, epoch)
         if self._db.get_bind().dialect.name != "postgresql":
             # SQLite: a statement costs no round trip; the plain inserts.
-            await self.add(session)
+            if not bool(affected(await self._db.execute(_INSERT_SESSION, params))):
+                return False
             self._db.add(refresh_token_row(token, digest))
             await self._db.flush()
-            return
-        params = {f"s_{name}": getattr(session, name) for name in _SESSION_FIELDS}
-        params["s_amr"] = list(session.amr)
+            return True
         params.update(
             t_id=token.id,
             t_digest=digest,
             t_generation=token.generation,
             t_created=token.created_at,
         )
-        await self._db.execute(_SESSION_WITH_REFRESH_TOKEN, params)
+        return bool(affected(await self._db.execute(_SESSION_WITH_REFRESH_TOKEN, params)))
+
+
+def _session_params(session: Session, epoch: int) -> dict[str, Any]:
+    params = {f"s_{name}": getattr(session, name) for name in _SESSION_FIELDS}
+    params["s_amr"] = list(session.amr)
+    params["epoch"] = epoch
+    return params

@@ -212,6 +212,14 @@ class AuthService:
             # Transparent upgrade of imported bcrypt or older argon2 parameters.
             await uow.users.set_password_hash(user.id, new_hash, now)
         session, refresh_token = await self._start_session(uow, user, client, now, refresh)
+        if session is None:
+            # Every session of the account ended (or it was locked, disabled or deleted)
+            # after the password was checked: the ordinary failure, nothing written (the
+            # unit rolls back, rehash included). Not counted against the account: the
+            # password was right (issue 12 finding 20).
+            LOGINS.labels("failure").inc()
+            log.info("login_lost_race_with_account_event", user_id=str(user.id))
+            raise AuthenticationFailed
         await uow.audit.record(
             "login.succeeded",
             now=now,
@@ -224,7 +232,12 @@ class AuthService:
 
     async def _start_session(
         self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime, refresh: bool
-    ) -> tuple[Session, str | None]:
+    ) -> tuple[Session | None, str | None]:
+        """Opens the session under the user's ``session_epoch`` as the check read it.
+
+        Returns:
+            (None, None) when the account changed since (nothing written).
+        """
         session = Session(
             id=uuid.uuid4(),
             user_id=user.id,
@@ -237,23 +250,40 @@ class AuthService:
             user_agent=(client.user_agent or "")[:512] or None,
         )
         if not refresh:
-            await uow.sessions.add(session)
+            if not await uow.sessions.add(session, epoch=user.session_epoch):
+                return None, None
             return session, None
         # The session and its first refresh token in one write (one round trip).
         value, token = self._first_refresh_token(session)
-        await uow.sessions.add_with_refresh_token(session, token, self._digester.digest(value))
+        if not await uow.sessions.add_with_refresh_token(
+            session, token, self._digester.digest(value), epoch=user.session_epoch
+        ):
+            return None, None
         return session, value
 
-    async def open_grant(self, uow: UnitOfWork, session: Session, *, refresh: bool) -> str | None:
+    async def open_grant(
+        self, uow: UnitOfWork, session: Session, *, epoch: int, refresh: bool
+    ) -> str | None:
         """Stores an OAuth grant session (``session.client_id`` set) in ``uow``.
 
         The grant's refresh tokens are ordinary refresh tokens of that session, so they
         rotate under :meth:`rotate` with every rule of DESIGN.md section 4.
 
+        Args:
+            uow: The caller's unit of work.
+            session: The grant session.
+            epoch: The user's ``session_epoch`` as the caller read it.
+            refresh: Whether to mint a first refresh token.
+
         Returns:
             The first refresh token when ``refresh``, else None.
+
+        Raises:
+            AuthenticationFailed: The account is gone, disabled or locked, or every session
+                of it ended since ``epoch`` was read (nothing written).
         """
-        await uow.sessions.add(session)
+        if not await uow.sessions.add(session, epoch=epoch):
+            raise AuthenticationFailed
         return await self._add_refresh_token(uow, session) if refresh else None
 
     async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
@@ -280,7 +310,8 @@ class AuthService:
             user=user,
         )
 
-    def _live(self, session: Session | None, now: datetime) -> bool:
+    def session_live(self, session: Session | None, now: datetime) -> bool:
+        """Not revoked, within its absolute lifetime and used within the idle timeout."""
         return (
             session is not None
             and session.revoked_at is None
@@ -361,7 +392,7 @@ class AuthService:
             if session.client_id != client_id or user.disabled or user.locked(now):
                 REFRESHES.labels("invalid").inc()
                 raise InvalidRefreshToken
-            if not self._live(session, now):
+            if not self.session_live(session, now):
                 REFRESHES.labels("expired").inc()
                 raise InvalidRefreshToken("The session has expired or was ended.")
             if check is not None:
@@ -383,6 +414,12 @@ class AuthService:
                 return user, session, successor
             # Already rotated (maybe by a concurrent request that just won the race).
             current = await uow.refresh_tokens.get(token.id)
+            if current is not None and current.rotated_at is None:
+                # Not rotated: the session was revoked after the read above (a password
+                # change, logout everywhere, a lock...): no successor, and no reuse either
+                # (issue 12 finding 20).
+                REFRESHES.labels("expired").inc()
+                raise InvalidRefreshToken("The session has expired or was ended.")
             replay = await self._grace_successor(uow, current, refresh_token, now)
             if replay is not None:
                 REFRESHES.labels("grace").inc()

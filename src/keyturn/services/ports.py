@@ -31,7 +31,10 @@ from keyturn.domain import (
 
 
 class UserRepository(Protocol):
-    async def get(self, user_id: uuid.UUID) -> User | None: ...
+    async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
+        """The user; ``lock`` holds a shared row lock to the commit (a concurrent
+        ``sessions.revoke_all`` of this user then waits for it)."""
+
     async def get_by_email(self, email: str) -> User | None: ...
     async def add(self, user: User) -> bool:
         """Inserts the user; False when the email is taken (nothing written)."""
@@ -69,8 +72,13 @@ class UserRepository(Protocol):
 
 
 class SessionRepository(Protocol):
-    async def add(self, session: Session) -> None: ...
-    async def get(self, session_id: uuid.UUID) -> Session | None: ...
+    async def add(self, session: Session, *, epoch: int) -> bool:
+        """Inserts the session only while its user exists, is neither disabled nor locked
+        and still has ``session_epoch == epoch``; False when nothing was written."""
+
+    async def get(self, session_id: uuid.UUID, *, lock: bool = False) -> Session | None:
+        """The session; ``lock`` holds a shared row lock to the commit."""
+
     async def list_active(
         self,
         user_id: uuid.UUID,
@@ -102,7 +110,12 @@ class SessionRepository(Protocol):
     async def revoke_all(
         self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None
     ) -> list[uuid.UUID]:
-        """Revokes every live session of the user except ``keep``; returns their ids."""
+        """Revokes every live session of the user except ``keep``; returns their ids.
+
+        Also bumps the user's ``session_epoch`` (so no session whose credential was checked
+        before this call can still open) and expires the user's pending authorization
+        codes except those approved by ``keep``.
+        """
 
     async def revoke_for_consent(
         self, consent_id: uuid.UUID, now: datetime, reason: str
@@ -115,9 +128,10 @@ class SessionRepository(Protocol):
         """Revokes every live grant session of the OAuth client; returns their ids."""
 
     async def add_with_refresh_token(
-        self, session: Session, token: RefreshToken, digest: str
-    ) -> None:
-        """Stores a new session and its first refresh token together."""
+        self, session: Session, token: RefreshToken, digest: str, *, epoch: int
+    ) -> bool:
+        """Stores a new session and its first refresh token together, under the
+        condition of :meth:`add`; False when nothing was written."""
 
 
 class RefreshTokenRepository(Protocol):
@@ -133,7 +147,8 @@ class RefreshTokenRepository(Protocol):
         self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime
     ) -> bool:
         """Claims ``token``, stores ``successor`` and touches the session, atomically:
-        True for exactly one caller (the others write nothing)."""
+        True for exactly one caller (the others write nothing). False too when the
+        session was revoked since it was read (the token then stays unrotated)."""
 
     async def get(self, token_id: uuid.UUID) -> RefreshToken | None: ...
     async def mark_rotated(self, token_id: uuid.UUID, now: datetime) -> bool:

@@ -19,6 +19,7 @@ import structlog
 
 from keyturn.domain import AuthorizationCode, ClientInfo, OAuthClient, Session, User, utcnow
 from keyturn.errors import (
+    AuthenticationFailed,
     InvalidGrant,
     InvalidRefreshToken,
     InvalidScopeRequest,
@@ -157,6 +158,11 @@ class TokenService:
             if code is None or code.client_id != client.client_id:
                 # Another client's code answers like an unknown one (section 4.1.3).
                 raise InvalidGrant("The authorization code is not valid.")
+            # The user row first, locked to the commit (issue 12 finding 20): the order
+            # sessions.revoke_all takes (user, then sessions and codes), so a password
+            # change or logout everywhere either commits before these checks read its
+            # result or waits for this grant and then revokes it; never a deadlock.
+            owner = await uow.users.get(code.user_id, lock=True)
             if not await uow.authorization_codes.consume(code.id, now):
                 # Read it again: a concurrent winner may have committed after our first
                 # read (our UPDATE waited for its row lock), and only the fresh row names
@@ -168,20 +174,17 @@ class TokenService:
             # it: authentik CVE-2023-48228, RFC 9700 section 4.8).
             try:
                 self._check_code(code, client, form, now)
+                user = await self._approved_by_live_session(uow, code, owner, now)
+                # What the user and the client still hold (a role or a registered scope
+                # may have gone since the consent): the grant starts with no more than that.
+                held = await uow.roles.permissions_of(user.id)
+                scope = " ".join(sorted(user_grant_scope(code.scope, client, held)))
+                response, session = await self._issue_for_code(
+                    uow, client, replace(code, scope=scope), user, info, now
+                )
             except _Burned as burned:
                 await uow.commit()
                 raise burned.error from None
-            user = await uow.users.get(code.user_id)
-            if user is None or user.disabled or user.locked(now):
-                await uow.commit()
-                raise InvalidGrant("The authorization code is not valid.")
-            # What the user and the client still hold (a role or a registered scope may
-            # have gone since the consent): the grant starts with no more than that.
-            held = await uow.roles.permissions_of(user.id)
-            scope = " ".join(sorted(user_grant_scope(code.scope, client, held)))
-            response, session = await self._issue_for_code(
-                uow, client, replace(code, scope=scope), user, info, now
-            )
             await uow.authorization_codes.set_issued_session(code.id, session.id)
             await uow.audit.record(
                 "oauth.token_issued",
@@ -193,6 +196,25 @@ class TokenService:
             )
             await uow.commit()
         return response
+
+    async def _approved_by_live_session(
+        self, uow: UnitOfWork, code: AuthorizationCode, user: User | None, now: datetime
+    ) -> User:
+        """The account, if it and the browser session that approved the code are still good.
+
+        A code approved by a session that has ended since (logout, a password change or
+        reset, "end my other sessions", a lock) is refused (issue 12 finding 21): whoever
+        stole that session's cookie gets no 30-day grant out of a code minted a moment
+        before the owner recovered.
+        """
+        if user is None or user.disabled or user.locked(now):
+            raise _Burned(InvalidGrant("The authorization code is not valid."))
+        # Locked to the commit: a logout of this one session waits for the grant (and the
+        # grant's session is then the user's to end), or is seen here.
+        approving = await uow.sessions.get(code.browser_session_id, lock=True)
+        if approving is None or not self._auth.session_live(approving, now):
+            raise _Burned(InvalidGrant("The sign-in that approved this code has ended."))
+        return user
 
     def _check_code(
         self, code: AuthorizationCode, client: OAuthClient, form: Mapping[str, str], now: datetime
@@ -267,7 +289,14 @@ class TokenService:
         )
         # OIDC Core section 11: a refresh token only with offline_access and the grant.
         wants_refresh = "offline_access" in scopes and "refresh_token" in client.grant_types
-        refresh = await self._auth.open_grant(uow, session, refresh=wants_refresh)
+        try:
+            refresh = await self._auth.open_grant(
+                uow, session, epoch=user.session_epoch, refresh=wants_refresh
+            )
+        except AuthenticationFailed:
+            # The account changed between the read and the insert (the row lock taken in
+            # _redeem rules this out on PostgreSQL; kept as the insert's own guarantee).
+            raise _Burned(InvalidGrant("The authorization code is not valid.")) from None
         access = self._access_tokens.issue_for_client(
             subject=str(user.id), client_id=client.client_id, scope=code.scope, session=session
         )
