@@ -29,11 +29,7 @@ from keyturn.domain import ClientInfo, OAuthClient, RefreshToken, Session, User,
 from keyturn.errors import InvalidToken
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.jose import JosePolicy
-from keyturn.services.access_tokens import (
-    ACCESS_TOKEN_TYP,
-    UNKNOWN_KEY_RELOAD_SECONDS,
-    AccessTokenService,
-)
+from keyturn.services.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
 from keyturn.services.keys import KeyManager
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -89,17 +85,10 @@ class OAuthTokenService:
         """The claims of a valid, unrevoked access token; None for anything else."""
         if not token or "." not in token:
             return None
-        await self._keys.refresh_if_stale()
         try:
-            claims = self._keys.verifier.verify(token, self._policy)
+            claims = await self._keys.verify(token, self._policy)
         except InvalidToken:
-            # Maybe signed with a key another replica created after our last load.
-            if not await self._keys.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):
-                return None
-            try:
-                claims = self._keys.verifier.verify(token, self._policy)
-            except InvalidToken:
-                return None
+            return None
         try:
             session_id = uuid.UUID(str(claims["sid"]))
         except (KeyError, ValueError):

@@ -268,7 +268,17 @@ class SigningKeyRepository(Protocol):
         (all retired ones when None); newest first."""
 
     async def list_all(self) -> list[SigningKeyRecord]:
-        """Every key in any state (including `expired`), newest first."""
+        """Every key in any state (including `expired` and `revoked`), newest first."""
+
+    async def get(self, kid: str) -> SigningKeyRecord | None:
+        """The key ``kid`` in any state; None when unknown."""
+
+    async def revoke(self, kid: str, *, now: datetime) -> bool:
+        """Any state -> `revoked` (``retired_at`` = ``now``, private part wiped); False when
+        it already was."""
+
+    async def revoked_since(self, since: datetime) -> list[str]:
+        """The kids revoked at or after ``since``."""
 
     async def add(self, record: SigningKeyRecord) -> None: ...
     async def activate(self, kid: str, *, now: datetime) -> bool:

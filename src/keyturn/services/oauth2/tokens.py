@@ -106,6 +106,7 @@ class TokenService:
             raise UnsupportedGrantType(f"Supported grant types: {', '.join(GRANT_TYPES)}.")
         if grant_type not in client.grant_types:
             raise UnauthorizedClient(f"This client may not use the {grant_type} grant.")
+        await self._access_tokens.prepare_signing()
         if grant_type == "authorization_code":
             return await self._authorization_code(client, form, info)
         if grant_type == "refresh_token":
