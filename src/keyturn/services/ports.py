@@ -189,6 +189,13 @@ class RoleRepository(Protocol):
     async def assign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
     async def unassign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
     async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]: ...
+    async def lock_role(self, name: str) -> None:
+        """Serialises changes that may remove a holder of the role (until the transaction
+        ends)."""
+
+    async def holders(self, name: str, *, now: datetime) -> dict[uuid.UUID, bool]:
+        """Every holder of the role -> whether the account is usable (not disabled, not
+        locked at ``now``)."""
 
 
 class ApiKeyRepository(Protocol):
