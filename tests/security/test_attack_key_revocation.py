@@ -26,11 +26,21 @@ from conftest import REDIS_URL, SettingsFactory
 from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
+from keyturn.infra.revocation import MemoryRevocationStore
 from keyturn.security.jose import Signer
 from keyturn.security.keys import load_key
+from keyturn.services.access_tokens import AccessTokenService
+from keyturn.services.key_revocation import deny_list_entry
 from oauth_helpers import basic, grant, register, signed_in, token
+from smtp_server import free_port
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, private_database_url: str) -> Settings:
+    """A database of its own: these tests revoke the keys other tests would sign with."""
+    return make_settings(database_url=private_database_url)
 
 
 async def _admin(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
@@ -222,20 +232,27 @@ async def _replica(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asy
             yield application, http
 
 
-def _replica_settings(make_settings: SettingsFactory) -> Settings:
-    if REDIS_URL is None:
+def _replica_settings(
+    make_settings: SettingsFactory, database_url: str, redis_url: str | None = REDIS_URL
+) -> Settings:
+    if redis_url is None:
         pytest.skip("several replicas need Redis (DESIGN.md section 6)")
     # A key cache that never goes stale during the test: only the push can tell B.
     return make_settings(
-        redis_url=REDIS_URL, key_cache_seconds=3600, key_publish_ahead_seconds=7200
+        database_url=database_url,
+        redis_url=redis_url,
+        key_cache_seconds=3600,
+        key_publish_ahead_seconds=7200,
     )
 
 
-async def test_asvs_9_1_3_another_replica_refuses_at_once(make_settings: SettingsFactory) -> None:
+async def test_asvs_9_1_3_another_replica_refuses_at_once(
+    make_settings: SettingsFactory, private_database_url: str
+) -> None:
     """Two app instances on one database and one Redis: replica B holds the key (it
     verified a token a moment ago, its key cache is fresh) and still refuses the token the
     moment replica A revoked the key; B's JWKS drops it and B signs with the new key."""
-    settings = _replica_settings(make_settings)
+    settings = _replica_settings(make_settings, private_database_url)
     async with _replica(settings) as (app_a, a), _replica(settings) as (_, b):
         user = await signup_login(a)
         assert (await b.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 200
@@ -254,11 +271,11 @@ async def test_asvs_9_1_3_another_replica_refuses_at_once(make_settings: Setting
 
 
 async def test_asvs_9_1_3_a_signing_only_replica_switches_before_its_next_token(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, private_database_url: str
 ) -> None:
     """Replica B has verified nothing since the revocation: its next token is signed by
     the new key (checked before signing), never by the revoked one."""
-    settings = _replica_settings(make_settings)
+    settings = _replica_settings(make_settings, private_database_url)
     async with _replica(settings) as (app_a, a), _replica(settings) as (_, b):
         user = await signup_login(b)
         stolen = _kid(user["access_token"])
@@ -267,3 +284,45 @@ async def test_asvs_9_1_3_a_signing_only_replica_switches_before_its_next_token(
         fresh = await b.post("/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
         assert fresh.status_code == 200, fresh.text
         assert _kid(fresh.json()["access_token"]) == answer.json()["activated"]
+
+
+async def test_asvs_9_1_3_replicas_fail_closed_when_redis_is_down(
+    make_settings: SettingsFactory, private_database_url: str
+) -> None:
+    """The shared deny-list is unreachable: A cannot push the revoked kid, and B (whose key
+    cache is fresh) asks the database instead of assuming "not revoked"."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings = _replica_settings(make_settings, private_database_url, redis_url=dead)
+    async with _replica(settings) as (app_a, a), _replica(settings) as (_, b):
+        user = await signup_login(a)
+        assert (await b.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 200
+        stolen = _kid(user["access_token"])
+        answer = await a.post(f"/v1/admin/keys/{stolen}/revoke", headers=await _admin(app_a, a))
+        assert answer.status_code == 200, answer.text
+        assert (await b.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 401
+        assert stolen not in await _jwks_kids(b)
+
+
+async def test_asvs_9_1_3_a_rebuilt_deny_list_keeps_the_revoked_kid(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Redis restarted empty: the deny-list is rebuilt from the database (sessions and
+    revoked keys alike) before it vouches for anything."""
+    user = await signup_login(client)
+    stolen = _kid(user["access_token"])
+    answer = await client.post(f"/v1/admin/keys/{stolen}/revoke", headers=await _admin(app, client))
+    assert answer.status_code == 200, answer.text
+    services = app.state.services
+    empty = MemoryRevocationStore()
+    rebuilt = AccessTokenService(
+        keys=services.keys,
+        revocations=empty,
+        uow_factory=services.auth._uow_factory,
+        issuer="http://testserver",
+        audience="keyturn",
+        ttl=600,
+    )
+    assert not await empty.is_revoked(deny_list_entry(stolen))
+    await rebuilt.restore_deny_list()
+    assert await empty.is_revoked(deny_list_entry(stolen))
+    assert not await empty.is_revoked(deny_list_entry(answer.json()["activated"]))
