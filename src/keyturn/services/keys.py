@@ -64,7 +64,12 @@ from keyturn.infra.revocation import RevocationStore
 from keyturn.security.aead import Aead
 from keyturn.security.jose import JosePolicy, Signer, Verifier, header_kid
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, generate_key, load_key
-from keyturn.services.key_revocation import KeyRevocation, deny_list_entry, revoke_key
+from keyturn.services.key_revocation import (
+    KeyRevocation,
+    UnknownSigningKey,
+    deny_list_entry,
+    revoke_key,
+)
 from keyturn.services.key_rotation import (
     ChainRotation,
     RotationRefused,
@@ -334,7 +339,10 @@ class KeyManager:
         """
         async with self._uow_factory() as uow:
             known = await uow.signing_keys.get(kid)
-        alg = known.alg if known is not None and known.alg in self._algs else self._alg
+        if known is None:
+            # Before generating anything (an RSA key takes a while).
+            raise UnknownSigningKey(f"No signing key has the kid {kid!r}.")
+        alg = known.alg if known.alg in self._algs else self._alg
         # Generated outside the transaction (RSA takes a while); discarded when unused.
         material = await asyncio.to_thread(generate_key, alg)
         now = utcnow()
