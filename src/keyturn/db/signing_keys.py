@@ -79,13 +79,13 @@ class SqlSigningKeyRepository:
         )
         return bool(affected(result))
 
-    async def revoked_since(self, since: datetime) -> list[str]:
-        rows = await self._db.scalars(
-            select(SigningKeyRow.kid).where(
+    async def revoked_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        rows = await self._db.execute(
+            select(SigningKeyRow.kid, SigningKeyRow.retired_at).where(
                 SigningKeyRow.state == "revoked", SigningKeyRow.retired_at >= since
             )
         )
-        return list(rows)
+        return [(kid, revoked_at) for kid, revoked_at in rows if revoked_at is not None]
 
     async def list_all(self) -> list[SigningKeyRecord]:
         rows = await self._db.scalars(

@@ -391,15 +391,14 @@ class KeyManager:
         """Kids revoked recently enough to be on the deny-list, with the seconds left."""
         now = utcnow()
         async with self._uow_factory() as uow:
-            kids = await uow.signing_keys.revoked_since(now - self._retired_window)
-            records = [await uow.signing_keys.get(kid) for kid in kids]
-        listed = []
-        for record in records:
-            if record is None or record.retired_at is None:
-                continue
-            left = self.deny_list_ttl - int((now - record.retired_at).total_seconds())
-            listed.append((deny_list_entry(record.kid), max(left, 1)))
-        return listed
+            revoked = await uow.signing_keys.revoked_since(now - self._retired_window)
+        return [
+            (
+                deny_list_entry(kid),
+                max(self.deny_list_ttl - int((now - revoked_at).total_seconds()), 1),
+            )
+            for kid, revoked_at in revoked
+        ]
 
     async def rotate(self, *, force: bool = False) -> RotationResult:
         """Rotates every chain together: per algorithm, the ``next`` key becomes active,

@@ -284,8 +284,8 @@ class SigningKeyRepository(Protocol):
         """Any state -> `revoked` (``retired_at`` = ``now``, private part wiped); False when
         it already was."""
 
-    async def revoked_since(self, since: datetime) -> list[str]:
-        """The kids revoked at or after ``since``."""
+    async def revoked_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """The kids revoked at or after ``since``, with their revocation times."""
 
     async def add(self, record: SigningKeyRecord) -> None: ...
     async def activate(self, kid: str, *, now: datetime) -> bool:
