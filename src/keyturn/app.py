@@ -167,6 +167,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         token_ttl=settings.access_token_ttl,
         rotation_days=settings.key_rotation_days,
         publish_ahead_seconds=settings.key_publish_ahead_seconds,
+        deny_list=adapters.revocations,
     )
     access_tokens = AccessTokenService(
         keys=keys,

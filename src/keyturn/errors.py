@@ -25,12 +25,14 @@ HTTP answers; nothing else in the code base knows about HTTP.
     ├── CurrentPasswordIncorrect        invalid_current_password (403)
     ├── PermissionDenied                permission_denied (403)
     │   ├── PermissionEscalation        permission_escalation (403)
+    │   ├── TargetOutranksCaller        target_outranks_caller (403)
     │   └── FreshLoginRequired          fresh_login_required (403)
     │       └── ReauthenticationRequired  reauthentication_required (403)
     ├── NotFound                        not_found (404)
     │   └── UnknownRole                 unknown_role (404)
     ├── Conflict                        conflict (409)
-    │   └── BuiltinRole                 builtin_role (409)
+    │   ├── BuiltinRole                 builtin_role (409)
+    │   └── LastAdmin                   last_admin (409)
     ├── OAuthError                      (400) the RFC 6749 / OIDC error codes, rendered as
     │   │                               {error, error_description} on /oauth2/*:
     │   ├── OAuthInvalidRequest         invalid_request
@@ -199,6 +201,14 @@ class PermissionEscalation(PermissionDenied):
     title = "You cannot grant a permission you do not hold"
 
 
+class TargetOutranksCaller(PermissionDenied):
+    """Acting on a user who holds a permission the actor does not: nobody locks, resets,
+    disables, deletes or re-roles an account more powerful than their own."""
+
+    code = "target_outranks_caller"
+    title = "The user holds permissions you do not hold"
+
+
 class FreshLoginRequired(PermissionDenied):
     """An API key was used where only a password login may act (password, email, keys)."""
 
@@ -234,6 +244,13 @@ class Conflict(KeyturnError):
 class BuiltinRole(Conflict):
     code = "builtin_role"
     title = "The built-in admin role cannot be changed or deleted"
+
+
+class LastAdmin(Conflict):
+    """The change would leave no active holder of the built-in admin role."""
+
+    code = "last_admin"
+    title = "The last active administrator cannot be removed, disabled or locked"
 
 
 class RateLimited(KeyturnError):

@@ -37,6 +37,7 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/admin/audit-events", None, "audit:read"),
     ("GET", "/v1/admin/keys", None, "keys:write"),
     ("POST", "/v1/admin/keys/rotate?force=true", None, "keys:write"),
+    ("POST", "/v1/admin/keys/{kid}/revoke", None, "keys:write"),
     ("DELETE", "/v1/admin/users/{user}", None, "users:write"),
     ("GET", "/v1/admin/clients", None, "clients:write"),
     (
@@ -65,13 +66,18 @@ async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]
 
 
 def fill(
-    path: str, body: dict[str, Any] | None, user: str, client: str = "", role: str = ""
+    path: str,
+    body: dict[str, Any] | None,
+    user: str,
+    client: str = "",
+    role: str = "",
+    kid: str = "",
 ) -> tuple[str, dict[str, Any] | None]:
     n = uuid.uuid4().hex[:8]
     filled = None
     if body is not None:
         filled = {k: v.format(n=n) if isinstance(v, str) else v for k, v in body.items()}
-    return path.format(user=user, client=client, role=role), filled
+    return path.format(user=user, client=client, role=role, kid=kid), filled
 
 
 async def new_key(client: httpx.AsyncClient, token: str, scopes: list[str]) -> str:
@@ -130,12 +136,24 @@ async def test_every_admin_route_checks_the_permission(
         assert created.status_code == 201, created.text
         return name
 
-    async def targets(template: str) -> tuple[str, str, str]:
-        # A fresh user, client and role for each call: the first call may delete them.
+    async def victim_kid() -> str:
+        # A waiting RS256 `next` key: revoking it publishes a fresh one, nothing else moves.
+        keys = await client.get("/v1/admin/keys", headers=admin_headers)
+        assert keys.status_code == 200, keys.text
+        (kid,) = [
+            key["kid"]
+            for key in keys.json()["items"]
+            if key["alg"] == "RS256" and key["state"] == "next"
+        ]
+        return str(kid)
+
+    async def targets(template: str) -> tuple[str, str, str, str]:
+        # A fresh user, client, role and key for each call: the first call may delete them.
         user = await victim()
         oauth_client = await victim_client() if "{client}" in template else ""
         role = await victim_role() if "{role}" in template else ""
-        return user, oauth_client, role
+        kid = await victim_kid() if "{kid}" in template else ""
+        return user, oauth_client, role, kid
 
     for method, template, body, needs in ADMIN_ROUTES:
         path, payload = fill(template, body, *await targets(template))

@@ -12,7 +12,7 @@ from keyturn.api.schemas import Name, Request, SessionOut
 from keyturn.domain import AuditEvent, Role, User
 from keyturn.services.admin_users import UserPage
 from keyturn.services.audit_log import AuditPage
-from keyturn.services.keys import KeyInfo, RotationResult
+from keyturn.services.keys import KeyInfo, KeyRevocation, RotationResult
 
 RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Description = Annotated[str, StringConstraints(max_length=500)]
@@ -192,4 +192,28 @@ class RotationOut(BaseModel):
                 )
                 for chain in result.chains
             ],
+        )
+
+
+class RevocationOut(BaseModel):
+    """An emergency key revocation: the key is out of the JWKS and its tokens are refused."""
+
+    kid: str
+    alg: str
+    state: str = Field(description="Always `revoked`.")
+    previous_state: str = Field(description="next, active, retired, expired, or revoked.")
+    already_revoked: bool = Field(description="True when it was revoked before (no change).")
+    activated: str | None = Field(
+        description="The kid that signs in its place (when the revoked key was active)."
+    )
+
+    @classmethod
+    def of(cls, result: KeyRevocation) -> RevocationOut:
+        return cls(
+            kid=result.kid,
+            alg=result.alg,
+            state="revoked",
+            previous_state=result.previous_state,
+            already_revoked=result.already_revoked,
+            activated=result.activated,
         )

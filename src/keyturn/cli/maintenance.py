@@ -16,13 +16,14 @@ from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.outbox import reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.domain import utcnow
+from keyturn.errors import KeyturnError
 from keyturn.security.aead import Aead, DecryptionError
 from keyturn.security.digests import KeyRing
-from keyturn.services.keys import KeyInfo, RotationRefused, RotationResult
+from keyturn.services.keys import KeyInfo, KeyRevocation, RotationRefused, RotationResult
 
 outbox_app = typer.Typer(no_args_is_help=True, help="Inspect the email outbox.")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify and prune the audit log.")
-keys_app = typer.Typer(no_args_is_help=True, help="List and rotate the JWT signing keys.")
+keys_app = typer.Typer(no_args_is_help=True, help="List, rotate and revoke the JWT signing keys.")
 secret_app = typer.Typer(no_args_is_help=True, help="Manage the KEYTURN_SECRET_KEY ring.")
 
 
@@ -168,6 +169,43 @@ async def _keys_rotate(settings: Settings, *, force: bool) -> RotationResult:
         keys = build_services(settings, adapters).keys
         await keys.start()  # an empty database gets its active and next keys first
         return await keys.rotate(force=force)
+    finally:
+        await adapters.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    kid: Annotated[str, typer.Argument(help="The kid of the compromised key")],
+) -> None:
+    """Emergency: revoke a key. It leaves the JWKS and its tokens are refused at once; an
+    active key is replaced first (its chain's next key, or a fresh one)."""
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    try:
+        result = asyncio.run(_keys_revoke(settings, kid))
+    except KeyturnError as exc:  # unknown kid, or a rotation ran at the same moment
+        typer.echo(f"revocation refused: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    if result.already_revoked:
+        typer.echo(f"{result.alg} {kid} was already revoked")
+        return
+    typer.echo(f"{result.alg} revoked: {kid} (was {result.previous_state})")
+    if result.activated:
+        typer.echo(f"{result.alg} active: {result.activated}")
+    if not settings.redis_url:
+        # Without Redis this process cannot reach a running server's in-process deny-list.
+        typer.echo(
+            f"a running server stops trusting it at its next key reload "
+            f"(within {settings.key_cache_seconds} s); revoke through the admin API for at once"
+        )
+
+
+async def _keys_revoke(settings: Settings, kid: str) -> KeyRevocation:
+    adapters = build_adapters(settings)
+    try:
+        services = build_services(settings, adapters)
+        await services.keys.start()  # an empty database gets its chains first
+        return await services.admin_keys.revoke_as_operator(kid)
     finally:
         await adapters.close()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keyturn.db.models import RoleRow, UserRoleRow
+from keyturn.db.models import RoleRow, UserRoleRow, UserRow
 from keyturn.db.types import affected
 from keyturn.domain import Role
 
@@ -88,3 +89,27 @@ class SqlRoleRepository:
             .where(UserRoleRow.user_id == user_id)
         )
         return frozenset(permission for permissions in rows for permission in permissions)
+
+    async def lock_role(self, name: str) -> None:
+        """Holds the role's row until the transaction ends (PostgreSQL ``FOR UPDATE``).
+
+        Taken first by every change that may remove a holder of the role, so two such
+        changes run one after the other and the second one counts what the first left.
+        SQLite needs nothing: BEGIN IMMEDIATE (db/engine.py) already serialises writers.
+        """
+        await self._db.execute(select(RoleRow.id).where(RoleRow.name == name).with_for_update())
+
+    async def holders(self, name: str, *, now: datetime) -> dict[uuid.UUID, bool]:
+        """Every holder of the role -> whether the account is usable (neither disabled nor
+        locked at ``now``)."""
+        rows = await self._db.execute(
+            select(UserRow.id, UserRow.disabled, UserRow.locked_until)
+            .join(UserRoleRow, UserRoleRow.user_id == UserRow.id)
+            .join(RoleRow, RoleRow.id == UserRoleRow.role_id)
+            .where(RoleRow.name == name)
+            .execution_options(populate_existing=True)
+        )
+        return {
+            user_id: not disabled and (locked_until is None or locked_until <= now)
+            for user_id, disabled, locked_until in rows
+        }

@@ -1,4 +1,4 @@
-"""Signing keys: next -> active -> retired -> expired, changed by compare-and-set."""
+"""Signing keys: next -> active -> retired -> expired (or revoked), changed by compare-and-set."""
 
 from __future__ import annotations
 
@@ -64,6 +64,28 @@ class SqlSigningKeyRepository:
             .order_by(SigningKeyRow.created_at.desc(), SigningKeyRow.kid)
         )
         return [_signing_key(row) for row in rows]
+
+    async def get(self, kid: str) -> SigningKeyRecord | None:
+        row = await self._db.get(SigningKeyRow, kid)
+        return _signing_key(row) if row is not None else None
+
+    async def revoke(self, kid: str, *, now: datetime) -> bool:
+        # A revoked key never signs or verifies again: its private part is wiped at once,
+        # and ``retired_at`` records when it was revoked.
+        result = await self._db.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.kid == kid, SigningKeyRow.state != "revoked")
+            .values(state="revoked", retired_at=now, private_key_encrypted=b"")
+        )
+        return bool(affected(result))
+
+    async def revoked_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        rows = await self._db.execute(
+            select(SigningKeyRow.kid, SigningKeyRow.retired_at).where(
+                SigningKeyRow.state == "revoked", SigningKeyRow.retired_at >= since
+            )
+        )
+        return [(kid, revoked_at) for kid, revoked_at in rows if revoked_at is not None]
 
     async def list_all(self) -> list[SigningKeyRecord]:
         rows = await self._db.scalars(

@@ -30,7 +30,7 @@ from joserfc.util import json_b64encode, urlsafe_b64decode, urlsafe_b64encode
 from keyturn.errors import InvalidToken
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, import_private_key
 
-__all__ = ["JosePolicy", "Signer", "Verifier"]
+__all__ = ["JosePolicy", "Signer", "Verifier", "header_kid"]
 
 # Our tokens are well under 2 KB; a cap bounds the work any hostile input can cause.
 MAX_TOKEN_LENGTH = 8192
@@ -299,6 +299,20 @@ class Verifier:
         if not isinstance(claims, dict):
             raise InvalidToken("claims are not a JSON object")
         return claims
+
+
+def header_kid(token: str) -> str | None:
+    """The ``kid`` of a compact JWS header; None when there is none or it cannot be read.
+
+    Meant for a token ``Verifier.verify`` already accepted (the key it names is then known);
+    it checks nothing itself.
+    """
+    try:
+        header = json.loads(urlsafe_b64decode(token.split(".", 1)[0].encode("ascii")))
+    except (ValueError, TypeError, RecursionError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 def _audiences(claims: dict[str, Any]) -> list[str]:

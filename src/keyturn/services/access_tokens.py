@@ -22,7 +22,6 @@ from keyturn.services.ports import UnitOfWorkFactory
 log = structlog.get_logger(__name__)
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105  (RFC 9068 media type, not a secret)
-UNKNOWN_KEY_RELOAD_SECONDS = 1.0
 RESTORE_INTERVAL = 5.0
 
 
@@ -58,6 +57,10 @@ class AccessTokenService:
             audience=audience,
             typ=ACCESS_TOKEN_TYP,
         )
+
+    async def prepare_signing(self) -> None:
+        """Call before ``issue``: catches up with a signing key another replica revoked."""
+        await self._keys.ensure_signers_current()
 
     def issue(self, user: User, session: Session) -> str:
         """Signs an RFC 9068 access token for a first-party session (section 2.2 claims)."""
@@ -109,14 +112,7 @@ class AccessTokenService:
 
     async def authenticate(self, token: str) -> Principal:
         """Verifies signature and claims, then refuses a revoked session."""
-        await self._keys.refresh_if_stale()
-        try:
-            claims = self._keys.verifier.verify(token, self._policy)
-        except InvalidToken:
-            # Maybe signed with a key another replica created after our last load.
-            if not await self._keys.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):
-                raise
-            claims = self._keys.verifier.verify(token, self._policy)
+        claims = await self._keys.verify(token, self._policy)
         try:
             user_id = uuid.UUID(str(claims["sub"]))
             session_id = uuid.UUID(str(claims["sid"]))
@@ -137,7 +133,8 @@ class AccessTokenService:
         )
 
     async def restore_deny_list(self) -> int:
-        """Re-lists every session revoked within the token lifetime, then seals the list.
+        """Re-lists every session revoked within the token lifetime (and every recently
+        revoked signing key), then seals the list.
 
         Run at start (an in-process list starts empty; Redis may have restarted empty) and
         after the store was found unsealed. Returns how many sessions were re-listed.
@@ -148,6 +145,9 @@ class AccessTokenService:
         for session_id, revoked_at in revoked:
             remaining = self.ttl - int((now - revoked_at).total_seconds())
             await self._revocations.revoke(str(session_id), max(remaining, 1))
+        # Revoked signing keys share the list (services/key_revocation.py).
+        for entry, seconds_left in await self._keys.revoked_kids():
+            await self._revocations.revoke(entry, seconds_left)
         await self._revocations.seal()
         return len(revoked)
 

@@ -29,6 +29,7 @@ from keyturn.security.digests import constant_time_equals
 from keyturn.security.passwords import HashPool
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail, mask_email
+from keyturn.services.admin_guard import keep_an_admin
 from keyturn.services.authorization import require_fresh_login
 from keyturn.services.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
 from keyturn.services.credentials import PasswordPolicy, normalize_email
@@ -343,6 +344,8 @@ class AccountService:
         await self._reauthenticate(user, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
+            # The last active administrator cannot delete itself (services/admin_guard.py).
+            await keep_an_admin(uow, user_id=user.id, now=now)
             ended = await uow.sessions.revoke_all(user.id, now, "account_deleted")
             await uow.users.delete(user.id)
             await self._mail.send(uow, "account_deleted", to=user.email)

@@ -1,11 +1,13 @@
-"""Signing keys for operators (``keys:write``): list and rotate, audited."""
+"""Signing keys for operators (``keys:write``): list, rotate and revoke, audited."""
 
 from __future__ import annotations
 
-from keyturn.domain import ClientInfo, Principal
+from typing import Any
+
+from keyturn.domain import ClientInfo, Principal, utcnow
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
-from keyturn.services.keys import KeyInfo, KeyManager, RotationResult
+from keyturn.services.keys import KeyInfo, KeyManager, KeyRevocation, RotationResult
 from keyturn.services.ports import UnitOfWorkFactory
 
 PERMISSION = "keys:write"
@@ -46,3 +48,35 @@ class AdminKeyService:
             )
             await uow.commit()
         return result
+
+    async def revoke(self, principal: Principal, kid: str, *, client: ClientInfo) -> KeyRevocation:
+        """Emergency revocation of one signing key (services/key_revocation.py), audited.
+
+        Raises:
+            UnknownSigningKey: No key has this kid.
+        """
+        await self._authorizer.require(principal, PERMISSION)
+        result = await self._keys.revoke(kid)
+        async with self._uow_factory() as uow:
+            await record_action(uow, "admin.key_revoked", principal, client, _revocation(result))
+            await uow.commit()
+        return result
+
+    async def revoke_as_operator(self, kid: str) -> KeyRevocation:
+        """``keyturn keys revoke``: the operator on the host needs no permission; audited
+        without a user."""
+        result = await self._keys.revoke(kid)
+        async with self._uow_factory() as uow:
+            await uow.audit.record("operator.key_revoked", now=utcnow(), data=_revocation(result))
+            await uow.commit()
+        return result
+
+
+def _revocation(result: KeyRevocation) -> dict[str, Any]:
+    return {
+        "kid": result.kid,
+        "alg": result.alg,
+        "previous_state": result.previous_state,
+        "already_revoked": "yes" if result.already_revoked else "no",
+        "activated": result.activated or "",
+    }

@@ -1,4 +1,8 @@
-"""User administration (``users:read`` / ``users:write``); every change is audited."""
+"""User administration (``users:read`` / ``users:write``); every change is audited.
+
+Every change to an account first passes ``guard_target`` (services/admin_guard.py): never
+on a user who holds more than the actor, never removing the last active administrator.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from keyturn.domain import ClientInfo, Principal, Session, User, utcnow
 from keyturn.errors import Conflict, InvalidInput, NotFound
 from keyturn.services.access_tokens import AccessTokenService
 from keyturn.services.account_mail import AccountMail
+from keyturn.services.admin_guard import guard_target
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer
 from keyturn.services.credential_revocation import revoke_credentials
@@ -126,11 +131,13 @@ class AdminUserService:
         disabled: bool | None,
         client: ClientInfo,
     ) -> User:
-        await self._authorizer.require(principal, WRITE)
+        held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         ended: list[uuid.UUID] = []
         async with self._uow_factory() as uow:
-            await _user(uow, user_id)
+            await guard_target(
+                uow, held=held, user_id=user_id, now=now, removes_admin=bool(disabled)
+            )
             await uow.users.update_admin_fields(
                 user_id,
                 now,
@@ -150,10 +157,10 @@ class AdminUserService:
     async def delete_user(
         self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
     ) -> None:
-        await self._authorizer.require(principal, WRITE)
+        held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            await _user(uow, user_id)
+            await guard_target(uow, held=held, user_id=user_id, now=now, removes_admin=True)
             ended = await uow.sessions.revoke_all(user_id, now, "admin_deleted")
             await uow.users.delete(user_id)
             await _audit(uow, "admin.user_deleted", principal, client, user_id)
@@ -161,10 +168,10 @@ class AdminUserService:
         await self._access_tokens.deny(ended)
 
     async def lock_user(self, principal: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
-        await self._authorizer.require(principal, WRITE)
+        held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            user = await _user(uow, user_id)
+            user = await guard_target(uow, held=held, user_id=user_id, now=now, removes_admin=True)
             await uow.users.lock(user_id, now=now, until=now + ADMIN_LOCK, count=user.lock_count)
             ended = await uow.sessions.revoke_all(user_id, now, "admin_locked")
             await _audit(uow, "admin.user_locked", principal, client, user_id)
@@ -174,10 +181,10 @@ class AdminUserService:
     async def unlock_user(
         self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
     ) -> None:
-        await self._authorizer.require(principal, WRITE)
+        held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            user = await _user(uow, user_id)
+            user = await guard_target(uow, held=held, user_id=user_id, now=now)
             await self._guard.unlock(uow, user, now)
             await _audit(uow, "admin.user_unlocked", principal, client, user_id)
             await uow.commit()
@@ -191,10 +198,10 @@ class AdminUserService:
         Sessions, API keys and pending one-time tokens (an email change above all) end
         with the password (issue 12 finding 1); the owner is told what was revoked.
         """
-        await self._authorizer.require(principal, WRITE)
+        held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            user = await _user(uow, user_id)
+            user = await guard_target(uow, held=held, user_id=user_id, now=now)
             await uow.users.set_password_hash(user_id, None, now)
             revoked = await revoke_credentials(
                 uow,
@@ -232,10 +239,10 @@ class AdminUserService:
     async def end_sessions(
         self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
     ) -> int:
-        await self._authorizer.require(principal, WRITE)
+        held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            await _user(uow, user_id)
+            await guard_target(uow, held=held, user_id=user_id, now=now)
             ended = await uow.sessions.revoke_all(user_id, now, "admin_revoked")
             await _audit(uow, "admin.sessions_revoked", principal, client, user_id)
             await uow.commit()

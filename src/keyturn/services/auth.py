@@ -142,6 +142,7 @@ class AuthService:
             await uow.commit()
         LOGINS.labels("success").inc()
         assert refresh_token is not None  # noqa: S101  (refresh=True always mints one)
+        await self._access_tokens.prepare_signing()
         return self._pair(user, session, refresh_token)
 
     async def login_browser(self, email: str, password: str, client: ClientInfo) -> Session:
@@ -322,6 +323,7 @@ class AuthService:
     async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         """Rotates a refresh token with the grace and reuse rules of DESIGN.md section 4."""
         user, session, successor = await self.rotate(refresh_token, client, client_id=None)
+        await self._access_tokens.prepare_signing()
         return self._pair(user, session, successor)
 
     async def rotate(

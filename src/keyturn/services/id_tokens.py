@@ -91,9 +91,9 @@ class IdTokenHints:
 
     async def read(self, hint: str) -> tuple[uuid.UUID, str] | None:
         """The hint's user (``sub``) and client, or None when it is not our ID Token."""
-        await self._keys.refresh_if_stale()
         try:
-            claims = self._keys.verifier.verify(hint, self._policy)
+            # A hint signed by a revoked key is refused like any other bad hint.
+            claims = await self._keys.verify(hint, self._policy)
             subject = uuid.UUID(str(claims["sub"]))
         except (InvalidToken, KeyError, ValueError):
             return None

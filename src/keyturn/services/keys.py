@@ -37,6 +37,12 @@ Rotation (states ``next -> active -> retired -> expired``), every chain together
 - A chain of an algorithm no longer configured never signs again; the next rotation
   retires its keys (``next`` and ``active`` alike), so they leave the JWKS once every
   token they may have signed has expired.
+
+Emergency revocation (``revoke()``, services/key_revocation.py): a compromised key goes to
+``revoked`` at once, leaves the JWKS and verifies nothing more. Every replica refuses its
+tokens at once: ``verify()`` asks the shared deny-list (Redis with several replicas) about
+the token's ``kid`` on every call, and reloads the keys when it is listed; the database
+state is the truth the list is rebuilt from (and asked when the list is unreachable).
 """
 
 from __future__ import annotations
@@ -51,9 +57,19 @@ from typing import Any
 import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
+from keyturn.errors import InvalidToken
+from keyturn.infra.errors import StoreUnavailable
+from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
+from keyturn.infra.revocation import RevocationStore
 from keyturn.security.aead import Aead
-from keyturn.security.jose import Signer, Verifier
+from keyturn.security.jose import JosePolicy, Signer, Verifier, header_kid
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, generate_key, load_key
+from keyturn.services.key_revocation import (
+    KeyRevocation,
+    UnknownSigningKey,
+    deny_list_entry,
+    revoke_key,
+)
 from keyturn.services.key_rotation import (
     ChainRotation,
     RotationRefused,
@@ -67,9 +83,11 @@ from keyturn.services.ports import UnitOfWorkFactory
 
 __all__ = [
     "RETIRED_MARGIN_SECONDS",
+    "UNKNOWN_KEY_RELOAD_SECONDS",
     "ChainRotation",
     "KeyInfo",
     "KeyManager",
+    "KeyRevocation",
     "RotationRefused",
     "RotationResult",
 ]
@@ -78,6 +96,9 @@ log = structlog.get_logger(__name__)
 
 # Clock skew between replicas and verifiers, on top of the token lifetime.
 RETIRED_MARGIN_SECONDS = 60
+# A token naming a kid this process does not hold (or a revoked one) reloads the keys at
+# most this often, however many such tokens arrive.
+UNKNOWN_KEY_RELOAD_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +107,7 @@ class KeyInfo:
 
     kid: str
     alg: str
-    state: str  # next | active | retired | expired
+    state: str  # next | active | retired | expired | revoked
     created_at: datetime
     activated_at: datetime | None
     retired_at: datetime | None
@@ -107,6 +128,8 @@ class KeyManager:
         token_ttl: The access-token lifetime (how long a retired key stays published).
         rotation_days: The automatic rotation period; 0 turns the schedule off.
         publish_ahead_seconds: How long a ``next`` key is published before it may sign.
+        deny_list: The shared deny-list that tells every replica of a revoked key at once;
+            None for a process that only signs or administers (the CLI without Redis).
         clock: Monotonic clock for the cache (injectable for tests).
 
     Raises:
@@ -124,8 +147,10 @@ class KeyManager:
         token_ttl: int = 600,
         rotation_days: int = 30,
         publish_ahead_seconds: int = 3600,
+        deny_list: RevocationStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._deny_list = deny_list
         self._uow_factory = uow_factory
         self._aead = aead
         self._alg = alg
@@ -241,6 +266,139 @@ class KeyManager:
                 return False
             await self.reload()
             return True
+
+    async def verify(self, token: str, policy: JosePolicy) -> dict[str, Any]:
+        """Verifies ``token`` against the published keys (one call, security/jose.py) and
+        refuses one signed by a revoked key, even before this process reloaded.
+
+        Raises:
+            InvalidToken: Any failure, a revoked signing key included.
+        """
+        await self.refresh_if_stale()
+        try:
+            claims = self._verifier.verify(token, policy)
+        except InvalidToken:
+            # Maybe signed with a key another replica created after our last load.
+            if not await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):
+                raise
+            claims = self._verifier.verify(token, policy)
+        kid = header_kid(token)
+        if kid is None or await self._is_revoked(kid):
+            # Another replica revoked it: stop signing and verifying with it here too.
+            await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
+            raise InvalidToken("The token was signed by a revoked key.")
+        return claims
+
+    async def ensure_signers_current(self) -> None:
+        """Before signing: when another replica revoked a key this process still signs
+        with, load the keys now, so the new active key signs the very next token.
+
+        A deny-list outage skips the check (signing is not where revocation fails closed:
+        every verifier refuses the key's tokens, and the schedule reloads within
+        ``cache_seconds``).
+        """
+        if self._deny_list is None:
+            return
+        try:
+            for signer in list(self._signers.values()):
+                if await self._deny_list.is_revoked(deny_list_entry(signer.kid)):
+                    async with self._lock:
+                        await self.reload()
+                    return
+        except StoreUnavailable:
+            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+
+    async def current_jwks(self) -> dict[str, Any]:
+        """The JWKS to publish: a key another replica revoked is left out at once."""
+        await self.refresh_if_stale()
+        jwks = self._jwks
+        revoked = [key["kid"] for key in jwks["keys"] if await self._is_revoked(key["kid"])]
+        if not revoked:
+            return jwks
+        await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
+        return {"keys": [key for key in self._jwks["keys"] if key["kid"] not in revoked]}
+
+    async def _is_revoked(self, kid: str) -> bool:
+        if self._deny_list is None:
+            return False  # one process: revoke() has already reloaded this one
+        try:
+            return await self._deny_list.is_revoked(deny_list_entry(kid))
+        except StoreUnavailable:
+            # Fail closed: the database is the truth when the shared list cannot answer.
+            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+            async with self._uow_factory() as uow:
+                record = await uow.signing_keys.get(kid)
+            return record is None or record.state == "revoked"
+
+    async def revoke(self, kid: str) -> KeyRevocation:
+        """Emergency revocation of ``kid`` (services/key_revocation.py); idempotent.
+
+        Raises:
+            UnknownSigningKey: No key has this kid.
+            RevocationRaced: A rotation ran at the same moment; retry.
+        """
+        async with self._uow_factory() as uow:
+            known = await uow.signing_keys.get(kid)
+        if known is None:
+            # Before generating anything (an RSA key takes a while).
+            raise UnknownSigningKey(f"No signing key has the kid {kid!r}.")
+        alg = known.alg if known.alg in self._algs else self._alg
+        # Generated outside the transaction (RSA takes a while); discarded when unused.
+        material = await asyncio.to_thread(generate_key, alg)
+        now = utcnow()
+        try:
+            async with self._uow_factory() as uow:
+                result = await revoke_key(
+                    uow,
+                    kid=kid,
+                    algs=self._algs,
+                    fresh=self._record(material, "next", now),
+                    now=now,
+                )
+                await uow.commit()
+            await self._publish_revocation(kid)
+        finally:
+            async with self._lock:
+                await self.reload()
+        if not result.already_revoked:
+            log.warning(
+                "signing_key_revoked",
+                kid=kid,
+                alg=result.alg,
+                previous_state=result.previous_state,
+                activated=result.activated,
+            )
+        return result
+
+    async def _publish_revocation(self, kid: str) -> None:
+        if self._deny_list is None:
+            return
+        try:
+            # Listed until every replica has reloaded without the key (the database state
+            # keeps it out after that); restore_deny_list re-lists it after a Redis reset.
+            await self._deny_list.revoke(deny_list_entry(kid), self.deny_list_ttl)
+        except StoreUnavailable:
+            # Replicas reading the database (list unreachable) or reloading see it anyway.
+            REVOCATION_STORE_ERRORS.labels("revoke").inc()
+            log.error("deny_list_write_failed", kid=kid)
+
+    @property
+    def deny_list_ttl(self) -> int:
+        """Seconds a revoked kid stays on the shared deny-list."""
+        return int(self._retired_window.total_seconds())
+
+    async def revoked_kids(self) -> list[tuple[str, int]]:
+        """Kids revoked recently enough to be on the deny-list, with the seconds left."""
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            revoked = await uow.signing_keys.revoked_since(now - self._retired_window)
+        return [
+            (
+                deny_list_entry(kid),
+                max(self.deny_list_ttl - int((now - revoked_at).total_seconds()), 1),
+            )
+            for kid, revoked_at in revoked
+        ]
 
     async def rotate(self, *, force: bool = False) -> RotationResult:
         """Rotates every chain together: per algorithm, the ``next`` key becomes active,

@@ -35,11 +35,7 @@ from keyturn.domain import ClientInfo, OAuthClient, RefreshToken, Session, User,
 from keyturn.errors import InvalidToken
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.jose import JosePolicy
-from keyturn.services.access_tokens import (
-    ACCESS_TOKEN_TYP,
-    UNKNOWN_KEY_RELOAD_SECONDS,
-    AccessTokenService,
-)
+from keyturn.services.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
 from keyturn.services.keys import KeyManager
 from keyturn.services.oauth2.grant_scope import (
     client_grant_scope,
@@ -106,17 +102,10 @@ class OAuthTokenService:
         """The claims of a valid, unrevoked access token; None for anything else."""
         if not token or "." not in token:
             return None
-        await self._keys.refresh_if_stale()
         try:
-            claims = self._keys.verifier.verify(token, self._policy)
+            claims = await self._keys.verify(token, self._policy)
         except InvalidToken:
-            # Maybe signed with a key another replica created after our last load.
-            if not await self._keys.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):
-                return None
-            try:
-                claims = self._keys.verifier.verify(token, self._policy)
-            except InvalidToken:
-                return None
+            return None
         if "sid" not in claims:
             # RFC 6749 section 4.4 / RFC 9068 section 2.2: a client_credentials token has no
             # session and names the client itself as its subject; anything else without

@@ -211,6 +211,13 @@ class RoleRepository(Protocol):
     async def assign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
     async def unassign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
     async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]: ...
+    async def lock_role(self, name: str) -> None:
+        """Serialises changes that may remove a holder of the role (until the transaction
+        ends)."""
+
+    async def holders(self, name: str, *, now: datetime) -> dict[uuid.UUID, bool]:
+        """Every holder of the role -> whether the account is usable (not disabled, not
+        locked at ``now``)."""
 
 
 class ApiKeyRepository(Protocol):
@@ -297,7 +304,17 @@ class SigningKeyRepository(Protocol):
         (all retired ones when None); newest first."""
 
     async def list_all(self) -> list[SigningKeyRecord]:
-        """Every key in any state (including `expired`), newest first."""
+        """Every key in any state (including `expired` and `revoked`), newest first."""
+
+    async def get(self, kid: str) -> SigningKeyRecord | None:
+        """The key ``kid`` in any state; None when unknown."""
+
+    async def revoke(self, kid: str, *, now: datetime) -> bool:
+        """Any state -> `revoked` (``retired_at`` = ``now``, private part wiped); False when
+        it already was."""
+
+    async def revoked_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """The kids revoked at or after ``since``, with their revocation times."""
 
     async def add(self, record: SigningKeyRecord) -> None: ...
     async def activate(self, kid: str, *, now: datetime) -> bool:

@@ -6,7 +6,8 @@ import re
 import uuid
 
 from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, Role, utcnow
-from keyturn.errors import BuiltinRole, Conflict, InvalidInput, NotFound, UnknownRole
+from keyturn.errors import BuiltinRole, Conflict, InvalidInput, UnknownRole
+from keyturn.services.admin_guard import guard_target
 from keyturn.services.audit_log import record_action
 from keyturn.services.authorization import Authorizer, check_known
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -126,8 +127,15 @@ class RoleService:
         async with self._uow_factory() as uow:
             role = await _role(uow, name)
             self._authorizer.may_grant(held, role.permissions)
-            if await uow.users.get(user_id) is None:
-                raise NotFound("No such user.")
+            # Never re-role a user who holds more than the actor; never take the admin
+            # role from the last active administrator.
+            await guard_target(
+                uow,
+                held=held,
+                user_id=user_id,
+                now=utcnow(),
+                removes_admin=not grant and role.name == ADMIN_ROLE,
+            )
             if grant:
                 changed = await uow.roles.assign(user_id, role.id)
             else:

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from keyturn.api.admin_schemas import (
     AuditEventList,
+    RevocationOut,
     RoleIn,
     RoleList,
     RoleOut,
@@ -149,3 +150,18 @@ async def rotate_keys(
 ) -> RotationOut:
     result = await services.admin_keys.rotate(principal, force=force, client=client)
     return RotationOut.of(result)
+
+
+@router.post(
+    "/keys/{kid}/revoke",
+    responses=problems(401, 403, 404, 409, 422),
+    summary="Emergency: revoke a signing key (out of the JWKS at once, its tokens refused)",
+)
+async def revoke_key(
+    kid: Annotated[str, Path(min_length=1, max_length=64)],
+    principal: KeyWriter,
+    services: ServicesDep,
+    client: ClientDep,
+) -> RevocationOut:
+    result = await services.admin_keys.revoke(principal, kid, client=client)
+    return RevocationOut.of(result)

@@ -72,8 +72,7 @@ class JwkSetResponse(JSONResponse):
     response_model=JsonWebKeySet,
 )
 async def jwks(services: ServicesDep) -> JwkSetResponse:
-    await services.keys.refresh_if_stale()
-    body: dict[str, Any] = services.keys.jwks
+    body: dict[str, Any] = await services.keys.current_jwks()
     return JwkSetResponse(
         body, headers={"cache-control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
     )

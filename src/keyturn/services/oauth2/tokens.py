@@ -119,6 +119,7 @@ class TokenService:
             # issued now would carry the same whole-second iat as the dead ones and be
             # refused with them, so it is issued in the next second instead.
             await asyncio.sleep(delay)
+        await self._access_tokens.prepare_signing()
         if grant_type == "authorization_code":
             return await self._authorization_code(client, form, info)
         if grant_type == "refresh_token":
