@@ -195,6 +195,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         limiter=adapters.limiter,
         address_digester=Digester(ring, "mail-address"),
         per_address_per_hour=settings.limit_mails_per_address_per_hour,
+        per_address_all_networks_per_hour=settings.limit_mails_per_address_all_networks_per_hour,
     )
     tokens = OneTimeTokens(key_ring=ring)
     hash_pool = adapters.hash_pool

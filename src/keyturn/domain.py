@@ -25,6 +25,13 @@ PERMISSIONS: tuple[str, ...] = (
 )
 
 
+# The two kinds of account lock (issue 12, finding 2): the throttle's silent, expiring lock,
+# which the owner's password reset may lift, and an administrator's, which only an
+# administrator lifts.
+LOCK_AUTOMATIC = "automatic"
+LOCK_ADMINISTRATIVE = "administrative"
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: uuid.UUID
@@ -37,9 +44,21 @@ class User:
     disabled: bool = False
     locked_until: datetime | None = None
     lock_count: int = 0
+    # LOCK_AUTOMATIC or LOCK_ADMINISTRATIVE while a lock is (or was last) set.
+    lock_kind: str | None = None
 
     def locked(self, now: datetime) -> bool:
+        # An administrator's lock holds until an administrator lifts it, whatever the date.
+        if self.lock_kind == LOCK_ADMINISTRATIVE:
+            return True
         return self.locked_until is not None and now < self.locked_until
+
+    def active_lock(self, now: datetime) -> str | None:
+        """The kind of the lock in force at ``now``, or None."""
+        return (self.lock_kind or LOCK_AUTOMATIC) if self.locked(now) else None
+
+    def admin_locked(self) -> bool:
+        return self.lock_kind == LOCK_ADMINISTRATIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
 from keyturn.api.schemas import Name, Request, SessionOut
-from keyturn.domain import AuditEvent, Role, User
+from keyturn.domain import AuditEvent, Role, User, utcnow
 from keyturn.services.admin_users import UserPage
 from keyturn.services.audit_log import AuditPage
 from keyturn.services.keys import KeyInfo, RotationResult
@@ -28,6 +28,9 @@ class AdminUserOut(BaseModel):
     created_at: datetime
     disabled: bool
     locked_until: datetime | None
+    # "automatic" (the throttle's; a password reset lifts it), "administrative" (only an
+    # administrator's unlock lifts it) or null when no lock is in force.
+    lock_kind: str | None
 
     @classmethod
     def of(cls, user: User) -> AdminUserOut:
@@ -40,6 +43,7 @@ class AdminUserOut(BaseModel):
             created_at=user.created_at,
             disabled=user.disabled,
             locked_until=user.locked_until,
+            lock_kind=user.active_lock(utcnow()),
         )
 
 

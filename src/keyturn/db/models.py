@@ -62,6 +62,8 @@ class UserRow(Base):
     # Silent lock after many failures from anywhere; each new lock lasts twice as long.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lock_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "automatic" or "administrative" (migration 0011): a reset lifts only the first.
+    lock_kind: Mapped[str | None] = mapped_column(String(16))
 
 
 class RoleRow(Base):

@@ -34,10 +34,16 @@ from keyturn.db.models import (
 )
 from keyturn.db.types import affected
 from keyturn.domain import (
+    LOCK_ADMINISTRATIVE,
+    LOCK_AUTOMATIC,
     RefreshToken,
     Session,
     User,
 )
+
+
+def _not_admin_locked() -> Any:
+    return or_(UserRow.lock_kind.is_(None), UserRow.lock_kind != LOCK_ADMINISTRATIVE)
 
 
 def _like_prefix(text: str) -> str:
@@ -57,6 +63,7 @@ def _user(row: UserRow, roles: tuple[str, ...]) -> User:
         disabled=row.disabled,
         locked_until=row.locked_until,
         lock_count=row.lock_count,
+        lock_kind=row.lock_kind,
     )
 
 
@@ -146,23 +153,43 @@ class SqlUserRepository:
         return True
 
     async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
-        # Only the transition into "locked" matches, so one lock mails its owner once.
+        # Only the transition into "locked" matches, so one lock mails its owner once;
+        # an administrator's lock is never replaced by the shorter automatic one.
         result = await self._db.execute(
             update(UserRow)
             .where(
                 UserRow.id == user_id,
                 or_(UserRow.locked_until.is_(None), UserRow.locked_until <= now),
+                _not_admin_locked(),
             )
-            .values(locked_until=until, lock_count=count, updated_at=now)
+            .values(locked_until=until, lock_count=count, lock_kind=LOCK_AUTOMATIC, updated_at=now)
         )
         return bool(affected(result))
+
+    async def admin_lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime) -> None:
+        # Replaces an automatic lock in force: its expiry must not end the admin's lock.
+        await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(locked_until=until, lock_kind=LOCK_ADMINISTRATIVE, updated_at=now)
+        )
 
     async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
         await self._db.execute(
             update(UserRow)
             .where(UserRow.id == user_id)
-            .values(locked_until=None, lock_count=0, updated_at=now)
+            .values(locked_until=None, lock_count=0, lock_kind=None, updated_at=now)
         )
+
+    async def unlock_automatic(self, user_id: uuid.UUID, now: datetime) -> bool:
+        # The condition is in the UPDATE: an admin lock set since the caller read the
+        # user is left alone (no read-then-write race).
+        result = await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id, _not_admin_locked())
+            .values(locked_until=None, lock_count=0, lock_kind=None, updated_at=now)
+        )
+        return bool(affected(result))
 
     async def delete(self, user_id: uuid.UUID) -> None:
         await self._db.execute(delete(UserRow).where(UserRow.id == user_id))

@@ -87,11 +87,11 @@ class AccountService:
     async def resend_verification(self, email: str, client: ClientInfo) -> None:
         """Always the same answer; a mail only to an existing, unverified account."""
         email = normalize_email(email)
-        await self._mail.allow(email)
+        await self._mail.allow(email, client.ip)
         now = utcnow()
         async with self._uow_factory() as uow:
             user = await uow.users.get_by_email(email)
-            if user is None or user.email_verified or user.disabled:
+            if user is None or user.email_verified or _barred(user):
                 self._mail.outbox.render_only("verify_email", to=email, **_dummy_link_context())
                 return
             token = await self._tokens.issue(
@@ -120,11 +120,11 @@ class AccountService:
     async def forgot_password(self, email: str, client: ClientInfo) -> None:
         """Always the same answer and body; the owner gets a single-use reset token."""
         email = normalize_email(email)
-        await self._mail.allow(email)
+        await self._mail.allow(email, client.ip)
         now = utcnow()
         async with self._uow_factory() as uow:
             user = await uow.users.get_by_email(email)
-            if user is None or user.disabled:
+            if user is None or _barred(user):
                 # Equal work for unknown addresses: render and seal a mail that is dropped.
                 self._mail.outbox.render_only("reset_password", to=email, **_dummy_link_context())
                 return
@@ -159,6 +159,8 @@ class AccountService:
         binding = self._tokens.binding(user.password_hash if user else None)
         if user is None or not constant_time_equals(record.binding or "", binding):
             raise TokenInvalid("The token is no longer valid: the password has changed.")
+        if _barred(user):
+            raise TokenInvalid("The token is no longer valid.")
         # The policy is checked before the token is used up: a weak password burns nothing.
         normalized = self._policy.check(password, email=user.email)
         password_hash = await self._hash_pool.hash(normalized)
@@ -167,11 +169,15 @@ class AccountService:
             current = await uow.users.get(user.id)
             if current is None or current.password_hash != user.password_hash:
                 raise TokenInvalid("The token is no longer valid: the password has changed.")
+            if _barred(current):
+                raise TokenInvalid("The token is no longer valid.")
             await self._tokens.consume(uow, record, now)
             await uow.users.set_password_hash(user.id, password_hash, now)
             # Receiving the token proves control of the mailbox (and ends a lock).
             await uow.users.mark_email_verified(user.id, now)
-            await self._guard.unlock(uow, user, now)
+            # Only the automatic lock: an administrator's stays (checked again in the UPDATE).
+            if not await self._guard.lift_automatic_lock(uow, user, now):
+                raise TokenInvalid("The token is no longer valid.")
             ended = await uow.sessions.revoke_all(user.id, now, "password_reset")
             await self._mail.send(uow, "password_changed", to=user.email)
             await uow.audit.record(
@@ -201,7 +207,7 @@ class AccountService:
                 errors=[{"field": "new_email", "message": "same as the current address"}],
             )
         await self._reauthenticate(user, password, client)
-        await self._mail.allow(new_email)
+        await self._mail.allow(new_email, client.ip)
         now = utcnow()
         async with self._uow_factory() as uow:
             if await uow.users.get_by_email(new_email) is not None:
@@ -327,6 +333,11 @@ class AccountService:
                 account, None, client, event=f"{purpose}.failed", factor="token"
             )
             raise
+
+
+def _barred(user: User) -> bool:
+    """Disabled or admin-locked: no recovery token is issued or honoured (finding 2)."""
+    return user.disabled or user.admin_locked()
 
 
 def _dummy_link_context() -> dict[str, str]:

@@ -42,12 +42,14 @@ class AccountMail:
         limiter: RateLimiter,
         address_digester: Digester,
         per_address_per_hour: int,
+        per_address_all_networks_per_hour: int,
     ) -> None:
         self.outbox = outbox
         self._links = links
         self._limiter = limiter
         self._digester = address_digester
         self._limit = per_address_per_hour
+        self._ceiling = per_address_all_networks_per_hour
 
     def link(self, template: str, token: str = "") -> str:
         return template.replace("{token}", quote(token, safe=""))
@@ -56,16 +58,29 @@ class AccountMail:
     def links(self) -> LinkTemplates:
         return self._links
 
-    async def allow(self, email: str, *, silent: bool = False) -> bool:
-        """Counts one mail request for ``email`` (whether or not an account exists).
+    async def allow(self, email: str, ip: str | None, *, silent: bool = False) -> bool:
+        """Counts one mail request for ``email`` from ``ip`` (account or not).
 
-        Raises ``RateLimited`` over the limit unless ``silent`` (then returns False), for
+        Counted per address and requesting network (issue 12 finding 8): an attacker who
+        exhausts an address's budget from his network leaves the owner's network its own,
+        so a lock-out never also blocks recovery. The per-address ceiling across networks
+        is generous and only stops mail-bombing from many networks at once.
+
+        Raises ``RateLimited`` over a limit unless ``silent`` (then returns False), for
         routes whose answer must not change with the address (signup).
         """
-        key = "mail:" + self._digester.digest(email)
-        decision = await self._limiter.hit(
-            key, limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
+        address = "mail:" + self._digester.digest(email)
+        # Keyed like Throttle's per-IP keys (``ip or '-'``).
+        network = await self._limiter.hit(
+            f"{address}:{ip or '-'}", limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
         )
+        decision = network
+        if network.allowed:
+            # Only requests within their network's budget count toward the ceiling, so
+            # one network's excess cannot fill it.
+            decision = await self._limiter.hit(
+                address, limit=self._ceiling, window_seconds=MAIL_WINDOW_SECONDS
+            )
         if decision.allowed:
             return True
         if silent:

@@ -163,8 +163,10 @@ class AdminUserService:
         await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            user = await _user(uow, user_id)
-            await uow.users.lock(user_id, now=now, until=now + ADMIN_LOCK, count=user.lock_count)
+            await _user(uow, user_id)
+            # Unconditional, unlike the automatic lock: it replaces one in force, so the
+            # automatic lock's expiry cannot end the administrator's.
+            await uow.users.admin_lock(user_id, now=now, until=now + ADMIN_LOCK)
             ended = await uow.sessions.revoke_all(user_id, now, "admin_locked")
             await _audit(uow, "admin.user_locked", principal, client, user_id)
             await uow.commit()

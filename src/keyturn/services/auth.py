@@ -97,7 +97,7 @@ class AuthService:
             created_at=now,
         )
         # Counted for every address alike, so the limit reveals nothing about accounts.
-        may_mail = await self._mail.allow(email, silent=True)
+        may_mail = await self._mail.allow(email, client.ip, silent=True)
         async with self._uow_factory() as uow:
             if await uow.users.add(user):
                 await uow.audit.record("user.signup", now=now, user_id=user.id, ip=client.ip)

@@ -48,7 +48,15 @@ class UserRepository(Protocol):
     async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
         """Locks an unlocked account until ``until``; False when it was locked already."""
 
-    async def unlock(self, user_id: uuid.UUID, now: datetime) -> None: ...
+    async def admin_lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime) -> None:
+        """An administrator's lock; it replaces an automatic one in force."""
+
+    async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
+        """Lifts any lock (an administrator's unlock)."""
+
+    async def unlock_automatic(self, user_id: uuid.UUID, now: datetime) -> bool:
+        """Lifts an automatic lock; never an administrator's (False then)."""
+
     async def search(
         self, prefix: str | None, *, limit: int, after: tuple[str, uuid.UUID] | None
     ) -> list[User]:

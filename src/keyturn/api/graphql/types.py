@@ -46,6 +46,9 @@ class User:
     created_at: datetime
     disabled: bool
     locked_until: datetime | None
+    # "automatic" (the throttle's; a password reset lifts it), "administrative" (only an
+    # administrator's unlock lifts it) or null when no lock is in force.
+    lock_kind: str | None
 
     @classmethod
     def of(cls, user: domain.User) -> User:
@@ -59,6 +62,7 @@ class User:
             created_at=user.created_at,
             disabled=user.disabled,
             locked_until=user.locked_until,
+            lock_kind=user.active_lock(domain.utcnow()),
         )
 
     @field("Live sessions, newest first [users:read].")
