@@ -261,6 +261,20 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         issuer=settings.issuer,
         idle_ttl=settings.session_idle_ttl,
     )
+    account = AccountService(
+        uow_factory=uow_factory,
+        hash_pool=hash_pool,
+        access_tokens=access_tokens,
+        tokens=tokens,
+        mail=mail,
+        policy=policy,
+        lifetimes=TokenLifetimes(
+            verify_email=settings.verify_email_ttl,
+            reset_password=settings.reset_password_ttl,
+            email_change=settings.email_change_ttl,
+        ),
+        guard=guard,
+    )
     return Services(
         authorizations=authorizations,
         tokens=TokenService(
@@ -320,20 +334,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
         rp_logout=RpLogoutService(uow_factory=uow_factory, hints=id_token_hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
-        account=AccountService(
-            uow_factory=uow_factory,
-            hash_pool=hash_pool,
-            access_tokens=access_tokens,
-            tokens=tokens,
-            mail=mail,
-            policy=policy,
-            lifetimes=TokenLifetimes(
-                verify_email=settings.verify_email_ttl,
-                reset_password=settings.reset_password_ttl,
-                email_change=settings.email_change_ttl,
-            ),
-            guard=guard,
-        ),
+        account=account,
         access_tokens=access_tokens,
         throttle=guard.throttle,
         keys=keys,
@@ -346,6 +347,8 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             aead=aead,
             # The lease outlives the slowest send, or a second worker would send it again.
             lease_seconds=max(60, int(settings.smtp_timeout * 4)),
+            # Account requests (forgot, resend, email change) are resolved here.
+            resolver=account,
         ),
         readiness_checks=checks,
         email_verification_required=settings.email_verification_required,

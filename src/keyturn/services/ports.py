@@ -147,6 +147,11 @@ class RefreshTokenRepository(Protocol):
 
 class OneTimeTokenRepository(Protocol):
     async def add(self, token: OneTimeToken, digest: str) -> None: ...
+    async def add_spent_for_email(
+        self, email: str, purpose: str, digest: str, now: datetime
+    ) -> None:
+        """A used-up token for the account holding ``email`` (equal work, no lookup)."""
+
     async def find(self, digests: Sequence[str]) -> OneTimeToken | None: ...
     async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Marks the token used; True for exactly one caller (single use, atomically)."""
