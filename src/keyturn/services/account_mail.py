@@ -70,14 +70,19 @@ class AccountMail:
         routes whose answer must not change with the address (signup).
         """
         address = "mail:" + self._digester.digest(email)
-        # Keyed like Throttle's per-IP keys (``ip or '-'``).
-        network = await self._limiter.hit(
-            f"{address}:{ip or '-'}", limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
+        # A full ceiling refuses before anything is counted (a refused request counts
+        # nowhere); then the network's own budget, then the ceiling takes the hit. Only
+        # requests within their network's budget reach the ceiling, so one network's
+        # excess cannot fill it.
+        decision = await self._limiter.peek(
+            address, limit=self._ceiling, window_seconds=MAIL_WINDOW_SECONDS
         )
-        decision = network
-        if network.allowed:
-            # Only requests within their network's budget count toward the ceiling, so
-            # one network's excess cannot fill it.
+        if decision.allowed:
+            # Keyed like Throttle's per-IP keys (``ip or '-'``).
+            decision = await self._limiter.hit(
+                f"{address}:{ip or '-'}", limit=self._limit, window_seconds=MAIL_WINDOW_SECONDS
+            )
+        if decision.allowed:
             decision = await self._limiter.hit(
                 address, limit=self._ceiling, window_seconds=MAIL_WINDOW_SECONDS
             )
