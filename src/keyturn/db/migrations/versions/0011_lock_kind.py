@@ -23,8 +23,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("lock_kind", sa.String(length=16), nullable=True))
+    # Plain ALTER TABLE on both databases (SQLite >= 3.35 drops columns natively): a batch
+    # table copy on SQLite would lose the expression index of 0005 (lower(name)).
+    op.add_column("users", sa.Column("lock_kind", sa.String(length=16), nullable=True))
     users = sa.table(
         "users",
         sa.column("locked_until", sa.DateTime(timezone=True)),
@@ -43,5 +44,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("lock_kind")
+    op.drop_column("users", "lock_kind")
