@@ -18,19 +18,24 @@ v5.0.0-6.1.1 (the defences say how they avoid locking out real users).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import time_machine
+from alembic import command
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from conftest import SettingsFactory
 from helpers import PASSWORD, bearer, lifespan, mails_to, new_email, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
+from keyturn.db.engine import create_engine
+from keyturn.db.migrate import alembic_config, upgrade
 from keyturn.domain import utcnow
 from smtp_server import SmtpServer, extract_token
 
@@ -306,3 +311,59 @@ async def test_asvs_6_3_1_a_ceiling_per_address_still_stops_mail_bombing_from_ma
                 codes.append(answer.status_code)
         assert codes == [202] * 5 + [429] * 3
         assert answer.headers["ratelimit-limit"] == "5"
+
+
+def _downgrade_sync(connection: object, url: str, revision: str) -> None:
+    config = alembic_config(url)
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+async def test_asvs_6_4_3_migration_0011_classifies_existing_locks(
+    backend: str, private_database_url: str
+) -> None:
+    """Locks written before 0011: ending within a day is automatic, 100 years is an admin's."""
+    url = private_database_url
+    engine = create_engine(url)
+    now = datetime.now(UTC)
+    ends = {
+        "auto": now + timedelta(minutes=15),
+        "admin": now + timedelta(days=36500),
+        "expired": now - timedelta(hours=1),
+        "never": None,
+    }
+    ids = {name: uuid.uuid4() for name in ends}
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_sync, url, "0010")
+        async with engine.begin() as connection:
+            for name, until in ends.items():
+                stored = (
+                    until if backend == "postgres" or until is None else until.replace(tzinfo=None)
+                )
+                at = now if backend == "postgres" else now.replace(tzinfo=None)
+                await connection.execute(
+                    text(
+                        "INSERT INTO users (id, email, email_verified, name, password_hash,"
+                        " disabled, created_at, updated_at, locked_until, lock_count) VALUES"
+                        " (:id, :email, false, NULL, NULL, false, :at, :at, :until, 1)"
+                    ),
+                    {
+                        "id": ids[name] if backend == "postgres" else ids[name].hex,
+                        "email": new_email(),
+                        "at": at,
+                        "until": stored,
+                    },
+                )
+        await upgrade(url)
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT id, lock_kind FROM users"))
+            kinds = {uuid.UUID(str(row[0])): row[1] for row in rows}
+        assert {name: kinds[ids[name]] for name in ends} == {
+            "auto": "automatic",
+            "admin": "administrative",
+            "expired": "automatic",
+            "never": None,
+        }
+    finally:
+        await engine.dispose()

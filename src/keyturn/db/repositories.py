@@ -21,6 +21,8 @@ from sqlalchemy import (
     union,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -102,23 +104,25 @@ class SqlUserRepository:
         return await self._load(_USER_BY_EMAIL, {"email": email})
 
     async def add(self, user: User) -> bool:
-        row = UserRow(
-            id=user.id,
-            email=user.email,
-            email_verified=user.email_verified,
-            name=user.name,
-            password_hash=user.password_hash,
-            disabled=user.disabled,
-            created_at=user.created_at,
-            updated_at=user.created_at,
+        values = {
+            "id": user.id,
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "disabled": user.disabled,
+            "created_at": user.created_at,
+            "updated_at": user.created_at,
+        }
+        # One INSERT ... ON CONFLICT (email) DO NOTHING on both databases: a taken address
+        # costs the same single statement as a free one (no failing insert, no savepoint
+        # to roll back: signup must not answer faster or slower for a taken address,
+        # issue 12 finding 5), and the transaction stays usable when a concurrent signup won.
+        upsert = pg_insert if self._db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            upsert(UserRow).values(**values).on_conflict_do_nothing(index_elements=[UserRow.email])
         )
-        # A savepoint keeps the outer transaction usable when a concurrent signup won.
-        try:
-            async with self._db.begin_nested():
-                self._db.add(row)
-        except IntegrityError:
-            return False
-        return True
+        return bool(affected(await self._db.execute(statement)))
 
     async def update_name(self, user_id: uuid.UUID, name: str | None, now: datetime) -> None:
         await self._db.execute(
