@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final, Literal
 
 # Every user holds these self-service scopes (DESIGN.md section 3).
 SELF_SERVICE_SCOPES: tuple[str, ...] = ("me:read", "me:write", "sessions:read", "sessions:write")
@@ -28,8 +29,9 @@ PERMISSIONS: tuple[str, ...] = (
 # The two kinds of account lock (issue 12, finding 2): the throttle's silent, expiring lock,
 # which the owner's password reset may lift, and an administrator's, which only an
 # administrator lifts.
-LOCK_AUTOMATIC = "automatic"
-LOCK_ADMINISTRATIVE = "administrative"
+LOCK_AUTOMATIC: Final = "automatic"
+LOCK_ADMINISTRATIVE: Final = "administrative"
+LockKind = Literal["automatic", "administrative"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,11 @@ class User:
             return True
         return self.locked_until is not None and now < self.locked_until
 
-    def active_lock(self, now: datetime) -> str | None:
+    def active_lock(self, now: datetime) -> LockKind | None:
         """The kind of the lock in force at ``now``, or None."""
-        return (self.lock_kind or LOCK_AUTOMATIC) if self.locked(now) else None
+        if not self.locked(now):
+            return None
+        return LOCK_ADMINISTRATIVE if self.admin_locked() else LOCK_AUTOMATIC
 
     def admin_locked(self) -> bool:
         return self.lock_kind == LOCK_ADMINISTRATIVE

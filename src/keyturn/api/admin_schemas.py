@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
@@ -28,9 +28,10 @@ class AdminUserOut(BaseModel):
     created_at: datetime
     disabled: bool
     locked_until: datetime | None
-    # "automatic" (the throttle's; a password reset lifts it), "administrative" (only an
-    # administrator's unlock lifts it) or null when no lock is in force.
-    lock_kind: str | None
+    lock_kind: Literal["automatic", "administrative"] | None = Field(
+        description="The lock in force: automatic (the throttle's; a password reset lifts "
+        "it), administrative (only an administrator's unlock lifts it), or null."
+    )
 
     @classmethod
     def of(cls, user: User) -> AdminUserOut:

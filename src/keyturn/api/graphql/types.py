@@ -46,9 +46,10 @@ class User:
     created_at: datetime
     disabled: bool
     locked_until: datetime | None
-    # "automatic" (the throttle's; a password reset lifts it), "administrative" (only an
-    # administrator's unlock lifts it) or null when no lock is in force.
-    lock_kind: str | None
+    lock_kind: str | None = strawberry.field(
+        description="The lock in force: automatic (the throttle's; a password reset lifts "
+        "it), administrative (only an administrator's unlock lifts it), or null."
+    )
 
     @classmethod
     def of(cls, user: domain.User) -> User:
