@@ -196,6 +196,8 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         limiter=adapters.limiter,
         address_digester=Digester(ring, "mail-address"),
         per_address_per_hour=settings.limit_mails_per_address_per_hour,
+        per_address_all_networks_per_hour=settings.limit_mails_per_address_all_networks_per_hour,
+        ipv6_prefix=settings.limit_ipv6_prefix,
     )
     tokens = OneTimeTokens(key_ring=ring)
     hash_pool = adapters.hash_pool
@@ -263,6 +265,21 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         idle_ttl=settings.session_idle_ttl,
         read_uow_factory=read_uow_factory,
     )
+    account = AccountService(
+        uow_factory=uow_factory,
+        hash_pool=hash_pool,
+        access_tokens=access_tokens,
+        tokens=tokens,
+        mail=mail,
+        policy=policy,
+        lifetimes=TokenLifetimes(
+            verify_email=settings.verify_email_ttl,
+            reset_password=settings.reset_password_ttl,
+            email_change=settings.email_change_ttl,
+        ),
+        guard=guard,
+        reauthentication_max_age=settings.reauthentication_max_age,
+    )
     return Services(
         authorizations=authorizations,
         tokens=TokenService(
@@ -323,21 +340,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
         rp_logout=RpLogoutService(uow_factory=uow_factory, hints=id_token_hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
-        account=AccountService(
-            uow_factory=uow_factory,
-            hash_pool=hash_pool,
-            access_tokens=access_tokens,
-            tokens=tokens,
-            mail=mail,
-            policy=policy,
-            lifetimes=TokenLifetimes(
-                verify_email=settings.verify_email_ttl,
-                reset_password=settings.reset_password_ttl,
-                email_change=settings.email_change_ttl,
-            ),
-            guard=guard,
-            reauthentication_max_age=settings.reauthentication_max_age,
-        ),
+        account=account,
         access_tokens=access_tokens,
         throttle=guard.throttle,
         keys=keys,
@@ -350,6 +353,8 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             aead=aead,
             # The lease outlives the slowest send, or a second worker would send it again.
             lease_seconds=max(60, int(settings.smtp_timeout * 4)),
+            # Account requests (forgot, resend, email change) are resolved here.
+            resolver=account,
         ),
         readiness_checks=checks,
         email_verification_required=settings.email_verification_required,

@@ -102,7 +102,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=10.0, gt=0, le=120)
     outbox_worker: Literal["inline", "off"] = "inline"
     outbox_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
+    # Mails per address from one requesting network (finding 8: an attacker's network cannot
+    # use up the owner's recovery), and a generous ceiling per address across all networks
+    # against mail-bombing from many networks.
     limit_mails_per_address_per_hour: int = Field(default=5, ge=1)
+    limit_mails_per_address_all_networks_per_hour: int = Field(default=50, ge=1)
     limit_failures_per_account_ip: int = Field(default=10, ge=1)
     limit_failures_per_account: int = Field(default=100, ge=1)
     limit_ip_per_minute: int = Field(default=300, ge=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final, Literal
 
 # Every user holds these self-service scopes (DESIGN.md section 3).
 SELF_SERVICE_SCOPES: tuple[str, ...] = ("me:read", "me:write", "sessions:read", "sessions:write")
@@ -25,6 +26,14 @@ PERMISSIONS: tuple[str, ...] = (
 )
 
 
+# The two kinds of account lock (issue 12, finding 2): the throttle's silent, expiring lock,
+# which the owner's password reset may lift, and an administrator's, which only an
+# administrator lifts.
+LOCK_AUTOMATIC: Final = "automatic"
+LOCK_ADMINISTRATIVE: Final = "administrative"
+LockKind = Literal["automatic", "administrative"]
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: uuid.UUID
@@ -40,9 +49,23 @@ class User:
     # Bumped by every "end all sessions"; a new session must be opened under the epoch
     # the credential check read (issue 12 finding 20).
     session_epoch: int = 0
+    # LOCK_AUTOMATIC or LOCK_ADMINISTRATIVE while a lock is (or was last) set.
+    lock_kind: str | None = None
 
     def locked(self, now: datetime) -> bool:
+        # An administrator's lock holds until an administrator lifts it, whatever the date.
+        if self.lock_kind == LOCK_ADMINISTRATIVE:
+            return True
         return self.locked_until is not None and now < self.locked_until
+
+    def active_lock(self, now: datetime) -> LockKind | None:
+        """The kind of the lock in force at ``now``, or None."""
+        if not self.locked(now):
+            return None
+        return LOCK_ADMINISTRATIVE if self.admin_locked() else LOCK_AUTOMATIC
+
+    def admin_locked(self) -> bool:
+        return self.lock_kind == LOCK_ADMINISTRATIVE
 
 
 @dataclass(frozen=True, slots=True)

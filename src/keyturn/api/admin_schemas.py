@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
 from keyturn.api.schemas import Name, Request, SessionOut
-from keyturn.domain import AuditEvent, Role, User
+from keyturn.domain import AuditEvent, Role, User, utcnow
 from keyturn.services.admin_users import UserPage
 from keyturn.services.audit_log import AuditPage
 from keyturn.services.keys import KeyInfo, KeyRevocation, RotationResult
@@ -28,6 +28,10 @@ class AdminUserOut(BaseModel):
     created_at: datetime
     disabled: bool
     locked_until: datetime | None
+    lock_kind: Literal["automatic", "administrative"] | None = Field(
+        description="The lock in force: automatic (the throttle's; a password reset lifts "
+        "it), administrative (only an administrator's unlock lifts it), or null."
+    )
 
     @classmethod
     def of(cls, user: User) -> AdminUserOut:
@@ -40,6 +44,7 @@ class AdminUserOut(BaseModel):
             created_at=user.created_at,
             disabled=user.disabled,
             locked_until=user.locked_until,
+            lock_kind=user.active_lock(utcnow()),
         )
 
 

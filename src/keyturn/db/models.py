@@ -65,6 +65,8 @@ class UserRow(Base):
     # Bumped whenever every session of the user ends (migration 0012): a session opens
     # only under the epoch its credential check read, so a racing login keeps none.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "automatic" or "administrative" (migration 0011): a reset lifts only the first.
+    lock_kind: Mapped[str | None] = mapped_column(String(16))
 
 
 class RoleRow(Base):

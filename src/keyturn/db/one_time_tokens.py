@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import JSON, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keyturn.db.models import OneTimeTokenRow
-from keyturn.db.types import affected
+from keyturn.db.models import OneTimeTokenRow, UserRow
+from keyturn.db.types import UTCDateTime, affected
 from keyturn.domain import OneTimeToken
 
 
@@ -49,6 +49,27 @@ class SqlOneTimeTokenRepository:
             created_at=row.created_at,
             expires_at=row.expires_at,
             used_at=row.used_at,
+        )
+
+    async def add_spent_for_email(
+        self, email: str, purpose: str, digest: str, now: datetime
+    ) -> None:
+        # One INSERT ... SELECT keyed on the address: the same single statement as ``add``
+        # without a lookup first; born used, so it can never be redeemed.
+        columns = ("id", "user_id", "purpose", "digest", "binding", "data")
+        await self._db.execute(
+            insert(OneTimeTokenRow).from_select(
+                [*columns, "created_at", "expires_at", "used_at"],
+                select(
+                    literal(uuid.uuid4()),
+                    UserRow.id,
+                    literal(purpose),
+                    literal(digest),
+                    literal(None),
+                    literal({}, type_=JSON),
+                    *(literal(now, type_=UTCDateTime()) for _ in range(3)),
+                ).where(UserRow.email == email),
+            )
         )
 
     async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:

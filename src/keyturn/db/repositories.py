@@ -22,6 +22,8 @@ from sqlalchemy import (
     union,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -36,10 +38,16 @@ from keyturn.db.models import (
 )
 from keyturn.db.types import affected
 from keyturn.domain import (
+    LOCK_ADMINISTRATIVE,
+    LOCK_AUTOMATIC,
     RefreshToken,
     Session,
     User,
 )
+
+
+def _not_admin_locked() -> Any:
+    return or_(UserRow.lock_kind.is_(None), UserRow.lock_kind != LOCK_ADMINISTRATIVE)
 
 
 def _like_prefix(text: str) -> str:
@@ -60,6 +68,7 @@ def _user(row: UserRow, roles: tuple[str, ...]) -> User:
         locked_until=row.locked_until,
         lock_count=row.lock_count,
         session_epoch=row.session_epoch,
+        lock_kind=row.lock_kind,
     )
 
 
@@ -103,23 +112,25 @@ class SqlUserRepository:
         return await self._load(_USER_BY_EMAIL, {"email": email})
 
     async def add(self, user: User) -> bool:
-        row = UserRow(
-            id=user.id,
-            email=user.email,
-            email_verified=user.email_verified,
-            name=user.name,
-            password_hash=user.password_hash,
-            disabled=user.disabled,
-            created_at=user.created_at,
-            updated_at=user.created_at,
+        values = {
+            "id": user.id,
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "name": user.name,
+            "password_hash": user.password_hash,
+            "disabled": user.disabled,
+            "created_at": user.created_at,
+            "updated_at": user.created_at,
+        }
+        # One INSERT ... ON CONFLICT (email) DO NOTHING on both databases: a taken address
+        # costs the same single statement as a free one (no failing insert, no savepoint
+        # to roll back: signup must not answer faster or slower for a taken address,
+        # issue 12 finding 5), and the transaction stays usable when a concurrent signup won.
+        upsert = pg_insert if self._db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            upsert(UserRow).values(**values).on_conflict_do_nothing(index_elements=[UserRow.email])
         )
-        # A savepoint keeps the outer transaction usable when a concurrent signup won.
-        try:
-            async with self._db.begin_nested():
-                self._db.add(row)
-        except IntegrityError:
-            return False
-        return True
+        return bool(affected(await self._db.execute(statement)))
 
     async def update_name(self, user_id: uuid.UUID, name: str | None, now: datetime) -> None:
         await self._db.execute(
@@ -154,23 +165,43 @@ class SqlUserRepository:
         return True
 
     async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
-        # Only the transition into "locked" matches, so one lock mails its owner once.
+        # Only the transition into "locked" matches, so one lock mails its owner once;
+        # an administrator's lock is never replaced by the shorter automatic one.
         result = await self._db.execute(
             update(UserRow)
             .where(
                 UserRow.id == user_id,
                 or_(UserRow.locked_until.is_(None), UserRow.locked_until <= now),
+                _not_admin_locked(),
             )
-            .values(locked_until=until, lock_count=count, updated_at=now)
+            .values(locked_until=until, lock_count=count, lock_kind=LOCK_AUTOMATIC, updated_at=now)
         )
         return bool(affected(result))
+
+    async def admin_lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime) -> None:
+        # Replaces an automatic lock in force: its expiry must not end the admin's lock.
+        await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(locked_until=until, lock_kind=LOCK_ADMINISTRATIVE, updated_at=now)
+        )
 
     async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
         await self._db.execute(
             update(UserRow)
             .where(UserRow.id == user_id)
-            .values(locked_until=None, lock_count=0, updated_at=now)
+            .values(locked_until=None, lock_count=0, lock_kind=None, updated_at=now)
         )
+
+    async def unlock_automatic(self, user_id: uuid.UUID, now: datetime) -> bool:
+        # The condition is in the UPDATE: an admin lock set since the caller read the
+        # user is left alone (no read-then-write race).
+        result = await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id, _not_admin_locked())
+            .values(locked_until=None, lock_count=0, lock_kind=None, updated_at=now)
+        )
+        return bool(affected(result))
 
     async def delete(self, user_id: uuid.UUID) -> None:
         await self._db.execute(delete(UserRow).where(UserRow.id == user_id))

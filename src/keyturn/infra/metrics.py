@@ -38,7 +38,7 @@ REVOCATION_STORE_ERRORS = Counter(
 )
 OUTBOX_DELIVERIES = Counter(
     "keyturn_outbox_deliveries_total",
-    "Outbox delivery attempts by result (sent, retry, dead).",
+    "Outbox delivery attempts by result (sent, retry, dead; resolved: an account request done).",
     ["result"],
     registry=REGISTRY,
 )

@@ -35,9 +35,13 @@ from keyturn.services.credential_revocation import UNBOUND_PURPOSES, revoke_cred
 from keyturn.services.credentials import PasswordPolicy, normalize_email
 from keyturn.services.lockout import CredentialGuard, reauthenticate
 from keyturn.services.one_time_tokens import OneTimeTokens, Purpose
-from keyturn.services.ports import UnitOfWorkFactory
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Account requests done by the outbox worker (``resolve``).
+FORGOT_PASSWORD = "forgot_password"  # noqa: S105  (an action name, not a secret)
+RESEND_VERIFICATION = "resend_verification"
+EMAIL_CHANGE = "email_change"
 EXPORT_AUDIT_LIMIT = 1000
 EXPORT_SESSION_LIMIT = 1000
 
@@ -96,71 +100,74 @@ class AccountService:
             await uow.commit()
 
     async def resend_verification(self, email: str, client: ClientInfo) -> None:
-        """Always the same answer; a mail only to an existing, unverified account."""
+        """Always the same answer; a mail only to an existing, unverified account.
+
+        Answers in the same time for any address (issue 12 finding 5): the request only
+        queues one request row; the worker decides whether anything is mailed.
+        """
         email = normalize_email(email)
-        await self._mail.allow(email)
+        await self._mail.allow(email, client.ip)
+        await self._queue(RESEND_VERIFICATION, email=email, client=client)
+
+    async def _mail_verification(self, uow: UnitOfWork, email: str, ip: str | None) -> None:
         now = utcnow()
-        async with self._uow_factory() as uow:
-            user = await uow.users.get_by_email(email)
-            if user is None or user.email_verified or user.disabled:
-                self._mail.outbox.render_only("verify_email", to=email, **_dummy_link_context())
-                return
-            token = await self._tokens.issue(
-                uow,
-                user_id=user.id,
-                purpose=Purpose.VERIFY_EMAIL,
-                now=now,
-                ttl=self._lifetimes.verify_email,
-            )
-            await self._mail.send(
-                uow,
-                "verify_email",
-                to=user.email,
-                link=self._mail.link(self._mail.links.verify_email, token),
-                token=token,
-                expires_minutes=str(self._lifetimes.verify_email // 60),
-            )
-            await uow.audit.record(
-                "email.verification_sent", now=now, user_id=user.id, ip=client.ip
-            )
-            await uow.commit()
-        self._mail.outbox.wake()
+        user = await uow.users.get_by_email(email)
+        if user is None or user.email_verified or _barred(user):
+            return
+        token = await self._tokens.issue(
+            uow,
+            user_id=user.id,
+            purpose=Purpose.VERIFY_EMAIL,
+            now=now,
+            ttl=self._lifetimes.verify_email,
+        )
+        await self._mail.send(
+            uow,
+            "verify_email",
+            to=user.email,
+            link=self._mail.link(self._mail.links.verify_email, token),
+            token=token,
+            expires_minutes=str(self._lifetimes.verify_email // 60),
+        )
+        await uow.audit.record("email.verification_sent", now=now, user_id=user.id, ip=ip)
 
     # -- password reset -----------------------------------------------------------------
 
     async def forgot_password(self, email: str, client: ClientInfo) -> None:
-        """Always the same answer and body; the owner gets a single-use reset token."""
+        """Always the same answer, body and time; the owner gets a single-use reset token.
+
+        The request queues one request row of the same shape for any address (issue 12
+        finding 5); the worker issues the token and mails it (``_mail_reset``).
+        """
         email = normalize_email(email)
-        await self._mail.allow(email)
+        await self._mail.allow(email, client.ip)
+        await self._queue(FORGOT_PASSWORD, email=email, client=client)
+
+    async def _mail_reset(self, uow: UnitOfWork, email: str, ip: str | None) -> None:
         now = utcnow()
-        async with self._uow_factory() as uow:
-            user = await uow.users.get_by_email(email)
-            if user is None or user.disabled:
-                # Equal work for unknown addresses: render and seal a mail that is dropped.
-                self._mail.outbox.render_only("reset_password", to=email, **_dummy_link_context())
-                return
-            token = await self._tokens.issue(
-                uow,
-                user_id=user.id,
-                purpose=Purpose.RESET_PASSWORD,
-                now=now,
-                ttl=self._lifetimes.reset_password,
-                # Bound to the current password: the token dies when the password changes.
-                binding=self._tokens.binding(user.password_hash),
-            )
-            await self._mail.send(
-                uow,
-                "reset_password",
-                to=user.email,
-                link=self._mail.link(self._mail.links.reset_password, token),
-                token=token,
-                expires_minutes=str(self._lifetimes.reset_password // 60),
-            )
-            await uow.audit.record(
-                "password.reset_requested", now=now, user_id=user.id, ip=client.ip
-            )
-            await uow.commit()
-        self._mail.outbox.wake()
+        user = await uow.users.get_by_email(email)
+        # An admin-locked or disabled account gets no token (issue 12 finding 2); an
+        # automatic lock does not stop it: the reset is the owner's way back (finding 8).
+        if user is None or _barred(user):
+            return
+        token = await self._tokens.issue(
+            uow,
+            user_id=user.id,
+            purpose=Purpose.RESET_PASSWORD,
+            now=now,
+            ttl=self._lifetimes.reset_password,
+            # Bound to the current password: the token dies when the password changes.
+            binding=self._tokens.binding(user.password_hash),
+        )
+        await self._mail.send(
+            uow,
+            "reset_password",
+            to=user.email,
+            link=self._mail.link(self._mail.links.reset_password, token),
+            token=token,
+            expires_minutes=str(self._lifetimes.reset_password // 60),
+        )
+        await uow.audit.record("password.reset_requested", now=now, user_id=user.id, ip=ip)
 
     async def reset_password(self, token: str, password: str, client: ClientInfo) -> None:
         """Sets the password, revokes every other credential, lifts a lock, mails a notice.
@@ -175,6 +182,8 @@ class AccountService:
         binding = self._tokens.binding(user.password_hash if user else None)
         if user is None or not constant_time_equals(record.binding or "", binding):
             raise TokenInvalid("The token is no longer valid: the password has changed.")
+        if _barred(user):
+            raise TokenInvalid("The token is no longer valid.")
         # The policy is checked before the token is used up: a weak password burns nothing.
         normalized = self._policy.check(password, email=user.email)
         password_hash = await self._hash_pool.hash(normalized)
@@ -183,11 +192,15 @@ class AccountService:
             current = await uow.users.get(user.id)
             if current is None or current.password_hash != user.password_hash:
                 raise TokenInvalid("The token is no longer valid: the password has changed.")
+            if _barred(current):
+                raise TokenInvalid("The token is no longer valid.")
             await self._tokens.consume(uow, record, now)
             await uow.users.set_password_hash(user.id, password_hash, now)
             # Receiving the token proves control of the mailbox (and ends a lock).
             await uow.users.mark_email_verified(user.id, now)
-            await self._guard.unlock(uow, user, now)
+            # Only the automatic lock: an administrator's stays (checked again in the UPDATE).
+            if not await self._guard.lift_automatic_lock(uow, user, now):
+                raise TokenInvalid("The token is no longer valid.")
             revoked = await revoke_credentials(
                 uow,
                 user.id,
@@ -226,42 +239,77 @@ class AccountService:
                 errors=[{"field": "new_email", "message": "same as the current address"}],
             )
         await self._reauthenticate(user, password, client)
-        await self._mail.allow(new_email)
+        await self._mail.allow(new_email, client.ip)
+        # Whether the new address is taken is decided by the worker, after the answer:
+        # the time of this request does not tell (issue 12 finding 5).
+        await self._queue(EMAIL_CHANGE, email=new_email, client=client, user_id=user.id)
+
+    async def _mail_email_change(
+        self, uow: UnitOfWork, new_email: str, ip: str | None, user_id: uuid.UUID
+    ) -> None:
         now = utcnow()
+        user = await uow.users.get(user_id)
+        if user is None or _barred(user):
+            return
+        if await uow.users.get_by_email(new_email) is not None:
+            # Same answer as a free address; nothing is sent to an address in use.
+            await uow.audit.record("email.change_refused", now=now, user_id=user.id, ip=ip)
+            return
+        token = await self._tokens.issue(
+            uow,
+            user_id=user.id,
+            purpose=Purpose.EMAIL_CHANGE,
+            now=now,
+            ttl=self._lifetimes.email_change,
+            data={"new_email": new_email},
+        )
+        await self._mail.send(
+            uow,
+            "email_change_confirm",
+            to=new_email,
+            link=self._mail.link(self._mail.links.confirm_email, token),
+            token=token,
+            new_email=new_email,
+            expires_minutes=str(self._lifetimes.email_change // 60),
+        )
+        await self._mail.send(
+            uow,
+            "email_change_requested",
+            to=user.email,
+            new_email_masked=mask_email(new_email),
+            link_reset=self._mail.link(self._mail.links.forgot_password),
+        )
+        await uow.audit.record("email.change_requested", now=now, user_id=user.id, ip=ip)
+
+    # -- deferred requests (the outbox worker's side) -----------------------------------
+
+    async def _queue(
+        self, action: str, *, email: str, client: ClientInfo, user_id: uuid.UUID | None = None
+    ) -> None:
+        """One sealed request row, the same shape for any address; the worker does the rest."""
         async with self._uow_factory() as uow:
-            if await uow.users.get_by_email(new_email) is not None:
-                # Same answer as a free address; nothing is sent to an address in use.
-                await uow.audit.record(
-                    "email.change_refused", now=now, user_id=user.id, ip=client.ip
-                )
-                await uow.commit()
-                return
-            token = await self._tokens.issue(
+            await self._mail.outbox.enqueue_request(
                 uow,
-                user_id=user.id,
-                purpose=Purpose.EMAIL_CHANGE,
-                now=now,
-                ttl=self._lifetimes.email_change,
-                data={"new_email": new_email},
+                action=action,
+                email=email,
+                ip=client.ip or "",
+                user_id=str(user_id or ""),
             )
-            await self._mail.send(
-                uow,
-                "email_change_confirm",
-                to=new_email,
-                link=self._mail.link(self._mail.links.confirm_email, token),
-                token=token,
-                new_email=new_email,
-                expires_minutes=str(self._lifetimes.email_change // 60),
-            )
-            await self._mail.send(
-                uow,
-                "email_change_requested",
-                to=user.email,
-                new_email_masked=mask_email(new_email),
-                link_reset=self._mail.link(self._mail.links.forgot_password),
-            )
-            await uow.audit.record("email.change_requested", now=now, user_id=user.id, ip=client.ip)
             await uow.commit()
+        self._mail.outbox.wake()
+
+    async def resolve(self, uow: UnitOfWork, request: dict[str, str]) -> None:
+        """Does a queued request's work in the worker's transaction (``RequestResolver``)."""
+        action, email, ip = request["action"], request["email"], request["ip"] or None
+        if action == FORGOT_PASSWORD:
+            await self._mail_reset(uow, email, ip)
+        elif action == RESEND_VERIFICATION:
+            await self._mail_verification(uow, email, ip)
+        elif action == EMAIL_CHANGE:
+            await self._mail_email_change(uow, email, ip, uuid.UUID(request["user_id"]))
+        else:
+            raise ValueError(f"unknown account request {action!r}")
+        # The mails queued here go out in the worker's next round, at once.
         self._mail.outbox.wake()
 
     async def confirm_email_change(
@@ -409,6 +457,6 @@ class AccountService:
             raise
 
 
-def _dummy_link_context() -> dict[str, str]:
-    token = uuid.uuid4().hex + uuid.uuid4().hex[:11]
-    return {"link": "https://invalid.example/" + token, "token": token, "expires_minutes": "30"}
+def _barred(user: User) -> bool:
+    """Disabled or admin-locked: no recovery token is issued or honoured (finding 2)."""
+    return user.disabled or user.admin_locked()

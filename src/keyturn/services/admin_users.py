@@ -171,8 +171,10 @@ class AdminUserService:
         held = await self._authorizer.require(principal, WRITE)
         now = utcnow()
         async with self._uow_factory() as uow:
-            user = await guard_target(uow, held=held, user_id=user_id, now=now, removes_admin=True)
-            await uow.users.lock(user_id, now=now, until=now + ADMIN_LOCK, count=user.lock_count)
+            await guard_target(uow, held=held, user_id=user_id, now=now, removes_admin=True)
+            # Unconditional, unlike the automatic lock: it replaces one in force, so the
+            # automatic lock's expiry cannot end the administrator's.
+            await uow.users.admin_lock(user_id, now=now, until=now + ADMIN_LOCK)
             ended = await uow.sessions.revoke_all(user_id, now, "admin_locked")
             await _audit(uow, "admin.user_locked", principal, client, user_id)
             await uow.commit()

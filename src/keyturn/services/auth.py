@@ -97,7 +97,7 @@ class AuthService:
             created_at=now,
         )
         # Counted for every address alike, so the limit reveals nothing about accounts.
-        may_mail = await self._mail.allow(email, silent=True)
+        may_mail = await self._mail.allow(email, client.ip, silent=True)
         async with self._uow_factory() as uow:
             if await uow.users.add(user):
                 await uow.audit.record("user.signup", now=now, user_id=user.id, ip=client.ip)
@@ -108,6 +108,7 @@ class AuthService:
                         purpose=Purpose.VERIFY_EMAIL,
                         now=now,
                         ttl=self._verify_ttl,
+                        new_user=True,
                     )
                     await self._mail.send(
                         uow,
@@ -121,6 +122,11 @@ class AuthService:
                 # Enumeration-safe: the same answer; the owner is told instead.
                 await uow.audit.record("user.signup_existing", now=now, ip=client.ip)
                 if may_mail:
+                    # Equal work: the token write of a new account's verification, spent at
+                    # birth (a taken address must not answer faster, finding 5).
+                    await self._tokens.issue_spent(
+                        uow, email=email, purpose=Purpose.VERIFY_EMAIL, now=now
+                    )
                     await self._mail.send(
                         uow,
                         "account_exists",

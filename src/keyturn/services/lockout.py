@@ -97,8 +97,16 @@ class CredentialGuard:
         return True
 
     async def unlock(self, uow: UnitOfWork, user: User, now: datetime) -> None:
-        """Lifts a lock (successful password reset, later an admin) in the caller's work."""
+        """An administrator's unlock: lifts both kinds of lock, in the caller's work."""
         await uow.users.unlock(user.id, now)
+
+    async def lift_automatic_lock(self, uow: UnitOfWork, user: User, now: datetime) -> bool:
+        """The owner's password reset: lifts the throttle's lock, never an administrator's.
+
+        Issue 12 finding 2: a reset that cleared any lock let an admin-locked user unlock
+        himself through "forgot password".
+        """
+        return await uow.users.unlock_automatic(user.id, now)
 
     async def forgive(self, account: str) -> None:
         await self.throttle.forgive(account)

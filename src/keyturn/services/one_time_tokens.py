@@ -47,9 +47,14 @@ class OneTimeTokens:
         ttl: int,
         binding: str | None = None,
         data: dict[str, str] | None = None,
+        new_user: bool = False,
     ) -> str:
-        """Burns the user's earlier tokens for ``purpose`` and returns a new one."""
-        await uow.one_time_tokens.invalidate(user_id, purpose, now)
+        """Burns the user's earlier tokens for ``purpose`` and returns a new one.
+
+        ``new_user``: the account was created in this unit of work and holds no token.
+        """
+        if not new_user:
+            await uow.one_time_tokens.invalidate(user_id, purpose, now)
         value = new_token()
         await uow.one_time_tokens.add(
             OneTimeToken(
@@ -65,6 +70,15 @@ class OneTimeTokens:
             self._digester.digest(value),
         )
         return value
+
+    async def issue_spent(
+        self, uow: UnitOfWork, *, email: str, purpose: Purpose, now: datetime
+    ) -> None:
+        """The work of ``issue(new_user=True)`` for the account holding ``email``, with a
+        token nobody can use: a signup for a taken address costs what a free one does
+        (issue 12 finding 5)."""
+        digest = self._digester.digest(new_token())
+        await uow.one_time_tokens.add_spent_for_email(email, purpose, digest, now)
 
     async def check(
         self, uow: UnitOfWork, value: str, purpose: Purpose, now: datetime

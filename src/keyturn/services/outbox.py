@@ -7,16 +7,25 @@ stored Message-ID (the receiving side's idempotency key), then marks it sent. A 
 between send and mark lets the lease expire and the message go out again with the same
 Message-ID. Failures retry from 5 s doubling to 5 minutes; after 24 hours a message is
 dead-lettered for operators to see.
+
+Account requests (issue 12 finding 5): a request whose work depends on whether an
+address has an account (forgot password, resend verification, email change) only queues
+one sealed ``account_request`` row of the same shape for any address, so it answers in
+the same time for every address. The worker resolves it after the answer: in one
+transaction it does the account-dependent work (token, mails, audit) and marks the
+request done, so a crash either leaves it queued or finishes it, never half of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import uuid
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
@@ -32,6 +41,13 @@ log = structlog.get_logger(__name__)
 FIRST_RETRY_SECONDS = 5
 MAX_RETRY_SECONDS = 300
 DEAD_AFTER = timedelta(hours=24)
+# The outbox kind of a deferred account request (not a mail).
+REQUEST_KIND = "account_request"
+
+
+class RequestResolver(Protocol):
+    async def resolve(self, uow: UnitOfWork, request: dict[str, str]) -> None:
+        """Does a queued request's account-dependent work in the worker's transaction."""
 
 
 def retry_delay(attempts: int) -> int:
@@ -59,12 +75,13 @@ class MailOutbox:
             message_id=message.message_id, kind=kind, payload=payload, now=utcnow()
         )
 
-    def render_only(self, kind: str, *, to: str, **context: str) -> None:
-        """The same rendering and sealing work, stored nowhere (equal work for unknown users)."""
-        message = self._templates.render(
-            kind, to=to, message_id=new_message_id(self._domain), **context
+    async def enqueue_request(self, uow: UnitOfWork, **request: str) -> None:
+        """Queues an account request for the worker (sealed: it names an address)."""
+        message_id = new_message_id(self._domain)
+        payload = self._aead.encrypt(json.dumps(request).encode(), aad=message_id.encode())
+        await uow.outbox.add(
+            message_id=message_id, kind=REQUEST_KIND, payload=payload, now=utcnow()
         )
-        self._aead.encrypt(message.to_json(), aad=message.message_id.encode())
 
     def wake(self) -> None:
         """Tells an in-process worker that something was committed."""
@@ -90,8 +107,10 @@ class OutboxWorker:
         lease_seconds: int = 60,
         batch: int = 20,
         owner: str | None = None,
+        resolver: RequestResolver | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._resolver = resolver
         self._mailer = mailer
         self._aead = aead
         self._lease = timedelta(seconds=lease_seconds)
@@ -134,6 +153,8 @@ class OutboxWorker:
         return entry
 
     async def _deliver(self, entry: OutboxEntry) -> bool:
+        if entry.kind == REQUEST_KIND:
+            return await self._resolve(entry)
         try:
             clear = self._aead.decrypt(entry.payload, aad=entry.message_id.encode())
             await self._mailer.send(MailMessage.from_json(clear))
@@ -150,6 +171,29 @@ class OutboxWorker:
             await uow.commit()
         OUTBOX_DELIVERIES.labels("sent").inc()
         log.info("mail_sent", kind=entry.kind, message_id=entry.message_id, attempt=entry.attempts)
+        return True
+
+    async def _resolve(self, entry: OutboxEntry) -> bool:
+        """Does a request's work and marks it done in one transaction (exactly once)."""
+        if self._resolver is None:
+            # A worker built without the account services leaves requests to one that has.
+            await self._failed(entry, "no request resolver in this worker", permanent=False)
+            return False
+        try:
+            clear = self._aead.decrypt(entry.payload, aad=entry.message_id.encode())
+            request = json.loads(clear)
+        except (DecryptionError, ValueError):
+            await self._failed(entry, "payload cannot be opened", permanent=True)
+            return False
+        async with self._uow_factory() as uow:
+            await self._resolver.resolve(uow, request)
+            # Marked in the same transaction: if another worker took the expired lease
+            # over, nothing here is committed and that worker does the work once.
+            if not await uow.outbox.mark_sent(entry.id, owner=self.owner, now=utcnow()):
+                return False
+            await uow.commit()
+        OUTBOX_DELIVERIES.labels("resolved").inc()
+        log.info("request_resolved", message_id=entry.message_id, attempt=entry.attempts)
         return True
 
     async def _failed(self, entry: OutboxEntry, error: str, *, permanent: bool) -> None:

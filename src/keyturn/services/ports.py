@@ -51,7 +51,15 @@ class UserRepository(Protocol):
     async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
         """Locks an unlocked account until ``until``; False when it was locked already."""
 
-    async def unlock(self, user_id: uuid.UUID, now: datetime) -> None: ...
+    async def admin_lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime) -> None:
+        """An administrator's lock; it replaces an automatic one in force."""
+
+    async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
+        """Lifts any lock (an administrator's unlock)."""
+
+    async def unlock_automatic(self, user_id: uuid.UUID, now: datetime) -> bool:
+        """Lifts an automatic lock; never an administrator's (False then)."""
+
     async def search(
         self, prefix: str | None, *, limit: int, after: tuple[str, uuid.UUID] | None
     ) -> list[User]:
@@ -160,6 +168,11 @@ class RefreshTokenRepository(Protocol):
 
 class OneTimeTokenRepository(Protocol):
     async def add(self, token: OneTimeToken, digest: str) -> None: ...
+    async def add_spent_for_email(
+        self, email: str, purpose: str, digest: str, now: datetime
+    ) -> None:
+        """A used-up token for the account holding ``email`` (equal work, no lookup)."""
+
     async def find(self, digests: Sequence[str]) -> OneTimeToken | None: ...
     async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Marks the token used; True for exactly one caller (single use, atomically)."""

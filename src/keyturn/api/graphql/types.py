@@ -46,6 +46,10 @@ class User:
     created_at: datetime
     disabled: bool
     locked_until: datetime | None
+    lock_kind: str | None = strawberry.field(
+        description="The lock in force: automatic (the throttle's; a password reset lifts "
+        "it), administrative (only an administrator's unlock lifts it), or null."
+    )
 
     @classmethod
     def of(cls, user: domain.User) -> User:
@@ -59,6 +63,7 @@ class User:
             created_at=user.created_at,
             disabled=user.disabled,
             locked_until=user.locked_until,
+            lock_kind=user.active_lock(domain.utcnow()),
         )
 
     @field("Live sessions, newest first [users:read].")
