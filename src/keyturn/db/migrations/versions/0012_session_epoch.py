@@ -22,13 +22,13 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE on both databases (SQLite >= 3.35): a batch copy of ``users`` on
+# SQLite would lose the expression index ``ix_users_lower_name_prefix`` of 0005.
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0")
-        )
+    op.add_column(
+        "users", sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("session_epoch")
+    op.drop_column("users", "session_epoch")
