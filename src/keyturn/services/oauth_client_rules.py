@@ -34,6 +34,7 @@ from keyturn.domain import (
     PERMISSIONS,
     PUBLIC_CLIENT_AUTH_METHOD,
     SELF_SERVICE_SCOPES,
+    OAuthClient,
 )
 from keyturn.errors import InvalidClientMetadata, InvalidRedirectUri, UnknownScope
 
@@ -241,6 +242,14 @@ def redirect_uri_matches(registered: str, requested: str, *, public: bool) -> bo
             given = _without_port(requested[len(prefix) :])
             return wanted is not None and wanted == given
     return False
+
+
+def registered_redirect(client: OAuthClient, requested: str) -> bool:
+    """Whether ``requested`` matches one of the client's redirect URIs (see above)."""
+    return any(
+        redirect_uri_matches(registered, requested, public=client.is_public)
+        for registered in client.redirect_uris
+    )
 
 
 def check_cors_origin(origin: str, field: str = "allowed_cors_origins") -> str:

@@ -35,7 +35,7 @@ from keyturn.services.id_tokens import IdTokenHints
 from keyturn.services.oauth_client_rules import (
     ALLOWED_SCOPES,
     OIDC_SCOPES,
-    redirect_uri_matches,
+    registered_redirect,
 )
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -156,10 +156,7 @@ class AuthorizationService:
             if openid or len(client.redirect_uris) != 1:
                 raise UnsafeAuthorizationRequest("The redirect_uri parameter is missing.")
             redirect_uri = client.redirect_uris[0]
-        elif any(
-            redirect_uri_matches(registered, requested, public=client.is_public)
-            for registered in client.redirect_uris
-        ):
+        elif registered_redirect(client, requested):
             # Exact string comparison (RFC 9700 section 4.1.3), no normalisation; only a
             # native client's loopback port may differ (RFC 8252 section 7.3). The code
             # remembers the URI as requested: the token request must repeat it, port

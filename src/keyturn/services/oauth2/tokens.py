@@ -39,6 +39,7 @@ from keyturn.services.oauth2.grant_scope import (
     seconds_until_past_revocation,
     user_grant_scope,
 )
+from keyturn.services.oauth_client_rules import registered_redirect
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -223,9 +224,10 @@ class TokenService:
         # _Burned: the caller commits the consumed code before raising the OAuth error.
         if now >= code.expires_at:
             raise _Burned(InvalidGrant("The authorization code has expired."))
-        if code.redirect_uri not in client.redirect_uris:
+        if not registered_redirect(client, code.redirect_uri):
             # The URI was unregistered after the code was sent there (RFC 6749 section
-            # 3.1.2.2: only registered redirection endpoints receive grants).
+            # 3.1.2.2: only registered redirection endpoints receive grants); a native
+            # client's loopback port may still differ (RFC 8252 section 7.3).
             raise _Burned(InvalidGrant("The redirect_uri is no longer registered."))
         redirect_uri = form.get("redirect_uri")
         if redirect_uri is None:
