@@ -276,3 +276,19 @@ class ClientInfo:
 def utcnow() -> datetime:
     """The one clock of the domain (time-machine moves it in tests)."""
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptMail:
+    """A copy of one sent mail, kept in memory for the dev mailbox (``/ui/dev/mail``).
+
+    ``number`` is the mailbox's own counter (1, 2, ...): the page's address for the mail.
+    """
+
+    number: int
+    message_id: str
+    to: str
+    subject: str
+    text: str
+    html: str | None
+    sent_at: datetime
