@@ -231,6 +231,11 @@ class OAuthClient:
     # Every access token issued to the client at or before this second is refused (a
     # secret rotation with ``revoke_tokens``); None when that never happened.
     tokens_revoked_at: datetime | None = None
+    # RFC 7591 section 2: the client's home page, privacy policy and terms of service
+    # (https), shown to the user on the consent page; None when not registered.
+    client_uri: str | None = None
+    policy_uri: str | None = None
+    tos_uri: str | None = None
 
     @property
     def is_public(self) -> bool:
