@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, TEST_SECRET, lifespan, new_email, ui_login
+from helpers import PASSWORD, TEST_SECRET, lifespan, new_email, submit, ui_login
 from keyturn.app import create_app
 from keyturn.config import (
     OWASP_ARGON2_MEMORY_KIB,
@@ -22,7 +22,14 @@ from keyturn.config import (
     load_settings,
 )
 from keyturn.db.migrate import upgrade
-from oauth_helpers import admin_headers, auth_params, pkce_pair, register, signed_in
+from oauth_helpers import (
+    admin_headers,
+    auth_params,
+    pkce_pair,
+    query_of,
+    register,
+    signed_in,
+)
 
 PRODUCTION: dict[str, Any] = {
     "env": "production",
@@ -334,6 +341,15 @@ async def test_sign_in_names_the_application_that_asks(
     login = await client.get(answer.headers["location"])
     assert login.status_code == 200, answer.headers["location"]
     assert "<strong>Photo Printer</strong> asks you to sign in" in login.text
+    # A wrong password keeps saying who asks.
+    next_path = query_of(answer.headers["location"])["next"]
+    wrong = await submit(
+        client,
+        answer.headers["location"],
+        {"email": new_email(), "password": "wrong password 123", "next": next_path},
+    )
+    assert wrong.status_code == 401, wrong.text
+    assert "<strong>Photo Printer</strong> asks you to sign in" in wrong.text
     plain = await client.get("/ui/login")
     assert "asks you to sign in" not in plain.text
     # An unknown client in next= names nobody.

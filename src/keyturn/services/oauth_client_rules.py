@@ -118,9 +118,7 @@ def _refuse(field: str, message: str) -> InvalidClientMetadata:
 def check_page_uri(uri: str, *, field: str) -> str:
     """Checks a page the consent screen links to (``client_uri``, ``policy_uri``, ``tos_uri``).
 
-    https only: a user follows these links from our page, and a plain-http or
-    ``javascript:`` URL there would be ours to answer for. Same character, host and
-    userinfo rules as a redirect URI.
+    https only: a user follows these links from our page (no ``http:``, ``javascript:``).
 
     Raises:
         InvalidClientMetadata: Naming the rule the URI breaks.

@@ -90,14 +90,17 @@ def add_sign_in_routes(router: APIRouter, kit: PageKit) -> None:
             return form
         next_path = safe_next(form.get("next"))
         email = form.get("email", "")
+        target = await oauth_target(request, next_path)
 
         def again(errors: dict[str, str], status: int) -> Response:
             return kit.render(
                 request,
                 "login.html",
                 status=status,
+                # Still on the way back to an OAuth client: same policy, same name.
+                csp=None if target is None else form_action(kit, target.redirect_uri),
                 title="Sign in",
-                client_name=None,
+                client_name=None if target is None else target.client_name,
                 next=next_path,
                 email=email,
                 errors=errors,
