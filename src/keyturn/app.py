@@ -7,6 +7,7 @@ process and closes them on shutdown.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
 from keyturn.infra.errors import StoreUnavailable
 from keyturn.infra.logging import configure_logging
 from keyturn.infra.mail import Mailer, build_mailer
@@ -91,9 +93,15 @@ DESCRIPTION = (
 
 
 def _swagger_assets() -> Path:
-    import swagger_ui_bundle
+    """The Swagger UI 5 dist (it reads OpenAPI 3.1) shipped inside ``swagger-ui-py``.
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    Located without importing the package: its ``__init__`` wires web-framework handlers
+    we do not use; only the static files (and their licence) are needed.
+    """
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +122,11 @@ class Adapters:
         await self.engine.dispose()
 
 
-def build_adapters(settings: Settings) -> Adapters:
+def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> Adapters:
+    """The adapters; with ``mailbox`` (dev) every sent mail is also kept there."""
+    mailer = build_mailer(
+        settings.smtp_url, sender=settings.mail_from, timeout=settings.smtp_timeout
+    )
     return Adapters(
         engine=create_engine(settings.database_url, pool_size=settings.database_pool_size),
         revocations=build_revocation_store(settings.redis_url, prefix=settings.redis_prefix),
@@ -123,9 +135,7 @@ def build_adapters(settings: Settings) -> Adapters:
             prefix=settings.redis_prefix,
             on_fallback=lambda operation: RATE_LIMIT_FALLBACKS.labels(operation).inc(),
         ),
-        mailer=build_mailer(
-            settings.smtp_url, sender=settings.mail_from, timeout=settings.smtp_timeout
-        ),
+        mailer=mailer if mailbox is None else KeepingMailer(mailer, mailbox),
         hash_pool=build_hash_pool(settings),
     )
 
@@ -379,9 +389,12 @@ async def _restore_deny_list(services: Services) -> None:
 def create_app(settings: Settings) -> FastAPI:
     """Builds the ASGI application for ``settings``; nothing connects until startup."""
 
+    # Dev keeps a copy of every mail for /ui/dev/mail; production never does (tokens).
+    mailbox = None if settings.is_production else DevMailbox()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        adapters = build_adapters(settings)
+        adapters = build_adapters(settings, mailbox=mailbox)
         HASH_POOL_CAPACITY.set(adapters.hash_pool.capacity)
         HASH_POOL_IN_FLIGHT.set_function(lambda: adapters.hash_pool.in_flight)
         stop = asyncio.Event()
@@ -415,7 +428,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "authorization_code_pruning_failed",
                 )
             )
-            log.info("started", env=settings.env, version=__version__)
+            log.info("started", env=settings.env, version=__version__, issuer=settings.issuer)
             yield
         finally:
             stop.set()
@@ -465,9 +478,10 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.show_docs:
         app.include_router(ops.docs_router(_swagger_assets()))
     # Hosted pages (/ui/): HTML for browsers, not part of the OpenAPI document.
-    pages = HostedPages(settings)
+    pages = HostedPages(settings, mailbox=mailbox)
     app.state.hosted_pages = pages
     app.include_router(pages.router)
+    app.include_router(pages.landing_router)
     app.include_router(oauth2_authorize.build_router(pages.kit))
     app.include_router(pages.oauth_router)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.

@@ -8,6 +8,7 @@ refuses unsafe production values before anything starts.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import stat
@@ -65,7 +66,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "keyturn:"
     secret_key: CsvList = Field(default_factory=list)
-    issuer: str = "http://127.0.0.1:8000"
+    # Empty: dev derives http(s)://<host>:<port> of the listener (load_settings);
+    # production refuses to start without it.
+    issuer: str = ""
     audience: str = "keyturn"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -246,7 +249,9 @@ def validate(settings: Settings) -> None:
         "https",
     ):
         problems.append("KEYTURN_BRAND_LOGO_URL must be an absolute http(s) URL")
-    if urlsplit(settings.issuer).scheme not in ("http", "https"):
+    if not settings.issuer:
+        problems.append("KEYTURN_ISSUER is required (the public base URL, e.g. https://id.example)")
+    elif urlsplit(settings.issuer).scheme not in ("http", "https"):
         problems.append("KEYTURN_ISSUER must be an absolute http(s) URL")
     if settings.smtp_url:
         smtp = urlsplit(settings.smtp_url)
@@ -276,7 +281,7 @@ def validate(settings: Settings) -> None:
     if settings.is_production:
         if not settings.secret_key:
             problems.append("production needs KEYTURN_SECRET_KEY")
-        if urlsplit(settings.issuer).scheme != "https":
+        if settings.issuer and urlsplit(settings.issuer).scheme != "https":
             problems.append("production needs an https KEYTURN_ISSUER")
         if (
             settings.argon2_memory_kib < OWASP_ARGON2_MEMORY_KIB
@@ -291,9 +296,29 @@ def validate(settings: Settings) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def listener_url(settings: Settings) -> str:
+    """``http(s)://<host>:<port>`` of this process's listener (IPv6 in brackets, RFC 3986).
+
+    A wildcard bind address is not a place a browser can go, so it maps to the loopback of
+    the same family: the dev issuer must be a URL that works on this machine.
+    """
+    host = settings.host.strip("[]") or "127.0.0.1"
+    with contextlib.suppress(ValueError):  # a name, not an address: used as it is
+        address = ipaddress.ip_address(host)
+        if address.is_unspecified:
+            host = "127.0.0.1" if address.version == 4 else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{host}:{settings.port}"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Builds the one Settings object: environment, then derived defaults, then checks."""
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not settings.issuer and not settings.is_production:
+        # Dev: tokens, mail links and discovery name the port this process listens on.
+        settings = settings.model_copy(update={"issuer": listener_url(settings)})
     derived: dict[str, object] = {}
     if not settings.database_url:
         derived["database_url"] = f"sqlite+aiosqlite:///{settings.data_dir / 'keyturn.db'}"

@@ -254,6 +254,11 @@ class OAuthClient:
     # Every access token issued to the client at or before this second is refused (a
     # secret rotation with ``revoke_tokens``); None when that never happened.
     tokens_revoked_at: datetime | None = None
+    # RFC 7591 section 2: the client's home page, privacy policy and terms of service
+    # (https), shown to the user on the consent page; None when not registered.
+    client_uri: str | None = None
+    policy_uri: str | None = None
+    tos_uri: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -299,3 +304,19 @@ class ClientInfo:
 def utcnow() -> datetime:
     """The one clock of the domain (time-machine moves it in tests)."""
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptMail:
+    """A copy of one sent mail, kept in memory for the dev mailbox (``/ui/dev/mail``).
+
+    ``number`` is the mailbox's own counter (1, 2, ...): the page's address for the mail.
+    """
+
+    number: int
+    message_id: str
+    to: str
+    subject: str
+    text: str
+    html: str | None
+    sent_at: datetime

@@ -168,15 +168,14 @@ def verification_token(server: Server) -> str:
 def tour_server(tmp_path: Path) -> Iterator[Server]:
     """``keyturn serve`` with default settings on a free port and a fresh data dir.
 
-    ``KEYTURN_ISSUER`` is set to the listener's URL so the README's PyJWT check (which pins
-    the issuer) holds on a port other than 8000; in dev the issuer follows the listener
-    anyway once issue 13 item 2 is in, so this only states the default explicitly.
+    No ``KEYTURN_ISSUER``: in dev the issuer follows the listener (issue 13 item 2), so the
+    README's PyJWT check, which pins the issuer, must hold on a port other than 8000.
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = keyturn_env(
         tmp_path / "data",
-        {"KEYTURN_HOST": "127.0.0.1", "KEYTURN_PORT": str(port), "KEYTURN_ISSUER": base_url},
+        {"KEYTURN_HOST": "127.0.0.1", "KEYTURN_PORT": str(port)},
     )
     stdout_path = tmp_path / "serve.stdout.log"
     stderr_path = tmp_path / "serve.stderr.log"

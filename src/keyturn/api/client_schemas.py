@@ -23,6 +23,17 @@ from keyturn.services.oauth_client_rules import (
 
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URI_LENGTH)]
 UriList = Annotated[list[Uri], Field(max_length=MAX_LIST_ITEMS)]
+# RFC 7591 section 2 client_uri / policy_uri / tos_uri: https pages shown to the user.
+PageUri = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_URI_LENGTH),
+    Field(description="An https URL shown to the user on the consent page"),
+]
+ClearablePageUri = Annotated[
+    str,
+    StringConstraints(max_length=MAX_URI_LENGTH),
+    Field(description='An https URL shown on the consent page; "" removes it'),
+]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 ResponseType = Literal["code"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -61,6 +72,9 @@ class ClientIn(Request):
     allowed_cors_origins: UriList = Field(default_factory=list)
     require_pkce: bool = True
     id_token_signed_response_alg: IdTokenAlg = _DEFAULT_ID_ALG
+    client_uri: PageUri | None = None
+    policy_uri: PageUri | None = None
+    tos_uri: PageUri | None = None
 
     def metadata(self) -> ClientMetadata:
         return ClientMetadata(
@@ -74,6 +88,9 @@ class ClientIn(Request):
             allowed_cors_origins=tuple(self.allowed_cors_origins),
             require_pkce=self.require_pkce,
             id_token_signed_response_alg=self.id_token_signed_response_alg,
+            client_uri=self.client_uri,
+            policy_uri=self.policy_uri,
+            tos_uri=self.tos_uri,
         )
 
 
@@ -90,6 +107,9 @@ class ClientPatchIn(Request):
     allowed_cors_origins: UriList | None = None
     require_pkce: bool | None = None
     id_token_signed_response_alg: IdTokenAlg | None = None
+    client_uri: ClearablePageUri | None = None
+    policy_uri: ClearablePageUri | None = None
+    tos_uri: ClearablePageUri | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -114,6 +134,9 @@ class ClientPatchIn(Request):
             allowed_cors_origins=tupled(self.allowed_cors_origins),
             require_pkce=self.require_pkce,
             id_token_signed_response_alg=self.id_token_signed_response_alg,
+            client_uri=self.client_uri,
+            policy_uri=self.policy_uri,
+            tos_uri=self.tos_uri,
         )
 
 
@@ -131,6 +154,9 @@ class ClientOut(BaseModel):
     allowed_cors_origins: list[str]
     require_pkce: bool
     id_token_signed_response_alg: str
+    client_uri: str | None
+    policy_uri: str | None
+    tos_uri: str | None
     client_id_issued_at: int = Field(description="Seconds since the epoch (RFC 7591)")
     created_at: datetime
     updated_at: datetime
@@ -181,6 +207,9 @@ def _fields(client: OAuthClient) -> dict[str, object]:
         "allowed_cors_origins": list(client.allowed_cors_origins),
         "require_pkce": client.require_pkce,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "client_uri": client.client_uri,
+        "policy_uri": client.policy_uri,
+        "tos_uri": client.tos_uri,
         "client_id_issued_at": int(client.created_at.timestamp()),
         "created_at": client.created_at,
         "updated_at": client.updated_at,

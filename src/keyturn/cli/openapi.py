@@ -13,7 +13,11 @@ from keyturn.config import Settings
 
 def openapi_document() -> dict[str, Any]:
     """The document for default settings; building it needs no database or secret."""
-    settings = Settings(secret_key=["x" * 32], database_url="sqlite+aiosqlite:///:memory:")
+    settings = Settings(
+        secret_key=["x" * 32],
+        database_url="sqlite+aiosqlite:///:memory:",
+        issuer="http://127.0.0.1:8000",
+    )
     return create_app(settings).openapi()
 
 

@@ -262,6 +262,10 @@ class OAuthClientRow(Base):
     # Access tokens issued to the client at or before this second are refused (a secret
     # rotation with revoke_tokens; migration 0013).
     tokens_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # RFC 7591 section 2 pages shown on the consent screen (https; migration 0014).
+    client_uri: Mapped[str | None] = mapped_column(String(2000))
+    policy_uri: Mapped[str | None] = mapped_column(String(2000))
+    tos_uri: Mapped[str | None] = mapped_column(String(2000))
 
 
 class OAuthConsentRow(Base):

@@ -31,6 +31,9 @@ def _client(row: OAuthClientRow) -> OAuthClient:
         updated_at=row.updated_at,
         secret_rotated_at=row.secret_rotated_at,
         tokens_revoked_at=row.tokens_revoked_at,
+        client_uri=row.client_uri,
+        policy_uri=row.policy_uri,
+        tos_uri=row.tos_uri,
     )
 
 
@@ -47,6 +50,9 @@ def _metadata(client: OAuthClient) -> dict[str, object]:
         "allowed_cors_origins": list(client.allowed_cors_origins),
         "require_pkce": client.require_pkce,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "client_uri": client.client_uri,
+        "policy_uri": client.policy_uri,
+        "tos_uri": client.tos_uri,
         "updated_at": client.updated_at,
     }
 

@@ -41,6 +41,9 @@ def metadata_of(client: OAuthClient) -> ClientMetadata:
         allowed_cors_origins=client.allowed_cors_origins,
         require_pkce=client.require_pkce,
         id_token_signed_response_alg=client.id_token_signed_response_alg,
+        client_uri=client.client_uri,
+        policy_uri=client.policy_uri,
+        tos_uri=client.tos_uri,
     )
 
 
@@ -59,6 +62,9 @@ def record_of(meta: ClientMetadata, client_id: str, now: datetime) -> OAuthClien
         allowed_cors_origins=meta.allowed_cors_origins,
         require_pkce=meta.require_pkce,
         id_token_signed_response_alg=meta.id_token_signed_response_alg,
+        client_uri=meta.client_uri,
+        policy_uri=meta.policy_uri,
+        tos_uri=meta.tos_uri,
         created_at=now,
         updated_at=now,
         secret_rotated_at=None,

@@ -93,6 +93,10 @@ class ClientPatch:
     allowed_cors_origins: tuple[str, ...] | None = None
     require_pkce: bool | None = None
     id_token_signed_response_alg: str | None = None
+    # "" removes a registered page (RFC 7591 section 2 metadata is optional).
+    client_uri: str | None = None
+    policy_uri: str | None = None
+    tos_uri: str | None = None
 
 
 def new_client_id() -> str:

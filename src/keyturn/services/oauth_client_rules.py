@@ -96,6 +96,10 @@ class ClientMetadata:
     allowed_cors_origins: tuple[str, ...] = ()
     require_pkce: bool = True
     id_token_signed_response_alg: str = DEFAULT_SIGNING_ALG_FOR_ID
+    # RFC 7591 section 2 human-facing pages; None (or "" in a PATCH) when not registered.
+    client_uri: str | None = None
+    policy_uri: str | None = None
+    tos_uri: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -110,6 +114,33 @@ def _refuse(field: str, message: str) -> InvalidClientMetadata:
     return InvalidClientMetadata(
         f"{field}: {message}", errors=[{"field": field, "message": message}]
     )
+
+
+def check_page_uri(uri: str, *, field: str) -> str:
+    """Checks a page the consent screen links to (``client_uri``, ``policy_uri``, ``tos_uri``).
+
+    https only: a user follows these links from our page (no ``http:``, ``javascript:``).
+
+    Raises:
+        InvalidClientMetadata: Naming the rule the URI breaks.
+    """
+    if len(uri) > MAX_URI_LENGTH or not _URI_CHARS.match(uri) or _BAD_PERCENT.search(uri):
+        raise _refuse(field, f"an https URL of RFC 3986 characters, at most {MAX_URI_LENGTH}")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise _refuse(field, "not a valid URL") from None
+    if parts.scheme != "https" or not parts.hostname or port == 0:
+        raise _refuse(field, "must be an https URL with a host (RFC 7591 section 2)")
+    if "@" in parts.netloc:
+        raise _refuse(field, "userinfo ('user@') is not allowed")
+    return uri
+
+
+def _page(uri: str | None, field: str) -> str | None:
+    # "" (a PATCH removing the page) is stored as not registered.
+    return check_page_uri(uri, field=field) if uri else None
 
 
 def _check_host(host: str, field: str) -> None:
@@ -367,6 +398,9 @@ def check_metadata(meta: ClientMetadata, *, id_token_algs: Sequence[str]) -> Cli
         check_cors_origin(origin, field=f"allowed_cors_origins.{index}")
     return replace(
         meta,
+        client_uri=_page(meta.client_uri, "client_uri"),
+        policy_uri=_page(meta.policy_uri, "policy_uri"),
+        tos_uri=_page(meta.tos_uri, "tos_uri"),
         client_name=name,
         grant_types=grants,
         response_types=response_types,

@@ -8,6 +8,8 @@ sends back is trusted beyond what ``/oauth2/authorize`` itself would accept.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -78,6 +80,11 @@ def add_consent_routes(router: APIRouter, kit: PageKit) -> None:
             csp=form_action(kit, parsed.redirect_uri),
             title=f"Allow {parsed.client.client_name}?",
             client_name=parsed.client.client_name,
+            client=parsed.client,
+            # The home page's host says who this is (RFC 7591 section 2 client_uri).
+            client_host=urlsplit(parsed.client.client_uri).hostname
+            if parsed.client.client_uri
+            else None,
             user=browser.user,
             scopes=[SCOPE_WORDS.get(name, name) for name in granted.split()],
             params=sorted(params.items()),

@@ -49,18 +49,20 @@ def form_action(kit: PageKit, redirect_uri: str) -> str:
     return kit.renderer.policy(f"'self' {origin}" if origin else "'self'")
 
 
-async def oauth_form_action(request: Request, kit: PageKit, next_path: str | None) -> str | None:
-    """The sign-in page's CSP when it returns to ``/oauth2/authorize``: the registered
-    redirect URI's origin joins ``form-action`` (Chrome checks it on the redirects after
-    the login POST). None (the default policy) for any other ``next``."""
+async def oauth_target(request: Request, next_path: str | None) -> Redirectable | None:
+    """The client's checked redirect target when a sign-in returns to
+    ``/oauth2/authorize``; None for any other ``next`` or an unsafe request.
+
+    The sign-in page's CSP then names the redirect URI's origin in ``form-action``
+    (Chrome checks it on the redirects after the login POST), and the page names the
+    application that asks."""
     if not next_path or not next_path.startswith("/oauth2/authorize?"):
         return None
     params = dict(parse_qsl(urlsplit(next_path).query, keep_blank_values=True))
     try:
-        target = await get_services(request).authorizations.client_and_redirect(params)
+        return await get_services(request).authorizations.client_and_redirect(params)
     except UnsafeAuthorizationRequest:
         return None
-    return form_action(kit, target.redirect_uri)
 
 
 def deliver(

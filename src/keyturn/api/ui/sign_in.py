@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.deps import get_client, get_services
-from keyturn.api.oauth2.responses import oauth_form_action
+from keyturn.api.oauth2.responses import form_action, oauth_target
 from keyturn.api.schemas import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
 from keyturn.api.ui.kit import PageKit, see_other
@@ -67,13 +67,16 @@ def add_sign_in_routes(router: APIRouter, kit: PageKit) -> None:
         request: Request, next_: NextQuery = None, status: str = "", login_hint: str = ""
     ) -> Response:
         next_path = safe_next(next_)
+        target = await oauth_target(request, next_path)
         return kit.render(
             request,
             "login.html",
             # Signing in may end in a redirect to an OAuth client (through
             # /oauth2/authorize): form-action must name that client's origin too.
-            csp=await oauth_form_action(request, kit, next_path),
+            csp=None if target is None else form_action(kit, target.redirect_uri),
             title="Sign in",
+            # The application that sent the user here (from /oauth2/authorize).
+            client_name=None if target is None else target.client_name,
             next=next_path,
             # OIDC Core section 3.1.2.1 login_hint: prefilled, never trusted.
             email=login_hint[:MAX_LOGIN_HINT],
@@ -87,13 +90,17 @@ def add_sign_in_routes(router: APIRouter, kit: PageKit) -> None:
             return form
         next_path = safe_next(form.get("next"))
         email = form.get("email", "")
+        target = await oauth_target(request, next_path)
 
         def again(errors: dict[str, str], status: int) -> Response:
             return kit.render(
                 request,
                 "login.html",
                 status=status,
+                # Still on the way back to an OAuth client: same policy, same name.
+                csp=None if target is None else form_action(kit, target.redirect_uri),
                 title="Sign in",
+                client_name=None if target is None else target.client_name,
                 next=next_path,
                 email=email,
                 errors=errors,

@@ -108,6 +108,8 @@ class Redirectable:
     redirect_uri: str
     state: str | None
     response_mode: str
+    # Who asks: the sign-in page names the application (client_name, RFC 7591 section 2).
+    client_name: str | None = None
 
 
 def _one(params: Mapping[str, str], name: str, limit: int = 2048) -> str | None:
@@ -170,6 +172,7 @@ class AuthorizationService:
             redirect_uri=redirect_uri,
             state=params.get("state") or None,
             response_mode=mode if mode in RESPONSE_MODES else "query",
+            client_name=client.client_name,
         )
 
     async def _client(self, params: Mapping[str, str]) -> OAuthClient:
