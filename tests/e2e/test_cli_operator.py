@@ -8,19 +8,23 @@ rule, progress bars only on a terminal, and ``create-admin`` without a terminal.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
 import re
-import sqlite3
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from alembic.script import ScriptDirectory
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from e2e.processes import (
@@ -59,10 +63,40 @@ def _create_admin(env: Mapping[str, str], email: str) -> str:
     return match.group(1)
 
 
-def _audit_rows(data_dir: Path) -> list[tuple[str, str | None, dict[str, object]]]:
-    with sqlite3.connect(data_dir / "keyturn.db") as connection:
-        rows = connection.execute("SELECT type, user_id, data FROM audit_events ORDER BY id")
-        return [(kind, user_id, json.loads(data)) for kind, user_id, data in rows]
+async def _sql(url: str, statement: str) -> list[Any]:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text(statement))
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A private, empty database: SQLite in the data dir, or one on KEYTURN_TEST_DATABASE_URL
+    (the last-administrator rule needs a database no other test adds admins to)."""
+    if request.param == "embedded":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'keyturn.db'}"
+        return
+    server = os.environ.get("KEYTURN_TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("KEYTURN_TEST_DATABASE_URL is not set")
+    name = f"keyturn_cli_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_sql(server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _audit_rows(url: str) -> list[tuple[str, str | None, dict[str, object]]]:
+    rows = asyncio.run(_sql(url, "SELECT type, user_id, data FROM audit_events ORDER BY id"))
+    return [
+        (kind, user_id, data if isinstance(data, dict) else json.loads(data))
+        for kind, user_id, data in rows
+    ]
 
 
 @pytest.fixture
@@ -207,9 +241,9 @@ def test_production_serve_logs_json_without_the_dev_block(
 
 
 def test_users_commands_act_through_the_services_as_the_audited_operator(
-    tmp_path: Path,
+    tmp_path: Path, database: str
 ) -> None:
-    env = _env(tmp_path)
+    env = _env(tmp_path, KEYTURN_DATABASE_URL=database)
     first = _create_admin(env, "first@example.com")
     second = _create_admin(env, "second@example.com")
 
@@ -263,7 +297,7 @@ def test_users_commands_act_through_the_services_as_the_audited_operator(
     assert missing.returncode == 1
     assert "error (not_found)" in missing.stderr
 
-    operator_rows = [row for row in _audit_rows(tmp_path / "data") if row[0].startswith("op")]
+    operator_rows = [row for row in _audit_rows(database) if row[0].startswith("operator.")]
     assert [(kind, user_id) for kind, user_id, _ in operator_rows] == [
         ("operator.user_locked", None),
         ("operator.user_unlocked", None),
@@ -307,3 +341,26 @@ def test_create_admin_without_a_terminal_says_what_to_do(tmp_path: Path) -> None
     assert "Aborted" not in result.stderr
     assert "Warning" not in result.stderr
     assert "admin created" not in result.stdout
+
+
+def test_delete_asks_a_person_at_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(tmp_path)
+    first = _create_admin(env, "keep@example.com")
+    second = _create_admin(env, "ask@example.com")
+    for name in [name for name in os.environ if name.startswith("KEYTURN_")]:
+        monkeypatch.delenv(name)
+    # CliRunner's stdin is no terminal; a person at one is what this test stands for.
+    monkeypatch.setattr("keyturn.cli.users.stdin_is_terminal", lambda: True)
+    runner = CliRunner()
+    keyturn_vars = {name: value for name, value in env.items() if name.startswith("KEYTURN_")}
+    declined = runner.invoke(app, ["users", "delete", second], input="n\n", env=keyturn_vars)
+    assert declined.exit_code == 1
+    assert "Delete the account" in declined.output
+    assert "Aborted" in declined.output
+    confirmed = runner.invoke(app, ["users", "delete", second], input="y\n", env=keyturn_vars)
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "deleted ask@example.com" in confirmed.output
+    listed = run_keyturn(["users", "list"], env)
+    assert [row.split()[0] for row in listed.stdout.splitlines()[1:]] == [first]
