@@ -316,6 +316,7 @@ def test_long_jobs_show_progress_only_on_a_terminal(tmp_path: Path) -> None:
         (["users", "list"], "listing accounts"),
         (["audit", "verify"], "verifying the audit chain"),
         (["secret", "rotate"], "re-encrypting queued mail"),
+        (["audit", "prune"], "pruning the audit log"),
     ):
         quiet = run_keyturn(args, env)
         assert quiet.returncode == 0, quiet.stderr
