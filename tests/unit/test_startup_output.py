@@ -33,7 +33,7 @@ def restore_logging() -> Iterator[None]:
 
 
 def _settings(**values: object) -> Settings:
-    return Settings(**values)  # type: ignore[arg-type]  # pydantic-settings keyword init
+    return Settings(**values)
 
 
 @pytest.mark.parametrize(
