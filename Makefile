@@ -3,21 +3,33 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# Two installs, each with its own stamp: `make run` gets the server alone, every developer
+# target (lint, test, fmt) the dev extra on top. The lock constrains both.
+RUN_STAMP := $(VENV)/.run-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 # pytest-xdist workers: one per core (tests are a mix of I/O waits and hashing).
 TEST_WORKERS ?= auto
 
-.PHONY: install run test lint fmt openapi clean
+.PHONY: install install-run run test lint fmt openapi clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(RUN_STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.'
+	touch $(RUN_STAMP)
+
+# The dev extra is a superset of the server's install, so it satisfies `make run` too.
+$(DEV_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP) $(RUN_STAMP)
 
-install: $(STAMP)
+install-run: $(RUN_STAMP)
 
-run: install
+install: $(DEV_STAMP)
+
+run: install-run
 	$(BIN)/keyturn migrate
 	$(BIN)/keyturn serve
 
@@ -39,7 +51,7 @@ test: lint
 	$(if $(COV_APPEND),,rm -f .coverage .coverage.*)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov $(if $(COV_APPEND),--cov-append) --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
 
-openapi: install
+openapi: install-run
 	$(BIN)/python -m keyturn.cli.openapi docs/specifications/openapi.json
 
 clean:

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # How often a process deletes authorization codes past their retention (a day).
     code_prune_seconds: float = Field(default=3600.0, ge=0.01, le=86400)
     log_level: str = "info"
+    # Unset: readable console lines in dev, one JSON object a line in production.
+    log_format: Literal["console", "json"] | None = None
     docs_enabled: bool | None = None
     smtp_url: str | None = None
     mail_from: str = "Keyturn <no-reply@localhost>"
@@ -167,6 +169,12 @@ class Settings(BaseSettings):
         if self.require_verified_email is None:
             return self.is_production
         return self.require_verified_email
+
+    @property
+    def log_renderer(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "console"
 
     @property
     def show_docs(self) -> bool:

@@ -270,6 +270,7 @@ class Principal:
     """Who is calling, as proven by a verified access token or a personal API key.
 
     An API key has no session: ``session_id`` is None and ``api_key_id`` names the key.
+    The host operator (``keyturn users ...``, see ``operator_principal``) is no user.
     """
 
     user_id: uuid.UUID
@@ -278,10 +279,21 @@ class Principal:
     roles: tuple[str, ...]
     claims: dict[str, object] = field(default_factory=dict)
     api_key_id: uuid.UUID | None = None
+    operator: bool = False
 
     @property
     def is_api_key(self) -> bool:
         return self.api_key_id is not None
+
+
+def operator_principal() -> Principal:
+    """The operator at the host's command line: whoever can run ``keyturn`` there already
+    holds the database and the secret key, so it acts with every permission (the
+    last-administrator rule still applies) and is audited as ``operator.*`` without a user.
+    ``user_id`` is the nil UUID, which no account has."""
+    return Principal(
+        user_id=uuid.UUID(int=0), session_id=None, scopes=frozenset(), roles=(), operator=True
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,8 @@ def keyturn_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[
     # Unbuffered so log lines reach the capture file as they happen (tests poll it).
     env["PYTHONUNBUFFERED"] = "1"
     env["KEYTURN_DATA_DIR"] = str(data_dir)
+    # The tests read the server's log lines as JSON (dev's default is the console format).
+    env["KEYTURN_LOG_FORMAT"] = "json"
     env.update(extra or {})
     return env
 

@@ -171,6 +171,8 @@ def test_create_admin_prompts_without_password_stdin(
 ) -> None:
     for name in [name for name in os.environ if name.startswith("KEYTURN_")]:
         monkeypatch.delenv(name)
+    # CliRunner's stdin is no terminal; a person at one is what this test stands for.
+    monkeypatch.setattr("keyturn.cli.users.stdin_is_terminal", lambda: True)
     runner = CliRunner()
     env = {"KEYTURN_DATA_DIR": str(tmp_path / "data"), **LOW_ARGON2}
     migrated = runner.invoke(app, ["migrate"], env=env)

@@ -7,8 +7,8 @@ import functools
 import os
 import signal
 import ssl
-import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Annotated, cast
 
 import typer
@@ -16,15 +16,19 @@ import uvicorn
 
 from keyturn.app import build_adapters, build_services
 from keyturn.cli import maintenance
+from keyturn.cli.banner import start_banner
 from keyturn.cli.common import ensure_schema, settings_or_exit
 from keyturn.cli.http_guard import GuardedHttpToolsProtocol
+from keyturn.cli.users import users_app
 from keyturn.config import Settings
 from keyturn.db.migrate import upgrade
-from keyturn.errors import KeyturnError
 from keyturn.infra.logging import configure_logging
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keyturn identity service.")
-users_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
+HELP = "Keyturn identity service."
+
+# rich_markup_mode=None: typer's rich help labels every flag "<bool>"; click's plain help
+# shows flags as flags (--force) and options with their value (--port <int>).
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help=HELP)
 app.add_typer(users_app, name="users")
 app.add_typer(maintenance.outbox_app, name="outbox")
 app.add_typer(maintenance.audit_app, name="audit")
@@ -32,12 +36,30 @@ app.add_typer(maintenance.keys_app, name="keys")
 app.add_typer(maintenance.secret_app, name="secret")
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"keyturn {version('keyturn')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Keyturn identity service."""
+
+
 @app.command()
 def migrate() -> None:
-    """Apply every pending database migration."""
+    """Apply every pending database migration and say which ones."""
     settings = settings_or_exit()
-    asyncio.run(upgrade(settings.database_url))
-    typer.echo("database is at the latest schema")
+    done = asyncio.run(upgrade(settings.database_url))
+    typer.echo(done.summary())
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -67,8 +89,10 @@ def serve(
     # Persist the derived dev secret so every worker reads the same key ring.
     os.environ.setdefault("KEYTURN_SECRET_KEY", ",".join(settings.secret_key))
     os.environ.setdefault("KEYTURN_DATABASE_URL", settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_renderer)
     ensure_schema(settings)
+    if not settings.is_production:
+        typer.echo(start_banner(settings), err=True)
     # uvicorn re-raises the SIGTERM/SIGINT it handled once shutdown is done; a no-op
     # handler turns that into a normal return, so a clean stop exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -98,37 +122,6 @@ def serve(
     )
 
 
-async def _create_admin(settings: Settings, email: str, password: str) -> str:
-    adapters = build_adapters(settings)
-    try:
-        user = await build_services(settings, adapters).users.create_admin(email, password)
-        return str(user.id)
-    finally:
-        await adapters.close()
-
-
-@users_app.command("create-admin")
-def create_admin(
-    email: Annotated[str, typer.Option(help="Email address of the new admin")],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input")
-    ] = False,
-) -> None:
-    """Create an account holding the built-in admin role (never pass a password as a flag)."""
-    settings = settings_or_exit()
-    ensure_schema(settings)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        user_id = asyncio.run(_create_admin(settings, email, password))
-    except KeyturnError as exc:
-        typer.echo(f"error ({exc.code}): {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(f"admin created: {user_id}")
-
-
 @app.command()
 def worker(
     poll_seconds: Annotated[
@@ -137,7 +130,7 @@ def worker(
 ) -> None:
     """Deliver queued mail until SIGTERM (run with KEYTURN_OUTBOX_WORKER=off on the API)."""
     settings = settings_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_renderer)
     ensure_schema(settings)
     asyncio.run(_work(settings, poll_seconds or settings.outbox_poll_seconds))
 

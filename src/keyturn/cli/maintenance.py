@@ -10,6 +10,7 @@ import typer
 
 from keyturn.app import build_adapters, build_services
 from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings
 from keyturn.db.audit import ChainReport, PruneResult
 from keyturn.db.engine import create_engine, session_factory
@@ -21,10 +22,20 @@ from keyturn.security.aead import Aead, DecryptionError
 from keyturn.security.digests import KeyRing
 from keyturn.services.keys import KeyInfo, KeyRevocation, RotationRefused, RotationResult
 
-outbox_app = typer.Typer(no_args_is_help=True, help="Inspect the email outbox.")
-audit_app = typer.Typer(no_args_is_help=True, help="Verify and prune the audit log.")
-keys_app = typer.Typer(no_args_is_help=True, help="List, rotate and revoke the JWT signing keys.")
-secret_app = typer.Typer(no_args_is_help=True, help="Manage the KEYTURN_SECRET_KEY ring.")
+outbox_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Inspect the email outbox."
+)
+audit_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Verify and prune the audit log."
+)
+keys_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="List, rotate and revoke the JWT signing keys.",
+)
+secret_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Manage the KEYTURN_SECRET_KEY ring."
+)
 
 
 @outbox_app.command("status")
@@ -59,7 +70,8 @@ def audit_verify(
     """Walk the audit hash chain; exit 1 naming the first edited or deleted row."""
     settings = settings_or_exit()
     ensure_schema(settings)
-    report = asyncio.run(_audit_verify(settings, batch_size))
+    with progress("verifying the audit chain", "rows") as advance:
+        report = asyncio.run(_audit_verify(settings, batch_size, advance))
     if not report.intact:
         typer.echo(f"audit chain broken at row {report.bad_id}: {report.reason}", err=True)
         typer.echo(f"({report.rows} rows verified before it)", err=True)
@@ -70,11 +82,11 @@ def audit_verify(
         typer.echo(f"head: id={report.head_id} hash={report.head_hash}")
 
 
-async def _audit_verify(settings: Settings, batch_size: int) -> ChainReport:
+async def _audit_verify(settings: Settings, batch_size: int, advance: Advance) -> ChainReport:
     engine = create_engine(settings.database_url)
     try:
         async with SqlUnitOfWork(session_factory(engine)) as uow:
-            return await uow.audit.verify(batch_size=batch_size)
+            return await uow.audit.verify(batch_size=batch_size, progress=advance)
     finally:
         await engine.dispose()
 
@@ -84,7 +96,9 @@ def audit_prune() -> None:
     """Delete audit rows older than KEYTURN_AUDIT_RETENTION_DAYS, behind a checkpoint row."""
     settings = settings_or_exit()
     ensure_schema(settings)
-    result = asyncio.run(_audit_prune(settings))
+    # One DELETE under the chain lock: a spinner says it is working, not how far.
+    with progress("pruning the audit log", ""):
+        result = asyncio.run(_audit_prune(settings))
     if result.pruned_through_id is None:
         typer.echo("nothing to prune")
         return
@@ -220,7 +234,8 @@ def secret_rotate() -> None:
     settings = settings_or_exit()
     ensure_schema(settings)
     try:
-        counts = asyncio.run(_secret_rotate(settings))
+        with progress("re-encrypting queued mail", "mails") as advance:
+            counts = asyncio.run(_secret_rotate(settings, advance))
     except DecryptionError as exc:
         typer.echo(f"secret rotation failed: {exc} (is the old key still in the ring?)", err=True)
         raise typer.Exit(1) from exc
@@ -238,13 +253,13 @@ def secret_rotate() -> None:
 
 
 async def _secret_rotate(
-    settings: Settings,
+    settings: Settings, advance: Advance
 ) -> tuple[tuple[int, int], tuple[int, int, int]]:
     adapters = build_adapters(settings)
     try:
         keys = await build_services(settings, adapters).keys.reseal()
         aead = Aead(KeyRing.from_strings(settings.secret_key))
-        mail = await reseal_payloads(session_factory(adapters.engine), aead)
+        mail = await reseal_payloads(session_factory(adapters.engine), aead, advance)
         return keys, mail
     finally:
         await adapters.close()

@@ -52,7 +52,7 @@ import hashlib
 import json
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -418,8 +418,10 @@ class SqlAuditRepository:
             checkpoint_id=checkpoint.id,
         )
 
-    async def verify(self, *, batch_size: int = BATCH) -> ChainReport:
-        return await verify_chain(self._db, batch_size=batch_size)
+    async def verify(
+        self, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
+    ) -> ChainReport:
+        return await verify_chain(self._db, batch_size=batch_size, progress=progress)
 
 
 async def _anchors(db: AsyncSession) -> dict[str, int]:
@@ -434,8 +436,11 @@ async def _anchors(db: AsyncSession) -> dict[str, int]:
     return found
 
 
-async def verify_chain(db: AsyncSession, *, batch_size: int = BATCH) -> ChainReport:
-    """Walks the whole chain in id order, ``batch_size`` rows at a time (streaming).
+async def verify_chain(
+    db: AsyncSession, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
+) -> ChainReport:
+    """Walks the whole chain in id order, ``batch_size`` rows at a time (streaming);
+    ``progress(n)`` hears of each batch checked (``keyturn audit verify``'s bar).
 
     The checkpoints consulted for the oldest row are themselves rows of the walked chain,
     so a forged or edited checkpoint is caught as an edited or inserted row.
@@ -455,6 +460,8 @@ async def verify_chain(db: AsyncSession, *, batch_size: int = BATCH) -> ChainRep
                 return ChainReport(rows=count, bad_id=row.id, reason=problem)
             previous = (row.id, row.hash)
             count += 1
+        if progress is not None:
+            progress(len(rows))
         if len(rows) < batch_size:
             break
     head_id, head_hash = previous if previous is not None else (None, None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -21,20 +23,47 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What one upgrade did: the revision before and after, and each one applied in order."""
+
+    before: str | None
+    after: str | None
+    applied: tuple[str, ...]
+
+    def summary(self) -> str:
+        """``applied 0001..0013`` / ``applied 0013`` / ``already at 0013`` for an operator."""
+        if not self.applied:
+            return f"already at {self.after or 'an empty schema'}"
+        if len(self.applied) == 1:
+            return f"applied {self.applied[0]}"
+        return f"applied {self.applied[0]}..{self.applied[-1]}"
+
+
+async def upgrade(url: str, revision: str = "head") -> Upgrade:
     """Upgrades the database at ``url`` to ``revision`` in one transaction."""
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_sync, url, revision)
+            return await connection.run_sync(_upgrade_sync, url, revision)
     finally:
         await engine.dispose()
 
 
-def _upgrade_sync(connection: object, url: str, revision: str) -> None:
+def _upgrade_sync(connection: Any, url: str, revision: str) -> Upgrade:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     config = alembic_config(url)
     config.attributes["connection"] = connection
+    before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(config, revision)
+    after = MigrationContext.configure(connection).get_current_revision()
+    applied: tuple[str, ...] = ()
+    if after != before and after is not None:
+        steps = ScriptDirectory.from_config(config).iterate_revisions(after, before or "base")
+        applied = tuple(step.revision for step in reversed(list(steps)))
+    return Upgrade(before=before, after=after, applied=applied)
 
 
 def upgrade_blocking(url: str, revision: str = "head") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -137,10 +138,13 @@ RESEAL_BATCH = 200
 
 
 async def reseal_payloads(
-    sessions: async_sessionmaker[AsyncSession], aead: Aead
+    sessions: async_sessionmaker[AsyncSession],
+    aead: Aead,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int, int]:
     """Re-encrypts queued mail (pending, sending, dead: every non-empty payload) in
     batches; returns (re-encrypted, already current, unreadable and not dead).
+    ``progress(n)`` hears of each batch done (``keyturn secret rotate``'s bar).
 
     Each UPDATE is a compare-and-set on the old blob, so a message a worker delivers (and
     empties) meanwhile is left alone. The AAD is the Message-ID, as in MailOutbox.enqueue.
@@ -182,6 +186,8 @@ async def reseal_payloads(
                 )
                 done += affected(result)
             await db.commit()
+        if progress is not None:
+            progress(len(rows))
         if len(rows) < RESEAL_BATCH:
             return done, current, failed
         after = rows[-1][0]

@@ -22,7 +22,13 @@ async def record_action(
     """Audit an action in ``uow``'s transaction, naming who did it and from where.
 
     A caller using a personal API key has no session; the key's id says which key acted.
+    The host operator's actions are recorded as ``operator.<action>`` (``admin.user_locked``
+    becomes ``operator.user_locked``) without a user, like ``operator.key_revoked``.
     """
+    if principal.operator:
+        action = event.split(".", 1)[-1]
+        await uow.audit.record(f"operator.{action}", now=utcnow(), data=data)
+        return
     if principal.api_key_id is not None:
         data = {**data, "api_key_id": str(principal.api_key_id)}
     await uow.audit.record(

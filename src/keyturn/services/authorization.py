@@ -44,7 +44,10 @@ class Authorizer:
 
         An API key acts with the owner's current permissions that are also among its
         scopes: a key never outgrows its scopes, nor outlives a permission its owner lost.
+        The host operator (``operator_principal``) holds every permission.
         """
+        if principal.operator:
+            return frozenset(PERMISSIONS)
         async with self._uow_factory() as uow:
             held = await uow.roles.permissions_of(principal.user_id)
         if principal.api_key_id is not None:
