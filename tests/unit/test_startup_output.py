@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from keyturn.cli.banner import listener_url, start_banner
-from keyturn.config import Settings
+from keyturn.cli.banner import start_banner
+from keyturn.config import Settings, listener_url
 from keyturn.db.migrate import Upgrade
 from keyturn.infra.logging import configure_logging
 
@@ -41,7 +41,7 @@ def _settings(**values: object) -> Settings:
     [
         ({"host": "127.0.0.1", "port": 8100}, "http://127.0.0.1:8100"),
         ({"host": "::1", "port": 8100}, "http://[::1]:8100"),
-        ({"host": "0.0.0.0", "port": 9000}, "http://0.0.0.0:9000"),  # noqa: S104
+        ({"host": "0.0.0.0", "port": 9000}, "http://127.0.0.1:9000"),  # noqa: S104
         (
             {
                 "host": "localhost",

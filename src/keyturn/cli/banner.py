@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from keyturn.config import Settings
-
-
-def listener_url(settings: Settings) -> str:
-    """``http(s)://<host>:<port>`` of the listener (an IPv6 address in brackets), the way
-    the dev issuer is derived from it."""
-    scheme = "https" if settings.tls_cert_file else "http"
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"{scheme}://{host}:{settings.port}"
+from keyturn.config import Settings, listener_url
 
 
 def start_banner(settings: Settings) -> str:
