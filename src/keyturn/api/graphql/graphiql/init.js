@@ -4,11 +4,13 @@
   "use strict";
   var fetcher = GraphiQL.createFetcher({ url: "/graphql" });
   var help = [
-    "# Keyturn GraphQL (dev only; production serves POST /graphql without this page).",
-    "# Sign in (POST /v1/auth/login), then add in the Headers tab below:",
-    '#   {"Authorization": "Bearer <access_token>"}',
-    "# A field you may not read comes back null with an entry in `errors` that carries",
-    "# its path and extensions.code (the REST problem code, e.g. permission_denied).",
+    "# Keyturn GraphQL (dev only).",
+    "# Sign in with POST /v1/auth/login, then",
+    "# put this in the Headers tab below:",
+    '# {"Authorization": "Bearer <access_token>"}',
+    "# A field you may not use is null, with",
+    "# an `errors` entry naming its path and",
+    "# extensions.code (the REST problem code).",
     "",
     "query Me {",
     "  me { id email emailVerified roles }",
