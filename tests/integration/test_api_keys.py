@@ -179,7 +179,8 @@ async def test_expired_key_is_refused(client: httpx.AsyncClient) -> None:
     assert late.status_code == 401
     assert late.json()["code"] == "invalid_token"
     assert late.headers["www-authenticate"] == (
-        'Bearer error="invalid_token", error_description="The API key is invalid, expired or revoked."'
+        'Bearer error="invalid_token", '
+        'error_description="The API key is invalid, expired or revoked."'
     )
 
 

@@ -5,8 +5,9 @@ status from the error and the retry headers from :func:`error_headers`.
 
 Every answer carries ``{type, title, status, code, errors}`` and ``detail`` when it adds
 something to ``title`` (RFC 9457 section 3.1.4: the detail explains this occurrence, it
-does not repeat the title); ``code`` is stable and listed in the API specification. Under ``/oauth2/`` the same errors take the RFC 6749
-section 5.2 form ``{error, error_description}`` that OAuth client libraries parse.
+does not repeat the title); ``code`` is stable and listed in the API specification.
+Under ``/oauth2/`` the same errors take the RFC 6749 section 5.2 form
+``{error, error_description}`` that OAuth client libraries parse.
 """
 
 from __future__ import annotations

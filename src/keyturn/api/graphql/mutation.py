@@ -18,7 +18,9 @@ class Mutation:
     entry, and the others in the same document keep their results."""
 
     @mutation("Change my display name (`PATCH /v1/me`) [me:write].")
-    async def update_me(self, info: GraphQLInfo, name: str | None = strawberry.UNSET) -> User | None:
+    async def update_me(
+        self, info: GraphQLInfo, name: str | None = strawberry.UNSET
+    ) -> User | None:
         principal = await info.context.with_scope("me:write")
         services = info.context.services
         if name is strawberry.UNSET:

@@ -84,14 +84,14 @@ def request_data(body: bytes) -> GraphQLRequestData:
     try:
         data: Any = json.loads(body)
     except (ValueError, RecursionError):
-        raise MalformedBody("Send a JSON object such as {\"query\": \"{ me { id } }\"}.") from None
+        raise MalformedBody('Send a JSON object such as {"query": "{ me { id } }"}.') from None
     if not isinstance(data, dict):
         # A list would be a batch, which is off (one operation, one set of limits).
         raise GraphQLRequestInvalid("The body must be one JSON object, not a list or a value.")
     query = data.get("query")
     if query is None or query == "":
         raise GraphQLRequestInvalid(
-            "The body has no query: send {\"query\": \"...\"}.", code="missing_query"
+            'The body has no query: send {"query": "..."}.', code="missing_query"
         )
     variables = data.get("variables")
     operation_name = data.get("operationName")
