@@ -212,3 +212,26 @@ async def test_common_failures_give_details_that_add_to_the_title(client: httpx.
     not_allowed = answers[1]
     assert not_allowed.status_code == 405
     assert not_allowed.json()["detail"] == "/v1/auth/login accepts POST."
+
+
+async def test_an_expired_token_does_not_reload_the_keys(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
+    # Its signature held, so its key is known: expired tokens (common) cost no key reload.
+    login = await signup_login(client)
+    keys = app.state.services.keys
+    original = keys.reload_if_older_than
+    calls: list[float] = []
+
+    async def counting(seconds: float) -> bool:
+        calls.append(seconds)
+        return bool(await original(seconds))
+
+    monkeypatch.setattr(keys, "reload_if_older_than", counting)
+    with time_machine.travel(utcnow() + timedelta(seconds=int(login["expires_in"]) + 1)):
+        answer = await client.get("/v1/me", headers=bearer(login["access_token"]))
+    assert answer.json()["code"] == "token_expired"
+    assert calls == []
+    # A token signed by a key nobody knows still makes the verifier look again.
+    await client.get("/v1/me", headers=bearer(login["access_token"][:-4] + "AAAA"))
+    assert calls
