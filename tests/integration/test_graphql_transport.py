@@ -86,7 +86,7 @@ async def test_transport_errors_are_problems(
 
 
 async def test_wrong_methods_are_problems(client: httpx.AsyncClient):
-    for method in ("PUT", "DELETE", "PATCH"):
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
         answer = await client.request(method, "/graphql")
         problem_of(answer, 405, "method_not_allowed")
     # A client that does not ask for HTML (curl, GraphQL libraries) is told to POST.
