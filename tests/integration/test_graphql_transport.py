@@ -160,4 +160,5 @@ async def test_a_denied_field_is_named_in_errors(client: httpx.AsyncClient):
     assert error["path"] == ["roles"]
     assert error["extensions"]["code"] == "permission_denied"
     assert error["extensions"]["status"] == 403
-    assert error["message"]
+    assert error["message"] == "This needs the 'roles:write' permission."
+    assert error["locations"] == [{"line": 1, "column": 16}]
