@@ -13,11 +13,15 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │   ├── UnknownScope                unknown_scope (422)
     │   ├── InvalidClientMetadata       invalid_client_metadata (422, RFC 7591 section 3.2.2)
     │   │   └── InvalidRedirectUri      invalid_redirect_uri (422, RFC 7591 section 3.2.2)
-    │   └── OneTimeTokenError           (400) token_malformed / token_invalid /
-    │                                   token_expired / token_used / token_wrong_purpose
+    │   ├── OneTimeTokenError           (400) token_malformed / token_invalid /
+    │   │                               token_expired / token_used / token_wrong_purpose
+    │   ├── MalformedBody               malformed_json (400)
+    │   ├── UnsupportedMediaType        unsupported_media_type (415)
+    │   └── GraphQLRequestInvalid       (400) missing_query / invalid_graphql_request
     ├── AuthenticationFailed            invalid_credentials (401)
     │   ├── InvalidToken                invalid_token (401)
-    │   │   └── CredentialsMissing      invalid_token (401, challenge without error)
+    │   │   ├── CredentialsMissing      invalid_token (401, challenge without error)
+    │   │   └── AccessTokenExpired      token_expired (401, challenge error invalid_token)
     │   ├── InvalidRefreshToken         invalid_refresh_token (401)
     │   ├── InvalidClient               invalid_client (401, RFC 6749 section 5.2)
     │   └── SessionRevoked              session_revoked (401)
@@ -30,6 +34,7 @@ HTTP answers; nothing else in the code base knows about HTTP.
     │       └── ReauthenticationRequired  reauthentication_required (403)
     ├── NotFound                        not_found (404)
     │   └── UnknownRole                 unknown_role (404)
+    ├── MethodNotAllowed                method_not_allowed (405, Allow)
     ├── Conflict                        conflict (409)
     │   ├── BuiltinRole                 builtin_role (409)
     │   └── LastAdmin                   last_admin (409)
@@ -144,6 +149,34 @@ class TokenWrongPurpose(OneTimeTokenError):
     title = "The token was issued for something else"
 
 
+class MalformedBody(InvalidInput):
+    """The body cannot be decoded as JSON."""
+
+    code = "malformed_json"
+    status = 400
+    title = "The body is not valid JSON"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body sent without ``Content-Type: application/json`` (``curl -d`` sends a form)."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "The body must be sent as application/json"
+
+
+class GraphQLRequestInvalid(InvalidInput):
+    """A ``POST /graphql`` body that is JSON but no GraphQL request; ``code`` says why."""
+
+    code = "invalid_graphql_request"
+    status = 400
+    title = "The body is not a GraphQL request"
+
+    def __init__(self, detail: str | None = None, *, code: str = "invalid_graphql_request"):
+        super().__init__(detail)
+        self.code = code
+
+
 class AuthenticationFailed(KeyturnError):
     code = "invalid_credentials"
     status = 401
@@ -159,6 +192,17 @@ class CredentialsMissing(InvalidToken):
     """No bearer token at all (RFC 6750 section 3.1: the challenge then names no error)."""
 
     title = "A Bearer access token is required"
+
+
+class AccessTokenExpired(InvalidToken):
+    """A well-signed token past its ``exp``: the client should refresh, not sign in again.
+
+    Still an ``InvalidToken`` (RFC 6750 section 3.1 ``invalid_token`` in the challenge), so
+    every caller that refuses invalid tokens refuses this one too.
+    """
+
+    code = "token_expired"
+    title = "The access token has expired"
 
 
 class InvalidRefreshToken(AuthenticationFailed):
@@ -233,6 +277,18 @@ class NotFound(KeyturnError):
 class UnknownRole(NotFound):
     code = "unknown_role"
     title = "No role has this name"
+
+
+class MethodNotAllowed(KeyturnError):
+    """The path exists but not for this method; ``allow`` lists the ones it takes."""
+
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+    def __init__(self, detail: str | None = None, *, allow: str):
+        super().__init__(detail)
+        self.allow = allow
 
 
 class Conflict(KeyturnError):

@@ -178,7 +178,10 @@ async def test_expired_key_is_refused(client: httpx.AsyncClient) -> None:
         late = await client.get("/v1/me", headers=bearer(created["key"]))
     assert late.status_code == 401
     assert late.json()["code"] == "invalid_token"
-    assert late.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert late.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", '
+        'error_description="The API key is invalid, expired or revoked."'
+    )
 
 
 async def test_revoked_key_is_refused_and_others_keys_are_not_found(

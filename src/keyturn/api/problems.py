@@ -3,9 +3,11 @@
 The hosted pages (``keyturn.api.ui``) render the same errors as HTML; they take the
 status from the error and the retry headers from :func:`error_headers`.
 
-Every answer carries ``{type, title, status, detail, code, errors}``; ``code`` is stable
-and listed in the API specification. Under ``/oauth2/`` the same errors take the RFC 6749
-section 5.2 form ``{error, error_description}`` that OAuth client libraries parse.
+Every answer carries ``{type, title, status, code, errors}`` and ``detail`` when it adds
+something to ``title`` (RFC 9457 section 3.1.4: the detail explains this occurrence, it
+does not repeat the title); ``code`` is stable and listed in the API specification.
+Under ``/oauth2/`` the same errors take the RFC 6749 section 5.2 form
+``{error, error_description}`` that OAuth client libraries parse.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from starlette.responses import JSONResponse, Response
 
 from keyturn.api.oauth2.cors import apply_error_cors
 from keyturn.errors import (
+    AccessTokenExpired,
     CredentialsMissing,
     InsufficientScope,
     InvalidClient,
     InvalidToken,
     KeyturnError,
+    MethodNotAllowed,
     OAuthInvalidRequest,
     RateLimited,
     ServiceUnavailable,
     SessionRevoked,
+    UnsupportedMediaType,
 )
 
 log = structlog.get_logger(__name__)
@@ -52,19 +57,16 @@ def problem(
     status: int,
     code: str,
     title: str,
-    detail: str,
+    detail: str | None = None,
     *,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "errors": errors or [],
-    }
+    body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status}
+    if detail and _words(detail) != _words(title):
+        body["detail"] = detail
+    body["code"] = code
+    body["errors"] = errors or []
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -75,6 +77,33 @@ def oauth_error(
     body = {"error": error, "error_description": description}
     merged = {"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})}
     return JSONResponse(body, status_code=status, headers=merged)
+
+
+def _words(text: str) -> str:
+    # "Not Found" repeats "Not found"; "The session has ended." repeats its title.
+    return text.strip().rstrip(".").casefold()
+
+
+def bearer_challenge(exc: KeyturnError) -> str:
+    """RFC 6750 section 3 ``WWW-Authenticate`` for a refused Bearer request.
+
+    No error code when no token was sent (section 3.1); a refused token always names
+    ``invalid_token`` (an expired one too: ``token_expired`` is our problem code, not an
+    RFC 6750 one) with its reason as ``error_description``.
+    """
+    if isinstance(exc, InvalidToken | SessionRevoked) and not isinstance(exc, CredentialsMissing):
+        error = "invalid_token"
+    elif isinstance(exc, InsufficientScope | OAuthInvalidRequest):
+        error = exc.code  # the other two RFC 6750 section 3.1 codes
+    else:
+        return "Bearer"
+    return f'Bearer error="{error}", error_description="{_quotable(exc.detail)}"'
+
+
+def _quotable(text: str) -> str:
+    # RFC 6750 section 3: error_description is %x20-21 / %x23-5B / %x5D-7E (no quote or
+    # backslash, ASCII only), so a description can never break out of its quoted string.
+    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')
 
 
 def _is_oauth(request: Request) -> bool:
@@ -107,6 +136,9 @@ def error_headers(exc: KeyturnError) -> dict[str, str]:
     if isinstance(exc, InvalidClient):
         # RFC 6749 section 5.2: a failed client authentication challenges with Basic.
         headers["WWW-Authenticate"] = 'Basic realm="keyturn"'
+    if isinstance(exc, MethodNotAllowed):
+        # RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
+        headers["Allow"] = exc.allow
     return headers
 
 
@@ -120,27 +152,46 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
         ):
             # A Bearer-protected OAuth resource (userinfo, OIDC Core section 5.3.3):
             # RFC 6750 section 3 challenge; no error code when no token was sent (3.1).
-            headers["WWW-Authenticate"] = (
-                "Bearer"
-                if isinstance(exc, CredentialsMissing)
-                else f'Bearer error="{exc.code}", error_description="{exc.title}"'
-            )
+            headers["WWW-Authenticate"] = bearer_challenge(exc)
+        # RFC 6749 / 6750 clients know invalid_token, not our token_expired.
+        code = "invalid_token" if isinstance(exc, AccessTokenExpired) else exc.code
         return await _oauth_answer(
-            request, oauth_error(exc.status, exc.code, exc.detail, headers=headers)
+            request, oauth_error(exc.status, code, exc.detail, headers=headers)
         )
     if exc.status == 401 and not isinstance(exc, InvalidClient):
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
-        # RFC 6750 section 3.1: an error code only when a token was presented and refused.
-        token_error = isinstance(exc, InvalidToken | SessionRevoked)
-        missing = isinstance(exc, CredentialsMissing)
-        headers["WWW-Authenticate"] = (
-            'Bearer error="invalid_token"' if token_error and not missing else "Bearer"
-        )
+        headers["WWW-Authenticate"] = bearer_challenge(exc)
     return problem(exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=headers)
+
+
+# What `curl -d '{...}'` needs to hear instead of a 422 about "a valid dictionary".
+_NO_CONTENT_TYPE = (
+    "The body came without a Content-Type. Send it as JSON with the header "
+    "Content-Type: application/json (curl: --json or -H 'Content-Type: application/json')."
+)
+_NOT_JSON = (
+    "The body must be JSON with the header Content-Type: application/json "
+    "(curl -d sends a form; use --json or -H 'Content-Type: application/json')."
+)
+
+
+def _unparsed_body(exc: RequestValidationError) -> bool:
+    # FastAPI parses a JSON route's body only under a JSON Content-Type (strict content
+    # type); otherwise the raw bytes meet the model and fail as a whole at ("body",).
+    # Form routes fail per field, and a missing body has no bytes: neither matches.
+    return any(
+        tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes)
+        for error in exc.errors()
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101  (registered for this type only)
+    if _unparsed_body(exc):
+        # Checked on the error path only: a JSON request pays nothing for it.
+        missing = "content-type" not in request.headers
+        refused = UnsupportedMediaType(_NO_CONTENT_TYPE if missing else _NOT_JSON)
+        return await _domain_error(request, refused)
     if _is_oauth(request):
         fields = sorted({_field(error.get("loc", ())) for error in exc.errors()})
         return await _oauth_answer(
@@ -174,6 +225,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         raise exc.__cause__
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
+    allow = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allow:
+        detail = f"{request.url.path} accepts {allow}."
     if _is_oauth(request) and exc.status_code in (400, 413):
         return await _oauth_answer(request, oauth_error(exc.status_code, "invalid_request", detail))
     return problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))

@@ -155,7 +155,9 @@ class ProblemDetail(BaseModel):
     type: str
     title: str
     status: int
-    detail: str
+    detail: str | None = Field(
+        default=None, description="What went wrong this time; left out when the title says it all"
+    )
     code: str = Field(description="Stable machine-readable error code")
     errors: list[dict[str, str]]
 

@@ -20,14 +20,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.errors import JoseError
+from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 from joserfc.jws import JWSRegistry, extract_compact
 from joserfc.jwt import JWTClaimsRegistry
 from joserfc.util import json_b64encode, urlsafe_b64decode, urlsafe_b64encode
 
-from keyturn.errors import InvalidToken
+from keyturn.errors import AccessTokenExpired, InvalidToken
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, import_private_key
 
 __all__ = ["JosePolicy", "Signer", "Verifier", "header_kid"]
@@ -45,6 +45,18 @@ _ALG_MODELS: dict[str, JWSAlgModel] = {
     name: JWSRegistry.algorithms[name] for name in SUPPORTED_ALGORITHMS
 }
 _JoseKey = ECKey | RSAKey | OKPKey
+
+# What a refused token is told, in plain words (they reach the client as the problem's
+# detail and the challenge's error_description): no library codes, no token input.
+_MALFORMED = "The token is not a well-formed signed token."
+_BAD_SIGNATURE = "The token's signature is not valid."
+_CLAIM_PROBLEMS = {
+    "iss": "The token was issued by another server.",
+    "aud": "The token is not meant for this service.",
+    "exp": "The token's expiry time is not valid.",
+    "nbf": "The token is not valid yet.",
+    "iat": "The token's issue time is not valid.",
+}
 
 # ECDSA signatures are malleable: if (r, s) is valid, so is (r, n - s) over the same
 # message. Keyturn issues and accepts only the low-S form (s <= n/2, as BIP 62 / Bitcoin and
@@ -250,54 +262,57 @@ class Verifier:
             if policy.audience_claim is not None:
                 _check_own_audience(claims, policy.audience_claim)
             if policy.any_audience and not _audiences(claims):
-                raise InvalidToken("invalid token: invalid_claim")
+                raise InvalidToken(_CLAIM_PROBLEMS["aud"])
         except InvalidToken:
             raise
+        except ExpiredTokenError:
+            # Its own code (token_expired): the client refreshes instead of signing in again.
+            raise AccessTokenExpired("The token has expired; get a new one.") from None
         except JoseError as exc:
-            # exc.error is a fixed code from joserfc; its description may echo token input.
-            raise InvalidToken(f"invalid token: {exc.error}") from None
+            # Plain words chosen by us: joserfc's description may echo token input.
+            raise InvalidToken(_plain(exc)) from None
         except (ValueError, TypeError, RecursionError):
             # Any parse failure of untrusted input (bad base64, JSON, UTF-8, nesting).
-            raise InvalidToken("malformed token") from None
+            raise InvalidToken(_MALFORMED) from None
         return claims
 
     def _verify(self, token: str, policy: JosePolicy) -> dict[str, Any]:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken("malformed token")
+            raise InvalidToken(_MALFORMED)
         # RFC 7515 section 7.1: compact JWS is three base64url segments, ASCII only.
         raw = token.encode("ascii")
         if raw.count(b".") != 2:
-            raise InvalidToken("not a compact JWS")
+            raise InvalidToken(_MALFORMED)
         obj = extract_compact(raw, registry=_REGISTRY)
         header = obj.protected
         if not isinstance(header, dict) or not header.keys() <= _ALLOWED_HEADER:
-            raise InvalidToken("unexpected header parameters")
+            raise InvalidToken("The token's header carries parameters that are not accepted.")
         alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
         # RFC 8725 section 3.1: only the policy's algorithms, never "none" or HMAC.
         if not isinstance(alg, str) or alg not in policy.algorithms:
-            raise InvalidToken("algorithm not allowed")
+            raise InvalidToken("The token is signed with an algorithm that is not accepted.")
         entry = self._keys.get(kid) if isinstance(kid, str) else None
         if entry is None:
-            raise InvalidToken("unknown key id")
+            raise InvalidToken("The token was signed by an unknown or withdrawn key.")
         key_alg, key, model = entry
         # RFC 8725 section 3.1: the key decides the algorithm, so a public key can never
         # be used as an HMAC secret or with another algorithm.
         if key_alg != alg:
-            raise InvalidToken("algorithm does not match the key")
+            raise InvalidToken("The token's algorithm does not match its signing key.")
         if not isinstance(typ, str) or _normalize_typ(typ) != _normalize_typ(policy.typ):
-            raise InvalidToken("wrong token type")
+            raise InvalidToken("The token is of the wrong kind for this use.")
         segments = obj.segments
         signature = urlsafe_b64decode(segments["signature"])
         if not model.verify(segments["header"] + b"." + segments["payload"], signature, key):
-            raise InvalidToken("bad signature")
+            raise InvalidToken(_BAD_SIGNATURE)
         # A valid but non-canonical ECDSA signature (s > n/2) is the twin of a token we
         # issued (n - s), never one we signed: refused so every token has one string.
         if alg in _ECDSA_ORDER and _is_high_s(alg, signature):
-            raise InvalidToken("non-canonical signature")
+            raise InvalidToken("The token's signature is not in its one accepted form.")
         # Parsed only after the signature holds: unsigned JSON never reaches the parser.
         claims = json.loads(obj.payload or b"")
         if not isinstance(claims, dict):
-            raise InvalidToken("claims are not a JSON object")
+            raise InvalidToken("The token's content is not readable.")
         return claims
 
 
@@ -328,7 +343,7 @@ def _check_own_audience(claims: dict[str, Any], name: str) -> None:
     aud = claims.get("aud")
     audiences = aud if isinstance(aud, list) else [aud]
     if not isinstance(expected, str) or not expected or expected not in audiences:
-        raise InvalidToken("invalid token: invalid_claim")
+        raise InvalidToken(_CLAIM_PROBLEMS["aud"])
 
 
 def _claims_registry(policy: JosePolicy, now: int) -> JWTClaimsRegistry:
@@ -346,3 +361,12 @@ def _claims_registry(policy: JosePolicy, now: int) -> JWTClaimsRegistry:
         exp={"essential": True},
         iat={"essential": True},
     )
+
+
+def _plain(exc: JoseError) -> str:
+    """A joserfc refusal in plain words (the claim it names picks the sentence)."""
+    if isinstance(exc, MissingClaimError):
+        return "The token lacks a required claim (iss, aud, exp or iat)."
+    if isinstance(exc, ClaimError):
+        return _CLAIM_PROBLEMS.get(exc.claim, "The token carries a claim that is not valid.")
+    return _MALFORMED

@@ -57,7 +57,7 @@ from typing import Any
 import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
-from keyturn.errors import InvalidToken
+from keyturn.errors import AccessTokenExpired, InvalidToken
 from keyturn.infra.errors import StoreUnavailable
 from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
 from keyturn.infra.revocation import RevocationStore
@@ -277,6 +277,10 @@ class KeyManager:
         await self.refresh_if_stale()
         try:
             claims = self._verifier.verify(token, policy)
+        except AccessTokenExpired:
+            # Its signature held, so its key is loaded: an expired token (a common sight)
+            # is no reason to re-read the keys.
+            raise
         except InvalidToken:
             # Maybe signed with a key another replica created after our last load.
             if not await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):

@@ -31,8 +31,12 @@ from keyturn.services.sessions import encode_cursor
 
 @strawberry.type
 class Query:
+    """Root fields are nullable on purpose: a field the caller may not read becomes null
+    with its own ``errors`` entry (path + code), and the other fields keep their data
+    (a non-null root would null the whole ``data`` for one denied field)."""
+
     @field("The signed-in user (`GET /v1/me`) [me:read].")
-    async def me(self, info: GraphQLInfo) -> User:
+    async def me(self, info: GraphQLInfo) -> User | None:
         principal = await info.context.with_scope("me:read")
         return User.of(await info.context.services.users.me(principal))
 
@@ -42,7 +46,7 @@ class Query:
         info: GraphQLInfo,
         first: int = PAGES["Query", "mySessions"].default,
         after: str | None = None,
-    ) -> SessionConnection:
+    ) -> SessionConnection | None:
         limit = check_first(first, PAGES["Query", "mySessions"])
         principal = await info.context.with_scope("sessions:read")
         page = await info.context.services.sessions.list_mine(
@@ -64,7 +68,7 @@ class Query:
         q: str | None = None,
         first: int = PAGES["Query", "users"].default,
         after: str | None = None,
-    ) -> UserConnection:
+    ) -> UserConnection | None:
         limit = check_first(first, PAGES["Query", "users"])
         check_length(q, "q", 320)
         principal = await info.context.with_permission("users:read")
@@ -75,12 +79,12 @@ class Query:
         return UserConnection(edges=edges, page_info=_page_info(page.next_cursor))
 
     @field("One user (`GET /v1/admin/users/{id}`) [users:read].")
-    async def user(self, info: GraphQLInfo, id: uuid.UUID) -> User:
+    async def user(self, info: GraphQLInfo, id: uuid.UUID) -> User | None:
         principal = await info.context.with_permission("users:read")
         return User.of(await info.context.services.admin_users.get_user(principal, id))
 
     @field("Every role (`GET /v1/admin/roles`) [roles:write].")
-    async def roles(self, info: GraphQLInfo) -> list[Role]:
+    async def roles(self, info: GraphQLInfo) -> list[Role] | None:
         principal = await info.context.with_permission("roles:write")
         return [Role.of(role) for role in await info.context.services.roles.list_roles(principal)]
 
@@ -94,7 +98,7 @@ class Query:
         until: datetime | None = None,
         first: int = PAGES["Query", "auditEvents"].default,
         after: str | None = None,
-    ) -> AuditEventConnection:
+    ) -> AuditEventConnection | None:
         limit = check_first(first, PAGES["Query", "auditEvents"])
         check_length(type, "type", 64)
         principal = await info.context.with_permission("audit:read")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from strawberry.fastapi import GraphQLRouter
 from strawberry.schema.config import StrawberryConfig
 
-from keyturn.api.graphql.context import Context, get_context
 from keyturn.api.graphql.errors import ErrorCodes, KeyturnSchema
 from keyturn.api.graphql.limits import build_limits
 from keyturn.api.graphql.mutation import Mutation
 from keyturn.api.graphql.query import Query
+from keyturn.api.graphql.transport import PATH, KeyturnGraphQLRouter
 from keyturn.config import Settings
 
-PATH = "/graphql"
+__all__ = ["PATH", "build_router", "build_schema"]
 
 
 def build_schema(*, introspection: bool) -> KeyturnSchema:
@@ -29,14 +28,12 @@ def build_schema(*, introspection: bool) -> KeyturnSchema:
     )
 
 
-def build_router(settings: Settings) -> GraphQLRouter[Context, None]:
-    """``POST /graphql`` only: no GET (no queries in URLs or logs), no IDE page (it would
-    load its assets from a CDN), no subscriptions (nothing to subscribe to)."""
-    return GraphQLRouter(
-        build_schema(introspection=settings.show_docs),
-        path=PATH,
-        graphql_ide=None,
-        allow_queries_via_get=False,
-        context_getter=get_context,
-        subscription_protocols=(),
+def build_router(settings: Settings) -> KeyturnGraphQLRouter:
+    """``POST /graphql``; GraphiQL on ``GET /graphql`` where introspection is on (dev).
+
+    No queries via GET (no queries in URLs or logs), no subscriptions (nothing to
+    subscribe to); transport errors answer as problem+json (``transport.py``).
+    """
+    return KeyturnGraphQLRouter(
+        build_schema(introspection=settings.show_docs), ide=settings.show_docs
     )
