@@ -19,8 +19,9 @@ from keyturn.app import build_adapters, build_services
 from keyturn.cli.common import ensure_schema, settings_or_exit
 from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings
-from keyturn.domain import ClientInfo, User, operator_principal, utcnow
+from keyturn.domain import ClientInfo, Principal, User, operator_principal, utcnow
 from keyturn.errors import KeyturnError, NotFound
+from keyturn.services.admin_users import AdminUserService
 from keyturn.services.registry import Services
 
 users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Manage accounts.")
@@ -30,6 +31,8 @@ OPERATOR = operator_principal()
 CLI = ClientInfo(ip=None, user_agent="keyturn-cli")
 PAGE = 200
 T = TypeVar("T")
+# One admin-service action on a user: lock_user, unlock_user, reset_password, delete_user.
+ActOn = Callable[[Principal, uuid.UUID, ClientInfo], Awaitable[None]]
 
 UserArg = Annotated[str, typer.Argument(metavar="USER", help="The account's id or email")]
 
@@ -134,46 +137,36 @@ def users_show(who: UserArg) -> None:
         typer.echo(f"{label + ':':16}{value}")
 
 
-@users_app.command("lock")
-def users_lock(who: UserArg) -> None:
-    """Lock an account until it is unlocked, ending its sessions (never the last admin)."""
+def _act_on(who: str, action: Callable[[AdminUserService], ActOn]) -> str:
+    """Runs one admin-service action on ``who`` as the audited operator; the user's email."""
     settings = settings_or_exit()
     ensure_schema(settings)
 
-    async def lock(services: Services) -> User:
+    async def act(services: Services) -> User:
         user = await _resolve(services, who)
-        await services.admin_users.lock_user(OPERATOR, user.id, CLI)
+        await action(services.admin_users)(OPERATOR, user.id, CLI)
         return user
 
-    typer.echo(f"locked {_run(settings, lock).email}; its sessions ended")
+    return _run(settings, act).email
+
+
+@users_app.command("lock")
+def users_lock(who: UserArg) -> None:
+    """Lock an account until it is unlocked, ending its sessions (never the last admin)."""
+    email = _act_on(who, lambda admin: admin.lock_user)
+    typer.echo(f"locked {email}; its sessions ended")
 
 
 @users_app.command("unlock")
 def users_unlock(who: UserArg) -> None:
     """Lift a lock (an administrator's or the failed-login one)."""
-    settings = settings_or_exit()
-    ensure_schema(settings)
-
-    async def unlock(services: Services) -> User:
-        user = await _resolve(services, who)
-        await services.admin_users.unlock_user(OPERATOR, user.id, CLI)
-        return user
-
-    typer.echo(f"unlocked {_run(settings, unlock).email}")
+    typer.echo(f"unlocked {_act_on(who, lambda admin: admin.unlock_user)}")
 
 
 @users_app.command("reset-password")
 def users_reset_password(who: UserArg) -> None:
     """Clear the password, end every session and key, and mail a set-password link."""
-    settings = settings_or_exit()
-    ensure_schema(settings)
-
-    async def reset(services: Services) -> User:
-        user = await _resolve(services, who)
-        await services.admin_users.reset_password(OPERATOR, user.id, CLI)
-        return user
-
-    email = _run(settings, reset).email
+    email = _act_on(who, lambda admin: admin.reset_password)
     typer.echo(f"password of {email} cleared; a set-password link is queued for it")
 
 
@@ -183,20 +176,12 @@ def users_delete(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete an account and end its sessions (never the last admin)."""
-    settings = settings_or_exit()
-    ensure_schema(settings)
     if not yes:
         if not stdin_is_terminal():
             typer.echo("refusing to delete without confirmation: add --yes", err=True)
             raise typer.Exit(2)
         typer.confirm(f"Delete the account {who}?", abort=True)
-
-    async def delete(services: Services) -> User:
-        user = await _resolve(services, who)
-        await services.admin_users.delete_user(OPERATOR, user.id, CLI)
-        return user
-
-    typer.echo(f"deleted {_run(settings, delete).email}")
+    typer.echo(f"deleted {_act_on(who, lambda admin: admin.delete_user)}")
 
 
 @users_app.command("create-admin")

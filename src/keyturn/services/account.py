@@ -114,20 +114,14 @@ class AccountService:
         user = await uow.users.get_by_email(email)
         if user is None or user.email_verified or _barred(user):
             return
-        token = await self._tokens.issue(
+        await self._mail_link(
             uow,
-            user_id=user.id,
-            purpose=Purpose.VERIFY_EMAIL,
+            user,
+            Purpose.VERIFY_EMAIL,
             now=now,
             ttl=self._lifetimes.verify_email,
-        )
-        await self._mail.send(
-            uow,
-            "verify_email",
-            to=user.email,
-            link=self._mail.link(self._mail.links.verify_email, token),
-            token=token,
-            expires_minutes=str(self._lifetimes.verify_email // 60),
+            template="verify_email",
+            link=self._mail.links.verify_email,
         )
         await uow.audit.record("email.verification_sent", now=now, user_id=user.id, ip=ip)
 
@@ -150,24 +144,43 @@ class AccountService:
         # automatic lock does not stop it: the reset is the owner's way back (finding 8).
         if user is None or _barred(user):
             return
-        token = await self._tokens.issue(
+        await self._mail_link(
             uow,
-            user_id=user.id,
-            purpose=Purpose.RESET_PASSWORD,
+            user,
+            Purpose.RESET_PASSWORD,
             now=now,
             ttl=self._lifetimes.reset_password,
+            template="reset_password",
+            link=self._mail.links.reset_password,
             # Bound to the current password: the token dies when the password changes.
             binding=self._tokens.binding(user.password_hash),
         )
+        await uow.audit.record("password.reset_requested", now=now, user_id=user.id, ip=ip)
+
+    async def _mail_link(
+        self,
+        uow: UnitOfWork,
+        user: User,
+        purpose: Purpose,
+        *,
+        now: datetime,
+        ttl: int,
+        template: str,
+        link: str,
+        binding: str | None = None,
+    ) -> None:
+        """Issues a one-time token for ``purpose`` and queues the mail carrying its link."""
+        token = await self._tokens.issue(
+            uow, user_id=user.id, purpose=purpose, now=now, ttl=ttl, binding=binding
+        )
         await self._mail.send(
             uow,
-            "reset_password",
+            template,
             to=user.email,
-            link=self._mail.link(self._mail.links.reset_password, token),
+            link=self._mail.link(link, token),
             token=token,
-            expires_minutes=str(self._lifetimes.reset_password // 60),
+            expires_minutes=str(ttl // 60),
         )
-        await uow.audit.record("password.reset_requested", now=now, user_id=user.id, ip=ip)
 
     async def reset_password(self, token: str, password: str, client: ClientInfo) -> None:
         """Sets the password, revokes every other credential, lifts a lock, mails a notice.
