@@ -50,3 +50,17 @@ def shot(page: Any, name: str) -> None:
     """Saves a full-page PNG into test-artifacts/ui/ for a person to look at."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def note_console(problems: list[str], message: Any) -> None:
+    """Console errors (a CSP violation is one); load failures are judged by status below."""
+    if message.type == "error" and not message.text.startswith("Failed to load resource"):
+        problems.append(message.text)
+
+
+def note_response(problems: list[str], response: Any) -> None:
+    """A sub-resource (stylesheet, script, image) that failed; the favicon probe is the
+    browser's own, and a page's own status is for the test to judge."""
+    document = response.request.resource_type == "document"
+    if response.status >= 400 and not document and not response.url.endswith("/favicon.ico"):
+        problems.append(f"{response.status} {response.url}")

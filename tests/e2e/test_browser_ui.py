@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from e2e.browser import launched, require_chromium, shot
+from e2e.browser import launched, note_console, note_response, require_chromium, shot
 from e2e.conftest import StartServer
 from e2e.processes import LOW_ARGON2
 from helpers import PASSWORD, new_email
@@ -29,19 +29,6 @@ sync_api = require_chromium()
 def browser() -> Iterator[Any]:
     with launched(sync_api) as chromium:
         yield chromium
-
-
-def note_console(problems: list[str], message: Any) -> None:
-    """Console errors (a CSP violation is one); load failures are judged by status below."""
-    if message.type == "error" and not message.text.startswith("Failed to load resource"):
-        problems.append(message.text)
-
-
-def note_response(problems: list[str], response: Any) -> None:
-    """A sub-resource (stylesheet, image) that failed; the favicon probe is the browser's."""
-    document = response.request.resource_type == "document"
-    if response.status >= 400 and not document and not response.url.endswith("/favicon.ico"):
-        problems.append(f"{response.status} {response.url}")
 
 
 def test_signup_login_logout_in_a_browser(start_server: StartServer, browser: Any) -> None:

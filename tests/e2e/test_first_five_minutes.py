@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.browser import launched, require_chromium, shot
+from e2e.browser import launched, note_console, note_response, require_chromium, shot
 from e2e.processes import (
     LOW_ARGON2,
     Server,
@@ -27,7 +27,6 @@ from e2e.processes import (
     keyturn_executable,
     wait_healthy,
 )
-from e2e.test_browser_ui import note_console, note_response
 from helpers import PASSWORD, new_email
 
 pytestmark = pytest.mark.slow

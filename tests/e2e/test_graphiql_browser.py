@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from e2e.browser import launched, require_chromium, shot
+from e2e.browser import launched, note_console, note_response, require_chromium, shot
 from e2e.conftest import StartServer
 from e2e.processes import LOW_ARGON2
 
@@ -23,17 +23,6 @@ sync_api = require_chromium()
 def browser() -> Iterator[Any]:
     with launched(sync_api) as chromium:
         yield chromium
-
-
-def note_console(problems: list[str], message: Any) -> None:
-    # Load failures are judged by status in note_response (the favicon probe aside).
-    if message.type == "error" and not message.text.startswith("Failed to load resource"):
-        problems.append(message.text)
-
-
-def note_response(problems: list[str], response: Any) -> None:
-    if response.status >= 400 and not response.url.endswith("/favicon.ico"):
-        problems.append(f"{response.status} {response.url}")
 
 
 def test_graphiql_renders_and_runs_a_query(start_server: StartServer, browser: Any) -> None:

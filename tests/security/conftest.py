@@ -119,6 +119,9 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "allowed_cors_origins": [],
         "require_pkce": True,
         "id_token_signed_response_alg": "RS256",
+        "client_uri": "https://app.example.com",
+        "policy_uri": "https://app.example.com/privacy",
+        "tos_uri": "https://app.example.com/terms",
     }
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"

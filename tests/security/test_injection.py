@@ -105,6 +105,9 @@ VALID_VALUES = {
     "allowed_cors_origins": [],
     "require_pkce": True,
     "id_token_signed_response_alg": "RS256",
+    "client_uri": "https://app.example.com",
+    "policy_uri": "https://app.example.com/privacy",
+    "tos_uri": "https://app.example.com/terms",
 }
 
 
