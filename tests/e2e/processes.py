@@ -28,6 +28,21 @@ COMMAND_TIMEOUT = 120.0
 
 # Cheap hashing for tests that are not about the hash cost (DESIGN.md section 8).
 LOW_ARGON2 = {"KEYTURN_ARGON2_MEMORY_KIB": "1024", "KEYTURN_ARGON2_TIME_COST": "1"}
+# Replicas behind a balancer share one public issuer; without it each dev replica would
+# name its own port (issue 13 item 2) and refuse the other's tokens.
+REPLICA_ISSUER = "http://keyturn.replicas.test"
+
+
+def replica_env(postgres_url: str, redis_prefix: str, secret_key: str) -> dict[str, str]:
+    """The settings every replica of one deployment shares (PostgreSQL, Redis, key, issuer)."""
+    return {
+        "KEYTURN_DATABASE_URL": postgres_url,
+        "KEYTURN_REDIS_URL": os.environ["KEYTURN_TEST_REDIS_URL"],
+        "KEYTURN_REDIS_PREFIX": redis_prefix,
+        "KEYTURN_SECRET_KEY": secret_key,
+        "KEYTURN_ISSUER": REPLICA_ISSUER,
+        **LOW_ARGON2,
+    }
 
 
 def keyturn_executable() -> str:

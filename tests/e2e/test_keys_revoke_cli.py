@@ -16,7 +16,7 @@ import httpx
 import jwt
 import pytest
 
-from e2e.processes import LOW_ARGON2, Server, keyturn_env, run_keyturn
+from e2e.processes import LOW_ARGON2, Server, keyturn_env, replica_env, run_keyturn
 from helpers import PASSWORD, TEST_SECRET, bearer, new_email
 
 pytestmark = pytest.mark.slow
@@ -71,13 +71,7 @@ def test_asvs_11_1_1_keys_revoke_cli(tmp_path: Path) -> None:
 def test_asvs_9_1_3_cli_revocation_reaches_running_replicas_at_once(
     start_server: Callable[..., Server], postgres_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
-    shared = {
-        "KEYTURN_DATABASE_URL": postgres_url,
-        "KEYTURN_REDIS_URL": os.environ["KEYTURN_TEST_REDIS_URL"],
-        "KEYTURN_REDIS_PREFIX": redis_prefix,
-        "KEYTURN_SECRET_KEY": TEST_SECRET,
-        **LOW_ARGON2,
-    }
+    shared = replica_env(postgres_url, redis_prefix, TEST_SECRET)
     a = start_server(shared, data_dir=tmp_path / "a", name="a")
     b = start_server(shared, data_dir=tmp_path / "b", name="b")
     email = new_email()

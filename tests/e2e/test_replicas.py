@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.processes import LOW_ARGON2, Server
+from e2e.processes import Server, replica_env
 from helpers import PASSWORD, TEST_SECRET, bearer, new_email
 
 pytestmark = [
@@ -33,13 +33,7 @@ pytestmark = [
 def replicas(
     start_server: Callable[..., Server], postgres_url: str, redis_prefix: str, tmp_path: Path
 ) -> tuple[Server, Server]:
-    env = {
-        "KEYTURN_DATABASE_URL": postgres_url,
-        "KEYTURN_REDIS_URL": os.environ["KEYTURN_TEST_REDIS_URL"],
-        "KEYTURN_REDIS_PREFIX": redis_prefix,
-        "KEYTURN_SECRET_KEY": TEST_SECRET,
-        **LOW_ARGON2,
-    }
+    env = replica_env(postgres_url, redis_prefix, TEST_SECRET)
     first = start_server(env, data_dir=tmp_path / "a", name="a")
     second = start_server(env, data_dir=tmp_path / "b", name="b")
     return first, second
