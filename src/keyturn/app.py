@@ -51,38 +51,38 @@ from keyturn.infra.templates import MailTemplates
 from keyturn.security.aead import Aead
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
-from keyturn.services.access_tokens import AccessTokenService
-from keyturn.services.account import AccountService, TokenLifetimes
-from keyturn.services.account_mail import AccountMail, LinkTemplates
-from keyturn.services.admin_keys import AdminKeyService
-from keyturn.services.admin_users import AdminUserService
-from keyturn.services.api_keys import ApiKeyService
-from keyturn.services.audit_log import AuditLogService
-from keyturn.services.auth import AuthService
-from keyturn.services.authorization import Authorizer
-from keyturn.services.browser_sessions import BrowserSessions
-from keyturn.services.clients import ClientService
-from keyturn.services.consents import ConsentService
-from keyturn.services.credentials import PasswordPolicy
-from keyturn.services.id_tokens import IdTokenHints, IdTokenSigner
-from keyturn.services.keys import KeyManager
-from keyturn.services.lockout import CredentialGuard
+from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts.credential_rules import PasswordPolicy
+from keyturn.services.accounts.lifecycle import AccountService, TokenLifetimes
+from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
+from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts.one_time_tokens import OneTimeTokens
+from keyturn.services.accounts.profile import UserService
+from keyturn.services.accounts.sessions import SessionService
+from keyturn.services.accounts.throttle import Limits, Throttle
+from keyturn.services.admin.api_keys import ApiKeyService
+from keyturn.services.admin.audit_log import AuditLogService
+from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.admin.roles import RoleService
+from keyturn.services.admin.users import AdminUserService
 from keyturn.services.oauth2.authorize import AuthorizationService
+from keyturn.services.oauth2.browser_sessions import BrowserSessions
+from keyturn.services.oauth2.clients import ClientService
+from keyturn.services.oauth2.consents import ConsentService
+from keyturn.services.oauth2.cors import OAuthCorsOrigins
+from keyturn.services.oauth2.id_tokens import IdTokenHints, IdTokenSigner
 from keyturn.services.oauth2.metadata import server_metadata
+from keyturn.services.oauth2.rp_logout import RpLogoutService
+from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
-from keyturn.services.oauth_cors import OAuthCorsOrigins
-from keyturn.services.oauth_tokens import OAuthTokenService
-from keyturn.services.one_time_tokens import OneTimeTokens
-from keyturn.services.outbox import MailOutbox, OutboxWorker
+from keyturn.services.oauth2.userinfo import UserInfoService
+from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
-from keyturn.services.roles import RoleService
-from keyturn.services.rp_logout import RpLogoutService
-from keyturn.services.sessions import SessionService
-from keyturn.services.throttle import Limits, Throttle
-from keyturn.services.userinfo import UserInfoService
-from keyturn.services.users import UserService
+from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.signing_keys.operations import AdminKeyService
 
 log = structlog.get_logger(__name__)
 

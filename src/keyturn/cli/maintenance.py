@@ -20,7 +20,12 @@ from keyturn.domain import utcnow
 from keyturn.errors import KeyturnError
 from keyturn.security.aead import Aead, DecryptionError
 from keyturn.security.digests import KeyRing
-from keyturn.services.keys import KeyInfo, KeyRevocation, RotationRefused, RotationResult
+from keyturn.services.signing_keys.manager import (
+    KeyInfo,
+    KeyRevocation,
+    RotationRefused,
+    RotationResult,
+)
 
 outbox_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Inspect the email outbox."

@@ -7,30 +7,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyturn.security.passwords import HashPool
-from keyturn.services.access_tokens import AccessTokenService
-from keyturn.services.account import AccountService
-from keyturn.services.admin_keys import AdminKeyService
-from keyturn.services.admin_users import AdminUserService
-from keyturn.services.api_keys import ApiKeyService
-from keyturn.services.audit_log import AuditLogService
-from keyturn.services.auth import AuthService
-from keyturn.services.authorization import Authorizer
-from keyturn.services.browser_sessions import BrowserSessions
-from keyturn.services.clients import ClientService
-from keyturn.services.consents import ConsentService
-from keyturn.services.id_tokens import IdTokenSigner
-from keyturn.services.keys import KeyManager
+from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts.lifecycle import AccountService
+from keyturn.services.accounts.profile import UserService
+from keyturn.services.accounts.sessions import SessionService
+from keyturn.services.accounts.throttle import Throttle
+from keyturn.services.admin.api_keys import ApiKeyService
+from keyturn.services.admin.audit_log import AuditLogService
+from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.admin.roles import RoleService
+from keyturn.services.admin.users import AdminUserService
 from keyturn.services.oauth2.authorize import AuthorizationService
+from keyturn.services.oauth2.browser_sessions import BrowserSessions
+from keyturn.services.oauth2.clients import ClientService
+from keyturn.services.oauth2.consents import ConsentService
+from keyturn.services.oauth2.cors import OAuthCorsOrigins
+from keyturn.services.oauth2.id_tokens import IdTokenSigner
+from keyturn.services.oauth2.rp_logout import RpLogoutService
+from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
-from keyturn.services.oauth_cors import OAuthCorsOrigins
-from keyturn.services.oauth_tokens import OAuthTokenService
-from keyturn.services.outbox import MailOutbox, OutboxWorker
-from keyturn.services.roles import RoleService
-from keyturn.services.rp_logout import RpLogoutService
-from keyturn.services.sessions import SessionService
-from keyturn.services.throttle import Throttle
-from keyturn.services.userinfo import UserInfoService
-from keyturn.services.users import UserService
+from keyturn.services.oauth2.userinfo import UserInfoService
+from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
+from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.signing_keys.operations import AdminKeyService
 
 HealthCheck = Callable[[], Awaitable[None]]
 

@@ -3,7 +3,7 @@
 Both read ``application/x-www-form-urlencoded`` parameters (``token``,
 ``token_type_hint``), authenticate the client (RFC 6749 section 2.3) and carry the per-IP
 ceiling of every credential endpoint. Which tokens a client may see or end is decided in
-``keyturn.services.oauth_tokens``.
+``keyturn.services.oauth2.token_management``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The OAuth 2.0 / OpenID Connect provider's use cases.
+"""The OAuth 2.0 / OpenID Connect provider: authorize, the token endpoint's grants, clients and
+their registration rules, consents, introspection and revocation, ID tokens, userinfo,
+RP-initiated logout and the hosted pages' browser sessions.
 
-``authorize`` (RFC 6749 section 4.1.1, OpenID Connect Core section 3.1.2), ``tokens``
-(RFC 6749 sections 4.1.3, 4.4 and 6) and ``metadata`` (RFC 8414, OpenID Connect
-Discovery 1.0). No HTTP here: the edge (``keyturn.api.oauth2``) parses and renders.
+No HTTP here: the edge (``keyturn.api.oauth2``) parses and renders. See
+docs/technical/2026-12-05_backend_architecture.md.
 """

@@ -29,14 +29,14 @@ from keyturn.errors import (
 )
 from keyturn.security import pkce
 from keyturn.security.digests import Digester, KeyRing
-from keyturn.services.browser_sessions import BrowserSession
-from keyturn.services.clients import CLIENT_ID_SHAPE
-from keyturn.services.id_tokens import IdTokenHints
-from keyturn.services.oauth_client_rules import (
+from keyturn.services.oauth2.browser_sessions import BrowserSession
+from keyturn.services.oauth2.client_rules import (
     ALLOWED_SCOPES,
     OIDC_SCOPES,
     registered_redirect,
 )
+from keyturn.services.oauth2.clients import CLIENT_ID_SHAPE
+from keyturn.services.oauth2.id_tokens import IdTokenHints
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)

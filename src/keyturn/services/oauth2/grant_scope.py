@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from keyturn.domain import SELF_SERVICE_SCOPES, OAuthClient
-from keyturn.services.oauth_client_rules import OIDC_SCOPES
+from keyturn.services.oauth2.client_rules import OIDC_SCOPES
 
 # Scopes every user holds besides their permissions (consent decides the rest).
 USER_SCOPES = frozenset(OIDC_SCOPES) | frozenset(SELF_SERVICE_SCOPES)

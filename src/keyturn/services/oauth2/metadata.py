@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from keyturn.services.oauth2.authorize import ONE_FACTOR_ACR, PROMPTS, RESPONSE_MODES
+from keyturn.services.oauth2.client_rules import ALLOWED_SCOPES, AUTH_METHODS
 from keyturn.services.oauth2.tokens import GRANT_TYPES
-from keyturn.services.oauth_client_rules import ALLOWED_SCOPES, AUTH_METHODS
 
 # The claims an ID Token or access token from the code flow can carry.
 CLAIMS = (

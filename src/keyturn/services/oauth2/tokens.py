@@ -29,17 +29,17 @@ from keyturn.errors import (
 )
 from keyturn.security import pkce
 from keyturn.security.oidc_hashes import at_hash
-from keyturn.services.access_tokens import AccessTokenService
-from keyturn.services.auth import AuthService
-from keyturn.services.id_tokens import IdTokenSigner
-from keyturn.services.lockout import CredentialGuard
+from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.oauth2.authorize import AuthorizationService, acr_for
+from keyturn.services.oauth2.client_rules import registered_redirect
 from keyturn.services.oauth2.grant_scope import (
     refreshable,
     seconds_until_past_revocation,
     user_grant_scope,
 )
-from keyturn.services.oauth_client_rules import registered_redirect
+from keyturn.services.oauth2.id_tokens import IdTokenSigner
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)

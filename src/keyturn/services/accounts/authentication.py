@@ -1,0 +1,500 @@
+"""First-party authentication: signup, login, refresh-token rotation, logout."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from keyturn.domain import ClientInfo, Principal, RefreshToken, Session, TokenPair, User, utcnow
+from keyturn.errors import (
+    AuthenticationFailed,
+    EmailNotVerified,
+    InvalidRefreshToken,
+    PermissionDenied,
+)
+from keyturn.infra.metrics import LOGINS, REFRESHES, REUSE_DETECTIONS
+from keyturn.security.digests import (
+    Digester,
+    KeyRing,
+    constant_time_equals,
+    derive_successor_token,
+    new_token,
+)
+from keyturn.security.passwords import HashPool
+from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize_email
+from keyturn.services.accounts.lifecycle_mail import AccountMail
+from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+
+# new_token(32) gives 43 URL-safe characters; anything else is rejected before any lookup.
+REFRESH_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# Unknown refresh tokens name no account: their failures are counted per client IP.
+REFRESH_ACCOUNT = "refresh-token"
+
+
+class AuthService:
+    """Signup, login, refresh and logout for first-party clients (DESIGN.md sections 3, 4)."""
+
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        hash_pool: HashPool,
+        access_tokens: AccessTokenService,
+        key_ring: KeyRing,
+        policy: PasswordPolicy,
+        refresh_ttl: int,
+        idle_ttl: int,
+        reuse_grace: int,
+        require_verified_email: bool,
+        tokens: OneTimeTokens,
+        mail: AccountMail,
+        verify_ttl: int,
+        guard: CredentialGuard,
+        read_uow_factory: UnitOfWorkFactory | None = None,
+    ) -> None:
+        self._guard = guard
+        self._uow_factory = uow_factory
+        # Units of work that only read (one round trip per SELECT where the store allows).
+        self._read_uow_factory = read_uow_factory or uow_factory
+        self._hash_pool = hash_pool
+        self._access_tokens = access_tokens
+        self._digester = Digester(key_ring, "refresh-token")
+        self._successor_keys = key_ring.derive("refresh-successor")
+        self._policy = policy
+        self._refresh_ttl = timedelta(seconds=refresh_ttl)
+        # Absolute lifetime of a session (an OAuth grant session too).
+        self.session_lifetime = self._refresh_ttl
+        self._idle_ttl = timedelta(seconds=idle_ttl)
+        self._grace = timedelta(seconds=reuse_grace)
+        self._require_verified_email = require_verified_email
+        self._tokens = tokens
+        self._mail = mail
+        self._verify_ttl = verify_ttl
+
+    async def signup(self, email: str, password: str, name: str | None, client: ClientInfo) -> None:
+        """Creates the account if the address is free; answers the same either way."""
+        await self._guard.throttle.signup(client.ip)
+        email = normalize_email(email)
+        normalized = self._policy.check(password, email=email)
+        # Hash before looking the address up: a taken address costs the same work.
+        password_hash = await self._hash_pool.hash(normalized)
+        now = utcnow()
+        user = User(
+            id=uuid.uuid4(),
+            email=email,
+            email_verified=False,
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+        )
+        # Counted for every address alike, so the limit reveals nothing about accounts.
+        may_mail = await self._mail.allow(email, client.ip, silent=True)
+        async with self._uow_factory() as uow:
+            if await uow.users.add(user):
+                await uow.audit.record("user.signup", now=now, user_id=user.id, ip=client.ip)
+                if may_mail:
+                    token = await self._tokens.issue(
+                        uow,
+                        user_id=user.id,
+                        purpose=Purpose.VERIFY_EMAIL,
+                        now=now,
+                        ttl=self._verify_ttl,
+                        new_user=True,
+                    )
+                    await self._mail.send(
+                        uow,
+                        "verify_email",
+                        to=email,
+                        link=self._mail.link(self._mail.links.verify_email, token),
+                        token=token,
+                        expires_minutes=str(self._verify_ttl // 60),
+                    )
+            else:
+                # Enumeration-safe: the same answer; the owner is told instead.
+                await uow.audit.record("user.signup_existing", now=now, ip=client.ip)
+                if may_mail:
+                    # Equal work: the token write of a new account's verification, spent at
+                    # birth (a taken address must not answer faster, finding 5).
+                    await self._tokens.issue_spent(
+                        uow, email=email, purpose=Purpose.VERIFY_EMAIL, now=now
+                    )
+                    await self._mail.send(
+                        uow,
+                        "account_exists",
+                        to=email,
+                        link_login=self._mail.link(self._mail.links.login),
+                        link_reset=self._mail.link(self._mail.links.forgot_password),
+                    )
+            await uow.commit()
+        self._mail.outbox.wake()
+
+    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
+        """Checks the password and starts a session with an access and a refresh token."""
+        user, new_hash = await self._check_password(email, password, client)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            session, refresh_token = await self._open_session(
+                uow, user, new_hash, client, now, channel="api", refresh=True
+            )
+            await uow.commit()
+        LOGINS.labels("success").inc()
+        assert refresh_token is not None  # noqa: S101  (refresh=True always mints one)
+        await self._access_tokens.prepare_signing()
+        return self._pair(user, session, refresh_token)
+
+    async def login_browser(self, email: str, password: str, client: ClientInfo) -> Session:
+        """The same check as :meth:`login`, for a hosted page: a session and no tokens.
+
+        Throttling, the silent lock and the audit rows are those of :meth:`login` (one
+        code path); the browser proves the session with a cookie instead of tokens.
+        """
+        user, new_hash = await self._check_password(email, password, client)
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            session, _ = await self._open_session(uow, user, new_hash, client, now, channel="ui")
+            await uow.commit()
+        LOGINS.labels("success").inc()
+        return session
+
+    async def _check_password(
+        self, email: str, password: str, client: ClientInfo
+    ) -> tuple[User, str | None]:
+        """The one password check of every login: throttle, equal work, lock, audit.
+
+        Returns:
+            The user and, when the stored hash needs an upgrade, the new hash.
+        """
+        email = normalize_email(email)
+        await self._guard.before(email, client)
+        # A pure read: the session and audit writes come after the hash, in their own unit.
+        async with self._read_uow_factory() as uow:
+            user = await uow.users.get_by_email(email)
+        now = utcnow()
+        # A locked account does the same work and answers exactly like a wrong password.
+        usable = (
+            user is not None
+            and not user.disabled
+            and user.password_hash is not None
+            and not user.locked(now)
+        )
+        if not self._policy.may_match(password):
+            # Over the cap: it can never match, so it never reaches the hasher.
+            result_ok, rehash = False, False
+        else:
+            result = await self._hash_pool.verify(
+                user.password_hash if usable and user is not None else None, password
+            )
+            result_ok, rehash = result.ok, result.needs_rehash
+        if not result_ok or not usable or user is None:
+            LOGINS.labels("failure").inc()
+            await self._guard.failed(email, user, client, event="login.failed", factor="pwd")
+            raise AuthenticationFailed
+        if self._require_verified_email and not user.email_verified:
+            LOGINS.labels("unverified").inc()
+            raise EmailNotVerified
+        new_hash = await self._hash_pool.hash(password) if rehash else None
+        return user, new_hash
+
+    async def _open_session(
+        self,
+        uow: UnitOfWork,
+        user: User,
+        new_hash: str | None,
+        client: ClientInfo,
+        now: datetime,
+        *,
+        channel: str,
+        refresh: bool = False,
+    ) -> tuple[Session, str | None]:
+        if new_hash is not None:
+            # Transparent upgrade of imported bcrypt or older argon2 parameters.
+            await uow.users.set_password_hash(user.id, new_hash, now)
+        session, refresh_token = await self._start_session(uow, user, client, now, refresh)
+        if session is None:
+            # Every session of the account ended (or it was locked, disabled or deleted)
+            # after the password was checked: the ordinary failure, nothing written (the
+            # unit rolls back, rehash included). Not counted against the account: the
+            # password was right (issue 12 finding 20).
+            LOGINS.labels("failure").inc()
+            log.info("login_lost_race_with_account_event", user_id=str(user.id))
+            raise AuthenticationFailed
+        await uow.audit.record(
+            "login.succeeded",
+            now=now,
+            user_id=user.id,
+            session_id=session.id,
+            ip=client.ip,
+            data={"factor": "pwd", "channel": channel},
+        )
+        return session, refresh_token
+
+    async def _start_session(
+        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime, refresh: bool
+    ) -> tuple[Session | None, str | None]:
+        """Opens the session under the user's ``session_epoch`` as the check read it.
+
+        Returns:
+            (None, None) when the account changed since (nothing written).
+        """
+        session = Session(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._refresh_ttl,
+            auth_time=now,
+            amr=("pwd",),
+            ip=client.ip,
+            user_agent=(client.user_agent or "")[:512] or None,
+        )
+        if not refresh:
+            if not await uow.sessions.add(session, epoch=user.session_epoch):
+                return None, None
+            return session, None
+        # The session and its first refresh token in one write (one round trip).
+        value, token = self._first_refresh_token(session)
+        if not await uow.sessions.add_with_refresh_token(
+            session, token, self._digester.digest(value), epoch=user.session_epoch
+        ):
+            return None, None
+        return session, value
+
+    async def open_grant(
+        self, uow: UnitOfWork, session: Session, *, epoch: int, refresh: bool
+    ) -> str | None:
+        """Stores an OAuth grant session (``session.client_id`` set) in ``uow``.
+
+        The grant's refresh tokens are ordinary refresh tokens of that session, so they
+        rotate under :meth:`rotate` with every rule of DESIGN.md section 4.
+
+        Args:
+            uow: The caller's unit of work.
+            session: The grant session.
+            epoch: The user's ``session_epoch`` as the caller read it.
+            refresh: Whether to mint a first refresh token.
+
+        Returns:
+            The first refresh token when ``refresh``, else None.
+
+        Raises:
+            AuthenticationFailed: The account is gone, disabled or locked, or every session
+                of it ended since ``epoch`` was read (nothing written).
+        """
+        if not await uow.sessions.add(session, epoch=epoch):
+            raise AuthenticationFailed
+        return await self._add_refresh_token(uow, session) if refresh else None
+
+    async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
+        value, token = self._first_refresh_token(session)
+        await uow.refresh_tokens.add(token, self._digester.digest(value))
+        return value
+
+    def _first_refresh_token(self, session: Session) -> tuple[str, RefreshToken]:
+        token = RefreshToken(
+            id=uuid.uuid4(),
+            session_id=session.id,
+            parent_id=None,
+            generation=0,
+            created_at=session.created_at,
+            rotated_at=None,
+        )
+        return new_token(), token
+
+    def _pair(self, user: User, session: Session, refresh_token: str) -> TokenPair:
+        return TokenPair(
+            access_token=self._access_tokens.issue(user, session),
+            expires_in=self._access_tokens.ttl,
+            refresh_token=refresh_token,
+            user=user,
+        )
+
+    def session_live(self, session: Session | None, now: datetime) -> bool:
+        """Not revoked, within its absolute lifetime and used within the idle timeout."""
+        return (
+            session is not None
+            and session.revoked_at is None
+            and now < session.expires_at
+            and now < session.last_seen_at + self._idle_ttl
+        )
+
+    async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
+        """Rotates a refresh token with the grace and reuse rules of DESIGN.md section 4."""
+        user, session, successor = await self.rotate(refresh_token, client, client_id=None)
+        await self._access_tokens.prepare_signing()
+        return self._pair(user, session, successor)
+
+    async def rotate(
+        self,
+        refresh_token: str,
+        client: ClientInfo,
+        *,
+        client_id: str | None,
+        check: Callable[[Session, frozenset[str]], Session] | None = None,
+    ) -> tuple[User, Session, str]:
+        """The one refresh-token rotation (DESIGN.md section 4), first-party and OAuth alike.
+
+        Args:
+            refresh_token: The presented token.
+            client: Where the request came from.
+            client_id: The OAuth client the token must belong to (``/oauth2/token``), or
+                None for a first-party token (``/v1/auth/refresh``). A token of another
+                client, or of the other kind, is refused like an unknown one.
+            check: Runs on the live session and the user's current permissions before
+                anything is written and returns the session as the grant now stands; what
+                it raises ends the request with the token unrotated (``/oauth2/token``
+                checks the requested scope and narrows the grant to what the user and the
+                client still hold here, so a refused scope never costs the client its
+                token).
+
+        Returns:
+            The user, the session (as ``check`` returned it) and the successor token (the
+            same successor again when the grace window applies).
+
+        Raises:
+            RateLimited: Too many failures from this IP.
+            InvalidRefreshToken: Unknown, foreign, expired or reused (the family revoked).
+        """
+        # Refresh tokens are credentials too: failures per IP are throttled like passwords.
+        await self._guard.before(REFRESH_ACCOUNT, client)
+        try:
+            return await self._rotate(refresh_token, client, client_id, check)
+        except InvalidRefreshToken:
+            await self._guard.failed(
+                REFRESH_ACCOUNT, None, client, event="refresh.failed", factor="refresh_token"
+            )
+            raise
+
+    async def _rotate(
+        self,
+        refresh_token: str,
+        client: ClientInfo,
+        client_id: str | None,
+        check: Callable[[Session, frozenset[str]], Session] | None,
+    ) -> tuple[User, Session, str]:
+        if not REFRESH_TOKEN_SHAPE.match(refresh_token):
+            REFRESHES.labels("invalid").inc()
+            raise InvalidRefreshToken
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            # Two statements on the hot path: this read (token, session, user at once)
+            # and the rotation below (claim, successor, session touch at once).
+            found = await uow.refresh_tokens.find_with_session(
+                self._digester.candidates(refresh_token)
+            )
+            # A locked account refreshes nothing: the lock holds on every pathway.
+            # A token is bound to its client (RFC 6749 section 6): another client's token,
+            # or a first-party token at /oauth2/token, answers like an unknown one.
+            if found is None:
+                REFRESHES.labels("invalid").inc()
+                raise InvalidRefreshToken
+            token, session, user, held = found
+            if session.client_id != client_id or user.disabled or user.locked(now):
+                REFRESHES.labels("invalid").inc()
+                raise InvalidRefreshToken
+            if not self.session_live(session, now):
+                REFRESHES.labels("expired").inc()
+                raise InvalidRefreshToken("The session has expired or was ended.")
+            if check is not None:
+                session = check(session, held)
+            successor = derive_successor_token(self._successor_keys[0], refresh_token)
+            next_token = RefreshToken(
+                id=uuid.uuid4(),
+                session_id=session.id,
+                parent_id=token.id,
+                generation=token.generation + 1,
+                created_at=now,
+                rotated_at=None,
+            )
+            if token.rotated_at is None and await uow.refresh_tokens.rotate(
+                token, next_token, self._digester.digest(successor), now
+            ):
+                await uow.commit()
+                REFRESHES.labels("rotated").inc()
+                return user, session, successor
+            # Already rotated (maybe by a concurrent request that just won the race).
+            current = await uow.refresh_tokens.get(token.id)
+            if current is not None and current.rotated_at is None:
+                # Not rotated: the session was revoked after the read above (a password
+                # change, logout everywhere, a lock...): no successor, and no reuse either
+                # (issue 12 finding 20).
+                REFRESHES.labels("expired").inc()
+                raise InvalidRefreshToken("The session has expired or was ended.")
+            replay = await self._grace_successor(uow, current, refresh_token, now)
+            if replay is not None:
+                REFRESHES.labels("grace").inc()
+                return user, session, replay
+            await self._revoke_family(uow, session, current, client, now)
+        await self._access_tokens.deny([session.id])
+        REFRESHES.labels("reuse").inc()
+        REUSE_DETECTIONS.inc()
+        raise InvalidRefreshToken("The refresh token was already used; the session has ended.")
+
+    async def _grace_successor(
+        self, uow: UnitOfWork, token: RefreshToken | None, value: str, now: datetime
+    ) -> str | None:
+        """The same successor again, if ``token`` is the immediate predecessor in the window.
+
+        Only while the successor itself is unused: an older generation never qualifies
+        (the hole of django-oauth-toolkit #1617).
+        """
+        if token is None or token.rotated_at is None or now - token.rotated_at > self._grace:
+            return None
+        found = await uow.refresh_tokens.successor(token.id)
+        if found is None or found[0].rotated_at is not None:
+            return None
+        stored_digest = found[1]
+        # The successor was derived with the newest key of its time; try each ring key.
+        for key in self._successor_keys:
+            candidate = derive_successor_token(key, value)
+            if any(
+                constant_time_equals(digest, stored_digest)
+                for digest in self._digester.candidates(candidate)
+            ):
+                return candidate
+        return None
+
+    async def _revoke_family(
+        self,
+        uow: UnitOfWork,
+        session: Session,
+        token: RefreshToken | None,
+        client: ClientInfo,
+        now: datetime,
+    ) -> None:
+        await uow.sessions.revoke(session.id, now, "refresh_token_reuse")
+        await uow.audit.record(
+            "refresh_token.reuse_detected",
+            now=now,
+            user_id=session.user_id,
+            session_id=session.id,
+            ip=client.ip,
+            data={"generation": token.generation if token else None},
+        )
+        await uow.commit()
+        log.warning("refresh_token_reuse", session_id=str(session.id))
+
+    async def logout(self, principal: Principal, client: ClientInfo) -> None:
+        session_id = principal.session_id
+        if session_id is None:
+            raise PermissionDenied("An API key has no session to end; revoke the key instead.")
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            await uow.sessions.revoke(session_id, now, "logout")
+            await uow.audit.record(
+                "logout",
+                now=now,
+                user_id=principal.user_id,
+                session_id=session_id,
+                ip=client.ip,
+            )
+            await uow.commit()
+        await self._access_tokens.deny([session_id])

@@ -1,0 +1,73 @@
+"""A user's OAuth consents: what each client was allowed, and taking it back.
+
+Revoking a consent withdraws the client's access granted under it (RFC 6749 section 10.4
+leaves revocation to the server; OIDC Core section 11 ties offline access to consent):
+the grant sessions opened with it end, so their refresh tokens stop working at once and
+their access tokens are refused on every replica (the deny-list), and any authorization
+code issued under it but not yet redeemed expires. The next authorization request asks
+the user again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from keyturn.domain import ClientInfo, ConsentListing, Principal, utcnow
+from keyturn.errors import NotFound
+from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.sessions import decode_cursor, encode_cursor
+from keyturn.services.admin.audit_log import record_action
+from keyturn.services.ports import UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentPage:
+    items: list[ConsentListing]
+    next_cursor: str | None
+
+
+class ConsentService:
+    def __init__(
+        self, *, uow_factory: UnitOfWorkFactory, access_tokens: AccessTokenService
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._access_tokens = access_tokens
+
+    async def list_mine(
+        self, principal: Principal, *, limit: int, cursor: str | None
+    ) -> ConsentPage:
+        """The caller's live consents, newest first."""
+        after = decode_cursor(cursor) if cursor else None
+        async with self._uow_factory() as uow:
+            # One extra row tells whether another page exists.
+            rows = await uow.consents.page_for(principal.user_id, limit=limit + 1, after=after)
+        items = rows[:limit]
+        last = items[-1].consent if len(rows) > limit else None
+        return ConsentPage(
+            items=items,
+            next_cursor=encode_cursor(last.created_at, last.id) if last else None,
+        )
+
+    async def revoke(self, principal: Principal, consent_id: uuid.UUID, client: ClientInfo) -> None:
+        """Revokes one of the caller's consents and everything issued under it.
+
+        Raises:
+            NotFound: No live consent of the caller has this id (someone else's consent
+                answers exactly like a missing one).
+        """
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            if not await uow.consents.revoke(consent_id, principal.user_id, now):
+                raise NotFound("No such consent.")
+            await uow.authorization_codes.expire_for_consent(consent_id, now)
+            ended = await uow.sessions.revoke_for_consent(consent_id, now, "consent_revoked")
+            await record_action(
+                uow,
+                "oauth.consent_revoked",
+                principal,
+                client,
+                {"consent_id": str(consent_id), "sessions": len(ended)},
+            )
+            await uow.commit()
+        await self._access_tokens.deny(ended)
