@@ -1,0 +1,132 @@
+"""The one exception tree of Keyturn, one module per capability.
+
+Every error carries a stable ``code`` and a ``status`` hint; only the edge
+(``keyturn.api.problems``) turns them into answers. The bases (``base``)::
+
+    KeyturnError
+    ├── InvalidInput          422 (400 / 415 for malformed bodies)
+    ├── AuthenticationFailed  401
+    ├── PermissionDenied      403
+    ├── NotFound              404
+    ├── MethodNotAllowed      405, Allow
+    ├── Conflict              409
+    ├── OAuthError            400, the RFC 6749 / OIDC error codes (``oauth2``)
+    ├── RateLimited           429, Retry-After, RateLimit-*
+    └── ServiceUnavailable    503, Retry-After
+
+Each capability module (``accounts``, ``admin``, ``oauth2``) refines them.
+"""
+
+from keyturn.errors.accounts import (
+    AccessTokenExpired,
+    CredentialsMissing,
+    CurrentPasswordIncorrect,
+    EmailNotVerified,
+    FreshLoginRequired,
+    InvalidRefreshToken,
+    InvalidToken,
+    OneTimeTokenError,
+    PasswordPolicyError,
+    ReauthenticationRequired,
+    SessionRevoked,
+    TokenExpired,
+    TokenInvalid,
+    TokenMalformed,
+    TokenUsed,
+    TokenWrongPurpose,
+)
+from keyturn.errors.admin import (
+    BuiltinRole,
+    LastAdmin,
+    PermissionEscalation,
+    TargetOutranksCaller,
+    UnknownPermission,
+    UnknownRole,
+    UnknownScope,
+)
+from keyturn.errors.base import (
+    AuthenticationFailed,
+    Conflict,
+    GraphQLRequestInvalid,
+    HashQueueFull,
+    InvalidInput,
+    KeyturnError,
+    MalformedBody,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from keyturn.errors.oauth2 import (
+    AccessDenied,
+    InsufficientScope,
+    InteractionRequired,
+    InvalidClient,
+    InvalidClientMetadata,
+    InvalidGrant,
+    InvalidRedirectUri,
+    InvalidScopeRequest,
+    OAuthError,
+    OAuthInvalidRequest,
+    RequestObjectNotSupported,
+    UnauthorizedClient,
+    UnsafeAuthorizationRequest,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+)
+
+__all__ = [
+    "AccessDenied",
+    "AccessTokenExpired",
+    "AuthenticationFailed",
+    "BuiltinRole",
+    "Conflict",
+    "CredentialsMissing",
+    "CurrentPasswordIncorrect",
+    "EmailNotVerified",
+    "FreshLoginRequired",
+    "GraphQLRequestInvalid",
+    "HashQueueFull",
+    "InsufficientScope",
+    "InteractionRequired",
+    "InvalidClient",
+    "InvalidClientMetadata",
+    "InvalidGrant",
+    "InvalidInput",
+    "InvalidRedirectUri",
+    "InvalidRefreshToken",
+    "InvalidScopeRequest",
+    "InvalidToken",
+    "KeyturnError",
+    "LastAdmin",
+    "MalformedBody",
+    "MethodNotAllowed",
+    "NotFound",
+    "OAuthError",
+    "OAuthInvalidRequest",
+    "OneTimeTokenError",
+    "PasswordPolicyError",
+    "PermissionDenied",
+    "PermissionEscalation",
+    "RateLimited",
+    "ReauthenticationRequired",
+    "RequestObjectNotSupported",
+    "ServiceUnavailable",
+    "SessionRevoked",
+    "TargetOutranksCaller",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenMalformed",
+    "TokenUsed",
+    "TokenWrongPurpose",
+    "UnauthorizedClient",
+    "UnknownPermission",
+    "UnknownRole",
+    "UnknownScope",
+    "UnsafeAuthorizationRequest",
+    "UnsupportedGrantType",
+    "UnsupportedMediaType",
+    "UnsupportedResponseType",
+]
