@@ -482,7 +482,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.hosted_pages = pages
     app.include_router(pages.router)
     app.include_router(pages.landing_router)
-    app.include_router(oauth2_authorize.build_router(pages.kit))
+    app.include_router(oauth2_authorize.router)
     app.include_router(pages.oauth_router)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)

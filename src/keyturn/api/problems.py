@@ -1,7 +1,9 @@
-"""The ONLY place that maps errors to HTTP: RFC 9457 ``application/problem+json``.
+"""The one error table, and the REST renderer: RFC 9457 ``application/problem+json``.
 
-The hosted pages (``keyturn.api.ui``) render the same errors as HTML; they take the
-status from the error and the retry headers from :func:`error_headers`.
+:data:`ERRORS` and :func:`rendering` say how each error code shows in every renderer:
+this module's problem and OAuth JSON answers, the GraphQL error formatter
+(``api/graphql/errors.py``), the hosted pages (``api/ui/kit.py``) and the OAuth
+redirects (``api/oauth2/responses.py``). The retry headers come from :func:`error_headers`.
 
 Every answer carries ``{type, title, status, code, errors}`` and ``detail`` when it adds
 something to ``title`` (RFC 9457 section 3.1.4: the detail explains this occurrence, it
@@ -12,7 +14,8 @@ Under ``/oauth2/`` the same errors take the RFC 6749 section 5.2 form
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
 from fastapi import FastAPI, Request
@@ -23,7 +26,6 @@ from starlette.responses import JSONResponse, Response
 
 from keyturn.api.oauth2.cors import apply_error_cors
 from keyturn.errors import (
-    AccessTokenExpired,
     CredentialsMissing,
     InsufficientScope,
     InvalidClient,
@@ -51,6 +53,86 @@ _HTTP_CODES = {
     405: ("method_not_allowed", "Method not allowed"),
     413: ("payload_too_large", "The request body is too large"),
 }
+
+
+# Where a hosted page shows an error: in the form it re-renders, as a "link cannot be
+# used" page (mailed one-time tokens), back through the sign-in page, or as a message page.
+Place = Literal["form", "link", "sign_in", "page"]
+_BUSY = "We are busy right now. Try again in a few seconds."
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """How one error code renders beyond the error's own ``status`` and ``title``."""
+
+    place: Place = "page"
+    # What a person reads on a page; None shows the title.
+    message: str | None = None
+    # The RFC 6749 / 6750 name where ours is not one (None: the code itself).
+    oauth_error: str | None = None
+
+
+def _link(message: str) -> Entry:
+    return Entry(place="link", message=message)
+
+
+ERRORS: dict[str, Entry] = {
+    "invalid_request": Entry(place="form"),
+    "password_too_short": Entry(place="form"),
+    "password_too_long": Entry(place="form"),
+    "password_too_common": Entry(place="form"),
+    "password_contains_email": Entry(place="form"),
+    "invalid_credentials": Entry(
+        place="form", message="The email address or password is not correct."
+    ),
+    "email_not_verified": Entry(
+        place="form",
+        message="Verify your email address first: open the link in the mail we sent you.",
+    ),
+    "token_malformed": _link("This link is incomplete. Open it again from the mail."),
+    "token_invalid": _link("This link is no longer valid. Ask for a new one."),
+    # Also the access-token code: RFC 6749 / 6750 clients know only invalid_token.
+    "token_expired": Entry(
+        place="link",
+        message="This link has expired. Ask for a new one.",
+        oauth_error="invalid_token",
+    ),
+    "token_used": _link("This link was already used."),
+    "token_wrong_purpose": _link("This link is meant for something else."),
+    "fresh_login_required": Entry(place="sign_in"),
+    "reauthentication_required": Entry(place="sign_in"),
+    "conflict": Entry(message="Another account now uses this address."),
+    "service_unavailable": Entry(message=_BUSY),
+    "hash_queue_full": Entry(message=_BUSY),
+}
+_DEFAULT = Entry()
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """One error as every renderer reads it."""
+
+    status: int
+    code: str
+    title: str
+    detail: str
+    place: Place
+    message: str
+    oauth_error: str
+
+
+def rendering(exc: KeyturnError) -> Rendering:
+    """``exc`` looked up in :data:`ERRORS` (unlisted codes keep their own values)."""
+    entry = ERRORS.get(exc.code, _DEFAULT)
+    return Rendering(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        place=entry.place,
+        message=entry.message or exc.title,
+        oauth_error=entry.oauth_error or exc.code,
+    )
 
 
 def problem(
@@ -144,6 +226,7 @@ def error_headers(exc: KeyturnError) -> dict[str, str]:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
+    shown = rendering(exc)
     headers = error_headers(exc)
     if _is_oauth(request):
         bearer_resource = request.url.path == USERINFO_PATH
@@ -153,15 +236,15 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
             # A Bearer-protected OAuth resource (userinfo, OIDC Core section 5.3.3):
             # RFC 6750 section 3 challenge; no error code when no token was sent (3.1).
             headers["WWW-Authenticate"] = bearer_challenge(exc)
-        # RFC 6749 / 6750 clients know invalid_token, not our token_expired.
-        code = "invalid_token" if isinstance(exc, AccessTokenExpired) else exc.code
         return await _oauth_answer(
-            request, oauth_error(exc.status, code, exc.detail, headers=headers)
+            request, oauth_error(shown.status, shown.oauth_error, shown.detail, headers=headers)
         )
-    if exc.status == 401 and not isinstance(exc, InvalidClient):
+    if shown.status == 401 and not isinstance(exc, InvalidClient):
         # RFC 6750 section 3: a 401 on a Bearer-protected resource names the scheme.
         headers["WWW-Authenticate"] = bearer_challenge(exc)
-    return problem(exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=headers)
+    return problem(
+        shown.status, shown.code, shown.title, shown.detail, errors=exc.errors, headers=headers
+    )
 
 
 # What `curl -d '{...}'` needs to hear instead of a 422 about "a valid dictionary".

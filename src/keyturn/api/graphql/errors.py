@@ -1,4 +1,4 @@
-"""GraphQL errors with the REST codes: the GraphQL counterpart of ``api/problems.py``.
+"""GraphQL errors with the REST codes, read from the error table of ``api/problems.py``.
 
 A ``KeyturnError`` becomes an error whose ``extensions.code`` is the same stable code the
 REST API puts in its problem document (plus ``status`` and field ``errors``). Anything
@@ -21,6 +21,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema import Schema
 from strawberry.types import ExecutionContext
 
+from keyturn.api.problems import rendering
 from keyturn.errors import KeyturnError
 
 log = structlog.get_logger(__name__)
@@ -47,10 +48,11 @@ def shape(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLErro
     """The error as the client sees it (without name suggestions if ``hide_suggestions``)."""
     original = error.original_error
     if isinstance(original, KeyturnError):
-        extensions: dict[str, Any] = {"code": original.code, "status": original.status}
+        shown = rendering(original)
+        extensions: dict[str, Any] = {"code": shown.code, "status": shown.status}
         if original.errors:
             extensions["errors"] = original.errors
-        message = original.detail
+        message = shown.detail
     elif _unexpected(error):
         extensions = {"code": INTERNAL_ERROR}
         message = "An unexpected error occurred."

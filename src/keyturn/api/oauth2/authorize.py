@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from keyturn.api.deps import get_services
 from keyturn.api.forms import read_form
-from keyturn.api.oauth2.consent import add_consent_routes
+from keyturn.api.oauth2 import consent
 from keyturn.api.oauth2.requests import (
     AUTHORIZE_PATH,
     authorize_url,
@@ -26,7 +26,7 @@ from keyturn.api.oauth2.requests import (
 )
 from keyturn.api.oauth2.responses import deliver, deliver_error
 from keyturn.api.ui.forms import MAX_NEXT_LENGTH
-from keyturn.api.ui.kit import PageKit, see_other
+from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.domain import utcnow
 from keyturn.errors import OAuthError, OAuthInvalidRequest, UnsafeAuthorizationRequest
 from keyturn.services.oauth2.authorize import (
@@ -101,23 +101,25 @@ async def handle_authorize(kit: PageKit, request: Request, params: dict[str, str
     return deliver(kit, request, target, service.issuer, {"code": code})
 
 
-def build_router(kit: PageKit) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
-    @router.get(AUTHORIZE_PATH)
-    async def authorize(request: Request) -> Response:
-        params = query_params(request)
-        if params is None:
-            return refused_page(kit, request, "A parameter was repeated or malformed.")
-        return await handle_authorize(kit, request, params)
 
-    @router.post(AUTHORIZE_PATH)
-    async def authorize_form(request: Request) -> Response:
-        # OIDC Core section 3.1.2.1: the same parameters, form-serialised.
-        params = await read_form(request)
-        if params is None:
-            return refused_page(kit, request, "A parameter was repeated or malformed.")
-        return await handle_authorize(kit, request, params)
+@router.get(AUTHORIZE_PATH)
+async def authorize(request: Request, kit: KitDep) -> Response:
+    params = query_params(request)
+    if params is None:
+        return refused_page(kit, request, "A parameter was repeated or malformed.")
+    return await handle_authorize(kit, request, params)
 
-    add_consent_routes(router, kit)
-    return router
+
+@router.post(AUTHORIZE_PATH)
+async def authorize_form(request: Request, kit: KitDep) -> Response:
+    # OIDC Core section 3.1.2.1: the same parameters, form-serialised.
+    params = await read_form(request)
+    if params is None:
+        return refused_page(kit, request, "A parameter was repeated or malformed.")
+    return await handle_authorize(kit, request, params)
+
+
+# /ui/consent is the second half of the authorization endpoint.
+router.include_router(consent.router)

@@ -10,59 +10,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from keyturn.api.deps import get_services
-from keyturn.errors import OAuthError, UnsafeAuthorizationRequest
+from keyturn.api.problems import rendering
+from keyturn.api.ui.kit import PageKit
+from keyturn.api.ui.rendering import redirect_origin
+from keyturn.errors import OAuthError
 from keyturn.services.oauth2.authorize import Redirectable
-
-if TYPE_CHECKING:
-    # Only the type: the sign-in page imports this module, and api.ui imports it.
-    from keyturn.api.ui.kit import PageKit
 
 AUTO_SUBMIT = "document.forms[0].submit();"
 AUTO_SUBMIT_HASH = "sha256-" + base64.b64encode(
     hashlib.sha256(AUTO_SUBMIT.encode("ascii")).digest()
 ).decode("ascii")
-# What may stand in a CSP source expression built from a registered redirect URI; the
-# registration rules already guarantee it, this is the second lock.
-_CSP_SOURCE = re.compile(r"^[a-z][a-z0-9+.\-]*:(//[a-z0-9.\-\[\]:]+)?$")
-
-
-def redirect_origin(redirect_uri: str) -> str | None:
-    """The CSP source of a redirect URI: ``https://host[:port]``, or ``scheme:`` for a
-    private-use scheme (RFC 8252 section 7.1); None if it cannot be expressed safely."""
-    parts = urlsplit(redirect_uri)
-    source = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
-    return source if _CSP_SOURCE.match(source) else None
-
-
-def form_action(kit: PageKit, redirect_uri: str) -> str:
-    """The page CSP allowing forms (and their redirects) to us and to ``redirect_uri``."""
-    origin = redirect_origin(redirect_uri)
-    return kit.renderer.policy(f"'self' {origin}" if origin else "'self'")
-
-
-async def oauth_target(request: Request, next_path: str | None) -> Redirectable | None:
-    """The client's checked redirect target when a sign-in returns to
-    ``/oauth2/authorize``; None for any other ``next`` or an unsafe request.
-
-    The sign-in page's CSP then names the redirect URI's origin in ``form-action``
-    (Chrome checks it on the redirects after the login POST), and the page names the
-    application that asks."""
-    if not next_path or not next_path.startswith("/oauth2/authorize?"):
-        return None
-    params = dict(parse_qsl(urlsplit(next_path).query, keep_blank_values=True))
-    try:
-        return await get_services(request).authorizations.client_and_redirect(params)
-    except UnsafeAuthorizationRequest:
-        return None
 
 
 def deliver(
@@ -103,6 +66,6 @@ def deliver_error(
     kit: PageKit, request: Request, target: Redirectable, issuer: str, exc: OAuthError
 ) -> Response:
     """RFC 6749 section 4.1.2.1: ``error`` and ``error_description`` to the client."""
-    return deliver(
-        kit, request, target, issuer, {"error": exc.code, "error_description": exc.detail}
-    )
+    shown = rendering(exc)
+    values = {"error": shown.oauth_error, "error_description": shown.detail}
+    return deliver(kit, request, target, issuer, values)

@@ -9,15 +9,12 @@ directly) and framed only by our own mailbox page.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Protocol
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from keyturn.api.ui.kit import PageKit
-from keyturn.domain import KeptMail
+from keyturn.api.ui.kit import KitDep, PageKit
 
 PATH = "/dev/mail"
 # Mail links are absolute http(s) URLs (KEYTURN_LINK_* templates); stop at whitespace and
@@ -34,14 +31,6 @@ _BASE_TARGET = '<base target="_blank">'
 _HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
 
 
-class MailboxReader(Protocol):
-    """What the pages read from the dev mailbox (infra.dev_mailbox.DevMailbox)."""
-
-    def recent(self) -> Sequence[KeptMail]: ...
-
-    def find(self, number: int) -> KeptMail | None: ...
-
-
 def text_parts(text: str) -> list[tuple[str, str | None]]:
     """``text`` as ``(chunk, url)`` pieces: ``url`` set where the chunk is a link."""
     parts: list[tuple[str, str | None]] = []
@@ -56,51 +45,56 @@ def text_parts(text: str) -> list[tuple[str, str | None]]:
     return parts
 
 
-def add_dev_mail_routes(router: APIRouter, kit: PageKit, mailbox: MailboxReader) -> None:
-    """Registers the dev mailbox on ``router`` (prefix ``/ui``)."""
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+def _framing_csp(kit: PageKit) -> str:
     # The mail page frames the HTML part from our own origin; everything else as usual.
-    framing_csp = kit.renderer.csp.replace(
-        "default-src 'none';", "default-src 'none'; frame-src 'self';"
-    )
+    return kit.renderer.csp.replace("default-src 'none';", "default-src 'none'; frame-src 'self';")
 
-    @router.get(PATH)
-    async def mail_list(request: Request) -> Response:
-        return kit.render(request, "dev_mail.html", title="Dev mailbox", mails=mailbox.recent())
 
-    @router.get(PATH + "/{number}")
-    async def mail_page(request: Request, number: int) -> Response:
-        mail = mailbox.find(number)
-        if mail is None:
-            return kit.render(
-                request,
-                "message.html",
-                status=404,
-                title="No such mail",
-                message="The mailbox keeps the last 100 mails of this process.",
-                link=f"/ui{PATH}",
-                link_text="Back to the mailbox",
-            )
+@router.get(PATH)
+async def mail_list(request: Request, kit: KitDep) -> Response:
+    # HostedPages includes this router only with a mailbox.
+    mails = [] if kit.mailbox is None else kit.mailbox.recent()
+    return kit.render(request, "dev_mail.html", title="Dev mailbox", mails=mails)
+
+
+@router.get(PATH + "/{number}")
+async def mail_page(request: Request, kit: KitDep, number: int) -> Response:
+    mail = None if kit.mailbox is None else kit.mailbox.find(number)
+    if mail is None:
         return kit.render(
             request,
-            "dev_mail_one.html",
-            title=mail.subject,
-            mail=mail,
-            parts=text_parts(mail.text),
-            csp=framing_csp,
+            "message.html",
+            status=404,
+            title="No such mail",
+            message="The mailbox keeps the last 100 mails of this process.",
+            link=f"/ui{PATH}",
+            link_text="Back to the mailbox",
         )
+    return kit.render(
+        request,
+        "dev_mail_one.html",
+        title=mail.subject,
+        mail=mail,
+        parts=text_parts(mail.text),
+        csp=_framing_csp(kit),
+    )
 
-    @router.get(PATH + "/{number}/html")
-    async def mail_html(number: int) -> Response:
-        mail = mailbox.find(number)
-        if mail is None or mail.html is None:
-            return Response(status_code=404)
-        # After <head> (before it would drop the page into quirks mode).
-        html, found = _HEAD.subn(lambda head: head.group() + _BASE_TARGET, mail.html, count=1)
-        return HTMLResponse(
-            html if found else _BASE_TARGET + html,
-            headers={
-                "content-security-policy": _HTML_CSP,
-                "cache-control": "no-store",
-                "referrer-policy": "no-referrer",
-            },
-        )
+
+@router.get(PATH + "/{number}/html")
+async def mail_html(kit: KitDep, number: int) -> Response:
+    mail = None if kit.mailbox is None else kit.mailbox.find(number)
+    if mail is None or mail.html is None:
+        return Response(status_code=404)
+    # After <head> (before it would drop the page into quirks mode).
+    html, found = _HEAD.subn(lambda head: head.group() + _BASE_TARGET, mail.html, count=1)
+    return HTMLResponse(
+        html if found else _BASE_TARGET + html,
+        headers={
+            "content-security-policy": _HTML_CSP,
+            "cache-control": "no-store",
+            "referrer-policy": "no-referrer",
+        },
+    )

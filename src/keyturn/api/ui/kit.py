@@ -1,5 +1,8 @@
-"""What every hosted page shares: rendering with a CSRF cookie, the form gate, errors,
-and the browser-session dependency a later ``/oauth2/authorize`` will use.
+"""What every hosted page shares: rendering with a CSRF cookie, the form gate, errors
+(shown as the error table of ``api/problems.py`` says) and the browser session.
+
+Handlers reach the kit as the REST routers reach services (``api/deps.py``): through the
+app (``KitDep``), built once in ``HostedPages``.
 
 The form gate runs before anything else on every POST (DESIGN.md section 5): an
 ``Origin`` header, when present, must be ours; the body must be a well-formed form; the
@@ -10,42 +13,36 @@ Anything else is a 403 page and nothing changes (no service is called).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, Protocol, TypeVar
+from urllib.parse import quote
 
+from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from keyturn.api.deps import get_client, get_services
 from keyturn.api.forms import read_form
-from keyturn.api.problems import error_headers
+from keyturn.api.problems import error_headers, rendering
 from keyturn.api.ui.rendering import Renderer
 from keyturn.config import Settings
+from keyturn.domain import KeptMail
 from keyturn.errors import KeyturnError, PasswordPolicyError, RateLimited, ServiceUnavailable
 from keyturn.services.oauth2.browser_sessions import BrowserSession
 
 CSRF_FIELD = "csrf_token"
 _CSRF_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
-
-# What a person reads for each error code; anything unlisted shows the error's title.
-MESSAGES = {
-    "invalid_credentials": "The email address or password is not correct.",
-    "email_not_verified": (
-        "Verify your email address first: open the link in the mail we sent you."
-    ),
-    "token_malformed": "This link is incomplete. Open it again from the mail.",
-    "token_invalid": "This link is no longer valid. Ask for a new one.",
-    "token_expired": "This link has expired. Ask for a new one.",
-    "token_used": "This link was already used.",
-    "token_wrong_purpose": "This link is meant for something else.",
-    "conflict": "Another account now uses this address.",
-    "service_unavailable": "We are busy right now. Try again in a few seconds.",
-    "hash_queue_full": "We are busy right now. Try again in a few seconds.",
-}
+T = TypeVar("T")
+# Re-renders a page's form with field errors and a status.
+FormAgain = Callable[[dict[str, str], int], Response]
 
 
-def message_for(exc: KeyturnError) -> str:
-    return MESSAGES.get(exc.code, exc.title)
+class MailboxReader(Protocol):
+    """What the pages read from the dev mailbox (infra.dev_mailbox.DevMailbox)."""
+
+    def recent(self) -> Sequence[KeptMail]: ...
+
+    def find(self, number: int) -> KeptMail | None: ...
 
 
 def _wait(seconds: int) -> str:
@@ -59,10 +56,22 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
 
 
-class PageKit:
-    """Rendering and checks shared by every hosted page."""
+def sign_in_first(back: str) -> RedirectResponse:
+    """To the sign-in page, coming back to ``back`` (a same-origin path) afterwards."""
+    return see_other("/ui/login?next=" + quote(back, safe=""))
 
-    def __init__(self, settings: Settings) -> None:
+
+class PageKit:
+    """Rendering and checks shared by every hosted page.
+
+    Args:
+        settings: The process settings.
+        mailbox: The dev mailbox the pages show (None: no mailbox pages).
+    """
+
+    def __init__(self, settings: Settings, *, mailbox: MailboxReader | None = None) -> None:
+        self.settings = settings
+        self.mailbox = mailbox
         self.renderer = Renderer(settings)
         self.cookies = self.renderer.cookies
         self.password_hint = (
@@ -135,9 +144,46 @@ class PageKit:
             link_text=link_text,
         )
 
+    async def attempt(
+        self,
+        request: Request,
+        action: Awaitable[T],
+        *,
+        form: FormAgain | None = None,
+        new_link: str = "",
+        start_again: str = "",
+        back: str = "",
+    ) -> T | Response:
+        """``action``'s result, or the page showing why it was refused.
+
+        Where the error shows is the error table's ``place`` (``api/problems.py``): in
+        ``form`` re-rendered, on a "this link cannot be used" page offering ``new_link``,
+        through the sign-in page back to ``back``, else on a message page (with
+        ``start_again`` as its link).
+        """
+        try:
+            return await action
+        except KeyturnError as exc:
+            place = rendering(exc).place
+            if place == "form" and form is not None:
+                return form(self.form_errors(exc), exc.status)
+            if place == "link":
+                return self.message(
+                    request,
+                    "This link cannot be used",
+                    rendering(exc).message,
+                    status=exc.status,
+                    link=new_link,
+                    link_text="Ask for a new link",
+                )
+            if place == "sign_in" and back:
+                return sign_in_first(back)
+            return self.error_page(request, exc, link=start_again)
+
     def error_page(self, request: Request, exc: KeyturnError, *, link: str = "") -> Response:
         """429 and 503 as friendly pages with Retry-After; anything else as a message."""
         headers = error_headers(exc)
+        message = rendering(exc).message
         if isinstance(exc, RateLimited):
             return self.message(
                 request,
@@ -148,12 +194,12 @@ class PageKit:
             )
         if isinstance(exc, ServiceUnavailable):
             return self.message(
-                request, "Please try again", message_for(exc), status=exc.status, headers=headers
+                request, "Please try again", message, status=exc.status, headers=headers
             )
         return self.message(
             request,
             "Something went wrong",
-            message_for(exc),
+            message,
             status=exc.status,
             headers=headers,
             link=link,
@@ -164,7 +210,7 @@ class PageKit:
         """Errors to show on the form itself (field errors of a policy refusal)."""
         if isinstance(exc, PasswordPolicyError):
             return {"password": exc.detail}
-        return {"form": message_for(exc)}
+        return {"form": rendering(exc).message}
 
     # -- the form gate -----------------------------------------------------------------
 
@@ -203,10 +249,23 @@ class PageKit:
             status=403,
         )
 
-    async def count_request(self, request: Request) -> KeyturnError | None:
-        """The per-IP ceiling of credential endpoints, as the API's routers apply it."""
-        try:
-            await get_services(request).throttle.request(get_client(request).ip)
-        except KeyturnError as exc:
-            return exc
-        return None
+    async def count_request(self, request: Request) -> Response | None:
+        """The per-IP ceiling of credential endpoints, as the API's routers apply it: None
+        while under it, else the page saying so."""
+        counted = await self.attempt(
+            request, get_services(request).throttle.request(get_client(request).ip)
+        )
+        return counted if isinstance(counted, Response) else None
+
+
+def get_kit(request: Request) -> PageKit:
+    """The kit ``HostedPages`` built for this app (as ``api.deps.get_services``)."""
+    kit: PageKit = request.app.state.hosted_pages.kit
+    return kit
+
+
+async def _kit_dependency(request: Request) -> PageKit:
+    return get_kit(request)
+
+
+KitDep = Annotated[PageKit, Depends(_kit_dependency)]

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from keyturn.api.ui.kit import PageKit
+from keyturn.api.ui.kit import KitDep
 from keyturn.config import Settings
 
 
@@ -38,15 +38,14 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept
 
 
-def landing_router(settings: Settings, kit: PageKit, *, dev_mailbox: bool) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    links = landing_links(settings, dev_mailbox=dev_mailbox)
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def landing(request: Request, kit: KitDep) -> Response:
+    settings = kit.settings
+    links = landing_links(settings, dev_mailbox=kit.mailbox is not None)
+    if _wants_html(request):
+        return kit.renderer.page("landing.html", title=settings.brand_name, links=links)
     body = {"name": settings.brand_name, "service": "Keyturn", "issuer": settings.issuer}
-
-    @router.get("/")
-    async def landing(request: Request) -> Response:
-        if _wants_html(request):
-            return kit.renderer.page("landing.html", title=settings.brand_name, links=links)
-        return JSONResponse({**body, "links": links}, headers={"vary": "Accept"})
-
-    return router
+    return JSONResponse({**body, "links": links}, headers={"vary": "Accept"})

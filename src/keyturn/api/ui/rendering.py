@@ -9,6 +9,7 @@ to us; no framing; no ``<base>``. No script at all: the pages work without JavaS
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,9 @@ PAGE_CACHE = "no-store"
 PAGE_REFERRER_POLICY = "same-origin"
 # WCAG 2.x success criterion 1.4.3 (AA) for normal text.
 AA_TEXT_CONTRAST = 4.5
+# What may stand in a CSP source expression built from a registered redirect URI; the
+# registration rules already guarantee it, this is the second lock.
+_CSP_SOURCE = re.compile(r"^[a-z][a-z0-9+.\-]*:(//[a-z0-9.\-\[\]:]+)?$")
 
 
 def _channel(value: int) -> float:
@@ -62,6 +66,14 @@ def text_on(hex_color: str) -> str:
 def link_color(hex_color: str) -> str:
     """The brand colour for links when it reaches WCAG AA (4.5:1) on white, else near-black."""
     return hex_color if contrast(hex_color, "#ffffff") >= AA_TEXT_CONTRAST else "#1b1f24"
+
+
+def redirect_origin(redirect_uri: str) -> str | None:
+    """The CSP source of a redirect URI: ``https://host[:port]``, or ``scheme:`` for a
+    private-use scheme (RFC 8252 section 7.1); None if it cannot be expressed safely."""
+    parts = urlsplit(redirect_uri)
+    source = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+    return source if _CSP_SOURCE.match(source) else None
 
 
 def _origin(url: str) -> str:
@@ -152,6 +164,11 @@ class Renderer:
             f"img-src {self._images}; form-action {form_action}; frame-ancestors 'none'; "
             "base-uri 'none'"
         )
+
+    def redirect_policy(self, redirect_uri: str) -> str:
+        """The page CSP allowing forms (and their redirects) to us and to ``redirect_uri``."""
+        origin = redirect_origin(redirect_uri)
+        return self.policy(f"'self' {origin}" if origin else "'self'")
 
     def page(
         self,

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from keyturn.api.deps import get_client, get_services
 from keyturn.api.forms import read_form
-from keyturn.api.ui.kit import CSRF_FIELD, PageKit, see_other
+from keyturn.api.ui.kit import CSRF_FIELD, KitDep, PageKit, see_other
 from keyturn.services.oauth2.rp_logout import LogoutRequest
 
 PURPOSE = "rp_logout"
@@ -42,92 +42,86 @@ def _back_to(uri: str, state: str | None) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}{urlencode({'state': state})}"
 
 
-def _form_action(kit: PageKit, uri: str | None) -> str:
-    """The page CSP, allowing the confirmation form's redirect to the client's origin.
-
-    CSP form-action also governs the redirects that follow a form submission, so the
-    registered post-logout origin must be listed (only that one, only on this page).
-    """
-    if uri is None:
-        return kit.renderer.csp
-    parts = urlsplit(uri)
-    source = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
-    return kit.renderer.csp.replace("form-action 'self'", f"form-action 'self' {source}")
+# Pages outside /ui whose paths the OpenID Connect specifications fix.
+router = APIRouter(include_in_schema=False)
 
 
-def add_rp_logout_routes(router: APIRouter, kit: PageKit) -> None:
-    async def finish(request: Request, checked: LogoutRequest, state: str | None) -> Response:
-        if checked.redirect_uri is not None:
-            response: Response = see_other(_back_to(checked.redirect_uri, state))
-        else:
-            response = kit.message(
-                request,
-                "Signed out",
-                "You are signed out of this browser.",
-                link="/ui/login",
-                link_text="Sign in again",
-            )
-        kit.cookies.clear(response, kit.cookies.session)
-        return response
-
-    async def start(request: Request, params: Mapping[str, str]) -> Response:
-        services = get_services(request)
-        state = _param(params, "state")
-        checked = await services.rp_logout.check(
-            id_token_hint=_param(params, "id_token_hint", MAX_HINT),
-            client_id=_param(params, "client_id"),
-            redirect_uri=_param(params, "post_logout_redirect_uri"),
-        )
-        current = await kit.current_session(request)
-        if current is None:
-            # Nobody to sign out here; the client may still get its user back.
-            return await finish(request, checked, state)
-        if checked.user_id is not None and checked.user_id == current.user.id:
-            await services.browser.logout(
-                request.cookies.get(kit.cookies.session), get_client(request)
-            )
-            return await finish(request, checked, state)
-        # No valid hint for this user: ask rather than sign out silently (a cross-site
-        # GET must not end someone's session).
-        response = kit.render(
+def _finish(kit: PageKit, request: Request, checked: LogoutRequest, state: str | None) -> Response:
+    if checked.redirect_uri is not None:
+        response: Response = see_other(_back_to(checked.redirect_uri, state))
+    else:
+        response = kit.message(
             request,
-            "rp_logout.html",
-            title="Sign out",
-            user=current.user,
-            client_name=checked.client.client_name if checked.client else None,
-            client_id=checked.client.client_id if checked.client else None,
-            redirect_uri=checked.redirect_uri,
-            state=state,
+            "Signed out",
+            "You are signed out of this browser.",
+            link="/ui/login",
+            link_text="Sign in again",
         )
-        response.headers["content-security-policy"] = _form_action(kit, checked.redirect_uri)
-        return response
+    kit.cookies.clear(response, kit.cookies.session)
+    return response
 
-    @router.get("/oauth2/logout")
-    async def rp_logout(request: Request) -> Response:
-        return await start(request, request.query_params)
 
-    @router.post("/oauth2/logout")
-    async def rp_logout_post(request: Request) -> Response:
-        form = await read_form(request)
-        if form is None:
-            return kit.message(
-                request,
-                "The request could not be read",
-                "Send the logout parameters as a form.",
-                status=400,
-            )
-        if CSRF_FIELD not in form:
-            # Section 2: the client may POST its logout request instead of a GET.
-            return await start(request, form)
-        confirmed = await kit.checked_form(request, PURPOSE)
-        if isinstance(confirmed, Response):
-            return confirmed
-        services = get_services(request)
-        # The hidden fields are checked again: nothing from the page is trusted.
-        checked = await services.rp_logout.check(
-            id_token_hint=None,
-            client_id=_param(confirmed, "client_id"),
-            redirect_uri=_param(confirmed, "post_logout_redirect_uri"),
-        )
+async def _start(kit: PageKit, request: Request, params: Mapping[str, str]) -> Response:
+    services = get_services(request)
+    state = _param(params, "state")
+    checked = await services.rp_logout.check(
+        id_token_hint=_param(params, "id_token_hint", MAX_HINT),
+        client_id=_param(params, "client_id"),
+        redirect_uri=_param(params, "post_logout_redirect_uri"),
+    )
+    current = await kit.current_session(request)
+    if current is None:
+        # Nobody to sign out here; the client may still get its user back.
+        return _finish(kit, request, checked, state)
+    if checked.user_id is not None and checked.user_id == current.user.id:
         await services.browser.logout(request.cookies.get(kit.cookies.session), get_client(request))
-        return await finish(request, checked, _param(confirmed, "state"))
+        return _finish(kit, request, checked, state)
+    # No valid hint for this user: ask rather than sign out silently (a cross-site
+    # GET must not end someone's session).
+    return kit.render(
+        request,
+        "rp_logout.html",
+        # CSP form-action also governs the redirects that follow a form submission, so
+        # the registered post-logout origin must be listed (only that one, only here).
+        csp=None
+        if checked.redirect_uri is None
+        else kit.renderer.redirect_policy(checked.redirect_uri),
+        title="Sign out",
+        user=current.user,
+        client_name=checked.client.client_name if checked.client else None,
+        client_id=checked.client.client_id if checked.client else None,
+        redirect_uri=checked.redirect_uri,
+        state=state,
+    )
+
+
+@router.get("/oauth2/logout")
+async def rp_logout(request: Request, kit: KitDep) -> Response:
+    return await _start(kit, request, request.query_params)
+
+
+@router.post("/oauth2/logout")
+async def rp_logout_post(request: Request, kit: KitDep) -> Response:
+    form = await read_form(request)
+    if form is None:
+        return kit.message(
+            request,
+            "The request could not be read",
+            "Send the logout parameters as a form.",
+            status=400,
+        )
+    if CSRF_FIELD not in form:
+        # Section 2: the client may POST its logout request instead of a GET.
+        return await _start(kit, request, form)
+    confirmed = await kit.checked_form(request, PURPOSE)
+    if isinstance(confirmed, Response):
+        return confirmed
+    services = get_services(request)
+    # The hidden fields are checked again: nothing from the page is trusted.
+    checked = await services.rp_logout.check(
+        id_token_hint=None,
+        client_id=_param(confirmed, "client_id"),
+        redirect_uri=_param(confirmed, "post_logout_redirect_uri"),
+    )
+    await services.browser.logout(request.cookies.get(kit.cookies.session), get_client(request))
+    return _finish(kit, request, checked, _param(confirmed, "state"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
@@ -11,17 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.deps import get_client, get_services
-from keyturn.api.oauth2.responses import form_action, oauth_target
 from keyturn.api.schemas import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
-from keyturn.api.ui.kit import PageKit, see_other
-from keyturn.errors import (
-    AuthenticationFailed,
-    EmailNotVerified,
-    InvalidInput,
-    KeyturnError,
-    RateLimited,
-)
+from keyturn.api.ui.kit import KitDep, PageKit, see_other
+from keyturn.errors import UnsafeAuthorizationRequest
+from keyturn.services.oauth2.authorize import Redirectable
 
 HOME = "/ui/"
 MAX_LOGIN_HINT = 320
@@ -32,6 +26,8 @@ LOGIN_NOTICES = {
     "password_reset": "Your password was changed. Sign in with the new one.",
 }
 
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
 
 def _with_next(path: str, next_path: str | None, **query: str) -> str:
     params = [f"{name}={quote(value, safe='')}" for name, value in query.items()]
@@ -40,174 +36,206 @@ def _with_next(path: str, next_path: str | None, **query: str) -> str:
     return f"{path}?{'&'.join(params)}" if params else path
 
 
-def add_sign_in_routes(router: APIRouter, kit: PageKit) -> None:
-    """Registers the sign-in pages on ``router`` (prefix ``/ui``)."""
+async def _oauth_target(request: Request, next_path: str | None) -> Redirectable | None:
+    """The client's checked redirect target when a sign-in returns to
+    ``/oauth2/authorize``; None for any other ``next`` or an unsafe request.
 
-    @router.get("")
-    async def bare_prefix() -> Response:
-        # The app redirects no trailing slashes (they were built from the Host header);
-        # this one is relative, so the browser stays on the host it asked.
-        return see_other(HOME)
+    The sign-in page's CSP then names the redirect URI's origin in ``form-action``
+    (Chrome checks it on the redirects after the login POST), and the page names the
+    application that asks."""
+    if not next_path or not next_path.startswith("/oauth2/authorize?"):
+        return None
+    params = dict(parse_qsl(urlsplit(next_path).query, keep_blank_values=True))
+    try:
+        return await get_services(request).authorizations.client_and_redirect(params)
+    except UnsafeAuthorizationRequest:
+        return None
 
-    @router.get("/")
-    async def home(request: Request) -> Response:
-        current = await kit.current_session(request)
-        if current is None:
-            return see_other("/ui/login")
-        return kit.render(
-            request,
-            "home.html",
-            title="You are signed in",
-            user=current.user,
-            auth_time=current.auth_time,
+
+def _login_form(
+    kit: PageKit,
+    request: Request,
+    target: Redirectable | None,
+    next_path: str | None,
+    email: str,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    notice: str | None = None,
+) -> Response:
+    return kit.render(
+        request,
+        "login.html",
+        status=status,
+        # Signing in may end in a redirect to an OAuth client (through /oauth2/authorize):
+        # form-action must name that client's origin too.
+        csp=None if target is None else kit.renderer.redirect_policy(target.redirect_uri),
+        title="Sign in",
+        # The application that sent the user here (from /oauth2/authorize).
+        client_name=None if target is None else target.client_name,
+        next=next_path,
+        email=email,
+        errors=errors or {},
+        notice=notice,
+    )
+
+
+def _signup_form(
+    kit: PageKit,
+    request: Request,
+    next_path: str | None,
+    *,
+    sent: bool = False,
+    email: str = "",
+    name: str = "",
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    return kit.render(
+        request,
+        "signup.html",
+        status=status,
+        title="Check your mail" if sent else "Create an account",
+        next=next_path,
+        sent=sent,
+        email=email,
+        name=name,
+        errors=errors or {},
+        password_hint=kit.password_hint,
+    )
+
+
+@router.get("")
+async def bare_prefix() -> Response:
+    # The app redirects no trailing slashes (they were built from the Host header);
+    # this one is relative, so the browser stays on the host it asked.
+    return see_other(HOME)
+
+
+@router.get("/")
+async def home(request: Request, kit: KitDep) -> Response:
+    current = await kit.current_session(request)
+    if current is None:
+        return see_other("/ui/login")
+    return kit.render(
+        request,
+        "home.html",
+        title="You are signed in",
+        user=current.user,
+        auth_time=current.auth_time,
+    )
+
+
+@router.get("/login")
+async def login_page(
+    request: Request, kit: KitDep, next_: NextQuery = None, status: str = "", login_hint: str = ""
+) -> Response:
+    # OIDC Core section 3.1.2.1 login_hint: prefilled, never trusted.
+    email = login_hint[:MAX_LOGIN_HINT]
+    next_path = safe_next(next_)
+    target = await _oauth_target(request, next_path)
+    notice = LOGIN_NOTICES.get(status)
+    return _login_form(kit, request, target, next_path, email, notice=notice)
+
+
+@router.post("/login")
+async def login(request: Request, kit: KitDep) -> Response:
+    form = await kit.checked_form(request, "login")
+    if isinstance(form, Response):
+        return form
+    next_path = safe_next(form.get("next"))
+    email = form.get("email", "")
+    # Still on the way back to an OAuth client: same policy, same name.
+    target = await _oauth_target(request, next_path)
+
+    def again(errors: dict[str, str], status: int) -> Response:
+        return _login_form(kit, request, target, next_path, email, status=status, errors=errors)
+
+    if refused := await kit.count_request(request):
+        return refused
+    try:
+        body = LoginRequest.model_validate({"email": email, "password": form.get("password", "")})
+    except ValidationError as exc:
+        return again(field_errors(exc), 422)
+    # The same AuthService check as POST /v1/auth/login: throttle, lock, audit. A locked
+    # account is refused in the form, word for word like a wrong password.
+    session = get_services(request).browser.login(
+        str(body.email),
+        body.password,
+        get_client(request),
+        replacing=request.cookies.get(kit.cookies.session),
+    )
+    signed_in = await kit.attempt(request, session, form=again)
+    if isinstance(signed_in, Response):
+        return signed_in
+    response = see_other(next_path or HOME)
+    created = signed_in.session
+    lifetime = int((created.expires_at - created.created_at).total_seconds())
+    kit.cookies.set(response, kit.cookies.session, signed_in.cookie, max_age=lifetime)
+    return response
+
+
+@router.get("/signup")
+async def signup_page(
+    request: Request, kit: KitDep, next_: NextQuery = None, status: str = ""
+) -> Response:
+    return _signup_form(kit, request, safe_next(next_), sent=status == "sent")
+
+
+@router.post("/signup")
+async def signup(request: Request, kit: KitDep) -> Response:
+    form = await kit.checked_form(request, "signup")
+    if isinstance(form, Response):
+        return form
+    next_path = safe_next(form.get("next"))
+    email, name = form.get("email", ""), form.get("name", "")
+
+    def again(errors: dict[str, str], status: int) -> Response:
+        return _signup_form(
+            kit, request, next_path, email=email, name=name, status=status, errors=errors
         )
 
-    @router.get("/login")
-    async def login_page(
-        request: Request, next_: NextQuery = None, status: str = "", login_hint: str = ""
-    ) -> Response:
-        next_path = safe_next(next_)
-        target = await oauth_target(request, next_path)
-        return kit.render(
-            request,
-            "login.html",
-            # Signing in may end in a redirect to an OAuth client (through
-            # /oauth2/authorize): form-action must name that client's origin too.
-            csp=None if target is None else form_action(kit, target.redirect_uri),
-            title="Sign in",
-            # The application that sent the user here (from /oauth2/authorize).
-            client_name=None if target is None else target.client_name,
-            next=next_path,
-            # OIDC Core section 3.1.2.1 login_hint: prefilled, never trusted.
-            email=login_hint[:MAX_LOGIN_HINT],
-            notice=LOGIN_NOTICES.get(status),
+    if refused := await kit.count_request(request):
+        return refused
+    try:
+        body = SignupRequest.model_validate(
+            {"email": email, "password": form.get("password", ""), "name": name or None}
         )
+    except ValidationError as exc:
+        return again(field_errors(exc), 422)
+    # Policy refusals show in the form: they depend on the password, never on the address.
+    created = await kit.attempt(
+        request,
+        get_services(request).auth.signup(
+            str(body.email), body.password, body.name, get_client(request)
+        ),
+        form=again,
+    )
+    if isinstance(created, Response):
+        return created
+    # The same answer whether or not the address had an account (no enumeration).
+    return see_other(_with_next("/ui/signup", next_path, status="sent"))
 
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        form = await kit.checked_form(request, "login")
-        if isinstance(form, Response):
-            return form
-        next_path = safe_next(form.get("next"))
-        email = form.get("email", "")
-        target = await oauth_target(request, next_path)
 
-        def again(errors: dict[str, str], status: int) -> Response:
-            return kit.render(
-                request,
-                "login.html",
-                status=status,
-                # Still on the way back to an OAuth client: same policy, same name.
-                csp=None if target is None else form_action(kit, target.redirect_uri),
-                title="Sign in",
-                client_name=None if target is None else target.client_name,
-                next=next_path,
-                email=email,
-                errors=errors,
-            )
+@router.get("/logout")
+async def logout_page(request: Request, kit: KitDep) -> Response:
+    current = await kit.current_session(request)
+    return kit.render(
+        request,
+        "logout.html",
+        title="Sign out" if current else "Signed out",
+        user=current.user if current else None,
+    )
 
-        if refused := await kit.count_request(request):
-            return kit.error_page(request, refused)
-        try:
-            body = LoginRequest.model_validate(
-                {"email": email, "password": form.get("password", "")}
-            )
-        except ValidationError as exc:
-            return again(field_errors(exc), 422)
-        services = get_services(request)
-        try:
-            # The same AuthService check as POST /v1/auth/login: throttle, lock, audit.
-            login = await services.browser.login(
-                str(body.email),
-                body.password,
-                get_client(request),
-                replacing=request.cookies.get(kit.cookies.session),
-            )
-        except RateLimited as exc:
-            return kit.error_page(request, exc)
-        except (AuthenticationFailed, EmailNotVerified) as exc:
-            # A locked account lands here too, word for word like a wrong password.
-            return again(kit.form_errors(exc), exc.status)
-        except KeyturnError as exc:
-            return kit.error_page(request, exc)
-        response = see_other(next_path or HOME)
-        lifetime = int((login.session.expires_at - login.session.created_at).total_seconds())
-        kit.cookies.set(response, kit.cookies.session, login.cookie, max_age=lifetime)
-        return response
 
-    @router.get("/signup")
-    async def signup_page(request: Request, next_: NextQuery = None, status: str = "") -> Response:
-        return kit.render(
-            request,
-            "signup.html",
-            title="Check your mail" if status == "sent" else "Create an account",
-            next=safe_next(next_),
-            sent=status == "sent",
-            email="",
-            name="",
-            password_hint=kit.password_hint,
-        )
-
-    @router.post("/signup")
-    async def signup(request: Request) -> Response:
-        form = await kit.checked_form(request, "signup")
-        if isinstance(form, Response):
-            return form
-        next_path = safe_next(form.get("next"))
-        email, name = form.get("email", ""), form.get("name", "")
-
-        def again(errors: dict[str, str], status: int) -> Response:
-            return kit.render(
-                request,
-                "signup.html",
-                status=status,
-                title="Create an account",
-                next=next_path,
-                sent=False,
-                email=email,
-                name=name,
-                errors=errors,
-                password_hint=kit.password_hint,
-            )
-
-        if refused := await kit.count_request(request):
-            return kit.error_page(request, refused)
-        try:
-            body = SignupRequest.model_validate(
-                {"email": email, "password": form.get("password", ""), "name": name or None}
-            )
-        except ValidationError as exc:
-            return again(field_errors(exc), 422)
-        try:
-            await get_services(request).auth.signup(
-                str(body.email), body.password, body.name, get_client(request)
-            )
-        except InvalidInput as exc:
-            # Policy refusals: they depend on the password, never on the address.
-            return again(kit.form_errors(exc), exc.status)
-        except KeyturnError as exc:
-            return kit.error_page(request, exc)
-        # The same answer whether or not the address had an account (no enumeration).
-        return see_other(_with_next("/ui/signup", next_path, status="sent"))
-
-    @router.get("/logout")
-    async def logout_page(request: Request) -> Response:
-        current = await kit.current_session(request)
-        return kit.render(
-            request,
-            "logout.html",
-            title="Sign out" if current else "Signed out",
-            user=current.user if current else None,
-        )
-
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        form = await kit.checked_form(request, "logout")
-        if isinstance(form, Response):
-            return form
-        await get_services(request).browser.logout(
-            request.cookies.get(kit.cookies.session), get_client(request)
-        )
-        response = see_other("/ui/login?status=signed_out")
-        kit.cookies.clear(response, kit.cookies.session)
-        return response
+@router.post("/logout")
+async def logout(request: Request, kit: KitDep) -> Response:
+    form = await kit.checked_form(request, "logout")
+    if isinstance(form, Response):
+        return form
+    await get_services(request).browser.logout(
+        request.cookies.get(kit.cookies.session), get_client(request)
+    )
+    response = see_other("/ui/login?status=signed_out")
+    kit.cookies.clear(response, kit.cookies.session)
+    return response
