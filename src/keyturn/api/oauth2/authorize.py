@@ -21,6 +21,7 @@ from keyturn.api.oauth2 import consent
 from keyturn.api.oauth2.requests import (
     AUTHORIZE_PATH,
     authorize_url,
+    checked_request,
     query_params,
     refused_page,
 )
@@ -28,7 +29,7 @@ from keyturn.api.oauth2.responses import deliver, deliver_error
 from keyturn.api.ui.forms import MAX_NEXT_LENGTH
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.domain import utcnow
-from keyturn.errors import OAuthError, OAuthInvalidRequest, UnsafeAuthorizationRequest
+from keyturn.errors import OAuthError, OAuthInvalidRequest
 from keyturn.services.oauth2.authorize import (
     AUTH_AFTER,
     AuthorizationRequest,
@@ -82,14 +83,13 @@ def pinned(request: AuthorizationRequest, params: dict[str, str]) -> dict[str, s
 
 async def handle_authorize(kit: PageKit, request: Request, params: dict[str, str]) -> Response:
     """The whole authorization endpoint, for GET and POST alike."""
+    checked = await checked_request(kit, request, params)
+    if isinstance(checked, Response):
+        return checked
+    parsed, target = checked
     service = get_services(request).authorizations
+    browser = await kit.current_session(request)
     try:
-        target = await service.client_and_redirect(params)
-    except UnsafeAuthorizationRequest as exc:
-        return refused_page(kit, request, exc.detail)
-    try:
-        parsed = await service.parse(params, target)
-        browser = await kit.current_session(request)
         step, consent = await service.next_step(parsed, browser)
     except OAuthError as exc:
         return deliver_error(kit, request, target, service.issuer, exc)

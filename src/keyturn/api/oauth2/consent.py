@@ -15,10 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.deps import get_client, get_services
-from keyturn.api.oauth2.requests import authorize_url, query_params, refused_page
+from keyturn.api.oauth2.requests import (
+    authorize_url,
+    checked_request,
+    query_params,
+    refused_page,
+)
 from keyturn.api.oauth2.responses import deliver, deliver_error
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
-from keyturn.errors import AccessDenied, OAuthError, UnsafeAuthorizationRequest
+from keyturn.errors import AccessDenied
 from keyturn.services.oauth2.authorize import AuthorizationRequest, Redirectable
 from keyturn.services.oauth2.browser_sessions import BrowserSession
 
@@ -48,17 +53,12 @@ router = APIRouter(include_in_schema=False)
 async def _load(
     kit: PageKit, request: Request, params: dict[str, str]
 ) -> tuple[AuthorizationRequest, BrowserSession, Redirectable] | Response:
-    service = get_services(request).authorizations
-    try:
-        target = await service.client_and_redirect(params)
-    except UnsafeAuthorizationRequest as exc:
-        return refused_page(kit, request, exc.detail)
-    try:
-        parsed = await service.parse(params, target)
-    except OAuthError as exc:
-        return deliver_error(kit, request, target, service.issuer, exc)
+    checked = await checked_request(kit, request, params)
+    if isinstance(checked, Response):
+        return checked
+    parsed, target = checked
     browser = await kit.current_session(request)
-    if browser is None or service.needs_login(parsed, browser):
+    if browser is None or get_services(request).authorizations.needs_login(parsed, browser):
         # Back through the authorization endpoint, which sends the user to sign in.
         return see_other(authorize_url(params))
     return parsed, browser, target

@@ -7,7 +7,11 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keyturn.api.deps import get_services
+from keyturn.api.oauth2.responses import deliver_error
 from keyturn.api.ui.kit import PageKit
+from keyturn.errors import OAuthError, UnsafeAuthorizationRequest
+from keyturn.services.oauth2.authorize import AuthorizationRequest, Redirectable
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 MAX_QUERY_FIELDS = 32
@@ -45,3 +49,19 @@ def query_params(request: Request) -> dict[str, str] | None:
             return None
         params[name] = value
     return params
+
+
+async def checked_request(
+    kit: PageKit, request: Request, params: dict[str, str]
+) -> tuple[AuthorizationRequest, Redirectable] | Response:
+    """The parsed request and where its answer goes, else the refusal: a page when the
+    client or redirect URI is not safe to answer, else an error sent to the client."""
+    service = get_services(request).authorizations
+    try:
+        target = await service.client_and_redirect(params)
+    except UnsafeAuthorizationRequest as exc:
+        return refused_page(kit, request, exc.detail)
+    try:
+        return await service.parse(params, target), target
+    except OAuthError as exc:
+        return deliver_error(kit, request, target, service.issuer, exc)

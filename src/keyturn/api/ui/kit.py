@@ -164,19 +164,19 @@ class PageKit:
         try:
             return await action
         except KeyturnError as exc:
-            place = rendering(exc).place
-            if place == "form" and form is not None:
-                return form(self.form_errors(exc), exc.status)
-            if place == "link":
+            shown = rendering(exc)
+            if shown.place == "form" and form is not None:
+                return form(self.form_errors(exc), shown.status)
+            if shown.place == "link":
                 return self.message(
                     request,
                     "This link cannot be used",
-                    rendering(exc).message,
-                    status=exc.status,
+                    shown.message,
+                    status=shown.status,
                     link=new_link,
                     link_text="Ask for a new link",
                 )
-            if place == "sign_in" and back:
+            if shown.place == "sign_in" and back:
                 return sign_in_first(back)
             return self.error_page(request, exc, link=start_again)
 
