@@ -15,8 +15,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_services
-from keyturn.api.forms import read_form
+from keyturn.api.http.deps import get_services
+from keyturn.api.http.forms import read_form
 from keyturn.api.oauth2.consent import add_consent_routes
 from keyturn.api.oauth2.requests import (
     AUTHORIZE_PATH,

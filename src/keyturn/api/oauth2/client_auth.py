@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from keyturn.api.forms import read_form
+from keyturn.api.http.forms import read_form
 from keyturn.domain import ClientInfo, OAuthClient
 from keyturn.errors import InvalidClient, OAuthInvalidRequest
 from keyturn.services.oauth2.clients import ClientService, decode_basic_credentials

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_client, get_services
+from keyturn.api.http.deps import get_client, get_services
 from keyturn.api.oauth2.requests import authorize_url, query_params, refused_page
 from keyturn.api.oauth2.responses import deliver, deliver_error, form_action
 from keyturn.api.ui.kit import PageKit, see_other

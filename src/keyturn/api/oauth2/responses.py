@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from keyturn.api.deps import get_services
+from keyturn.api.http.deps import get_services
 from keyturn.errors import OAuthError, UnsafeAuthorizationRequest
 from keyturn.services.oauth2.authorize import Redirectable
 

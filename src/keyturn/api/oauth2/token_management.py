@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from keyturn.api.deps import ClientDep, ServicesDep
+from keyturn.api.http.deps import ClientDep, ServicesDep
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
 from keyturn.api.oauth2.cors import apply_client_cors
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 from keyturn.errors import OAuthInvalidRequest
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"], dependencies=[CREDENTIAL_ENDPOINT])

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from keyturn.api.deps import ServicesDep
+from keyturn.api.http.deps import ServicesDep
 from keyturn.api.oauth2.client_auth import oauth_form
 from keyturn.api.oauth2.cors import apply_token_client_cors
 from keyturn.errors import CredentialsMissing, OAuthInvalidRequest

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from keyturn.api.deps import ClientDep, ServicesDep
+from keyturn.api.http.deps import ClientDep, ServicesDep
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import Accepted, EmailRequest, ResetPasswordRequest, TokenRequest
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.rest.schemas.account import EmailRequest, ResetPasswordRequest
+from keyturn.api.rest.schemas.common import Accepted, TokenRequest
 
 router = APIRouter(prefix="/v1/auth", tags=["account"], dependencies=[CREDENTIAL_ENDPOINT])
 

@@ -11,7 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from keyturn.api.client_schemas import (
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
+from keyturn.api.rest.responses import problems
+from keyturn.api.rest.schemas.admin_clients import (
     ClientIn,
     ClientList,
     ClientOut,
@@ -19,8 +21,6 @@ from keyturn.api.client_schemas import (
     ClientWithSecret,
     created_answer,
 )
-from keyturn.api.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/admin/clients", tags=["admin"])
@@ -39,7 +39,7 @@ async def list_clients(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> ClientList:
     page = await services.clients.list_clients(principal, limit=limit, cursor=cursor)
-    return ClientList.of(page)
+    return ClientList.of(page, ClientOut.of_client)
 
 
 @router.post(
@@ -57,7 +57,7 @@ async def create_client(
 
 @router.get("/{client_id}", responses=problems(401, 403, 404, 422), summary="One client")
 async def get_client(client_id: ClientId, principal: Writer, services: ServicesDep) -> ClientOut:
-    return ClientOut.of(await services.clients.get(principal, client_id))
+    return ClientOut.of_client(await services.clients.get(principal, client_id))
 
 
 @router.patch(
@@ -73,7 +73,7 @@ async def update_client(
     client: ClientDep,
 ) -> ClientOut:
     updated = await services.clients.update(principal, client_id, body.patch(), client)
-    return ClientOut.of(updated)
+    return ClientOut.of_client(updated)
 
 
 @router.delete(
@@ -111,4 +111,4 @@ async def rotate_secret(
     rotated = await services.clients.rotate_secret(
         principal, client_id, client, revoke_tokens=revoke_tokens
     )
-    return ClientWithSecret.of_secret(rotated.client, rotated.client_secret)
+    return ClientWithSecret.of_client(rotated.client, client_secret=rotated.client_secret)

@@ -7,16 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from keyturn.api.admin_schemas import (
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
+from keyturn.api.rest.responses import problems
+from keyturn.api.rest.schemas.admin_users import (
     AdminSessionList,
     AdminUserList,
     AdminUserOut,
     CreateUserRequest,
     UpdateUserRequest,
 )
-from keyturn.api.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import SessionOut
+from keyturn.api.rest.schemas.common import SessionOut
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/admin/users", tags=["admin"])
@@ -35,7 +35,7 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> AdminUserList:
     page = await services.admin_users.list_users(principal, q=q, limit=limit, cursor=cursor)
-    return AdminUserList.of(page)
+    return AdminUserList.of(page, AdminUserOut.of)
 
 
 @router.post(
@@ -142,10 +142,7 @@ async def list_sessions(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AdminSessionList:
     page = await services.admin_users.sessions(principal, user_id, limit=limit, cursor=cursor)
-    return AdminSessionList(
-        items=[SessionOut.of(item, principal.session_id) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return AdminSessionList.of(page, lambda item: SessionOut.of(item, principal.session_id))
 
 
 @router.delete(

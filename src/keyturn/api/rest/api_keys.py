@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from keyturn.api.api_key_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList
-from keyturn.api.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import ApiKeyOut
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.rest.schemas.api_keys import ApiKeyCreated, ApiKeyIn, ApiKeyList
+from keyturn.api.rest.schemas.common import ApiKeyOut
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me/api-keys", tags=["me"])
@@ -45,7 +45,7 @@ async def create_api_key(
         expires_at=body.expires_at,
         client=client,
     )
-    return ApiKeyCreated.of(created)
+    return ApiKeyCreated.of(created.record, key=created.key)
 
 
 @router.delete(

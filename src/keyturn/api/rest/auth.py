@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from keyturn.api.deps import ClientDep, PrincipalDep, ServicesDep
+from keyturn.api.http.deps import ClientDep, PrincipalDep, ServicesDep
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import (
+from keyturn.api.rest.schemas.auth import (
     LoginRequest,
     RefreshRequest,
     SignupAccepted,
     SignupRequest,
     TokenResponse,
 )
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[CREDENTIAL_ENDPOINT])
 

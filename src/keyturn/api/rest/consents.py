@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from keyturn.api.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
 from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import ConsentList, ConsentOut
+from keyturn.api.rest.schemas.common import consent_out
+from keyturn.api.rest.schemas.consents import ConsentList
 from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
@@ -28,9 +29,7 @@ async def list_consents(
 ) -> ConsentList:
     with read_only():
         page = await services.consents.list_mine(principal, limit=limit, cursor=cursor)
-    return ConsentList(
-        items=[ConsentOut.of(item) for item in page.items], next_cursor=page.next_cursor
-    )
+    return ConsentList.of(page, consent_out)
 
 
 @router.delete(

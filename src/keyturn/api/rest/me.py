@@ -7,21 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from keyturn.api.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import (
-    Accepted,
+from keyturn.api.rest.schemas.common import Accepted, SessionOut, TokenRequest, UserOut
+from keyturn.api.rest.schemas.me import (
     AccountExport,
     ChangePasswordRequest,
     EmailChangeRequest,
     PasswordConfirmation,
     SessionList,
-    SessionOut,
-    TokenRequest,
     UpdateMeRequest,
-    UserOut,
 )
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
@@ -125,10 +122,7 @@ async def list_sessions(
 ) -> SessionList:
     with read_only():
         page = await services.sessions.list_mine(principal, limit=limit, cursor=cursor)
-    return SessionList(
-        items=[SessionOut.of(item, principal.session_id) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return SessionList.of(page, lambda item: SessionOut.of(item, principal.session_id))
 
 
 @router.delete(

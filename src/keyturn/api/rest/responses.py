@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyturn.api.schemas import ProblemDetail
+from keyturn.api.rest.schemas.common import ProblemDetail
 
 _DESCRIPTIONS = {
     400: "Malformed JSON (`malformed_json`) or an unusable one-time token (`token_*`)",

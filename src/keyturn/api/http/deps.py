@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from keyturn.api.hardening import client_ip
+from keyturn.api.http.hardening import client_ip
 from keyturn.domain import ClientInfo, Principal
 from keyturn.errors import CredentialsMissing, PermissionDenied
 from keyturn.services.admin.api_keys import looks_like_api_key

@@ -6,10 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints
 
-from keyturn.api.schemas import ApiKeyOut, Request
-from keyturn.services.admin.api_keys import CreatedApiKey
+from keyturn.api.rest.schemas.common import ApiKeyOut, FromDomain, Page, Request
 
 # No control characters (NUL included: PostgreSQL text cannot hold it).
 KeyName = Annotated[
@@ -28,12 +27,12 @@ class ApiKeyIn(Request):
     expires_at: AwareDatetime | None = None
 
 
-class ApiKeyList(BaseModel):
-    items: list[ApiKeyOut]
+class ApiKeyList(Page[ApiKeyOut]):
+    # Every key in one answer (a user holds a handful): never a next page.
     next_cursor: str | None = None
 
 
-class ApiKeyCreated(BaseModel):
+class ApiKeyCreated(FromDomain):
     """The new key; ``key`` (``kt_<prefix>_<secret>``) is shown exactly once."""
 
     id: uuid.UUID
@@ -43,16 +42,3 @@ class ApiKeyCreated(BaseModel):
     scopes: list[str]
     created_at: datetime
     expires_at: datetime | None
-
-    @classmethod
-    def of(cls, created: CreatedApiKey) -> ApiKeyCreated:
-        record = created.record
-        return cls(
-            id=record.id,
-            key=created.key,
-            prefix=record.prefix,
-            name=record.name,
-            scopes=list(record.scopes),
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-        )
