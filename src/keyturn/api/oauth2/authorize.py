@@ -16,12 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.http.deps import get_services
-from keyturn.api.http.forms import read_form
+from keyturn.api.http.forms import read_form, read_query
 from keyturn.api.oauth2.consent import add_consent_routes
 from keyturn.api.oauth2.requests import (
     AUTHORIZE_PATH,
     authorize_url,
-    query_params,
     refused_page,
 )
 from keyturn.api.oauth2.responses import deliver, deliver_error
@@ -106,7 +105,7 @@ def build_router(kit: PageKit) -> APIRouter:
 
     @router.get(AUTHORIZE_PATH)
     async def authorize(request: Request) -> Response:
-        params = query_params(request)
+        params = read_query(request)
         if params is None:
             return refused_page(kit, request, "A parameter was repeated or malformed.")
         return await handle_authorize(kit, request, params)

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.http.deps import get_client, get_services
-from keyturn.api.oauth2.requests import authorize_url, query_params, refused_page
+from keyturn.api.http.forms import read_query
+from keyturn.api.oauth2.requests import authorize_url, refused_page
 from keyturn.api.oauth2.responses import deliver, deliver_error, form_action
 from keyturn.api.ui.kit import PageKit, see_other
 from keyturn.errors import AccessDenied, OAuthError, UnsafeAuthorizationRequest
@@ -65,7 +66,7 @@ def add_consent_routes(router: APIRouter, kit: PageKit) -> None:
 
     @router.get(CONSENT_PATH)
     async def consent_page(request: Request) -> Response:
-        params = query_params(request)
+        params = read_query(request)
         if params is None:
             return refused_page(kit, request, "A parameter was repeated or malformed.")
         loaded = await load(request, params)
