@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     # Only the type: the sign-in page imports this module, and api.ui imports it.
     from keyturn.api.ui.kit import PageKit
 
+# Answers carrying codes, tokens, token state or claims (personal data): never stored
+# by a cache (RFC 6749 sections 4.1.2 and 5.1, RFC 7662 section 2.2).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 AUTO_SUBMIT = "document.forms[0].submit();"
 AUTO_SUBMIT_HASH = "sha256-" + base64.b64encode(
     hashlib.sha256(AUTO_SUBMIT.encode("ascii")).digest()
@@ -94,9 +97,7 @@ def deliver(
     if target.redirect_uri.endswith("?"):
         separator = ""
     location = target.redirect_uri + separator + urlencode(params)
-    return RedirectResponse(
-        location, status_code=303, headers={"cache-control": "no-store", "pragma": "no-cache"}
-    )
+    return RedirectResponse(location, status_code=303, headers=NO_STORE)
 
 
 def deliver_error(

@@ -10,10 +10,10 @@ from keyturn.api.http.deps import ClientDep, ServicesDep
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
 from keyturn.api.oauth2.cors import apply_client_cors
+from keyturn.api.oauth2.responses import NO_STORE
 
 router = APIRouter(tags=["oauth2"])
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _OAUTH_ERROR = {
     "content": {
         "application/json": {
