@@ -1,7 +1,7 @@
 """Bodies of ``/v1/admin/clients``: RFC 7591 client metadata names, exactly.
 
 The schema bounds sizes and spells the allowed values; the registration rules (redirect
-URIs, public clients, scope names) are the service's (``services.oauth_client_rules``).
+URIs, public clients, scope names) are the service's (``services.oauth2.client_rules``).
 """
 
 from __future__ import annotations

@@ -8,13 +8,18 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from keyturn.api.rest.schemas.common import ApiKeyOut, FromDomain, Page, Request
+from keyturn.api.rest.schemas.common import (
+    NO_CONTROL_CHARACTERS,
+    ApiKeyOut,
+    FromDomain,
+    Page,
+    Request,
+)
 
-# No control characters (NUL included: PostgreSQL text cannot hold it).
 KeyName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$"
+        strip_whitespace=True, min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS
     ),
 ]
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=64)]

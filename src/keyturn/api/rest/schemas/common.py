@@ -20,10 +20,11 @@ S = TypeVar("S")
 # configurable cap checked before hashing) gives the helpful error.
 Password = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 # No control characters (NUL included: PostgreSQL text cannot hold it).
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$"
+        strip_whitespace=True, min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS
     ),
 ]
 OneTimeTokenValue = Annotated[str, StringConstraints(min_length=1, max_length=512)]
