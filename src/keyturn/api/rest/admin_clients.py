@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
+from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.admin_clients import (
     ClientIn,
     ClientList,
@@ -28,7 +28,6 @@ router = APIRouter(prefix="/v1/admin/clients", tags=["admin"])
 Writer = Annotated[Principal, Depends(require_permission("clients:write"))]
 # Any string up to 64 characters; one that cannot be a client_id answers 404.
 ClientId = Annotated[str, Path(min_length=1, max_length=64)]
-NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
 @router.get("", responses=problems(401, 403, 422), summary="List OAuth clients")
@@ -78,15 +77,13 @@ async def update_client(
 
 @router.delete(
     "/{client_id}",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="Delete a client",
 )
 async def delete_client(
     client_id: ClientId, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.clients.delete(principal, client_id, client)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.post(

@@ -5,17 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, status
 
 from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
+from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.admin_roles import RoleIn, RoleList, RoleOut, RolePatch
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 RoleWriter = Annotated[Principal, Depends(require_permission("roles:write"))]
-NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
 @router.get("/roles", responses=problems(401, 403), summary="Every role")
@@ -63,38 +62,32 @@ async def update_role(
 
 @router.delete(
     "/roles/{name}",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 409),
+    **no_content(401, 403, 404, 409),
     summary="Delete",
 )
 async def delete_role(
     name: str, principal: RoleWriter, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.roles.delete(principal, name, client)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.put(
     "/users/{user_id}/roles/{name}",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="Give a user a role",
 )
 async def assign_role(
     user_id: uuid.UUID, name: str, principal: RoleWriter, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.roles.assign(principal, user_id, name, client)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.delete(
     "/users/{user_id}/roles/{name}",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="Take a role from a user",
 )
 async def unassign_role(
     user_id: uuid.UUID, name: str, principal: RoleWriter, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.roles.unassign(principal, user_id, name, client)
-    return Response(status_code=NO_CONTENT)

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, status
 
 from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
+from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.admin_users import (
     AdminSessionList,
     AdminUserList,
@@ -25,7 +25,6 @@ router = APIRouter(prefix="/v1/admin/users", tags=["admin"])
 
 Reader = Annotated[Principal, Depends(require_permission("users:read"))]
 Writer = Annotated[Principal, Depends(require_permission("users:write"))]
-NO_CONTENT = status.HTTP_204_NO_CONTENT
 UserAction = Callable[[AdminUserService, Principal, uuid.UUID, ClientInfo], Awaitable[object]]
 
 
@@ -34,18 +33,16 @@ def _action(method: str, path: str, summary: str, act: UserAction) -> None:
 
     async def endpoint(
         user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
-    ) -> Response:
+    ) -> None:
         await act(services.admin_users, principal, user_id, client)
-        return Response(status_code=NO_CONTENT)
 
     router.add_api_route(
         path,
         endpoint,
         methods=[method],
         name=act.__name__,
-        status_code=NO_CONTENT,
-        responses=problems(401, 403, 404, 422),
         summary=summary,
+        **no_content(401, 403, 404, 422),
     )
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, status
 
 from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
-from keyturn.api.rest.responses import problems
+from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.api_keys import ApiKeyCreated, ApiKeyIn, ApiKeyList
 from keyturn.api.rest.schemas.common import ApiKeyOut
 from keyturn.domain import Principal
@@ -50,12 +50,10 @@ async def create_api_key(
 
 @router.delete(
     "/{key_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="Revoke one of my API keys",
 )
 async def revoke_api_key(
     key_id: uuid.UUID, principal: KeysWrite, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.api_keys.revoke(principal, key_id, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

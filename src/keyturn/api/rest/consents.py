@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query
 
 from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
-from keyturn.api.rest.responses import problems
+from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.common import consent_out
 from keyturn.api.rest.schemas.consents import ConsentList
 from keyturn.db.unit_of_work import read_only
@@ -34,12 +34,10 @@ async def list_consents(
 
 @router.delete(
     "/{consent_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="Revoke a consent: the client's grants under it end at once",
 )
 async def revoke_consent(
     consent_id: uuid.UUID, principal: ConsentsWrite, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.consents.revoke(principal, consent_id, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
