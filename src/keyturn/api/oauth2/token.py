@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 
 from keyturn.api.http.deps import ClientDep, ServicesDep
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
-from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
+from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
 from keyturn.api.oauth2.cors import apply_client_cors
 from keyturn.api.oauth2.responses import NO_STORE
 
@@ -28,32 +28,20 @@ _OAUTH_ERROR = {
         }
     }
 }
-_TOKEN_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "grant_type": {
-                            "type": "string",
-                            "enum": ["authorization_code", "refresh_token", "client_credentials"],
-                        },
-                        "code": {"type": "string"},
-                        "redirect_uri": {"type": "string"},
-                        "code_verifier": {"type": "string"},
-                        "refresh_token": {"type": "string"},
-                        "scope": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                    },
-                    "required": ["grant_type"],
-                }
-            }
+_TOKEN_FORM = form_body(
+    {
+        "grant_type": {
+            "type": "string",
+            "enum": ["authorization_code", "refresh_token", "client_credentials"],
         },
-    }
-}
+        "code": {"type": "string"},
+        "redirect_uri": {"type": "string"},
+        "code_verifier": {"type": "string"},
+        "refresh_token": {"type": "string"},
+        "scope": {"type": "string"},
+    },
+    required=["grant_type"],
+)
 
 
 @router.post(

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from keyturn.api.http.deps import ClientDep, ServicesDep
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
-from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
+from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
 from keyturn.api.oauth2.cors import apply_client_cors
 from keyturn.api.oauth2.responses import NO_STORE
 from keyturn.domain import ClientInfo, OAuthClient
@@ -26,30 +26,18 @@ router = APIRouter(prefix="/oauth2", tags=["oauth2"], dependencies=[CREDENTIAL_E
 MAX_TOKEN_LENGTH = 8192
 
 
-def _form_body(description: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["token"],
-                        "properties": {
-                            "token": {"type": "string", "maxLength": MAX_TOKEN_LENGTH},
-                            "token_type_hint": {
-                                "type": "string",
-                                "description": "`access_token` or `refresh_token`; a hint only",
-                            },
-                            "client_id": {"type": "string"},
-                            "client_secret": {"type": "string"},
-                        },
-                    }
-                }
+def _token_form(description: str) -> dict[str, Any]:
+    return form_body(
+        {
+            "token": {"type": "string", "maxLength": MAX_TOKEN_LENGTH},
+            "token_type_hint": {
+                "type": "string",
+                "description": "`access_token` or `refresh_token`; a hint only",
             },
-            "description": description,
-        }
-    }
+        },
+        required=["token"],
+        description=description,
+    )
 
 
 def _responses(ok: str) -> dict[int | str, dict[str, Any]]:
@@ -80,7 +68,7 @@ async def _read(
 @router.post(
     "/introspect",
     summary="Token introspection (RFC 7662); confidential clients only",
-    openapi_extra=_form_body("RFC 7662 section 2.1 parameters"),
+    openapi_extra=_token_form("RFC 7662 section 2.1 parameters"),
     responses=_responses("RFC 7662 section 2.2 answer; `{active: false}` when not active"),
 )
 async def introspect(request: Request, services: ServicesDep, client: ClientDep) -> Response:
@@ -94,7 +82,7 @@ async def introspect(request: Request, services: ServicesDep, client: ClientDep)
 @router.post(
     "/revoke",
     summary="Token revocation (RFC 7009)",
-    openapi_extra=_form_body("RFC 7009 section 2.1 parameters"),
+    openapi_extra=_token_form("RFC 7009 section 2.1 parameters"),
     responses=_responses("Empty: revoked, or nothing to revoke (RFC 7009 section 2.2)"),
 )
 async def revoke(request: Request, services: ServicesDep, client: ClientDep) -> Response:

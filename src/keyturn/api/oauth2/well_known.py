@@ -23,21 +23,21 @@ _METADATA_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(
-    "/.well-known/openid-configuration",
-    summary="OpenID Connect Discovery 1.0 provider metadata",
-    response_class=JSONResponse,
-    responses=_METADATA_RESPONSE,
-)
-async def openid_configuration(services: ServicesDep) -> JSONResponse:
-    return JSONResponse(services.server_metadata, headers=_CACHED)
-
-
+# One document under both names; each route keeps its own name (its operationId). The
+# decorator nearest the function registers first.
 @router.get(
     "/.well-known/oauth-authorization-server",
+    name="oauth_authorization_server",
     summary="RFC 8414 authorization server metadata",
     response_class=JSONResponse,
     responses=_METADATA_RESPONSE,
 )
-async def oauth_authorization_server(services: ServicesDep) -> JSONResponse:
+@router.get(
+    "/.well-known/openid-configuration",
+    name="openid_configuration",
+    summary="OpenID Connect Discovery 1.0 provider metadata",
+    response_class=JSONResponse,
+    responses=_METADATA_RESPONSE,
+)
+async def server_metadata(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.server_metadata, headers=_CACHED)
