@@ -33,7 +33,7 @@ class ApiKeyIn(Request):
 
 
 class ApiKeyList(Page[ApiKeyOut]):
-    # Every key in one answer (a user holds a handful): never a next page.
+    # Every key in one answer: never a next page.
     next_cursor: str | None = None
 
 
