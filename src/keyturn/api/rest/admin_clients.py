@@ -75,11 +75,7 @@ async def update_client(
     return ClientOut.of_client(updated)
 
 
-@router.delete(
-    "/{client_id}",
-    **no_content(401, 403, 404, 422),
-    summary="Delete a client",
-)
+@router.delete("/{client_id}", **no_content(401, 403, 404, 422), summary="Delete a client")
 async def delete_client(
     client_id: ClientId, principal: Writer, services: ServicesDep, client: ClientDep
 ) -> None:

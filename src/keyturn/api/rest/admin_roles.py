@@ -60,11 +60,7 @@ async def update_role(
     return RoleOut.of(role)
 
 
-@router.delete(
-    "/roles/{name}",
-    **no_content(401, 403, 404, 409),
-    summary="Delete",
-)
+@router.delete("/roles/{name}", **no_content(401, 403, 404, 409), summary="Delete")
 async def delete_role(
     name: str, principal: RoleWriter, services: ServicesDep, client: ClientDep
 ) -> None:

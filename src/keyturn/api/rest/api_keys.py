@@ -48,11 +48,7 @@ async def create_api_key(
     return ApiKeyCreated.of(created.record, key=created.key)
 
 
-@router.delete(
-    "/{key_id}",
-    **no_content(401, 403, 404, 422),
-    summary="Revoke one of my API keys",
-)
+@router.delete("/{key_id}", **no_content(401, 403, 404, 422), summary="Revoke one of my API keys")
 async def revoke_api_key(
     key_id: uuid.UUID, principal: KeysWrite, services: ServicesDep, client: ClientDep
 ) -> None:
