@@ -21,13 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
 from keyturn.api import graphql, problems
-from keyturn.api.hardening import install_hardening
+from keyturn.api.http.hardening import install_hardening
 from keyturn.api.oauth2 import authorize as oauth2_authorize
 from keyturn.api.oauth2 import token as oauth2_token
-from keyturn.api.oauth2 import token_management, userinfo
+from keyturn.api.oauth2 import token_management, userinfo, well_known
 from keyturn.api.rest import (
     account,
+    admin_audit,
     admin_clients,
+    admin_keys,
     admin_roles,
     admin_users,
     api_keys,
@@ -465,12 +467,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(account.router)
     app.include_router(admin_users.router)
     app.include_router(admin_roles.router)
+    app.include_router(admin_audit.router)
+    app.include_router(admin_keys.router)
     app.include_router(admin_clients.router)
     app.include_router(me.router)
     app.include_router(api_keys.router)
     app.include_router(consents.router)
     app.include_router(ops.router)
     app.include_router(oauth2_token.router)
+    app.include_router(well_known.router)
     app.include_router(token_management.router)
     app.include_router(userinfo.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 from helpers import PASSWORD
-from keyturn.api.deps import get_principal
+from keyturn.api.http.deps import get_principal
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Forged, tampered and misused Bearer tokens against every protected route.
 
 The routes come from the app's route table (``conftest.protected_routes``): every route
-whose dependency tree holds ``keyturn.api.deps.get_principal``. Each attack targets a real
+whose dependency tree holds ``keyturn.api.http.deps.get_principal``. Each attack targets a real
 victim (the forged claims carry the victim's ``sub`` and ``sid``), sends a body the route
 would accept, and must get ``401 invalid_token`` with a ``WWW-Authenticate: Bearer``
 challenge; afterwards the victim's account is exactly as it was.

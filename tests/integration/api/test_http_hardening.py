@@ -16,8 +16,8 @@ from fastapi import FastAPI
 
 from conftest import SettingsFactory
 from helpers import PASSWORD, bearer, lifespan, new_email
-from keyturn.api.hardening import TrustedProxies, cors_origins
-from keyturn.api.middleware import with_charset
+from keyturn.api.http.hardening import TrustedProxies, cors_origins
+from keyturn.api.http.middleware import with_charset
 from keyturn.app import create_app
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST, ConfigError
 

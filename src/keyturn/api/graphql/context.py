@@ -1,6 +1,6 @@
 """Per-request GraphQL context: the caller's principal (lazily), address, services, loaders.
 
-The principal comes from ``keyturn.api.deps.get_principal`` itself and permissions from
+The principal comes from ``keyturn.api.http.deps.get_principal`` itself and permissions from
 ``require_scope`` / ``require_permission`` (the very callables REST routes depend on), so
 both APIs admit exactly the same callers.
 """
@@ -15,7 +15,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
-from keyturn.api.deps import get_client, get_principal, require_permission, require_scope
+from keyturn.api.http.deps import get_client, get_principal, require_permission, require_scope
 from keyturn.domain import ClientInfo, Principal, Session
 from keyturn.errors import KeyturnError
 from keyturn.services.registry import Services

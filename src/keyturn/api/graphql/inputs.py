@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import TypeAdapter, ValidationError
 
 from keyturn.api.graphql.limits import Page
-from keyturn.api.schemas import Name
+from keyturn.api.rest.schemas.common import Name
 from keyturn.errors import InvalidInput
 
 MAX_CURSOR = 500
@@ -44,7 +44,7 @@ _NAME: TypeAdapter[str | None] = TypeAdapter(Name | None)
 
 
 def check_name(name: str | None) -> str | None:
-    """A display name under the REST rules (``keyturn.api.schemas.Name``)."""
+    """A display name under the REST rules (``keyturn.api.rest.schemas.common.Name``)."""
     try:
         return _NAME.validate_python(name)
     except ValidationError as exc:

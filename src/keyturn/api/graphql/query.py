@@ -25,7 +25,8 @@ from keyturn.api.graphql.types import (
     UserEdge,
 )
 from keyturn.domain import AuditFilter
-from keyturn.services.accounts.sessions import encode_cursor
+from keyturn.services.accounts.sessions import session_cursor
+from keyturn.services.admin.audit_log import event_cursor
 from keyturn.services.admin.users import user_cursor
 
 
@@ -55,7 +56,7 @@ class Query:
         edges = [
             SessionEdge(
                 node=Session.of(item, principal.session_id),
-                cursor=encode_cursor(item.created_at, item.id),
+                cursor=session_cursor(item),
             )
             for item in page.items
         ]
@@ -107,7 +108,8 @@ class Query:
             principal, where, limit=limit, cursor=check_after(after)
         )
         edges = [
-            AuditEventEdge(node=AuditEvent.of(event), cursor=str(event.id)) for event in page.items
+            AuditEventEdge(node=AuditEvent.of(event), cursor=event_cursor(event))
+            for event in page.items
         ]
         return AuditEventConnection(edges=edges, page_info=_page_info(page.next_cursor))
 

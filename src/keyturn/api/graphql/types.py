@@ -13,6 +13,7 @@ from keyturn.api.graphql.context import GraphQLInfo
 from keyturn.api.graphql.fields import field
 from keyturn.api.graphql.inputs import check_first
 from keyturn.api.graphql.limits import PAGES
+from keyturn.api.rest.schemas.common import session_fields, user_fields
 
 
 @strawberry.type(description="A session, as in `GET /v1/me/sessions`.")
@@ -26,14 +27,7 @@ class Session:
 
     @classmethod
     def of(cls, session: domain.Session, current_id: uuid.UUID | None) -> Session:
-        return cls(
-            id=session.id,
-            created_at=session.created_at,
-            last_seen_at=session.last_seen_at,
-            ip=session.ip,
-            user_agent=session.user_agent,
-            current=session.id == current_id,
-        )
+        return cls(**session_fields(session, current_id))
 
 
 @strawberry.type(description="A user account, as in `GET /v1/admin/users/{id}`.")
@@ -53,18 +47,7 @@ class User:
 
     @classmethod
     def of(cls, user: domain.User) -> User:
-        return cls(
-            id=user.id,
-            email=user.email,
-            email_verified=user.email_verified,
-            name=user.name,
-            # Loaded with the user in the same query (repository joins them): no N+1.
-            roles=list(user.roles),
-            created_at=user.created_at,
-            disabled=user.disabled,
-            locked_until=user.locked_until,
-            lock_kind=user.active_lock(domain.utcnow()),
-        )
+        return cls(**user_fields(user))
 
     @field("Live sessions, newest first [users:read].")
     async def sessions(

@@ -15,14 +15,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_services
-from keyturn.api.forms import read_form
+from keyturn.api.http.deps import get_services
+from keyturn.api.http.forms import read_form, read_query
 from keyturn.api.oauth2 import consent
 from keyturn.api.oauth2.requests import (
     AUTHORIZE_PATH,
     authorize_url,
     checked_request,
-    query_params,
     refused_page,
 )
 from keyturn.api.oauth2.responses import deliver, deliver_error
@@ -106,7 +105,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get(AUTHORIZE_PATH)
 async def authorize(request: Request, kit: KitDep) -> Response:
-    params = query_params(request)
+    params = read_query(request)
     if params is None:
         return refused_page(kit, request, "A parameter was repeated or malformed.")
     return await handle_authorize(kit, request, params)

@@ -7,9 +7,11 @@ a public client (section 2.1) only names itself with ``client_id``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 
-from keyturn.api.forms import read_form
+from keyturn.api.http.forms import FORM_MEDIA_TYPE, read_form
 from keyturn.domain import ClientInfo, OAuthClient
 from keyturn.errors import InvalidClient, OAuthInvalidRequest
 from keyturn.services.oauth2.clients import ClientService, decode_basic_credentials
@@ -17,6 +19,26 @@ from keyturn.services.oauth2.clients import ClientService, decode_basic_credenti
 BASIC = "client_secret_basic"
 POST = "client_secret_post"
 NONE = "none"
+
+
+def form_body(
+    properties: dict[str, dict[str, Any]], *, required: list[str], description: str | None = None
+) -> dict[str, Any]:
+    """The ``openapi_extra`` of an endpoint reading ``properties`` and the client's
+    credentials from a form (FastAPI cannot infer it from a raw Request)."""
+    schema = {
+        "type": "object",
+        "properties": {
+            **properties,
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+        },
+        "required": required,
+    }
+    body: dict[str, Any] = {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": schema}}}
+    if description is not None:
+        body["description"] = description
+    return {"requestBody": body}
 
 
 async def oauth_form(request: Request) -> dict[str, str]:

@@ -14,11 +14,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_client, get_services
+from keyturn.api.http.deps import get_client, get_services
+from keyturn.api.http.forms import read_query
 from keyturn.api.oauth2.requests import (
     authorize_url,
     checked_request,
-    query_params,
     refused_page,
 )
 from keyturn.api.oauth2.responses import deliver, deliver_error
@@ -66,7 +66,7 @@ async def _load(
 
 @router.get(CONSENT_PATH)
 async def consent_page(request: Request, kit: KitDep) -> Response:
-    params = query_params(request)
+    params = read_query(request)
     if params is None:
         return refused_page(kit, request, "A parameter was repeated or malformed.")
     loaded = await _load(kit, request, params)

@@ -5,7 +5,7 @@ navigation, not by script):
 
 - :class:`OAuthCorsMiddleware` answers the preflight (Fetch standard, "CORS-preflight
   request") for an origin that any client registered. It sits outside the first-party
-  ``CORSMiddleware`` (``keyturn.api.hardening``) and lets every other request, and a
+  ``CORSMiddleware`` (``keyturn.api.http.hardening``) and lets every other request, and a
   preflight from an origin no client registered, through to it unchanged.
 - :func:`apply_client_cors` adds ``Access-Control-Allow-Origin`` to an actual answer only
   when the request's ``Origin`` belongs to the client concerned. The token endpoint calls

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_services
+from keyturn.api.http.deps import get_services
 from keyturn.api.oauth2.responses import deliver_error
 from keyturn.api.ui.kit import PageKit
 from keyturn.errors import OAuthError, UnsafeAuthorizationRequest
 from keyturn.services.oauth2.authorize import AuthorizationRequest, Redirectable
 
 AUTHORIZE_PATH = "/oauth2/authorize"
-MAX_QUERY_FIELDS = 32
 
 
 def authorize_url(params: dict[str, str]) -> str:
@@ -30,25 +29,6 @@ def refused_page(kit: PageKit, request: Request, detail: str) -> Response:
         f"{detail} Go back to the application and try again.",
         status=400,
     )
-
-
-def query_params(request: Request) -> dict[str, str] | None:
-    """The query's parameters, each at most once (RFC 6749 section 3.1), else None."""
-    try:
-        pairs = parse_qsl(
-            request.url.query,
-            keep_blank_values=True,
-            max_num_fields=MAX_QUERY_FIELDS,
-            errors="strict",
-        )
-    except (UnicodeDecodeError, ValueError):
-        return None
-    params: dict[str, str] = {}
-    for name, value in pairs:
-        if name in params:
-            return None
-        params[name] = value
-    return params
 
 
 async def checked_request(

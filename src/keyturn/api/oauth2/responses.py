@@ -22,6 +22,9 @@ from keyturn.api.ui.rendering import redirect_origin
 from keyturn.errors import OAuthError
 from keyturn.services.oauth2.authorize import Redirectable
 
+# Answers carrying codes, tokens, token state or claims (personal data): never stored
+# by a cache (RFC 6749 sections 4.1.2 and 5.1, RFC 7662 section 2.2).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 AUTO_SUBMIT = "document.forms[0].submit();"
 AUTO_SUBMIT_HASH = "sha256-" + base64.b64encode(
     hashlib.sha256(AUTO_SUBMIT.encode("ascii")).digest()
@@ -57,9 +60,7 @@ def deliver(
     if target.redirect_uri.endswith("?"):
         separator = ""
     location = target.redirect_uri + separator + urlencode(params)
-    return RedirectResponse(
-        location, status_code=303, headers={"cache-control": "no-store", "pragma": "no-cache"}
-    )
+    return RedirectResponse(location, status_code=303, headers=NO_STORE)
 
 
 def deliver_error(

@@ -1,22 +1,19 @@
-"""``POST /oauth2/token`` (RFC 6749 section 3.2) and the discovery documents (RFC 8414
-section 3, OpenID Connect Discovery 1.0 section 4)."""
+"""``POST /oauth2/token`` (RFC 6749 section 3.2)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from keyturn.api.deps import ClientDep, ServicesDep
-from keyturn.api.oauth2.client_auth import authenticate_client, oauth_form
+from keyturn.api.http.deps import ClientDep, ServicesDep
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
 from keyturn.api.oauth2.cors import apply_client_cors
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.oauth2.responses import NO_STORE
 
 router = APIRouter(tags=["oauth2"])
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _OAUTH_ERROR = {
     "content": {
         "application/json": {
@@ -31,32 +28,20 @@ _OAUTH_ERROR = {
         }
     }
 }
-_TOKEN_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "grant_type": {
-                            "type": "string",
-                            "enum": ["authorization_code", "refresh_token", "client_credentials"],
-                        },
-                        "code": {"type": "string"},
-                        "redirect_uri": {"type": "string"},
-                        "code_verifier": {"type": "string"},
-                        "refresh_token": {"type": "string"},
-                        "scope": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                    },
-                    "required": ["grant_type"],
-                }
-            }
+_TOKEN_FORM = form_body(
+    {
+        "grant_type": {
+            "type": "string",
+            "enum": ["authorization_code", "refresh_token", "client_credentials"],
         },
-    }
-}
+        "code": {"type": "string"},
+        "redirect_uri": {"type": "string"},
+        "code_verifier": {"type": "string"},
+        "refresh_token": {"type": "string"},
+        "scope": {"type": "string"},
+    },
+    required=["grant_type"],
+)
 
 
 @router.post(
@@ -103,31 +88,3 @@ async def token(request: Request, services: ServicesDep, client: ClientDep) -> J
     # A browser client (SPA with PKCE) reads the answer only from its registered origins.
     apply_client_cors(request, response, oauth_client)
     return response
-
-
-_METADATA_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "Authorization server metadata",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
-
-
-@router.get(
-    "/.well-known/openid-configuration",
-    summary="OpenID Connect Discovery 1.0 provider metadata",
-    response_class=JSONResponse,
-    responses=_METADATA_RESPONSE,
-)
-async def openid_configuration(services: ServicesDep) -> JSONResponse:
-    return JSONResponse(services.server_metadata, headers={"cache-control": "public, max-age=300"})
-
-
-@router.get(
-    "/.well-known/oauth-authorization-server",
-    summary="RFC 8414 authorization server metadata",
-    response_class=JSONResponse,
-    responses=_METADATA_RESPONSE,
-)
-async def oauth_authorization_server(services: ServicesDep) -> JSONResponse:
-    return JSONResponse(services.server_metadata, headers={"cache-control": "public, max-age=300"})

@@ -13,14 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from keyturn.api.deps import ServicesDep
+from keyturn.api.http.deps import ServicesDep
 from keyturn.api.oauth2.client_auth import oauth_form
 from keyturn.api.oauth2.cors import apply_token_client_cors
+from keyturn.api.oauth2.responses import NO_STORE
 from keyturn.errors import CredentialsMissing, OAuthInvalidRequest
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
-# Personal data: never stored by a cache (DESIGN.md section 3).
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "`sub`; `name` with `profile`; `email`, `email_verified` with `email`"},
     400: {"description": "`invalid_request`: the token was sent in two ways"},

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, status
 
-from keyturn.api.deps import ClientDep, ServicesDep
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import Accepted, EmailRequest, ResetPasswordRequest, TokenRequest
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.http.deps import ClientDep, ServicesDep
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.account import EmailRequest, ResetPasswordRequest
+from keyturn.api.rest.schemas.common import Accepted, TokenRequest
 
 router = APIRouter(prefix="/v1/auth", tags=["account"], dependencies=[CREDENTIAL_ENDPOINT])
 
 
 @router.post(
     "/email/verify",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(400, 413, 422, 429),
+    **no_content(400, 413, 422, 429),
     summary="Confirm an email address with the token from the verification mail",
 )
-async def verify_email(body: TokenRequest, services: ServicesDep, client: ClientDep) -> Response:
+async def verify_email(body: TokenRequest, services: ServicesDep, client: ClientDep) -> None:
     await services.account.verify_email(body.token, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
@@ -49,12 +48,10 @@ async def forgot_password(body: EmailRequest, services: ServicesDep, client: Cli
 
 @router.post(
     "/password/reset",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(400, 413, 422, 429, 503),
+    **no_content(400, 413, 422, 429, 503),
     summary="Set a new password with a reset token (ends every session)",
 )
 async def reset_password(
     body: ResetPasswordRequest, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.account.reset_password(body.token, body.password, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
-from keyturn.api.client_schemas import (
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.admin_clients import (
     ClientIn,
     ClientList,
     ClientOut,
@@ -19,8 +21,6 @@ from keyturn.api.client_schemas import (
     ClientWithSecret,
     created_answer,
 )
-from keyturn.api.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/admin/clients", tags=["admin"])
@@ -28,7 +28,6 @@ router = APIRouter(prefix="/v1/admin/clients", tags=["admin"])
 Writer = Annotated[Principal, Depends(require_permission("clients:write"))]
 # Any string up to 64 characters; one that cannot be a client_id answers 404.
 ClientId = Annotated[str, Path(min_length=1, max_length=64)]
-NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
 @router.get("", responses=problems(401, 403, 422), summary="List OAuth clients")
@@ -39,7 +38,7 @@ async def list_clients(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> ClientList:
     page = await services.clients.list_clients(principal, limit=limit, cursor=cursor)
-    return ClientList.of(page)
+    return ClientList.of(page, ClientOut.of_client)
 
 
 @router.post(
@@ -57,7 +56,7 @@ async def create_client(
 
 @router.get("/{client_id}", responses=problems(401, 403, 404, 422), summary="One client")
 async def get_client(client_id: ClientId, principal: Writer, services: ServicesDep) -> ClientOut:
-    return ClientOut.of(await services.clients.get(principal, client_id))
+    return ClientOut.of_client(await services.clients.get(principal, client_id))
 
 
 @router.patch(
@@ -73,20 +72,14 @@ async def update_client(
     client: ClientDep,
 ) -> ClientOut:
     updated = await services.clients.update(principal, client_id, body.patch(), client)
-    return ClientOut.of(updated)
+    return ClientOut.of_client(updated)
 
 
-@router.delete(
-    "/{client_id}",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
-    summary="Delete a client",
-)
+@router.delete("/{client_id}", **no_content(401, 403, 404, 422), summary="Delete a client")
 async def delete_client(
     client_id: ClientId, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.clients.delete(principal, client_id, client)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.post(
@@ -111,4 +104,4 @@ async def rotate_secret(
     rotated = await services.clients.rotate_secret(
         principal, client_id, client, revoke_tokens=revoke_tokens
     )
-    return ClientWithSecret.of_secret(rotated.client, rotated.client_secret)
+    return ClientWithSecret.of_client(rotated.client, client_secret=rotated.client_secret)

@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, status
 
-from keyturn.api.admin_schemas import (
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_permission
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.admin_users import (
     AdminSessionList,
     AdminUserList,
     AdminUserOut,
     CreateUserRequest,
     UpdateUserRequest,
 )
-from keyturn.api.deps import ClientDep, ServicesDep, require_permission
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import SessionOut
-from keyturn.domain import Principal
+from keyturn.api.rest.schemas.common import SessionOut
+from keyturn.domain import ClientInfo, Principal
+from keyturn.services.admin.users import AdminUserService
 
 router = APIRouter(prefix="/v1/admin/users", tags=["admin"])
 
 Reader = Annotated[Principal, Depends(require_permission("users:read"))]
 Writer = Annotated[Principal, Depends(require_permission("users:write"))]
-NO_CONTENT = status.HTTP_204_NO_CONTENT
+UserAction = Callable[[AdminUserService, Principal, uuid.UUID, ClientInfo], Awaitable[object]]
+
+
+def _action(method: str, path: str, summary: str, act: UserAction) -> None:
+    """A route that applies ``act`` to one user and answers 204 (named after ``act``)."""
+
+    async def endpoint(
+        user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+    ) -> None:
+        await act(services.admin_users, principal, user_id, client)
+
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=[method],
+        name=act.__name__,
+        summary=summary,
+        **no_content(401, 403, 404, 422),
+    )
 
 
 @router.get("", responses=problems(401, 403, 422), summary="List or search users")
@@ -35,7 +55,7 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> AdminUserList:
     page = await services.admin_users.list_users(principal, q=q, limit=limit, cursor=cursor)
-    return AdminUserList.of(page)
+    return AdminUserList.of(page, AdminUserOut.of)
 
 
 @router.post(
@@ -82,53 +102,25 @@ async def update_user(
     return AdminUserOut.of(user)
 
 
-@router.delete(
-    "/{user_id}", status_code=NO_CONTENT, responses=problems(401, 403, 404, 422), summary="Delete"
-)
-async def delete_user(
-    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
-    await services.admin_users.delete_user(principal, user_id, client)
-    return Response(status_code=NO_CONTENT)
-
-
-@router.post(
+_action("DELETE", "/{user_id}", "Delete", AdminUserService.delete_user)
+_action(
+    "POST",
     "/{user_id}/lock",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
-    summary="Lock until unlocked (ends their sessions)",
+    "Lock until unlocked (ends their sessions)",
+    AdminUserService.lock_user,
 )
-async def lock_user(
-    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
-    await services.admin_users.lock_user(principal, user_id, client)
-    return Response(status_code=NO_CONTENT)
-
-
-@router.post(
+_action(
+    "POST",
     "/{user_id}/unlock",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
-    summary="Lift a lock (an administrator's or the automatic one)",
+    "Lift a lock (an administrator's or the automatic one)",
+    AdminUserService.unlock_user,
 )
-async def unlock_user(
-    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
-    await services.admin_users.unlock_user(principal, user_id, client)
-    return Response(status_code=NO_CONTENT)
-
-
-@router.post(
+_action(
+    "POST",
     "/{user_id}/reset-password",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
-    summary="Clear the password, end sessions, mail a set-password link",
+    "Clear the password, end sessions, mail a set-password link",
+    AdminUserService.reset_password,
 )
-async def reset_password(
-    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
-    await services.admin_users.reset_password(principal, user_id, client)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.get(
@@ -142,20 +134,9 @@ async def list_sessions(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AdminSessionList:
     page = await services.admin_users.sessions(principal, user_id, limit=limit, cursor=cursor)
-    return AdminSessionList(
-        items=[SessionOut.of(item, principal.session_id) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return AdminSessionList.of(page, lambda item: SessionOut.of(item, principal.session_id))
 
 
-@router.delete(
-    "/{user_id}/sessions",
-    status_code=NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
-    summary="End every session of a user",
+_action(
+    "DELETE", "/{user_id}/sessions", "End every session of a user", AdminUserService.end_sessions
 )
-async def end_sessions(
-    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
-) -> Response:
-    await services.admin_users.end_sessions(principal, user_id, client)
-    return Response(status_code=NO_CONTENT)

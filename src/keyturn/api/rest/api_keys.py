@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, status
 
-from keyturn.api.api_key_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList
-from keyturn.api.deps import ClientDep, ServicesDep, require_scope
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import ApiKeyOut
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.api_keys import ApiKeyCreated, ApiKeyIn, ApiKeyList
+from keyturn.api.rest.schemas.common import ApiKeyOut
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me/api-keys", tags=["me"])
@@ -45,17 +45,11 @@ async def create_api_key(
         expires_at=body.expires_at,
         client=client,
     )
-    return ApiKeyCreated.of(created)
+    return ApiKeyCreated.of(created.record, key=created.key)
 
 
-@router.delete(
-    "/{key_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
-    summary="Revoke one of my API keys",
-)
+@router.delete("/{key_id}", **no_content(401, 403, 404, 422), summary="Revoke one of my API keys")
 async def revoke_api_key(
     key_id: uuid.UUID, principal: KeysWrite, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.api_keys.revoke(principal, key_id, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, status
 
-from keyturn.api.deps import ClientDep, PrincipalDep, ServicesDep
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import (
+from keyturn.api.http.deps import ClientDep, PrincipalDep, ServicesDep
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.auth import (
     LoginRequest,
     RefreshRequest,
     SignupAccepted,
     SignupRequest,
     TokenResponse,
 )
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[CREDENTIAL_ENDPOINT])
 
@@ -51,10 +51,8 @@ async def refresh(body: RefreshRequest, services: ServicesDep, client: ClientDep
 
 @router.post(
     "/logout",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 429),
+    **no_content(401, 403, 429),
     summary="End the current session on every replica at once (not with an API key)",
 )
-async def logout(principal: PrincipalDep, services: ServicesDep, client: ClientDep) -> Response:
+async def logout(principal: PrincipalDep, services: ServicesDep, client: ClientDep) -> None:
     await services.auth.logout(principal, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query
 
-from keyturn.api.deps import ClientDep, ServicesDep, require_scope
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import ConsentList, ConsentOut
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.common import consent_out
+from keyturn.api.rest.schemas.consents import ConsentList
 from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
@@ -28,19 +29,15 @@ async def list_consents(
 ) -> ConsentList:
     with read_only():
         page = await services.consents.list_mine(principal, limit=limit, cursor=cursor)
-    return ConsentList(
-        items=[ConsentOut.of(item) for item in page.items], next_cursor=page.next_cursor
-    )
+    return ConsentList.of(page, consent_out)
 
 
 @router.delete(
     "/{consent_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="Revoke a consent: the client's grants under it end at once",
 )
 async def revoke_consent(
     consent_id: uuid.UUID, principal: ConsentsWrite, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.consents.revoke(principal, consent_id, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

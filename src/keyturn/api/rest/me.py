@@ -5,23 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, status
 
-from keyturn.api.deps import ClientDep, ServicesDep, require_scope
-from keyturn.api.rest.responses import problems
-from keyturn.api.schemas import (
-    Accepted,
+from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
+from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
+from keyturn.api.rest.responses import no_content, problems
+from keyturn.api.rest.schemas.common import Accepted, SessionOut, TokenRequest, UserOut
+from keyturn.api.rest.schemas.me import (
     AccountExport,
     ChangePasswordRequest,
     EmailChangeRequest,
     PasswordConfirmation,
     SessionList,
-    SessionOut,
-    TokenRequest,
     UpdateMeRequest,
-    UserOut,
 )
-from keyturn.api.throttling import CREDENTIAL_ENDPOINT
 from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
@@ -53,16 +50,14 @@ async def patch_me(body: UpdateMeRequest, principal: MeWrite, services: Services
 
 @router.delete(
     "",
-    status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CREDENTIAL_ENDPOINT],
-    responses=problems(400, 401, 403, 404, 422, 429, 503),
+    **no_content(400, 401, 403, 404, 422, 429, 503),
     summary="Delete my account (password required); personal data is removed",
 )
 async def delete_me(
     body: PasswordConfirmation, principal: MeWriteFresh, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.account.delete_account(principal, body.password, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/export", responses=problems(401, 403, 404), summary="Everything held about me")
@@ -102,18 +97,16 @@ async def confirm_email(
 
 @router.post(
     "/password",
-    status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CREDENTIAL_ENDPOINT],
-    responses=problems(400, 401, 403, 404, 422, 429, 503),
+    **no_content(400, 401, 403, 404, 422, 429, 503),
     summary="Change the password (ends every other session)",
 )
 async def change_password(
     body: ChangePasswordRequest, principal: MeWriteFresh, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.users.change_password(
         principal, body.current_password, body.new_password, client
     )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/sessions", responses=problems(401, 403, 422), summary="My live sessions")
@@ -125,33 +118,26 @@ async def list_sessions(
 ) -> SessionList:
     with read_only():
         page = await services.sessions.list_mine(principal, limit=limit, cursor=cursor)
-    return SessionList(
-        items=[SessionOut.of(item, principal.session_id) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return SessionList.of(page, lambda item: SessionOut.of(item, principal.session_id))
 
 
 @router.delete(
     "/sessions",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403),
+    **no_content(401, 403),
     summary="End every session except the current one",
 )
 async def end_other_sessions(
     principal: SessionsWrite, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.sessions.end_others(principal, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete(
     "/sessions/{session_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 422),
+    **no_content(401, 403, 404, 422),
     summary="End one of my sessions",
 )
 async def end_session(
     session_id: uuid.UUID, principal: SessionsWrite, services: ServicesDep, client: ClientDep
-) -> Response:
+) -> None:
     await services.sessions.end(principal, session_id, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
-from keyturn.api.deps import ServicesDep
+from keyturn.api.http.deps import ServicesDep
 from keyturn.config import JWKS_MAX_AGE_SECONDS
 from keyturn.infra.metrics import REGISTRY
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyturn.api.schemas import ProblemDetail
+from starlette.responses import Response
+
+from keyturn.api.rest.schemas.common import ProblemDetail
 
 _DESCRIPTIONS = {
     400: "Malformed JSON (`malformed_json`) or an unusable one-time token (`token_*`)",
@@ -33,3 +35,9 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def no_content(*statuses: int) -> dict[str, Any]:
+    """Route arguments of an answer without content: 204 (the handler returns None) and
+    the problems it can give."""
+    return {"status_code": 204, "response_class": Response, "responses": problems(*statuses)}

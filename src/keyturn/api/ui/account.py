@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_client, get_services
-from keyturn.api.schemas import EmailRequest, ResetPasswordRequest, TokenRequest
+from keyturn.api.http.deps import get_client, get_services
+from keyturn.api.rest.schemas.account import EmailRequest, ResetPasswordRequest
+from keyturn.api.rest.schemas.common import TokenRequest
 from keyturn.api.ui.forms import field_errors
 from keyturn.api.ui.kit import KitDep, PageKit, see_other, sign_in_first
 

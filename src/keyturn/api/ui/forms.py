@@ -1,4 +1,4 @@
-"""Field errors and the ``next`` (return-to) rule of the hosted pages (bodies: api/forms)."""
+"""Field errors and the ``next`` (return-to) rule of the hosted pages (bodies: api/http/forms)."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from keyturn.api.deps import get_client, get_services
-from keyturn.api.forms import read_form
+from keyturn.api.http.deps import get_client, get_services
+from keyturn.api.http.forms import read_form
 from keyturn.api.problems import error_headers, rendering
 from keyturn.api.ui.rendering import Renderer
 from keyturn.config import Settings

@@ -19,8 +19,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_client, get_services
-from keyturn.api.forms import read_form
+from keyturn.api.http.deps import get_client, get_services
+from keyturn.api.http.forms import read_form
 from keyturn.api.ui.kit import CSRF_FIELD, KitDep, PageKit, see_other
 from keyturn.services.oauth2.rp_logout import LogoutRequest
 

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyturn.api.deps import get_client, get_services
-from keyturn.api.schemas import LoginRequest, SignupRequest
+from keyturn.api.http.deps import get_client, get_services
+from keyturn.api.rest.schemas.auth import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.errors import UnsafeAuthorizationRequest

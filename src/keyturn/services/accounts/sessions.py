@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from keyturn.domain import ClientInfo, Principal, Session, utcnow
-from keyturn.errors import InvalidInput, NotFound
+from keyturn.errors import NotFound
 from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.paging import Page, decode_cursor, encode_cursor, page_of, time_and_uuid
 from keyturn.services.ports import UnitOfWorkFactory
 
 
-@dataclass(frozen=True, slots=True)
-class SessionPage:
-    items: list[Session]
-    next_cursor: str | None
-
-
-def encode_cursor(created_at: datetime, session_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{session_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, sid = raw.split("|", 1)
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("cursor time lacks a zone")
-        return moment, uuid.UUID(sid)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "The cursor is not valid.", errors=[{"field": "cursor", "message": "malformed"}]
-        ) from exc
+def session_cursor(session: Session) -> str:
+    """The cursor that continues a listing right after ``session``."""
+    return encode_cursor(session.created_at.isoformat(), session.id)
 
 
 class SessionService:
@@ -49,12 +28,14 @@ class SessionService:
 
     async def list_mine(
         self, principal: Principal, *, limit: int, cursor: str | None
-    ) -> SessionPage:
+    ) -> Page[Session]:
         return await self.list_for(principal.user_id, limit=limit, cursor=cursor)
 
-    async def list_for(self, user_id: uuid.UUID, *, limit: int, cursor: str | None) -> SessionPage:
+    async def list_for(
+        self, user_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[Session]:
         """Live sessions of ``user_id``, newest first (the caller checked who may ask)."""
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, time_and_uuid, parts=2) if cursor else None
         now = utcnow()
         async with self._uow_factory() as uow:
             # One extra row tells whether another page exists.
@@ -65,10 +46,7 @@ class SessionService:
                 limit=limit + 1,
                 after=after,
             )
-        items = rows[:limit]
-        more = len(rows) > limit
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
-        return SessionPage(items=items, next_cursor=next_cursor)
+        return page_of(rows, limit, session_cursor)
 
     async def list_for_users(
         self, user_ids: Sequence[uuid.UUID], *, limit: int

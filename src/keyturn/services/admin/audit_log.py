@@ -3,12 +3,11 @@ recording what an authenticated caller did."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from keyturn.domain import AuditEvent, AuditFilter, ClientInfo, Principal, utcnow
-from keyturn.errors import InvalidInput
 from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.paging import Page, decode_cursor, encode_cursor, page_of
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -41,12 +40,6 @@ async def record_action(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    items: list[AuditEvent]
-    next_cursor: str | None
-
-
 class AuditLogService:
     def __init__(self, *, uow_factory: UnitOfWorkFactory, authorizer: Authorizer) -> None:
         self._uow_factory = uow_factory
@@ -54,19 +47,24 @@ class AuditLogService:
 
     async def search(
         self, principal: Principal, where: AuditFilter, *, limit: int, cursor: str | None
-    ) -> AuditPage:
+    ) -> Page[AuditEvent]:
         await self._authorizer.require(principal, "audit:read")
-        before = _decode(cursor) if cursor else None
+        before = decode_cursor(cursor, _event_id, parts=1) if cursor else None
         async with self._uow_factory() as uow:
             rows = await uow.audit.search(where, limit=limit + 1, before_id=before)
-        items = rows[:limit]
-        return AuditPage(items, str(items[-1].id) if len(rows) > limit else None)
+        return page_of(rows, limit, event_cursor)
 
 
-def _decode(cursor: str) -> int:
-    # The cursor is the last id seen; anything else is refused, never guessed at.
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise InvalidInput(
-            "The cursor is not valid.", errors=[{"field": "cursor", "message": "malformed"}]
-        )
-    return int(cursor)
+def event_cursor(event: AuditEvent) -> str:
+    """The cursor that continues a listing right after ``event``: its id.
+
+    Base64 of a 15-digit id fills the 20 characters the REST route admits, ids up to a
+    quadrillion.
+    """
+    return encode_cursor(event.id)
+
+
+def _event_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 19:
+        raise ValueError("not an event id")
+    return int(text)

@@ -6,24 +6,23 @@ on a user who holds more than the actor, never removing the last active administ
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from keyturn.domain import ClientInfo, Principal, Session, User, utcnow
-from keyturn.errors import Conflict, InvalidInput, NotFound
+from keyturn.errors import Conflict, NotFound
 from keyturn.services.accounts.access_tokens import AccessTokenService
 from keyturn.services.accounts.credential_revocation import revoke_credentials
 from keyturn.services.accounts.credential_rules import parse_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
-from keyturn.services.accounts.sessions import SessionPage, SessionService
+from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.admin.audit_log import record_action
 from keyturn.services.admin.guard import guard_target
 from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.paging import Page, decode_cursor, encode_cursor, page_of
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 READ = "users:read"
@@ -32,30 +31,13 @@ WRITE = "users:write"
 ADMIN_LOCK = timedelta(days=36500)
 
 
-@dataclass(frozen=True, slots=True)
-class UserPage:
-    items: list[User]
-    next_cursor: str | None
-
-
-def _encode(email: str, user_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{email}|{user_id}".encode()).decode().rstrip("=")
-
-
 def user_cursor(user: User) -> str:
     """The cursor that continues a listing right after ``user``."""
-    return _encode(user.email, user.id)
+    return encode_cursor(user.email, user.id)
 
 
-def _decode(cursor: str) -> tuple[str, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        email, user_id = raw.rsplit("|", 1)
-        return email, uuid.UUID(user_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "The cursor is not valid.", errors=[{"field": "cursor", "message": "malformed"}]
-        ) from exc
+def _after(email: str, user_id: str) -> tuple[str, uuid.UUID]:
+    return email, uuid.UUID(user_id)
 
 
 class AdminUserService:
@@ -82,14 +64,12 @@ class AdminUserService:
 
     async def list_users(
         self, principal: Principal, *, q: str | None, limit: int, cursor: str | None
-    ) -> UserPage:
+    ) -> Page[User]:
         await self._authorizer.require(principal, READ)
-        after = _decode(cursor) if cursor else None
+        after = decode_cursor(cursor, _after, parts=2) if cursor else None
         async with self._uow_factory() as uow:
             rows = await uow.users.search(q, limit=limit + 1, after=after)
-        items = rows[:limit]
-        more = len(rows) > limit
-        return UserPage(items, _encode(items[-1].email, items[-1].id) if more else None)
+        return page_of(rows, limit, user_cursor)
 
     async def get_user(self, principal: Principal, user_id: uuid.UUID) -> User:
         await self._authorizer.require(principal, READ)
@@ -225,7 +205,7 @@ class AdminUserService:
 
     async def sessions(
         self, principal: Principal, user_id: uuid.UUID, *, limit: int, cursor: str | None
-    ) -> SessionPage:
+    ) -> Page[Session]:
         await self._authorizer.require(principal, READ)
         async with self._uow_factory() as uow:
             await _user(uow, user_id)

@@ -33,7 +33,6 @@ from keyturn.domain import ClientInfo, OAuthClient, Principal, utcnow
 from keyturn.errors import (
     InvalidClient,
     InvalidClientMetadata,
-    InvalidInput,
     NotFound,
     ServiceUnavailable,
 )
@@ -44,6 +43,7 @@ from keyturn.services.admin.audit_log import record_action
 from keyturn.services.admin.permissions import Authorizer
 from keyturn.services.oauth2.client_records import check_scope_held, metadata_of, record_of
 from keyturn.services.oauth2.client_rules import AUTH_METHODS, ClientMetadata, check_metadata
+from keyturn.services.paging import Page, aware_time, decode_cursor, encode_cursor, page_of
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 PERMISSION = "clients:write"
@@ -74,12 +74,6 @@ class RotatedSecret:
 
 
 @dataclass(frozen=True, slots=True)
-class ClientPage:
-    items: list[OAuthClient]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class ClientPatch:
     """PATCH semantics: None leaves a field as it is (no field may be set to null)."""
 
@@ -104,23 +98,14 @@ def new_client_id() -> str:
     return secrets.token_urlsafe(CLIENT_ID_BYTES)
 
 
-def _encode(client: OAuthClient) -> str:
-    raw = f"{client.created_at.isoformat()}|{client.client_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _cursor(client: OAuthClient) -> str:
+    return encode_cursor(client.created_at.isoformat(), client.client_id)
 
 
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, client_id = raw.split("|", 1)
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None or not CLIENT_ID_SHAPE.match(client_id):
-            raise ValueError("not a cursor we issued")
-        return moment, client_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "The cursor is not valid.", errors=[{"field": "cursor", "message": "malformed"}]
-        ) from exc
+def _after(created_at: str, client_id: str) -> tuple[datetime, str]:
+    if not CLIENT_ID_SHAPE.match(client_id):
+        raise ValueError("not a cursor we issued")
+    return aware_time(created_at), client_id
 
 
 def decode_basic_credentials(token: str) -> tuple[str, str]:
@@ -200,13 +185,12 @@ class ClientService:
 
     async def list_clients(
         self, principal: Principal, *, limit: int, cursor: str | None
-    ) -> ClientPage:
+    ) -> Page[OAuthClient]:
         await self._authorizer.require(principal, PERMISSION)
-        after = _decode(cursor) if cursor else None
+        after = decode_cursor(cursor, _after, parts=2) if cursor else None
         async with self._uow_factory() as uow:
             rows = await uow.clients.page(limit=limit + 1, after=after)
-        items = rows[:limit]
-        return ClientPage(items, _encode(items[-1]) if len(rows) > limit else None)
+        return page_of(rows, limit, _cursor)
 
     async def get(self, principal: Principal, client_id: str) -> OAuthClient:
         await self._authorizer.require(principal, PERMISSION)

@@ -11,20 +11,17 @@ the user again.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from keyturn.domain import ClientInfo, ConsentListing, Principal, utcnow
 from keyturn.errors import NotFound
 from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.sessions import decode_cursor, encode_cursor
 from keyturn.services.admin.audit_log import record_action
+from keyturn.services.paging import Page, decode_cursor, encode_cursor, page_of, time_and_uuid
 from keyturn.services.ports import UnitOfWorkFactory
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentPage:
-    items: list[ConsentListing]
-    next_cursor: str | None
+def _cursor(listing: ConsentListing) -> str:
+    return encode_cursor(listing.consent.created_at.isoformat(), listing.consent.id)
 
 
 class ConsentService:
@@ -36,18 +33,13 @@ class ConsentService:
 
     async def list_mine(
         self, principal: Principal, *, limit: int, cursor: str | None
-    ) -> ConsentPage:
+    ) -> Page[ConsentListing]:
         """The caller's live consents, newest first."""
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, time_and_uuid, parts=2) if cursor else None
         async with self._uow_factory() as uow:
             # One extra row tells whether another page exists.
             rows = await uow.consents.page_for(principal.user_id, limit=limit + 1, after=after)
-        items = rows[:limit]
-        last = items[-1].consent if len(rows) > limit else None
-        return ConsentPage(
-            items=items,
-            next_cursor=encode_cursor(last.created_at, last.id) if last else None,
-        )
+        return page_of(rows, limit, _cursor)
 
     async def revoke(self, principal: Principal, consent_id: uuid.UUID, client: ClientInfo) -> None:
         """Revokes one of the caller's consents and everything issued under it.

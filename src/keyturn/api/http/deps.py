@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from keyturn.api.hardening import client_ip
+from keyturn.api.http.hardening import client_ip
 from keyturn.domain import ClientInfo, Principal
 from keyturn.errors import CredentialsMissing, PermissionDenied
 from keyturn.services.admin.api_keys import looks_like_api_key
@@ -39,17 +39,11 @@ def get_client(request: Request) -> ClientInfo:
     return ClientInfo(ip=client_ip(request.scope), user_agent=request.headers.get("user-agent"))
 
 
-async def authenticate_bearer(services: Services, token: str, client: ClientInfo) -> Principal:
-    """The one Bearer check for REST and GraphQL: ``kt_...`` is an API key, else a JWT."""
-    if looks_like_api_key(token):
-        return await services.api_keys.authenticate(token, client)
-    return await services.access_tokens.authenticate(token)
-
-
 async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The one Bearer check for REST and GraphQL: ``kt_...`` is an API key, else a JWT."""
     if credentials is None:
         raise CredentialsMissing
     services: Services = request.app.state.services

@@ -1,7 +1,7 @@
 """Bodies of ``/v1/admin/clients``: RFC 7591 client metadata names, exactly.
 
 The schema bounds sizes and spells the allowed values; the registration rules (redirect
-URIs, public clients, scope names) are the service's (``services.oauth_client_rules``).
+URIs, public clients, scope names) are the service's (``services.oauth2.client_rules``).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from keyturn.api.schemas import Name, Request
+from keyturn.api.rest.schemas.common import FromDomain, Name, Page, Request
 from keyturn.domain import OAuthClient
 from keyturn.services.oauth2.client_rules import (
     MAX_LIST_ITEMS,
@@ -19,7 +19,7 @@ from keyturn.services.oauth2.client_rules import (
     MAX_URI_LENGTH,
     ClientMetadata,
 )
-from keyturn.services.oauth2.clients import ClientPage, ClientPatch, CreatedClient
+from keyturn.services.oauth2.clients import ClientPatch, CreatedClient
 
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URI_LENGTH)]
 UriList = Annotated[list[Uri], Field(max_length=MAX_LIST_ITEMS)]
@@ -140,7 +140,7 @@ class ClientPatchIn(Request):
         )
 
 
-class ClientOut(BaseModel):
+class ClientOut(FromDomain):
     """A registered client (RFC 7591 section 3.2.1 names); never its secret."""
 
     client_id: str
@@ -163,8 +163,8 @@ class ClientOut(BaseModel):
     secret_rotated_at: datetime | None
 
     @classmethod
-    def of(cls, client: OAuthClient) -> ClientOut:
-        return cls(**_fields(client))
+    def of_client(cls, client: OAuthClient, **computed: object) -> Self:
+        return cls.of(client, client_id_issued_at=int(client.created_at.timestamp()), **computed)
 
 
 class ClientWithSecret(ClientOut):
@@ -173,45 +173,13 @@ class ClientWithSecret(ClientOut):
     client_secret: str
     client_secret_expires_at: int = Field(0, description="0: the secret does not expire")
 
-    @classmethod
-    def of_secret(cls, client: OAuthClient, secret: str) -> ClientWithSecret:
-        return cls(**_fields(client), client_secret=secret)
-
 
 def created_answer(created: CreatedClient) -> ClientWithSecret | ClientOut:
     """With ``client_secret`` for a confidential client; a public one has none."""
     if created.client_secret is None:
-        return ClientOut.of(created.client)
-    return ClientWithSecret.of_secret(created.client, created.client_secret)
+        return ClientOut.of_client(created.client)
+    return ClientWithSecret.of_client(created.client, client_secret=created.client_secret)
 
 
-class ClientList(BaseModel):
-    items: list[ClientOut]
-    next_cursor: str | None
-
-    @classmethod
-    def of(cls, page: ClientPage) -> ClientList:
-        return cls(items=[ClientOut.of(item) for item in page.items], next_cursor=page.next_cursor)
-
-
-def _fields(client: OAuthClient) -> dict[str, object]:
-    return {
-        "client_id": client.client_id,
-        "client_name": client.client_name,
-        "redirect_uris": list(client.redirect_uris),
-        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
-        "grant_types": list(client.grant_types),
-        "response_types": list(client.response_types),
-        "scope": client.scope,
-        "token_endpoint_auth_method": client.token_endpoint_auth_method,
-        "allowed_cors_origins": list(client.allowed_cors_origins),
-        "require_pkce": client.require_pkce,
-        "id_token_signed_response_alg": client.id_token_signed_response_alg,
-        "client_uri": client.client_uri,
-        "policy_uri": client.policy_uri,
-        "tos_uri": client.tos_uri,
-        "client_id_issued_at": int(client.created_at.timestamp()),
-        "created_at": client.created_at,
-        "updated_at": client.updated_at,
-        "secret_rotated_at": client.secret_rotated_at,
-    }
+class ClientList(Page[ClientOut]):
+    pass

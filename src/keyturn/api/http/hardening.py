@@ -7,14 +7,14 @@
    trusted-proxy list, so everything below (headers, guards, rate-limit keys, audit rows)
    sees the same answer (authentik CVE-2024-47070: a spoofed X-Forwarded-For must never
    change them).
-2. :class:`~keyturn.api.middleware.RequestContextMiddleware`: request id, access log and the
+2. :class:`~keyturn.api.http.middleware.RequestContextMiddleware`: request id, access log and the
    security headers, so every answer below it, early refusals included, carries them.
 3. :class:`TransportGuardMiddleware`: TRACE/TRACK/CONNECT and plain http in production.
 4. :class:`~keyturn.api.oauth2.cors.OAuthCorsMiddleware`: preflights on the OAuth token,
    userinfo and revocation endpoints from origins an OAuth client registered; then
    Starlette's ``CORSMiddleware`` with the configured first-party allow-list.
-5. :class:`~keyturn.api.middleware.BodyLimitMiddleware`.
-6. :class:`~keyturn.api.head_requests.HeadAsGetMiddleware`: HEAD runs as GET without a body
+5. :class:`~keyturn.api.http.middleware.BodyLimitMiddleware`.
+6. :class:`~keyturn.api.http.head_requests.HeadAsGetMiddleware`: HEAD runs as GET without a body
    (RFC 9110 section 9.3.2), innermost so everything above still sees HEAD.
 """
 
@@ -28,8 +28,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyturn.api.head_requests import HeadAsGetMiddleware
-from keyturn.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from keyturn.api.http.head_requests import HeadAsGetMiddleware
+from keyturn.api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from keyturn.api.oauth2.cors import OAuthCorsMiddleware
 from keyturn.api.problems import problem
 from keyturn.config import ConfigError, Settings
@@ -37,7 +37,7 @@ from keyturn.config import ConfigError, Settings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# The scope key holding the resolved client address (``keyturn.api.deps.get_client``).
+# The scope key holding the resolved client address (``keyturn.api.http.deps.get_client``).
 CLIENT_IP_KEY = "keyturn.client_ip"
 
 # RFC 9110 section 9.3.8 (TRACE echoes the request, cookies and tokens included: XST);

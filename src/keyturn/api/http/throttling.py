@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends
 
-from keyturn.api.deps import ClientDep, ServicesDep
+from keyturn.api.http.deps import ClientDep, ServicesDep
 
 
 async def _count(services: ServicesDep, client: ClientDep) -> None:

@@ -6,16 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints
 
-from keyturn.api.schemas import ApiKeyOut, Request
-from keyturn.services.admin.api_keys import CreatedApiKey
+from keyturn.api.rest.schemas.common import (
+    NO_CONTROL_CHARACTERS,
+    ApiKeyOut,
+    FromDomain,
+    Page,
+    Request,
+)
 
-# No control characters (NUL included: PostgreSQL text cannot hold it).
 KeyName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$"
+        strip_whitespace=True, min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS
     ),
 ]
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -28,12 +32,12 @@ class ApiKeyIn(Request):
     expires_at: AwareDatetime | None = None
 
 
-class ApiKeyList(BaseModel):
-    items: list[ApiKeyOut]
+class ApiKeyList(Page[ApiKeyOut]):
+    # Every key in one answer: never a next page.
     next_cursor: str | None = None
 
 
-class ApiKeyCreated(BaseModel):
+class ApiKeyCreated(FromDomain):
     """The new key; ``key`` (``kt_<prefix>_<secret>``) is shown exactly once."""
 
     id: uuid.UUID
@@ -43,16 +47,3 @@ class ApiKeyCreated(BaseModel):
     scopes: list[str]
     created_at: datetime
     expires_at: datetime | None
-
-    @classmethod
-    def of(cls, created: CreatedApiKey) -> ApiKeyCreated:
-        record = created.record
-        return cls(
-            id=record.id,
-            key=created.key,
-            prefix=record.prefix,
-            name=record.name,
-            scopes=list(record.scopes),
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-        )

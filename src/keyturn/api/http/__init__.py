@@ -1,0 +1,1 @@
+"""The HTTP plumbing every router shares: dependencies, middleware, hardening, form bodies."""
