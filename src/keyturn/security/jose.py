@@ -4,7 +4,8 @@ joserfc does the JOSE work through its public API (``serialize_compact``,
 ``extract_compact`` + ``validate_compact``, ``JWTClaimsRegistry``) and a registry holding
 only our algorithms. The facade adds Keyturn's policy in one call: an algorithm
 allow-list (``JosePolicy``), the key chosen by ``kid`` only, ``typ``, a header allow-list
-and low-S ECDSA. See docs/technical for the reasoning and the measured cost.
+and low-S ECDSA. The public API adds about 5-8 microseconds per call over joserfc's bare
+algorithm models (measured for issue 14), a few percent of a verify.
 """
 
 from __future__ import annotations
