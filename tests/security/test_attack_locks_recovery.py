@@ -31,7 +31,14 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, mails_to, new_email, signup_login
+from helpers import (
+    admin_headers,
+    api_login_status,
+    lifespan,
+    mails_to,
+    new_email,
+    signup_login,
+)
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine
@@ -72,14 +79,6 @@ async def app_with(settings: Settings) -> AsyncIterator[tuple[FastAPI, ClientFro
                 await http.aclose()
 
 
-async def admin_headers(application: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    email = new_email()
-    await application.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return bearer(answer.json()["access_token"])
-
-
 async def no_mail_after_sentinel(
     client: httpx.AsyncClient, smtp: SmtpServer, victim: str, subject: str
 ) -> None:
@@ -106,11 +105,6 @@ async def lock_by_failures(client: httpx.AsyncClient, email: str) -> None:
     for _ in range(4):
         answer = await client.post("/v1/auth/login", json={"email": email, "password": WRONG})
         assert answer.status_code == 401
-
-
-async def login_status(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> int:
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": password})
-    return answer.status_code
 
 
 async def admin_view(
@@ -148,7 +142,7 @@ async def test_asvs_6_4_3_forgot_password_neither_mails_nor_unlocks_an_admin_loc
         assert (answer.status_code, answer.content) == (unknown.status_code, unknown.content)
         assert answer.status_code == 202
         await no_mail_after_sentinel(client, smtp, victim["email"], "reset")
-        assert await login_status(client, victim["email"]) == 401
+        assert await api_login_status(client, victim["email"]) == 401
 
 
 async def test_asvs_6_4_3_a_reset_token_from_before_the_admin_lock_is_refused(
@@ -167,13 +161,13 @@ async def test_asvs_6_4_3_a_reset_token_from_before_the_admin_lock_is_refused(
         )
         assert reset.status_code == 400, reset.text
         assert reset.json()["code"] == "token_invalid"
-        assert await login_status(client, victim["email"], NEW_PASSWORD) == 401
+        assert await api_login_status(client, victim["email"], NEW_PASSWORD) == 401
         view = await admin_view(client, headers, victim["user"]["id"])
         assert view == ("administrative", "administrative")
 
         # Lifted by an administrator, the old password works: the reset changed nothing.
         await client.post(f"/v1/admin/users/{victim['user']['id']}/unlock", headers=headers)
-        assert await login_status(client, victim["email"]) == 200
+        assert await api_login_status(client, victim["email"]) == 200
 
 
 async def test_asvs_6_4_3_disabled_and_admin_locked_users_get_no_recovery_tokens(
@@ -228,7 +222,7 @@ async def test_asvs_6_3_1_the_automatic_lock_expiring_does_not_end_an_admin_lock
         assert await admin_view(client, headers, user_id) == ("administrative", "administrative")
 
         with time_machine.travel(utcnow() + timedelta(days=2), tick=True):
-            assert await login_status(client, victim["email"]) == 401
+            assert await api_login_status(client, victim["email"]) == 401
             headers = await admin_headers(application, client)  # the old token expired
             view = await admin_view(client, headers, user_id)
             assert view == ("administrative", "administrative")
@@ -237,7 +231,7 @@ async def test_asvs_6_3_1_the_automatic_lock_expiring_does_not_end_an_admin_lock
         headers = await admin_headers(application, client)
         assert (await client.post(f"/v1/admin/users/{user_id}/unlock", headers=headers)).is_success
         assert await admin_view(client, headers, user_id) == (None, None)
-        assert await login_status(client, victim["email"]) == 200
+        assert await api_login_status(client, victim["email"]) == 200
 
 
 async def test_asvs_6_4_3_a_reset_lifts_only_the_automatic_lock(
@@ -274,7 +268,7 @@ async def test_asvs_6_3_1_owner_recovers_after_an_attacker_locks_and_mail_bombs(
         email = victim["email"]
 
         await lock_by_failures(attacker, email)
-        assert await login_status(owner, email) == 401  # locked: the right password fails
+        assert await api_login_status(owner, email) == 401  # locked: the right password fails
         codes = [
             (await attacker.post("/v1/auth/password/forgot", json={"email": email})).status_code
             for _ in range(settings.limit_mails_per_address_per_hour + 1)
@@ -292,7 +286,7 @@ async def test_asvs_6_3_1_owner_recovers_after_an_attacker_locks_and_mail_bombs(
             "/v1/auth/password/reset", json={"token": token, "password": NEW_PASSWORD}
         )
         assert reset.status_code == 204, reset.text
-        assert await login_status(owner, email, NEW_PASSWORD) == 200
+        assert await api_login_status(owner, email, NEW_PASSWORD) == 200
 
 
 async def test_asvs_6_3_1_a_ceiling_per_address_still_stops_mail_bombing_from_many_networks(

@@ -22,7 +22,8 @@ from cryptography.x509.oid import NameOID
 
 from keyturn.infra.mail import MailDeliveryError, MailMessage, SmtpMailer, new_message_id
 from keyturn.infra.templates import MailTemplates
-from smtp_server import SmtpServer, extract_token, free_port
+from net import free_port
+from smtp_server import SmtpServer, extract_token
 
 SENDER = "Keyturn <no-reply@example.com>"
 PASSWORD = "p@ss:w/rd%"
