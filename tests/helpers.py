@@ -124,6 +124,40 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
+class Peers:
+    """Clients of one running app, each with a socket peer of its own (its own network)."""
+
+    def __init__(self, app: FastAPI, default_peer: str) -> None:
+        self.app = app
+        self._default_peer = default_peer
+        self.clients: list[httpx.AsyncClient] = []
+
+    def __call__(
+        self, peer: str | None = None, base_url: str = "http://testserver"
+    ) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(peer or self._default_peer, 40000))
+        client = httpx.AsyncClient(transport=transport, base_url=base_url)
+        self.clients.append(client)
+        return client
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, *, default_peer: str = "203.0.113.66"
+) -> AsyncIterator[Peers]:
+    """The app for ``settings``, lifespan and all; ``peers(ip)`` opens a client from ``ip``.
+
+    Every client it opened is closed on the way out.
+    """
+    peers = Peers(create_app(settings), default_peer)
+    async with lifespan(peers.app):
+        try:
+            yield peers
+        finally:
+            for client in peers.clients:
+                await client.aclose()
+
+
 # -- hosted pages (/ui/) --------------------------------------------------------------
 
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
