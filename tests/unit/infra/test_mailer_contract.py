@@ -24,13 +24,15 @@ from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
 from keyturn.infra.mail import (
     ConsoleMailer,
     MailDeliveryError,
-    Mailer,
     MailMessage,
     SmtpMailer,
     new_message_id,
 )
 from smtp_server import SmtpServer, text_body
 
+# The concrete classes, not the Mailer Protocol: the suite tests behaviour wherever the
+# Protocol lives.
+AnyMailer = ConsoleMailer | KeepingMailer | SmtpMailer
 SENDER = "Keyturn <no-reply@example.com>"
 TOKEN = "abc123"
 # aiosmtpd, the test's mail server, logs each SMTP command it receives; that is the
@@ -67,7 +69,7 @@ class Delivered:
 
 
 class Harness(Protocol):
-    mailer: Mailer
+    mailer: AnyMailer
     can_fail: bool
 
     async def delivered(self, count: int) -> list[Delivered]:
@@ -88,7 +90,7 @@ class ConsoleHarness:
 
     def __init__(self) -> None:
         self._stream = io.StringIO()
-        self.mailer: Mailer = ConsoleMailer(sender=SENDER, stream=self._stream)
+        self.mailer: AnyMailer = ConsoleMailer(sender=SENDER, stream=self._stream)
 
     async def delivered(self, count: int) -> list[Delivered]:
         out = self._stream.getvalue()
@@ -138,7 +140,7 @@ class MemoryHarness:
     def __init__(self) -> None:
         self._inner = _Switchable()
         self._mailbox = DevMailbox()
-        self.mailer: Mailer = KeepingMailer(self._inner, self._mailbox)
+        self.mailer: AnyMailer = KeepingMailer(self._inner, self._mailbox)
 
     async def delivered(self, count: int) -> list[Delivered]:
         return [
@@ -166,7 +168,7 @@ class SmtpHarness:
 
     def __init__(self, server: SmtpServer) -> None:
         self._server = server
-        self.mailer: Mailer = SmtpMailer.from_url(server.url, sender=SENDER, timeout=2)
+        self.mailer: AnyMailer = SmtpMailer.from_url(server.url, sender=SENDER, timeout=2)
 
     async def delivered(self, count: int) -> list[Delivered]:
         received = await self._server.wait_for_async(count) if count else []
