@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from keyturn.app import create_app
 from keyturn.config import Settings
@@ -42,6 +43,46 @@ async def signup_login(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
+    """A fresh account holding the built-in admin role, signed in through the API.
+
+    Returns the token response plus ``email``.
+    """
+    email = new_email()
+    await app.state.services.users.create_admin(email, PASSWORD)
+    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["user"]["roles"] == ["admin"]
+    body["email"] = email
+    return body
+
+
+async def admin_headers(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
+    """The Authorization header of a fresh admin (``admin_login``)."""
+    return bearer((await admin_login(app, client))["access_token"])
+
+
+async def create_role(
+    client: httpx.AsyncClient, admin: dict[str, str], permissions: list[str], prefix: str = "role"
+) -> str:
+    """A fresh role holding ``permissions``, made by ``admin`` (its headers); its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    answer = await client.post(
+        "/v1/admin/roles", json={"name": name, "permissions": permissions}, headers=admin
+    )
+    assert answer.status_code == 201, answer.text
+    return name
+
+
+async def grant_role(
+    client: httpx.AsyncClient, admin: dict[str, str], user_id: object, role: str
+) -> None:
+    """``admin`` (its headers) gives the user ``role``."""
+    answer = await client.put(f"/v1/admin/users/{user_id}/roles/{role}", headers=admin)
+    assert answer.status_code == 204, answer.text
 
 
 async def mails_to(
@@ -83,6 +124,40 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
+class Peers:
+    """Clients of one running app, each with a socket peer of its own (its own network)."""
+
+    def __init__(self, app: FastAPI, default_peer: str) -> None:
+        self.app = app
+        self._default_peer = default_peer
+        self.clients: list[httpx.AsyncClient] = []
+
+    def __call__(
+        self, peer: str | None = None, base_url: str = "http://testserver"
+    ) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(peer or self._default_peer, 40000))
+        client = httpx.AsyncClient(transport=transport, base_url=base_url)
+        self.clients.append(client)
+        return client
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, *, default_peer: str = "203.0.113.66"
+) -> AsyncIterator[Peers]:
+    """The app for ``settings``, lifespan and all; ``peers(ip)`` opens a client from ``ip``.
+
+    Every client it opened is closed on the way out.
+    """
+    peers = Peers(create_app(settings), default_peer)
+    async with lifespan(peers.app):
+        try:
+            yield peers
+        finally:
+            for client in peers.clients:
+                await client.aclose()
+
+
 # -- hosted pages (/ui/) --------------------------------------------------------------
 
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -119,7 +194,7 @@ async def ui_login(
     return await submit(client, "/ui/login", {"email": email, "password": password, **extra})
 
 
-async def api_login_status(client: httpx.AsyncClient, email: str, password: str) -> int:
+async def api_login_status(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> int:
     """The status of ``POST /v1/auth/login`` (the API pathway next to the page's)."""
     answer = await client.post("/v1/auth/login", json={"email": email, "password": password})
     return answer.status_code

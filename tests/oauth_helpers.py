@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -12,9 +13,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import jwt
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, csrf_from, new_email, ui_login
+from helpers import PASSWORD, admin_headers, csrf_from, new_email, ui_login
 from keyturn.domain import utcnow
 
 REDIRECT = "https://app.example.com/cb"
@@ -31,14 +33,6 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-async def admin_headers(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
-    await app.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return bearer(answer.json()["access_token"])
 
 
 async def register(app: FastAPI, client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -123,6 +117,28 @@ async def token(
     return await client.post("/oauth2/token", data={"client_id": oauth_client["client_id"], **form})
 
 
+async def redeem(
+    client: httpx.AsyncClient,
+    oauth_client: dict[str, Any],
+    code: str,
+    verifier: str | None = None,
+    **extra: str,
+) -> httpx.Response:
+    """The authorization code at /oauth2/token, for ``REDIRECT`` (``extra`` adds or
+    replaces form fields)."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, **extra}
+    if verifier is not None:
+        form["code_verifier"] = verifier
+    return await token(client, oauth_client, **form)
+
+
+async def introspect(client: httpx.AsyncClient, caller: dict[str, Any], value: str) -> Any:
+    """``POST /oauth2/introspect`` as the client ``caller``; the answer's JSON."""
+    answer = await client.post("/oauth2/introspect", data={"token": value}, auth=basic(caller))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 async def authorize_and_redeem(
     client: httpx.AsyncClient, oauth_client: dict[str, Any], **extra: str | None
 ) -> httpx.Response:
@@ -132,14 +148,32 @@ async def authorize_and_redeem(
     code, _ = await code_for(
         client, oauth_client, code_challenge=challenge, code_challenge_method="S256", **extra
     )
-    return await token(
-        client,
-        oauth_client,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=oauth_client["redirect_uris"][0],
-        code_verifier=verifier,
+    return await redeem(
+        client, oauth_client, code, verifier, redirect_uri=oauth_client["redirect_uris"][0]
     )
+
+
+async def verify_id_token(
+    client: httpx.AsyncClient, id_token: str, audience: str, issuer: str, alg: str = "RS256"
+) -> dict[str, Any]:
+    """Verifies ``id_token`` the way a relying party does: PyJWT (independent of the
+    signing code), the key chosen by ``kid`` from the served JWKS."""
+    header = jwt.get_unverified_header(id_token)
+    assert header["alg"] == alg, header
+    answer = await client.get("/.well-known/jwks.json")
+    assert answer.status_code == 200, answer.text
+    matching = [key for key in answer.json()["keys"] if key.get("kid") == header["kid"]]
+    assert len(matching) == 1, (header, matching)
+    public = jwt.PyJWK.from_json(json.dumps(matching[0]))
+    claims: dict[str, Any] = jwt.decode(
+        id_token,
+        public.key,
+        algorithms=[alg],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+    )
+    return claims
 
 
 @dataclass(frozen=True)

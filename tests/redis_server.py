@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from smtp_server import free_port
+from net import free_port
 
 _START_WAIT_SECONDS = 10.0
 

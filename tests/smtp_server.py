@@ -18,7 +18,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import socket
 import ssl
 import threading
 import time
@@ -31,7 +30,9 @@ import anyio
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["SmtpServer", "extract_token", "free_port", "text_body"]
+from net import free_port
+
+__all__ = ["SmtpServer", "extract_token", "text_body"]
 
 _HOST = "127.0.0.1"
 _POLL_SECONDS = 0.02
@@ -39,14 +40,6 @@ _POLL_SECONDS = 0.02
 # in a link's query or fragment.
 _TOKEN_LINE = re.compile(r"^Token: (\S+)\s*$", re.MULTILINE)
 _TOKEN_PARAM = re.compile(r"[?&#]token=([^&#\s]+)")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((_HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 class _Handler:

@@ -4,7 +4,6 @@ verification against the served JWKS with PyJWT (independent of the signing code
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import jwt
 from fastapi import FastAPI
 
-from oauth_helpers import REDIRECT, code_for, pkce_pair, register, signed_in, token
+from oauth_helpers import code_for, pkce_pair, redeem, register, signed_in, verify_id_token
 
 
 @dataclass
@@ -32,43 +31,10 @@ async def jwks(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return keys
 
 
-async def verify_id_token(
-    client: httpx.AsyncClient, id_token: str, audience: str, issuer: str
-) -> dict[str, Any]:
-    """Verifies ``id_token`` the way a relying party does: the key by ``kid`` from JWKS."""
-    header = jwt.get_unverified_header(id_token)
-    assert header["alg"] == "RS256", header
-    matching = [key for key in await jwks(client) if key.get("kid") == header["kid"]]
-    assert len(matching) == 1, (header, matching)
-    public = jwt.PyJWK.from_json(json.dumps(matching[0]))
-    claims: dict[str, Any] = jwt.decode(
-        id_token,
-        public.key,
-        algorithms=["RS256"],
-        audience=audience,
-        issuer=issuer,
-        options={"require": ["iss", "sub", "aud", "exp", "iat"]},
-    )
-    return claims
-
-
 def at_hash(access_token: str) -> str:
     """OIDC Core section 3.1.3.6: left half of SHA-256 of the access token, base64url."""
     digest = hashlib.sha256(access_token.encode("ascii")).digest()
     return jwt.utils.base64url_encode(digest[:16]).decode("ascii")
-
-
-async def redeem(
-    client: httpx.AsyncClient, oauth_client: dict[str, Any], code: str, verifier: str
-) -> httpx.Response:
-    return await token(
-        client,
-        oauth_client,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=REDIRECT,
-        code_verifier=verifier,
-    )
 
 
 async def code_flow(

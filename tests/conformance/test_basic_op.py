@@ -18,22 +18,23 @@ import pytest
 import time_machine
 from fastapi import FastAPI
 
-from conformance.oidf import at_hash, code_flow, jwks, redeem, verify_id_token
+from conformance.oidf import at_hash, code_flow, jwks
 from conftest import SettingsFactory
-from helpers import bearer, csrf_from, lifespan, ui_login
+from helpers import admin_headers, bearer, csrf_from, lifespan, ui_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.domain import utcnow
 from oauth_helpers import (
     REDIRECT,
-    admin_headers,
     auth_params,
     code_for,
     pkce_pair,
     query_of,
+    redeem,
     register,
     signed_in,
     token,
+    verify_id_token,
 )
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from net import free_port
 
 # Bounds, not expectations: nothing asserts how long anything took.
 START_DEADLINE = 60.0
@@ -54,13 +55,6 @@ def keyturn_executable() -> str:
     if found is None:
         raise RuntimeError("the keyturn console script is not installed (pip install -e .)")
     return found
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def keyturn_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

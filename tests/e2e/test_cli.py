@@ -13,9 +13,10 @@ import jwt
 import pytest
 from typer.testing import CliRunner
 
-from e2e.processes import LOW_ARGON2, Server, free_port, keyturn_env, run_keyturn
+from e2e.processes import LOW_ARGON2, Server, keyturn_env, run_keyturn
 from helpers import PASSWORD
 from keyturn.cli.main import app
+from net import free_port
 
 pytestmark = pytest.mark.slow
 

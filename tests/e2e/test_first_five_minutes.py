@@ -19,15 +19,9 @@ import httpx
 import pytest
 
 from e2e.browser import launched, note_console, note_response, require_chromium, shot
-from e2e.processes import (
-    LOW_ARGON2,
-    Server,
-    free_port,
-    keyturn_env,
-    keyturn_executable,
-    wait_healthy,
-)
+from e2e.processes import LOW_ARGON2, Server, keyturn_env, keyturn_executable, wait_healthy
 from helpers import PASSWORD, new_email
+from net import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -41,6 +41,7 @@ from e2e.processes import (
     wait_healthy,
 )
 from helpers import PASSWORD, new_email
+from net import free_port
 
 # Authlib 1.9 warns (AuthlibDeprecationWarning, at import) about its coming move to httpx2
 # and joserfc; the APIs used here still work and raise joserfc's errors already.
@@ -55,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One ``keyturn serve`` for the module whose ``KEYTURN_ISSUER`` is its own URL (iss
     checks are exact); stopped at the end like the ones ``start_server`` starts."""
     workdir = tmp_path_factory.mktemp("authlib")
-    port = processes.free_port()
+    port = free_port()
     issuer = {**LOW_ARGON2, "KEYTURN_ISSUER": f"http://127.0.0.1:{port}"}
     with pytest.MonkeyPatch.context() as patch:
         # spawn_server picks its port itself: make it the one the issuer names.

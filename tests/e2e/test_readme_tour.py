@@ -27,14 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.processes import (
-    Server,
-    free_port,
-    keyturn_env,
-    keyturn_executable,
-    wait_healthy,
-)
+from e2e.processes import Server, keyturn_env, keyturn_executable, wait_healthy
 from keyturn.config import Settings
+from net import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,16 @@ import pytest
 import time_machine
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, mails_to, new_email, signup_login, submit, ui_login
+from helpers import (
+    PASSWORD,
+    admin_headers,
+    bearer,
+    mails_to,
+    new_email,
+    signup_login,
+    submit,
+    ui_login,
+)
 from keyturn.config import Settings
 from smtp_server import SmtpServer, extract_token, text_body
 
@@ -72,14 +81,6 @@ async def _mail(smtp: SmtpServer, address: str, subject: str) -> EmailMessage:
         await asyncio.sleep(0.02)
     assert found, f"no mail {subject!r} to {address}"
     return found[-1]
-
-
-async def _admin(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    email = new_email()
-    await app.state.services.users.create_admin(email, PASSWORD)
-    login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return bearer(login.json()["access_token"])
 
 
 async def _events(
@@ -158,7 +159,7 @@ async def test_asvs_7_4_3_password_reset_revokes_api_keys_and_pending_email_chan
     assert change_token not in notice
 
     # One audit event per kind of revocation, with counts and ids, never a secret.
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     events = await _events(client, admin, owner["user"]["id"])
     assert events["session.revoked_all"]["count"] == 2
     assert events["session.revoked_all"]["reason"] == "password_reset"
@@ -200,7 +201,7 @@ async def test_asvs_7_4_3_password_change_revokes_api_keys_and_pending_tokens(
 async def test_asvs_7_4_3_admin_reset_revokes_api_keys_and_pending_tokens(
     app: FastAPI, client: httpx.AsyncClient, smtp: SmtpServer
 ) -> None:
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     user = await signup_login(client)
     key = await _key(client, user["access_token"])
     change_token = await _start_email_change(client, smtp, user["access_token"], new_email())
@@ -376,7 +377,7 @@ async def test_asvs_7_4_3_set_password_link_dies_with_an_admin_reset(
     app: FastAPI, client: httpx.AsyncClient, smtp: SmtpServer
 ) -> None:
     """An admin-created user's first set-password link dies when an admin resets again."""
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     email = new_email()
     created = await client.post("/v1/admin/users", json={"email": email}, headers=admin)
     assert created.status_code == 201, created.text
@@ -429,7 +430,7 @@ async def test_asvs_7_4_2_admin_lock_disable_delete_refuse_api_keys_at_once(
 ) -> None:
     """Lock and disable keep the keys (refused while the account is locked or disabled,
     checked on every use); deletion removes them with the account."""
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     user = await signup_login(client)
     key = await _key(client, user["access_token"])
     assert (await client.get("/v1/me", headers=bearer(key))).status_code == 200

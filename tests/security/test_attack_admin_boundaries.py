@@ -13,7 +13,6 @@ locking, or two administrators removing each other at the same moment).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
@@ -21,7 +20,16 @@ import pytest
 from fastapi import FastAPI
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
+from helpers import (
+    PASSWORD,
+    admin_headers,
+    admin_login,
+    bearer,
+    create_role,
+    grant_role,
+    lifespan,
+    signup_login,
+)
 from keyturn.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -34,24 +42,13 @@ async def _login(client: httpx.AsyncClient, email: str) -> dict[str, Any]:
     return body
 
 
-async def _admin(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
-    email = new_email()
-    await app.state.services.users.create_admin(email, PASSWORD)
-    return await _login(client, email)
-
-
 async def _with_role(
     client: httpx.AsyncClient, admin: dict[str, str], permissions: list[str]
 ) -> dict[str, Any]:
     """A fresh user holding a fresh role with ``permissions``."""
-    name = "r-" + uuid.uuid4().hex[:10]
-    role = await client.post(
-        "/v1/admin/roles", json={"name": name, "permissions": permissions}, headers=admin
-    )
-    assert role.status_code == 201, role.text
+    name = await create_role(client, admin, permissions, prefix="r")
     user = await signup_login(client)
-    put = await client.put(f"/v1/admin/users/{user['user']['id']}/roles/{name}", headers=admin)
-    assert put.status_code == 204, put.text
+    await grant_role(client, admin, user["user"]["id"], name)
     user["role"] = name
     return user
 
@@ -72,8 +69,8 @@ def _attacks(target: str) -> list[tuple[str, str, dict[str, Any] | None]]:
 async def test_asvs_8_2_2_users_write_cannot_touch_a_full_admin(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    victim = await _admin(app, client)
-    admin = bearer((await _admin(app, client))["access_token"])
+    victim = await admin_login(app, client)
+    admin = await admin_headers(app, client)
     helpdesk = await _with_role(client, admin, ["users:read", "users:write"])
     # The admin's own API key scoped down to users:write acts with users:write only.
     key = await client.post(
@@ -118,8 +115,8 @@ async def test_asvs_8_2_2_users_write_cannot_touch_a_full_admin(
 async def test_asvs_8_2_2_roles_write_cannot_re_role_someone_stronger(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    admin = bearer((await _admin(app, client))["access_token"])
-    victim = await _admin(app, client)
+    admin = await admin_headers(app, client)
+    victim = await admin_login(app, client)
     manager = await _with_role(client, admin, ["roles:write", "users:read"])
     # The manager holds every permission of its own role, so may_grant alone would pass.
     target = victim["user"]["id"]
@@ -159,7 +156,7 @@ async def alone(make_settings: SettingsFactory, private_database_url: str) -> An
 
 async def test_asvs_8_3_1_the_last_admin_cannot_be_removed(alone: Any) -> None:
     app, client = alone
-    only = await _admin(app, client)
+    only = await admin_login(app, client)
     me = only["user"]["id"]
     headers = bearer(only["access_token"])
     attempts = [
@@ -185,7 +182,7 @@ async def test_asvs_8_3_1_the_last_admin_cannot_be_removed(alone: Any) -> None:
     assert (await client.get("/v1/me", headers=headers)).json()["roles"] == ["admin"]
 
     # A second administrator who is locked or disabled does not count as one.
-    second = await _admin(app, client)
+    second = await admin_login(app, client)
     other = second["user"]["id"]
     assert (await client.post(f"/v1/admin/users/{other}/lock", headers=headers)).status_code == 204
     for method, path, body in attempts[:3]:
@@ -201,9 +198,9 @@ async def test_asvs_8_3_1_the_last_admin_cannot_be_removed(alone: Any) -> None:
 
 async def test_asvs_8_3_1_two_admins_removing_each_other_leave_one(alone: Any) -> None:
     app, client = alone
-    survivor = await _admin(app, client)
+    survivor = await admin_login(app, client)
     for _ in range(4):  # a race may resolve either way; every round must leave exactly one
-        a, b = survivor, await _admin(app, client)
+        a, b = survivor, await admin_login(app, client)
         answers = await asyncio.gather(
             client.delete(f"/v1/admin/users/{b['user']['id']}", headers=bearer(a["access_token"])),
             client.delete(f"/v1/admin/users/{a['user']['id']}", headers=bearer(b["access_token"])),

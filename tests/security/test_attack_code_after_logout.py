@@ -19,9 +19,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, submit
+from helpers import PASSWORD, admin_headers, bearer, submit
 from keyturn.domain import ClientInfo, utcnow
-from oauth_helpers import admin_headers, code_for, pkce_pair, register, signed_in, token
+from oauth_helpers import code_for, pkce_pair, redeem, register, signed_in
 from race_helpers import (
     EVENTS,
     Victim,
@@ -45,19 +45,6 @@ async def approved_code(
         browser, oauth_client, scope=SCOPE, code_challenge=challenge, code_challenge_method="S256"
     )
     return code, verifier
-
-
-async def redeem(
-    http: httpx.AsyncClient, oauth_client: dict[str, Any], code: str, verifier: str
-) -> httpx.Response:
-    return await token(
-        http,
-        oauth_client,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=oauth_client["redirect_uris"][0],
-        code_verifier=verifier,
-    )
 
 
 async def browser_logout(v: Victim, browser: httpx.AsyncClient) -> None:

@@ -12,8 +12,7 @@ import base64
 import json
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, new_email, running_app, signup_login
-from keyturn.app import create_app
+from helpers import PASSWORD, bearer, new_email, running_app, serving, signup_login
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
 from keyturn.errors import InvalidToken
@@ -44,28 +42,6 @@ from keyturn.security.networks import ip_limit_key
 pytestmark = pytest.mark.anyio
 
 PROXY = "10.0.0.5"
-
-Connect = Callable[..., httpx.AsyncClient]
-
-
-@asynccontextmanager
-async def serving(settings: Any) -> AsyncIterator[Connect]:
-    """The app for ``settings``; ``connect(peer)`` opens a client whose socket peer is ``peer``."""
-    app: FastAPI = create_app(settings)
-    clients: list[httpx.AsyncClient] = []
-
-    def connect(peer: str = PROXY) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
-        client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-        clients.append(client)
-        return client
-
-    async with lifespan(app):
-        try:
-            yield connect
-        finally:
-            for client in clients:
-                await client.aclose()
 
 
 def _via(address: str) -> dict[str, str]:
@@ -86,7 +62,7 @@ async def test_asvs_2_4_1_ipv6_rotation_within_a_64_hits_the_signup_limit(
 ) -> None:
     """Every signup from a new address of one /64 still counts against that /64."""
     settings = make_settings(trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=3)
-    async with serving(settings) as connect:
+    async with serving(settings, default_peer=PROXY) as connect:
         http = connect()
         statuses = [await _signup(http, f"2001:db8:1:2::{n:x}") for n in range(1, 5)]
         assert statuses == [202, 202, 202, 429]
@@ -103,7 +79,7 @@ async def test_asvs_2_4_1_ipv6_prefix_setting_decides_the_network(
     wide = make_settings(
         trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=2, limit_ipv6_prefix=48
     )
-    async with serving(wide) as connect:
+    async with serving(wide, default_peer=PROXY) as connect:
         http = connect()
         assert [await _signup(http, f"2001:db8:5:{n}::1") for n in range(1, 4)] == [
             202,
@@ -113,7 +89,7 @@ async def test_asvs_2_4_1_ipv6_prefix_setting_decides_the_network(
     exact = make_settings(
         trusted_proxies=[PROXY], limit_signups_per_ip_per_hour=1, limit_ipv6_prefix=128
     )
-    async with serving(exact) as connect:
+    async with serving(exact, default_peer=PROXY) as connect:
         http = connect()
         assert [await _signup(http, f"2001:db8:6::{n}") for n in range(1, 4)] == [202] * 3
 
@@ -123,7 +99,7 @@ async def test_asvs_2_4_1_ipv4_mapped_ipv6_counts_as_the_ipv4_address(
 ) -> None:
     """A dual-stack socket reports ``::ffff:a.b.c.d``: the same client as ``a.b.c.d``."""
     settings = make_settings(limit_signups_per_ip_per_hour=2)
-    async with serving(settings) as connect:
+    async with serving(settings, default_peer=PROXY) as connect:
         mapped, plain = connect("::ffff:192.0.2.9"), connect("192.0.2.9")
         body = {"email": new_email(), "password": PASSWORD}
         assert (await mapped.post("/v1/auth/signup", json=body)).status_code == 202
@@ -142,7 +118,7 @@ async def test_asvs_6_3_1_ipv6_rotation_hits_the_credential_endpoint_ceiling(
 ) -> None:
     """The per-IP ceiling on credential endpoints counts the /64, not the address."""
     settings = make_settings(trusted_proxies=[PROXY], limit_ip_per_minute=3)
-    async with serving(settings) as connect:
+    async with serving(settings, default_peer=PROXY) as connect:
         http = connect()
         body = {"email": new_email(), "password": "wrong password 12345"}
         statuses = [
@@ -159,7 +135,7 @@ async def test_asvs_6_3_1_ipv6_rotation_hits_the_account_and_network_failure_lim
 ) -> None:
     """Failed passwords for one account from a rotating /64 reach the pair limit (429)."""
     settings = make_settings(trusted_proxies=[PROXY], limit_failures_per_account_ip=3)
-    async with serving(settings) as connect:
+    async with serving(settings, default_peer=PROXY) as connect:
         http = connect()
         email = new_email()
         signup = {"email": email, "password": PASSWORD}
@@ -186,7 +162,7 @@ async def test_asvs_6_3_1_ipv6_rotation_hits_the_api_key_and_refresh_token_limit
     """Credentials that name no account (API keys, refresh tokens) are limited per network
     too: guessing them from fresh addresses of one /64 is throttled like passwords."""
     settings = make_settings(trusted_proxies=[PROXY], limit_failures_per_account_ip=2)
-    async with serving(settings) as connect:
+    async with serving(settings, default_peer=PROXY) as connect:
         http = connect()
         keys = [
             (
@@ -219,7 +195,7 @@ async def test_asvs_2_4_1_sessions_and_audit_keep_the_real_ipv6_address(
 ) -> None:
     """Only limiter keys use the prefix; the session list shows the full address."""
     settings = make_settings(trusted_proxies=[PROXY])
-    async with serving(settings) as connect:
+    async with serving(settings, default_peer=PROXY) as connect:
         http = connect()
         email, address = new_email(), "2001:db8:a:b:1:2:3:4"
         body = {"email": email, "password": PASSWORD}

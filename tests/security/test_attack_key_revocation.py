@@ -23,7 +23,7 @@ import pytest
 from fastapi import FastAPI
 
 from conftest import REDIS_URL, SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
+from helpers import PASSWORD, admin_headers, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.infra.revocation import MemoryRevocationStore
@@ -31,8 +31,8 @@ from keyturn.security.jose import Signer
 from keyturn.security.keys import load_key
 from keyturn.services.accounts.access_tokens import AccessTokenService
 from keyturn.services.signing_keys.revocation import deny_list_entry
+from net import free_port
 from oauth_helpers import basic, grant, register, signed_in, token
-from smtp_server import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -41,14 +41,6 @@ pytestmark = pytest.mark.anyio
 def settings(make_settings: SettingsFactory, private_database_url: str) -> Settings:
     """A database of its own: these tests revoke the keys other tests would sign with."""
     return make_settings(database_url=private_database_url)
-
-
-async def _admin(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    email = new_email()
-    await app.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return bearer(answer.json()["access_token"])
 
 
 def _kid(jws: str) -> str:
@@ -76,7 +68,7 @@ async def test_asvs_9_1_3_revoked_active_key_is_unpublished_and_refused_on_every
     rp = await register(app, client)
     oauth = await grant(app, rp, "openid offline_access me:read")
     assert _kid(oauth.access_token) == stolen
-    before = await _keys(client, await _admin(app, client))
+    before = await _keys(client, await admin_headers(app, client))
     waiting = [k for k, v in before.items() if v["alg"] == "ES256" and v["state"] == "next"]
     # Everything works before the revocation.
     assert (await client.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 200
@@ -92,7 +84,7 @@ async def test_asvs_9_1_3_revoked_active_key_is_unpublished_and_refused_on_every
     )
     assert (await client.get("/v1/me", headers=bearer(forged))).status_code == 200
 
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     answer = await client.post(f"/v1/admin/keys/{stolen}/revoke", headers=admin)
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -128,7 +120,7 @@ async def test_asvs_9_1_3_revoked_active_key_is_unpublished_and_refused_on_every
     assert info.status_code == 200
 
     # Listed as revoked, private part wiped, audited; a second call changes nothing.
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     listed = await _keys(client, admin)
     assert listed[stolen]["state"] == "revoked"
     assert listed[stolen]["published"] is False
@@ -154,7 +146,7 @@ async def _records(app: FastAPI) -> list[Any]:
 async def test_asvs_11_1_1_revoking_next_or_retired_keys_and_unknown_kids(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     keys = await _keys(client, admin)
     (waiting,) = [k for k, v in keys.items() if v["alg"] == "RS256" and v["state"] == "next"]
     (active,) = [k for k, v in keys.items() if v["alg"] == "RS256" and v["state"] == "active"]
@@ -181,7 +173,7 @@ async def test_asvs_11_1_1_revoking_next_or_retired_keys_and_unknown_kids(
     assert revoked.json()["previous_state"] == "retired"
     # The admin's own token was signed by it: refused from now on.
     assert (await client.get("/v1/me", headers=admin)).status_code == 401
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     again = await client.post(f"/v1/admin/keys/{old}/revoke", headers=admin)
     assert again.status_code == 200
     assert again.json()["already_revoked"] is True
@@ -213,7 +205,7 @@ async def test_asvs_9_1_3_id_token_signed_by_a_revoked_key_is_no_hint(
     params = {"id_token_hint": hint, "post_logout_redirect_uri": back}
     # A second browser, signed in as someone else: the hint alone decides what happens.
     await signed_in(client)
-    admin = await _admin(app, client)
+    admin = await admin_headers(app, client)
     revoked = await client.post(f"/v1/admin/keys/{_kid(hint)}/revoke", headers=admin)
     assert revoked.status_code == 200, revoked.text
     answer = await client.get("/oauth2/logout", params=params)
@@ -258,7 +250,9 @@ async def test_asvs_9_1_3_another_replica_refuses_at_once(
         assert (await b.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 200
         stolen = _kid(user["access_token"])
         assert stolen in await _jwks_kids(b)
-        answer = await a.post(f"/v1/admin/keys/{stolen}/revoke", headers=await _admin(app_a, a))
+        answer = await a.post(
+            f"/v1/admin/keys/{stolen}/revoke", headers=await admin_headers(app_a, a)
+        )
         assert answer.status_code == 200, answer.text
 
         assert stolen not in await _jwks_kids(b)
@@ -279,7 +273,9 @@ async def test_asvs_9_1_3_a_signing_only_replica_switches_before_its_next_token(
     async with _replica(settings) as (app_a, a), _replica(settings) as (_, b):
         user = await signup_login(b)
         stolen = _kid(user["access_token"])
-        answer = await a.post(f"/v1/admin/keys/{stolen}/revoke", headers=await _admin(app_a, a))
+        answer = await a.post(
+            f"/v1/admin/keys/{stolen}/revoke", headers=await admin_headers(app_a, a)
+        )
         assert answer.status_code == 200, answer.text
         fresh = await b.post("/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
         assert fresh.status_code == 200, fresh.text
@@ -297,7 +293,9 @@ async def test_asvs_9_1_3_replicas_fail_closed_when_redis_is_down(
         user = await signup_login(a)
         assert (await b.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 200
         stolen = _kid(user["access_token"])
-        answer = await a.post(f"/v1/admin/keys/{stolen}/revoke", headers=await _admin(app_a, a))
+        answer = await a.post(
+            f"/v1/admin/keys/{stolen}/revoke", headers=await admin_headers(app_a, a)
+        )
         assert answer.status_code == 200, answer.text
         assert (await b.get("/v1/me", headers=bearer(user["access_token"]))).status_code == 401
         assert stolen not in await _jwks_kids(b)
@@ -310,7 +308,9 @@ async def test_asvs_9_1_3_a_rebuilt_deny_list_keeps_the_revoked_kid(
     revoked keys alike) before it vouches for anything."""
     user = await signup_login(client)
     stolen = _kid(user["access_token"])
-    answer = await client.post(f"/v1/admin/keys/{stolen}/revoke", headers=await _admin(app, client))
+    answer = await client.post(
+        f"/v1/admin/keys/{stolen}/revoke", headers=await admin_headers(app, client)
+    )
     assert answer.status_code == 200, answer.text
     services = app.state.services
     empty = MemoryRevocationStore()

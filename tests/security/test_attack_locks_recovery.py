@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import time_machine
 from alembic import command
-from fastapi import FastAPI
 from sqlalchemy import text
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, mails_to, new_email, signup_login
-from keyturn.app import create_app
-from keyturn.config import Settings
+from helpers import (
+    admin_headers,
+    api_login_status,
+    mails_to,
+    new_email,
+    serving,
+    signup_login,
+)
 from keyturn.db.engine import create_engine
 from keyturn.db.migrate import alembic_config, upgrade
 from keyturn.domain import utcnow
@@ -47,37 +49,6 @@ ATTACKER_IP = "198.51.100.66"
 OWNER_IP = "203.0.113.10"
 # Few failures lock an account; the per account+IP 429 never gets in the way.
 LOCK_LIMITS = {"limit_failures_per_account": 3, "limit_failures_per_account_ip": 1000}
-
-
-ClientFrom = Callable[[str], httpx.AsyncClient]
-
-
-@asynccontextmanager
-async def app_with(settings: Settings) -> AsyncIterator[tuple[FastAPI, ClientFrom]]:
-    """The app plus a factory of clients that each come from their own network."""
-    application = create_app(settings)
-    clients: list[httpx.AsyncClient] = []
-
-    def from_ip(ip: str) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=application, client=(ip, 40000))
-        http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-        clients.append(http)
-        return http
-
-    async with lifespan(application):
-        try:
-            yield application, from_ip
-        finally:
-            for http in clients:
-                await http.aclose()
-
-
-async def admin_headers(application: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    email = new_email()
-    await application.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return bearer(answer.json()["access_token"])
 
 
 async def no_mail_after_sentinel(
@@ -108,11 +79,6 @@ async def lock_by_failures(client: httpx.AsyncClient, email: str) -> None:
         assert answer.status_code == 401
 
 
-async def login_status(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> int:
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": password})
-    return answer.status_code
-
-
 async def admin_view(
     client: httpx.AsyncClient, headers: dict[str, str], user_id: str
 ) -> tuple[str | None, str | None]:
@@ -131,7 +97,8 @@ async def admin_view(
 async def test_asvs_6_4_3_forgot_password_neither_mails_nor_unlocks_an_admin_locked_user(
     make_settings: SettingsFactory, smtp: SmtpServer
 ) -> None:
-    async with app_with(make_settings()) as (application, from_ip):
+    async with serving(make_settings()) as from_ip:
+        application = from_ip.app
         client = from_ip(OWNER_IP)
         headers = await admin_headers(application, client)
         victim = await signup_login(client)
@@ -148,13 +115,14 @@ async def test_asvs_6_4_3_forgot_password_neither_mails_nor_unlocks_an_admin_loc
         assert (answer.status_code, answer.content) == (unknown.status_code, unknown.content)
         assert answer.status_code == 202
         await no_mail_after_sentinel(client, smtp, victim["email"], "reset")
-        assert await login_status(client, victim["email"]) == 401
+        assert await api_login_status(client, victim["email"]) == 401
 
 
 async def test_asvs_6_4_3_a_reset_token_from_before_the_admin_lock_is_refused(
     make_settings: SettingsFactory, smtp: SmtpServer
 ) -> None:
-    async with app_with(make_settings()) as (application, from_ip):
+    async with serving(make_settings()) as from_ip:
+        application = from_ip.app
         client = from_ip(OWNER_IP)
         headers = await admin_headers(application, client)
         victim = await signup_login(client)
@@ -167,20 +135,21 @@ async def test_asvs_6_4_3_a_reset_token_from_before_the_admin_lock_is_refused(
         )
         assert reset.status_code == 400, reset.text
         assert reset.json()["code"] == "token_invalid"
-        assert await login_status(client, victim["email"], NEW_PASSWORD) == 401
+        assert await api_login_status(client, victim["email"], NEW_PASSWORD) == 401
         view = await admin_view(client, headers, victim["user"]["id"])
         assert view == ("administrative", "administrative")
 
         # Lifted by an administrator, the old password works: the reset changed nothing.
         await client.post(f"/v1/admin/users/{victim['user']['id']}/unlock", headers=headers)
-        assert await login_status(client, victim["email"]) == 200
+        assert await api_login_status(client, victim["email"]) == 200
 
 
 async def test_asvs_6_4_3_disabled_and_admin_locked_users_get_no_recovery_tokens(
     make_settings: SettingsFactory, smtp: SmtpServer
 ) -> None:
     """Neighbours: resend verification, and the set-password link of an admin-made user."""
-    async with app_with(make_settings()) as (application, from_ip):
+    async with serving(make_settings()) as from_ip:
+        application = from_ip.app
         client = from_ip(OWNER_IP)
         headers = await admin_headers(application, client)
         locked = await signup_login(client)
@@ -216,7 +185,8 @@ async def test_asvs_6_4_3_disabled_and_admin_locked_users_get_no_recovery_tokens
 async def test_asvs_6_3_1_the_automatic_lock_expiring_does_not_end_an_admin_lock(
     make_settings: SettingsFactory, smtp: SmtpServer
 ) -> None:
-    async with app_with(make_settings(**LOCK_LIMITS)) as (application, from_ip):
+    async with serving(make_settings(**LOCK_LIMITS)) as from_ip:
+        application = from_ip.app
         client = from_ip(OWNER_IP)
         headers = await admin_headers(application, client)
         victim = await signup_login(client)
@@ -228,7 +198,7 @@ async def test_asvs_6_3_1_the_automatic_lock_expiring_does_not_end_an_admin_lock
         assert await admin_view(client, headers, user_id) == ("administrative", "administrative")
 
         with time_machine.travel(utcnow() + timedelta(days=2), tick=True):
-            assert await login_status(client, victim["email"]) == 401
+            assert await api_login_status(client, victim["email"]) == 401
             headers = await admin_headers(application, client)  # the old token expired
             view = await admin_view(client, headers, user_id)
             assert view == ("administrative", "administrative")
@@ -237,14 +207,15 @@ async def test_asvs_6_3_1_the_automatic_lock_expiring_does_not_end_an_admin_lock
         headers = await admin_headers(application, client)
         assert (await client.post(f"/v1/admin/users/{user_id}/unlock", headers=headers)).is_success
         assert await admin_view(client, headers, user_id) == (None, None)
-        assert await login_status(client, victim["email"]) == 200
+        assert await api_login_status(client, victim["email"]) == 200
 
 
 async def test_asvs_6_4_3_a_reset_lifts_only_the_automatic_lock(
     make_settings: SettingsFactory, smtp: SmtpServer
 ) -> None:
     """The owner's reset ends the automatic lock but not one an admin adds meanwhile."""
-    async with app_with(make_settings(**LOCK_LIMITS)) as (application, from_ip):
+    async with serving(make_settings(**LOCK_LIMITS)) as from_ip:
+        application = from_ip.app
         client = from_ip(OWNER_IP)
         headers = await admin_headers(application, client)
         victim = await signup_login(client)
@@ -267,14 +238,14 @@ async def test_asvs_6_3_1_owner_recovers_after_an_attacker_locks_and_mail_bombs(
     make_settings: SettingsFactory, smtp: SmtpServer
 ) -> None:
     settings = make_settings(**LOCK_LIMITS)
-    async with app_with(settings) as (_, from_ip):
+    async with serving(settings) as from_ip:
         owner = from_ip(OWNER_IP)
         attacker = from_ip(ATTACKER_IP)
         victim = await signup_login(owner)
         email = victim["email"]
 
         await lock_by_failures(attacker, email)
-        assert await login_status(owner, email) == 401  # locked: the right password fails
+        assert await api_login_status(owner, email) == 401  # locked: the right password fails
         codes = [
             (await attacker.post("/v1/auth/password/forgot", json={"email": email})).status_code
             for _ in range(settings.limit_mails_per_address_per_hour + 1)
@@ -292,7 +263,7 @@ async def test_asvs_6_3_1_owner_recovers_after_an_attacker_locks_and_mail_bombs(
             "/v1/auth/password/reset", json={"token": token, "password": NEW_PASSWORD}
         )
         assert reset.status_code == 204, reset.text
-        assert await login_status(owner, email, NEW_PASSWORD) == 200
+        assert await api_login_status(owner, email, NEW_PASSWORD) == 200
 
 
 async def test_asvs_6_3_1_a_ceiling_per_address_still_stops_mail_bombing_from_many_networks(
@@ -301,7 +272,7 @@ async def test_asvs_6_3_1_a_ceiling_per_address_still_stops_mail_bombing_from_ma
     settings = make_settings(
         limit_mails_per_address_per_hour=2, limit_mails_per_address_all_networks_per_hour=5
     )
-    async with app_with(settings) as (_, from_ip):
+    async with serving(settings) as from_ip:
         address = new_email()
         codes = []
         for network in range(4):

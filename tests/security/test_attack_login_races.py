@@ -22,10 +22,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, signup_login, ui_login
+from helpers import PASSWORD, admin_headers, bearer, signup_login, ui_login
 from keyturn.config import Settings
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
-from oauth_helpers import admin_headers, authorize_and_redeem, register, signed_in
+from oauth_helpers import authorize_and_redeem, register, signed_in
 from race_helpers import (
     EVENTS,
     Victim,

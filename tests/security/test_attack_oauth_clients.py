@@ -11,16 +11,15 @@ registration reaches tokens already issued).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, new_email, running_app
+from helpers import PASSWORD, admin_headers, bearer, create_role, grant_role, new_email, running_app
 from keyturn.config import Settings
-from oauth_helpers import admin_headers, basic, register
+from oauth_helpers import basic, introspect, register
 from oauth_helpers import grant as code_flow_grant
 
 pytestmark = pytest.mark.anyio
@@ -38,18 +37,13 @@ MACHINE: dict[str, Any] = {
 async def _clients_writer(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
     """A user whose only permission is clients:write, signed in."""
     admin = await admin_headers(app, client)
-    role = f"integrator-{uuid.uuid4().hex[:8]}"
-    made = await client.post(
-        "/v1/admin/roles", json={"name": role, "permissions": ["clients:write"]}, headers=admin
-    )
-    assert made.status_code == 201, made.text
+    role = await create_role(client, admin, ["clients:write"], prefix="integrator")
     email = new_email()
     await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
     async with app.state.services.auth._uow_factory() as uow:
         user = await uow.users.get_by_email(email)
     assert user is not None
-    put = await client.put(f"/v1/admin/users/{user.id}/roles/{role}", headers=admin)
-    assert put.status_code == 204, put.text
+    await grant_role(client, admin, user.id, role)
     login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     return bearer(login.json()["access_token"])
 
@@ -58,12 +52,6 @@ async def _cc_token(client: httpx.AsyncClient, machine: dict[str, Any]) -> httpx
     return await client.post(
         "/oauth2/token", data={"grant_type": "client_credentials"}, auth=basic(machine)
     )
-
-
-async def introspect(client: httpx.AsyncClient, caller: dict[str, Any], value: str) -> Any:
-    answer = await client.post("/oauth2/introspect", data={"token": value}, auth=basic(caller))
-    assert answer.status_code == 200, answer.text
-    return answer.json()
 
 
 # -- Finding 7: clients:write alone grants nothing beyond what its holder has ---------------

@@ -10,7 +10,6 @@ revoke) and 10.4.1 / 10.4.4 (an unregistered redirect URI or grant type stops wo
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -18,14 +17,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer
+from helpers import PASSWORD, admin_headers, bearer, create_role, grant_role
 from keyturn.domain import utcnow
 from oauth_helpers import (
     Grant,
-    admin_headers,
     authorize_and_redeem,
-    basic,
     code_for,
+    introspect,
     pkce_pair,
     register,
     signed_in,
@@ -38,21 +36,8 @@ pytestmark = pytest.mark.anyio
 ADMIN_SCOPE = "offline_access openid me:read users:read users:write"
 
 
-async def introspect(client: httpx.AsyncClient, caller: dict[str, Any], value: str) -> Any:
-    answer = await client.post("/oauth2/introspect", data={"token": value}, auth=basic(caller))
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
 async def _support_role(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
-    name = f"support-{uuid.uuid4().hex[:8]}"
-    answer = await client.post(
-        "/v1/admin/roles",
-        json={"name": name, "permissions": ["users:read", "users:write"]},
-        headers=headers,
-    )
-    assert answer.status_code == 201, answer.text
-    return name
+    return await create_role(client, headers, ["users:read", "users:write"], prefix="support")
 
 
 async def _grant_with_role(
@@ -65,8 +50,7 @@ async def _grant_with_role(
         async with app.state.services.auth._uow_factory() as uow:
             user = await uow.users.get_by_email(email)
         assert user is not None
-        put = await browser.put(f"/v1/admin/users/{user.id}/roles/{role}", headers=headers)
-        assert put.status_code == 204, put.text
+        await grant_role(browser, headers, user.id, role)
         answer = await authorize_and_redeem(browser, oauth_client, scope=scope)
     assert answer.status_code == 200, answer.text
     now = utcnow()

@@ -25,7 +25,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
+from helpers import PASSWORD, admin_login, bearer, lifespan, new_email, signup_login
 from keyturn.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -88,11 +88,7 @@ class Caller:
 @pytest.fixture
 async def caller(client: httpx.AsyncClient, app: FastAPI) -> Caller:
     """An administrator, so admin routes too get as far as validating the body."""
-    email = new_email()
-    await app.state.services.users.create_admin(email, PASSWORD)
-    login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200
-    return Caller(client, {**login.json(), "email": email})
+    return Caller(client, await admin_login(app, client))
 
 
 def _accepted(target: Any, body: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import bearer, running_app, signup_login
 from keyturn.config import Settings
-from smtp_server import free_port
+from net import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
-import httpx
 import pytest
 
-from helpers import PASSWORD, bearer, lifespan, mails_to, new_email, signup_login
-from keyturn.app import create_app
+from helpers import PASSWORD, bearer, mails_to, new_email, serving, signup_login
 from keyturn.config import Settings
 from smtp_server import SmtpServer, extract_token
 
@@ -20,30 +17,10 @@ WRONG = "not the right password"
 VOLATILE = {"date", "x-request-id"}
 
 
-@asynccontextmanager
-async def app_from(settings: Settings) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
-    """One app; ``client(ip)`` gives an httpx client whose socket peer is ``ip``."""
-    application = create_app(settings)
-    clients: list[httpx.AsyncClient] = []
-
-    def client(ip: str) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=application, client=(ip, 40000))
-        http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-        clients.append(http)
-        return http
-
-    async with lifespan(application):
-        try:
-            yield client
-        finally:
-            for http in clients:
-                await http.aclose()
-
-
 async def test_eleventh_failure_from_one_ip_gets_429_but_other_ips_still_log_in(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with app_from(make_settings()) as client:
+    async with serving(make_settings()) as client:
         attacker, owner = client("203.0.113.9"), client("198.51.100.4")
         email = (await signup_login(owner))["email"]
         for _ in range(10):
@@ -66,7 +43,7 @@ async def test_many_failures_from_anywhere_lock_silently(
     make_settings: Callable[..., Settings], smtp: SmtpServer
 ) -> None:
     settings = make_settings(limit_failures_per_account=5)
-    async with app_from(settings) as client:
+    async with serving(settings) as client:
         home = client("198.51.100.4")
         tokens = await signup_login(home)
         email = tokens["email"]
@@ -126,7 +103,7 @@ async def test_many_failures_from_anywhere_lock_silently(
 async def test_unknown_accounts_are_throttled_like_known_ones(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with app_from(make_settings()) as client:
+    async with serving(make_settings()) as client:
         http = client("203.0.113.50")
         ghost = new_email()
         codes = [
@@ -141,7 +118,7 @@ async def test_unknown_accounts_are_throttled_like_known_ones(
 async def test_refresh_failures_are_throttled_per_ip(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with app_from(make_settings(limit_failures_per_account_ip=3)) as client:
+    async with serving(make_settings(limit_failures_per_account_ip=3)) as client:
         http = client("203.0.113.60")
         codes = [
             (await http.post("/v1/auth/refresh", json={"refresh_token": "A" * 43})).status_code
@@ -153,7 +130,7 @@ async def test_refresh_failures_are_throttled_per_ip(
 async def test_one_time_token_guessing_is_throttled(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with app_from(make_settings(limit_failures_per_account_ip=3)) as client:
+    async with serving(make_settings(limit_failures_per_account_ip=3)) as client:
         http = client("203.0.113.61")
         codes = [
             (await http.post("/v1/auth/email/verify", json={"token": "B" * 43})).status_code
@@ -163,7 +140,7 @@ async def test_one_time_token_guessing_is_throttled(
 
 
 async def test_signups_per_ip_are_limited(make_settings: Callable[..., Settings]) -> None:
-    async with app_from(make_settings(limit_signups_per_ip_per_hour=2)) as client:
+    async with serving(make_settings(limit_signups_per_ip_per_hour=2)) as client:
         http = client("203.0.113.70")
         codes = [
             (
@@ -184,7 +161,7 @@ async def test_signups_per_ip_are_limited(make_settings: Callable[..., Settings]
 async def test_every_credential_request_counts_toward_the_ip_ceiling(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with app_from(make_settings(limit_ip_per_minute=5)) as client:
+    async with serving(make_settings(limit_ip_per_minute=5)) as client:
         http = client("203.0.113.80")
         tokens = await signup_login(http)  # 2 requests
         for _ in range(3):

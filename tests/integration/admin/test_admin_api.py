@@ -10,7 +10,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, mails_to, new_email, signup_login
+from helpers import PASSWORD, admin_login, bearer, mails_to, new_email, signup_login
 from keyturn.domain import PERMISSIONS, SELF_SERVICE_SCOPES
 from smtp_server import SmtpServer, extract_token
 
@@ -52,17 +52,6 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("DELETE", "/v1/admin/clients/{client}", None, "clients:write"),
 ]
 ALL_SCOPES = [*SELF_SERVICE_SCOPES, *PERMISSIONS]
-
-
-async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
-    email = new_email()
-    await app.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200
-    body: dict[str, Any] = answer.json()
-    assert body["user"]["roles"] == ["admin"]
-    body["email"] = email
-    return body
 
 
 def fill(

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, running_app, signup_login
+from helpers import PASSWORD, admin_login, bearer, running_app, signup_login
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine
 from keyturn.db.models import ApiKeyRow
@@ -30,16 +30,6 @@ async def create_key(client: httpx.AsyncClient, access_token: str, **body: Any) 
     assert answer.status_code == 201, answer.text
     created: dict[str, Any] = answer.json()
     return created
-
-
-async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
-    """An account holding the built-in admin role, signed in (as in test_admin_api)."""
-    email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
-    await app.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
 
 
 async def stored_row(settings: Settings, key_id: str) -> Any:

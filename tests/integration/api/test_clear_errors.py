@@ -16,7 +16,7 @@ import pytest
 import time_machine
 from fastapi import FastAPI
 
-from helpers import PASSWORD, bearer, signup_login
+from helpers import admin_headers, bearer, signup_login
 from keyturn import errors
 from keyturn.api.problems import bearer_challenge, problem
 from keyturn.domain import utcnow
@@ -52,15 +52,8 @@ def assert_unsupported(answer: httpx.Response) -> None:
     assert not JARGON.search(answer.text)
 
 
-async def admin_headers(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    # An admin's token passes every route's own checks, so the body is what is refused.
-    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
-    await app.state.services.users.create_admin(email, PASSWORD)
-    login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return bearer(login.json()["access_token"])
-
-
 async def test_every_json_route_answers_415_to_a_form(app: FastAPI, client: httpx.AsyncClient):
+    # An admin's token passes every route's own checks, so the body is what is refused.
     headers = await admin_headers(app, client)
     routes = json_body_routes(client)
     assert ("POST", "/v1/auth/login") in routes

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import PASSWORD, TEST_SECRET, lifespan, new_email, submit, ui_login
+from helpers import PASSWORD, TEST_SECRET, admin_headers, lifespan, new_email, submit, ui_login
 from keyturn.app import create_app
 from keyturn.config import (
     OWASP_ARGON2_MEMORY_KIB,
@@ -22,14 +22,7 @@ from keyturn.config import (
     load_settings,
 )
 from keyturn.db.migrate import upgrade
-from oauth_helpers import (
-    admin_headers,
-    auth_params,
-    pkce_pair,
-    query_of,
-    register,
-    signed_in,
-)
+from oauth_helpers import auth_params, pkce_pair, query_of, register, signed_in
 
 PRODUCTION: dict[str, Any] = {
     "env": "production",

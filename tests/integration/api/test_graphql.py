@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, new_email, signup_login
+from helpers import PASSWORD, admin_login, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import OWASP_ARGON2_MEMORY_KIB, OWASP_ARGON2_TIME_COST, Settings
 from keyturn.domain import PERMISSIONS, SELF_SERVICE_SCOPES
@@ -59,17 +59,6 @@ async def gql(
 
 def codes(body: dict[str, Any]) -> set[str]:
     return {error["extensions"]["code"] for error in body.get("errors", [])}
-
-
-async def admin_login(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
-    """An account holding the built-in admin role, signed in (as in test_admin_api)."""
-    email = new_email()
-    await app.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    body["email"] = email
-    return body
 
 
 async def login(client: httpx.AsyncClient, email: str) -> str:

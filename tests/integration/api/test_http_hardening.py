@@ -6,16 +6,14 @@ a direct client, a trusted reverse proxy and a spoofer against one running app.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, bearer, lifespan, new_email
+from helpers import PASSWORD, bearer, lifespan, new_email, serving
 from keyturn.api.http.hardening import TrustedProxies, cors_origins
 from keyturn.api.http.middleware import with_charset
 from keyturn.app import create_app
@@ -28,28 +26,6 @@ ATTACKER = "203.0.113.66"
 ALLOWED_ORIGIN = "https://app.example.com"
 EVIL_ORIGIN = "https://evil.example.net"
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-
-Connect = Callable[..., httpx.AsyncClient]
-
-
-@asynccontextmanager
-async def serving(settings: Any) -> AsyncIterator[Connect]:
-    """The app for ``settings``; ``connect(peer, base_url)`` opens a client from ``peer``."""
-    app: FastAPI = create_app(settings)
-    clients: list[httpx.AsyncClient] = []
-
-    def connect(peer: str = ATTACKER, base_url: str = "http://testserver") -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
-        client = httpx.AsyncClient(transport=transport, base_url=base_url)
-        clients.append(client)
-        return client
-
-    async with lifespan(app):
-        try:
-            yield connect
-        finally:
-            for client in clients:
-                await client.aclose()
 
 
 async def _session_ip(http: httpx.AsyncClient, headers: dict[str, str] | None = None) -> str:

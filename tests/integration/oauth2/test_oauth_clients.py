@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from conftest import SettingsFactory
-from helpers import PASSWORD, TEST_SECRET, bearer, lifespan, signup_login
+from helpers import TEST_SECRET, admin_headers, bearer, lifespan, signup_login
 from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine
@@ -42,14 +41,6 @@ NATIVE = {
     "grant_types": ["authorization_code", "refresh_token"],
 }
 HERE = ClientInfo(ip="203.0.113.7")
-
-
-async def admin_headers(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
-    await app.state.services.users.create_admin(email, PASSWORD)
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return bearer(answer.json()["access_token"])
 
 
 async def register(

@@ -8,9 +8,7 @@ Every test drives the real app over HTTP with a cookie jar: sign in through /ui/
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -33,23 +31,10 @@ from oauth_helpers import (
     register,
     signed_in,
     token,
+    verify_id_token,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-async def verify_id_token(
-    client: httpx.AsyncClient, id_token: str, audience: str, issuer: str, alg: str = "RS256"
-) -> dict[str, Any]:
-    keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
-    header = jwt.get_unverified_header(id_token)
-    assert header["alg"] == alg
-    jwk = next(key for key in keys if key["kid"] == header["kid"])
-    public = jwt.PyJWK.from_json(json.dumps(jwk))
-    claims: dict[str, Any] = jwt.decode(
-        id_token, public.key, algorithms=[alg], audience=audience, issuer=issuer
-    )
-    return claims
 
 
 async def test_id_token_uses_the_clients_registered_algorithm(

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from helpers import bearer, signup_login
-from oauth_helpers import Grant, admin_headers, basic, register, token
+from helpers import admin_headers, bearer, signup_login
+from oauth_helpers import Grant, basic, register, token
 from oauth_helpers import grant as code_flow_grant
 
 pytestmark = pytest.mark.anyio

@@ -23,22 +23,9 @@ from keyturn.config import Settings
 from keyturn.db.engine import create_engine
 from keyturn.db.models import SessionRow
 from keyturn.domain import utcnow
-from oauth_helpers import REDIRECT, code_for, pkce_pair, register, signed_in, token
+from oauth_helpers import REDIRECT, code_for, pkce_pair, redeem, register, signed_in, token
 
 pytestmark = pytest.mark.anyio
-
-
-async def redeem(
-    client: httpx.AsyncClient,
-    oauth_client: dict[str, Any],
-    code: str,
-    verifier: str | None = None,
-    **extra: str,
-) -> httpx.Response:
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, **extra}
-    if verifier is not None:
-        form["code_verifier"] = verifier
-    return await token(client, oauth_client, **form)
 
 
 def error_of(answer: httpx.Response) -> str:

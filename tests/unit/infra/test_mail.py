@@ -1,9 +1,10 @@
-"""MailMessage, message ids, the console mailer, SMTP URL parsing and build_mailer."""
+"""MailMessage, message ids, the console mailer's stream, SMTP URL parsing and build_mailer.
+
+What every mailer delivers is the contract suite's (test_mailer_contract.py).
+"""
 
 from __future__ import annotations
 
-import io
-import logging
 import re
 
 import pytest
@@ -65,26 +66,6 @@ def test_mail_message_json_roundtrip(html: str | None) -> None:
 def test_mail_message_from_json_refuses_bad_data(data: bytes) -> None:
     with pytest.raises(ValueError, match="mail message"):
         MailMessage.from_json(data)
-
-
-@pytest.mark.anyio
-async def test_console_mailer_prints_headers_and_body_not_through_logging(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    stream = io.StringIO()
-    mailer = ConsoleMailer(sender=SENDER, stream=stream)
-    message = make_message()
-    with caplog.at_level(logging.DEBUG):
-        await mailer.send(message)
-        await mailer.close()
-    out = stream.getvalue()
-    assert f"From: {SENDER}\n" in out
-    assert "To: alice@example.com\n" in out
-    assert "Subject: Confirm your email address\n" in out
-    assert f"Message-ID: {message.message_id}\n" in out
-    assert "Token: abc123\n" in out
-    assert out.count("=====") == 4  # one delimiter line before, one after
-    assert "abc123" not in caplog.text
 
 
 @pytest.mark.anyio
