@@ -1,24 +1,8 @@
 """Registration rules for OAuth 2.0 clients: pure checks, no storage, no HTTP.
 
-Redirect URIs (and post-logout redirect URIs) follow RFC 6749 section 3.1.2, RFC 9700
-sections 2.1 and 4.1 and RFC 8252 sections 7.1, 7.3 and 8.3:
-
-- absolute, ASCII only (RFC 3986; other characters must be percent-encoded), no fragment
-  (RFC 6749 section 3.1.2), no wildcard, no userinfo (``https://good@evil`` reads as the
-  host ``evil``);
-- ``https`` with a host, except loopback redirects ``http://127.0.0.1[:port]/...`` and
-  ``http://[::1][:port]/...`` (RFC 8252 section 7.3); ``localhost`` is refused under
-  every scheme (RFC 8252 section 8.3: it may resolve elsewhere);
-- a private-use scheme in reverse-DNS form (``com.example.app:/callback``, RFC 8252
-  section 7.1) only for public (native) clients;
-- stored exactly as given: the authorization endpoint compares by exact string match
-  (RFC 9700 section 4.1.3), so ``/cb`` and ``/cb/`` are two distinct registrations. The
-  one exception (:func:`redirect_uri_matches`): a public client's loopback IP redirect
-  URI matches at any port (RFC 8252 section 7.3); scheme, host, path and query still
-  match character for character.
-
-CORS origins are bare serialized origins (RFC 6454 section 6.1): ``scheme://host[:port]``
-in lower case, no path, no default port, ``https`` except loopback.
+Redirect URIs follow RFC 6749 3.1.2, RFC 9700 2.1 / 4.1 and RFC 8252 7.1, 7.3, 8.3; CORS
+origins are bare serialized origins (RFC 6454 6.1).
+See docs/technical/2026-11-26_backend_security-implementation.md (V10).
 """
 
 from __future__ import annotations
