@@ -52,9 +52,10 @@ from keyturn.security.aead import Aead
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
 from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.account_requests import AccountRequests, TokenLifetimes
 from keyturn.services.accounts.authentication import AuthService
 from keyturn.services.accounts.credential_rules import PasswordPolicy
-from keyturn.services.accounts.lifecycle import AccountService, TokenLifetimes
+from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens
@@ -275,6 +276,16 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         idle_ttl=settings.session_idle_ttl,
         read_uow_factory=read_uow_factory,
     )
+    account_requests = AccountRequests(
+        uow_factory=uow_factory,
+        tokens=tokens,
+        mail=mail,
+        lifetimes=TokenLifetimes(
+            verify_email=settings.verify_email_ttl,
+            reset_password=settings.reset_password_ttl,
+            email_change=settings.email_change_ttl,
+        ),
+    )
     account = AccountService(
         uow_factory=uow_factory,
         hash_pool=hash_pool,
@@ -282,13 +293,9 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         tokens=tokens,
         mail=mail,
         policy=policy,
-        lifetimes=TokenLifetimes(
-            verify_email=settings.verify_email_ttl,
-            reset_password=settings.reset_password_ttl,
-            email_change=settings.email_change_ttl,
-        ),
         guard=guard,
         reauthentication_max_age=settings.reauthentication_max_age,
+        requests=account_requests,
     )
     return Services(
         authorizations=authorizations,
@@ -351,6 +358,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         rp_logout=RpLogoutService(uow_factory=uow_factory, hints=id_token_hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
         account=account,
+        account_requests=account_requests,
         access_tokens=access_tokens,
         throttle=guard.throttle,
         keys=keys,
@@ -364,7 +372,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             # The lease outlives the slowest send, or a second worker would send it again.
             lease_seconds=max(60, int(settings.smtp_timeout * 4)),
             # Account requests (forgot, resend, email change) are resolved here.
-            resolver=account,
+            resolver=account_requests,
         ),
         readiness_checks=checks,
         email_verification_required=settings.email_verification_required,
