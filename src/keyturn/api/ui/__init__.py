@@ -1,7 +1,7 @@
 """Hosted pages under ``/ui/`` (server-rendered Jinja2, no JavaScript, no external assets).
 
 ``HostedPages(settings)`` builds the router and the shared :class:`~keyturn.api.ui.kit.PageKit`;
-a later ``/oauth2/authorize`` takes ``pages.kit.current_session`` as its dependency and
+``/oauth2/authorize`` takes ``pages.kit.current_session`` as its dependency and
 sends a signed-out browser to ``/ui/login?next=<its own URL>``.
 
 The pages are not part of the JSON API: every route is left out of the OpenAPI document.

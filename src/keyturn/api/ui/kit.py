@@ -1,5 +1,5 @@
 """What every hosted page shares: rendering with a CSRF cookie, the form gate, errors,
-and the browser-session dependency a later ``/oauth2/authorize`` will use.
+and the browser-session dependency ``/oauth2/authorize`` uses.
 
 The form gate runs before anything else on every POST (DESIGN.md section 5): an
 ``Origin`` header, when present, must be ours; the body must be a well-formed form; the
