@@ -21,7 +21,7 @@ from keyturn.security.digests import (
 )
 from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize_email
+from keyturn.services.accounts.credential_rules import PasswordPolicy, new_user, normalize_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
@@ -85,14 +85,7 @@ class AuthService:
         # Hash before looking the address up: a taken address costs the same work.
         password_hash = await self._hash_pool.hash(normalized)
         now = utcnow()
-        user = User(
-            id=uuid.uuid4(),
-            email=email,
-            email_verified=False,
-            name=name,
-            password_hash=password_hash,
-            created_at=now,
-        )
+        user = new_user(email, name=name, password_hash=password_hash, verified=False, now=now)
         # Counted for every address alike, so the limit reveals nothing about accounts.
         may_mail = await self._mail.allow(email, client.ip, silent=True)
         async with self._uow_factory() as uow:

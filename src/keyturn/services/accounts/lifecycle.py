@@ -156,9 +156,7 @@ class AccountService:
                 ip=client.ip,
                 purposes=UNBOUND_PURPOSES,
             )
-            await self._mail.send(
-                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
-            )
+            await self._mail.password_changed(uow, to=user.email, revoked=revoked)
             await uow.audit.record(
                 "password.reset",
                 now=now,
