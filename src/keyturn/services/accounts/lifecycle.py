@@ -269,7 +269,7 @@ class AccountService:
         await self._reauthenticate(user, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            # The last active administrator cannot delete itself (services/admin_guard.py).
+            # The last active administrator cannot delete itself (services/admin/guard.py).
             await keep_an_admin(uow, user_id=user.id, now=now)
             ended = await uow.sessions.revoke_all(user.id, now, "account_deleted")
             await uow.users.delete(user.id)

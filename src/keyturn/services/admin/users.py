@@ -1,6 +1,6 @@
 """User administration (``users:read`` / ``users:write``); every change is audited.
 
-Every change to an account first passes ``guard_target`` (services/admin_guard.py): never
+Every change to an account first passes ``guard_target`` (services/admin/guard.py): never
 on a user who holds more than the actor, never removing the last active administrator.
 """
 

@@ -217,7 +217,7 @@ class KeyManager(KeyCache):
         return await self._denied.entries()
 
     async def revoke(self, kid: str) -> KeyRevocation:
-        """Emergency revocation of ``kid`` (services/key_revocation.py); idempotent.
+        """Emergency revocation of ``kid`` (signing_keys/revocation.py); idempotent.
 
         Raises:
             UnknownSigningKey: No key has this kid.
