@@ -22,7 +22,8 @@ from keyturn.errors import (
     UnsupportedResponseType,
 )
 from keyturn.security import pkce
-from keyturn.services.oauth2.client_rules import ALLOWED_SCOPES, registered_redirect
+from keyturn.services.oauth2.client_rules import ALLOWED_SCOPES
+from keyturn.services.oauth2.client_uris import registered_redirect
 from keyturn.services.oauth2.clients import CLIENT_ID_SHAPE
 from keyturn.services.oauth2.id_tokens import IdTokenHints
 from keyturn.services.ports import UnitOfWorkFactory
