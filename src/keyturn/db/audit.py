@@ -25,6 +25,7 @@ from keyturn.db.audit_chain import (
     GENESIS,
     ChainReport,
     canonical_json,
+    event_fields,
     rfc3339,
     row_hash,
     verify_chain,
@@ -269,18 +270,7 @@ class SqlAuditRepository:
         if before_id is not None:
             query = query.where(AuditEventRow.id < before_id)
         rows = await self._db.scalars(query)
-        return [
-            AuditEvent(
-                id=row.id,
-                occurred_at=row.occurred_at,
-                type=row.type,
-                user_id=row.user_id,
-                session_id=row.session_id,
-                ip=row.ip,
-                data=dict(row.data),
-            )
-            for row in rows
-        ]
+        return [AuditEvent(**event_fields(row)) for row in rows]
 
     async def prune(self, *, before: datetime, now: datetime) -> PruneResult:
         """Deletes the oldest rows older than ``before``, anchored by a checkpoint row.

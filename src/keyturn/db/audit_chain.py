@@ -68,17 +68,21 @@ def chain_hash(**fields: Any) -> str:
     return hashlib.sha256(canonical_encoding(**fields)).hexdigest()
 
 
+def event_fields(row: AuditEventRow) -> dict[str, Any]:
+    """A row's event fields (everything but the chain's hashes)."""
+    return {
+        "id": row.id,
+        "occurred_at": row.occurred_at,
+        "type": row.type,
+        "user_id": row.user_id,
+        "session_id": row.session_id,
+        "ip": row.ip,
+        "data": dict(row.data),
+    }
+
+
 def row_hash(row: AuditEventRow) -> str:
-    return chain_hash(
-        id=row.id,
-        occurred_at=row.occurred_at,
-        type=row.type,
-        user_id=row.user_id,
-        session_id=row.session_id,
-        ip=row.ip,
-        data=row.data,
-        prev_hash=row.prev_hash,
-    )
+    return chain_hash(**event_fields(row), prev_hash=row.prev_hash)
 
 
 @dataclass(frozen=True, slots=True)

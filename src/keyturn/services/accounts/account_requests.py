@@ -46,6 +46,11 @@ class AccountRequests:
         self._tokens = tokens
         self._mail = mail
         self._lifetimes = lifetimes
+        # Per purpose mailed here: how long its link lives and where it points.
+        self._link_rules = {
+            Purpose.VERIFY_EMAIL: (lifetimes.verify_email, mail.links.verify_email),
+            Purpose.RESET_PASSWORD: (lifetimes.reset_password, mail.links.reset_password),
+        }
 
     async def queue(
         self, action: str, *, email: str, client: ClientInfo, user_id: uuid.UUID | None = None
@@ -81,15 +86,7 @@ class AccountRequests:
         user = await uow.users.get_by_email(email)
         if user is None or user.email_verified or barred(user):
             return
-        await self._mail_link(
-            uow,
-            user,
-            Purpose.VERIFY_EMAIL,
-            now=now,
-            ttl=self._lifetimes.verify_email,
-            template="verify_email",
-            link=self._mail.links.verify_email,
-        )
+        await self._mail_link(uow, user, Purpose.VERIFY_EMAIL, now=now)
         await uow.audit.record("email.verification_sent", now=now, user_id=user.id, ip=ip)
 
     async def _mail_reset(self, uow: UnitOfWork, email: str, ip: str | None) -> None:
@@ -99,17 +96,9 @@ class AccountRequests:
         # automatic lock does not stop it: the reset is the owner's way back (finding 8).
         if user is None or barred(user):
             return
-        await self._mail_link(
-            uow,
-            user,
-            Purpose.RESET_PASSWORD,
-            now=now,
-            ttl=self._lifetimes.reset_password,
-            template="reset_password",
-            link=self._mail.links.reset_password,
-            # Bound to the current password: the token dies when the password changes.
-            binding=self._tokens.binding(user.password_hash),
-        )
+        # Bound to the current password: the token dies when the password changes.
+        binding = self._tokens.binding(user.password_hash)
+        await self._mail_link(uow, user, Purpose.RESET_PASSWORD, now=now, binding=binding)
         await uow.audit.record("password.reset_requested", now=now, user_id=user.id, ip=ip)
 
     async def _mail_link(
@@ -119,18 +108,17 @@ class AccountRequests:
         purpose: Purpose,
         *,
         now: datetime,
-        ttl: int,
-        template: str,
-        link: str,
         binding: str | None = None,
     ) -> None:
-        """Issues a one-time token for ``purpose`` and queues the mail carrying its link."""
+        """Issues a one-time token for ``purpose`` and queues the mail carrying its link
+        (the mail template is named like the purpose)."""
+        ttl, link = self._link_rules[purpose]
         token = await self._tokens.issue(
             uow, user_id=user.id, purpose=purpose, now=now, ttl=ttl, binding=binding
         )
         await self._mail.send(
             uow,
-            template,
+            purpose.value,
             to=user.email,
             link=self._mail.link(link, token),
             token=token,
