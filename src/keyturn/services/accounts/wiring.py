@@ -88,37 +88,15 @@ def _guard(
     )
 
 
-def _account(
-    settings: Settings,
-    *,
-    uow_factory: UnitOfWorkFactory,
-    hash_pool: HashPool,
-    access_tokens: AccessTokenService,
-    tokens: OneTimeTokens,
-    mail: AccountMail,
-    policy: PasswordPolicy,
-    guard: CredentialGuard,
-) -> tuple[AccountService, AccountRequests]:
+def _requests(
+    settings: Settings, *, uow_factory: UnitOfWorkFactory, tokens: OneTimeTokens, mail: AccountMail
+) -> AccountRequests:
     lifetimes = TokenLifetimes(
         verify_email=settings.verify_email_ttl,
         reset_password=settings.reset_password_ttl,
         email_change=settings.email_change_ttl,
     )
-    requests = AccountRequests(
-        uow_factory=uow_factory, tokens=tokens, mail=mail, lifetimes=lifetimes
-    )
-    account = AccountService(
-        uow_factory=uow_factory,
-        hash_pool=hash_pool,
-        access_tokens=access_tokens,
-        tokens=tokens,
-        mail=mail,
-        policy=policy,
-        guard=guard,
-        reauthentication_max_age=settings.reauthentication_max_age,
-        requests=requests,
-    )
-    return account, requests
+    return AccountRequests(uow_factory=uow_factory, tokens=tokens, mail=mail, lifetimes=lifetimes)
 
 
 def build_accounts(
@@ -163,8 +141,8 @@ def build_accounts(
         verify_ttl=settings.verify_email_ttl,
         guard=guard,
     )
-    account, requests = _account(
-        settings,
+    requests = _requests(settings, uow_factory=uow_factory, tokens=tokens, mail=mail)
+    account = AccountService(
         uow_factory=uow_factory,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
@@ -172,6 +150,8 @@ def build_accounts(
         mail=mail,
         policy=policy,
         guard=guard,
+        reauthentication_max_age=settings.reauthentication_max_age,
+        requests=requests,
     )
     users = UserService(
         uow_factory=uow_factory,
