@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import structlog
 from fastapi import FastAPI
@@ -51,40 +50,16 @@ from keyturn.infra.rate_limit import RateLimiter, build_rate_limiter
 from keyturn.infra.revocation import RevocationStore, build_revocation_store
 from keyturn.infra.templates import MailTemplates
 from keyturn.security.aead import Aead
-from keyturn.security.digests import Digester, KeyRing
+from keyturn.security.digests import KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.authentication import AuthService
-from keyturn.services.accounts.credential_rules import PasswordPolicy
-from keyturn.services.accounts.lifecycle import AccountService, TokenLifetimes
-from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
-from keyturn.services.accounts.lockout import CredentialGuard
-from keyturn.services.accounts.one_time_tokens import OneTimeTokens
-from keyturn.services.accounts.profile import UserService
-from keyturn.services.accounts.sessions import SessionService
-from keyturn.services.accounts.throttle import Limits, Throttle
-from keyturn.services.admin.api_keys import ApiKeyService
-from keyturn.services.admin.audit_log import AuditLogService
-from keyturn.services.admin.permissions import Authorizer
-from keyturn.services.admin.roles import RoleService
-from keyturn.services.admin.users import AdminUserService
-from keyturn.services.oauth2.authorize import AuthorizationService
-from keyturn.services.oauth2.browser_sessions import BrowserSessions
-from keyturn.services.oauth2.clients import ClientService
-from keyturn.services.oauth2.consents import ConsentService
-from keyturn.services.oauth2.cors import OAuthCorsOrigins
-from keyturn.services.oauth2.id_tokens import IdTokenHints, IdTokenSigner
-from keyturn.services.oauth2.metadata import server_metadata
-from keyturn.services.oauth2.rp_logout import RpLogoutService
-from keyturn.services.oauth2.token_management import OAuthTokenService
-from keyturn.services.oauth2.tokens import TokenService
-from keyturn.services.oauth2.userinfo import UserInfoService
-from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
+from keyturn.services.accounts.wiring import build_accounts
+from keyturn.services.admin.wiring import build_admin
+from keyturn.services.oauth2.wiring import build_oauth2
+from keyturn.services.outbox.wiring import build_outbox, build_outbox_worker
 from keyturn.services.periodic import every
-from keyturn.services.ports import UnitOfWork
-from keyturn.services.registry import Services
-from keyturn.services.signing_keys.manager import KeyManager
-from keyturn.services.signing_keys.operations import AdminKeyService
+from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+from keyturn.services.registry import HealthCheck, Services
+from keyturn.services.signing_keys.wiring import build_signing_keys
 
 log = structlog.get_logger(__name__)
 
@@ -142,23 +117,10 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
     )
 
 
-def _links(settings: Settings) -> LinkTemplates:
-    def fill(template: str) -> str:
-        return template.replace("{issuer}", settings.issuer)
-
-    return LinkTemplates(
-        verify_email=fill(settings.link_verify_email),
-        reset_password=fill(settings.link_reset_password),
-        confirm_email=fill(settings.link_confirm_email),
-        login=f"{settings.issuer}/ui/login",
-        forgot_password=f"{settings.issuer}/ui/forgot",
-    )
-
-
-def build_services(settings: Settings, adapters: Adapters) -> Services:
-    """Wires every service from the settings (also used by the CLI)."""
-    sessions = session_factory(adapters.engine)
-    read_sessions = read_session_factory(adapters.engine)
+def _uow_factories(engine: AsyncEngine) -> tuple[UnitOfWorkFactory, UnitOfWorkFactory]:
+    """The unit-of-work factory, and the one for a service's pure reads."""
+    sessions = session_factory(engine)
+    read_sessions = read_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:
         return SqlUnitOfWork(sessions, read_sessions)
@@ -168,207 +130,99 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         # PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK; writes refused.
         return SqlUnitOfWork(sessions, read_sessions, read_only=True)
 
-    ring = KeyRing.from_strings(settings.secret_key)
-    aead = Aead(ring)
-    keys = KeyManager(
-        uow_factory=uow_factory,
-        aead=aead,
-        alg=settings.signing_alg,
-        algorithms=settings.id_token_algs,
-        cache_seconds=settings.key_cache_seconds,
-        token_ttl=settings.access_token_ttl,
-        rotation_days=settings.key_rotation_days,
-        publish_ahead_seconds=settings.key_publish_ahead_seconds,
-        deny_list=adapters.revocations,
-    )
-    access_tokens = AccessTokenService(
-        keys=keys,
-        revocations=adapters.revocations,
-        uow_factory=uow_factory,
-        issuer=settings.issuer,
-        audience=settings.audience,
-        ttl=settings.access_token_ttl,
-    )
-    policy = PasswordPolicy(
-        min_length=settings.password_min_length, max_length=settings.password_max_length
-    )
-    outbox = MailOutbox(
-        templates=MailTemplates(
-            brand_name=settings.brand_name,
-            public_url=settings.issuer,
-            brand_color=settings.brand_color,
-            logo_url=settings.brand_logo_url,
-        ),
-        aead=aead,
-        message_id_domain=urlsplit(settings.issuer).hostname or "localhost",
-    )
-    mail = AccountMail(
-        outbox=outbox,
-        links=_links(settings),
-        limiter=adapters.limiter,
-        address_digester=Digester(ring, "mail-address"),
-        per_address_per_hour=settings.limit_mails_per_address_per_hour,
-        per_address_all_networks_per_hour=settings.limit_mails_per_address_all_networks_per_hour,
-        ipv6_prefix=settings.limit_ipv6_prefix,
-    )
-    tokens = OneTimeTokens(key_ring=ring)
-    hash_pool = adapters.hash_pool
-    guard = CredentialGuard(
-        throttle=Throttle(
-            limiter=adapters.limiter,
-            digester=Digester(ring, "throttle-account"),
-            limits=Limits(
-                failures_per_account_ip=settings.limit_failures_per_account_ip,
-                failures_per_account=settings.limit_failures_per_account,
-                ip_per_minute=settings.limit_ip_per_minute,
-                signups_per_ip_per_hour=settings.limit_signups_per_ip_per_hour,
-                ipv6_prefix=settings.limit_ipv6_prefix,
-            ),
-        ),
-        uow_factory=uow_factory,
-        mail=mail,
-        lock_seconds=settings.lock_seconds,
-    )
+    return uow_factory, read_uow_factory
 
-    sessions_service = SessionService(
-        uow_factory=uow_factory, access_tokens=access_tokens, idle_ttl=settings.session_idle_ttl
-    )
-    authorizer = Authorizer(uow_factory=uow_factory)
 
+def _readiness_checks(settings: Settings, adapters: Adapters) -> dict[str, HealthCheck]:
     async def database_ready() -> None:
         async with adapters.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    checks = {"database": database_ready}
+    checks: dict[str, HealthCheck] = {"database": database_ready}
     if settings.redis_url:
         checks["redis"] = adapters.revocations.ping
-    auth = AuthService(
+    return checks
+
+
+def _mail_templates(settings: Settings) -> MailTemplates:
+    return MailTemplates(
+        brand_name=settings.brand_name,
+        public_url=settings.issuer,
+        brand_color=settings.brand_color,
+        logo_url=settings.brand_logo_url,
+    )
+
+
+def build_services(settings: Settings, adapters: Adapters) -> Services:
+    """Wires every service from the settings (also used by the CLI): each services package
+    builds its own from the adapters it needs."""
+    uow_factory, read_uow_factory = _uow_factories(adapters.engine)
+    ring = KeyRing.from_strings(settings.secret_key)
+    aead = Aead(ring)
+    keys = build_signing_keys(
+        settings, uow_factory=uow_factory, aead=aead, deny_list=adapters.revocations
+    )
+    outbox = build_outbox(settings, templates=_mail_templates(settings), aead=aead)
+    accounts = build_accounts(
+        settings,
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
-        hash_pool=hash_pool,
-        access_tokens=access_tokens,
         key_ring=ring,
-        policy=policy,
-        refresh_ttl=settings.refresh_token_ttl,
-        idle_ttl=settings.session_idle_ttl,
-        reuse_grace=settings.refresh_reuse_grace,
-        require_verified_email=settings.email_verification_required,
-        tokens=tokens,
-        mail=mail,
-        verify_ttl=settings.verify_email_ttl,
-        guard=guard,
-    )
-    id_tokens = IdTokenSigner(keys=keys, algorithms=settings.id_token_algs)
-    id_token_hints = IdTokenHints(
         keys=keys,
-        issuer=settings.issuer,
-        algorithms=settings.id_token_algs,
-        max_age=settings.refresh_token_ttl,
+        outbox=outbox,
+        limiter=adapters.limiter,
+        revocations=adapters.revocations,
+        hash_pool=adapters.hash_pool,
     )
-    authorizations = AuthorizationService(
-        uow_factory=uow_factory, key_ring=ring, issuer=settings.issuer, hints=id_token_hints
+    admin = build_admin(
+        settings, uow_factory=uow_factory, key_ring=ring, keys=keys, accounts=accounts
     )
-    oauth_tokens = OAuthTokenService(
+    oauth2 = build_oauth2(
+        settings,
         uow_factory=uow_factory,
-        keys=keys,
-        access_tokens=access_tokens,
-        key_ring=ring,
-        issuer=settings.issuer,
-        idle_ttl=settings.session_idle_ttl,
         read_uow_factory=read_uow_factory,
+        key_ring=ring,
+        keys=keys,
+        accounts=accounts,
+        authorizer=admin.authorizer,
     )
-    account = AccountService(
+    worker = build_outbox_worker(
+        settings,
         uow_factory=uow_factory,
-        hash_pool=hash_pool,
-        access_tokens=access_tokens,
-        tokens=tokens,
-        mail=mail,
-        policy=policy,
-        lifetimes=TokenLifetimes(
-            verify_email=settings.verify_email_ttl,
-            reset_password=settings.reset_password_ttl,
-            email_change=settings.email_change_ttl,
-        ),
-        guard=guard,
-        reauthentication_max_age=settings.reauthentication_max_age,
+        mailer=adapters.mailer,
+        aead=aead,
+        resolver=accounts.account_requests,
     )
     return Services(
-        authorizations=authorizations,
-        tokens=TokenService(
-            uow_factory=uow_factory,
-            auth=auth,
-            authorizations=authorizations,
-            access_tokens=access_tokens,
-            id_tokens=id_tokens,
-            guard=guard,
-            issuer=settings.issuer,
-        ),
-        server_metadata=server_metadata(settings.issuer, id_token_algs=settings.id_token_algs),
-        auth=auth,
-        browser=BrowserSessions(
-            uow_factory=uow_factory,
-            auth=auth,
-            access_tokens=access_tokens,
-            key_ring=ring,
-            idle_ttl=settings.session_idle_ttl,
-        ),
-        users=UserService(
-            uow_factory=uow_factory,
-            hash_pool=hash_pool,
-            access_tokens=access_tokens,
-            policy=policy,
-            mail=mail,
-            guard=guard,
-        ),
-        sessions=sessions_service,
-        authorizer=authorizer,
-        roles=RoleService(uow_factory=uow_factory, authorizer=authorizer),
-        admin_users=AdminUserService(
-            uow_factory=uow_factory,
-            authorizer=authorizer,
-            access_tokens=access_tokens,
-            sessions=sessions_service,
-            tokens=tokens,
-            mail=mail,
-            guard=guard,
-            set_password_ttl=settings.verify_email_ttl,
-        ),
-        audit_log=AuditLogService(uow_factory=uow_factory, authorizer=authorizer),
-        admin_keys=AdminKeyService(keys=keys, authorizer=authorizer, uow_factory=uow_factory),
-        api_keys=ApiKeyService(
-            uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
-        ),
-        clients=ClientService(
-            uow_factory=uow_factory,
-            read_uow_factory=read_uow_factory,
-            authorizer=authorizer,
-            guard=guard,
-            key_ring=ring,
-            id_token_algs=settings.id_token_algs,
-            access_tokens=access_tokens,
-        ),
-        oauth_tokens=oauth_tokens,
-        consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),
-        oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
-        rp_logout=RpLogoutService(uow_factory=uow_factory, hints=id_token_hints),
-        userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),
-        account=account,
-        access_tokens=access_tokens,
-        throttle=guard.throttle,
+        auth=accounts.auth,
+        users=accounts.users,
+        sessions=accounts.sessions,
+        account=accounts.account,
+        account_requests=accounts.account_requests,
+        access_tokens=accounts.access_tokens,
+        throttle=accounts.guard.throttle,
+        hash_pool=adapters.hash_pool,
+        authorizer=admin.authorizer,
+        roles=admin.roles,
+        admin_users=admin.users,
+        audit_log=admin.audit_log,
+        admin_keys=admin.keys,
+        api_keys=admin.api_keys,
+        authorizations=oauth2.authorizations,
+        tokens=oauth2.tokens,
+        server_metadata=oauth2.server_metadata,
+        browser=oauth2.browser,
+        clients=oauth2.clients,
+        oauth_tokens=oauth2.token_management,
+        consents=oauth2.consents,
+        oauth_cors=oauth2.cors,
+        rp_logout=oauth2.rp_logout,
+        userinfo=oauth2.userinfo,
+        id_tokens=oauth2.id_tokens,
         keys=keys,
-        id_tokens=id_tokens,
-        hash_pool=hash_pool,
         outbox=outbox,
-        outbox_worker=OutboxWorker(
-            uow_factory=uow_factory,
-            mailer=adapters.mailer,
-            aead=aead,
-            # The lease outlives the slowest send, or a second worker would send it again.
-            lease_seconds=max(60, int(settings.smtp_timeout * 4)),
-            # Account requests (forgot, resend, email change) are resolved here.
-            resolver=account,
-        ),
-        readiness_checks=checks,
+        outbox_worker=worker,
+        readiness_checks=_readiness_checks(settings, adapters),
         email_verification_required=settings.email_verification_required,
     )
 
@@ -388,96 +242,78 @@ async def _restore_deny_list(services: Services) -> None:
         log.warning("deny_list_restore_deferred")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Builds the ASGI application for ``settings``; nothing connects until startup."""
+def _background(
+    settings: Settings, services: Services, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """The process's periodic work, until ``stop``."""
+    tasks = []
+    if settings.outbox_worker == "inline":
+        tasks.append(
+            asyncio.create_task(
+                services.outbox_worker.run(
+                    services.outbox, poll_seconds=settings.outbox_poll_seconds, stop=stop
+                )
+            )
+        )
+    # Rotates signing keys when due and keeps this process's key cache fresh.
+    tasks.append(
+        asyncio.create_task(
+            services.keys.run_schedule(stop=stop, check_seconds=settings.key_rotation_check_seconds)
+        )
+    )
+    tasks.append(
+        asyncio.create_task(
+            every(
+                settings.code_prune_seconds,
+                stop,
+                services.authorizations.prune_codes,
+                "authorization_code_pruning_failed",
+            )
+        )
+    )
+    return tasks
 
-    # Dev keeps a copy of every mail for /ui/dev/mail; production never does (tokens).
-    mailbox = None if settings.is_production else DevMailbox()
 
+def _lifespan(
+    settings: Settings, mailbox: DevMailbox | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         adapters = build_adapters(settings, mailbox=mailbox)
         HASH_POOL_CAPACITY.set(adapters.hash_pool.capacity)
         HASH_POOL_IN_FLIGHT.set_function(lambda: adapters.hash_pool.in_flight)
         stop = asyncio.Event()
-        worker: asyncio.Task[None] | None = None
-        key_schedule: asyncio.Task[None] | None = None
-        code_pruning: asyncio.Task[None] | None = None
-        services_ready: Services | None = None
+        tasks: list[asyncio.Task[None]] = []
+        started: Services | None = None
         try:
             services = build_services(settings, adapters)
             await services.keys.start()
             await _restore_deny_list(services)
-            app.state.services = services
-            services_ready = services
-            if settings.outbox_worker == "inline":
-                worker = asyncio.create_task(
-                    services.outbox_worker.run(
-                        services.outbox, poll_seconds=settings.outbox_poll_seconds, stop=stop
-                    )
-                )
-            # Rotates signing keys when due and keeps this process's key cache fresh.
-            key_schedule = asyncio.create_task(
-                services.keys.run_schedule(
-                    stop=stop, check_seconds=settings.key_rotation_check_seconds
-                )
-            )
-            code_pruning = asyncio.create_task(
-                every(
-                    settings.code_prune_seconds,
-                    stop,
-                    services.authorizations.prune_codes,
-                    "authorization_code_pruning_failed",
-                )
-            )
+            app.state.services = started = services
+            tasks = _background(settings, services, stop)
             log.info("started", env=settings.env, version=__version__, issuer=settings.issuer)
             yield
         finally:
             stop.set()
-            if worker is not None:
-                services.outbox.wake()
-                # A send in progress finishes; what is left stays queued for the next start.
-                await worker
-            if key_schedule is not None:
-                await key_schedule
-            if code_pruning is not None:
-                await code_pruning
-            if services_ready is not None:
+            if started is not None:
+                started.outbox.wake()
+            # A send in progress finishes; what is left stays queued for the next start.
+            for task in tasks:
+                await task
+            if started is not None:
                 # The last batch of API-key "last used" times, before the engine closes.
-                await services_ready.api_keys.close()
+                await started.api_keys.close()
             await adapters.close()
             log.info("stopped")
 
-    app = FastAPI(
-        title="Keyturn",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        # In production the schema is published only when docs are enabled.
-        openapi_url="/openapi.json" if settings.show_docs else None,
-        # Starlette's trailing-slash redirect is an absolute URL built from the request's
-        # Host header (GET /ui/login/ with Host: evil.example went to evil.example):
-        # every path is served exactly as documented, and /ui/login/ is a 404.
-        redirect_slashes=False,
-    )
-    problems.install(app)
-    app.include_router(auth.router)
-    app.include_router(account.router)
-    app.include_router(admin_users.router)
-    app.include_router(admin_roles.router)
-    app.include_router(admin_audit.router)
-    app.include_router(admin_keys.router)
-    app.include_router(admin_clients.router)
-    app.include_router(me.router)
-    app.include_router(api_keys.router)
-    app.include_router(consents.router)
-    app.include_router(ops.router)
-    app.include_router(oauth2_token.router)
-    app.include_router(well_known.router)
-    app.include_router(token_management.router)
-    app.include_router(userinfo.router)
+    return lifespan
+
+
+def _include_routers(app: FastAPI, settings: Settings, mailbox: DevMailbox | None) -> None:
+    rest = (auth, account, admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
+    rest_me = (me, api_keys, consents, ops)
+    for module in (*rest, *rest_me, oauth2_token, well_known, token_management, userinfo):
+        app.include_router(module.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
@@ -489,6 +325,28 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages.landing_router)
     app.include_router(oauth2_authorize.router)
     app.include_router(pages.oauth_router)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Builds the ASGI application for ``settings``; nothing connects until startup."""
+    # Dev keeps a copy of every mail for /ui/dev/mail; production never does (tokens).
+    mailbox = None if settings.is_production else DevMailbox()
+    app = FastAPI(
+        title="Keyturn",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings, mailbox),
+        docs_url=None,
+        redoc_url=None,
+        # In production the schema is published only when docs are enabled.
+        openapi_url="/openapi.json" if settings.show_docs else None,
+        # Starlette's trailing-slash redirect is an absolute URL built from the request's
+        # Host header (GET /ui/login/ with Host: evil.example went to evil.example):
+        # every path is served exactly as documented, and /ui/login/ is a 404.
+        redirect_slashes=False,
+    )
+    problems.install(app)
+    _include_routers(app, settings, mailbox)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app

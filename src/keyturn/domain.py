@@ -281,10 +281,6 @@ class Principal:
     api_key_id: uuid.UUID | None = None
     operator: bool = False
 
-    @property
-    def is_api_key(self) -> bool:
-        return self.api_key_id is not None
-
 
 def operator_principal() -> Principal:
     """The operator at the host's command line: whoever can run ``keyturn`` there already

@@ -127,9 +127,11 @@ async def test_asvs_7_4_3_ending_all_other_sessions_expires_their_pending_codes(
         # The ended session's code is expired in the database, not only refused.
         async with services.auth._uow_factory() as uow:
             stored = await uow.authorization_codes.find(
-                services.tokens._codes.candidates(other_code)
+                services.authorizations.digester.candidates(other_code)
             )
-            still = await uow.authorization_codes.find(services.tokens._codes.candidates(kept_code))
+            still = await uow.authorization_codes.find(
+                services.authorizations.digester.candidates(kept_code)
+            )
         assert stored is not None
         assert still is not None
         assert stored.expires_at <= utcnow() < still.expires_at

@@ -210,7 +210,7 @@ async def test_asvs_6_3_8_a_recovery_request_is_one_row_of_one_shape_and_survive
             ] * 2
             assert len(queued[0].payload) == len(queued[1].payload)
 
-            account = application.state.services.account
+            account = application.state.services.account_requests
             with time_machine.travel(start + timedelta(seconds=5), tick=False) as traveller:
                 with pytest.raises(WorkerDied):
                     await worker(DiesAfterTheWork(account), "dies").run_once()

@@ -12,7 +12,8 @@ from keyturn.app import build_adapters, build_services
 from keyturn.cli.common import ensure_schema, settings_or_exit
 from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings
-from keyturn.db.audit import ChainReport, PruneResult
+from keyturn.db.audit import PruneResult
+from keyturn.db.audit_chain import ChainReport
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.outbox import reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork

@@ -1,58 +1,16 @@
-"""The audit log: append-only, hash-chained rows holding ids, never personal data.
+"""The audit log repository: append-only, hash-chained rows holding ids, never personal data.
 
-Design (DESIGN.md section 5, issue 4 item 6):
-
-* **Chain.** Every row stores ``prev_hash`` (the previous row's ``hash``; 64 zeros for the
-  first row ever, the genesis) and ``hash`` = SHA-256 over :func:`canonical_encoding` of
-  ``(id, occurred_at, type, user_id, session_id, ip, data, prev_hash)``. The encoding is a
-  versioned JSON array (``occurred_at`` as RFC 3339 UTC with microseconds, ``data`` with
-  sorted keys and no spaces), so no field can bleed into the next one.
-* **Serialized appends.** :meth:`SqlAuditRepository.record` first takes the chain lock
-  (``pg_advisory_xact_lock`` on PostgreSQL, held until the transaction ends; on SQLite every
-  write transaction already holds the database write lock from ``BEGIN IMMEDIATE``), then
-  reads the last row and inserts the new one with ``id = last id + 1``. Two transactions
-  therefore never chain onto the same predecessor. The id is assigned under the lock rather
-  than taken from the sequence because a rolled-back insert burns a sequence value: with
-  explicit ids a rollback leaves no gap, every chained row's id is its predecessor's + 1,
-  and one INSERT is enough (no insert-flush-update round trip with a placeholder hash).
-  Every insert must go through ``record``; an insert that used the sequence would collide
-  with an explicit id and fail loudly rather than fork the chain.
-  The lock is held to the end of the transaction. Inside a unit of work ``record`` only
-  stages the event; :meth:`SqlAuditRepository.seal`, called by the unit of work's
-  ``commit``, first flushes the use case's own writes, then takes the lock, reads the head
-  and inserts the staged rows, and the COMMIT follows at once: the lock is held for three
-  statements and the commit, whatever the use case wrote before or after ``record``. On
-  PostgreSQL a single staged event (the common case) is chained by one INSERT ... SELECT
-  that reads the head and computes the hash with the built-in ``sha256()`` (PostgreSQL 11+)
-  over the same canonical encoding, checked against Python's hash before COMMIT: the lock
-  is then held for that one statement and the commit.
-* **What the verifier proves.** :func:`verify_chain` walks the rows in id order, in
-  batches, and names the first bad row: a ``hash`` that does not match the row's content is
-  an edited row; a ``prev_hash`` that does not match the previous row's ``hash`` is a
-  deleted or inserted row (an id gap says which ids are missing). Rows written before
-  migration 0004 keep their sequence ids and may have gaps from rolled-back inserts; a gap
-  whose ``prev_hash`` still links is therefore accepted: the link, not the id, is the proof.
-* **Retention.** :meth:`SqlAuditRepository.prune` deletes the oldest prefix of rows (in id
-  order) that all lie before the cutoff, after appending an ``audit.checkpoint`` row with
-  ``{"pruned_through_id": X, "anchor_hash": hash of row X}``. The verifier accepts an
-  oldest remaining row whose ``prev_hash`` is not genesis only if a checkpoint still in the
-  (verified) chain anchors exactly that hash; so pruning never breaks verification, while
-  deleting the oldest remaining row afterwards does.
-* **Limits.** The chain is tamper-evident, not tamper-proof: someone with write access who
-  rewrites every row after an edit, or truncates the newest rows, is caught only by comparing
-  the head that ``keyturn audit verify`` prints with one kept elsewhere.
-* **No personal data.** Rows hold user and session ids and the client IP; account deletion
-  never edits the chain. Callers must never put an email address, token, password or
-  secret into ``data`` (it is hashed and kept for the whole retention period).
+Appends are serialized by the chain lock and written at the unit of work's commit; the
+hashing and the verifier are in ``db/audit_chain.py``.
+See docs/technical/2026-11-26_backend_security-implementation.md (V16).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,86 +18,24 @@ from typing import Any
 from sqlalchemy import String, Table, bindparam, cast, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from keyturn.db.audit_chain import (
+    BATCH,
+    CHECKPOINT,
+    ENCODING_VERSION,
+    GENESIS,
+    ChainReport,
+    canonical_json,
+    event_fields,
+    rfc3339,
+    row_hash,
+    verify_chain,
+)
 from keyturn.db.models import AuditEventRow
 from keyturn.db.types import affected
 from keyturn.domain import AuditEvent, AuditFilter
 
-GENESIS = "0" * 64
-CHECKPOINT = "audit.checkpoint"
 # A fixed key for pg_advisory_xact_lock: only the audit chain uses it ("kt-audit").
 CHAIN_LOCK_KEY = 0x6B742D6175646974
-ENCODING_VERSION = "keyturn-audit-v1"
-BATCH = 1000
-
-
-def _rfc3339(value: datetime) -> str:
-    if value.tzinfo is None:
-        # UTCDateTime hands back aware values; a naive one here is a programming error.
-        raise ValueError("naive datetime in an audit row")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def canonical_encoding(
-    *,
-    id: int,
-    occurred_at: datetime,
-    type: str,
-    user_id: uuid.UUID | None,
-    session_id: uuid.UUID | None,
-    ip: str | None,
-    data: Mapping[str, Any],
-    prev_hash: str,
-) -> bytes:
-    """The exact bytes a row's hash covers (a versioned JSON array, one slot per field)."""
-    fields = [
-        ENCODING_VERSION,
-        id,
-        _rfc3339(occurred_at),
-        type,
-        str(user_id) if user_id is not None else None,
-        str(session_id) if session_id is not None else None,
-        ip,
-        dict(data),
-        prev_hash,
-    ]
-    return _canonical_json(fields).encode("utf-8")
-
-
-def chain_hash(**fields: Any) -> str:
-    """Hex SHA-256 of :func:`canonical_encoding` (the fields as keyword arguments)."""
-    return hashlib.sha256(canonical_encoding(**fields)).hexdigest()
-
-
-def row_hash(row: AuditEventRow) -> str:
-    return chain_hash(
-        id=row.id,
-        occurred_at=row.occurred_at,
-        type=row.type,
-        user_id=row.user_id,
-        session_id=row.session_id,
-        ip=row.ip,
-        data=row.data,
-        prev_hash=row.prev_hash,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    """What :func:`verify_chain` found: intact, or the first bad row and why."""
-
-    rows: int
-    bad_id: int | None = None
-    reason: str | None = None
-    head_id: int | None = None
-    head_hash: str | None = None
-
-    @property
-    def intact(self) -> bool:
-        return self.bad_id is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +61,7 @@ def _append_one_statement() -> Any:
     new_id = func.coalesce(newest.scalar_subquery(), 0) + 1
     prev_hash = func.coalesce(newest_hash.scalar_subquery(), GENESIS)
     text = (
-        literal(_canonical_json([ENCODING_VERSION])[:-1] + ",")
+        literal(canonical_json([ENCODING_VERSION])[:-1] + ",")
         + cast(new_id, String)
         + bindparam("middle", type_=String)
         + prev_hash
@@ -213,7 +109,7 @@ class SqlAuditRepository:
         self._staged: list[_Staged] = []
 
     async def _lock_chain(self) -> None:
-        """Serializes appends until this transaction ends (see the module docstring)."""
+        """Serializes appends until this transaction ends."""
         bind = self._db.get_bind()
         if bind.dialect.name == "postgresql":
             # Released at commit/rollback; READ COMMITTED gives the next statement a fresh
@@ -287,7 +183,7 @@ class SqlAuditRepository:
         rows: list[AuditEventRow] = []
         for event in events:
             # Stored as it will read back (JSON round trip), so the hash covers what is kept.
-            stored = json.loads(_canonical_json(event.data or {}))
+            stored = json.loads(canonical_json(event.data or {}))
             row = AuditEventRow(
                 id=row_id,
                 occurred_at=event.now.astimezone(UTC),
@@ -316,14 +212,14 @@ class SqlAuditRepository:
         answer is checked against Python's own hash before the caller can commit, so the
         two encodings can never drift apart silently.
         """
-        stored = json.loads(_canonical_json(event.data or {}))
+        stored = json.loads(canonical_json(event.data or {}))
         occurred = event.now.astimezone(UTC)
         user_id = str(event.user_id) if event.user_id is not None else None
         session_id = str(event.session_id) if event.session_id is not None else None
         # canonical_encoding is [version, id, occurred, type, user, session, ip, data, prev]
         # as compact JSON: split around the two values only the database knows.
-        middle = _canonical_json(
-            [_rfc3339(occurred), event.type, user_id, session_id, event.ip, stored]
+        middle = canonical_json(
+            [rfc3339(occurred), event.type, user_id, session_id, event.ip, stored]
         )[1:-1]
         inserted = (
             await self._db.execute(
@@ -374,18 +270,7 @@ class SqlAuditRepository:
         if before_id is not None:
             query = query.where(AuditEventRow.id < before_id)
         rows = await self._db.scalars(query)
-        return [
-            AuditEvent(
-                id=row.id,
-                occurred_at=row.occurred_at,
-                type=row.type,
-                user_id=row.user_id,
-                session_id=row.session_id,
-                ip=row.ip,
-                data=dict(row.data),
-            )
-            for row in rows
-        ]
+        return [AuditEvent(**event_fields(row)) for row in rows]
 
     async def prune(self, *, before: datetime, now: datetime) -> PruneResult:
         """Deletes the oldest rows older than ``before``, anchored by a checkpoint row.
@@ -422,72 +307,3 @@ class SqlAuditRepository:
         self, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
     ) -> ChainReport:
         return await verify_chain(self._db, batch_size=batch_size, progress=progress)
-
-
-async def _anchors(db: AsyncSession) -> dict[str, int]:
-    """anchor_hash -> pruned_through_id of every checkpoint row still in the table."""
-    found: dict[str, int] = {}
-    for data in await db.scalars(
-        select(AuditEventRow.data).where(AuditEventRow.type == CHECKPOINT)
-    ):
-        anchor, through = data.get("anchor_hash"), data.get("pruned_through_id")
-        if isinstance(anchor, str) and isinstance(through, int):
-            found[anchor] = through
-    return found
-
-
-async def verify_chain(
-    db: AsyncSession, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
-) -> ChainReport:
-    """Walks the whole chain in id order, ``batch_size`` rows at a time (streaming);
-    ``progress(n)`` hears of each batch checked (``keyturn audit verify``'s bar).
-
-    The checkpoints consulted for the oldest row are themselves rows of the walked chain,
-    so a forged or edited checkpoint is caught as an edited or inserted row.
-    """
-    anchors = await _anchors(db)
-    count = 0
-    previous: tuple[int, str] | None = None
-    while True:
-        query = select(AuditEventRow).order_by(AuditEventRow.id).limit(batch_size)
-        if previous is not None:
-            query = query.where(AuditEventRow.id > previous[0])
-        rows = list(await db.scalars(query))
-        for row in rows:
-            db.expunge(row)  # streaming: the identity map must not keep every row
-            problem = _check(row, previous, anchors)
-            if problem is not None:
-                return ChainReport(rows=count, bad_id=row.id, reason=problem)
-            previous = (row.id, row.hash)
-            count += 1
-        if progress is not None:
-            progress(len(rows))
-        if len(rows) < batch_size:
-            break
-    head_id, head_hash = previous if previous is not None else (None, None)
-    return ChainReport(rows=count, head_id=head_id, head_hash=head_hash)
-
-
-def _check(
-    row: AuditEventRow, previous: tuple[int, str] | None, anchors: dict[str, int]
-) -> str | None:
-    if row_hash(row) != row.hash:
-        return "hash mismatch: the row was edited"
-    if previous is None:
-        if row.prev_hash == GENESIS:
-            return None
-        through = anchors.get(row.prev_hash)
-        if through is not None and through < row.id:
-            return None
-        return (
-            "prev_hash matches neither the genesis nor a checkpoint anchor: "
-            "older rows were deleted without a checkpoint"
-        )
-    if row.prev_hash != previous[1]:
-        if row.id != previous[0] + 1:
-            return (
-                f"prev_hash does not match row {previous[0]}: "
-                f"rows {previous[0] + 1}..{row.id - 1} are missing (deleted)"
-            )
-        return f"prev_hash does not match row {previous[0]}: a row was deleted or inserted"
-    return None

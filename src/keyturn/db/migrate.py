@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,10 +63,6 @@ def _upgrade_sync(connection: Any, url: str, revision: str) -> Upgrade:
         steps = ScriptDirectory.from_config(config).iterate_revisions(after, before or "base")
         applied = tuple(step.revision for step in reversed(list(steps)))
     return Upgrade(before=before, after=after, applied=applied)
-
-
-def upgrade_blocking(url: str, revision: str = "head") -> None:
-    asyncio.run(upgrade(url, revision))
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:

@@ -25,8 +25,9 @@ from keyturn.db.models import (
     UserRoleRow,
     UserRow,
 )
-from keyturn.db.repositories import _session, _user, refresh_token_row
+from keyturn.db.sessions import refresh_token_row, session_from_row
 from keyturn.db.types import affected
+from keyturn.db.users import user_from_row
 from keyturn.domain import (
     RefreshToken,
     Session,
@@ -136,7 +137,7 @@ class SqlRefreshTokenRepository:
         # A digest is unique, so every row is the same token; the roles vary.
         roles = tuple(name for *_, name, _ in rows if name is not None)
         held = frozenset(p for *_, permissions in rows for p in permissions or ())
-        return _refresh(token), _session(session), _user(user, roles), held
+        return _refresh(token), session_from_row(session), user_from_row(user, roles), held
 
     async def rotate(
         self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime

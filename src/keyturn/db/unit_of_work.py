@@ -25,12 +25,10 @@ from keyturn.db.oauth_grants import SqlAuthorizationCodeRepository, SqlConsentRe
 from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
 from keyturn.db.outbox import SqlOutboxRepository
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
-from keyturn.db.repositories import (
-    SqlSessionRepository,
-    SqlUserRepository,
-)
 from keyturn.db.roles import SqlRoleRepository
+from keyturn.db.sessions import SqlSessionRepository
 from keyturn.db.signing_keys import SqlSigningKeyRepository
+from keyturn.db.users import SqlUserRepository
 
 _READ_ONLY: ContextVar[bool] = ContextVar("keyturn_read_only_uow", default=False)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.account_requests import AccountRequests
 from keyturn.services.accounts.authentication import AuthService
 from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.profile import UserService
@@ -41,6 +42,7 @@ class Services:
     users: UserService
     sessions: SessionService
     account: AccountService
+    account_requests: AccountRequests
     authorizer: Authorizer
     roles: RoleService
     admin_users: AdminUserService

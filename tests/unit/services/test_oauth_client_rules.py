@@ -10,13 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyturn.errors import InvalidClientMetadata, InvalidRedirectUri, UnknownScope
-from keyturn.services.oauth2.client_rules import (
-    ClientMetadata,
-    check_cors_origin,
-    check_metadata,
-    check_redirect_uri,
-    normalize_scope,
-)
+from keyturn.services.oauth2.client_rules import ClientMetadata, check_metadata, normalize_scope
+from keyturn.services.oauth2.client_uris import check_cors_origin, check_redirect_uri
 
 GOOD_CONFIDENTIAL = [
     "https://app.example.com/cb",

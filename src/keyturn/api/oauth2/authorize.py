@@ -29,12 +29,12 @@ from keyturn.api.ui.forms import MAX_NEXT_LENGTH
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.domain import utcnow
 from keyturn.errors import OAuthError, OAuthInvalidRequest
-from keyturn.services.oauth2.authorize import (
+from keyturn.services.oauth2.authorization_request import (
     AUTH_AFTER,
     AuthorizationRequest,
-    Next,
     Redirectable,
 )
+from keyturn.services.oauth2.authorize import Next
 
 
 def login_redirect(

@@ -24,7 +24,7 @@ from keyturn.api.oauth2.requests import (
 from keyturn.api.oauth2.responses import deliver, deliver_error
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.errors import AccessDenied
-from keyturn.services.oauth2.authorize import AuthorizationRequest, Redirectable
+from keyturn.services.oauth2.authorization_request import AuthorizationRequest, Redirectable
 from keyturn.services.oauth2.browser_sessions import BrowserSession
 
 CONSENT_PATH = "/ui/consent"

@@ -11,7 +11,7 @@ from keyturn.api.http.deps import get_services
 from keyturn.api.oauth2.responses import deliver_error
 from keyturn.api.ui.kit import PageKit
 from keyturn.errors import OAuthError, UnsafeAuthorizationRequest
-from keyturn.services.oauth2.authorize import AuthorizationRequest, Redirectable
+from keyturn.services.oauth2.authorization_request import AuthorizationRequest, Redirectable
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 

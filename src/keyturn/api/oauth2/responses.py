@@ -20,7 +20,7 @@ from keyturn.api.problems import rendering
 from keyturn.api.ui.kit import PageKit
 from keyturn.api.ui.rendering import redirect_origin
 from keyturn.errors import OAuthError
-from keyturn.services.oauth2.authorize import Redirectable
+from keyturn.services.oauth2.authorization_request import Redirectable
 
 # Answers carrying codes, tokens, token state or claims (personal data): never stored
 # by a cache (RFC 6749 sections 4.1.2 and 5.1, RFC 7662 section 2.2).

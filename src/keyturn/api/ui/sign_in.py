@@ -15,7 +15,7 @@ from keyturn.api.rest.schemas.auth import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.errors import UnsafeAuthorizationRequest
-from keyturn.services.oauth2.authorize import Redirectable
+from keyturn.services.oauth2.authorization_request import Redirectable
 
 HOME = "/ui/"
 MAX_LOGIN_HINT = 320

@@ -145,7 +145,7 @@ class AccessTokenService:
         for session_id, revoked_at in revoked:
             remaining = self.ttl - int((now - revoked_at).total_seconds())
             await self._revocations.revoke(str(session_id), max(remaining, 1))
-        # Revoked signing keys share the list (services/key_revocation.py).
+        # Revoked signing keys share the list (signing_keys/revocation.py).
         for entry, seconds_left in await self._keys.revoked_kids():
             await self._revocations.revoke(entry, seconds_left)
         await self._revocations.seal()

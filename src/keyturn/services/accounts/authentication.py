@@ -1,41 +1,35 @@
-"""First-party authentication: signup, login, refresh-token rotation, logout."""
+"""First-party authentication: signup, login, logout; refresh through ``refresh_rotation``."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
 
-from keyturn.domain import ClientInfo, Principal, RefreshToken, Session, TokenPair, User, utcnow
+from keyturn.domain import ClientInfo, Principal, Session, TokenPair, User, utcnow
 from keyturn.errors import (
     AuthenticationFailed,
     EmailNotVerified,
     InvalidRefreshToken,
     PermissionDenied,
 )
-from keyturn.infra.metrics import LOGINS, REFRESHES, REUSE_DETECTIONS
+from keyturn.infra.metrics import LOGINS
 from keyturn.security.digests import (
-    Digester,
     KeyRing,
-    constant_time_equals,
-    derive_successor_token,
-    new_token,
 )
 from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize_email
+from keyturn.services.accounts.credential_rules import PasswordPolicy, new_user, normalize_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.accounts.refresh_rotation import RefreshRotation
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 
-# new_token(32) gives 43 URL-safe characters; anything else is rejected before any lookup.
-REFRESH_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # Unknown refresh tokens name no account: their failures are counted per client IP.
 REFRESH_ACCOUNT = "refresh-token"
 
@@ -67,14 +61,17 @@ class AuthService:
         self._read_uow_factory = read_uow_factory or uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
-        self._digester = Digester(key_ring, "refresh-token")
-        self._successor_keys = key_ring.derive("refresh-successor")
+        self._refresh = RefreshRotation(
+            uow_factory=uow_factory,
+            access_tokens=access_tokens,
+            key_ring=key_ring,
+            idle_ttl=idle_ttl,
+            reuse_grace=reuse_grace,
+        )
         self._policy = policy
         self._refresh_ttl = timedelta(seconds=refresh_ttl)
         # Absolute lifetime of a session (an OAuth grant session too).
         self.session_lifetime = self._refresh_ttl
-        self._idle_ttl = timedelta(seconds=idle_ttl)
-        self._grace = timedelta(seconds=reuse_grace)
         self._require_verified_email = require_verified_email
         self._tokens = tokens
         self._mail = mail
@@ -88,14 +85,7 @@ class AuthService:
         # Hash before looking the address up: a taken address costs the same work.
         password_hash = await self._hash_pool.hash(normalized)
         now = utcnow()
-        user = User(
-            id=uuid.uuid4(),
-            email=email,
-            email_verified=False,
-            name=name,
-            password_hash=password_hash,
-            created_at=now,
-        )
+        user = new_user(email, name=name, password_hash=password_hash, verified=False, now=now)
         # Counted for every address alike, so the limit reveals nothing about accounts.
         may_mail = await self._mail.allow(email, client.ip, silent=True)
         async with self._uow_factory() as uow:
@@ -261,9 +251,9 @@ class AuthService:
                 return None, None
             return session, None
         # The session and its first refresh token in one write (one round trip).
-        value, token = self._first_refresh_token(session)
+        value, token, digest = self._refresh.first_token(session)
         if not await uow.sessions.add_with_refresh_token(
-            session, token, self._digester.digest(value), epoch=user.session_epoch
+            session, token, digest, epoch=user.session_epoch
         ):
             return None, None
         return session, value
@@ -294,20 +284,9 @@ class AuthService:
         return await self._add_refresh_token(uow, session) if refresh else None
 
     async def _add_refresh_token(self, uow: UnitOfWork, session: Session) -> str:
-        value, token = self._first_refresh_token(session)
-        await uow.refresh_tokens.add(token, self._digester.digest(value))
+        value, token, digest = self._refresh.first_token(session)
+        await uow.refresh_tokens.add(token, digest)
         return value
-
-    def _first_refresh_token(self, session: Session) -> tuple[str, RefreshToken]:
-        token = RefreshToken(
-            id=uuid.uuid4(),
-            session_id=session.id,
-            parent_id=None,
-            generation=0,
-            created_at=session.created_at,
-            rotated_at=None,
-        )
-        return new_token(), token
 
     def _pair(self, user: User, session: Session, refresh_token: str) -> TokenPair:
         return TokenPair(
@@ -319,12 +298,7 @@ class AuthService:
 
     def session_live(self, session: Session | None, now: datetime) -> bool:
         """Not revoked, within its absolute lifetime and used within the idle timeout."""
-        return (
-            session is not None
-            and session.revoked_at is None
-            and now < session.expires_at
-            and now < session.last_seen_at + self._idle_ttl
-        )
+        return self._refresh.session_live(session, now)
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         """Rotates a refresh token with the grace and reuse rules of DESIGN.md section 4."""
@@ -366,121 +340,12 @@ class AuthService:
         # Refresh tokens are credentials too: failures per IP are throttled like passwords.
         await self._guard.before(REFRESH_ACCOUNT, client)
         try:
-            return await self._rotate(refresh_token, client, client_id, check)
+            return await self._refresh.rotate(refresh_token, client, client_id, check)
         except InvalidRefreshToken:
             await self._guard.failed(
                 REFRESH_ACCOUNT, None, client, event="refresh.failed", factor="refresh_token"
             )
             raise
-
-    async def _rotate(
-        self,
-        refresh_token: str,
-        client: ClientInfo,
-        client_id: str | None,
-        check: Callable[[Session, frozenset[str]], Session] | None,
-    ) -> tuple[User, Session, str]:
-        if not REFRESH_TOKEN_SHAPE.match(refresh_token):
-            REFRESHES.labels("invalid").inc()
-            raise InvalidRefreshToken
-        now = utcnow()
-        async with self._uow_factory() as uow:
-            # Two statements on the hot path: this read (token, session, user at once)
-            # and the rotation below (claim, successor, session touch at once).
-            found = await uow.refresh_tokens.find_with_session(
-                self._digester.candidates(refresh_token)
-            )
-            # A locked account refreshes nothing: the lock holds on every pathway.
-            # A token is bound to its client (RFC 6749 section 6): another client's token,
-            # or a first-party token at /oauth2/token, answers like an unknown one.
-            if found is None:
-                REFRESHES.labels("invalid").inc()
-                raise InvalidRefreshToken
-            token, session, user, held = found
-            if session.client_id != client_id or user.disabled or user.locked(now):
-                REFRESHES.labels("invalid").inc()
-                raise InvalidRefreshToken
-            if not self.session_live(session, now):
-                REFRESHES.labels("expired").inc()
-                raise InvalidRefreshToken("The session has expired or was ended.")
-            if check is not None:
-                session = check(session, held)
-            successor = derive_successor_token(self._successor_keys[0], refresh_token)
-            next_token = RefreshToken(
-                id=uuid.uuid4(),
-                session_id=session.id,
-                parent_id=token.id,
-                generation=token.generation + 1,
-                created_at=now,
-                rotated_at=None,
-            )
-            if token.rotated_at is None and await uow.refresh_tokens.rotate(
-                token, next_token, self._digester.digest(successor), now
-            ):
-                await uow.commit()
-                REFRESHES.labels("rotated").inc()
-                return user, session, successor
-            # Already rotated (maybe by a concurrent request that just won the race).
-            current = await uow.refresh_tokens.get(token.id)
-            if current is not None and current.rotated_at is None:
-                # Not rotated: the session was revoked after the read above (a password
-                # change, logout everywhere, a lock...): no successor, and no reuse either
-                # (issue 12 finding 20).
-                REFRESHES.labels("expired").inc()
-                raise InvalidRefreshToken("The session has expired or was ended.")
-            replay = await self._grace_successor(uow, current, refresh_token, now)
-            if replay is not None:
-                REFRESHES.labels("grace").inc()
-                return user, session, replay
-            await self._revoke_family(uow, session, current, client, now)
-        await self._access_tokens.deny([session.id])
-        REFRESHES.labels("reuse").inc()
-        REUSE_DETECTIONS.inc()
-        raise InvalidRefreshToken("The refresh token was already used; the session has ended.")
-
-    async def _grace_successor(
-        self, uow: UnitOfWork, token: RefreshToken | None, value: str, now: datetime
-    ) -> str | None:
-        """The same successor again, if ``token`` is the immediate predecessor in the window.
-
-        Only while the successor itself is unused: an older generation never qualifies
-        (the hole of django-oauth-toolkit #1617).
-        """
-        if token is None or token.rotated_at is None or now - token.rotated_at > self._grace:
-            return None
-        found = await uow.refresh_tokens.successor(token.id)
-        if found is None or found[0].rotated_at is not None:
-            return None
-        stored_digest = found[1]
-        # The successor was derived with the newest key of its time; try each ring key.
-        for key in self._successor_keys:
-            candidate = derive_successor_token(key, value)
-            if any(
-                constant_time_equals(digest, stored_digest)
-                for digest in self._digester.candidates(candidate)
-            ):
-                return candidate
-        return None
-
-    async def _revoke_family(
-        self,
-        uow: UnitOfWork,
-        session: Session,
-        token: RefreshToken | None,
-        client: ClientInfo,
-        now: datetime,
-    ) -> None:
-        await uow.sessions.revoke(session.id, now, "refresh_token_reuse")
-        await uow.audit.record(
-            "refresh_token.reuse_detected",
-            now=now,
-            user_id=session.user_id,
-            session_id=session.id,
-            ip=client.ip,
-            data={"generation": token.generation if token else None},
-        )
-        await uow.commit()
-        log.warning("refresh_token_reuse", session_id=str(session.id))
 
     async def logout(self, principal: Principal, client: ClientInfo) -> None:
         session_id = principal.session_id

@@ -1,16 +1,8 @@
 """Revoking a user's credentials after a credential event (issue 12, findings 1 and 22).
 
-A password reset, a password change and an administrator's reset must leave nothing an
-attacker could have planted with the old password: no session (but the caller's own, on a
-change), no API key, no pending one-time token (an email change waiting for confirmation,
-a verification, reset or set-password link). A confirmed email change voids the tokens
-mailed to the old address. Every pathway calls :func:`revoke_credentials`, in the caller's
-unit of work, so the revocation commits or fails with the change that caused it.
-
-API keys need no step after the commit: ``ApiKeyService`` reads the key row on every
-request (no cache), so a revoked key is refused by the next request on every replica.
-Sessions do: the caller deny-lists ``Revoked.sessions`` (``AccessTokenService.deny``)
-after the commit, so their access tokens stop at once too.
+Sessions, API keys and pending one-time tokens go in the caller's unit of work; the caller
+deny-lists the ended sessions after the commit.
+See docs/technical/2026-11-26_backend_security-implementation.md (V7).
 """
 
 from __future__ import annotations

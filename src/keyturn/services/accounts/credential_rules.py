@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
+from keyturn.domain import User
 from keyturn.errors import InvalidInput, PasswordPolicyError
 from keyturn.security.passwords import normalize_password
 
@@ -25,6 +28,20 @@ def common_passwords() -> frozenset[str]:
 def normalize_email(email: str) -> str:
     """Lower-cases the whole address so one mailbox maps to one account."""
     return email.strip().lower()
+
+
+def new_user(
+    email: str, *, name: str | None, password_hash: str | None, verified: bool, now: datetime
+) -> User:
+    """A new account (signup, the operator's admin, an administrator's invitation)."""
+    return User(
+        id=uuid.uuid4(),
+        email=email,
+        email_verified=verified,
+        name=name,
+        password_hash=password_hash,
+        created_at=now,
+    )
 
 
 def parse_email(email: str) -> str:

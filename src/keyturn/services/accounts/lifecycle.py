@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,6 +27,13 @@ from keyturn.errors import (
 from keyturn.security.digests import constant_time_equals
 from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts.account_requests import (
+    EMAIL_CHANGE,
+    FORGOT_PASSWORD,
+    RESEND_VERIFICATION,
+    AccountRequests,
+    barred,
+)
 from keyturn.services.accounts.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
 from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail, mask_email
@@ -35,13 +41,9 @@ from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
 from keyturn.services.admin.guard import keep_an_admin
 from keyturn.services.admin.permissions import require_fresh_login
-from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
+from keyturn.services.ports import UnitOfWorkFactory
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Account requests done by the outbox worker (``resolve``).
-FORGOT_PASSWORD = "forgot_password"  # noqa: S105  (an action name, not a secret)
-RESEND_VERIFICATION = "resend_verification"
-EMAIL_CHANGE = "email_change"
 EXPORT_AUDIT_LIMIT = 1000
 EXPORT_SESSION_LIMIT = 1000
 
@@ -57,13 +59,6 @@ class AccountData:
     audit_events: list[AuditEvent]
 
 
-@dataclass(frozen=True, slots=True)
-class TokenLifetimes:
-    verify_email: int
-    reset_password: int
-    email_change: int
-
-
 class AccountService:
     def __init__(
         self,
@@ -74,10 +69,11 @@ class AccountService:
         tokens: OneTimeTokens,
         mail: AccountMail,
         policy: PasswordPolicy,
-        lifetimes: TokenLifetimes,
         guard: CredentialGuard,
         reauthentication_max_age: int,
+        requests: AccountRequests,
     ) -> None:
+        self._requests = requests
         self._guard = guard
         self._reauthentication_max_age = timedelta(seconds=reauthentication_max_age)
         self._uow_factory = uow_factory
@@ -86,7 +82,6 @@ class AccountService:
         self._tokens = tokens
         self._mail = mail
         self._policy = policy
-        self._lifetimes = lifetimes
 
     # -- email verification -------------------------------------------------------------
 
@@ -107,23 +102,7 @@ class AccountService:
         """
         email = normalize_email(email)
         await self._mail.allow(email, client.ip)
-        await self._queue(RESEND_VERIFICATION, email=email, client=client)
-
-    async def _mail_verification(self, uow: UnitOfWork, email: str, ip: str | None) -> None:
-        now = utcnow()
-        user = await uow.users.get_by_email(email)
-        if user is None or user.email_verified or _barred(user):
-            return
-        await self._mail_link(
-            uow,
-            user,
-            Purpose.VERIFY_EMAIL,
-            now=now,
-            ttl=self._lifetimes.verify_email,
-            template="verify_email",
-            link=self._mail.links.verify_email,
-        )
-        await uow.audit.record("email.verification_sent", now=now, user_id=user.id, ip=ip)
+        await self._requests.queue(RESEND_VERIFICATION, email=email, client=client)
 
     # -- password reset -----------------------------------------------------------------
 
@@ -131,56 +110,11 @@ class AccountService:
         """Always the same answer, body and time; the owner gets a single-use reset token.
 
         The request queues one request row of the same shape for any address (issue 12
-        finding 5); the worker issues the token and mails it (``_mail_reset``).
+        finding 5); the worker issues the token and mails it (``AccountRequests``).
         """
         email = normalize_email(email)
         await self._mail.allow(email, client.ip)
-        await self._queue(FORGOT_PASSWORD, email=email, client=client)
-
-    async def _mail_reset(self, uow: UnitOfWork, email: str, ip: str | None) -> None:
-        now = utcnow()
-        user = await uow.users.get_by_email(email)
-        # An admin-locked or disabled account gets no token (issue 12 finding 2); an
-        # automatic lock does not stop it: the reset is the owner's way back (finding 8).
-        if user is None or _barred(user):
-            return
-        await self._mail_link(
-            uow,
-            user,
-            Purpose.RESET_PASSWORD,
-            now=now,
-            ttl=self._lifetimes.reset_password,
-            template="reset_password",
-            link=self._mail.links.reset_password,
-            # Bound to the current password: the token dies when the password changes.
-            binding=self._tokens.binding(user.password_hash),
-        )
-        await uow.audit.record("password.reset_requested", now=now, user_id=user.id, ip=ip)
-
-    async def _mail_link(
-        self,
-        uow: UnitOfWork,
-        user: User,
-        purpose: Purpose,
-        *,
-        now: datetime,
-        ttl: int,
-        template: str,
-        link: str,
-        binding: str | None = None,
-    ) -> None:
-        """Issues a one-time token for ``purpose`` and queues the mail carrying its link."""
-        token = await self._tokens.issue(
-            uow, user_id=user.id, purpose=purpose, now=now, ttl=ttl, binding=binding
-        )
-        await self._mail.send(
-            uow,
-            template,
-            to=user.email,
-            link=self._mail.link(link, token),
-            token=token,
-            expires_minutes=str(ttl // 60),
-        )
+        await self._requests.queue(FORGOT_PASSWORD, email=email, client=client)
 
     async def reset_password(self, token: str, password: str, client: ClientInfo) -> None:
         """Sets the password, revokes every other credential, lifts a lock, mails a notice.
@@ -195,7 +129,7 @@ class AccountService:
         binding = self._tokens.binding(user.password_hash if user else None)
         if user is None or not constant_time_equals(record.binding or "", binding):
             raise TokenInvalid("The token is no longer valid: the password has changed.")
-        if _barred(user):
+        if barred(user):
             raise TokenInvalid("The token is no longer valid.")
         # The policy is checked before the token is used up: a weak password burns nothing.
         normalized = self._policy.check(password, email=user.email)
@@ -205,7 +139,7 @@ class AccountService:
             current = await uow.users.get(user.id)
             if current is None or current.password_hash != user.password_hash:
                 raise TokenInvalid("The token is no longer valid: the password has changed.")
-            if _barred(current):
+            if barred(current):
                 raise TokenInvalid("The token is no longer valid.")
             await self._tokens.consume(uow, record, now)
             await uow.users.set_password_hash(user.id, password_hash, now)
@@ -222,9 +156,7 @@ class AccountService:
                 ip=client.ip,
                 purposes=UNBOUND_PURPOSES,
             )
-            await self._mail.send(
-                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
-            )
+            await self._mail.password_changed(uow, to=user.email, revoked=revoked)
             await uow.audit.record(
                 "password.reset",
                 now=now,
@@ -255,75 +187,7 @@ class AccountService:
         await self._mail.allow(new_email, client.ip)
         # Whether the new address is taken is decided by the worker, after the answer:
         # the time of this request does not tell (issue 12 finding 5).
-        await self._queue(EMAIL_CHANGE, email=new_email, client=client, user_id=user.id)
-
-    async def _mail_email_change(
-        self, uow: UnitOfWork, new_email: str, ip: str | None, user_id: uuid.UUID
-    ) -> None:
-        now = utcnow()
-        user = await uow.users.get(user_id)
-        if user is None or _barred(user):
-            return
-        if await uow.users.get_by_email(new_email) is not None:
-            # Same answer as a free address; nothing is sent to an address in use.
-            await uow.audit.record("email.change_refused", now=now, user_id=user.id, ip=ip)
-            return
-        token = await self._tokens.issue(
-            uow,
-            user_id=user.id,
-            purpose=Purpose.EMAIL_CHANGE,
-            now=now,
-            ttl=self._lifetimes.email_change,
-            data={"new_email": new_email},
-        )
-        await self._mail.send(
-            uow,
-            "email_change_confirm",
-            to=new_email,
-            link=self._mail.link(self._mail.links.confirm_email, token),
-            token=token,
-            new_email=new_email,
-            expires_minutes=str(self._lifetimes.email_change // 60),
-        )
-        await self._mail.send(
-            uow,
-            "email_change_requested",
-            to=user.email,
-            new_email_masked=mask_email(new_email),
-            link_reset=self._mail.link(self._mail.links.forgot_password),
-        )
-        await uow.audit.record("email.change_requested", now=now, user_id=user.id, ip=ip)
-
-    # -- deferred requests (the outbox worker's side) -----------------------------------
-
-    async def _queue(
-        self, action: str, *, email: str, client: ClientInfo, user_id: uuid.UUID | None = None
-    ) -> None:
-        """One sealed request row, the same shape for any address; the worker does the rest."""
-        async with self._uow_factory() as uow:
-            await self._mail.outbox.enqueue_request(
-                uow,
-                action=action,
-                email=email,
-                ip=client.ip or "",
-                user_id=str(user_id or ""),
-            )
-            await uow.commit()
-        self._mail.outbox.wake()
-
-    async def resolve(self, uow: UnitOfWork, request: dict[str, str]) -> None:
-        """Does a queued request's work in the worker's transaction (``RequestResolver``)."""
-        action, email, ip = request["action"], request["email"], request["ip"] or None
-        if action == FORGOT_PASSWORD:
-            await self._mail_reset(uow, email, ip)
-        elif action == RESEND_VERIFICATION:
-            await self._mail_verification(uow, email, ip)
-        elif action == EMAIL_CHANGE:
-            await self._mail_email_change(uow, email, ip, uuid.UUID(request["user_id"]))
-        else:
-            raise ValueError(f"unknown account request {action!r}")
-        # The mails queued here go out in the worker's next round, at once.
-        self._mail.outbox.wake()
+        await self._requests.queue(EMAIL_CHANGE, email=new_email, client=client, user_id=user.id)
 
     async def confirm_email_change(
         self, principal: Principal, token: str, client: ClientInfo
@@ -405,7 +269,7 @@ class AccountService:
         await self._reauthenticate(user, password, client)
         now = utcnow()
         async with self._uow_factory() as uow:
-            # The last active administrator cannot delete itself (services/admin_guard.py).
+            # The last active administrator cannot delete itself (services/admin/guard.py).
             await keep_an_admin(uow, user_id=user.id, now=now)
             ended = await uow.sessions.revoke_all(user.id, now, "account_deleted")
             await uow.users.delete(user.id)
@@ -468,8 +332,3 @@ class AccountService:
                 account, None, client, event=f"{purpose}.failed", factor="token"
             )
             raise
-
-
-def _barred(user: User) -> bool:
-    """Disabled or admin-locked: no recovery token is issued or honoured (finding 2)."""
-    return user.disabled or user.admin_locked()

@@ -102,12 +102,12 @@ class AccountMail:
             reset_after=decision.reset_after,
         )
 
-    def revocation_notice(self, revoked: Revoked) -> dict[str, str]:
-        """The "password changed" mail's context: what was revoked and where to recover."""
-        return {
-            **revoked.mail_context(),
-            "link_reset": self.link(self._links.forgot_password),
-        }
+    async def password_changed(self, uow: UnitOfWork, *, to: str, revoked: Revoked) -> None:
+        """Queues the "password changed" notice: what was revoked and where to recover."""
+        link_reset = self.link(self._links.forgot_password)
+        await self.send(
+            uow, "password_changed", to=to, **revoked.mail_context(), link_reset=link_reset
+        )
 
     async def send(self, uow: UnitOfWork, kind: str, *, to: str, **context: str) -> None:
         await self.outbox.enqueue(uow, kind, to=to, **context)

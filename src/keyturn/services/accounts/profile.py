@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 
 from keyturn.domain import ADMIN_ROLE, ClientInfo, Principal, User, utcnow
 from keyturn.errors import Conflict, NotFound
 from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
 from keyturn.services.accounts.credential_revocation import UNBOUND_PURPOSES, revoke_credentials
-from keyturn.services.accounts.credential_rules import PasswordPolicy, parse_email
+from keyturn.services.accounts.credential_rules import PasswordPolicy, new_user, parse_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
 from keyturn.services.admin.permissions import require_fresh_login
@@ -85,9 +84,7 @@ class UserService:
                 keep_session=principal.session_id,
                 purposes=UNBOUND_PURPOSES,
             )
-            await self._mail.send(
-                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
-            )
+            await self._mail.password_changed(uow, to=user.email, revoked=revoked)
             await uow.audit.record(
                 "password.changed",
                 now=now,
@@ -106,14 +103,7 @@ class UserService:
         normalized = self._policy.check(password, email=email)
         password_hash = await self._hash_pool.hash(normalized)
         now = utcnow()
-        user = User(
-            id=uuid.uuid4(),
-            email=email,
-            email_verified=True,
-            name=None,
-            password_hash=password_hash,
-            created_at=now,
-        )
+        user = new_user(email, name=None, password_hash=password_hash, verified=True, now=now)
         async with self._uow_factory() as uow:
             if not await uow.users.add(user):
                 raise Conflict("An account with this email already exists.")

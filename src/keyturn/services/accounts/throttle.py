@@ -1,18 +1,8 @@
 """Throttling of credential checks (DESIGN.md section 5, ASVS v5.0.0-6.3.1).
 
-Four limits, all on the shared rate limiter (Redis across replicas, per process without):
-
-- every request to a credential endpoint, per client IP (successful ones count only here);
-- failed credential checks per account + IP: over the limit the pair gets a visible 429;
-- failed checks per account from anywhere: over the limit the account is locked silently
-  (handled by the caller, see ``AuthService``), so a few tries from one network cannot
-  lock a user out while a distributed attack still can't go on unbounded;
-- signups per IP.
-
-"IP" in every key is ``ip_limit_key``: the IPv4 address, or the IPv6 client's prefix
-(``KEYTURN_LIMIT_IPV6_PREFIX``), so rotating through one /64 escapes no limit.
-
-Account names are keyed digests, so the shared store never holds an email address.
+Four limits on the shared rate limiter: per IP, failures per account + IP, failures per
+account (silent lock), signups per IP. Accounts are keyed digests.
+See docs/technical/2026-11-26_backend_security-implementation.md (Throttling).
 """
 
 from __future__ import annotations

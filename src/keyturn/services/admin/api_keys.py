@@ -1,16 +1,8 @@
 """Personal API keys (DESIGN.md section 3, issue 5 item 3): create, list, revoke, verify.
 
-A key reads ``kt_<prefix>_<secret>``: the prefix (8 base32 characters, not secret) finds
-the row, the secret (256 random bits) is stored only as a keyed digest (HMAC-SHA256) and
-compared in constant time. A key acts with exactly its scopes: self-service scopes, plus
-admin permissions its owner still holds (``Authorizer.permissions`` intersects them).
-
-``last_used_at`` is written in batches, not once per request: each process remembers the
-keys it saw and writes them in one statement when the next key is used after
-``usage_flush_seconds`` (piggy-backed on ``authenticate``, in a background task so the
-request does not wait), and once more at shutdown (``close``). Piggy-backing needs no
-extra timer task while no key is in use, and tests drive ``flush_usage`` directly. A
-crash loses at most one interval of "last used" times, never a credential decision.
+``kt_<prefix>_<secret>``: the prefix finds the row, the secret is kept as a keyed digest;
+``last_used_at`` is written in batches.
+See docs/technical/2026-11-26_backend_security-implementation.md (V6).
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """Who may act on whom, and the last administrator (issue 12 finding 6).
 
-Two rules for every change an administrator makes to another account (REST, GraphQL):
-
-- Nothing beyond what you hold: acting on a user who holds a permission the actor does not
-  hold is refused (``TargetOutranksCaller``), the rule roles and API keys already follow
-  (``Authorizer.may_grant``). A ``users:write`` holder cannot lock, reset, disable, delete,
-  end the sessions of, or re-role a full administrator.
-- Never zero administrators: a change that removes, disables or locks an active holder of
-  the built-in ``admin`` role is refused (``LastAdmin``) when no other active holder stays.
-  The change first locks the admin role's row (PostgreSQL ``FOR UPDATE``; SQLite serialises
-  writers anyway), so two administrators removing each other at once leave one.
-
-The host operator's ``keyturn users create-admin`` only ever adds an administrator.
+Nobody acts on a user holding more than they do (``TargetOutranksCaller``), and no change
+leaves zero active administrators (``LastAdmin``).
+See docs/technical/2026-11-26_backend_security-implementation.md (V8).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """User administration (``users:read`` / ``users:write``); every change is audited.
 
-Every change to an account first passes ``guard_target`` (services/admin_guard.py): never
+Every change to an account first passes ``guard_target`` (services/admin/guard.py): never
 on a user who holds more than the actor, never removing the last active administrator.
 """
 
@@ -14,7 +14,7 @@ from keyturn.domain import ClientInfo, Principal, Session, User, utcnow
 from keyturn.errors import Conflict, NotFound
 from keyturn.services.accounts.access_tokens import AccessTokenService
 from keyturn.services.accounts.credential_revocation import revoke_credentials
-from keyturn.services.accounts.credential_rules import parse_email
+from keyturn.services.accounts.credential_rules import new_user, parse_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
@@ -83,14 +83,7 @@ class AdminUserService:
         await self._authorizer.require(principal, WRITE)
         email = parse_email(email)
         now = utcnow()
-        user = User(
-            id=uuid.uuid4(),
-            email=email,
-            email_verified=False,
-            name=name,
-            password_hash=None,
-            created_at=now,
-        )
+        user = new_user(email, name=name, password_hash=None, verified=False, now=now)
         async with self._uow_factory() as uow:
             if not await uow.users.add(user):
                 raise Conflict("An account with this email already exists.")
@@ -195,9 +188,7 @@ class AdminUserService:
             )
             # Issued after the revocation: the new set-password link is the only one.
             await self._mail_set_password(uow, user)
-            await self._mail.send(
-                uow, "password_changed", to=user.email, **self._mail.revocation_notice(revoked)
-            )
+            await self._mail.password_changed(uow, to=user.email, revoked=revoked)
             await _audit(uow, "admin.password_reset", principal, client, user_id)
             await uow.commit()
         await self._access_tokens.deny(revoked.sessions)

@@ -35,7 +35,7 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 
 @dataclass(frozen=True, slots=True)
 class BrowserSession:
-    """The signed-in browser: what a later ``/oauth2/authorize`` needs to decide.
+    """The signed-in browser: what ``/oauth2/authorize`` needs to decide.
 
     Attributes:
         user: The account, as read on this request.
@@ -119,7 +119,7 @@ class BrowserSessions:
     async def current(self, cookie: str | None) -> BrowserSession | None:
         """The live session a cookie proves, or None (no cookie, forged, ended, expired).
 
-        Checked on every request; this is what a later ``/oauth2/authorize`` calls.
+        Checked on every request; ``/oauth2/authorize`` calls it too.
         """
         session_id = open_session_cookie(self._session_keys, cookie) if cookie else None
         if session_id is None:

@@ -1,21 +1,8 @@
 """OAuth 2.0 client registry (``clients:write``) and client authentication (RFC 6749 §2.3).
 
-Administrators register clients with RFC 7591 metadata (the rules live in
-``oauth_client_rules``). A confidential client gets a secret of 256 random bits, shown
-once at creation or rotation and stored only as a keyed digest (HMAC-SHA256 under its own
-derivation label, so it can never match a refresh-token or API-key digest). Rotation
-replaces the digest in one UPDATE: the old secret stops working the moment it commits,
-with no overlap; deploy the new secret first when a client must not see a failed call.
-
-Nobody registers or changes a client beyond the permissions they hold, nor changes,
-re-keys or deletes a client holding more (its secret would hand them those permissions
-through ``client_credentials``). Deleting a client ends its grants; a rotation with
-``revoke_tokens`` kills the access tokens issued until then (issue 12 findings 7, 14, 23).
-
-``authenticate`` is the one check the token, introspection and revocation endpoints will
-call: every failure goes through the credential guard (per client_id + IP throttle,
-audit ``client.authentication_failed``) and answers ``invalid_client`` alike for an
-unknown client, a wrong secret and a method the client did not register.
+Secrets are kept as keyed digests; nobody changes a client holding more than they do;
+every authentication failure answers ``invalid_client`` alike.
+See docs/technical/2026-11-26_backend_security-implementation.md (V10).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ID Token signing for the OpenID Connect provider (OpenID Connect Core 1.0 section 2).
 
-Only the primitive: the OIDC endpoints (a later slice) build the claims and call
+Only the primitive: the token endpoint builds the claims (``issuing.py``) and calls
 ``IdTokenSigner.sign``. An ID Token carries ``typ: JWT`` and is signed by the active key
 of the chosen algorithm's chain; the access-token verifier requires ``typ: at+jwt``
 (RFC 9068 section 4), so an ID Token is never accepted as an access token.

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keyturn.services.oauth2.authorize import ONE_FACTOR_ACR, PROMPTS, RESPONSE_MODES
+from keyturn.services.oauth2.authorization_request import PROMPTS, RESPONSE_MODES
+from keyturn.services.oauth2.authorize import ONE_FACTOR_ACR
 from keyturn.services.oauth2.client_rules import ALLOWED_SCOPES, AUTH_METHODS
 from keyturn.services.oauth2.tokens import GRANT_TYPES
 

@@ -1,26 +1,8 @@
 """Token introspection (RFC 7662) and revocation (RFC 7009) for OAuth clients.
 
-Both endpoints take any token Keyturn issued: JWT access tokens (RFC 9068, first-party
-ones included) and opaque refresh tokens. What a client may learn or end:
-
-- Access tokens: any *confidential* client may introspect any access token. Resource
-  servers are clients too and must check tokens issued to other clients; the JWKS already
-  lets anyone check a signature offline, so introspection adds only the revocation state
-  (RFC 7662 section 4 token scanning: the per-IP ceiling and the client authentication
-  throttle bound guessing, and a 256-bit ``jti``/signature cannot be guessed anyway).
-- Refresh tokens: only the client the grant belongs to; anything else is
-  ``{"active": false}`` (RFC 7662 section 2.2 lets the server answer inactive when the
-  caller may not see the token), so a stolen refresh token cannot be tested by another
-  client, and first-party refresh tokens are never visible to OAuth clients.
-- Revocation: only tokens of the authenticated client's own grants (RFC 7009 section 2.1:
-  "the authorization server ... verifies whether the token was issued to the client making
-  the revocation request"); everything else succeeds with no effect (section 2.2).
-- A grant is reported as it stands now (issue 12 findings 3, 14, 23): its scope narrowed
-  to what its client's registration and its user's roles still allow
-  (``oauth2.grant_scope``), inactive when nothing is left, when the client is gone, or,
-  for an access token, when the client's secret was rotated with ``revoke_tokens`` after
-  it was issued. ``client_credentials`` tokens (no ``sid``; ``sub`` is the client itself,
-  RFC 9068 section 2.2) are active too, answered without ``sub``: they name no user.
+Confidential clients may introspect any access token; refresh tokens and revocation only
+concern the caller's own grants; a grant is reported as it stands now.
+See docs/technical/2026-11-26_backend_security-implementation.md (V10).
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
-"""The email outbox (DESIGN.md section 6).
+"""The email outbox (DESIGN.md section 6): written with the change, delivered at least once.
 
-A mail is written into ``outbox_messages`` in the same transaction as the change that
-causes it, so a crash can never lose it or send it for a change that rolled back. A
-worker delivers at least once: it takes a sending lease per message, sends with the
-stored Message-ID (the receiving side's idempotency key), then marks it sent. A crash
-between send and mark lets the lease expire and the message go out again with the same
-Message-ID. Failures retry from 5 s doubling to 5 minutes; after 24 hours a message is
-dead-lettered for operators to see.
-
-Account requests (issue 12 finding 5): a request whose work depends on whether an
-address has an account (forgot password, resend verification, email change) only queues
-one sealed ``account_request`` row of the same shape for any address, so it answers in
-the same time for every address. The worker resolves it after the answer: in one
-transaction it does the account-dependent work (token, mails, audit) and marks the
-request done, so a crash either leaves it queued or finishes it, never half of it.
+A worker leases, sends with the stored Message-ID and marks each message; it also resolves
+the queued account requests. See docs/technical/2026-11-26_backend_email-outbox.md.
 """
 
 from __future__ import annotations

@@ -1,55 +1,15 @@
-"""Signing keys: kept in the database (private parts AES-256-GCM encrypted), cached per process.
+"""Signing keys: one chain per algorithm (``next -> active -> retired``), kept in the database.
 
-Every replica reads the same rows, so a token signed by one verifies on all. The cache
-is refreshed every ``cache_seconds`` so keys added by another replica appear without a
-restart (DESIGN.md section 4).
-
-One chain per algorithm: the access-token algorithm (``KEYTURN_SIGNING_ALG``) and every
-ID-token algorithm (``KEYTURN_ID_TOKEN_ALGS``; RS256 always, OpenID Connect Core 1.0
-section 15.1) each have their own ``next``, ``active`` and ``retired`` keys. ``sign()``
-picks the active key of the algorithm asked for; the verifier holds every published key
-of every chain, and a key only ever verifies its own algorithm (security/jose.py).
-
-Rotation (states ``next -> active -> retired -> expired``), every chain together:
-
-- A ``next`` key is published in the JWKS for at least ``publish_ahead_seconds`` (longer
-  than the JWKS Cache-Control max-age plus ``cache_seconds``, checked in config) before it
-  signs, so a verifier caching the JWKS already holds it when the first token arrives.
-- ``rotate()`` does, in one transaction, for each chain: ``next`` -> ``active``, that
-  chain's old ``active`` -> ``retired`` (``retired_at`` = now), a fresh ``next``. Two
-  replicas rotating at once are told apart by a compare-and-set on each ``next`` row
-  (``UPDATE ... WHERE kid = :kid AND state = 'next'``): PostgreSQL makes the second UPDATE
-  wait for the first's row lock and then match nothing (the chains are taken in a fixed
-  order, so the two never deadlock); SQLite serialises the whole transaction (``BEGIN
-  IMMEDIATE``), so the second one sees ``next`` keys too young to activate. Either way one
-  rotation happens, of every chain or of none.
-- A ``retired`` key stays published (and verifying) for ``access_token_ttl +
-  cache_seconds + RETIRED_MARGIN_SECONDS`` after ``retired_at``: tokens signed by it, even by
-  a replica that has not yet reloaded, keep verifying until they expire. Then it is no
-  longer published (filtered by time) and the next rotation marks it ``expired`` and wipes
-  its private part.
-- The first keys of a chain cannot be created under a compare-and-set (there is no row
-  yet): ``start()`` creates them under a lock (``lock_chains``: a PostgreSQL advisory
-  lock; SQLite's write lock) and looks again once it holds it, so two replicas starting
-  together on an empty table create each chain once. A surplus ``next`` key (from a
-  release before that lock) is still absorbed: the oldest ``next`` is activated first and
-  no fresh one is made while another is waiting.
-- A chain of an algorithm no longer configured never signs again; the next rotation
-  retires its keys (``next`` and ``active`` alike), so they leave the JWKS once every
-  token they may have signed has expired.
-
-Emergency revocation (``revoke()``, services/key_revocation.py): a compromised key goes to
-``revoked`` at once, leaves the JWKS and verifies nothing more. Every replica refuses its
-tokens at once: ``verify()`` asks the shared deny-list (Redis with several replicas) about
-the token's ``kid`` on every call, and reloads the keys when it is listed; the database
-state is the truth the list is rebuilt from (and asked when the list is unreachable).
+``KeyManager`` creates, rotates and revokes the keys; the per-process cache it reloads is
+``key_cache.py`` and the shared kid deny-list ``deny_list.py``.
+See docs/technical/2026-11-26_backend_security-implementation.md (Signing keys).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,18 +18,17 @@ import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
 from keyturn.errors import AccessTokenExpired, InvalidToken
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
 from keyturn.infra.revocation import RevocationStore
 from keyturn.security.aead import Aead
-from keyturn.security.jose import JosePolicy, Signer, Verifier, header_kid
-from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, generate_key, load_key
+from keyturn.security.jose import JosePolicy, header_kid
+from keyturn.security.keys import SUPPORTED_ALGORITHMS, generate_key
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWorkFactory
+from keyturn.services.signing_keys.deny_list import KidDenyList
+from keyturn.services.signing_keys.key_cache import KeyCache
 from keyturn.services.signing_keys.revocation import (
     KeyRevocation,
     UnknownSigningKey,
-    deny_list_entry,
     revoke_key,
 )
 from keyturn.services.signing_keys.rotation import (
@@ -115,9 +74,9 @@ class KeyInfo:
     public_jwk: dict[str, str]
 
 
-class KeyManager:
-    """Holds one key chain per algorithm: the active signers and a verifier over every
-    published key; rotates every chain together.
+class KeyManager(KeyCache):
+    """Holds one key chain per algorithm (the cache: :class:`KeyCache`); rotates every
+    chain together, revokes one key at once.
 
     Args:
         uow_factory: Opens a unit of work (the keys live in the database).
@@ -150,36 +109,25 @@ class KeyManager:
         deny_list: RevocationStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._deny_list = deny_list
-        self._uow_factory = uow_factory
-        self._aead = aead
-        self._alg = alg
         # The default first, then the others in order: one chain each.
-        self._algs = tuple(dict.fromkeys((alg, *algorithms)))
-        unsupported = [name for name in self._algs if name not in SUPPORTED_ALGORITHMS]
+        algs = tuple(dict.fromkeys((alg, *algorithms)))
+        unsupported = [name for name in algs if name not in SUPPORTED_ALGORITHMS]
         if unsupported:
             raise ValueError(f"unsupported signing algorithms {unsupported}")
-        self._cache_seconds = cache_seconds
+        retired_window = timedelta(seconds=token_ttl + cache_seconds + RETIRED_MARGIN_SECONDS)
+        super().__init__(
+            uow_factory=uow_factory,
+            aead=aead,
+            algs=algs,
+            cache_seconds=cache_seconds,
+            retired_window=retired_window,
+            clock=clock,
+        )
         self._rotation_period = timedelta(days=rotation_days)
         self._publish_ahead = timedelta(seconds=publish_ahead_seconds)
-        self._retired_window = timedelta(seconds=token_ttl + cache_seconds + RETIRED_MARGIN_SECONDS)
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._loaded_at = float("-inf")
-        self._signers: dict[str, Signer] = {}
-        self._missing: frozenset[str] = frozenset()
-        self._verifier = Verifier([])
-        self._jwks: dict[str, Any] = {"keys": []}
-
-    @property
-    def algorithms(self) -> tuple[str, ...]:
-        """Every algorithm with a chain, the default (access-token) one first."""
-        return self._algs
-
-    @property
-    def retired_window(self) -> timedelta:
-        """How long a retired key stays published after ``retired_at``."""
-        return self._retired_window
+        self._denied = KidDenyList(
+            deny_list, uow_factory=uow_factory, retired_window=retired_window
+        )
 
     def _missing_states(self, records: list[SigningKeyRecord]) -> list[tuple[str, str]]:
         present = {(record.alg, record.state) for record in records}
@@ -216,57 +164,6 @@ class KeyManager:
                     log.info("signing_keys_created", keys=[f"{a}:{s}" for a, s in still])
         await self.reload()
 
-    async def reload(self) -> None:
-        async with self._uow_factory() as uow:
-            records = await uow.signing_keys.list_published(
-                retired_since=utcnow() - self._retired_window
-            )
-        signers: dict[str, Signer] = {}
-        for alg in self._algs:
-            active = [r for r in records if r.alg == alg and r.state == "active"]
-            if not active:
-                continue
-            # Two replicas starting at once (before the chain lock) may both have made
-            # one; the newest activation signs.
-            newest = max(active, key=activation)
-            current = self._signers.get(alg)
-            if current is not None and current.kid == newest.kid:
-                signers[alg] = current  # parsing a private key costs; same key, same signer
-            else:
-                signers[alg] = Signer(self._material(newest))
-        if self._alg not in signers:
-            raise RuntimeError(f"no active {self._alg} signing key in the database")
-        missing = frozenset(self._algs) - signers.keys()
-        if missing != self._missing:
-            # A chain lost its active key (e.g. retired by an older release during an
-            # upgrade); the next rotation activates its next key.
-            log.warning("signing_key_chain_without_active_key", algs=sorted(missing))
-            self._missing = missing
-        self._signers = signers
-        self._verifier = Verifier(record.public_jwk for record in records)
-        self._jwks = {"keys": [dict(record.public_jwk) for record in records]}
-        self._loaded_at = self._clock()
-
-    async def refresh_if_stale(self) -> None:
-        if self._clock() - self._loaded_at < self._cache_seconds:
-            return
-        async with self._lock:
-            # Another task may have reloaded while this one waited for the lock.
-            if self._clock() - self._loaded_at >= self._cache_seconds:
-                await self.reload()
-
-    async def reload_if_older_than(self, seconds: float) -> bool:
-        """Reloads when the cache is older than ``seconds``; True when it did.
-
-        Lets a verifier meeting an unknown ``kid`` (a key another replica just created)
-        look again, at most once per ``seconds`` however many bad tokens arrive.
-        """
-        async with self._lock:
-            if self._clock() - self._loaded_at < seconds:
-                return False
-            await self.reload()
-            return True
-
     async def verify(self, token: str, policy: JosePolicy) -> dict[str, Any]:
         """Verifies ``token`` against the published keys (one call, security/jose.py) and
         refuses one signed by a revoked key, even before this process reloaded.
@@ -287,7 +184,7 @@ class KeyManager:
                 raise
             claims = self._verifier.verify(token, policy)
         kid = header_kid(token)
-        if kid is None or await self._is_revoked(kid):
+        if kid is None or await self._denied.is_revoked(kid):
             # Another replica revoked it: stop signing and verifying with it here too.
             await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
             raise InvalidToken("The token was signed by a revoked key.")
@@ -301,41 +198,26 @@ class KeyManager:
         every verifier refuses the key's tokens, and the schedule reloads within
         ``cache_seconds``).
         """
-        if self._deny_list is None:
-            return
-        try:
-            for signer in list(self._signers.values()):
-                if await self._deny_list.is_revoked(deny_list_entry(signer.kid)):
-                    async with self._lock:
-                        await self.reload()
-                    return
-        except StoreUnavailable:
-            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+        if await self._denied.lists_any([signer.kid for signer in self._signers.values()]):
+            async with self._lock:
+                await self.reload()
 
     async def current_jwks(self) -> dict[str, Any]:
         """The JWKS to publish: a key another replica revoked is left out at once."""
         await self.refresh_if_stale()
         jwks = self._jwks
-        revoked = [key["kid"] for key in jwks["keys"] if await self._is_revoked(key["kid"])]
+        revoked = [key["kid"] for key in jwks["keys"] if await self._denied.is_revoked(key["kid"])]
         if not revoked:
             return jwks
         await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
         return {"keys": [key for key in self._jwks["keys"] if key["kid"] not in revoked]}
 
-    async def _is_revoked(self, kid: str) -> bool:
-        if self._deny_list is None:
-            return False  # one process: revoke() has already reloaded this one
-        try:
-            return await self._deny_list.is_revoked(deny_list_entry(kid))
-        except StoreUnavailable:
-            # Fail closed: the database is the truth when the shared list cannot answer.
-            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
-            async with self._uow_factory() as uow:
-                record = await uow.signing_keys.get(kid)
-            return record is None or record.state == "revoked"
+    async def revoked_kids(self) -> list[tuple[str, int]]:
+        """Kids revoked recently enough to be on the deny-list, with the seconds left."""
+        return await self._denied.entries()
 
     async def revoke(self, kid: str) -> KeyRevocation:
-        """Emergency revocation of ``kid`` (services/key_revocation.py); idempotent.
+        """Emergency revocation of ``kid`` (signing_keys/revocation.py); idempotent.
 
         Raises:
             UnknownSigningKey: No key has this kid.
@@ -360,7 +242,7 @@ class KeyManager:
                     now=now,
                 )
                 await uow.commit()
-            await self._publish_revocation(kid)
+            await self._denied.publish(kid)
         finally:
             async with self._lock:
                 await self.reload()
@@ -373,36 +255,6 @@ class KeyManager:
                 activated=result.activated,
             )
         return result
-
-    async def _publish_revocation(self, kid: str) -> None:
-        if self._deny_list is None:
-            return
-        try:
-            # Listed until every replica has reloaded without the key (the database state
-            # keeps it out after that); restore_deny_list re-lists it after a Redis reset.
-            await self._deny_list.revoke(deny_list_entry(kid), self.deny_list_ttl)
-        except StoreUnavailable:
-            # Replicas reading the database (list unreachable) or reloading see it anyway.
-            REVOCATION_STORE_ERRORS.labels("revoke").inc()
-            log.error("deny_list_write_failed", kid=kid)
-
-    @property
-    def deny_list_ttl(self) -> int:
-        """Seconds a revoked kid stays on the shared deny-list."""
-        return int(self._retired_window.total_seconds())
-
-    async def revoked_kids(self) -> list[tuple[str, int]]:
-        """Kids revoked recently enough to be on the deny-list, with the seconds left."""
-        now = utcnow()
-        async with self._uow_factory() as uow:
-            revoked = await uow.signing_keys.revoked_since(now - self._retired_window)
-        return [
-            (
-                deny_list_entry(kid),
-                max(self.deny_list_ttl - int((now - revoked_at).total_seconds()), 1),
-            )
-            for kid, revoked_at in revoked
-        ]
 
     async def rotate(self, *, force: bool = False) -> RotationResult:
         """Rotates every chain together: per algorithm, the ``next`` key becomes active,
@@ -534,80 +386,3 @@ class KeyManager:
                 )
             )
         return keys
-
-    async def reseal(self) -> tuple[int, int]:
-        """Re-encrypts every private key under the first ring key (``keyturn secret
-        rotate``); idempotent. Returns (re-encrypted, already current).
-
-        Raises:
-            DecryptionError: A key is sealed under a ring key that is no longer configured.
-        """
-        resealed = current = 0
-        async with self._uow_factory() as uow:
-            for record in await uow.signing_keys.list_all():
-                blob = record.private_key_encrypted
-                if not blob:  # expired: wiped
-                    continue
-                if not self._aead.needs_reencrypt(blob):
-                    current += 1
-                    continue
-                aad = record.kid.encode()
-                sealed = self._aead.encrypt(self._aead.decrypt(blob, aad=aad), aad=aad)
-                # Compare-and-set: a key wiped meanwhile by a rotation stays wiped.
-                if await uow.signing_keys.replace_private_key(record.kid, old=blob, new=sealed):
-                    resealed += 1
-            await uow.commit()
-        return resealed, current
-
-    def _record(self, material: KeyMaterial, state: str, now: datetime) -> SigningKeyRecord:
-        return SigningKeyRecord(
-            kid=material.kid,
-            alg=material.alg,
-            state=state,
-            private_key_encrypted=self._aead.encrypt(
-                material.private_pem, aad=material.kid.encode()
-            ),
-            public_jwk=material.public_jwk,
-            created_at=now,
-            activated_at=now if state == "active" else None,
-            retired_at=None,
-        )
-
-    def _material(self, record: SigningKeyRecord) -> KeyMaterial:
-        pem = self._aead.decrypt(record.private_key_encrypted, aad=record.kid.encode())
-        return load_key(record.alg, pem)
-
-    @property
-    def signer(self) -> Signer:
-        """The active signer of the default (access-token) algorithm."""
-        return self.signer_for(None)
-
-    def signer_for(self, alg: str | None) -> Signer:
-        """The active signer of ``alg`` (None: the default algorithm).
-
-        Raises:
-            RuntimeError: Not started, or no active key of ``alg`` (not a kept algorithm).
-        """
-        signer = self._signers.get(alg or self._alg)
-        if signer is None:
-            if not self._signers:
-                raise RuntimeError("KeyManager.start() was not awaited")
-            raise RuntimeError(f"no active {alg} signing key (kept: {', '.join(self._algs)})")
-        return signer
-
-    def sign(self, claims: Mapping[str, Any], *, typ: str, alg: str | None = None) -> str:
-        """Signs ``claims`` with the active key of ``alg`` (None: the default algorithm);
-        the header is ``{alg, kid, typ}``.
-
-        Raises:
-            RuntimeError: No active key of ``alg``.
-        """
-        return self.signer_for(alg).sign(claims, typ=typ)
-
-    @property
-    def verifier(self) -> Verifier:
-        return self._verifier
-
-    @property
-    def jwks(self) -> dict[str, Any]:
-        return self._jwks

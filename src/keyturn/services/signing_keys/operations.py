@@ -50,7 +50,7 @@ class AdminKeyService:
         return result
 
     async def revoke(self, principal: Principal, kid: str, *, client: ClientInfo) -> KeyRevocation:
-        """Emergency revocation of one signing key (services/key_revocation.py), audited.
+        """Emergency revocation of one signing key (signing_keys/revocation.py), audited.
 
         Raises:
             UnknownSigningKey: No key has this kid.

@@ -1,20 +1,6 @@
-"""Emergency revocation of one signing key (a compromised private key).
-
-A revoked key leaves the JWKS at once and no token it signed verifies again, whatever its
-``exp`` (unlike a rotation, which keeps the old key published until its tokens expire).
-This module holds what ``KeyManager.revoke()`` writes, in one transaction:
-
-- the key becomes ``revoked`` (``retired_at`` = the revocation time) and its private part
-  is wiped;
-- when it was its chain's ``active`` key, a new key signs from the same commit: the
-  chain's ``next`` key is activated at once (it has been published for a while, so many
-  verifiers already hold it), or, without one, a fresh key is made active; signing never
-  stops;
-- when it was a ``next`` key (or the active one whose ``next`` took over), a fresh
-  ``next`` key is published, so the chain can rotate later as usual.
-
-Every replica learns of it through the shared deny-list (services/keys.py) at once and
-through the database state on its next reload.
+"""Emergency revocation of one signing key (a compromised private key): what
+``KeyManager.revoke()`` writes in one transaction.
+See docs/technical/2026-11-26_backend_security-implementation.md (Signing keys).
 """
 
 from __future__ import annotations

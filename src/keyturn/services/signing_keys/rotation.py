@@ -1,8 +1,8 @@
 """The writes of one signing-key rotation, every algorithm's chain in one transaction.
 
-See services/keys.py for the states and the rules; this module holds what ``rotate()``
-writes (the compare-and-set per chain, the retirement of a dropped algorithm's chain) and
-what it answers.
+The states and the rules: docs/technical/2026-11-26_backend_security-implementation.md
+(Signing keys). This module holds what ``rotate()`` writes (the compare-and-set per
+chain, the retirement of a dropped algorithm's chain) and what it answers.
 """
 
 from __future__ import annotations

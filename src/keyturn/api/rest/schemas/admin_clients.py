@@ -13,12 +13,8 @@ from pydantic import Field, StringConstraints, model_validator
 
 from keyturn.api.rest.schemas.common import FromDomain, Name, Page, Request
 from keyturn.domain import OAuthClient
-from keyturn.services.oauth2.client_rules import (
-    MAX_LIST_ITEMS,
-    MAX_SCOPE_LENGTH,
-    MAX_URI_LENGTH,
-    ClientMetadata,
-)
+from keyturn.services.oauth2.client_rules import MAX_LIST_ITEMS, MAX_SCOPE_LENGTH, ClientMetadata
+from keyturn.services.oauth2.client_uris import MAX_URI_LENGTH
 from keyturn.services.oauth2.clients import ClientPatch, CreatedClient
 
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URI_LENGTH)]

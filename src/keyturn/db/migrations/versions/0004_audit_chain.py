@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from keyturn.db.audit import GENESIS, chain_hash
+from keyturn.db.audit_chain import GENESIS, chain_hash
 from keyturn.db.types import UTCDateTime
 
 revision = "0004"

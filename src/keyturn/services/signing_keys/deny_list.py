@@ -1,0 +1,93 @@
+"""The shared deny-list of revoked signing-key kids: every replica refuses a revoked key's
+tokens at once. The database state is the truth it is rebuilt from, and asked when the
+list is unreachable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+import structlog
+
+from keyturn.domain import utcnow
+from keyturn.infra.errors import StoreUnavailable
+from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
+from keyturn.infra.revocation import RevocationStore
+from keyturn.services.ports import UnitOfWorkFactory
+from keyturn.services.signing_keys.revocation import deny_list_entry
+
+log = structlog.get_logger(__name__)
+
+
+class KidDenyList:
+    """Revoked kids on the shared store (None: one process, which reloads on revoke).
+
+    Args:
+        store: The shared deny-list (Redis with several replicas), or None.
+        uow_factory: Opens a unit of work (the fallback when the store cannot answer).
+        retired_window: How long a revoked kid stays listed (every replica has reloaded
+            without the key by then).
+    """
+
+    def __init__(
+        self,
+        store: RevocationStore | None,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        retired_window: timedelta,
+    ) -> None:
+        self._store = store
+        self._uow_factory = uow_factory
+        self._window = retired_window
+
+    @property
+    def ttl(self) -> int:
+        """Seconds a revoked kid stays on the shared deny-list."""
+        return int(self._window.total_seconds())
+
+    async def is_revoked(self, kid: str) -> bool:
+        if self._store is None:
+            return False  # one process: revoke() has already reloaded this one
+        try:
+            return await self._store.is_revoked(deny_list_entry(kid))
+        except StoreUnavailable:
+            # Fail closed: the database is the truth when the shared list cannot answer.
+            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+            async with self._uow_factory() as uow:
+                record = await uow.signing_keys.get(kid)
+            return record is None or record.state == "revoked"
+
+    async def lists_any(self, kids: Iterable[str]) -> bool:
+        """Whether one of ``kids`` is listed; an outage answers False (signing is not where
+        revocation fails closed: every verifier refuses the key's tokens)."""
+        if self._store is None:
+            return False
+        try:
+            for kid in kids:
+                if await self._store.is_revoked(deny_list_entry(kid)):
+                    return True
+        except StoreUnavailable:
+            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+        return False
+
+    async def publish(self, kid: str) -> None:
+        if self._store is None:
+            return
+        try:
+            # Listed until every replica has reloaded without the key (the database state
+            # keeps it out after that); restore_deny_list re-lists it after a Redis reset.
+            await self._store.revoke(deny_list_entry(kid), self.ttl)
+        except StoreUnavailable:
+            # Replicas reading the database (list unreachable) or reloading see it anyway.
+            REVOCATION_STORE_ERRORS.labels("revoke").inc()
+            log.error("deny_list_write_failed", kid=kid)
+
+    async def entries(self) -> list[tuple[str, int]]:
+        """Kids revoked recently enough to be listed, as entries with the seconds left."""
+        now = utcnow()
+        async with self._uow_factory() as uow:
+            revoked = await uow.signing_keys.revoked_since(now - self._window)
+        return [
+            (deny_list_entry(kid), max(self.ttl - int((now - revoked_at).total_seconds()), 1))
+            for kid, revoked_at in revoked
+        ]
