@@ -40,14 +40,18 @@ from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.logging import configure_logging
-from keyturn.infra.mail import Mailer, build_mailer
-from keyturn.infra.metrics import HASH_POOL_CAPACITY, HASH_POOL_IN_FLIGHT, RATE_LIMIT_FALLBACKS
-from keyturn.infra.rate_limit import RateLimiter, build_rate_limiter
-from keyturn.infra.revocation import RevocationStore, build_revocation_store
+from keyturn.infra.mail import build_mailer
+from keyturn.infra.rate_limit import build_rate_limiter
+from keyturn.infra.revocation import build_revocation_store
 from keyturn.infra.templates import MailTemplates
+from keyturn.observability.logging import configure_logging
+from keyturn.observability.metrics import (
+    HASH_POOL_CAPACITY,
+    HASH_POOL_IN_FLIGHT,
+    RATE_LIMIT_FALLBACKS,
+)
 from keyturn.security.aead import Aead
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
@@ -58,6 +62,7 @@ from keyturn.services.accounts.lifecycle import AccountService, TokenLifetimes
 from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens
+from keyturn.services.accounts.ports import RateLimiter, RevocationStore
 from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.throttle import Limits, Throttle
@@ -78,6 +83,7 @@ from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.oauth2.userinfo import UserInfoService
 from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
+from keyturn.services.outbox.ports import Mailer
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services

@@ -332,3 +332,24 @@ class KeptMail:
     text: str
     html: str | None
     sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Outcome of one (real or peeked) rate-limit hit.
+
+    Attributes:
+        allowed: The hit fits in the window (and, for ``hit``, was recorded).
+        limit: Hits allowed per window (``RateLimit-Limit``).
+        remaining: Hits left in the window after this one (``RateLimit-Remaining``);
+            what is left when refused, which is below ``cost``.
+        retry_after: Seconds until this hit would be allowed (``Retry-After``); 0 when
+            allowed, at least 1 when refused.
+        reset_after: Seconds until the window holds no hit at all (``RateLimit-Reset``).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int
+    reset_after: int

@@ -450,3 +450,30 @@ class RequestObjectNotSupported(OAuthError):
     def __init__(self, parameter: str) -> None:
         super().__init__(f"The {parameter} parameter is not supported.")
         self.code = f"{parameter}_not_supported"
+
+
+class StoreUnavailable(Exception):
+    """A shared store (Redis) could not be reached or did not answer in time.
+
+    Not a domain error: it never reaches the edge. The service that catches it decides how
+    to degrade (DESIGN.md section 6: Redis loss degrades to the database, never opens a
+    door). The driver exception is chained as ``__cause__``.
+    """
+
+
+class MailDeliveryError(Exception):
+    """A mail could not be handed to the mail server.
+
+    The message never contains a credential or the body; the driver exception (if any)
+    is chained as ``__cause__``.
+
+    Attributes:
+        permanent: ``True`` when retrying cannot help (the server refused this recipient
+            or this message with a 5xx reply, or the message cannot be built); ``False``
+            for connection failures, timeouts, 4xx replies and relay misconfiguration,
+            which the worker retries.
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from keyturn.infra.mail import MailDeliveryError, MailMessage, SmtpMailer, new_message_id
+from keyturn.domain_mail import MailMessage, new_message_id
+from keyturn.errors import MailDeliveryError
+from keyturn.infra.mail import SmtpMailer
 from keyturn.infra.templates import MailTemplates
 from smtp_server import SmtpServer, extract_token, free_port, text_body
 

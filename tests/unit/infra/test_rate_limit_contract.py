@@ -18,16 +18,16 @@ import anyio
 import pytest
 from redis.exceptions import RedisError
 
+from keyturn.domain import RateDecision
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.rate_limit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
-    RateDecision,
-    RateLimiter,
     RedisRateLimiter,
-    StoreUnavailable,
     build_rate_limiter,
 )
 from keyturn.infra.redis_client import create_redis_client
+from keyturn.services.accounts.ports import RateLimiter
 
 pytestmark = pytest.mark.anyio
 

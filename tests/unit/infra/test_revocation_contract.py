@@ -15,14 +15,14 @@ import anyio
 import pytest
 from redis.exceptions import RedisError
 
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.redis_client import create_redis_client
 from keyturn.infra.revocation import (
     MemoryRevocationStore,
     RedisRevocationStore,
-    RevocationStore,
-    StoreUnavailable,
     build_revocation_store,
 )
+from keyturn.services.accounts.ports import RevocationStore
 
 pytestmark = pytest.mark.anyio
 

@@ -11,11 +11,10 @@ from typing import Any
 import structlog
 
 from keyturn.domain import SELF_SERVICE_SCOPES, Principal, Session, User, utcnow
-from keyturn.errors import InvalidToken, SessionRevoked
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
-from keyturn.infra.revocation import RevocationStore
+from keyturn.errors import InvalidToken, SessionRevoked, StoreUnavailable
+from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
 from keyturn.security.jose import JosePolicy
+from keyturn.services.accounts.ports import RevocationStore
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.manager import KeyManager
 

@@ -16,7 +16,7 @@ from keyturn.errors import (
     InvalidRefreshToken,
     PermissionDenied,
 )
-from keyturn.infra.metrics import LOGINS, REFRESHES, REUSE_DETECTIONS
+from keyturn.observability.metrics import LOGINS, REFRESHES, REUSE_DETECTIONS
 from keyturn.security.digests import (
     Digester,
     KeyRing,

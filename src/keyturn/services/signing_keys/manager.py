@@ -52,15 +52,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
-from keyturn.errors import AccessTokenExpired, InvalidToken
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
-from keyturn.infra.revocation import RevocationStore
+from keyturn.errors import AccessTokenExpired, InvalidToken, StoreUnavailable
+from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
 from keyturn.security.aead import Aead
 from keyturn.security.jose import JosePolicy, Signer, Verifier, header_kid
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, generate_key, load_key
@@ -80,6 +78,10 @@ from keyturn.services.signing_keys.rotation import (
     oldest_first,
     rotate_chains,
 )
+
+if TYPE_CHECKING:
+    # Only a type: importing accounts at run time would close an import cycle.
+    from keyturn.services.accounts.ports import RevocationStore
 
 __all__ = [
     "RETIRED_MARGIN_SECONDS",
