@@ -235,7 +235,10 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     )
 
     sessions_service = SessionService(
-        uow_factory=uow_factory, access_tokens=access_tokens, idle_ttl=settings.session_idle_ttl
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        access_tokens=access_tokens,
+        idle_ttl=settings.session_idle_ttl,
     )
     authorizer = Authorizer(uow_factory=uow_factory)
 
@@ -283,6 +286,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     )
     account = AccountService(
         uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
         tokens=tokens,
@@ -318,6 +322,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         ),
         users=UserService(
             uow_factory=uow_factory,
+            read_uow_factory=read_uow_factory,
             hash_pool=hash_pool,
             access_tokens=access_tokens,
             policy=policy,
@@ -352,7 +357,9 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             access_tokens=access_tokens,
         ),
         oauth_tokens=oauth_tokens,
-        consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),
+        consents=ConsentService(
+            uow_factory=uow_factory, read_uow_factory=read_uow_factory, access_tokens=access_tokens
+        ),
         oauth_cors=OAuthCorsOrigins(uow_factory=uow_factory),
         rp_logout=RpLogoutService(uow_factory=uow_factory, hints=id_token_hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=oauth_tokens),

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from keyturn.api.deps import ClientDep, ServicesDep, require_scope
 from keyturn.api.rest.responses import problems
 from keyturn.api.schemas import ConsentList, ConsentOut
-from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me/consents", tags=["me"])
@@ -26,8 +25,7 @@ async def list_consents(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ConsentList:
-    with read_only():
-        page = await services.consents.list_mine(principal, limit=limit, cursor=cursor)
+    page = await services.consents.list_mine(principal, limit=limit, cursor=cursor)
     return ConsentList(
         items=[ConsentOut.of(item) for item in page.items], next_cursor=page.next_cursor
     )

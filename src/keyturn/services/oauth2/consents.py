@@ -29,9 +29,15 @@ class ConsentPage:
 
 class ConsentService:
     def __init__(
-        self, *, uow_factory: UnitOfWorkFactory, access_tokens: AccessTokenService
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        access_tokens: AccessTokenService,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._access_tokens = access_tokens
 
     async def list_mine(
@@ -39,7 +45,7 @@ class ConsentService:
     ) -> ConsentPage:
         """The caller's live consents, newest first."""
         after = decode_cursor(cursor) if cursor else None
-        async with self._uow_factory() as uow:
+        async with self._read_uow_factory() as uow:
             # One extra row tells whether another page exists.
             rows = await uow.consents.page_for(principal.user_id, limit=limit + 1, after=after)
         items = rows[:limit]
