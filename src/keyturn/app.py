@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from keyturn.api.rest import (
 from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
+from keyturn.db.outbox import reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
@@ -67,6 +68,7 @@ from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.throttle import Limits, Throttle
 from keyturn.services.admin.api_keys import ApiKeyService
+from keyturn.services.admin.audit_chain import AuditChainService
 from keyturn.services.admin.audit_log import AuditLogService
 from keyturn.services.admin.permissions import Authorizer
 from keyturn.services.admin.roles import RoleService
@@ -83,6 +85,7 @@ from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.oauth2.userinfo import UserInfoService
 from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
+from keyturn.services.outbox.maintenance import OutboxMaintenance
 from keyturn.services.outbox.ports import Mailer
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork
@@ -168,12 +171,17 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         return SqlUnitOfWork(sessions, read_sessions)
 
     def read_uow_factory() -> UnitOfWork:
-        # For a service's pure reads (client lookup, user lookup before the hash): on
-        # PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK; writes refused.
+        # For a service's pure reads (client lookup, user lookup before the hash, the
+        # /v1/me reads): on PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK;
+        # writes refused.
         return SqlUnitOfWork(sessions, read_sessions, read_only=True)
 
     ring = KeyRing.from_strings(settings.secret_key)
     aead = Aead(ring)
+
+    async def reseal_outbox(progress: Callable[[int], None] | None = None) -> tuple[int, int, int]:
+        return await reseal_payloads(sessions, aead, progress)
+
     keys = KeyManager(
         uow_factory=uow_factory,
         aead=aead,
@@ -343,6 +351,9 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             set_password_ttl=settings.verify_email_ttl,
         ),
         audit_log=AuditLogService(uow_factory=uow_factory, authorizer=authorizer),
+        audit_chain=AuditChainService(
+            uow_factory=uow_factory, retention_days=settings.audit_retention_days
+        ),
         admin_keys=AdminKeyService(keys=keys, authorizer=authorizer, uow_factory=uow_factory),
         api_keys=ApiKeyService(
             uow_factory=uow_factory, authorizer=authorizer, guard=guard, key_ring=ring
@@ -379,6 +390,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
             # Account requests (forgot, resend, email change) are resolved here.
             resolver=account,
         ),
+        outbox_maintenance=OutboxMaintenance(uow_factory=uow_factory, resealer=reseal_outbox),
         readiness_checks=checks,
         email_verification_required=settings.email_verification_required,
     )

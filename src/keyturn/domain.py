@@ -353,3 +353,27 @@ class RateDecision:
     remaining: int
     retry_after: int
     reset_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What a walk of the audit hash chain found: intact, or the first bad row and why."""
+
+    rows: int
+    bad_id: int | None = None
+    reason: str | None = None
+    head_id: int | None = None
+    head_hash: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.bad_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What an audit prune removed, and the checkpoint row that anchors what remains."""
+
+    deleted: int
+    pruned_through_id: int | None = None
+    checkpoint_id: int | None = None

@@ -62,7 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import AuditEventRow
 from keyturn.db.types import affected
-from keyturn.domain import AuditEvent, AuditFilter
+from keyturn.domain import AuditEvent, AuditFilter, ChainReport, PruneResult
 
 GENESIS = "0" * 64
 CHECKPOINT = "audit.checkpoint"
@@ -125,28 +125,6 @@ def row_hash(row: AuditEventRow) -> str:
         data=row.data,
         prev_hash=row.prev_hash,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    """What :func:`verify_chain` found: intact, or the first bad row and why."""
-
-    rows: int
-    bad_id: int | None = None
-    reason: str | None = None
-    head_id: int | None = None
-    head_hash: str | None = None
-
-    @property
-    def intact(self) -> bool:
-        return self.bad_id is None
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    deleted: int
-    pruned_through_id: int | None = None
-    checkpoint_id: int | None = None
 
 
 def _append_one_statement() -> Any:

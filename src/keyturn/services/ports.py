@@ -17,11 +17,13 @@ from keyturn.domain import (
     AuditEvent,
     AuditFilter,
     AuthorizationCode,
+    ChainReport,
     Consent,
     ConsentListing,
     OAuthClient,
     OneTimeToken,
     OutboxEntry,
+    PruneResult,
     RefreshToken,
     Role,
     Session,
@@ -365,6 +367,13 @@ class AuditRepository(Protocol):
     async def search(
         self, where: AuditFilter, *, limit: int, before_id: int | None
     ) -> list[AuditEvent]: ...
+    async def verify(
+        self, *, batch_size: int, progress: Callable[[int], None] | None = None
+    ) -> ChainReport:
+        """Walks the hash chain in id order; the first edited or deleted row breaks it."""
+
+    async def prune(self, *, before: datetime, now: datetime) -> PruneResult:
+        """Deletes the oldest rows older than ``before`` behind a checkpoint row."""
 
 
 class UnitOfWork(Protocol):

@@ -14,6 +14,7 @@ from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.throttle import Throttle
 from keyturn.services.admin.api_keys import ApiKeyService
+from keyturn.services.admin.audit_chain import AuditChainService
 from keyturn.services.admin.audit_log import AuditLogService
 from keyturn.services.admin.permissions import Authorizer
 from keyturn.services.admin.roles import RoleService
@@ -29,6 +30,7 @@ from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.oauth2.userinfo import UserInfoService
 from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
+from keyturn.services.outbox.maintenance import OutboxMaintenance
 from keyturn.services.signing_keys.manager import KeyManager
 from keyturn.services.signing_keys.operations import AdminKeyService
 
@@ -45,6 +47,7 @@ class Services:
     roles: RoleService
     admin_users: AdminUserService
     audit_log: AuditLogService
+    audit_chain: AuditChainService
     admin_keys: AdminKeyService
     api_keys: ApiKeyService
     clients: ClientService
@@ -61,6 +64,7 @@ class Services:
     hash_pool: HashPool
     outbox: MailOutbox
     outbox_worker: OutboxWorker
+    outbox_maintenance: OutboxMaintenance
     readiness_checks: Mapping[str, HealthCheck]
     email_verification_required: bool
     authorizations: AuthorizationService

@@ -6,11 +6,12 @@ and ``keyturn.infra.templates``, which never import services.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from keyturn.domain_mail import MailMessage
 
-__all__ = ["MailRenderer", "Mailer"]
+__all__ = ["MailRenderer", "Mailer", "PayloadResealer"]
 
 
 class Mailer(Protocol):
@@ -34,4 +35,12 @@ class MailRenderer(Protocol):
 
     def render(self, kind: str, *, to: str, message_id: str, **context: str | int) -> MailMessage:
         """Render the mail of ``kind`` for ``to``; ``ValueError`` on a wrong context."""
+        ...
+
+
+class PayloadResealer(Protocol):
+    """Re-encrypts every queued payload under the first key of the ring (``db.outbox``)."""
+
+    async def __call__(self, progress: Callable[[int], None] | None = None) -> tuple[int, int, int]:
+        """Returns (re-encrypted, already current, unreadable and not dead)."""
         ...
