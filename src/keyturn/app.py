@@ -56,42 +56,50 @@ from keyturn.observability.metrics import (
 from keyturn.security.aead import Aead
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.authentication import AuthService
-from keyturn.services.accounts.credential_rules import PasswordPolicy
-from keyturn.services.accounts.lifecycle import AccountService, TokenLifetimes
-from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
-from keyturn.services.accounts.lockout import CredentialGuard
-from keyturn.services.accounts.one_time_tokens import OneTimeTokens
-from keyturn.services.accounts.ports import RateLimiter, RevocationStore
-from keyturn.services.accounts.profile import UserService
-from keyturn.services.accounts.sessions import SessionService
-from keyturn.services.accounts.throttle import Limits, Throttle
-from keyturn.services.admin.api_keys import ApiKeyService
-from keyturn.services.admin.audit_chain import AuditChainService
-from keyturn.services.admin.audit_log import AuditLogService
-from keyturn.services.admin.permissions import Authorizer
-from keyturn.services.admin.roles import RoleService
-from keyturn.services.admin.users import AdminUserService
-from keyturn.services.oauth2.authorize import AuthorizationService
-from keyturn.services.oauth2.browser_sessions import BrowserSessions
-from keyturn.services.oauth2.clients import ClientService
-from keyturn.services.oauth2.consents import ConsentService
-from keyturn.services.oauth2.cors import OAuthCorsOrigins
-from keyturn.services.oauth2.id_tokens import IdTokenHints, IdTokenSigner
-from keyturn.services.oauth2.metadata import server_metadata
-from keyturn.services.oauth2.rp_logout import RpLogoutService
-from keyturn.services.oauth2.token_management import OAuthTokenService
-from keyturn.services.oauth2.tokens import TokenService
-from keyturn.services.oauth2.userinfo import UserInfoService
-from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
-from keyturn.services.outbox.maintenance import OutboxMaintenance
-from keyturn.services.outbox.ports import Mailer
+from keyturn.services.accounts import (
+    AccessTokenService,
+    AccountMail,
+    AccountService,
+    AuthService,
+    CredentialGuard,
+    Limits,
+    LinkTemplates,
+    OneTimeTokens,
+    PasswordPolicy,
+    RateLimiter,
+    RevocationStore,
+    SessionService,
+    Throttle,
+    TokenLifetimes,
+    UserService,
+)
+from keyturn.services.admin import (
+    AdminUserService,
+    ApiKeyService,
+    AuditChainService,
+    AuditLogService,
+    Authorizer,
+    RoleService,
+)
+from keyturn.services.oauth2 import (
+    AuthorizationService,
+    BrowserSessions,
+    ClientService,
+    ConsentService,
+    IdTokenHints,
+    IdTokenSigner,
+    OAuthCorsOrigins,
+    OAuthTokenService,
+    RpLogoutService,
+    TokenService,
+    UserInfoService,
+    server_metadata,
+)
+from keyturn.services.outbox import Mailer, MailOutbox, OutboxMaintenance, OutboxWorker
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork
 from keyturn.services.registry import Services
-from keyturn.services.signing_keys.manager import KeyManager
-from keyturn.services.signing_keys.operations import AdminKeyService
+from keyturn.services.signing_keys import AdminKeyService, KeyManager
 
 log = structlog.get_logger(__name__)
 

@@ -29,8 +29,8 @@ from keyturn.config import Settings
 from keyturn.infra.revocation import MemoryRevocationStore
 from keyturn.security.jose import Signer
 from keyturn.security.keys import load_key
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.signing_keys.revocation import deny_list_entry
+from keyturn.services.accounts import AccessTokenService
+from keyturn.services.signing_keys import deny_list_entry
 from oauth_helpers import basic, grant, register, signed_in, token
 from smtp_server import free_port
 

@@ -10,9 +10,8 @@ from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
 from keyturn.api.schemas import Name, Request, SessionOut
 from keyturn.domain import AuditEvent, Role, User, utcnow
-from keyturn.services.admin.audit_log import AuditPage
-from keyturn.services.admin.users import UserPage
-from keyturn.services.signing_keys.manager import KeyInfo, KeyRevocation, RotationResult
+from keyturn.services.admin import AuditPage, UserPage
+from keyturn.services.signing_keys import KeyInfo, KeyRevocation, RotationResult
 
 RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Description = Annotated[str, StringConstraints(max_length=500)]

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from keyturn.api.schemas import ApiKeyOut, Request
-from keyturn.services.admin.api_keys import CreatedApiKey
+from keyturn.services.admin import CreatedApiKey
 
 # No control characters (NUL included: PostgreSQL text cannot hold it).
 KeyName = Annotated[

@@ -13,13 +13,15 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from keyturn.api.schemas import Name, Request
 from keyturn.domain import OAuthClient
-from keyturn.services.oauth2.client_rules import (
+from keyturn.services.oauth2 import (
     MAX_LIST_ITEMS,
     MAX_SCOPE_LENGTH,
     MAX_URI_LENGTH,
     ClientMetadata,
+    ClientPage,
+    ClientPatch,
+    CreatedClient,
 )
-from keyturn.services.oauth2.clients import ClientPage, ClientPatch, CreatedClient
 
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URI_LENGTH)]
 UriList = Annotated[list[Uri], Field(max_length=MAX_LIST_ITEMS)]

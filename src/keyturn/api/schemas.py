@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from keyturn.domain import ApiKey, ConsentListing, Session, TokenPair, User
-from keyturn.services.accounts.lifecycle import AccountData
+from keyturn.services.accounts import AccountData
 
 # Passwords are bounded here only against abuse of the parser; the policy (with its own,
 # configurable cap checked before hashing) gives the helpful error.

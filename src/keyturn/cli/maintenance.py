@@ -17,7 +17,7 @@ from keyturn.domain import ChainReport, OutboxEntry, PruneResult
 from keyturn.errors import KeyturnError
 from keyturn.security.aead import DecryptionError
 from keyturn.services.registry import Services
-from keyturn.services.signing_keys.manager import (
+from keyturn.services.signing_keys import (
     KeyInfo,
     KeyRevocation,
     RotationRefused,

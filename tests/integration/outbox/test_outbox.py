@@ -40,8 +40,7 @@ from keyturn.domain_mail import MailMessage
 from keyturn.infra.mail import SmtpMailer
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
-from keyturn.services.outbox.delivery import OutboxWorker, retry_delay
-from keyturn.services.outbox.ports import Mailer
+from keyturn.services.outbox import Mailer, OutboxWorker, retry_delay
 from keyturn.services.ports import UnitOfWork
 from smtp_server import SmtpServer, extract_token
 

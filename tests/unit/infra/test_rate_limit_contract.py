@@ -27,7 +27,7 @@ from keyturn.infra.rate_limit import (
     build_rate_limiter,
 )
 from keyturn.infra.redis_client import create_redis_client
-from keyturn.services.accounts.ports import RateLimiter
+from keyturn.services.accounts import RateLimiter
 
 pytestmark = pytest.mark.anyio
 

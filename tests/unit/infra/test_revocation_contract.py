@@ -22,7 +22,7 @@ from keyturn.infra.revocation import (
     RedisRevocationStore,
     build_revocation_store,
 )
-from keyturn.services.accounts.ports import RevocationStore
+from keyturn.services.accounts import RevocationStore
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyturn.errors import InvalidClientMetadata, InvalidRedirectUri, UnknownScope
-from keyturn.services.oauth2.client_rules import (
+from keyturn.services.oauth2 import (
     ClientMetadata,
     check_cors_origin,
     check_metadata,

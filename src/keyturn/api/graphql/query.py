@@ -25,8 +25,8 @@ from keyturn.api.graphql.types import (
     UserEdge,
 )
 from keyturn.domain import AuditFilter
-from keyturn.services.accounts.sessions import encode_cursor
-from keyturn.services.admin.users import user_cursor
+from keyturn.services.accounts import encode_cursor
+from keyturn.services.admin import user_cursor
 
 
 @strawberry.type

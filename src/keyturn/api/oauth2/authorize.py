@@ -29,7 +29,7 @@ from keyturn.api.ui.forms import MAX_NEXT_LENGTH
 from keyturn.api.ui.kit import PageKit, see_other
 from keyturn.domain import utcnow
 from keyturn.errors import OAuthError, OAuthInvalidRequest, UnsafeAuthorizationRequest
-from keyturn.services.oauth2.authorize import (
+from keyturn.services.oauth2 import (
     AUTH_AFTER,
     AuthorizationRequest,
     Next,

@@ -19,8 +19,7 @@ from keyturn.api.oauth2.requests import authorize_url, query_params, refused_pag
 from keyturn.api.oauth2.responses import deliver, deliver_error, form_action
 from keyturn.api.ui.kit import PageKit, see_other
 from keyturn.errors import AccessDenied, OAuthError, UnsafeAuthorizationRequest
-from keyturn.services.oauth2.authorize import AuthorizationRequest, Redirectable
-from keyturn.services.oauth2.browser_sessions import BrowserSession
+from keyturn.services.oauth2 import AuthorizationRequest, BrowserSession, Redirectable
 
 CONSENT_PATH = "/ui/consent"
 # What each scope means, in plain words (shown on the consent page).

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from keyturn.api.deps import get_services
 from keyturn.errors import OAuthError, UnsafeAuthorizationRequest
-from keyturn.services.oauth2.authorize import Redirectable
+from keyturn.services.oauth2 import Redirectable
 
 if TYPE_CHECKING:
     # Only the type: the sign-in page imports this module, and api.ui imports it.

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from keyturn.api.deps import get_client, get_services
 from keyturn.api.forms import read_form
 from keyturn.api.ui.kit import CSRF_FIELD, PageKit, see_other
-from keyturn.services.oauth2.rp_logout import LogoutRequest
+from keyturn.services.oauth2 import LogoutRequest
 
 PURPOSE = "rp_logout"
 # Longer values are no parameter we would ever issue or register; treated as absent.

@@ -3,3 +3,52 @@ tokens; credential rules, throttling and lockout; lifecycle mails and one-time t
 
 See docs/technical/2026-12-05_backend_architecture.md for how the packages fit together.
 """
+
+# The names other packages use; they import them from here, never from a submodule.
+# Order matters: modules that need another services package come last, so a cycle
+# through it (accounts <-> admin) finds these names already bound; isort keeps it.
+# isort: off
+from keyturn.services.accounts.ports import RateLimiter, RevocationStore
+from keyturn.services.accounts.credential_rules import PasswordPolicy, parse_email
+from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.accounts.credential_revocation import revoke_credentials
+from keyturn.services.accounts.throttle import Limits, Throttle
+from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
+from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
+from keyturn.services.accounts.sessions import (
+    SessionPage,
+    SessionService,
+    decode_cursor,
+    encode_cursor,
+)
+from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts.lifecycle import AccountData, AccountService, TokenLifetimes
+from keyturn.services.accounts.profile import UserService
+# isort: on
+
+__all__ = [
+    "ACCESS_TOKEN_TYP",
+    "AccessTokenService",
+    "AccountData",
+    "AccountMail",
+    "AccountService",
+    "AuthService",
+    "CredentialGuard",
+    "Limits",
+    "LinkTemplates",
+    "OneTimeTokens",
+    "PasswordPolicy",
+    "Purpose",
+    "RateLimiter",
+    "RevocationStore",
+    "SessionPage",
+    "SessionService",
+    "Throttle",
+    "TokenLifetimes",
+    "UserService",
+    "decode_cursor",
+    "encode_cursor",
+    "parse_email",
+    "revoke_credentials",
+]

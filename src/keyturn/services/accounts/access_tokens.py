@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -16,7 +16,11 @@ from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
 from keyturn.security.jose import JosePolicy
 from keyturn.services.accounts.ports import RevocationStore
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyManager
+
+if TYPE_CHECKING:
+    # Only a type: importing signing_keys at run time would close an import cycle
+    # (signing_keys -> admin -> accounts).
+    from keyturn.services.signing_keys import KeyManager
 
 log = structlog.get_logger(__name__)
 

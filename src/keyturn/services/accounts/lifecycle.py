@@ -33,8 +33,7 @@ from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize
 from keyturn.services.accounts.lifecycle_mail import AccountMail, mask_email
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
-from keyturn.services.admin.guard import keep_an_admin
-from keyturn.services.admin.permissions import require_fresh_login
+from keyturn.services.admin import keep_an_admin, require_fresh_login
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

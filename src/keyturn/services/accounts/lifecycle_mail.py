@@ -10,7 +10,7 @@ from keyturn.security.digests import Digester
 from keyturn.security.networks import ip_limit_key
 from keyturn.services.accounts.credential_revocation import Revoked
 from keyturn.services.accounts.ports import RateLimiter
-from keyturn.services.outbox.delivery import MailOutbox
+from keyturn.services.outbox import MailOutbox
 from keyturn.services.ports import UnitOfWork
 
 MAIL_WINDOW_SECONDS = 3600

@@ -13,7 +13,7 @@ from keyturn.services.accounts.credential_revocation import UNBOUND_PURPOSES, re
 from keyturn.services.accounts.credential_rules import PasswordPolicy, parse_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
-from keyturn.services.admin.permissions import require_fresh_login
+from keyturn.services.admin import require_fresh_login
 from keyturn.services.ports import UnitOfWorkFactory
 
 

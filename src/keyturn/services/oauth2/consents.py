@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from keyturn.domain import ClientInfo, ConsentListing, Principal, utcnow
 from keyturn.errors import NotFound
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.sessions import decode_cursor, encode_cursor
-from keyturn.services.admin.audit_log import record_action
+from keyturn.services.accounts import AccessTokenService, decode_cursor, encode_cursor
+from keyturn.services.admin import record_action
 from keyturn.services.ports import UnitOfWorkFactory
 
 

@@ -29,9 +29,7 @@ from keyturn.errors import (
 )
 from keyturn.security import pkce
 from keyturn.security.oidc_hashes import at_hash
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.authentication import AuthService
-from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts import AccessTokenService, AuthService, CredentialGuard
 from keyturn.services.oauth2.authorize import AuthorizationService, acr_for
 from keyturn.services.oauth2.client_rules import registered_redirect
 from keyturn.services.oauth2.grant_scope import (

@@ -81,7 +81,7 @@ from keyturn.services.signing_keys.rotation import (
 
 if TYPE_CHECKING:
     # Only a type: importing accounts at run time would close an import cycle.
-    from keyturn.services.accounts.ports import RevocationStore
+    from keyturn.services.accounts import RevocationStore
 
 __all__ = [
     "RETIRED_MARGIN_SECONDS",
