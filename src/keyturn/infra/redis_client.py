@@ -1,7 +1,8 @@
-"""The one place that builds a ``redis.asyncio`` client and maps its failures.
+"""The one place that builds a ``redis.asyncio`` client, maps its failures and names keys.
 
-Every Redis-backed adapter takes a client built here (or an injected one in tests),
-so timeouts, retries and health checks are the same for all of them.
+Every Redis-backed adapter is a ``RedisAdapter`` on a client built here (or an injected
+one in tests), so timeouts, retries, health checks, key prefixes and ownership of the
+client are the same for all of them.
 """
 
 from __future__ import annotations
