@@ -40,21 +40,28 @@ from keyturn.api.rest import (
 from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
+from keyturn.db.outbox import reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.logging import configure_logging
-from keyturn.infra.mail import Mailer, build_mailer
-from keyturn.infra.metrics import HASH_POOL_CAPACITY, HASH_POOL_IN_FLIGHT, RATE_LIMIT_FALLBACKS
-from keyturn.infra.rate_limit import RateLimiter, build_rate_limiter
-from keyturn.infra.revocation import RevocationStore, build_revocation_store
+from keyturn.infra.mail import build_mailer
+from keyturn.infra.rate_limit import build_rate_limiter
+from keyturn.infra.revocation import build_revocation_store
 from keyturn.infra.templates import MailTemplates
+from keyturn.observability.logging import configure_logging
+from keyturn.observability.metrics import (
+    HASH_POOL_CAPACITY,
+    HASH_POOL_IN_FLIGHT,
+    RATE_LIMIT_FALLBACKS,
+)
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
+from keyturn.services.accounts import RateLimiter, RevocationStore
 from keyturn.services.accounts.wiring import build_accounts
 from keyturn.services.admin.wiring import build_admin
 from keyturn.services.oauth2.wiring import build_oauth2
+from keyturn.services.outbox import Mailer, OutboxMaintenance
 from keyturn.services.outbox.wiring import build_outbox, build_outbox_worker
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -126,8 +133,9 @@ def _uow_factories(engine: AsyncEngine) -> tuple[UnitOfWorkFactory, UnitOfWorkFa
         return SqlUnitOfWork(sessions, read_sessions)
 
     def read_uow_factory() -> UnitOfWork:
-        # For a service's pure reads (client lookup, user lookup before the hash): on
-        # PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK; writes refused.
+        # For a service's pure reads (client lookup, user lookup before the hash, the
+        # /v1/me reads): on PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK;
+        # writes refused.
         return SqlUnitOfWork(sessions, read_sessions, read_only=True)
 
     return uow_factory, read_uow_factory
@@ -206,6 +214,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         roles=admin.roles,
         admin_users=admin.users,
         audit_log=admin.audit_log,
+        audit_chain=admin.audit_chain,
         admin_keys=admin.keys,
         api_keys=admin.api_keys,
         authorizations=oauth2.authorizations,
@@ -222,9 +231,21 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         keys=keys,
         outbox=outbox,
         outbox_worker=worker,
+        outbox_maintenance=_outbox_maintenance(adapters, uow_factory, aead),
         readiness_checks=_readiness_checks(settings, adapters),
         email_verification_required=settings.email_verification_required,
     )
+
+
+def _outbox_maintenance(
+    adapters: Adapters, uow_factory: UnitOfWorkFactory, aead: Aead
+) -> OutboxMaintenance:
+    sessions = session_factory(adapters.engine)
+
+    async def reseal(progress: Callable[[int], None] | None = None) -> tuple[int, int, int]:
+        return await reseal_payloads(sessions, aead, progress)
+
+    return OutboxMaintenance(uow_factory=uow_factory, resealer=reseal)
 
 
 def build_hash_pool(settings: Settings) -> HashPool:

@@ -328,3 +328,48 @@ class KeptMail:
     text: str
     html: str | None
     sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Outcome of one (real or peeked) rate-limit hit.
+
+    Attributes:
+        allowed: The hit fits in the window (and, for ``hit``, was recorded).
+        limit: Hits allowed per window (``RateLimit-Limit``).
+        remaining: Hits left in the window after this one (``RateLimit-Remaining``);
+            what is left when refused, which is below ``cost``.
+        retry_after: Seconds until this hit would be allowed (``Retry-After``); 0 when
+            allowed, at least 1 when refused.
+        reset_after: Seconds until the window holds no hit at all (``RateLimit-Reset``).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int
+    reset_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What a walk of the audit hash chain found: intact, or the first bad row and why."""
+
+    rows: int
+    bad_id: int | None = None
+    reason: str | None = None
+    head_id: int | None = None
+    head_hash: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.bad_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What an audit prune removed, and the checkpoint row that anchors what remains."""
+
+    deleted: int
+    pruned_through_id: int | None = None
+    checkpoint_id: int | None = None

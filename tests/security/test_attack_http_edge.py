@@ -34,7 +34,7 @@ from helpers import PASSWORD, bearer, new_email, running_app, serving, signup_lo
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
 from keyturn.errors import InvalidToken
-from keyturn.infra.metrics import REGISTRY
+from keyturn.observability.metrics import REGISTRY
 from keyturn.security.jose import JosePolicy, Signer, Verifier
 from keyturn.security.keys import KeyMaterial, generate_key
 from keyturn.security.networks import ip_limit_key

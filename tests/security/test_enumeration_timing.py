@@ -42,7 +42,7 @@ from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.infra.mail import SmtpMailer
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
-from keyturn.services.outbox.delivery import REQUEST_KIND, OutboxWorker, RequestResolver
+from keyturn.services.outbox import REQUEST_KIND, OutboxWorker, RequestResolver
 from keyturn.services.ports import UnitOfWork
 from rank_test import mann_whitney_p
 from smtp_server import SmtpServer

@@ -1,6 +1,6 @@
 """Every flow, run over HTTP with the production log setup; no secret reaches any output.
 
-The app logs through ``keyturn.infra.logging.configure_logging`` (JSON to stdout, the
+The app logs through ``keyturn.observability.logging.configure_logging`` (JSON to stdout, the
 standard library joined in) at the production default level. All of stdout, stderr and
 every log record (message and args) is searched for every secret the run used or was
 issued: passwords (old, new, reset, wrong), access and refresh tokens, the one-time tokens
@@ -32,7 +32,7 @@ from helpers import PASSWORD, bearer, mails_to, new_email
 from keyturn.config import Settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.models import AuditEventRow
-from keyturn.infra.logging import configure_logging
+from keyturn.observability.logging import configure_logging
 from smtp_server import SmtpServer, extract_token
 
 pytestmark = pytest.mark.anyio

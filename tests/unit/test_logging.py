@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from keyturn.infra.logging import configure_logging
+from keyturn.observability.logging import configure_logging
 
 
 @pytest.fixture

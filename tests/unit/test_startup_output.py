@@ -16,7 +16,7 @@ import structlog
 from keyturn.cli.banner import start_banner
 from keyturn.config import Settings, listener_url
 from keyturn.db.migrate import Upgrade
-from keyturn.infra.logging import configure_logging
+from keyturn.observability.logging import configure_logging
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.cli.users import users_app
 from keyturn.config import Settings
 from keyturn.db.migrate import upgrade
-from keyturn.infra.logging import configure_logging
+from keyturn.observability.logging import configure_logging
 
 HELP = "Keyturn identity service."
 

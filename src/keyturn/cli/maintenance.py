@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -12,16 +13,11 @@ from keyturn.app import build_adapters, build_services
 from keyturn.cli.common import ensure_schema, settings_or_exit
 from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings
-from keyturn.db.audit import PruneResult
-from keyturn.db.audit_chain import ChainReport
-from keyturn.db.engine import create_engine, session_factory
-from keyturn.db.outbox import reseal_payloads
-from keyturn.db.unit_of_work import SqlUnitOfWork
-from keyturn.domain import utcnow
+from keyturn.domain import ChainReport, OutboxEntry, PruneResult
 from keyturn.errors import KeyturnError
-from keyturn.security.aead import Aead, DecryptionError
-from keyturn.security.digests import KeyRing
-from keyturn.services.signing_keys.manager import (
+from keyturn.security.aead import DecryptionError
+from keyturn.services.registry import Services
+from keyturn.services.signing_keys import (
     KeyInfo,
     KeyRevocation,
     RotationRefused,
@@ -43,6 +39,17 @@ secret_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Manage the KEYTURN_SECRET_KEY ring."
 )
 
+T = TypeVar("T")
+
+
+async def _with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
+    """Run one use case on services wired by the composition root, then release them."""
+    adapters = build_adapters(settings)
+    try:
+        return await use(build_services(settings, adapters))
+    finally:
+        await adapters.close()
+
 
 @outbox_app.command("status")
 def outbox_status(
@@ -60,13 +67,12 @@ def outbox_status(
         )
 
 
-async def _outbox_status(settings: Settings, limit: int) -> tuple[dict[str, int], list[Any]]:
-    engine = create_engine(settings.database_url)
-    try:
-        async with SqlUnitOfWork(session_factory(engine)) as uow:
-            return await uow.outbox.counts(), await uow.outbox.list_by_status("dead", limit=limit)
-    finally:
-        await engine.dispose()
+async def _outbox_status(
+    settings: Settings, limit: int
+) -> tuple[dict[str, int], list[OutboxEntry]]:
+    return await _with_services(
+        settings, lambda services: services.outbox_maintenance.status(dead_limit=limit)
+    )
 
 
 @audit_app.command("verify")
@@ -89,12 +95,10 @@ def audit_verify(
 
 
 async def _audit_verify(settings: Settings, batch_size: int, advance: Advance) -> ChainReport:
-    engine = create_engine(settings.database_url)
-    try:
-        async with SqlUnitOfWork(session_factory(engine)) as uow:
-            return await uow.audit.verify(batch_size=batch_size, progress=advance)
-    finally:
-        await engine.dispose()
+    return await _with_services(
+        settings,
+        lambda services: services.audit_chain.verify(batch_size=batch_size, progress=advance),
+    )
 
 
 @audit_app.command("prune")
@@ -115,17 +119,7 @@ def audit_prune() -> None:
 
 
 async def _audit_prune(settings: Settings) -> PruneResult:
-    now = utcnow()
-    engine = create_engine(settings.database_url)
-    try:
-        async with SqlUnitOfWork(session_factory(engine)) as uow:
-            result = await uow.audit.prune(
-                before=now - timedelta(days=settings.audit_retention_days), now=now
-            )
-            await uow.commit()
-            return result
-    finally:
-        await engine.dispose()
+    return await _with_services(settings, lambda services: services.audit_chain.prune())
 
 
 def _when(moment: datetime | None) -> str:
@@ -147,11 +141,7 @@ def keys_list() -> None:
 
 
 async def _keys_list(settings: Settings) -> list[KeyInfo]:
-    adapters = build_adapters(settings)
-    try:
-        return await build_services(settings, adapters).keys.list_keys()
-    finally:
-        await adapters.close()
+    return await _with_services(settings, lambda services: services.keys.list_keys())
 
 
 @keys_app.command("rotate")
@@ -261,11 +251,8 @@ def secret_rotate() -> None:
 async def _secret_rotate(
     settings: Settings, advance: Advance
 ) -> tuple[tuple[int, int], tuple[int, int, int]]:
-    adapters = build_adapters(settings)
-    try:
-        keys = await build_services(settings, adapters).keys.reseal()
-        aead = Aead(KeyRing.from_strings(settings.secret_key))
-        mail = await reseal_payloads(session_factory(adapters.engine), aead, advance)
-        return keys, mail
-    finally:
-        await adapters.close()
+    async def reseal(services: Services) -> tuple[tuple[int, int], tuple[int, int, int]]:
+        keys = await services.keys.reseal()
+        return keys, await services.outbox_maintenance.reseal(advance)
+
+    return await _with_services(settings, reseal)

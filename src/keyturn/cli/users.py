@@ -21,7 +21,7 @@ from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings
 from keyturn.domain import ClientInfo, Principal, User, operator_principal, utcnow
 from keyturn.errors import KeyturnError, NotFound
-from keyturn.services.admin.users import AdminUserService
+from keyturn.services.admin import AdminUserService
 from keyturn.services.registry import Services
 
 users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Manage accounts.")

@@ -23,7 +23,6 @@ from keyturn.db.audit_chain import (
     CHECKPOINT,
     ENCODING_VERSION,
     GENESIS,
-    ChainReport,
     canonical_json,
     event_fields,
     rfc3339,
@@ -32,17 +31,10 @@ from keyturn.db.audit_chain import (
 )
 from keyturn.db.models import AuditEventRow
 from keyturn.db.types import affected
-from keyturn.domain import AuditEvent, AuditFilter
+from keyturn.domain import AuditEvent, AuditFilter, ChainReport, PruneResult
 
 # A fixed key for pg_advisory_xact_lock: only the audit chain uses it ("kt-audit").
 CHAIN_LOCK_KEY = 0x6B742D6175646974
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    deleted: int
-    pruned_through_id: int | None = None
-    checkpoint_id: int | None = None
 
 
 def _append_one_statement() -> Any:

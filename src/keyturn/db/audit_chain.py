@@ -11,7 +11,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import AuditEventRow
+from keyturn.domain import ChainReport
 
 GENESIS = "0" * 64
 CHECKPOINT = "audit.checkpoint"
@@ -83,21 +83,6 @@ def event_fields(row: AuditEventRow) -> dict[str, Any]:
 
 def row_hash(row: AuditEventRow) -> str:
     return chain_hash(**event_fields(row), prev_hash=row.prev_hash)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    """What :func:`verify_chain` found: intact, or the first bad row and why."""
-
-    rows: int
-    bad_id: int | None = None
-    reason: str | None = None
-    head_id: int | None = None
-    head_hash: str | None = None
-
-    @property
-    def intact(self) -> bool:
-        return self.bad_id is None
 
 
 async def _anchors(db: AsyncSession) -> dict[str, int]:

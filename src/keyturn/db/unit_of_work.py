@@ -1,18 +1,13 @@
 """The SQL unit of work: one AsyncSession, one commit per use case.
 
-A request that only reads can say so with :func:`read_only` around its use case: on
-PostgreSQL its units of work then run on an autocommit session (each SELECT is one round
-trip; no BEGIN / ROLLBACK), which refuses any write. Elsewhere, and on SQLite, nothing
-changes. A service whose use case reads in one unit of work and writes in another (client
-authentication, the user lookup before a password hash) gets a second factory whose
-units of work are built with ``read_only=True`` and so always read that way.
+A unit of work built with ``read_only=True`` (the composition root hands services a second
+factory of them for their pure reads) runs, on PostgreSQL, on an autocommit session: each
+SELECT is one round trip (no BEGIN / ROLLBACK) and any write is refused. On SQLite nothing
+changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Self
 
@@ -29,22 +24,6 @@ from keyturn.db.roles import SqlRoleRepository
 from keyturn.db.sessions import SqlSessionRepository
 from keyturn.db.signing_keys import SqlSigningKeyRepository
 from keyturn.db.users import SqlUserRepository
-
-_READ_ONLY: ContextVar[bool] = ContextVar("keyturn_read_only_uow", default=False)
-
-
-@contextmanager
-def read_only() -> Iterator[None]:
-    """Units of work opened inside this block only read (see the module docstring).
-
-    Wrap a use case known to be read-only, nothing more: an asyncio task started inside
-    the block inherits the flag (context variables are copied into tasks).
-    """
-    token = _READ_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _READ_ONLY.reset(token)
 
 
 class SqlUnitOfWork:
@@ -76,7 +55,7 @@ class SqlUnitOfWork:
         self._db: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
-        if self._read_sessions is not None and (self._read_only or _READ_ONLY.get()):
+        if self._read_sessions is not None and self._read_only:
             db = self._read_sessions()
         else:
             db = self._sessions()

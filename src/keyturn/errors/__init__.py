@@ -35,6 +35,7 @@ from keyturn.errors.accounts import (
     TokenUsed,
     TokenWrongPurpose,
 )
+from keyturn.errors.adapters import MailDeliveryError, StoreUnavailable
 from keyturn.errors.admin import (
     BuiltinRole,
     LastAdmin,
@@ -101,6 +102,7 @@ __all__ = [
     "InvalidToken",
     "KeyturnError",
     "LastAdmin",
+    "MailDeliveryError",
     "MalformedBody",
     "MethodNotAllowed",
     "NotFound",
@@ -115,6 +117,7 @@ __all__ = [
     "RequestObjectNotSupported",
     "ServiceUnavailable",
     "SessionRevoked",
+    "StoreUnavailable",
     "TargetOutranksCaller",
     "TokenExpired",
     "TokenInvalid",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from datetime import UTC, datetime
+from typing import Protocol
 
 from keyturn.domain import KeptMail
-from keyturn.infra.mail import Mailer, MailMessage
+from keyturn.domain_mail import MailMessage
 
 __all__ = ["DEV_MAILBOX_SIZE", "DevMailbox", "KeepingMailer"]
 
@@ -48,6 +49,13 @@ class DevMailbox:
         return next((mail for mail in self._mails if mail.number == number), None)
 
 
+class _Mailer(Protocol):
+    # What KeepingMailer needs of the mailer it wraps; the port itself belongs to
+    # keyturn.services.outbox, which infra must not import.
+    async def send(self, message: MailMessage) -> None: ...
+    async def close(self) -> None: ...
+
+
 class KeepingMailer:
     """A ``Mailer`` that delivers through ``inner`` and then keeps a copy.
 
@@ -55,7 +63,7 @@ class KeepingMailer:
     outbox worker and would otherwise show up twice.
     """
 
-    def __init__(self, inner: Mailer, mailbox: DevMailbox) -> None:
+    def __init__(self, inner: _Mailer, mailbox: DevMailbox) -> None:
         self._inner = inner
         self._mailbox = mailbox
 

@@ -1,12 +1,8 @@
-"""Outbound mail: the ``Mailer`` port, a console mailer for development and an SMTP one.
+"""Outbound mail: a console mailer for development and an SMTP one.
 
 DESIGN.md section 6: mail leaves through an outbox written in the same transaction as the
-change and is delivered at least once by a worker. The worker stores a ``MailMessage``
-(encrypted, as ``to_json`` bytes) and hands it to a ``Mailer``; the ``message_id`` is the
-idempotency key, so a resend after a crash between "sent" and "marked" carries the same
-``Message-ID`` and the receiving side can fold the duplicate.
-
-Two implementations:
+change and is delivered at least once by a worker, which hands each ``MailMessage`` to
+a mailer (the ``Mailer`` port of ``keyturn.services.outbox``). Two implementations:
 
 * ``ConsoleMailer`` - the development default (``KEYTURN_SMTP_URL`` unset): prints each
   mail to a text stream so a developer can follow links and copy tokens. It writes to
@@ -22,135 +18,23 @@ a recipient or a credential.
 from __future__ import annotations
 
 import email.utils
-import re
 import ssl
 import sys
-import uuid
-from dataclasses import asdict, dataclass
 from email.message import EmailMessage
-from typing import Protocol, Self, TextIO
+from typing import Self, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
-import orjson
 
-__all__ = [
-    "ConsoleMailer",
-    "MailDeliveryError",
-    "MailMessage",
-    "Mailer",
-    "SmtpMailer",
-    "build_mailer",
-    "new_message_id",
-]
+from keyturn.domain_mail import MailMessage
+from keyturn.errors import MailDeliveryError
+
+__all__ = ["ConsoleMailer", "SmtpMailer", "build_mailer"]
 
 DEFAULT_SMTP_TIMEOUT = 10.0
 _DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-# Dot-atom domain or an address literal, as allowed right of "@" in RFC 5322 section 3.6.4.
-_MSG_ID_DOMAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+|\[[^\[\]\\\s]*\]")
-
-
-@dataclass(frozen=True, slots=True)
-class MailMessage:
-    """One rendered mail, as the outbox stores it.
-
-    Attributes:
-        message_id: RFC 5322 ``msg-id`` including the angle brackets (``new_message_id``).
-        to: Recipient address.
-        subject: Subject line (one line).
-        text: Plain-text body; always sent.
-        html: Optional HTML alternative of the same content.
-    """
-
-    message_id: str
-    to: str
-    subject: str
-    text: str
-    html: str | None = None
-
-    def to_json(self) -> bytes:
-        """Serialise for the outbox (which encrypts the bytes at rest)."""
-        return orjson.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Self:
-        """Parse bytes written by ``to_json``.
-
-        Raises:
-            ValueError: ``data`` is not a JSON object with the expected string fields.
-        """
-        try:
-            raw = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError("mail message is not valid JSON") from exc
-        if not isinstance(raw, dict):
-            raise ValueError("mail message must be a JSON object")
-        fields = {"message_id", "to", "subject", "text", "html"}
-        if unknown := raw.keys() - fields:
-            raise ValueError(f"unknown mail message fields: {sorted(unknown)}")
-        for name in ("message_id", "to", "subject", "text"):
-            if not isinstance(raw.get(name), str):
-                raise ValueError(f"mail message field {name!r} must be a string")
-        html = raw.get("html")
-        if html is not None and not isinstance(html, str):
-            raise ValueError("mail message field 'html' must be a string or null")
-        return cls(
-            message_id=raw["message_id"],
-            to=raw["to"],
-            subject=raw["subject"],
-            text=raw["text"],
-            html=html,
-        )
-
-
-def new_message_id(domain: str) -> str:
-    """Return a fresh RFC 5322 section 3.6.4 ``msg-id``: ``<uuid4hex@domain>``.
-
-    The id is generated once, when the mail enters the outbox, and reused on every
-    delivery attempt.
-
-    Raises:
-        ValueError: ``domain`` is not a dot-atom or an address literal.
-    """
-    if not _MSG_ID_DOMAIN.fullmatch(domain):
-        raise ValueError("message id domain must be a dot-atom such as 'example.com'")
-    return f"<{uuid.uuid4().hex}@{domain}>"
-
-
-class MailDeliveryError(Exception):
-    """A mail could not be handed to the mail server.
-
-    The message never contains a credential or the body; the driver exception (if any)
-    is chained as ``__cause__``.
-
-    Attributes:
-        permanent: ``True`` when retrying cannot help (the server refused this recipient
-            or this message with a 5xx reply, or the message cannot be built); ``False``
-            for connection failures, timeouts, 4xx replies and relay misconfiguration,
-            which the worker retries.
-    """
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class Mailer(Protocol):
-    """Delivers one ``MailMessage``; the outbox worker is its only caller."""
-
-    async def send(self, message: MailMessage) -> None:
-        """Hand ``message`` to the mail system.
-
-        Raises:
-            MailDeliveryError: Delivery failed; ``permanent`` says whether to retry.
-        """
-        ...
-
-    async def close(self) -> None:
-        """Release what the mailer holds."""
-        ...
 
 
 class ConsoleMailer:
@@ -374,7 +258,7 @@ def _delivery_error(exc: BaseException) -> MailDeliveryError:
 
 def build_mailer(
     smtp_url: str | None, *, sender: str, timeout: float = DEFAULT_SMTP_TIMEOUT
-) -> Mailer:
+) -> ConsoleMailer | SmtpMailer:
     """Pick the mailer for this deployment.
 
     Args:

@@ -22,51 +22,26 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, Self
 
 from redis.asyncio import Redis
 
-from keyturn.infra.errors import StoreUnavailable
+from keyturn.domain import RateDecision
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.redis_client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    create_redis_client,
+    RedisAdapter,
     store_errors,
 )
 
 __all__ = [
     "FallbackRateLimiter",
     "MemoryRateLimiter",
-    "RateDecision",
-    "RateLimiter",
     "RedisRateLimiter",
-    "StoreUnavailable",
     "build_rate_limiter",
 ]
 
 _MS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class RateDecision:
-    """Outcome of one (real or peeked) hit.
-
-    Attributes:
-        allowed: The hit fits in the window (and, for ``hit``, was recorded).
-        limit: Hits allowed per window (``RateLimit-Limit``).
-        remaining: Hits left in the window after this one (``RateLimit-Remaining``);
-            what is left when refused, which is below ``cost``.
-        retry_after: Seconds until this hit would be allowed (``Retry-After``); 0 when
-            allowed, at least 1 when refused.
-        reset_after: Seconds until the window holds no hit at all (``RateLimit-Reset``).
-    """
-
-    allowed: bool
-    limit: int
-    remaining: int
-    retry_after: int
-    reset_after: int
 
 
 def _check(limit: int, window_seconds: int, cost: int) -> None:
@@ -92,47 +67,6 @@ def _decision(limit: int, allowed: int, count: int, retry_ms: int, reset_ms: int
         retry_after=0 if allowed else max(1, _ceil_seconds(retry_ms)),
         reset_after=max(0, _ceil_seconds(reset_ms)),
     )
-
-
-class RateLimiter(Protocol):
-    """Sliding-window counters keyed by caller-chosen strings (e.g. ``"login:acct:ip"``)."""
-
-    async def hit(
-        self, key: str, *, limit: int, window_seconds: int, cost: int = 1
-    ) -> RateDecision:
-        """Record ``cost`` hits on ``key`` if they fit, else record nothing.
-
-        Raises:
-            ValueError: ``limit`` or ``window_seconds`` below 1, or ``cost`` outside
-                ``1..limit``.
-            StoreUnavailable: The shared store could not be reached; the caller decides
-                how to degrade, never by allowing (or use ``FallbackRateLimiter``).
-        """
-        ...
-
-    async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
-        """Return exactly what ``hit(key, cost=1)`` would return now, recording nothing.
-
-        Lets a caller refuse a blocked account+IP before the expensive password check
-        and then ``hit`` only on failure.
-
-        Raises:
-            ValueError: As for ``hit``.
-            StoreUnavailable: As for ``hit``.
-        """
-        ...
-
-    async def reset(self, key: str) -> None:
-        """Forget every hit on ``key``; raises ``StoreUnavailable`` like ``hit``."""
-        ...
-
-    async def ping(self) -> None:
-        """Return when the store answers (readiness); else raise ``StoreUnavailable``."""
-        ...
-
-    async def close(self) -> None:
-        """Release what the limiter owns."""
-        ...
 
 
 class MemoryRateLimiter:
@@ -246,49 +180,21 @@ return {0, count, tonumber(blocker[2]) + window - now, tonumber(newest[2]) + win
 """
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(RedisAdapter):
     """Sliding logs in Redis: one sorted set per key, scored by hit time in ms.
 
     Each call is one Lua script run, so concurrent hits from any number of replicas
     never exceed the limit. A key expires with its newest hit, so idle keys cost nothing.
-
-    Args:
-        client: An asyncio Redis client (see ``keyturn.infra.redis_client``).
-        prefix: Namespace for every key, e.g. ``"keyturn:"``; tests use a unique one.
-        owns_client: Close ``client`` in ``close()``. ``from_url`` sets it.
+    Built like every ``RedisAdapter`` (client or ``from_url``, key prefix).
     """
 
     def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
-        self._client = client
-        self._prefix = prefix
-        self._owns_client = owns_client
+        super().__init__(client, prefix=prefix, owns_client=owns_client)
         self._script = client.register_script(_HIT_SCRIPT)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    ) -> Self:
-        """Build a limiter with its own client; nothing connects until the first call.
-
-        Args:
-            url: Redis URL.
-            prefix: Key namespace.
-            socket_timeout: Seconds to wait for one command's answer.
-            connect_timeout: Seconds to wait for a connection.
-        """
-        client = create_redis_client(
-            url, socket_timeout=socket_timeout, connect_timeout=connect_timeout
-        )
-        return cls(client, prefix=prefix, owns_client=True)
 
     def key(self, key: str) -> str:
         """Redis key holding the sliding log of ``key``."""
-        return f"{self._prefix}rl:{key}"
+        return self._namespaced(f"rl:{key}")
 
     async def hit(
         self, key: str, *, limit: int, window_seconds: int, cost: int = 1
@@ -306,16 +212,6 @@ class RedisRateLimiter:
         """See ``RateLimiter.reset``."""
         with store_errors("rate limit reset"):
             await self._client.delete(self.key(key))
-
-    async def ping(self) -> None:
-        """See ``RateLimiter.ping``."""
-        with store_errors("ping"):
-            await self._client.ping()
-
-    async def close(self) -> None:
-        """Close the client if this limiter built it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def _run(
         self, operation: str, key: str, limit: int, window_seconds: int, cost: int, *, record: bool
@@ -345,7 +241,7 @@ class FallbackRateLimiter:
 
     def __init__(
         self,
-        primary: RateLimiter,
+        primary: RedisRateLimiter,
         fallback: MemoryRateLimiter,
         *,
         on_fallback: Callable[[str], None] | None = None,
@@ -413,7 +309,7 @@ def build_rate_limiter(
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     on_fallback: Callable[[str], None] | None = None,
-) -> RateLimiter:
+) -> FallbackRateLimiter | MemoryRateLimiter:
     """Pick the rate limiter for this deployment.
 
     Args:

@@ -1,24 +1,27 @@
-"""The one place that builds a ``redis.asyncio`` client and maps its failures.
+"""The one place that builds a ``redis.asyncio`` client, maps its failures and names keys.
 
-Every Redis-backed adapter takes a client built here (or an injected one in tests),
-so timeouts, retries and health checks are the same for all of them.
+Every Redis-backed adapter is a ``RedisAdapter`` on a client built here (or an injected
+one in tests), so timeouts, retries, health checks, key prefixes and ownership of the
+client are the same for all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Self
 
 from redis.asyncio import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from keyturn.infra.errors import StoreUnavailable
+from keyturn.errors import StoreUnavailable
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
+    "RedisAdapter",
     "create_redis_client",
     "store_errors",
 ]
@@ -81,3 +84,54 @@ def store_errors(operation: str) -> Iterator[None]:
         yield
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
+
+
+class RedisAdapter:
+    """Base of the Redis-backed adapters: one client, one key namespace, ping and close.
+
+    Args:
+        client: An asyncio Redis client (``create_redis_client``, or one injected by tests).
+        prefix: Namespace for every key, e.g. ``"keyturn:"``; tests use a unique one.
+        owns_client: Close ``client`` in ``close()``. ``from_url`` sets it; an injected
+            client shared with other adapters stays open.
+    """
+
+    def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> Self:
+        """Build an adapter with its own client; nothing connects until the first call.
+
+        Args:
+            url: Redis URL.
+            prefix: Key namespace.
+            socket_timeout: Seconds to wait for one command's answer.
+            connect_timeout: Seconds to wait for a connection.
+        """
+        client = create_redis_client(
+            url, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
+        return cls(client, prefix=prefix, owns_client=True)
+
+    def _namespaced(self, name: str) -> str:
+        return f"{self._prefix}{name}"
+
+    async def ping(self) -> None:
+        """Return when Redis answers (readiness); else raise ``StoreUnavailable``."""
+        with store_errors("ping"):
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the client if this adapter built it."""
+        if self._owns_client:
+            await self._client.aclose()

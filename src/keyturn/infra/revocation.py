@@ -19,25 +19,16 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
-from typing import Protocol, Self
 
-from redis.asyncio import Redis
-
-from keyturn.infra.errors import StoreUnavailable
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.redis_client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    create_redis_client,
+    RedisAdapter,
     store_errors,
 )
 
-__all__ = [
-    "MemoryRevocationStore",
-    "RedisRevocationStore",
-    "RevocationStore",
-    "StoreUnavailable",
-    "build_revocation_store",
-]
+__all__ = ["MemoryRevocationStore", "RedisRevocationStore", "build_revocation_store"]
 
 # Upper bound on expired entries dropped per call, so no single request pays for a
 # backlog; each call removes more than it can add (one), so the backlog still drains.
@@ -49,48 +40,6 @@ def _check_ttl(ttl_seconds: int) -> None:
     # the same way in every implementation.
     if ttl_seconds < 1:
         raise ValueError("ttl_seconds must be at least 1")
-
-
-class RevocationStore(Protocol):
-    """Deny-list of revoked session ids, shared by everything that verifies tokens."""
-
-    async def revoke(self, sid: str, ttl_seconds: int) -> None:
-        """Deny ``sid`` for ``ttl_seconds`` (a later call replaces the TTL).
-
-        Raises:
-            ValueError: ``ttl_seconds`` is below 1.
-            StoreUnavailable: The shared store could not be reached.
-        """
-        ...
-
-    async def is_revoked(self, sid: str) -> bool:
-        """Tell whether ``sid`` is currently denied.
-
-        Raises:
-            StoreUnavailable: The shared store could not be reached; the caller must
-                fall back to the database, never assume "not revoked".
-        """
-        ...
-
-    async def seal(self) -> None:
-        """Mark the list complete (after it was restored from the database).
-
-        Until then a store that cannot vouch for its contents (Redis restarted empty)
-        answers ``is_revoked`` with ``StoreUnavailable``, so the caller asks the database.
-        """
-        ...
-
-    async def ping(self) -> None:
-        """Return when the store answers (readiness probe).
-
-        Raises:
-            StoreUnavailable: The shared store could not be reached.
-        """
-        ...
-
-    async def close(self) -> None:
-        """Release connections the store owns."""
-        ...
 
 
 class MemoryRevocationStore:
@@ -151,46 +100,15 @@ class MemoryRevocationStore:
                 del self._expiry[sid]
 
 
-class RedisRevocationStore:
+class RedisRevocationStore(RedisAdapter):
     """Deny-list in Redis, one key per revoked ``sid`` with a native TTL.
 
-    Args:
-        client: An asyncio Redis client (see ``keyturn.infra.redis_client``).
-        prefix: Namespace for every key, e.g. ``"keyturn:"``; tests use a unique one.
-        owns_client: Close ``client`` in ``close()``. ``from_url`` sets it; an injected
-            client shared with other adapters stays open.
+    Built like every ``RedisAdapter`` (client or ``from_url``, key prefix).
     """
-
-    def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
-        self._client = client
-        self._prefix = prefix
-        self._owns_client = owns_client
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str = "keyturn:",
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    ) -> Self:
-        """Build a store with its own client; nothing connects until the first call.
-
-        Args:
-            url: Redis URL.
-            prefix: Key namespace.
-            socket_timeout: Seconds to wait for one command's answer.
-            connect_timeout: Seconds to wait for a connection.
-        """
-        client = create_redis_client(
-            url, socket_timeout=socket_timeout, connect_timeout=connect_timeout
-        )
-        return cls(client, prefix=prefix, owns_client=True)
 
     def key(self, sid: str) -> str:
         """Redis key that marks ``sid`` as revoked."""
-        return f"{self._prefix}revoked:sid:{sid}"
+        return self._namespaced(f"revoked:sid:{sid}")
 
     async def revoke(self, sid: str, ttl_seconds: int) -> None:
         """See ``RevocationStore.revoke``."""
@@ -200,7 +118,7 @@ class RedisRevocationStore:
 
     @property
     def _seal_key(self) -> str:
-        return f"{self._prefix}revoked:sealed"
+        return self._namespaced("revoked:sealed")
 
     async def is_revoked(self, sid: str) -> bool:
         """See ``RevocationStore.is_revoked``.
@@ -220,16 +138,6 @@ class RedisRevocationStore:
         with store_errors("seal"):
             await self._client.set(self._seal_key, b"1")
 
-    async def ping(self) -> None:
-        """See ``RevocationStore.ping``."""
-        with store_errors("ping"):
-            await self._client.ping()
-
-    async def close(self) -> None:
-        """Close the client if this store built it."""
-        if self._owns_client:
-            await self._client.aclose()
-
 
 def build_revocation_store(
     redis_url: str | None,
@@ -237,7 +145,7 @@ def build_revocation_store(
     prefix: str,
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-) -> RevocationStore:
+) -> MemoryRevocationStore | RedisRevocationStore:
     """Pick the deny-list for this deployment.
 
     Args:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from keyturn.infra.mail import MailMessage
+from keyturn.domain_mail import MailMessage
 
 __all__ = ["MAIL_KINDS", "MailTemplates"]
 
@@ -113,7 +113,7 @@ class MailTemplates:
         Args:
             kind: One of ``MAIL_KINDS``.
             to: Recipient address (also named in the footer).
-            message_id: The outbox's ``Message-ID`` (``keyturn.infra.mail.new_message_id``).
+            message_id: The outbox's ``Message-ID`` (``keyturn.domain_mail.new_message_id``).
             **context: Exactly the values the kind takes (see ``_KINDS``): links,
                 ``token``, ``expires_minutes``, ``new_email``, ``new_email_masked``.
 

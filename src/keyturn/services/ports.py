@@ -17,11 +17,13 @@ from keyturn.domain import (
     AuditEvent,
     AuditFilter,
     AuthorizationCode,
+    ChainReport,
     Consent,
     ConsentListing,
     OAuthClient,
     OneTimeToken,
     OutboxEntry,
+    PruneResult,
     RefreshToken,
     Role,
     Session,
@@ -32,8 +34,7 @@ from keyturn.domain import (
 
 class UserRepository(Protocol):
     async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
-        """The user; ``lock`` holds a shared row lock to the commit (a concurrent
-        ``sessions.revoke_all`` of this user then waits for it)."""
+        """The user; ``lock`` holds a shared row lock to the commit (``revoke_all`` waits)."""
 
     async def get_by_email(self, email: str) -> User | None: ...
     async def add(self, user: User) -> bool:
@@ -81,8 +82,7 @@ class UserRepository(Protocol):
 
 class SessionRepository(Protocol):
     async def add(self, session: Session, *, epoch: int) -> bool:
-        """Inserts the session only while its user exists, is neither disabled nor locked
-        and still has ``session_epoch == epoch``; False when nothing was written."""
+        """Inserts it while the user is usable and at ``session_epoch == epoch``, else False."""
 
     async def get(self, session_id: uuid.UUID, *, lock: bool = False) -> Session | None:
         """The session; ``lock`` holds a shared row lock to the commit."""
@@ -118,12 +118,9 @@ class SessionRepository(Protocol):
     async def revoke_all(
         self, user_id: uuid.UUID, now: datetime, reason: str, *, keep: uuid.UUID | None = None
     ) -> list[uuid.UUID]:
-        """Revokes every live session of the user except ``keep``; returns their ids.
-
-        Also bumps the user's ``session_epoch`` (so no session whose credential was checked
-        before this call can still open) and expires the user's pending authorization
-        codes except those approved by ``keep``.
-        """
+        """Revokes every live session of the user but ``keep``; returns their ids. Also bumps
+        ``session_epoch`` (a credential checked before cannot open a session) and expires
+        the user's pending authorization codes except those approved by ``keep``."""
 
     async def revoke_for_consent(
         self, consent_id: uuid.UUID, now: datetime, reason: str
@@ -138,8 +135,7 @@ class SessionRepository(Protocol):
     async def add_with_refresh_token(
         self, session: Session, token: RefreshToken, digest: str, *, epoch: int
     ) -> bool:
-        """Stores a new session and its first refresh token together, under the
-        condition of :meth:`add`; False when nothing was written."""
+        """A new session and its first refresh token together, under :meth:`add`'s rule."""
 
 
 class RefreshTokenRepository(Protocol):
@@ -148,15 +144,13 @@ class RefreshTokenRepository(Protocol):
     async def find_with_session(
         self, digests: Sequence[str]
     ) -> tuple[RefreshToken, Session, User, frozenset[str]] | None:
-        """The token, its session, its user and the user's current permissions, in one
-        read."""
+        """The token, its session, its user and the user's permissions, in one read."""
 
     async def rotate(
         self, token: RefreshToken, successor: RefreshToken, digest: str, now: datetime
     ) -> bool:
-        """Claims ``token``, stores ``successor`` and touches the session, atomically:
-        True for exactly one caller (the others write nothing). False too when the
-        session was revoked since it was read (the token then stays unrotated)."""
+        """Claims ``token``, stores ``successor``, touches the session, atomically: True for
+        one caller only; False too when the session was revoked since it was read."""
 
     async def get(self, token_id: uuid.UUID) -> RefreshToken | None: ...
     async def mark_rotated(self, token_id: uuid.UUID, now: datetime) -> bool:
@@ -178,8 +172,7 @@ class OneTimeTokenRepository(Protocol):
         """Marks the token used; True for exactly one caller (single use, atomically)."""
 
     async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> int:
-        """Burns every unused, unexpired token of the user for ``purpose`` (a newer one
-        replaces them, or a credential event voids them); returns how many."""
+        """Burns the user's live tokens for ``purpose``; returns how many."""
 
 
 class OutboxRepository(Protocol):
@@ -225,12 +218,10 @@ class RoleRepository(Protocol):
     async def unassign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool: ...
     async def permissions_of(self, user_id: uuid.UUID) -> frozenset[str]: ...
     async def lock_role(self, name: str) -> None:
-        """Serialises changes that may remove a holder of the role (until the transaction
-        ends)."""
+        """Serialises changes that may remove a holder of the role (to the commit)."""
 
     async def holders(self, name: str, *, now: datetime) -> dict[uuid.UUID, bool]:
-        """Every holder of the role -> whether the account is usable (not disabled, not
-        locked at ``now``)."""
+        """Every holder of the role -> whether the account is usable at ``now``."""
 
 
 class ApiKeyRepository(Protocol):
@@ -272,8 +263,7 @@ class OAuthClientRepository(Protocol):
     async def set_secret(
         self, client_id: str, digest: str, now: datetime, *, revoke_tokens: bool = False
     ) -> bool:
-        """Replaces the secret digest at once (and with ``revoke_tokens`` marks every
-        access token issued until ``now`` as dead); False when the client does not exist."""
+        """Replaces the secret digest (``revoke_tokens``: tokens issued until ``now`` die)."""
 
     async def delete(self, client_id: str) -> bool:
         """Removes the client and, by cascade, its authorization codes and consents."""
@@ -313,8 +303,7 @@ class SigningKeyRepository(Protocol):
     async def list_published(
         self, *, retired_since: datetime | None = None
     ) -> list[SigningKeyRecord]:
-        """`next` and `active` keys, and `retired` ones retired at or after ``retired_since``
-        (all retired ones when None); newest first."""
+        """`next`, `active`, and `retired` since ``retired_since`` (all if None); newest first."""
 
     async def list_all(self) -> list[SigningKeyRecord]:
         """Every key in any state (including `expired` and `revoked`), newest first."""
@@ -323,8 +312,7 @@ class SigningKeyRepository(Protocol):
         """The key ``kid`` in any state; None when unknown."""
 
     async def revoke(self, kid: str, *, now: datetime) -> bool:
-        """Any state -> `revoked` (``retired_at`` = ``now``, private part wiped); False when
-        it already was."""
+        """Any state -> `revoked` (private part wiped); False when it already was."""
 
     async def revoked_since(self, since: datetime) -> list[tuple[str, datetime]]:
         """The kids revoked at or after ``since``, with their revocation times."""
@@ -337,8 +325,7 @@ class SigningKeyRepository(Protocol):
         """Serialises key-chain creation (first start) until the transaction ends."""
 
     async def retire_active(self, *, alg: str, keep: str, now: datetime) -> list[str]:
-        """Every `active` key of ``alg`` but ``keep`` becomes `retired` at ``now``; returns
-        their kids."""
+        """Every `active` key of ``alg`` but ``keep`` becomes `retired`; returns their kids."""
 
     async def expire_retired(self, *, retired_before: datetime) -> int:
         """`retired` keys retired before the instant become `expired`, private part wiped."""
@@ -365,6 +352,11 @@ class AuditRepository(Protocol):
     async def search(
         self, where: AuditFilter, *, limit: int, before_id: int | None
     ) -> list[AuditEvent]: ...
+    async def verify(
+        self, *, batch_size: int, progress: Callable[[int], None] | None = None
+    ) -> ChainReport: ...
+    async def prune(self, *, before: datetime, now: datetime) -> PruneResult:
+        """Deletes the rows older than ``before`` behind a checkpoint row."""
 
 
 class UnitOfWork(Protocol):

@@ -7,31 +7,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyturn.security.passwords import HashPool
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.account_requests import AccountRequests
-from keyturn.services.accounts.authentication import AuthService
-from keyturn.services.accounts.lifecycle import AccountService
-from keyturn.services.accounts.profile import UserService
-from keyturn.services.accounts.sessions import SessionService
-from keyturn.services.accounts.throttle import Throttle
-from keyturn.services.admin.api_keys import ApiKeyService
-from keyturn.services.admin.audit_log import AuditLogService
-from keyturn.services.admin.permissions import Authorizer
-from keyturn.services.admin.roles import RoleService
-from keyturn.services.admin.users import AdminUserService
-from keyturn.services.oauth2.authorize import AuthorizationService
-from keyturn.services.oauth2.browser_sessions import BrowserSessions
-from keyturn.services.oauth2.clients import ClientService
-from keyturn.services.oauth2.consents import ConsentService
-from keyturn.services.oauth2.cors import OAuthCorsOrigins
-from keyturn.services.oauth2.id_tokens import IdTokenSigner
-from keyturn.services.oauth2.rp_logout import RpLogoutService
-from keyturn.services.oauth2.token_management import OAuthTokenService
-from keyturn.services.oauth2.tokens import TokenService
-from keyturn.services.oauth2.userinfo import UserInfoService
-from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker
-from keyturn.services.signing_keys.manager import KeyManager
-from keyturn.services.signing_keys.operations import AdminKeyService
+from keyturn.services.accounts import (
+    AccessTokenService,
+    AccountRequests,
+    AccountService,
+    AuthService,
+    SessionService,
+    Throttle,
+    UserService,
+)
+from keyturn.services.admin import (
+    AdminUserService,
+    ApiKeyService,
+    AuditChainService,
+    AuditLogService,
+    Authorizer,
+    RoleService,
+)
+from keyturn.services.oauth2 import (
+    AuthorizationService,
+    BrowserSessions,
+    ClientService,
+    ConsentService,
+    IdTokenSigner,
+    OAuthCorsOrigins,
+    OAuthTokenService,
+    RpLogoutService,
+    TokenService,
+    UserInfoService,
+)
+from keyturn.services.outbox import MailOutbox, OutboxMaintenance, OutboxWorker
+from keyturn.services.signing_keys import AdminKeyService, KeyManager
 
 HealthCheck = Callable[[], Awaitable[None]]
 
@@ -47,6 +53,7 @@ class Services:
     roles: RoleService
     admin_users: AdminUserService
     audit_log: AuditLogService
+    audit_chain: AuditChainService
     admin_keys: AdminKeyService
     api_keys: ApiKeyService
     clients: ClientService
@@ -63,6 +70,7 @@ class Services:
     hash_pool: HashPool
     outbox: MailOutbox
     outbox_worker: OutboxWorker
+    outbox_maintenance: OutboxMaintenance
     readiness_checks: Mapping[str, HealthCheck]
     email_verification_required: bool
     authorizations: AuthorizationService

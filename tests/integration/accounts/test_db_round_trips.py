@@ -34,7 +34,7 @@ from keyturn.db.engine import (
     session_factory,
 )
 from keyturn.db.models import UserRow
-from keyturn.db.unit_of_work import SqlUnitOfWork, read_only
+from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.domain import utcnow
 from oauth_helpers import register
 
@@ -130,18 +130,17 @@ async def test_a_read_only_unit_of_work_refuses_writes(make_settings: SettingsFa
         read_sessions = read_session_factory(engine)
         if read_sessions is None:
             pytest.skip("SQLite uses its normal sessions for reads")
-        uow = SqlUnitOfWork(read_sessions, read_sessions)
-        with read_only():
-            async with uow:
-                await uow.users.get(uuid.uuid4())  # a read is fine
-                with pytest.raises(ReadOnlyViolation):
-                    await uow.users.update_name(uuid.uuid4(), "x", utcnow())
-            async with uow:
-                db = uow._db
-                assert db is not None
-                db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
-                with pytest.raises(ReadOnlyViolation):
-                    await db.flush()
+        uow = SqlUnitOfWork(read_sessions, read_sessions, read_only=True)
+        async with uow:
+            await uow.users.get(uuid.uuid4())  # a read is fine
+            with pytest.raises(ReadOnlyViolation):
+                await uow.users.update_name(uuid.uuid4(), "x", utcnow())
+        async with uow:
+            db = uow._db
+            assert db is not None
+            db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
+            with pytest.raises(ReadOnlyViolation):
+                await db.flush()
     finally:
         await engine.dispose()
 

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from helpers import PASSWORD, bearer, new_email, signup_login
 from keyturn.config import Settings
-from keyturn.db.audit import PruneResult
-from keyturn.db.audit_chain import CHECKPOINT, GENESIS, ChainReport, row_hash, verify_chain
+from keyturn.db.audit_chain import CHECKPOINT, GENESIS, row_hash, verify_chain
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.migrate import alembic_config, upgrade
 from keyturn.db.models import AuditEventRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.domain import ChainReport, PruneResult
 
 pytestmark = pytest.mark.anyio
 

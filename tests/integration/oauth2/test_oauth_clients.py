@@ -27,7 +27,7 @@ from keyturn.domain import ClientInfo
 from keyturn.errors import InvalidClient, RateLimited
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.services.oauth2 import clients as clients_module
-from keyturn.services.oauth2.clients import decode_basic_credentials
+from keyturn.services.oauth2 import decode_basic_credentials
 
 pytestmark = pytest.mark.anyio
 

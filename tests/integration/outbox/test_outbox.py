@@ -36,10 +36,11 @@ from keyturn.config import Settings
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.models import OutboxMessageRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
-from keyturn.infra.mail import Mailer, MailMessage, SmtpMailer
+from keyturn.domain_mail import MailMessage
+from keyturn.infra.mail import SmtpMailer
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
-from keyturn.services.outbox.delivery import OutboxWorker, retry_delay
+from keyturn.services.outbox import Mailer, OutboxWorker, retry_delay
 from keyturn.services.ports import UnitOfWork
 from smtp_server import SmtpServer, extract_token
 

@@ -42,7 +42,7 @@ from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.security.keys import thumbprint
 from keyturn.services.ports import UnitOfWork
-from keyturn.services.signing_keys.manager import (
+from keyturn.services.signing_keys import (
     KeyInfo,
     KeyManager,
     RotationRefused,

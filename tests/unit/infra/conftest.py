@@ -1,14 +1,23 @@
-"""Fixtures shared by the infra adapter tests."""
+"""Fixtures shared by the infra adapter tests and the store contract suites.
+
+The rate-limit and deny-list contract suites run over memory and Redis backends with the
+same scaffolding: a fake clock for the memory ones, a raw Redis client to look under the
+adapter, and a bounded wait for a key to expire.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import pytest
 import redis
+from redis.asyncio import Redis
+
+from keyturn.infra.redis_client import create_redis_client
 
 REDIS_URL_ENV = "KEYTURN_TEST_REDIS_URL"
 
@@ -60,3 +69,61 @@ def silent_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
         yield sock.getsockname()[1]
+
+
+class FakeClock:
+    """Monotonic clock the memory stores read; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fresh fake clock at t = 1000 s."""
+    return FakeClock()
+
+
+class RedisProbe:
+    """A plain client on the test Redis, to look under an adapter (keys, TTLs)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+
+    async def wait_gone(self, key: str, polls: int) -> bool:
+        """Poll every 10 ms, at most ``polls`` times, until ``key`` has expired; True when
+        it did (expiry is checked by polling, never by wall time)."""
+        for _ in range(polls):
+            if not await self.client.exists(key):
+                return True
+            await anyio.sleep(0.01)
+        return False
+
+
+@pytest.fixture
+async def redis_probe() -> AsyncIterator[RedisProbe | None]:
+    """A probe on the test Redis, or None when none is configured.
+
+    It does not skip, so a backend fixture parametrised over memory and Redis can take it
+    (an async fixture cannot be fetched later through ``request.getfixturevalue``).
+    """
+    url = os.environ.get(REDIS_URL_ENV)
+    if not url:
+        yield None
+        return
+    probe = RedisProbe(create_redis_client(url))
+    yield probe
+    await probe.client.aclose()
+
+
+@pytest.fixture
+def raw_redis(redis_url: str, redis_probe: RedisProbe | None) -> Redis:
+    """The probe's client; skips the test when no Redis is configured."""
+    assert redis_probe is not None  # redis_url skipped the test otherwise
+    return redis_probe.client

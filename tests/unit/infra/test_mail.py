@@ -9,13 +9,8 @@ import re
 
 import pytest
 
-from keyturn.infra.mail import (
-    ConsoleMailer,
-    MailMessage,
-    SmtpMailer,
-    build_mailer,
-    new_message_id,
-)
+from keyturn.domain_mail import MailMessage, new_message_id
+from keyturn.infra.mail import ConsoleMailer, SmtpMailer, build_mailer
 
 SENDER = "Keyturn <no-reply@example.com>"
 SECRET = "s3cret-PW"

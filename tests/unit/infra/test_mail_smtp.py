@@ -13,7 +13,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from keyturn.infra.mail import MailDeliveryError, MailMessage, SmtpMailer, new_message_id
+from keyturn.domain_mail import MailMessage, new_message_id
+from keyturn.errors import MailDeliveryError
+from keyturn.infra.mail import SmtpMailer
 from keyturn.infra.templates import MailTemplates
 from net import free_port, self_signed_certificate
 from smtp_server import SmtpServer, extract_token

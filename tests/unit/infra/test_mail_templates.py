@@ -9,7 +9,7 @@ from importlib.resources import files
 import pytest
 from jinja2 import UndefinedError
 
-from keyturn.infra.mail import MailMessage
+from keyturn.domain_mail import MailMessage
 from keyturn.infra.templates import MAIL_KINDS, MailTemplates
 from smtp_server import extract_token
 

@@ -20,14 +20,10 @@ from typing import Protocol
 
 import pytest
 
+from keyturn.domain_mail import MailMessage, new_message_id
+from keyturn.errors import MailDeliveryError
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
-from keyturn.infra.mail import (
-    ConsoleMailer,
-    MailDeliveryError,
-    MailMessage,
-    SmtpMailer,
-    new_message_id,
-)
+from keyturn.infra.mail import ConsoleMailer, SmtpMailer
 from smtp_server import SmtpServer, text_body
 
 # The concrete classes, not the Mailer Protocol: the suite tests behaviour wherever the

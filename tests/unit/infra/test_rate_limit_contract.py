@@ -13,36 +13,26 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import anyio
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from keyturn.domain import RateDecision
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.rate_limit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
-    RateDecision,
-    RateLimiter,
     RedisRateLimiter,
-    StoreUnavailable,
     build_rate_limiter,
 )
-from keyturn.infra.redis_client import create_redis_client
+from keyturn.services.accounts import RateLimiter
+
+if TYPE_CHECKING:
+    from unit.infra.conftest import FakeClock, RedisProbe
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    """Monotonic clock the memory limiter reads; tests move it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -68,9 +58,9 @@ BACKENDS = [
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    clock = FakeClock()
-
+async def backend(
+    request: pytest.FixtureRequest, clock: FakeClock, redis_probe: RedisProbe | None
+) -> AsyncIterator[Backend]:
     async def advance_clock(key: str, window_seconds: int) -> None:
         clock.advance(window_seconds)
 
@@ -91,18 +81,16 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
     redis_limiter = RedisRateLimiter.from_url(url, prefix=prefix)
-    raw = create_redis_client(url)
+    assert redis_probe is not None  # redis_url skipped the test otherwise
+    raw, wait_key_gone = redis_probe.client, redis_probe.wait_gone
 
     async def wait_out_window(key: str, window_seconds: int) -> None:
         # The sliding log lives on the Redis clock: real time must pass. Tests use a 1 s
         # window; the key expires with its newest hit, so poll (bounded) for that.
         redis_key = redis_limiter.key(key)
         assert 0 < await raw.pttl(redis_key) <= window_seconds * 1000
-        for _ in range(window_seconds * 100 + 200):
-            if not await raw.exists(redis_key):
-                return
-            await anyio.sleep(0.01)
-        pytest.fail(f"{redis_key} outlived its {window_seconds} s window")
+        if not await wait_key_gone(redis_key, window_seconds * 100 + 200):
+            pytest.fail(f"{redis_key} outlived its {window_seconds} s window")
 
     backend = Backend(redis_limiter, wait_out_window)
     if request.param == "fallback-redis":
@@ -111,7 +99,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         )
     yield backend
     await backend.limiter.close()
-    await raw.aclose()
     if request.param == "fallback-redis":
         assert backend.fallbacks == []  # a live Redis is never bypassed
 
@@ -245,8 +232,7 @@ async def test_ping_tells_whether_the_shared_store_answers(backend: Backend) -> 
 # --- memory only: exact sliding on a fake clock, bounded keys ----------------------
 
 
-async def test_memory_window_slides_hit_by_hit() -> None:
-    clock = FakeClock()
+async def test_memory_window_slides_hit_by_hit(clock: FakeClock) -> None:
     limiter = MemoryRateLimiter(clock=clock)
     key = new_key()
     await limiter.hit(key, limit=2, window_seconds=10)  # t = 0
@@ -265,8 +251,7 @@ async def test_memory_window_slides_hit_by_hit() -> None:
     assert (await limiter.hit(key, limit=2, window_seconds=10)).retry_after == 5
 
 
-async def test_memory_retry_after_waits_for_enough_room_for_the_cost() -> None:
-    clock = FakeClock()
+async def test_memory_retry_after_waits_for_enough_room_for_the_cost(clock: FakeClock) -> None:
     limiter = MemoryRateLimiter(clock=clock)
     key = new_key()
     for _ in range(4):  # t = 0, 1, 2, 3
@@ -277,8 +262,8 @@ async def test_memory_retry_after_waits_for_enough_room_for_the_cost() -> None:
     assert (refused.retry_after, refused.reset_after) == (8, 9)
 
 
-async def test_memory_keys_are_bounded_least_recently_used_first() -> None:
-    limiter = MemoryRateLimiter(clock=FakeClock(), max_keys=3)
+async def test_memory_keys_are_bounded_least_recently_used_first(clock: FakeClock) -> None:
+    limiter = MemoryRateLimiter(clock=clock, max_keys=3)
     keys = [new_key() for _ in range(5)]
     for key in keys[:3]:
         await limiter.hit(key, limit=1, window_seconds=60)
@@ -291,15 +276,14 @@ async def test_memory_keys_are_bounded_least_recently_used_first() -> None:
     assert (await limiter.peek(keys[2], limit=1, window_seconds=60)).allowed is True  # evicted
 
 
-async def test_memory_peek_and_refusals_add_no_keys() -> None:
-    limiter = MemoryRateLimiter(clock=FakeClock(), max_keys=10)
+async def test_memory_peek_and_refusals_add_no_keys(clock: FakeClock) -> None:
+    limiter = MemoryRateLimiter(clock=clock, max_keys=10)
     for _ in range(50):
         await limiter.peek(new_key(), limit=1, window_seconds=60)
     assert len(limiter) == 0
 
 
-async def test_memory_expired_keys_are_dropped_when_touched() -> None:
-    clock = FakeClock()
+async def test_memory_expired_keys_are_dropped_when_touched(clock: FakeClock) -> None:
     limiter = MemoryRateLimiter(clock=clock)
     key = new_key()
     await limiter.hit(key, limit=1, window_seconds=1)
@@ -360,23 +344,21 @@ async def test_redis_replicas_hitting_concurrently_share_one_limit(
 
 
 @pytest.mark.redis
-async def test_redis_key_layout_and_expiry(redis_url: str, redis_prefix: str) -> None:
-    raw = create_redis_client(redis_url)
-    limiter = RedisRateLimiter(raw, prefix=redis_prefix)
+async def test_redis_key_layout_and_expiry(raw_redis: Redis, redis_prefix: str) -> None:
+    limiter = RedisRateLimiter(raw_redis, prefix=redis_prefix)
     try:
         key = new_key()
         await limiter.hit(key, limit=5, window_seconds=60, cost=3)
         redis_key = f"{redis_prefix}rl:{key}"
         assert limiter.key(key) == redis_key
-        assert await raw.zcard(redis_key) == 3  # one distinct member per unit of cost
-        assert 0 < await raw.pttl(redis_key) <= 60_000  # expires with its newest hit
+        assert await raw_redis.zcard(redis_key) == 3  # one distinct member per unit of cost
+        assert 0 < await raw_redis.pttl(redis_key) <= 60_000  # expires with its newest hit
         await limiter.hit(key, limit=5, window_seconds=60, cost=3)  # refused
-        assert await raw.zcard(redis_key) == 3
+        assert await raw_redis.zcard(redis_key) == 3
     finally:
         await limiter.close()
         # An injected client belongs to the caller: closing the limiter leaves it usable.
-        assert await raw.ping() is True
-        await raw.aclose()
+        assert await raw_redis.ping() is True
 
 
 @pytest.mark.redis

@@ -10,34 +10,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anyio
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from keyturn.infra.redis_client import create_redis_client
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.revocation import (
     MemoryRevocationStore,
     RedisRevocationStore,
-    RevocationStore,
-    StoreUnavailable,
     build_revocation_store,
 )
+from keyturn.services.accounts import RevocationStore
+
+if TYPE_CHECKING:
+    from unit.infra.conftest import FakeClock, RedisProbe
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    """Monotonic clock the memory store reads; tests move it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -53,9 +43,10 @@ def new_sid() -> str:
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+async def backend(
+    request: pytest.FixtureRequest, clock: FakeClock, redis_probe: RedisProbe | None
+) -> AsyncIterator[Backend]:
     if request.param == "memory":
-        clock = FakeClock()
 
         async def advance_clock(sid: str, ttl_seconds: int) -> None:
             clock.advance(ttl_seconds)
@@ -69,7 +60,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     prefix: str = request.getfixturevalue("redis_prefix")
     store = RedisRevocationStore.from_url(url, prefix=prefix)
     await store.seal()
-    raw = create_redis_client(url)
+    assert redis_probe is not None  # redis_url skipped the test otherwise
+    raw, wait_key_gone = redis_probe.client, redis_probe.wait_gone
 
     async def expire_key(sid: str, ttl_seconds: int) -> None:
         key = store.key(sid)
@@ -78,14 +70,10 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         assert 0 < remaining_ms <= ttl_seconds * 1000
         # Then cut it to 1 ms and poll, bounded, instead of asserting on wall time.
         await raw.pexpire(key, 1)
-        for _ in range(200):
-            if not await raw.exists(key):
-                return
-            await anyio.sleep(0.01)
+        await wait_key_gone(key, 200)
 
     yield Backend(store, expire_key)
     await store.close()
-    await raw.aclose()
 
 
 # --- the contract ------------------------------------------------------------------
@@ -132,8 +120,7 @@ async def test_ping_answers(backend: Backend) -> None:
 # --- memory only: single process, bounded lazy purge --------------------------------
 
 
-async def test_memory_entry_lives_exactly_its_ttl() -> None:
-    clock = FakeClock()
+async def test_memory_entry_lives_exactly_its_ttl(clock: FakeClock) -> None:
     store = MemoryRevocationStore(clock=clock)
     sid = new_sid()
     await store.revoke(sid, 10)
@@ -143,8 +130,7 @@ async def test_memory_entry_lives_exactly_its_ttl() -> None:
     assert await store.is_revoked(sid) is False
 
 
-async def test_memory_purge_is_bounded_per_call_and_drains() -> None:
-    clock = FakeClock()
+async def test_memory_purge_is_bounded_per_call_and_drains(clock: FakeClock) -> None:
     store = MemoryRevocationStore(clock=clock)
     for _ in range(100):
         await store.revoke(new_sid(), 1)
@@ -156,8 +142,7 @@ async def test_memory_purge_is_bounded_per_call_and_drains() -> None:
     assert len(store) == 0
 
 
-async def test_memory_later_revoke_replaces_the_ttl() -> None:
-    clock = FakeClock()
+async def test_memory_later_revoke_replaces_the_ttl(clock: FakeClock) -> None:
     store = MemoryRevocationStore(clock=clock)
     sid = new_sid()
     await store.revoke(sid, 1)
@@ -201,20 +186,18 @@ async def test_redis_replicas_see_each_others_revocations(
 
 
 @pytest.mark.redis
-async def test_redis_key_layout_and_ttl(redis_url: str, redis_prefix: str) -> None:
-    raw = create_redis_client(redis_url)
-    store = RedisRevocationStore(raw, prefix=redis_prefix)
+async def test_redis_key_layout_and_ttl(raw_redis: Redis, redis_prefix: str) -> None:
+    store = RedisRevocationStore(raw_redis, prefix=redis_prefix)
     try:
         sid = new_sid()
         await store.revoke(sid, 600)
         key = f"{redis_prefix}revoked:sid:{sid}"
         assert store.key(sid) == key
-        assert 0 < await raw.ttl(key) <= 600
+        assert 0 < await raw_redis.ttl(key) <= 600
     finally:
         await store.close()
         # An injected client belongs to the caller: closing the store leaves it usable.
-        assert await raw.ping() is True
-        await raw.aclose()
+        assert await raw_redis.ping() is True
 
 
 @pytest.mark.redis

@@ -10,8 +10,8 @@ import pytest
 
 from keyturn.security.jose import Signer
 from keyturn.security.keys import KeyMaterial, generate_key
-from keyturn.services.oauth2.id_tokens import ID_TOKEN_TYP, IdTokenSigner
-from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.oauth2 import ID_TOKEN_TYP, IdTokenSigner
+from keyturn.services.signing_keys import KeyManager
 
 CLAIMS = {"iss": "https://id.example.test", "sub": "u1", "aud": "c1", "exp": 2, "iat": 1}
 

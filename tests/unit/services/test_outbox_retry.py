@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyturn.services.outbox.delivery import (
+from keyturn.services.outbox import (
     DEAD_AFTER,
     FIRST_RETRY_SECONDS,
     MAX_RETRY_SECONDS,

@@ -15,8 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from keyturn.api.http.hardening import client_ip
 from keyturn.domain import ClientInfo, Principal
 from keyturn.errors import CredentialsMissing, PermissionDenied
-from keyturn.services.admin.api_keys import looks_like_api_key
-from keyturn.services.admin.permissions import require_fresh_login
+from keyturn.services.admin import looks_like_api_key, require_fresh_login
 from keyturn.services.registry import Services
 
 _bearer = HTTPBearer(

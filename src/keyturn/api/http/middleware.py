@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn.api.problems import problem
-from keyturn.infra.metrics import REQUEST_LATENCY
+from keyturn.observability.metrics import REQUEST_LATENCY
 
 log = structlog.get_logger("keyturn.access")
 

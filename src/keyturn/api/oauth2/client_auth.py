@@ -14,7 +14,7 @@ from starlette.requests import Request
 from keyturn.api.http.forms import FORM_MEDIA_TYPE, read_form
 from keyturn.domain import ClientInfo, OAuthClient
 from keyturn.errors import InvalidClient, OAuthInvalidRequest
-from keyturn.services.oauth2.clients import ClientService, decode_basic_credentials
+from keyturn.services.oauth2 import ClientService, decode_basic_credentials
 
 BASIC = "client_secret_basic"
 POST = "client_secret_post"

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyturn.domain import OAuthClient
-from keyturn.services.oauth2.cors import OAuthCorsOrigins
+from keyturn.services.oauth2 import OAuthCorsOrigins
 
 CORS_PATHS = frozenset({"/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke"})
 ALLOW_METHODS = "GET, POST"

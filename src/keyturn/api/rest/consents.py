@@ -11,7 +11,6 @@ from keyturn.api.http.deps import ClientDep, ServicesDep, require_scope
 from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.common import consent_out
 from keyturn.api.rest.schemas.consents import ConsentList
-from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me/consents", tags=["me"])
@@ -27,8 +26,7 @@ async def list_consents(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ConsentList:
-    with read_only():
-        page = await services.consents.list_mine(principal, limit=limit, cursor=cursor)
+    page = await services.consents.list_mine(principal, limit=limit, cursor=cursor)
     return ConsentList.of(page, consent_out)
 
 

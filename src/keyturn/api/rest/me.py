@@ -19,7 +19,6 @@ from keyturn.api.rest.schemas.me import (
     SessionList,
     UpdateMeRequest,
 )
-from keyturn.db.unit_of_work import read_only
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
@@ -34,9 +33,7 @@ SessionsWrite = Annotated[Principal, Depends(require_scope("sessions:write"))]
 
 @router.get("", responses=problems(401, 403, 404), summary="The signed-in user")
 async def get_me(principal: MeRead, services: ServicesDep) -> UserOut:
-    # A pure read: on PostgreSQL one SELECT, without BEGIN / ROLLBACK around it.
-    with read_only():
-        user = await services.users.me(principal)
+    user = await services.users.me(principal)
     return UserOut.of(user)
 
 
@@ -62,8 +59,7 @@ async def delete_me(
 
 @router.get("/export", responses=problems(401, 403, 404), summary="Everything held about me")
 async def export_me(principal: MeRead, services: ServicesDep) -> AccountExport:
-    with read_only():
-        data = await services.account.export(principal)
+    data = await services.account.export(principal)
     return AccountExport.of(data)
 
 
@@ -116,8 +112,7 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SessionList:
-    with read_only():
-        page = await services.sessions.list_mine(principal, limit=limit, cursor=cursor)
+    page = await services.sessions.list_mine(principal, limit=limit, cursor=cursor)
     return SessionList.of(page, lambda item: SessionOut.of(item, principal.session_id))
 
 

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from keyturn.api.http.deps import ServicesDep
 from keyturn.config import JWKS_MAX_AGE_SECONDS
-from keyturn.infra.metrics import REGISTRY
+from keyturn.observability.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
 

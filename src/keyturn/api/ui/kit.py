@@ -28,7 +28,7 @@ from keyturn.api.ui.rendering import Renderer
 from keyturn.config import Settings
 from keyturn.domain import KeptMail
 from keyturn.errors import KeyturnError, PasswordPolicyError, RateLimited, ServiceUnavailable
-from keyturn.services.oauth2.browser_sessions import BrowserSession
+from keyturn.services.oauth2 import BrowserSession
 
 CSRF_FIELD = "csrf_token"
 _CSRF_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")

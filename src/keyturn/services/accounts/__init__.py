@@ -3,3 +3,44 @@ tokens; credential rules, throttling and lockout; lifecycle mails and one-time t
 
 See docs/technical/2026-12-05_backend_architecture.md for how the packages fit together.
 """
+
+# The names other packages use; they import them from here, never from a submodule.
+# Order matters: modules that need another services package come last, so a cycle
+# through it finds these names already bound; isort keeps the order.
+# isort: off
+from keyturn.services.accounts.ports import RateLimiter, RevocationStore
+from keyturn.services.accounts.credential_rules import new_user, parse_email
+from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.accounts.credential_revocation import revoke_credentials
+from keyturn.services.accounts.throttle import Throttle
+from keyturn.services.accounts.lifecycle_mail import AccountMail
+from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
+from keyturn.services.accounts.sessions import SessionService
+from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts.lifecycle import AccountService
+from keyturn.services.accounts.profile import UserService
+from keyturn.services.accounts.account_requests import AccountRequests
+from keyturn.services.accounts.wiring import AccountServices
+# isort: on
+
+__all__ = [
+    "ACCESS_TOKEN_TYP",
+    "AccessTokenService",
+    "AccountMail",
+    "AccountRequests",
+    "AccountService",
+    "AccountServices",
+    "AuthService",
+    "CredentialGuard",
+    "OneTimeTokens",
+    "Purpose",
+    "RateLimiter",
+    "RevocationStore",
+    "SessionService",
+    "Throttle",
+    "UserService",
+    "new_user",
+    "parse_email",
+    "revoke_credentials",
+]

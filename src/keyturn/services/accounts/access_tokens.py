@@ -6,18 +6,21 @@ import asyncio
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from keyturn.domain import SELF_SERVICE_SCOPES, Principal, Session, User, utcnow
-from keyturn.errors import InvalidToken, SessionRevoked
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
-from keyturn.infra.revocation import RevocationStore
+from keyturn.errors import InvalidToken, SessionRevoked, StoreUnavailable
+from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
 from keyturn.security.jose import JosePolicy
+from keyturn.services.accounts.ports import RevocationStore
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyManager
+
+if TYPE_CHECKING:
+    # Only a type: importing signing_keys at run time would close an import cycle
+    # (signing_keys -> admin -> accounts).
+    from keyturn.services.signing_keys import KeyManager
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from keyturn.errors import (
     InvalidRefreshToken,
     PermissionDenied,
 )
-from keyturn.infra.metrics import LOGINS
+from keyturn.observability.metrics import LOGINS
 from keyturn.security.digests import (
     KeyRing,
 )

@@ -39,8 +39,7 @@ from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize
 from keyturn.services.accounts.lifecycle_mail import AccountMail, mask_email
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
-from keyturn.services.admin.guard import keep_an_admin
-from keyturn.services.admin.permissions import require_fresh_login
+from keyturn.services.admin import keep_an_admin, require_fresh_login
 from keyturn.services.ports import UnitOfWorkFactory
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,11 +71,14 @@ class AccountService:
         guard: CredentialGuard,
         reauthentication_max_age: int,
         requests: AccountRequests,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._requests = requests
         self._guard = guard
         self._reauthentication_max_age = timedelta(seconds=reauthentication_max_age)
         self._uow_factory = uow_factory
+        # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._tokens = tokens
@@ -281,9 +283,9 @@ class AccountService:
 
     async def export(self, principal: Principal) -> AccountData:
         """Everything Keyturn holds about the user."""
-        user = await self._user(principal)
+        user = await self._user(principal, read=True)
         now = utcnow()
-        async with self._uow_factory() as uow:
+        async with self._read_uow_factory() as uow:
             sessions = await uow.sessions.list_active(
                 user.id, now, idle_since=EPOCH, limit=EXPORT_SESSION_LIMIT, after=None
             )
@@ -300,8 +302,8 @@ class AccountService:
 
     # -- helpers ------------------------------------------------------------------------
 
-    async def _user(self, principal: Principal) -> User:
-        async with self._uow_factory() as uow:
+    async def _user(self, principal: Principal, *, read: bool = False) -> User:
+        async with (self._read_uow_factory if read else self._uow_factory)() as uow:
             user = await uow.users.get(principal.user_id)
         if user is None or user.disabled:
             raise NotFound("The account no longer exists.")

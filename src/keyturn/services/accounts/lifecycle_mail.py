@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from keyturn.errors import RateLimited
-from keyturn.infra.rate_limit import RateLimiter
 from keyturn.security.digests import Digester
 from keyturn.security.networks import ip_limit_key
 from keyturn.services.accounts.credential_revocation import Revoked
-from keyturn.services.outbox.delivery import MailOutbox
+from keyturn.services.accounts.ports import RateLimiter
+from keyturn.services.outbox import MailOutbox
 from keyturn.services.ports import UnitOfWork
 
 MAIL_WINDOW_SECONDS = 3600

@@ -12,7 +12,7 @@ from keyturn.services.accounts.credential_revocation import UNBOUND_PURPOSES, re
 from keyturn.services.accounts.credential_rules import PasswordPolicy, new_user, parse_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
-from keyturn.services.admin.permissions import require_fresh_login
+from keyturn.services.admin import require_fresh_login
 from keyturn.services.ports import UnitOfWorkFactory
 
 
@@ -26,16 +26,19 @@ class UserService:
         policy: PasswordPolicy,
         mail: AccountMail,
         guard: CredentialGuard,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._mail = mail
         self._guard = guard
         self._uow_factory = uow_factory
+        # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._policy = policy
 
     async def me(self, principal: Principal) -> User:
-        async with self._uow_factory() as uow:
+        async with self._read_uow_factory() as uow:
             user = await uow.users.get(principal.user_id)
         if user is None or user.disabled:
             # The token outlived its account (deleted or disabled in the meantime).

@@ -13,7 +13,7 @@ import structlog
 
 from keyturn.domain import ClientInfo, RefreshToken, Session, User, utcnow
 from keyturn.errors import InvalidRefreshToken
-from keyturn.infra.metrics import REFRESHES, REUSE_DETECTIONS
+from keyturn.observability.metrics import REFRESHES, REUSE_DETECTIONS
 from keyturn.security.digests import (
     Digester,
     KeyRing,

@@ -20,9 +20,16 @@ def session_cursor(session: Session) -> str:
 
 class SessionService:
     def __init__(
-        self, *, uow_factory: UnitOfWorkFactory, access_tokens: AccessTokenService, idle_ttl: int
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        access_tokens: AccessTokenService,
+        idle_ttl: int,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._access_tokens = access_tokens
         self._idle_ttl = timedelta(seconds=idle_ttl)
 
@@ -37,7 +44,7 @@ class SessionService:
         """Live sessions of ``user_id``, newest first (the caller checked who may ask)."""
         after = decode_cursor(cursor, time_and_uuid, parts=2) if cursor else None
         now = utcnow()
-        async with self._uow_factory() as uow:
+        async with self._read_uow_factory() as uow:
             # One extra row tells whether another page exists.
             rows = await uow.sessions.list_active(
                 user_id,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keyturn.domain import RateDecision
 from keyturn.errors import RateLimited
-from keyturn.infra.rate_limit import RateDecision, RateLimiter
 from keyturn.security.digests import Digester
 from keyturn.security.networks import ip_limit_key
+from keyturn.services.accounts.ports import RateLimiter
 
 ACCOUNT_IP_WINDOW = 15 * 60
 ACCOUNT_WINDOW = 60 * 60

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keyturn.config import Settings
-from keyturn.infra.rate_limit import RateLimiter
-from keyturn.infra.revocation import RevocationStore
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
@@ -17,12 +15,13 @@ from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens
+from keyturn.services.accounts.ports import RateLimiter, RevocationStore
 from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.throttle import Limits, Throttle
-from keyturn.services.outbox.delivery import MailOutbox
+from keyturn.services.outbox import MailOutbox
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.signing_keys import KeyManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +151,7 @@ def build_accounts(
         guard=guard,
         reauthentication_max_age=settings.reauthentication_max_age,
         requests=requests,
+        read_uow_factory=read_uow_factory,
     )
     users = UserService(
         uow_factory=uow_factory,
@@ -160,9 +160,13 @@ def build_accounts(
         policy=policy,
         mail=mail,
         guard=guard,
+        read_uow_factory=read_uow_factory,
     )
     sessions = SessionService(
-        uow_factory=uow_factory, access_tokens=access_tokens, idle_ttl=settings.session_idle_ttl
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        access_tokens=access_tokens,
+        idle_ttl=settings.session_idle_ttl,
     )
     return AccountServices(
         access_tokens=access_tokens,

@@ -28,7 +28,7 @@ from keyturn.errors import (
     UnknownScope,
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
-from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts import CredentialGuard
 from keyturn.services.admin.permissions import Authorizer, require_fresh_login
 from keyturn.services.ports import UnitOfWorkFactory
 

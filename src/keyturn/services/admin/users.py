@@ -12,13 +12,17 @@ from datetime import timedelta
 
 from keyturn.domain import ClientInfo, Principal, Session, User, utcnow
 from keyturn.errors import Conflict, NotFound
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.credential_revocation import revoke_credentials
-from keyturn.services.accounts.credential_rules import new_user, parse_email
-from keyturn.services.accounts.lifecycle_mail import AccountMail
-from keyturn.services.accounts.lockout import CredentialGuard
-from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
-from keyturn.services.accounts.sessions import SessionService
+from keyturn.services.accounts import (
+    AccessTokenService,
+    AccountMail,
+    CredentialGuard,
+    OneTimeTokens,
+    Purpose,
+    SessionService,
+    new_user,
+    parse_email,
+    revoke_credentials,
+)
 from keyturn.services.admin.audit_log import record_action
 from keyturn.services.admin.guard import guard_target
 from keyturn.services.admin.permissions import Authorizer

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 from keyturn.config import Settings
 from keyturn.security.digests import KeyRing
-from keyturn.services.accounts.wiring import AccountServices
+from keyturn.services.accounts import AccountServices
 from keyturn.services.admin.api_keys import ApiKeyService
+from keyturn.services.admin.audit_chain import AuditChainService
 from keyturn.services.admin.audit_log import AuditLogService
 from keyturn.services.admin.permissions import Authorizer
 from keyturn.services.admin.roles import RoleService
 from keyturn.services.admin.users import AdminUserService
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyManager
-from keyturn.services.signing_keys.operations import AdminKeyService
+from keyturn.services.signing_keys import AdminKeyService, KeyManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class AdminServices:
     roles: RoleService
     users: AdminUserService
     audit_log: AuditLogService
+    audit_chain: AuditChainService
     keys: AdminKeyService
     api_keys: ApiKeyService
 
@@ -51,6 +52,9 @@ def build_admin(
         roles=RoleService(uow_factory=uow_factory, authorizer=authorizer),
         users=users,
         audit_log=AuditLogService(uow_factory=uow_factory, authorizer=authorizer),
+        audit_chain=AuditChainService(
+            uow_factory=uow_factory, retention_days=settings.audit_retention_days
+        ),
         keys=AdminKeyService(keys=keys, authorizer=authorizer, uow_factory=uow_factory),
         api_keys=ApiKeyService(
             uow_factory=uow_factory, authorizer=authorizer, guard=accounts.guard, key_ring=key_ring

@@ -25,8 +25,7 @@ from keyturn.security.browser import (
     seal_session_cookie,
 )
 from keyturn.security.digests import KeyRing
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts import AccessTokenService, AuthService
 from keyturn.services.ports import UnitOfWorkFactory
 
 # last_seen_at is written at most this often per session: a page view is not a DB write.

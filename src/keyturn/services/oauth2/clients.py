@@ -24,10 +24,8 @@ from keyturn.errors import (
     ServiceUnavailable,
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.lockout import CredentialGuard
-from keyturn.services.admin.audit_log import record_action
-from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.accounts import AccessTokenService, CredentialGuard
+from keyturn.services.admin import Authorizer, record_action
 from keyturn.services.oauth2.client_records import check_scope_held, metadata_of, record_of
 from keyturn.services.oauth2.client_rules import AUTH_METHODS, ClientMetadata, check_metadata
 from keyturn.services.paging import Page, aware_time, decode_cursor, encode_cursor, page_of

@@ -16,9 +16,7 @@ from keyturn.domain import AuthorizationCode, ClientInfo, OAuthClient, Session, 
 from keyturn.errors import AuthenticationFailed, InvalidGrant, OAuthInvalidRequest
 from keyturn.security import pkce
 from keyturn.security.digests import Digester
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.authentication import AuthService
-from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts import AccessTokenService, AuthService, CredentialGuard
 from keyturn.services.oauth2.client_uris import registered_redirect
 from keyturn.services.oauth2.grant_scope import user_grant_scope
 from keyturn.services.oauth2.issuing import GrantIssuing, TokenResponse

@@ -14,8 +14,8 @@ import uuid
 
 from keyturn.domain import ClientInfo, ConsentListing, Principal, utcnow
 from keyturn.errors import NotFound
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.admin.audit_log import record_action
+from keyturn.services.accounts import AccessTokenService
+from keyturn.services.admin import record_action
 from keyturn.services.paging import Page, decode_cursor, encode_cursor, page_of, time_and_uuid
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -26,9 +26,15 @@ def _cursor(listing: ConsentListing) -> str:
 
 class ConsentService:
     def __init__(
-        self, *, uow_factory: UnitOfWorkFactory, access_tokens: AccessTokenService
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        access_tokens: AccessTokenService,
+        read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
+        self._read_uow_factory = read_uow_factory or uow_factory
         self._access_tokens = access_tokens
 
     async def list_mine(
@@ -36,7 +42,7 @@ class ConsentService:
     ) -> Page[ConsentListing]:
         """The caller's live consents, newest first."""
         after = decode_cursor(cursor, time_and_uuid, parts=2) if cursor else None
-        async with self._uow_factory() as uow:
+        async with self._read_uow_factory() as uow:
             # One extra row tells whether another page exists.
             rows = await uow.consents.page_for(principal.user_id, limit=limit + 1, after=after)
         return page_of(rows, limit, _cursor)

@@ -14,7 +14,7 @@ from typing import Any
 
 from keyturn.errors import InvalidToken
 from keyturn.security.jose import JosePolicy
-from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.signing_keys import KeyManager
 
 __all__ = ["ID_TOKEN_TYP", "IdTokenHints", "IdTokenSigner"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from keyturn.domain import ClientInfo, OAuthClient, User, utcnow
 from keyturn.security.oidc_hashes import at_hash
-from keyturn.services.accounts.access_tokens import AccessTokenService
+from keyturn.services.accounts import AccessTokenService
 from keyturn.services.oauth2.id_tokens import IdTokenSigner
 from keyturn.services.ports import UnitOfWorkFactory
 

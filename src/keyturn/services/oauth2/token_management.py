@@ -17,7 +17,7 @@ from keyturn.domain import ClientInfo, OAuthClient, RefreshToken, Session, User,
 from keyturn.errors import InvalidToken
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.jose import JosePolicy
-from keyturn.services.accounts.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
+from keyturn.services.accounts import ACCESS_TOKEN_TYP, AccessTokenService
 from keyturn.services.oauth2.grant_scope import (
     client_grant_scope,
     issued_before_revocation,
@@ -25,7 +25,7 @@ from keyturn.services.oauth2.grant_scope import (
     user_grant_scope,
 )
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.signing_keys import KeyManager
 
 ACCESS_TOKEN = "access_token"  # noqa: S105  (RFC 7662 token_type_hint value, not a secret)
 REFRESH_TOKEN = "refresh_token"  # noqa: S105  (RFC 7009 section 2.1 hint value, not a secret)

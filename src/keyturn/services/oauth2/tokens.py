@@ -20,9 +20,7 @@ from keyturn.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from keyturn.services.accounts.access_tokens import AccessTokenService
-from keyturn.services.accounts.authentication import AuthService
-from keyturn.services.accounts.lockout import CredentialGuard
+from keyturn.services.accounts import AccessTokenService, AuthService, CredentialGuard
 from keyturn.services.oauth2.authorize import AuthorizationService, acr_for
 from keyturn.services.oauth2.code_grant import AuthorizationCodeGrant
 from keyturn.services.oauth2.grant_scope import (

@@ -9,8 +9,8 @@ from typing import Any
 
 from keyturn.config import Settings
 from keyturn.security.digests import KeyRing
-from keyturn.services.accounts.wiring import AccountServices
-from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.accounts import AccountServices
+from keyturn.services.admin import Authorizer
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.browser_sessions import BrowserSessions
 from keyturn.services.oauth2.clients import ClientService
@@ -23,7 +23,7 @@ from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.oauth2.userinfo import UserInfoService
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyManager
+from keyturn.services.signing_keys import KeyManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,9 @@ def build_oauth2(
             access_tokens=access_tokens,
         ),
         token_management=token_management,
-        consents=ConsentService(uow_factory=uow_factory, access_tokens=access_tokens),
+        consents=ConsentService(
+            uow_factory=uow_factory, read_uow_factory=read_uow_factory, access_tokens=access_tokens
+        ),
         cors=OAuthCorsOrigins(uow_factory=uow_factory),
         rp_logout=RpLogoutService(uow_factory=uow_factory, hints=hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=token_management),

@@ -18,10 +18,11 @@ from typing import Protocol
 import structlog
 
 from keyturn.domain import OutboxEntry, utcnow
-from keyturn.infra.mail import MailDeliveryError, Mailer, MailMessage, new_message_id
-from keyturn.infra.metrics import OUTBOX_DELIVERIES
-from keyturn.infra.templates import MailTemplates
+from keyturn.domain_mail import MailMessage, new_message_id
+from keyturn.errors import MailDeliveryError
+from keyturn.observability.metrics import OUTBOX_DELIVERIES
 from keyturn.security.aead import Aead, DecryptionError
+from keyturn.services.outbox.ports import Mailer, MailRenderer
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -47,7 +48,7 @@ def retry_delay(attempts: int) -> int:
 class MailOutbox:
     """Renders a mail and queues it in the caller's unit of work (sealed at rest)."""
 
-    def __init__(self, *, templates: MailTemplates, aead: Aead, message_id_domain: str) -> None:
+    def __init__(self, *, templates: MailRenderer, aead: Aead, message_id_domain: str) -> None:
         self._templates = templates
         self._aead = aead
         self._domain = message_id_domain

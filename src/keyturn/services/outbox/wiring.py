@@ -6,14 +6,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from keyturn.config import Settings
-from keyturn.infra.mail import Mailer
-from keyturn.infra.templates import MailTemplates
 from keyturn.security.aead import Aead
 from keyturn.services.outbox.delivery import MailOutbox, OutboxWorker, RequestResolver
+from keyturn.services.outbox.ports import Mailer, MailRenderer
 from keyturn.services.ports import UnitOfWorkFactory
 
 
-def build_outbox(settings: Settings, *, templates: MailTemplates, aead: Aead) -> MailOutbox:
+def build_outbox(settings: Settings, *, templates: MailRenderer, aead: Aead) -> MailOutbox:
     return MailOutbox(
         templates=templates,
         aead=aead,

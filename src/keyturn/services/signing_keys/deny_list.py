@@ -10,9 +10,9 @@ from datetime import timedelta
 import structlog
 
 from keyturn.domain import utcnow
-from keyturn.infra.errors import StoreUnavailable
-from keyturn.infra.metrics import REVOCATION_STORE_ERRORS
-from keyturn.infra.revocation import RevocationStore
+from keyturn.errors import StoreUnavailable
+from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
+from keyturn.services.accounts import RevocationStore
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.revocation import deny_list_entry
 

@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
 from keyturn.errors import AccessTokenExpired, InvalidToken
-from keyturn.infra.revocation import RevocationStore
 from keyturn.security.aead import Aead
 from keyturn.security.jose import JosePolicy, header_kid
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, generate_key
@@ -39,6 +38,10 @@ from keyturn.services.signing_keys.rotation import (
     oldest_first,
     rotate_chains,
 )
+
+if TYPE_CHECKING:
+    # Only a type: importing accounts at run time would close an import cycle.
+    from keyturn.services.accounts import RevocationStore
 
 __all__ = [
     "RETIRED_MARGIN_SECONDS",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyturn.domain import ClientInfo, Principal, utcnow
-from keyturn.services.admin.audit_log import record_action
-from keyturn.services.admin.permissions import Authorizer
+from keyturn.services.admin import Authorizer, record_action
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.manager import KeyInfo, KeyManager, KeyRevocation, RotationResult
 

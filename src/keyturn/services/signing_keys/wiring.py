@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from keyturn.config import Settings
-from keyturn.infra.revocation import RevocationStore
 from keyturn.security.aead import Aead
+from keyturn.services.accounts import RevocationStore
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.manager import KeyManager
 

@@ -1,0 +1,1 @@
+"""Metrics and logging: cross-cutting, the one package every layer may import."""

@@ -1,0 +1,96 @@
+"""The shared-store ports of accounts: rate limits and the session deny-list.
+
+Met structurally by ``keyturn.infra.rate_limit`` and ``keyturn.infra.revocation`` (memory
+and Redis), which never import services; one contract suite covers each.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from keyturn.domain import RateDecision
+
+__all__ = ["RateLimiter", "RevocationStore"]
+
+
+class RateLimiter(Protocol):
+    """Sliding-window counters keyed by caller-chosen strings (e.g. ``"login:acct:ip"``)."""
+
+    async def hit(
+        self, key: str, *, limit: int, window_seconds: int, cost: int = 1
+    ) -> RateDecision:
+        """Record ``cost`` hits on ``key`` if they fit, else record nothing.
+
+        Raises:
+            ValueError: ``limit`` or ``window_seconds`` below 1, or ``cost`` outside
+                ``1..limit``.
+            StoreUnavailable: The shared store could not be reached; the caller decides
+                how to degrade, never by allowing (or use ``FallbackRateLimiter``).
+        """
+        ...
+
+    async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+        """Return exactly what ``hit(key, cost=1)`` would return now, recording nothing.
+
+        Lets a caller refuse a blocked account+IP before the expensive password check
+        and then ``hit`` only on failure.
+
+        Raises:
+            ValueError: As for ``hit``.
+            StoreUnavailable: As for ``hit``.
+        """
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget every hit on ``key``; raises ``StoreUnavailable`` like ``hit``."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers (readiness); else raise ``StoreUnavailable``."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the limiter owns."""
+        ...
+
+
+class RevocationStore(Protocol):
+    """Deny-list of revoked session ids, shared by everything that verifies tokens."""
+
+    async def revoke(self, sid: str, ttl_seconds: int) -> None:
+        """Deny ``sid`` for ``ttl_seconds`` (a later call replaces the TTL).
+
+        Raises:
+            ValueError: ``ttl_seconds`` is below 1.
+            StoreUnavailable: The shared store could not be reached.
+        """
+        ...
+
+    async def is_revoked(self, sid: str) -> bool:
+        """Tell whether ``sid`` is currently denied.
+
+        Raises:
+            StoreUnavailable: The shared store could not be reached; the caller must
+                fall back to the database, never assume "not revoked".
+        """
+        ...
+
+    async def seal(self) -> None:
+        """Mark the list complete (after it was restored from the database).
+
+        Until then a store that cannot vouch for its contents (Redis restarted empty)
+        answers ``is_revoked`` with ``StoreUnavailable``, so the caller asks the database.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers (readiness probe).
+
+        Raises:
+            StoreUnavailable: The shared store could not be reached.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections the store owns."""
+        ...
