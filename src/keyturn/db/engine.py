@@ -17,7 +17,7 @@ handled instead by:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,26 +109,23 @@ class RetryingSession(AsyncSession):
     """
 
     async def execute(self, statement: Any, *args: Any, **kw: Any) -> Any:
-        if self.in_transaction():
-            return await super().execute(statement, *args, **kw)
-        try:
-            return await super().execute(statement, *args, **kw)
-        except exc.DBAPIError as error:
-            if not error.connection_invalidated:
-                raise
-            await self.rollback()
-            return await super().execute(statement, *args, **kw)
+        return await self._first_retried(super().execute, statement, *args, **kw)
 
     async def scalar(self, statement: Any, *args: Any, **kw: Any) -> Any:
+        return await self._first_retried(super().scalar, statement, *args, **kw)
+
+    async def _first_retried(
+        self, run: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+    ) -> Any:
         if self.in_transaction():
-            return await super().scalar(statement, *args, **kw)
+            return await run(*args, **kw)
         try:
-            return await super().scalar(statement, *args, **kw)
+            return await run(*args, **kw)
         except exc.DBAPIError as error:
             if not error.connection_invalidated:
                 raise
             await self.rollback()
-            return await super().scalar(statement, *args, **kw)
+            return await run(*args, **kw)
 
 
 class ReadOnlyViolation(RuntimeError):

@@ -98,6 +98,23 @@ def _requests(
     return AccountRequests(uow_factory=uow_factory, tokens=tokens, mail=mail, lifetimes=lifetimes)
 
 
+def _access_tokens(
+    settings: Settings,
+    *,
+    keys: KeyManager,
+    revocations: RevocationStore,
+    uow_factory: UnitOfWorkFactory,
+) -> AccessTokenService:
+    return AccessTokenService(
+        keys=keys,
+        revocations=revocations,
+        uow_factory=uow_factory,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=settings.access_token_ttl,
+    )
+
+
 def build_accounts(
     settings: Settings,
     *,
@@ -110,13 +127,8 @@ def build_accounts(
     revocations: RevocationStore,
     hash_pool: HashPool,
 ) -> AccountServices:
-    access_tokens = AccessTokenService(
-        keys=keys,
-        revocations=revocations,
-        uow_factory=uow_factory,
-        issuer=settings.issuer,
-        audience=settings.audience,
-        ttl=settings.access_token_ttl,
+    access_tokens = _access_tokens(
+        settings, keys=keys, revocations=revocations, uow_factory=uow_factory
     )
     policy = PasswordPolicy(
         min_length=settings.password_min_length, max_length=settings.password_max_length
