@@ -3,7 +3,7 @@
 The endpoint map must list every route the app serves, with the module that serves it;
 the GraphQL and CLI tables every root field and command; every service named there must
 exist. Every backticked ``file.py`` or ``file.py::test_name`` in the docs and READMEs must
-resolve. A failure names the row to add or fix.
+resolve, and so must every local link (file and heading). A failure names what to fix.
 """
 
 from __future__ import annotations
@@ -233,4 +233,32 @@ def broken_references(document: Path, names: Counter[str]) -> Iterator[str]:
 )
 def test_every_file_and_test_a_document_names_exists(document: Path) -> None:
     broken = list(broken_references(document, basenames()))
+    assert not broken, "\n".join(broken)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(document: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.+)$", document.read_text("utf-8"), flags=re.MULTILINE)
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings
+    }
+
+
+@pytest.mark.parametrize(
+    "document", documents(), ids=lambda path: path.relative_to(ROOT).as_posix()
+)
+def test_every_local_link_of_a_document_resolves(document: Path) -> None:
+    broken = []
+    for target in LINK.findall(document.read_text("utf-8")):
+        if re.match(r"^[a-z]+:", target):
+            continue  # http:, https:, mailto:
+        path, _, anchor = target.partition("#")
+        destination = document.parent / path if path else document
+        if not destination.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and destination.suffix == ".md" and anchor not in anchors(destination):
+            broken.append(f"{target}: no such heading")
     assert not broken, "\n".join(broken)
