@@ -160,6 +160,16 @@ def test_every_service_named_in_the_tables_exists() -> None:
             target = getattr(target, part)
 
 
+def moved_to(path: str) -> str:
+    """For a path that no longer resolves: the files that now carry its name, as a hint."""
+    found = [
+        match.relative_to(base).as_posix()
+        for base in (SRC, TESTS)
+        for match in sorted(base.rglob(Path(path).name))
+    ]
+    return f" (now `{'`, `'.join(found)}`?)" if found else ""
+
+
 def test_every_path_in_the_architecture_doc_exists() -> None:
     paths = [
         token
@@ -167,8 +177,12 @@ def test_every_path_in_the_architecture_doc_exists() -> None:
         if re.fullmatch(r"\w[\w./]*(?:\.py|/)", token) and token not in EXAMPLES
     ]
     assert len(paths) > 100
-    missing = [path for path in paths if not (SRC / path).exists() and not (ROOT / path).exists()]
-    assert not missing
+    missing = [
+        path + moved_to(path)
+        for path in paths
+        if not (SRC / path).exists() and not (ROOT / path).exists()
+    ]
+    assert not missing, "\n".join(missing)
 
 
 # -- Every doc and README ----------------------------------------------------------------
@@ -219,7 +233,7 @@ def broken_references(document: Path, names: Counter[str]) -> Iterator[str]:
             if path is not None:
                 last = resolve(path, document, names)
                 if last is None:
-                    yield f"{where}: no such file"
+                    yield f"{where}: no such file{moved_to(path)}"
                     continue
             if test is not None:
                 if last is None:
