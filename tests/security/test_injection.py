@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import httpx
@@ -234,16 +233,6 @@ async def test_name_with_template_syntax_is_stored_verbatim(client: httpx.AsyncC
         assert patched.status_code == 200, patched.text
         assert patched.json()["name"] == name
         assert (await client.get("/v1/me", headers=bearer(token))).json()["name"] == name
-
-
-def templates_showing_the_user_name() -> list[str]:
-    folder = resources.files("keyturn.infra") / "mail_templates"
-    pattern = re.compile(r"\{\{[^}]*\b(user\.name|name|display_name)\b[^}]*\}\}")
-    return [
-        entry.name
-        for entry in folder.iterdir()
-        if entry.name.endswith((".txt", ".html")) and pattern.search(entry.read_text("utf-8"))
-    ]
 
 
 async def test_wrong_json_types_are_refused_with_422(
