@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from keyturn.api.oauth2.cors import apply_error_cors
+from keyturn.api.http.cors import apply_error_cors
 from keyturn.errors import (
     CredentialsMissing,
     InsufficientScope,

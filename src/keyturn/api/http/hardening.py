@@ -10,7 +10,7 @@
 2. :class:`~keyturn.api.http.middleware.RequestContextMiddleware`: request id, access log and the
    security headers, so every answer below it, early refusals included, carries them.
 3. :class:`TransportGuardMiddleware`: TRACE/TRACK/CONNECT and plain http in production.
-4. :class:`~keyturn.api.oauth2.cors.OAuthCorsMiddleware`: preflights on the OAuth token,
+4. :class:`~keyturn.api.http.cors.OAuthCorsMiddleware`: preflights on the OAuth token,
    userinfo and revocation endpoints from origins an OAuth client registered; then
    Starlette's ``CORSMiddleware`` with the configured first-party allow-list.
 5. :class:`~keyturn.api.http.middleware.BodyLimitMiddleware`.
@@ -28,9 +28,9 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from keyturn.api.http.cors import OAuthCorsMiddleware
 from keyturn.api.http.head_requests import HeadAsGetMiddleware
 from keyturn.api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from keyturn.api.oauth2.cors import OAuthCorsMiddleware
 from keyturn.api.problems import problem
 from keyturn.config import ConfigError, Settings
 

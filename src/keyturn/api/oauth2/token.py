@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from keyturn.api.http.cors import apply_client_cors
 from keyturn.api.http.deps import ClientDep, ServicesDep
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
-from keyturn.api.oauth2.cors import apply_client_cors
 from keyturn.api.oauth2.responses import NO_STORE
 
 router = APIRouter(tags=["oauth2"])

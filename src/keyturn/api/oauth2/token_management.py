@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from keyturn.api.http.cors import apply_client_cors
 from keyturn.api.http.deps import ClientDep, ServicesDep
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
-from keyturn.api.oauth2.cors import apply_client_cors
 from keyturn.api.oauth2.responses import NO_STORE
 from keyturn.domain import ClientInfo, OAuthClient
 from keyturn.errors import OAuthInvalidRequest

@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from keyturn.api.http.cors import apply_token_client_cors
 from keyturn.api.http.deps import ServicesDep
 from keyturn.api.oauth2.client_auth import oauth_form
-from keyturn.api.oauth2.cors import apply_token_client_cors
 from keyturn.api.oauth2.responses import NO_STORE
 from keyturn.errors import CredentialsMissing, OAuthInvalidRequest
 
