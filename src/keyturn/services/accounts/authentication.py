@@ -53,12 +53,12 @@ class AuthService:
         mail: AccountMail,
         verify_ttl: int,
         guard: CredentialGuard,
-        read_uow_factory: UnitOfWorkFactory | None = None,
+        read_uow_factory: UnitOfWorkFactory,
     ) -> None:
         self._guard = guard
         self._uow_factory = uow_factory
         # Units of work that only read (one round trip per SELECT where the store allows).
-        self._read_uow_factory = read_uow_factory or uow_factory
+        self._read_uow_factory = read_uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._refresh = RefreshRotation(

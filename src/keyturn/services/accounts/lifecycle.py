@@ -71,14 +71,14 @@ class AccountService:
         guard: CredentialGuard,
         reauthentication_max_age: int,
         requests: AccountRequests,
-        read_uow_factory: UnitOfWorkFactory | None = None,
+        read_uow_factory: UnitOfWorkFactory,
     ) -> None:
         self._requests = requests
         self._guard = guard
         self._reauthentication_max_age = timedelta(seconds=reauthentication_max_age)
         self._uow_factory = uow_factory
         # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
-        self._read_uow_factory = read_uow_factory or uow_factory
+        self._read_uow_factory = read_uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._tokens = tokens

@@ -26,13 +26,13 @@ class UserService:
         policy: PasswordPolicy,
         mail: AccountMail,
         guard: CredentialGuard,
-        read_uow_factory: UnitOfWorkFactory | None = None,
+        read_uow_factory: UnitOfWorkFactory,
     ) -> None:
         self._mail = mail
         self._guard = guard
         self._uow_factory = uow_factory
         # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
-        self._read_uow_factory = read_uow_factory or uow_factory
+        self._read_uow_factory = read_uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._policy = policy

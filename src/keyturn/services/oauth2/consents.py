@@ -30,11 +30,11 @@ class ConsentService:
         *,
         uow_factory: UnitOfWorkFactory,
         access_tokens: AccessTokenService,
-        read_uow_factory: UnitOfWorkFactory | None = None,
+        read_uow_factory: UnitOfWorkFactory,
     ) -> None:
         self._uow_factory = uow_factory
         # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
-        self._read_uow_factory = read_uow_factory or uow_factory
+        self._read_uow_factory = read_uow_factory
         self._access_tokens = access_tokens
 
     async def list_mine(
