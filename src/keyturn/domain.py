@@ -175,6 +175,8 @@ class OneTimeToken:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None
+    # Wrong codes already spent on it (an MFA challenge allows a few, then dies).
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import JSON, insert, literal, select, update
+from sqlalchemy import JSON, case, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import OneTimeTokenRow, UserRow
@@ -49,6 +49,7 @@ class SqlOneTimeTokenRepository:
             created_at=row.created_at,
             expires_at=row.expires_at,
             used_at=row.used_at,
+            attempts=row.attempts,
         )
 
     async def add_spent_for_email(
@@ -78,6 +79,19 @@ class SqlOneTimeTokenRepository:
             update(OneTimeTokenRow)
             .where(OneTimeTokenRow.id == token_id, OneTimeTokenRow.used_at.is_(None))
             .values(used_at=now)
+        )
+        return bool(affected(result))
+
+    async def fail(self, token_id: uuid.UUID, now: datetime, *, limit: int) -> bool:
+        # One UPDATE counts the wrong attempt and, at the cap, burns the token: concurrent
+        # wrong guesses cannot each read "4 spent" and all get a fifth try.
+        result = await self._db.execute(
+            update(OneTimeTokenRow)
+            .where(OneTimeTokenRow.id == token_id, OneTimeTokenRow.used_at.is_(None))
+            .values(
+                attempts=OneTimeTokenRow.attempts + 1,
+                used_at=case((OneTimeTokenRow.attempts + 1 >= limit, now), else_=None),
+            )
         )
         return bool(affected(result))
 

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyturn.db.api_keys import SqlApiKeyRepository
 from keyturn.db.audit import SqlAuditRepository
+from keyturn.db.mfa import SqlMfaStatusReader, SqlRecoveryCodeRepository, SqlTotpRepository
 from keyturn.db.oauth_clients import SqlOAuthClientRepository
 from keyturn.db.oauth_grants import SqlAuthorizationCodeRepository, SqlConsentRepository
 from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
 from keyturn.db.outbox import SqlOutboxRepository
+from keyturn.db.passkeys import SqlPasskeyRepository
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
 from keyturn.db.roles import SqlRoleRepository
 from keyturn.db.sessions import SqlSessionRepository
@@ -41,6 +43,10 @@ class SqlUnitOfWork:
     clients: SqlOAuthClientRepository
     authorization_codes: SqlAuthorizationCodeRepository
     consents: SqlConsentRepository
+    totp: SqlTotpRepository
+    recovery_codes: SqlRecoveryCodeRepository
+    passkeys: SqlPasskeyRepository
+    mfa: SqlMfaStatusReader
 
     def __init__(
         self,
@@ -72,6 +78,10 @@ class SqlUnitOfWork:
         self.clients = SqlOAuthClientRepository(db)
         self.authorization_codes = SqlAuthorizationCodeRepository(db)
         self.consents = SqlConsentRepository(db)
+        self.totp = SqlTotpRepository(db)
+        self.recovery_codes = SqlRecoveryCodeRepository(db)
+        self.passkeys = SqlPasskeyRepository(db)
+        self.mfa = SqlMfaStatusReader(db)
         return self
 
     async def __aexit__(

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from keyturn.domain import (
     ApiKey,
@@ -30,6 +30,14 @@ from keyturn.domain import (
     SigningKeyRecord,
     User,
 )
+
+if TYPE_CHECKING:  # the MFA package's own ports (importing it here would be a cycle)
+    from keyturn.services.mfa import (
+        MfaStatusReader,
+        PasskeyRepository,
+        RecoveryCodeRepository,
+        TotpRepository,
+    )
 
 
 class UserRepository(Protocol):
@@ -170,6 +178,9 @@ class OneTimeTokenRepository(Protocol):
     async def find(self, digests: Sequence[str]) -> OneTimeToken | None: ...
     async def consume(self, token_id: uuid.UUID, now: datetime) -> bool:
         """Marks the token used; True for exactly one caller (single use, atomically)."""
+
+    async def fail(self, token_id: uuid.UUID, now: datetime, *, limit: int) -> bool:
+        """Counts a wrong attempt, burning the token at ``limit``; False if already dead."""
 
     async def invalidate(self, user_id: uuid.UUID, purpose: str, now: datetime) -> int:
         """Burns the user's live tokens for ``purpose``; returns how many."""
@@ -386,6 +397,14 @@ class UnitOfWork(Protocol):
     def authorization_codes(self) -> AuthorizationCodeRepository: ...
     @property
     def consents(self) -> ConsentRepository: ...
+    @property
+    def totp(self) -> TotpRepository: ...
+    @property
+    def recovery_codes(self) -> RecoveryCodeRepository: ...
+    @property
+    def passkeys(self) -> PasskeyRepository: ...
+    @property
+    def mfa(self) -> MfaStatusReader: ...
 
     async def commit(self) -> None: ...
     async def __aenter__(self) -> Self: ...

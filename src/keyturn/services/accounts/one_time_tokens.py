@@ -24,6 +24,8 @@ class Purpose(StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"  # noqa: S105  (a purpose name, not a secret)
     EMAIL_CHANGE = "email_change"
+    # The second step of a login (issue 15): never a bearer token anywhere else.
+    MFA_LOGIN = "mfa_login"
 
 
 class OneTimeTokens:

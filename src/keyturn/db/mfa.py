@@ -1,0 +1,176 @@
+"""TOTP factors, recovery codes and the MFA summary (migration 0015)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyturn.db.models import PasskeyRow, RecoveryCodeRow, TotpFactorRow
+from keyturn.db.types import affected
+from keyturn.domain_mfa import MfaStatus, TotpFactor
+
+
+class SqlTotpRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def get(self, user_id: uuid.UUID) -> TotpFactor | None:
+        row = await self._db.get(TotpFactorRow, user_id)
+        if row is None:
+            return None
+        return TotpFactor(
+            user_id=row.user_id,
+            sealed_secret=row.sealed_secret,
+            created_at=row.created_at,
+            confirmed_at=row.confirmed_at,
+            last_used_step=row.last_used_step,
+        )
+
+    async def put_pending(self, factor: TotpFactor) -> bool:
+        values = {
+            "user_id": factor.user_id,
+            "sealed_secret": factor.sealed_secret,
+            "created_at": factor.created_at,
+            "confirmed_at": None,
+            "last_used_step": None,
+        }
+        # One upsert that only overwrites an unconfirmed row: a confirmed factor is never
+        # replaced by a new enrolment (it must be removed first, with a recent sign-in).
+        upsert = pg_insert if self._db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            upsert(TotpFactorRow)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[TotpFactorRow.user_id],
+                set_={"sealed_secret": factor.sealed_secret, "created_at": factor.created_at},
+                where=TotpFactorRow.confirmed_at.is_(None),
+            )
+        )
+        return bool(affected(await self._db.execute(statement)))
+
+    async def confirm(self, user_id: uuid.UUID, *, step: int, now: datetime) -> bool:
+        result = await self._db.execute(
+            update(TotpFactorRow)
+            .where(TotpFactorRow.user_id == user_id, TotpFactorRow.confirmed_at.is_(None))
+            .values(confirmed_at=now, last_used_step=step)
+        )
+        return bool(affected(result))
+
+    async def use_step(self, user_id: uuid.UUID, step: int) -> bool:
+        result = await self._db.execute(
+            update(TotpFactorRow)
+            .where(
+                TotpFactorRow.user_id == user_id,
+                TotpFactorRow.confirmed_at.is_not(None),
+                or_(
+                    TotpFactorRow.last_used_step.is_(None),
+                    TotpFactorRow.last_used_step < step,
+                ),
+            )
+            .values(last_used_step=step)
+        )
+        return bool(affected(result))
+
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        result = await self._db.execute(
+            delete(TotpFactorRow).where(TotpFactorRow.user_id == user_id)
+        )
+        return bool(affected(result))
+
+    async def delete_pending(self, *, created_before: datetime) -> int:
+        result = await self._db.execute(
+            delete(TotpFactorRow).where(
+                TotpFactorRow.confirmed_at.is_(None), TotpFactorRow.created_at < created_before
+            )
+        )
+        return affected(result)
+
+    async def sealed(self) -> list[tuple[uuid.UUID, bytes]]:
+        rows = await self._db.execute(select(TotpFactorRow.user_id, TotpFactorRow.sealed_secret))
+        return [(user_id, sealed) for user_id, sealed in rows]
+
+    async def replace_sealed(self, user_id: uuid.UUID, *, old: bytes, new: bytes) -> bool:
+        result = await self._db.execute(
+            update(TotpFactorRow)
+            .where(TotpFactorRow.user_id == user_id, TotpFactorRow.sealed_secret == old)
+            .values(sealed_secret=new)
+        )
+        return bool(affected(result))
+
+
+class SqlRecoveryCodeRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def replace(self, user_id: uuid.UUID, digests: Sequence[str], now: datetime) -> None:
+        await self._db.execute(delete(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user_id))
+        await self._db.execute(
+            insert(RecoveryCodeRow),
+            [
+                {"id": uuid.uuid4(), "user_id": user_id, "digest": d, "created_at": now}
+                for d in digests
+            ],
+        )
+
+    async def use(self, user_id: uuid.UUID, digests: Sequence[str], now: datetime) -> bool:
+        # The ``used_at IS NULL`` condition inside the UPDATE makes one of two racing uses
+        # of the same code the winner; the other matches no row.
+        result = await self._db.execute(
+            update(RecoveryCodeRow)
+            .where(
+                RecoveryCodeRow.user_id == user_id,
+                RecoveryCodeRow.digest.in_(list(digests)),
+                RecoveryCodeRow.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+        return bool(affected(result))
+
+    async def count_left(self, user_id: uuid.UUID) -> int:
+        count = await self._db.scalar(
+            select(func.count())
+            .select_from(RecoveryCodeRow)
+            .where(RecoveryCodeRow.user_id == user_id, RecoveryCodeRow.used_at.is_(None))
+        )
+        return int(count or 0)
+
+    async def delete_all(self, user_id: uuid.UUID) -> int:
+        result = await self._db.execute(
+            delete(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user_id)
+        )
+        return affected(result)
+
+
+class SqlMfaStatusReader:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def status(self, user_id: uuid.UUID) -> MfaStatus:
+        # Three scalar subqueries in one SELECT: the login asks this after every right
+        # password, so it costs one round trip.
+        totp = (
+            select(func.count())
+            .select_from(TotpFactorRow)
+            .where(TotpFactorRow.user_id == user_id, TotpFactorRow.confirmed_at.is_not(None))
+            .scalar_subquery()
+        )
+        passkeys = (
+            select(func.count())
+            .select_from(PasskeyRow)
+            .where(PasskeyRow.user_id == user_id)
+            .scalar_subquery()
+        )
+        codes = (
+            select(func.count())
+            .select_from(RecoveryCodeRow)
+            .where(RecoveryCodeRow.user_id == user_id, RecoveryCodeRow.used_at.is_(None))
+            .scalar_subquery()
+        )
+        row = (await self._db.execute(select(totp, passkeys, codes))).one()
+        return MfaStatus(totp=bool(row[0]), passkeys=int(row[1]), recovery_codes_left=int(row[2]))
