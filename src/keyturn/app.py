@@ -60,6 +60,7 @@ from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
 from keyturn.services.accounts import RateLimiter, RevocationStore
 from keyturn.services.accounts.wiring import build_accounts
 from keyturn.services.admin.wiring import build_admin
+from keyturn.services.mfa.wiring import build_mfa
 from keyturn.services.oauth2.wiring import build_oauth2
 from keyturn.services.outbox import Mailer, OutboxMaintenance
 from keyturn.services.outbox.wiring import build_outbox, build_outbox_worker
@@ -182,6 +183,14 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         revocations=adapters.revocations,
         hash_pool=adapters.hash_pool,
     )
+    mfa = build_mfa(
+        settings,
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        key_ring=ring,
+        aead=aead,
+        accounts=accounts,
+    )
     admin = build_admin(
         settings, uow_factory=uow_factory, key_ring=ring, keys=keys, accounts=accounts
     )
@@ -234,6 +243,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         outbox_maintenance=_outbox_maintenance(adapters, uow_factory, aead),
         readiness_checks=_readiness_checks(settings, adapters),
         email_verification_required=settings.email_verification_required,
+        mfa=mfa,
     )
 
 

@@ -129,9 +129,18 @@ class Settings(BaseSettings):
     verify_email_ttl: int = Field(default=86_400, ge=60)
     reset_password_ttl: int = Field(default=1_800, ge=60)
     email_change_ttl: int = Field(default=86_400, ge=60)
-    # How recent a session's password sign-in must be to confirm an email change (the
-    # recovery address): a stolen refresh token or an old session cannot move it.
-    reauthentication_max_age: int = Field(default=900, ge=60, le=86_400)
+    # How recent a session's sign-in (password or factor) must be for an email change, a
+    # factor change, new recovery codes or a new API key (issue 15: 5 minutes): a stolen
+    # refresh token or an old session cannot make them.
+    reauthentication_max_age: int = Field(default=300, ge=60, le=86_400)
+    # Users holding one of these roles must enrol a second factor before they get tokens.
+    mfa_required_roles: CsvList = Field(default_factory=list)
+    # WebAuthn relying party (issue 15); unset: the issuer's host and origin.
+    webauthn_rp_id: str | None = Field(default=None, min_length=1, max_length=253)
+    webauthn_origins: CsvList = Field(default_factory=list)
+    # User verification (PIN, biometrics) asked of an authenticator as a second factor;
+    # a passwordless sign-in always requires it (it is then the only factor).
+    webauthn_user_verification: Literal["required", "preferred", "discouraged"] = "preferred"
     # Mail links; {token} is replaced. Point them at your app's pages, or keep the hosted ones.
     link_verify_email: str = "{issuer}/ui/verify?token={token}"
     link_reset_password: str = "{issuer}/ui/reset?token={token}"  # noqa: S105  (a URL template)
@@ -141,7 +150,13 @@ class Settings(BaseSettings):
     brand_color: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
 
     @field_validator(
-        "secret_key", "cors_origins", "trusted_proxies", "id_token_algs", mode="before"
+        "secret_key",
+        "cors_origins",
+        "trusted_proxies",
+        "id_token_algs",
+        "mfa_required_roles",
+        "webauthn_origins",
+        mode="before",
     )
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -80,4 +80,19 @@ class MfaStatus:
         return tuple(methods)
 
 
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    """The first step of a login succeeded; a second one must finish it.
+
+    ``mfa_token`` is a one-time token (DESIGN.md section 4) good only for
+    ``POST /v1/auth/mfa/verify`` and ``/v1/auth/mfa/webauthn/options``; with
+    ``enrolment_required`` the account must first set up a factor (role policy).
+    """
+
+    mfa_token: str
+    methods: tuple[Method, ...]
+    expires_in: int
+    enrolment_required: bool = False
+
+
 NO_FACTORS = MfaStatus(totp=False, passkeys=0, recovery_codes_left=0)

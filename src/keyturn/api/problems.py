@@ -102,6 +102,13 @@ ERRORS: dict[str, Entry] = {
     "fresh_login_required": Entry(place="sign_in"),
     "reauthentication_required": Entry(place="sign_in"),
     "conflict": Entry(message="Another account now uses this address."),
+    "mfa_token_invalid": Entry(
+        place="sign_in", message="That sign-in took too long or had too many tries."
+    ),
+    "mfa_code_invalid": Entry(place="form", message="That code is not correct. Try again."),
+    "mfa_already_enrolled": Entry(place="form"),
+    "mfa_not_enrolled": Entry(place="form"),
+    "webauthn_invalid": Entry(place="form", message="The passkey was not accepted."),
     "service_unavailable": Entry(message=_BUSY),
     "hash_queue_full": Entry(message=_BUSY),
 }

@@ -14,7 +14,7 @@ Every error carries a stable ``code`` and a ``status`` hint; only the edge
     ├── RateLimited           429, Retry-After, RateLimit-*
     └── ServiceUnavailable    503, Retry-After
 
-Each capability module (``accounts``, ``admin``, ``oauth2``) refines them.
+Each capability module (``accounts``, ``admin``, ``mfa``, ``oauth2``) refines them.
 """
 
 from keyturn.errors.accounts import (
@@ -60,6 +60,13 @@ from keyturn.errors.base import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from keyturn.errors.mfa import (
+    FactorAlreadyEnrolled,
+    FactorNotEnrolled,
+    MfaCodeInvalid,
+    MfaTokenInvalid,
+    WebAuthnRejected,
+)
 from keyturn.errors.oauth2 import (
     AccessDenied,
     InsufficientScope,
@@ -87,6 +94,8 @@ __all__ = [
     "CredentialsMissing",
     "CurrentPasswordIncorrect",
     "EmailNotVerified",
+    "FactorAlreadyEnrolled",
+    "FactorNotEnrolled",
     "FreshLoginRequired",
     "GraphQLRequestInvalid",
     "HashQueueFull",
@@ -105,6 +114,8 @@ __all__ = [
     "MailDeliveryError",
     "MalformedBody",
     "MethodNotAllowed",
+    "MfaCodeInvalid",
+    "MfaTokenInvalid",
     "NotFound",
     "OAuthError",
     "OAuthInvalidRequest",
@@ -132,4 +143,5 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedMediaType",
     "UnsupportedResponseType",
+    "WebAuthnRejected",
 ]

@@ -24,6 +24,7 @@ from keyturn.services.admin import (
     Authorizer,
     RoleService,
 )
+from keyturn.services.mfa import MfaServices
 from keyturn.services.oauth2 import (
     AuthorizationService,
     BrowserSessions,
@@ -73,6 +74,8 @@ class Services:
     outbox_maintenance: OutboxMaintenance
     readiness_checks: Mapping[str, HealthCheck]
     email_verification_required: bool
+    # Second factors (issue 15): TOTP, recovery codes, passkeys, the login's second step.
+    mfa: MfaServices
     authorizations: AuthorizationService
     tokens: TokenService
     # RFC 8414 / OIDC Discovery document (services/oauth2/metadata.py), built once.

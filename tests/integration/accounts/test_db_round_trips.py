@@ -282,9 +282,10 @@ async def test_login_reads_the_user_without_a_transaction(
                     "/v1/auth/login", json={"email": email, "password": PASSWORD}
                 )
                 assert answer.status_code == 200, answer.text
-    # The user lookup; the session with its refresh token (one statement on PostgreSQL,
-    # two on SQLite) and the audit row (as above).
-    assert counts["statements"] == 3 * (4 if backend == "postgres" else 5), counts
+    # The user lookup; whether the account has a second factor (issue 15: one SELECT
+    # after the right password); the session with its refresh token (one statement on
+    # PostgreSQL, two on SQLite) and the audit row (as above).
+    assert counts["statements"] == 3 * (5 if backend == "postgres" else 6), counts
     if backend == "postgres":
-        # The lookup before the hash is a pure read: one transaction per login.
+        # Both reads are pure reads (no transaction): one transaction per login.
         assert counts["transactions"] == 3, counts

@@ -9,11 +9,13 @@ from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.rest.responses import no_content, problems
 from keyturn.api.rest.schemas.auth import (
     LoginRequest,
+    MfaRequiredResponse,
     RefreshRequest,
     SignupAccepted,
     SignupRequest,
     TokenResponse,
 )
+from keyturn.domain_mfa import MfaChallenge
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[CREDENTIAL_ENDPOINT])
 
@@ -32,11 +34,15 @@ async def signup(body: SignupRequest, services: ServicesDep, client: ClientDep) 
 @router.post(
     "/login",
     responses=problems(400, 401, 403, 413, 422, 429, 503),
-    summary="Exchange email and password for an access and a refresh token",
+    summary="Exchange email and password for a token pair, or a second step (MFA)",
 )
-async def login(body: LoginRequest, services: ServicesDep, client: ClientDep) -> TokenResponse:
-    pair = await services.auth.login(str(body.email), body.password, client)
-    return TokenResponse.of(pair)
+async def login(
+    body: LoginRequest, services: ServicesDep, client: ClientDep
+) -> TokenResponse | MfaRequiredResponse:
+    signed_in = await services.auth.login(str(body.email), body.password, client)
+    if isinstance(signed_in, MfaChallenge):
+        return MfaRequiredResponse.of(signed_in)
+    return TokenResponse.of(signed_in)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from keyturn.api.http.deps import get_client, get_services
 from keyturn.api.rest.schemas.auth import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
+from keyturn.domain_mfa import MfaChallenge
 from keyturn.errors import UnsafeAuthorizationRequest
 from keyturn.services.oauth2.authorization_request import Redirectable
 
@@ -168,6 +169,9 @@ async def login(request: Request, kit: KitDep) -> Response:
     signed_in = await kit.attempt(request, session, form=again)
     if isinstance(signed_in, Response):
         return signed_in
+    if isinstance(signed_in, MfaChallenge):
+        # The hosted second step (/ui/mfa) is built with the MFA pages; no session before it.
+        return again({"": "This account needs its second factor."}, 401)
     response = see_other(next_path or HOME)
     created = signed_in.session
     lifetime = int((created.expires_at - created.created_at).total_seconds())

@@ -8,7 +8,7 @@ See docs/technical/2026-12-05_backend_architecture.md for how the packages fit t
 # Order matters: modules that need another services package come last, so a cycle
 # through it finds these names already bound; isort keeps the order.
 # isort: off
-from keyturn.services.accounts.ports import RateLimiter, RevocationStore
+from keyturn.services.accounts.ports import RateLimiter, RevocationStore, SecondFactorGate
 from keyturn.services.accounts.credential_rules import new_user, parse_email
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
 from keyturn.services.accounts.credential_revocation import revoke_credentials
@@ -21,11 +21,15 @@ from keyturn.services.accounts.authentication import AuthService
 from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.account_requests import AccountRequests
+from keyturn.services.accounts.recent_sign_in import RecentSignIn
+from keyturn.services.accounts.second_factor import MFA_MAX_WRONG_CODES, MFA_TOKEN_TTL, MfaGate
 from keyturn.services.accounts.wiring import AccountServices
 # isort: on
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
+    "MFA_MAX_WRONG_CODES",
+    "MFA_TOKEN_TTL",
     "AccessTokenService",
     "AccountMail",
     "AccountRequests",
@@ -33,10 +37,13 @@ __all__ = [
     "AccountServices",
     "AuthService",
     "CredentialGuard",
+    "MfaGate",
     "OneTimeTokens",
     "Purpose",
     "RateLimiter",
+    "RecentSignIn",
     "RevocationStore",
+    "SecondFactorGate",
     "SessionService",
     "Throttle",
     "UserService",

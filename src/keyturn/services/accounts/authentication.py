@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from keyturn.domain import ClientInfo, Principal, Session, TokenPair, User, utcnow
+from keyturn.domain_mfa import MfaChallenge
 from keyturn.errors import (
     AuthenticationFailed,
     EmailNotVerified,
@@ -25,6 +26,7 @@ from keyturn.services.accounts.credential_rules import PasswordPolicy, new_user,
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.accounts.ports import SecondFactorGate
 from keyturn.services.accounts.refresh_rotation import RefreshRotation
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -54,8 +56,10 @@ class AuthService:
         verify_ttl: int,
         guard: CredentialGuard,
         read_uow_factory: UnitOfWorkFactory,
+        second_factor: SecondFactorGate,
     ) -> None:
         self._guard = guard
+        self._second_factor = second_factor
         self._uow_factory = uow_factory
         # Units of work that only read (one round trip per SELECT where the store allows).
         self._read_uow_factory = read_uow_factory
@@ -127,13 +131,93 @@ class AuthService:
             await uow.commit()
         self._mail.outbox.wake()
 
-    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
-        """Checks the password and starts a session with an access and a refresh token."""
+    async def login(
+        self, email: str, password: str, client: ClientInfo
+    ) -> TokenPair | MfaChallenge:
+        """Checks the password; starts a session, or asks for a second step (issue 15)."""
         user, new_hash = await self._check_password(email, password, client)
+        challenge = await self._second_step(user, new_hash, client, channel="api")
+        if challenge is not None:
+            return challenge
+        return await self._sign_in(user, new_hash, client, amr=("pwd",))
+
+    async def login_browser(
+        self, email: str, password: str, client: ClientInfo
+    ) -> Session | MfaChallenge:
+        """The same check as :meth:`login`, for a hosted page: a session and no tokens.
+
+        Throttling, the silent lock, the second step and the audit rows are those of
+        :meth:`login` (one code path); the browser proves the session with a cookie.
+        """
+        user, new_hash = await self._check_password(email, password, client)
+        challenge = await self._second_step(user, new_hash, client, channel="ui")
+        if challenge is not None:
+            return challenge
+        return await self._sign_in_browser(user, new_hash, client, amr=("pwd",))
+
+    async def _second_step(
+        self, user: User, new_hash: str | None, client: ClientInfo, *, channel: str
+    ) -> MfaChallenge | None:
+        challenge = await self._second_factor.challenge(user, client, channel=channel)
+        if challenge is not None and new_hash is not None:
+            # The password was right: its hash upgrade need not wait for the second step.
+            async with self._uow_factory() as uow:
+                await uow.users.set_password_hash(user.id, new_hash, utcnow())
+                await uow.commit()
+        return challenge
+
+    async def finish_sign_in(
+        self,
+        user_id: uuid.UUID,
+        client: ClientInfo,
+        *,
+        amr: tuple[str, ...],
+        epoch: int | None,
+    ) -> TokenPair:
+        """Starts a first-party session for a user whose credentials were checked elsewhere:
+        a second step (``epoch``: the ``session_epoch`` the password check read) or a
+        passwordless passkey (``epoch`` None).
+
+        Raises:
+            AuthenticationFailed: The account is gone, disabled, locked, unverified where
+                verification is required, or every session of it ended since ``epoch``.
+        """
+        user = await self._usable_user(user_id, epoch)
+        return await self._sign_in(user, None, client, amr=amr)
+
+    async def finish_browser_sign_in(
+        self,
+        user_id: uuid.UUID,
+        client: ClientInfo,
+        *,
+        amr: tuple[str, ...],
+        epoch: int | None,
+    ) -> Session:
+        """:meth:`finish_sign_in` for a hosted page: a browser session, no tokens."""
+        user = await self._usable_user(user_id, epoch)
+        return await self._sign_in_browser(user, None, client, amr=amr)
+
+    async def _usable_user(self, user_id: uuid.UUID, epoch: int | None) -> User:
+        async with self._read_uow_factory() as uow:
+            user = await uow.users.get(user_id)
+        if (
+            user is None
+            or user.disabled
+            or user.locked(utcnow())
+            or (epoch is not None and user.session_epoch != epoch)
+        ):
+            raise AuthenticationFailed
+        if self._require_verified_email and not user.email_verified:
+            raise EmailNotVerified
+        return user
+
+    async def _sign_in(
+        self, user: User, new_hash: str | None, client: ClientInfo, *, amr: tuple[str, ...]
+    ) -> TokenPair:
         now = utcnow()
         async with self._uow_factory() as uow:
             session, refresh_token = await self._open_session(
-                uow, user, new_hash, client, now, channel="api", refresh=True
+                uow, user, new_hash, client, now, channel="api", amr=amr, refresh=True
             )
             await uow.commit()
         LOGINS.labels("success").inc()
@@ -141,16 +225,14 @@ class AuthService:
         await self._access_tokens.prepare_signing()
         return self._pair(user, session, refresh_token)
 
-    async def login_browser(self, email: str, password: str, client: ClientInfo) -> Session:
-        """The same check as :meth:`login`, for a hosted page: a session and no tokens.
-
-        Throttling, the silent lock and the audit rows are those of :meth:`login` (one
-        code path); the browser proves the session with a cookie instead of tokens.
-        """
-        user, new_hash = await self._check_password(email, password, client)
+    async def _sign_in_browser(
+        self, user: User, new_hash: str | None, client: ClientInfo, *, amr: tuple[str, ...]
+    ) -> Session:
         now = utcnow()
         async with self._uow_factory() as uow:
-            session, _ = await self._open_session(uow, user, new_hash, client, now, channel="ui")
+            session, _ = await self._open_session(
+                uow, user, new_hash, client, now, channel="ui", amr=amr
+            )
             await uow.commit()
         LOGINS.labels("success").inc()
         return session
@@ -203,12 +285,13 @@ class AuthService:
         now: datetime,
         *,
         channel: str,
+        amr: tuple[str, ...],
         refresh: bool = False,
     ) -> tuple[Session, str | None]:
         if new_hash is not None:
             # Transparent upgrade of imported bcrypt or older argon2 parameters.
             await uow.users.set_password_hash(user.id, new_hash, now)
-        session, refresh_token = await self._start_session(uow, user, client, now, refresh)
+        session, refresh_token = await self._start_session(uow, user, client, now, amr, refresh)
         if session is None:
             # Every session of the account ended (or it was locked, disabled or deleted)
             # after the password was checked: the ordinary failure, nothing written (the
@@ -223,12 +306,18 @@ class AuthService:
             user_id=user.id,
             session_id=session.id,
             ip=client.ip,
-            data={"factor": "pwd", "channel": channel},
+            data={"factor": "+".join(amr), "channel": channel},
         )
         return session, refresh_token
 
     async def _start_session(
-        self, uow: UnitOfWork, user: User, client: ClientInfo, now: datetime, refresh: bool
+        self,
+        uow: UnitOfWork,
+        user: User,
+        client: ClientInfo,
+        now: datetime,
+        amr: tuple[str, ...],
+        refresh: bool,
     ) -> tuple[Session | None, str | None]:
         """Opens the session under the user's ``session_epoch`` as the check read it.
 
@@ -242,7 +331,7 @@ class AuthService:
             last_seen_at=now,
             expires_at=now + self._refresh_ttl,
             auth_time=now,
-            amr=("pwd",),
+            amr=amr,
             ip=client.ip,
             user_agent=(client.user_agent or "")[:512] or None,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from keyturn.domain import (
     ApiKey,
@@ -21,7 +21,6 @@ from keyturn.errors import (
     InvalidInput,
     NotFound,
     OneTimeTokenError,
-    ReauthenticationRequired,
     TokenInvalid,
 )
 from keyturn.security.digests import constant_time_equals
@@ -39,6 +38,7 @@ from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize
 from keyturn.services.accounts.lifecycle_mail import AccountMail, mask_email
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
+from keyturn.services.accounts.recent_sign_in import RecentSignIn
 from keyturn.services.admin import keep_an_admin, require_fresh_login
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -69,13 +69,13 @@ class AccountService:
         mail: AccountMail,
         policy: PasswordPolicy,
         guard: CredentialGuard,
-        reauthentication_max_age: int,
+        recent_sign_in: RecentSignIn,
         requests: AccountRequests,
         read_uow_factory: UnitOfWorkFactory,
     ) -> None:
         self._requests = requests
         self._guard = guard
-        self._reauthentication_max_age = timedelta(seconds=reauthentication_max_age)
+        self._recent_sign_in = recent_sign_in
         self._uow_factory = uow_factory
         # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
         self._read_uow_factory = read_uow_factory
@@ -202,8 +202,7 @@ class AccountService:
         tokens mailed to the old address (reset, set-password, verification) die with the
         change (finding 22): whoever still reads the old mailbox gains nothing.
         """
-        require_fresh_login(principal)
-        await self._require_recent_sign_in(principal)
+        await self._recent_sign_in.require(principal)
         record = await self._checked_token(token, Purpose.EMAIL_CHANGE, client)
         now = utcnow()
         async with self._uow_factory() as uow:
@@ -238,29 +237,6 @@ class AccountService:
             await uow.commit()
         self._mail.outbox.wake()
         return await self._user(principal)
-
-    async def _require_recent_sign_in(self, principal: Principal) -> None:
-        """The caller's session is live and signed in with a credential recently.
-
-        Read from the session row, not the token's ``auth_time`` claim: a refresh keeps
-        the sign-in time, and a session ended a moment ago no longer counts.
-        """
-        now = utcnow()
-        session = None
-        if principal.session_id is not None:
-            async with self._uow_factory() as uow:
-                session = await uow.sessions.get(principal.session_id)
-        if (
-            session is None
-            or session.user_id != principal.user_id
-            or session.revoked_at is not None
-            # An OAuth grant acts for a client: the recovery address is not its to move.
-            or session.client_id is not None
-            or now - session.auth_time > self._reauthentication_max_age
-        ):
-            raise ReauthenticationRequired(
-                "Sign in again with your password, then confirm the new address."
-            )
 
     # -- deletion and export ------------------------------------------------------------
 

@@ -8,9 +8,23 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from keyturn.domain import RateDecision
+from keyturn.domain import ClientInfo, RateDecision, User
+from keyturn.domain_mfa import MfaChallenge
 
-__all__ = ["RateLimiter", "RevocationStore"]
+__all__ = ["RateLimiter", "RevocationStore", "SecondFactorGate"]
+
+
+class SecondFactorGate(Protocol):
+    """Decides after a right password whether a login needs a second step (issue 15).
+
+    Met by ``keyturn.services.mfa``, which depends on accounts (never the reverse).
+    """
+
+    async def challenge(
+        self, user: User, client: ClientInfo, *, channel: str
+    ) -> MfaChallenge | None:
+        """A second step for this login, or None when the password alone signs in."""
+        ...
 
 
 class RateLimiter(Protocol):

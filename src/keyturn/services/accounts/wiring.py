@@ -17,6 +17,8 @@ from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens
 from keyturn.services.accounts.ports import RateLimiter, RevocationStore
 from keyturn.services.accounts.profile import UserService
+from keyturn.services.accounts.recent_sign_in import RecentSignIn
+from keyturn.services.accounts.second_factor import MfaGate
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.throttle import Limits, Throttle
 from keyturn.services.outbox import MailOutbox
@@ -35,6 +37,7 @@ class AccountServices:
     users: UserService
     account: AccountService
     account_requests: AccountRequests
+    recent_sign_in: RecentSignIn
 
 
 def _links(settings: Settings) -> LinkTemplates:
@@ -151,8 +154,17 @@ def build_accounts(
         mail=mail,
         verify_ttl=settings.verify_email_ttl,
         guard=guard,
+        second_factor=MfaGate(
+            uow_factory=uow_factory,
+            read_uow_factory=read_uow_factory,
+            tokens=tokens,
+            required_roles=frozenset(settings.mfa_required_roles),
+        ),
     )
     requests = _requests(settings, uow_factory=uow_factory, tokens=tokens, mail=mail)
+    recent_sign_in = RecentSignIn(
+        read_uow_factory=read_uow_factory, max_age=settings.reauthentication_max_age
+    )
     account = AccountService(
         uow_factory=uow_factory,
         hash_pool=hash_pool,
@@ -161,7 +173,7 @@ def build_accounts(
         mail=mail,
         policy=policy,
         guard=guard,
-        reauthentication_max_age=settings.reauthentication_max_age,
+        recent_sign_in=recent_sign_in,
         requests=requests,
         read_uow_factory=read_uow_factory,
     )
@@ -190,4 +202,5 @@ def build_accounts(
         users=users,
         account=account,
         account_requests=requests,
+        recent_sign_in=recent_sign_in,
     )

@@ -6,16 +6,23 @@ passwordless sign-in finish through ``keyturn.services.accounts``.
 
 # isort: off
 from keyturn.services.mfa.ports import (
+    CeremonyStore,
     MfaStatusReader,
     PasskeyRepository,
     RecoveryCodeRepository,
     TotpRepository,
 )
+from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.wiring import MfaServices, build_mfa
 # isort: on
 
 __all__ = [
+    "CeremonyStore",
+    "MfaServices",
     "MfaStatusReader",
     "PasskeyRepository",
     "RecoveryCodeRepository",
+    "RecoveryCodes",
     "TotpRepository",
+    "build_mfa",
 ]

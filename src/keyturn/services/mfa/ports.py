@@ -69,3 +69,12 @@ class PasskeyRepository(Protocol):
 class MfaStatusReader(Protocol):
     async def status(self, user_id: uuid.UUID) -> MfaStatus:
         """Which factors the user has (one round trip)."""
+
+
+class CeremonyStore(Protocol):
+    """Short-lived WebAuthn ceremony state in the shared store (Redis when configured), so
+    any replica finishes a ceremony another began. Met by ``keyturn.infra``."""
+
+    async def put(self, key: str, value: bytes, *, ttl_seconds: int) -> None: ...
+    async def take(self, key: str) -> bytes | None:
+        """Returns and deletes the value in one step: of racing takers one gets it."""

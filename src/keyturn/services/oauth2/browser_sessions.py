@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keyturn.domain import SELF_SERVICE_SCOPES, ClientInfo, Principal, Session, User, utcnow
+from keyturn.domain_mfa import MfaChallenge
 from keyturn.security.browser import (
     csrf_token,
     csrf_token_matches,
@@ -97,8 +98,9 @@ class BrowserSessions:
 
     async def login(
         self, email: str, password: str, client: ClientInfo, *, replacing: str | None = None
-    ) -> BrowserLogin:
-        """Checks the password exactly like the API login and opens a cookie session.
+    ) -> BrowserLogin | MfaChallenge:
+        """Checks the password exactly like the API login and opens a cookie session, or
+        answers the second step the account needs (issue 15).
 
         Args:
             email: As typed.
@@ -107,7 +109,16 @@ class BrowserSessions:
             replacing: The browser's current session cookie, if any: that session ends,
                 so a browser holds one session at a time (no fixation of an old one).
         """
-        session = await self._auth.login_browser(email, password, client)
+        signed_in = await self._auth.login_browser(email, password, client)
+        if isinstance(signed_in, MfaChallenge):
+            return signed_in
+        return await self.adopt(signed_in, client, replacing=replacing)
+
+    async def adopt(
+        self, session: Session, client: ClientInfo, *, replacing: str | None
+    ) -> BrowserLogin:
+        """The cookie for a session a sign-in just opened (password, second step or
+        passkey); the browser's previous session (``replacing``) ends."""
         if replacing:
             previous = await self.current(replacing)
             if previous is not None and previous.session_id != session.id:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, EmailStr, StringConstraints
 
 from keyturn.api.rest.schemas.common import Name, Password, Request, UserOut
 from keyturn.domain import TokenPair
+from keyturn.domain_mfa import MfaChallenge
 
 
 class SignupRequest(Request):
@@ -28,6 +29,26 @@ class RefreshRequest(Request):
 class SignupAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
     verification_required: bool
+
+
+class MfaRequiredResponse(BaseModel):
+    """The password was right; ``POST /v1/auth/mfa/verify`` finishes the login."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    methods: list[Literal["totp", "recovery_code", "webauthn"]]
+    expires_in: int
+    # A role of KEYTURN_MFA_REQUIRED_ROLES: set up TOTP with POST /v1/auth/mfa/totp first.
+    enrolment_required: bool
+
+    @classmethod
+    def of(cls, challenge: MfaChallenge) -> MfaRequiredResponse:
+        return cls(
+            mfa_token=challenge.mfa_token,
+            methods=[method.value for method in challenge.methods],
+            expires_in=challenge.expires_in,
+            enrolment_required=challenge.enrolment_required,
+        )
 
 
 class TokenResponse(BaseModel):
