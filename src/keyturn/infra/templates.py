@@ -46,6 +46,12 @@ _KINDS: dict[str, _Kind] = {
     "account_deleted": _kind(),
     "account_locked": _kind("link_reset"),
     "set_password": _kind("link", "expires_minutes", optional=("token",)),
+    # Second factors (issue 15): ``factor`` names it ("An authenticator app", "A passkey").
+    "mfa_factor_added": _kind("factor"),
+    "mfa_factor_removed": _kind("factor"),
+    "mfa_recovery_code_used": _kind("codes_left"),
+    "mfa_recovery_codes_regenerated": _kind(),
+    "mfa_reset": _kind(),
 }
 MAIL_KINDS: frozenset[str] = frozenset(_KINDS)
 

@@ -55,6 +55,11 @@ CONTEXTS: dict[str, dict[str, str | int]] = {
         "token": "tok-set",
         "expires_minutes": 1440,
     },
+    "mfa_factor_added": {"factor": "An authenticator app"},
+    "mfa_factor_removed": {"factor": "A passkey"},
+    "mfa_recovery_code_used": {"codes_left": 9},
+    "mfa_recovery_codes_regenerated": {},
+    "mfa_reset": {},
 }
 SUBJECTS = {
     "verify_email": "Confirm your email address",
@@ -67,6 +72,11 @@ SUBJECTS = {
     "account_deleted": "Your account was deleted",
     "account_locked": "Your account was temporarily locked",
     "set_password": "Your Acme ID account is ready: choose a password",
+    "mfa_factor_added": "A second factor was added to your account",
+    "mfa_factor_removed": "A second factor was removed from your account",
+    "mfa_recovery_code_used": "A recovery code was used to sign in",
+    "mfa_recovery_codes_regenerated": "New recovery codes were made for your account",
+    "mfa_reset": "Your second factors were reset",
 }
 
 
