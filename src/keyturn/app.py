@@ -43,6 +43,11 @@ from keyturn.db.engine import create_engine, read_session_factory, session_facto
 from keyturn.db.outbox import reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
+from keyturn.infra.ceremonies import (
+    MemoryCeremonyStore,
+    RedisCeremonyStore,
+    build_ceremony_store,
+)
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
 from keyturn.infra.mail import build_mailer
 from keyturn.infra.rate_limit import build_rate_limiter
@@ -98,9 +103,12 @@ class Adapters:
     limiter: RateLimiter
     mailer: Mailer
     hash_pool: HashPool
+    # WebAuthn challenges (issue 15); closed like the other stores.
+    ceremonies: MemoryCeremonyStore | RedisCeremonyStore
 
     async def close(self) -> None:
         self.hash_pool.close()
+        await self.ceremonies.close()
         await self.mailer.close()
         await self.limiter.close()
         await self.revocations.close()
@@ -122,6 +130,7 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
         ),
         mailer=mailer if mailbox is None else KeepingMailer(mailer, mailbox),
         hash_pool=build_hash_pool(settings),
+        ceremonies=build_ceremony_store(settings.redis_url, prefix=settings.redis_prefix),
     )
 
 
@@ -190,6 +199,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         key_ring=ring,
         aead=aead,
         accounts=accounts,
+        ceremonies=adapters.ceremonies,
     )
     admin = build_admin(
         settings, uow_factory=uow_factory, key_ring=ring, keys=keys, accounts=accounts

@@ -13,16 +13,30 @@ from keyturn.services.mfa.ports import (
     TotpRepository,
 )
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.webauthn_ceremony import RelyingParty
+from keyturn.services.mfa.passkeys import (
+    PASSWORDLESS,
+    SECOND_FACTOR,
+    PasskeyRegistered,
+    PasskeyService,
+    PasskeyUse,
+)
 from keyturn.services.mfa.wiring import MfaServices, build_mfa
 # isort: on
 
 __all__ = [
+    "PASSWORDLESS",
+    "SECOND_FACTOR",
     "CeremonyStore",
     "MfaServices",
     "MfaStatusReader",
+    "PasskeyRegistered",
     "PasskeyRepository",
+    "PasskeyService",
+    "PasskeyUse",
     "RecoveryCodeRepository",
     "RecoveryCodes",
+    "RelyingParty",
     "TotpRepository",
     "build_mfa",
 ]
