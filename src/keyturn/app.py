@@ -36,6 +36,8 @@ from keyturn.api.rest import (
     consents,
     me,
     ops,
+    passkey_sign_in,
+    passkeys,
 )
 from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
@@ -353,6 +355,8 @@ def _lifespan(
 def _include_routers(app: FastAPI, settings: Settings, mailbox: DevMailbox | None) -> None:
     rest = (auth, account, admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
     rest_me = (me, api_keys, consents, ops)
+    app.include_router(passkeys.router)
+    app.include_router(passkey_sign_in.router)
     for module in (*rest, *rest_me, oauth2_token, well_known, token_management, userinfo):
         app.include_router(module.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.

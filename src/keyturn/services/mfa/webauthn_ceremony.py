@@ -260,6 +260,10 @@ def verify_registration(
         )
     except Exception as exc:  # InvalidRegistrationResponse, or a library error on junk
         raise Rejected("attestation", "The attestation could not be verified.") from exc
+    if not hmac.compare_digest(verified.credential_id, parsed.raw_id):
+        # The id the client names must be the one the authenticator attested (section 7.1
+        # stores the attested one): a mismatch is a forged or garbled response.
+        raise Rejected("credential", "rawId is not the attested credential id.")
     flags = attestation.auth_data.flags
     transports = tuple(t.value for t in parsed.response.transports or ())
     return NewCredential(
