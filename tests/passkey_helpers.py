@@ -47,9 +47,9 @@ async def enrol(
 async def passwordless(
     client: httpx.AsyncClient, device: Authenticator, **forge: Any
 ) -> httpx.Response:
-    """A whole passwordless sign-in with ``device``; ``forge`` goes to ``assert_``."""
+    """A whole passwordless sign-in with ``device``; ``forge`` goes to ``authenticate``."""
     options = await client.post("/v1/auth/passkey/options", json={})
     assert options.status_code == 200, options.text
     return await client.post(
-        "/v1/auth/passkey", json={"credential": device.assert_(options.json(), **forge)}
+        "/v1/auth/passkey", json={"credential": device.authenticate(options.json(), **forge)}
     )

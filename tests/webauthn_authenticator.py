@@ -9,8 +9,8 @@ counter, the flags, the user handle.
 
     authenticator = Authenticator("localhost", "http://localhost:8000")
     credential = authenticator.register(creation_options)
-    assertion = authenticator.assert_(request_options)
-    forged = authenticator.assert_(request_options, origin="https://evil.example")
+    assertion = authenticator.authenticate(request_options)
+    forged = authenticator.authenticate(request_options, origin="https://evil.example")
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class Authenticator:
             "authenticatorAttachment": "platform",
         }
 
-    def assert_(
+    def authenticate(
         self,
         options: dict[str, Any],
         *,
