@@ -19,6 +19,9 @@ from keyturn.api.rest.schemas.auth import TokenResponse
 from keyturn.api.rest.schemas.passkeys import PasskeyOptionsIn, PasskeySignInIn
 from keyturn.services.mfa import PASSWORDLESS
 
+# No body at all means the same as ``{}``.
+_NO_OPTIONS = PasskeyOptionsIn()
+
 router = APIRouter(prefix="/v1/auth/passkey", tags=["auth"], dependencies=[CREDENTIAL_ENDPOINT])
 
 
@@ -28,7 +31,7 @@ router = APIRouter(prefix="/v1/auth/passkey", tags=["auth"], dependencies=[CREDE
     summary="Request options for a passwordless sign-in (WebAuthn Level 3 JSON form)",
 )
 async def passkey_request_options(
-    services: ServicesDep, body: Annotated[PasskeyOptionsIn | None, Body()] = None
+    services: ServicesDep, body: Annotated[PasskeyOptionsIn, Body()] = _NO_OPTIONS
 ) -> dict[str, Any]:
     del body  # an empty object: nothing to read, but unknown fields are refused
     return await services.mfa.passkeys.request_options(purpose=PASSWORDLESS, user_id=None)
