@@ -37,6 +37,7 @@ from keyturn.api.rest import (
     me,
     ops,
 )
+from keyturn.api.rest import mfa as me_mfa
 from keyturn.api.ui import HostedPages
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
@@ -302,6 +303,17 @@ def _background(
             )
         )
     )
+    # TOTP enrolments never confirmed (issue 15): their sealed seeds do not linger.
+    tasks.append(
+        asyncio.create_task(
+            every(
+                settings.code_prune_seconds,
+                stop,
+                services.mfa.factors.prune_pending,
+                "mfa_pending_pruning_failed",
+            )
+        )
+    )
     return tasks
 
 
@@ -345,6 +357,7 @@ def _include_routers(app: FastAPI, settings: Settings, mailbox: DevMailbox | Non
     rest_me = (me, api_keys, consents, ops)
     for module in (*rest, *rest_me, oauth2_token, well_known, token_management, userinfo):
         app.include_router(module.router)
+    app.include_router(me_mfa.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:

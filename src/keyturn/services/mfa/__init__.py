@@ -13,16 +13,20 @@ from keyturn.services.mfa.ports import (
     TotpRepository,
 )
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.totp import MfaFactors, TotpConfirmed, TotpEnrolment
 from keyturn.services.mfa.wiring import MfaServices, build_mfa
 # isort: on
 
 __all__ = [
     "CeremonyStore",
+    "MfaFactors",
     "MfaServices",
     "MfaStatusReader",
     "PasskeyRepository",
     "RecoveryCodeRepository",
     "RecoveryCodes",
+    "TotpConfirmed",
+    "TotpEnrolment",
     "TotpRepository",
     "build_mfa",
 ]

@@ -8,13 +8,16 @@ from keyturn.config import Settings
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.services.accounts import AccountServices
+from keyturn.services.admin import Authorizer
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.totp import MfaFactors
 from keyturn.services.ports import UnitOfWorkFactory
 
 
 @dataclass(frozen=True, slots=True)
 class MfaServices:
     recovery_codes: RecoveryCodes
+    factors: MfaFactors
 
 
 def build_mfa(
@@ -26,5 +29,17 @@ def build_mfa(
     aead: Aead,
     accounts: AccountServices,
 ) -> MfaServices:
-    del settings, uow_factory, read_uow_factory, aead, accounts  # the factors use them
-    return MfaServices(recovery_codes=RecoveryCodes(key_ring=key_ring))
+    recovery_codes = RecoveryCodes(key_ring=key_ring)
+    factors = MfaFactors(
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        aead=aead,
+        recovery_codes=recovery_codes,
+        recent_sign_in=accounts.recent_sign_in,
+        guard=accounts.guard,
+        mail=accounts.mail,
+        # Stateless (it asks the database each time): the admin package's is the same.
+        authorizer=Authorizer(uow_factory=uow_factory),
+        issuer_name=settings.brand_name,
+    )
+    return MfaServices(recovery_codes=recovery_codes, factors=factors)
