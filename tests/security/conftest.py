@@ -123,6 +123,8 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "client_uri": "https://app.example.com",
         "policy_uri": "https://app.example.com/privacy",
         "tos_uri": "https://app.example.com/terms",
+        # A TOTP code (issue 15)
+        "code": "123456",
     }
     if "credential" in model.model_fields:
         # WebAuthn (issue 15): the shape of this route's credential (creation or assertion).

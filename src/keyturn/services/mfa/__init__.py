@@ -13,6 +13,7 @@ from keyturn.services.mfa.ports import (
     TotpRepository,
 )
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.totp import MfaFactors, TotpConfirmed, TotpEnrolment
 from keyturn.services.mfa.webauthn_ceremony import RelyingParty
 from keyturn.services.mfa.passkeys import (
     PASSWORDLESS,
@@ -21,13 +22,16 @@ from keyturn.services.mfa.passkeys import (
     PasskeyService,
     PasskeyUse,
 )
+from keyturn.services.mfa.second_step import Answer, SecondStep
 from keyturn.services.mfa.wiring import MfaServices, build_mfa
 # isort: on
 
 __all__ = [
     "PASSWORDLESS",
     "SECOND_FACTOR",
+    "Answer",
     "CeremonyStore",
+    "MfaFactors",
     "MfaServices",
     "MfaStatusReader",
     "PasskeyRegistered",
@@ -37,6 +41,9 @@ __all__ = [
     "RecoveryCodeRepository",
     "RecoveryCodes",
     "RelyingParty",
+    "SecondStep",
+    "TotpConfirmed",
+    "TotpEnrolment",
     "TotpRepository",
     "build_mfa",
 ]

@@ -8,9 +8,12 @@ from keyturn.config import Settings
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.services.accounts import AccountServices
+from keyturn.services.admin import Authorizer
 from keyturn.services.mfa.passkeys import PasskeyService
 from keyturn.services.mfa.ports import CeremonyStore
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.second_step import SecondStep
+from keyturn.services.mfa.totp import MfaFactors
 from keyturn.services.mfa.webauthn_ceremony import RelyingParty
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -18,7 +21,9 @@ from keyturn.services.ports import UnitOfWorkFactory
 @dataclass(frozen=True, slots=True)
 class MfaServices:
     recovery_codes: RecoveryCodes
+    factors: MfaFactors
     passkeys: PasskeyService
+    second_step: SecondStep
 
 
 def build_mfa(
@@ -31,8 +36,19 @@ def build_mfa(
     accounts: AccountServices,
     ceremonies: CeremonyStore,
 ) -> MfaServices:
-    del aead  # the TOTP factor uses it
     recovery_codes = RecoveryCodes(key_ring=key_ring)
+    factors = MfaFactors(
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        aead=aead,
+        recovery_codes=recovery_codes,
+        recent_sign_in=accounts.recent_sign_in,
+        guard=accounts.guard,
+        mail=accounts.mail,
+        # Stateless (it asks the database each time): the admin package's is the same.
+        authorizer=Authorizer(uow_factory=uow_factory),
+        issuer_name=settings.brand_name,
+    )
     passkeys = PasskeyService(
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
@@ -41,7 +57,18 @@ def build_mfa(
         accounts=accounts,
         recovery_codes=recovery_codes,
     )
-    return MfaServices(recovery_codes=recovery_codes, passkeys=passkeys)
+    second_step = SecondStep(
+        uow_factory=uow_factory,
+        tokens=accounts.tokens,
+        auth=accounts.auth,
+        guard=accounts.guard,
+        mail=accounts.mail,
+        factors=factors,
+        passkeys=passkeys,
+    )
+    return MfaServices(
+        recovery_codes=recovery_codes, factors=factors, passkeys=passkeys, second_step=second_step
+    )
 
 
 def relying_party(settings: Settings) -> RelyingParty:
