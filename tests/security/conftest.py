@@ -125,11 +125,16 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "tos_uri": "https://app.example.com/terms",
         # A TOTP code (issue 15)
         "code": "123456",
+        # The login's second step (issue 15): a TOTP answer
+        "mfa_token": "A" * 43,
+        "method": "totp",
     }
     if "credential" in model.model_fields:
-        # WebAuthn (issue 15): the shape of this route's credential (creation or assertion).
-        credential = model.model_fields["credential"].annotation
-        values["credential"] = SHAPED_CREDENTIALS[getattr(credential, "__name__", "")]
+        # WebAuthn (issue 15): the shape of this route's credential (creation or assertion);
+        # where it is optional (the second step's other methods take a code) it stays out.
+        field = model.model_fields["credential"]
+        name = getattr(field.annotation, "__name__", "")
+        values["credential"] = None if not field.is_required() else SHAPED_CREDENTIALS[name]
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"
     body = {name: values[name] for name in model.model_fields}
