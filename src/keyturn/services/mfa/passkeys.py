@@ -11,8 +11,6 @@ before the response is verified against it (section 13.4.3).
 from __future__ import annotations
 
 import builtins
-import json
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,19 +22,14 @@ from keyturn.errors import (
     AuthenticationFailed,
     FactorAlreadyEnrolled,
     NotFound,
-    ServiceUnavailable,
-    StoreUnavailable,
 )
 from keyturn.services.accounts import AccountServices
+from keyturn.services.mfa.challenges import Ceremony, Challenges
 from keyturn.services.mfa.ports import CeremonyStore
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
 from keyturn.services.mfa.webauthn_ceremony import (
-    CHALLENGE_BYTES,
-    CHALLENGE_TTL,
     Rejected,
     RelyingParty,
-    challenge_key,
-    client_challenge,
     creation_options,
     credential_id,
     request_options,
@@ -53,7 +46,6 @@ _REGISTRATION = "registration"
 # unknown refresh token (authentication.REFRESH_ACCOUNT).
 PASSKEY_ACCOUNT = "passkey"
 DEFAULT_NAME = "Passkey"
-_STORE_DOWN = "Passkeys are unavailable for a moment (shared store unreachable); retry."
 _NAME_MAX = 100
 
 
@@ -72,23 +64,6 @@ class PasskeyUse:
     passkey_id: uuid.UUID
     amr: tuple[str, ...]
     user_verified: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Ceremony:
-    purpose: str
-    user_id: str | None
-    binding: str | None
-
-    def encode(self) -> bytes:
-        return json.dumps(
-            {"purpose": self.purpose, "user_id": self.user_id, "binding": self.binding}
-        ).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Ceremony:
-        value = json.loads(raw)
-        return cls(purpose=value["purpose"], user_id=value["user_id"], binding=value["binding"])
 
 
 def _name(name: str | None) -> str:
@@ -111,38 +86,10 @@ class PasskeyService:
     ) -> None:
         self._uow_factory = uow_factory
         self._read_uow_factory = read_uow_factory
-        self._ceremonies = ceremonies
+        self._challenges = Challenges(ceremonies)
         self._rp = relying_party
         self._accounts = accounts
         self._recovery_codes = recovery_codes
-
-    # --- ceremony state --------------------------------------------------------------
-
-    async def _begin(self, ceremony: _Ceremony) -> bytes:
-        challenge = secrets.token_bytes(CHALLENGE_BYTES)
-        try:
-            await self._ceremonies.put(
-                challenge_key(challenge), ceremony.encode(), ttl_seconds=CHALLENGE_TTL
-            )
-        except StoreUnavailable as exc:
-            raise ServiceUnavailable(_STORE_DOWN) from exc
-        return challenge
-
-    async def _take(self, credential: Mapping[str, Any], expected: _Ceremony) -> bytes:
-        """The response's challenge, taken (once) and checked against what it was for."""
-        challenge = client_challenge(credential)
-        if challenge is None:
-            raise Rejected("challenge", "The response carries no challenge.")
-        try:
-            stored = await self._ceremonies.take(challenge_key(challenge))
-        except StoreUnavailable as exc:
-            # Without the store no challenge can be checked: unavailable, never accepted.
-            raise ServiceUnavailable(_STORE_DOWN) from exc
-        if stored is None:
-            raise Rejected("challenge", "The challenge is unknown, expired or already used.")
-        if _Ceremony.decode(stored) != expected:
-            raise Rejected("challenge", "The challenge was issued for another ceremony.")
-        return challenge
 
     # --- registration (section 7.1) -----------------------------------------------------
 
@@ -155,7 +102,7 @@ class PasskeyService:
         async with self._read_uow_factory() as uow:
             user = await self._user(uow, principal.user_id)
             existing = await uow.passkeys.list_for(user.id)
-        challenge = await self._begin(self._registration(principal))
+        challenge = await self._challenges.begin(self._registration(principal))
         return creation_options(
             self._rp,
             challenge=challenge,
@@ -166,9 +113,9 @@ class PasskeyService:
         )
 
     @staticmethod
-    def _registration(principal: Principal) -> _Ceremony:
+    def _registration(principal: Principal) -> Ceremony:
         # Bound to the session that asked: another session of the user cannot finish it.
-        return _Ceremony(_REGISTRATION, str(principal.user_id), str(principal.session_id))
+        return Ceremony(_REGISTRATION, str(principal.user_id), str(principal.session_id))
 
     async def register(
         self,
@@ -185,7 +132,7 @@ class PasskeyService:
             FactorAlreadyEnrolled: This credential is registered already.
         """
         await self._accounts.recent_sign_in.require(principal)
-        challenge = await self._take(credential, self._registration(principal))
+        challenge = await self._challenges.take(credential, self._registration(principal))
         new = verify_registration(
             self._rp, credential, challenge=challenge, require_uv=self._rp.uv_required
         )
@@ -301,8 +248,8 @@ class PasskeyService:
             verification = "required"
         else:
             raise ValueError(f"unknown purpose {purpose!r}")
-        ceremony = _Ceremony(purpose, None if user_id is None else str(user_id), binding)
-        challenge = await self._begin(ceremony)
+        ceremony = Ceremony(purpose, None if user_id is None else str(user_id), binding)
+        challenge = await self._challenges.begin(ceremony)
         return request_options(
             self._rp, challenge=challenge, allow=allow, user_verification=verification
         )
@@ -355,8 +302,8 @@ class PasskeyService:
         user_id: uuid.UUID | None,
         binding: str | None,
     ) -> PasskeyUse:
-        expected = _Ceremony(purpose, None if user_id is None else str(user_id), binding)
-        challenge = await self._take(credential, expected)
+        expected = Ceremony(purpose, None if user_id is None else str(user_id), binding)
+        challenge = await self._challenges.take(credential, expected)
         if passkey is None or (user_id is not None and passkey.user_id != user_id):
             raise Rejected("credential", "This passkey is not registered for the account.")
         handle = user_handle(credential)
