@@ -38,6 +38,7 @@ METHODS = re.compile(r"^[A-Z]+(?:, [A-Z]+)*$")
 SERVICE = re.compile(r"((?:`[A-Za-z_][\w.]*`(?:, )?)+) \(`([\w/]+\.py)`\)")
 # The stylesheet's name carries a hash of its content.
 HASHED = re.compile(r"keyturn\.[0-9a-f]+\.css$")
+HASHED_SCRIPT = re.compile(r"webauthn\.[0-9a-f]+\.js$")
 # Illustrations in the docs, not paths in the tree.
 EXAMPLES = {"module.py", "versions/0003_short_description.py", "services/mfa/"}
 
@@ -90,6 +91,7 @@ def served_routes(tmp_path: Path) -> dict[tuple[str, str], str | None]:
         module = getattr(endpoint, "__module__", "")
         owner = source_path(module) if module.startswith("keyturn.") else None
         path = HASHED.sub("keyturn.{hash}.css", str(context.path))
+        path = HASHED_SCRIPT.sub("webauthn.{hash}.js", path)
         for method in set(context.methods or ()) - {"HEAD"}:
             found[(method, path)] = owner
     return found

@@ -18,9 +18,10 @@ from keyturn.api.ui.forms import safe_next
 from keyturn.api.ui.kit import KitDep
 from keyturn.api.ui.sign_in import login_form, oauth_target, signed_in_response
 from keyturn.api.ui.webauthn import options_answer, posted_credential
-from keyturn.errors import WebAuthnRejected
 
 PURPOSE = "login-passkey"
+PASSWORDLESS = "passwordless"
+REFUSED = "The passkey was not accepted."
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -33,7 +34,7 @@ async def passkey_options(request: Request, kit: KitDep) -> Response:
     if refused := await kit.count_request(request):
         return refused
     passkeys = get_services(request).mfa.passkeys
-    return await options_answer(passkeys.request_options(purpose="passwordless"))
+    return await options_answer(passkeys.request_options(purpose=PASSWORDLESS, user_id=None))
 
 
 @router.post("/login/passkey")
@@ -45,19 +46,21 @@ async def passkey_sign_in(request: Request, kit: KitDep) -> Response:
     target = await oauth_target(request, next_path)
 
     def again(errors: dict[str, str], status: int) -> Response:
-        return login_form(kit, request, target, next_path, "", status=status, errors=errors)
+        # 401: any refused passkey, one message (which check failed is not told).
+        shown = {"form": REFUSED} if status == 401 else errors
+        return login_form(kit, request, target, next_path, "", status=status, errors=shown)
 
     if refused := await kit.count_request(request):
         return refused
     credential = posted_credential(form)
     if credential is None:
-        return again(kit.form_errors(WebAuthnRejected()), 400)
+        return again({"form": REFUSED}, 400)
     services = get_services(request)
     client = get_client(request)
     used = await kit.attempt(
         request,
         services.mfa.passkeys.verify_assertion(
-            credential, purpose="passwordless", user_id=None, binding=None, client=client
+            credential, purpose=PASSWORDLESS, user_id=None, binding=None, client=client
         ),
         form=again,
     )

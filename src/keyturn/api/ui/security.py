@@ -244,7 +244,7 @@ async def passkey_add(request: Request, kit: KitDep) -> Response:
     name = form.get("name", "").strip()[:MAX_NAME]
     passkeys = get_services(request).mfa.passkeys
     added = await page.attempt(
-        passkeys.register(page.current.principal(), credential, name, get_client(request))
+        passkeys.register(page.current.principal(), credential, name or None, get_client(request))
     )
     if isinstance(added, Response):
         return added
