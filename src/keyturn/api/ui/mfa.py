@@ -88,9 +88,10 @@ async def mfa_page(request: Request, kit: KitDep, next_: NextQuery = None) -> Re
     if not token:
         return _restart(kit, next_path)
     second_step = get_services(request).mfa.second_step
+    client = get_client(request)
     challenge = await kit.attempt(
         request,
-        second_step.describe(token, channel="ui"),
+        second_step.describe(token, client, channel="ui"),
         back=next_path or "",
         sign_in_status=EXPIRED,
     )
@@ -102,7 +103,7 @@ async def mfa_page(request: Request, kit: KitDep, next_: NextQuery = None) -> Re
         return _mfa_page(kit, request, challenge, target, next_path)
     enrolment = await kit.attempt(
         request,
-        second_step.begin_enrolment(token, get_client(request)),
+        second_step.begin_enrolment(token, client),
         back=next_path or "",
         sign_in_status=EXPIRED,
     )
@@ -129,7 +130,7 @@ async def mfa_verify(request: Request, kit: KitDep) -> Response:
     client = get_client(request)
     challenge = await kit.attempt(
         request,
-        second_step.describe(token, channel="ui"),
+        second_step.describe(token, client, channel="ui"),
         back=next_path or "",
         sign_in_status=EXPIRED,
     )

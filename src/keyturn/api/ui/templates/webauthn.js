@@ -155,7 +155,11 @@
     });
   }
 
-  if (!window.PublicKeyCredential || !navigator.credentials) {
+  // Browsers refuse an IP address as RP ID (section 5.1.3): the forms stay hidden there
+  // and the page's own hint says to use localhost.
+  var host = window.location.hostname;
+  var onIp = /^[0-9.]+$/.test(host) || host.charAt(0) === "[";
+  if (onIp || !window.PublicKeyCredential || !navigator.credentials) {
     return;
   }
   var forms = document.querySelectorAll("form[data-webauthn]");
