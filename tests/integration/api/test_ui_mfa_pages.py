@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
 import pytest
 
-from helpers import PASSWORD, new_email, ui_login
+from helpers import PASSWORD, new_email, serving, ui_login
+from keyturn.config import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -192,7 +194,7 @@ async def test_a_recovery_code_finishes_the_step_once(client: httpx.AsyncClient)
 async def test_a_dead_mfa_cookie_goes_back_to_the_sign_in_page(
     client: httpx.AsyncClient,
 ) -> None:
-    client.cookies.set("keyturn_mfa", "A" * 43, path="/ui")
+    client.cookies.set("keyturn_mfa", "A" * 43, domain="testserver.local", path="/ui")
     page = await client.get("/ui/mfa", params={"next": SECURITY})
     assert page.status_code == 303
     location = urlsplit(page.headers["location"])
@@ -215,7 +217,7 @@ async def test_a_post_with_a_dead_token_goes_back_to_the_sign_in_page(
     page = await client.get("/ui/mfa")
     token = token_for(page.text, "/ui/mfa")
     # The token dies (here: replaced by one that never existed) before the form is sent.
-    client.cookies.set("keyturn_mfa", "A" * 43, path="/ui")
+    client.cookies.set("keyturn_mfa", "A" * 43, domain="testserver.local", path="/ui")
     answer = await client.post(
         "/ui/mfa", data={"csrf_token": token, "method": "totp", "code": later_code(totp)}
     )
@@ -348,3 +350,41 @@ async def test_passkey_pages_say_to_use_localhost_on_an_ip_address(
     assert "http://localhost:8000" in on_ip.text
     on_name = await client.get("/ui/login", headers={"host": "localhost:8000"})
     assert "Passkeys do not work" not in on_name.text
+
+
+async def test_a_role_that_demands_a_factor_enrols_on_the_second_step(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serving(make_settings(mfa_required_roles=["admin"])) as peers:
+        client = peers()
+        email = new_email()
+        await peers.app.state.services.users.create_admin(email, PASSWORD)
+        answer = await ui_login(client, email, next="/ui/account/security")
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/ui/mfa?")
+        page = await client.get(answer.headers["location"])
+        assert page.status_code == 200
+        assert "Set up your second step" in page.text
+        assert "<svg" in page.text
+        secret = _SECRET.search(page.text)
+        assert secret is not None
+        totp = pyotp.TOTP(secret.group(1))
+        fields = {"method": "totp", "secret": secret.group(1), "next": SECURITY}
+        token = token_for(page.text, "/ui/mfa")
+        wrong = str((int(totp.now()) + 1) % 1_000_000).zfill(6)
+        refused = await client.post("/ui/mfa", data={"csrf_token": token, **fields, "code": wrong})
+        assert refused.status_code == 401
+        assert "That code is not correct" in refused.text
+        assert secret.group(1) in refused.text  # the key stays on the page for a retry
+        done = await client.post(
+            "/ui/mfa", data={"csrf_token": token, **fields, "code": totp.now()}
+        )
+        # The first factor: the recovery codes, once, with the session already open.
+        assert done.status_code == 200, done.text
+        assert len(_CODE.findall(done.text)) == 10
+        assert f'<a href="{SECURITY}">Continue</a>' in done.text
+        assert client.cookies.get("keyturn_session")
+        assert client.cookies.get("keyturn_mfa") is None
+        security = await client.get(SECURITY)
+        assert security.status_code == 200
+        assert "<dt>Second step</dt><dd>On</dd>" in security.text
