@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
 import pytest
+import time_machine
 
 from helpers import PASSWORD, new_email, serving, ui_login
 from keyturn.config import Settings
@@ -388,3 +390,26 @@ async def test_a_role_that_demands_a_factor_enrols_on_the_second_step(
         security = await client.get(SECURITY)
         assert security.status_code == 200
         assert "<dt>Second step</dt><dd>On</dd>" in security.text
+
+
+async def test_an_old_sign_in_is_sent_to_sign_in_again_and_back(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        email = await signed_up(client)
+        page = await client.get(SECURITY)
+        traveller.shift(timedelta(seconds=settings.reauthentication_max_age + 1))
+        action = f"{SECURITY}/totp"
+        stale = await client.post(action, data={"csrf_token": token_for(page.text, action)})
+        assert stale.status_code == 303
+        location = urlsplit(stale.headers["location"])
+        assert location.path == "/ui/login"
+        assert parse_qs(location.query) == {"status": ["reauthenticate"], "next": [SECURITY]}
+        login = await client.get(stale.headers["location"])
+        assert "sign in again to change how you sign in" in login.text
+        again = await ui_login(client, email, next=SECURITY)
+        assert again.headers["location"] == SECURITY
+        started = await post_form(client, SECURITY, action, {})
+        assert started.status_code == 200
+        assert _SECRET.search(started.text)

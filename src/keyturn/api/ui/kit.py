@@ -59,10 +59,15 @@ def see_other(url: str) -> RedirectResponse:
 def sign_in_first(back: str, *, status: str = "") -> RedirectResponse:
     """To the sign-in page, coming back to ``back`` (a same-origin path) afterwards;
     ``status`` names the notice the sign-in page shows (``sign_in.LOGIN_NOTICES``)."""
+    return see_other(sign_in_url(back, status=status))
+
+
+def sign_in_url(back: str, *, status: str = "") -> str:
+    """The sign-in page's URL of :func:`sign_in_first`."""
     query = [f"status={quote(status, safe='')}"] if status else []
     if back:
         query.append("next=" + quote(back, safe=""))
-    return see_other("/ui/login?" + "&".join(query))
+    return "/ui/login?" + "&".join(query)
 
 
 class PageKit:

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from keyturn.api.http.deps import get_client, get_services
 from keyturn.api.ui.forms import safe_next
-from keyturn.api.ui.kit import KitDep, PageKit, sign_in_first
+from keyturn.api.ui.kit import KitDep, PageKit, sign_in_first, sign_in_url
 from keyturn.api.ui.sign_in import HOME, NextQuery, oauth_target, set_session, signed_in_response
 from keyturn.api.ui.webauthn import options_answer, passkey_page, posted_credential
 from keyturn.domain_mfa import Method, MfaChallenge
@@ -207,10 +207,13 @@ async def mfa_webauthn_options(request: Request, kit: KitDep) -> Response:
     if refused := await kit.count_request(request):
         return refused
     token = request.cookies.get(kit.cookies.mfa)
+    restart = sign_in_url("", status=EXPIRED)
     if not token:
-        return await options_answer(_dead())
+        return await options_answer(_dead(), sign_in=restart)
     second_step = get_services(request).mfa.second_step
-    return await options_answer(second_step.webauthn_options(token, get_client(request)))
+    return await options_answer(
+        second_step.webauthn_options(token, get_client(request)), sign_in=restart
+    )
 
 
 async def _dead() -> dict[str, Any]:

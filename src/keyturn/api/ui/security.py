@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.http.deps import get_client, get_services
-from keyturn.api.ui.kit import KitDep, PageKit, see_other, sign_in_first
+from keyturn.api.ui.kit import KitDep, PageKit, see_other, sign_in_first, sign_in_url
 from keyturn.api.ui.mfa import ENTER_CODE, shown_enrolment
 from keyturn.api.ui.webauthn import options_answer, passkey_page, posted_credential
 from keyturn.domain_mfa import MfaStatus, Passkey
@@ -228,7 +228,8 @@ async def passkey_options(request: Request, kit: KitDep) -> Response:
         return sign_in_first(SECURITY)
     passkeys = get_services(request).mfa.passkeys
     return await options_answer(
-        passkeys.registration_options(current.principal(), get_client(request))
+        passkeys.registration_options(current.principal(), get_client(request)),
+        sign_in=sign_in_url(SECURITY, status=AGAIN),
     )
 
 

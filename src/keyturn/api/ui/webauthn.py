@@ -74,16 +74,21 @@ def posted_credential(form: Mapping[str, str]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def options_answer(action: Awaitable[Mapping[str, Any]]) -> Response:
+async def options_answer(
+    action: Awaitable[Mapping[str, Any]], *, sign_in: str | None = None
+) -> Response:
     """The ceremony options as JSON (never cached), or the error as a small JSON body
-    with its status for the script (which shows the form's own failure message)."""
+    with its status for the script, which shows the form's own failure message. An error
+    whose place is the sign-in page (a stale sign-in, a dead second step) also names
+    ``sign_in``, where the script sends the browser."""
     try:
         options = await action
     except KeyturnError as exc:
         shown = rendering(exc)
+        body = {"code": shown.code, "message": shown.message}
+        if shown.place == "sign_in" and sign_in:
+            body["location"] = sign_in
         return JSONResponse(
-            {"code": shown.code, "message": shown.message},
-            status_code=shown.status,
-            headers={**error_headers(exc), **NO_STORE},
+            body, status_code=shown.status, headers={**error_headers(exc), **NO_STORE}
         )
     return JSONResponse(dict(options), headers=NO_STORE)

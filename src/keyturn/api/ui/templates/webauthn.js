@@ -96,10 +96,21 @@
       credentials: "same-origin",
       headers: { Accept: "application/json" }
     }).then(function (answer) {
-      if (!answer.ok) {
-        throw new Error("options refused: " + answer.status);
+      if (answer.ok) {
+        return answer.json();
       }
-      return answer.json();
+      return answer.json().then(
+        function (body) {
+          // A stale sign-in or a dead second step: the server names the sign-in page.
+          if (body && typeof body.location === "string" && body.location.charAt(0) === "/") {
+            window.location.assign(body.location);
+          }
+          throw new Error("options refused: " + answer.status);
+        },
+        function () {
+          throw new Error("options refused: " + answer.status);
+        }
+      );
     });
   }
 
