@@ -208,6 +208,10 @@ async def test_a_dead_mfa_cookie_goes_back_to_the_sign_in_page(
     without_cookie = await client.get("/ui/mfa")
     assert without_cookie.status_code == 303
     assert without_cookie.headers["location"] == "/ui/login?status=mfa_expired"
+    # The passkey button's options: JSON naming the way back, for the script.
+    token = token_for((await client.get("/ui/login")).text, "/ui/login/passkey")
+    login_token = await client.post("/ui/mfa/webauthn/options", data={"csrf_token": token})
+    assert login_token.status_code == 403  # a token of another form
 
 
 async def test_a_post_with_a_dead_token_goes_back_to_the_sign_in_page(
@@ -227,6 +231,10 @@ async def test_a_post_with_a_dead_token_goes_back_to_the_sign_in_page(
     assert answer.headers["location"] == "/ui/login?status=mfa_expired"
     assert client.cookies.get("keyturn_session") is None
     assert client.cookies.get("keyturn_mfa") is None  # cleared on the way back
+    options = await client.post("/ui/mfa/webauthn/options", data={"csrf_token": token})
+    assert options.status_code == 401
+    assert options.json()["code"] == "mfa_token_invalid"
+    assert options.json()["location"] == "/ui/login?status=mfa_expired"
 
 
 async def test_forms_need_their_csrf_token(client: httpx.AsyncClient) -> None:
@@ -408,6 +416,15 @@ async def test_an_old_sign_in_is_sent_to_sign_in_again_and_back(
         assert parse_qs(location.query) == {"status": ["reauthenticate"], "next": [SECURITY]}
         login = await client.get(stale.headers["location"])
         assert "sign in again to change how you sign in" in login.text
+        # The passkey ceremony's options: JSON for the script, naming the same way back.
+        options = f"{SECURITY}/passkeys/options"
+        refused = await client.post(options, data={"csrf_token": token_for(page.text, action)})
+        assert refused.status_code == 403
+        assert refused.json() == {
+            "code": "reauthentication_required",
+            "message": refused.json()["message"],
+            "location": stale.headers["location"],
+        }
         again = await ui_login(client, email, next=SECURITY)
         assert again.headers["location"] == SECURITY
         started = await post_form(client, SECURITY, action, {})
