@@ -18,9 +18,11 @@ import httpx
 import pyotp
 import pytest
 import time_machine
+from fastapi import FastAPI
 
 from helpers import PASSWORD, new_email, serving, ui_login
 from keyturn.config import Settings
+from oauth_helpers import auth_params, query_of, register
 
 pytestmark = pytest.mark.anyio
 
@@ -430,3 +432,36 @@ async def test_an_old_sign_in_is_sent_to_sign_in_again_and_back(
         started = await post_form(client, SECURITY, action, {})
         assert started.status_code == 200
         assert _SECRET.search(started.text)
+
+
+async def test_an_oauth_sign_in_continues_through_the_second_step(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    oauth_client = await register(app, client, require_pkce=False)
+    email = await signed_up(client)
+    totp, _codes = await enrol_totp(client)
+    client.cookies.clear()
+    authorize = await client.get("/oauth2/authorize", params=auth_params(oauth_client))
+    assert authorize.status_code == 303
+    back = query_of(authorize.headers["location"])["next"]
+    assert back.startswith("/oauth2/authorize?")
+    password = await ui_login(client, email, next=back)
+    assert password.status_code == 303
+    step = await client.get(password.headers["location"])
+    assert step.status_code == 200
+    # The step ends in a redirect to the client: form-action names its origin.
+    assert "form-action 'self' https://app.example.com;" in step.headers["content-security-policy"]
+    done = await client.post(
+        "/ui/mfa",
+        data={
+            "csrf_token": token_for(step.text, "/ui/mfa"),
+            "method": "totp",
+            "code": later_code(totp),
+            "next": back,
+        },
+    )
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == back
+    continued = await client.get(back)
+    assert continued.status_code == 303
+    assert continued.headers["location"].startswith("/ui/consent?")
