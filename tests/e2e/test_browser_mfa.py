@@ -171,6 +171,17 @@ def test_passkey_register_passwordless_and_second_factor(
     page.get_by_role("button", name="Use a passkey").click()
     person.signed_in()
     assert not [c for c in person.context.cookies() if c["name"] == "keyturn_mfa"]
+
+    # Rename, then remove the passkey: the second step is off again.
+    page.goto(f"{base}/ui/account/security")
+    page.get_by_label("New name").fill("Work laptop")
+    page.get_by_role("button", name="Rename").click()
+    page.wait_for_url(f"{base}/ui/account/security?status=passkey_renamed")
+    assert page.get_by_text("Work laptop", exact=True).is_visible()
+    page.get_by_role("button", name="Remove Work laptop").click()
+    page.wait_for_url(f"{base}/ui/account/security?status=passkey_removed")
+    assert "<dt>Second step</dt><dd>Off</dd>" in page.content()
+    shot(page, "mfa-5-passkey-removed")
     assert person.problems == []
     person.context.close()
 
@@ -186,7 +197,7 @@ def test_totp_enrol_on_the_page_then_sign_in_with_a_code(
     page.goto(f"{base}/ui/account/security")
     page.get_by_role("button", name="Set up an authenticator app").click()
     page.locator(".qr svg").wait_for()
-    shot(page, "mfa-5-totp-qr")
+    shot(page, "mfa-6-totp-qr")
     secret = page.locator("#totp-secret").inner_text()
     assert re.fullmatch(r"[A-Z2-7]{16,}", secret)
     totp = pyotp.TOTP(secret)
@@ -205,6 +216,6 @@ def test_totp_enrol_on_the_page_then_sign_in_with_a_code(
     page.get_by_label("Code from your authenticator app").fill(totp.at(time.time() + totp.interval))
     page.get_by_role("button", name="Verify").click()
     person.signed_in()
-    shot(page, "mfa-6-signed-in-with-totp")
+    shot(page, "mfa-7-signed-in-with-totp")
     assert person.problems == []
     person.context.close()
