@@ -33,6 +33,8 @@ EXPIRED = "mfa_expired"
 # A TOTP seed as shown to people (RFC 4648 base32): only this is echoed back on a retry.
 _SECRET = re.compile(r"^[A-Z2-7]{16,128}$")
 ENTER_CODE = "Enter the code."
+# The input (its id) of each code form on the page.
+_CODE_FIELDS = {Method.TOTP.value: "code", Method.RECOVERY_CODE.value: "recovery-code"}
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -142,8 +144,9 @@ async def mfa_verify(request: Request, kit: KitDep) -> Response:
     secret = secret if _SECRET.match(secret) else ""
 
     def again(errors: dict[str, str], status: int) -> Response:
-        field = "recovery-code" if form.get("method") == Method.RECOVERY_CODE else "code"
-        shown = {field: errors.pop("form")} if "form" in errors else {}
+        # A wrong code shows at its own field; a passkey has none (the summary says it).
+        field = _CODE_FIELDS.get(form.get("method", ""))
+        shown = {field: errors.pop("form")} if field and "form" in errors else {}
         return _mfa_page(
             kit,
             request,
