@@ -122,6 +122,8 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         "client_uri": "https://app.example.com",
         "policy_uri": "https://app.example.com/privacy",
         "tos_uri": "https://app.example.com/terms",
+        # A TOTP code (issue 15)
+        "code": "123456",
     }
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"

@@ -107,6 +107,8 @@ VALID_VALUES = {
     "client_uri": "https://app.example.com",
     "policy_uri": "https://app.example.com/privacy",
     "tos_uri": "https://app.example.com/terms",
+    # A TOTP code (issue 15)
+    "code": "123456",
 }
 
 

@@ -235,8 +235,9 @@ def secret_rotate() -> None:
     except DecryptionError as exc:
         typer.echo(f"secret rotation failed: {exc} (is the old key still in the ring?)", err=True)
         raise typer.Exit(1) from exc
-    (keys_done, keys_current), (mail_done, mail_current, mail_failed) = counts
+    (keys_done, keys_current), (mail_done, mail_current, mail_failed), totp = counts
     typer.echo(f"signing keys: {keys_done} re-encrypted, {keys_current} already current")
+    typer.echo(f"TOTP seeds: {totp[0]} re-encrypted, {totp[1]} already current")
     typer.echo(
         f"outbox payloads: {mail_done} re-encrypted, {mail_current} already current, "
         f"{mail_failed} unreadable"
@@ -250,9 +251,12 @@ def secret_rotate() -> None:
 
 async def _secret_rotate(
     settings: Settings, advance: Advance
-) -> tuple[tuple[int, int], tuple[int, int, int]]:
-    async def reseal(services: Services) -> tuple[tuple[int, int], tuple[int, int, int]]:
+) -> tuple[tuple[int, int], tuple[int, int, int], tuple[int, int]]:
+    async def reseal(
+        services: Services,
+    ) -> tuple[tuple[int, int], tuple[int, int, int], tuple[int, int]]:
         keys = await services.keys.reseal()
-        return keys, await services.outbox_maintenance.reseal(advance)
+        mails = await services.outbox_maintenance.reseal(advance)
+        return keys, mails, await services.mfa.factors.reseal()
 
     return await _with_services(settings, reseal)

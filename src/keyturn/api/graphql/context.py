@@ -17,6 +17,7 @@ from strawberry.types import Info
 
 from keyturn.api.http.deps import get_client, get_principal, require_permission, require_scope
 from keyturn.domain import ClientInfo, Principal, Session
+from keyturn.domain_mfa import MfaStatus
 from keyturn.errors import KeyturnError
 from keyturn.services.registry import Services
 
@@ -50,6 +51,7 @@ class Context(BaseContext):
         self.sessions_of_users: DataLoader[SessionKey, list[Session]] = DataLoader(
             load_fn=self._load_sessions
         )
+        self.mfa_of_users: DataLoader[uuid.UUID, MfaStatus] = DataLoader(load_fn=self._load_mfa)
 
     @property
     def client(self) -> ClientInfo:
@@ -85,6 +87,11 @@ class Context(BaseContext):
             batch = await self.services.admin_users.sessions_of(principal, user_ids, limit=limit)
             found.update({(user_id, limit): items for user_id, items in batch.items()})
         return [found.get(key, []) for key in keys]
+
+    async def _load_mfa(self, user_ids: list[uuid.UUID]) -> list[MfaStatus]:
+        principal = await self.principal()
+        found = await self.services.mfa.factors.statuses_of(principal, user_ids)
+        return [found[user_id] for user_id in user_ids]
 
 
 GraphQLInfo = Info[Context, None]

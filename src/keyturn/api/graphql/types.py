@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from keyturn import domain
+from keyturn import domain, domain_mfa
 from keyturn.api.graphql.context import GraphQLInfo
 from keyturn.api.graphql.fields import field
 from keyturn.api.graphql.inputs import check_first
@@ -28,6 +28,25 @@ class Session:
     @classmethod
     def of(cls, session: domain.Session, current_id: uuid.UUID | None) -> Session:
         return cls(**session_fields(session, current_id))
+
+
+@strawberry.type(description="Second factors, as in `GET /v1/me/mfa` (never a secret).")
+class MfaStatus:
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+    methods: list[str] = strawberry.field(
+        description="How a sign-in's second step can be answered: totp, webauthn, recovery_code."
+    )
+
+    @classmethod
+    def of(cls, status: domain_mfa.MfaStatus) -> MfaStatus:
+        return cls(
+            totp=status.totp,
+            passkeys=status.passkeys,
+            recovery_codes_left=status.recovery_codes_left,
+            methods=[str(method) for method in status.methods],
+        )
 
 
 @strawberry.type(description="A user account, as in `GET /v1/admin/users/{id}`.")
@@ -59,6 +78,16 @@ class User:
         items = await context.sessions_of_users.load((self.id, limit))
         principal = await context.principal()
         return [Session.of(item, principal.session_id) for item in items]
+
+    @field("Second factors: one's own (`GET /v1/me/mfa`), another user's [users:read].")
+    async def mfa(self, info: GraphQLInfo) -> MfaStatus:
+        context = info.context
+        principal = await context.principal()
+        if principal.user_id == self.id and principal.api_key_id is None:
+            # One's own, as REST's /v1/me/mfa shows it (an access token, not an API key).
+            return MfaStatus.of(await context.services.mfa.factors.status(principal))
+        # Batched per request: a page of users costs one permission check.
+        return MfaStatus.of(await context.mfa_of_users.load(self.id))
 
 
 @strawberry.type

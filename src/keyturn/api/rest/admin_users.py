@@ -19,6 +19,7 @@ from keyturn.api.rest.schemas.admin_users import (
 )
 from keyturn.api.rest.schemas.common import SessionOut
 from keyturn.domain import ClientInfo, Principal
+from keyturn.domain_mfa import NO_FACTORS
 from keyturn.services.admin.users import AdminUserService
 
 router = APIRouter(prefix="/v1/admin/users", tags=["admin"])
@@ -55,7 +56,8 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> AdminUserList:
     page = await services.admin_users.list_users(principal, q=q, limit=limit, cursor=cursor)
-    return AdminUserList.of(page, AdminUserOut.of)
+    mfa = await services.mfa.factors.statuses_of(principal, [user.id for user in page.items])
+    return AdminUserList.of(page, lambda user: AdminUserOut.with_mfa(user, mfa[user.id]))
 
 
 @router.post(
@@ -70,12 +72,13 @@ async def create_user(
     user = await services.admin_users.create_user(
         principal, email=str(body.email), name=body.name, client=client
     )
-    return AdminUserOut.of(user)
+    return AdminUserOut.with_mfa(user, NO_FACTORS)
 
 
 @router.get("/{user_id}", responses=problems(401, 403, 404, 422), summary="One user")
 async def get_user(user_id: uuid.UUID, principal: Reader, services: ServicesDep) -> AdminUserOut:
-    return AdminUserOut.of(await services.admin_users.get_user(principal, user_id))
+    user = await services.admin_users.get_user(principal, user_id)
+    return AdminUserOut.with_mfa(user, await services.mfa.factors.status_of(principal, user.id))
 
 
 @router.patch(
@@ -99,7 +102,7 @@ async def update_user(
         disabled=body.disabled,
         client=client,
     )
-    return AdminUserOut.of(user)
+    return AdminUserOut.with_mfa(user, await services.mfa.factors.status_of(principal, user.id))
 
 
 _action("DELETE", "/{user_id}", "Delete", AdminUserService.delete_user)
@@ -140,3 +143,14 @@ async def list_sessions(
 _action(
     "DELETE", "/{user_id}/sessions", "End every session of a user", AdminUserService.end_sessions
 )
+
+
+@router.delete(
+    "/{user_id}/mfa",
+    **no_content(401, 403, 404, 422),
+    summary="Reset a user's second factors (authenticator app, recovery codes, passkeys)",
+)
+async def reset_mfa(
+    user_id: uuid.UUID, principal: Writer, services: ServicesDep, client: ClientDep
+) -> None:
+    await services.mfa.factors.reset_by_admin(principal, user_id, client)

@@ -8,7 +8,7 @@ See docs/technical/2026-12-05_backend_architecture.md for how the packages fit t
 # through it finds these names already bound; isort keeps the order.
 # isort: off
 from keyturn.services.admin.permissions import Authorizer, require_fresh_login
-from keyturn.services.admin.guard import keep_an_admin
+from keyturn.services.admin.guard import guard_target, keep_an_admin
 from keyturn.services.admin.audit_log import AuditLogService, record_action
 from keyturn.services.admin.audit_chain import AuditChainService
 from keyturn.services.admin.roles import RoleService
@@ -23,6 +23,7 @@ __all__ = [
     "AuditLogService",
     "Authorizer",
     "RoleService",
+    "guard_target",
     "keep_an_admin",
     "looks_like_api_key",
     "record_action",
