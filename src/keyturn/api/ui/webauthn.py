@@ -34,7 +34,8 @@ def passkey_page(request: Request, kit: PageKit, redirect_uri: str | None = None
     return {
         "csp": kit.renderer.passkey_policy(redirect_uri),
         "script": kit.renderer.script_path,
-        "passkey_hint": ip_host_hint(request),
+        # A dev hint: production serves its issuer's host name.
+        "passkey_hint": None if kit.settings.is_production else ip_host_hint(request),
     }
 
 
