@@ -26,6 +26,7 @@ from keyturn.api.ui.sign_in import HOME, NextQuery, oauth_target, set_session, s
 from keyturn.api.ui.webauthn import options_answer, passkey_page, posted_credential
 from keyturn.domain_mfa import Method, MfaChallenge
 from keyturn.errors import MfaTokenInvalid, WebAuthnRejected
+from keyturn.services.mfa import TotpEnrolment
 from keyturn.services.oauth2.authorization_request import Redirectable
 
 PURPOSE = "mfa"
@@ -53,7 +54,7 @@ def _mfa_page(
     target: Redirectable | None,
     next_path: str | None,
     *,
-    enrolment: Any = None,
+    enrolment: TotpEnrolment | None = None,
     secret: str = "",
     errors: dict[str, str] | None = None,
     status: int = 200,
@@ -74,12 +75,12 @@ def _mfa_page(
     )
 
 
-def shown_enrolment(enrolment: Any) -> dict[str, Any] | None:
+def shown_enrolment(enrolment: TotpEnrolment | None) -> dict[str, Markup] | None:
     if enrolment is None:
         return None
     # The SVG is drawn by the MFA services (segno) from our own otpauth URI: markup we
     # made, not input; everything else on the page stays escaped.
-    svg = Markup(enrolment.qr_svg)  # noqa: S704  # nosec B704 (our own QR drawing, above)
+    svg = Markup(enrolment.qr_svg)  # noqa: S704  # nosec B704
     return {"qr_svg": svg}
 
 

@@ -24,6 +24,7 @@ from keyturn.api.ui.mfa import ENTER_CODE, shown_enrolment
 from keyturn.api.ui.webauthn import options_answer, passkey_page, posted_credential
 from keyturn.domain_mfa import MfaStatus, Passkey
 from keyturn.errors import WebAuthnRejected
+from keyturn.services.mfa import TotpEnrolment
 from keyturn.services.oauth2 import BrowserSession
 
 SECURITY = "/ui/account/security"
@@ -67,7 +68,7 @@ class _Page:
         errors: dict[str, str] | None = None,
         status: int = 200,
         notice: str | None = None,
-        enrolment: Any = None,
+        enrolment: TotpEnrolment | None = None,
         secret: str = "",
     ) -> Response:
         return self.kit.render(
