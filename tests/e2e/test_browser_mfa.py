@@ -155,9 +155,10 @@ def test_passkey_register_passwordless_and_second_factor(
     assert person.session_cookie() is None
 
     # Passwordless and usernameless: the button the script shows on the sign-in page.
+    shot(page, "mfa-3-sign-in-page")
     page.get_by_role("button", name="Sign in with a passkey").click()
     person.signed_in()
-    shot(page, "mfa-3-passwordless")
+    shot(page, "mfa-3-passwordless-signed-in")
     person.sign_out()
 
     # The password is no longer enough: the passkey finishes the second step.
