@@ -36,6 +36,8 @@ from keyturn.api.rest import (
     consents,
     me,
     ops,
+    passkey_sign_in,
+    passkeys,
 )
 from keyturn.api.rest import mfa as me_mfa
 from keyturn.api.ui import HostedPages
@@ -44,6 +46,11 @@ from keyturn.db.engine import create_engine, read_session_factory, session_facto
 from keyturn.db.outbox import reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
+from keyturn.infra.ceremonies import (
+    MemoryCeremonyStore,
+    RedisCeremonyStore,
+    build_ceremony_store,
+)
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
 from keyturn.infra.mail import build_mailer
 from keyturn.infra.rate_limit import build_rate_limiter
@@ -99,9 +106,12 @@ class Adapters:
     limiter: RateLimiter
     mailer: Mailer
     hash_pool: HashPool
+    # WebAuthn challenges (issue 15); closed like the other stores.
+    ceremonies: MemoryCeremonyStore | RedisCeremonyStore
 
     async def close(self) -> None:
         self.hash_pool.close()
+        await self.ceremonies.close()
         await self.mailer.close()
         await self.limiter.close()
         await self.revocations.close()
@@ -123,6 +133,7 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
         ),
         mailer=mailer if mailbox is None else KeepingMailer(mailer, mailbox),
         hash_pool=build_hash_pool(settings),
+        ceremonies=build_ceremony_store(settings.redis_url, prefix=settings.redis_prefix),
     )
 
 
@@ -191,6 +202,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         key_ring=ring,
         aead=aead,
         accounts=accounts,
+        ceremonies=adapters.ceremonies,
     )
     admin = build_admin(
         settings, uow_factory=uow_factory, key_ring=ring, keys=keys, accounts=accounts
@@ -355,6 +367,8 @@ def _lifespan(
 def _include_routers(app: FastAPI, settings: Settings, mailbox: DevMailbox | None) -> None:
     rest = (auth, account, admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
     rest_me = (me, api_keys, consents, ops)
+    app.include_router(passkeys.router)
+    app.include_router(passkey_sign_in.router)
     for module in (*rest, *rest_me, oauth2_token, well_known, token_management, userinfo):
         app.include_router(module.router)
     app.include_router(me_mfa.router)

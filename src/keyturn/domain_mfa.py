@@ -95,4 +95,21 @@ class MfaChallenge:
     enrolment_required: bool = False
 
 
+# OpenID Connect Core section 2 ``acr``: "1" is one authentication factor (a password), "2"
+# more than one (password and a second factor, or a passkey with user verification, which
+# is possession plus a PIN or biometric); "0" (a long-lived cookie alone) is never claimed.
+ONE_FACTOR_ACR = "1"
+MULTI_FACTOR_ACR = "2"
+ACR_VALUES = (ONE_FACTOR_ACR, MULTI_FACTOR_ACR)
+# RFC 8176 section 2: the methods a sign-in used. "mfa" marks more than one factor.
+AMR_PASSWORD = ("pwd",)
+
+
+def acr_for(amr: tuple[str, ...]) -> str | None:
+    """The ``acr`` a sign-in with these methods (RFC 8176 values) reaches."""
+    if "mfa" in amr:
+        return MULTI_FACTOR_ACR
+    return ONE_FACTOR_ACR if amr else None
+
+
 NO_FACTORS = MfaStatus(totp=False, passkeys=0, recovery_codes_left=0)

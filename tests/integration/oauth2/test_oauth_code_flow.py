@@ -93,7 +93,8 @@ async def test_code_flow_with_pkce_and_id_token(
     # One factor (the password): level "1", which discovery lists.
     assert claims["acr"] == "1"
     discovery = (await client.get("/.well-known/openid-configuration")).json()
-    assert discovery["acr_values_supported"] == ["1"]
+    # One factor ("1") and more than one ("2", issue 15).
+    assert discovery["acr_values_supported"] == ["1", "2"]
     assert "acr" in discovery["claims_supported"]
     assert isinstance(claims["auth_time"], int)
     assert claims["sid"]

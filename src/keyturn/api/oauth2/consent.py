@@ -58,7 +58,7 @@ async def _load(
         return checked
     parsed, target = checked
     browser = await kit.current_session(request)
-    if browser is None or get_services(request).authorizations.needs_login(parsed, browser):
+    if browser is None or await get_services(request).authorizations.needs_login(parsed, browser):
         # Back through the authorization endpoint, which sends the user to sign in.
         return see_other(authorize_url(params))
     return parsed, browser, target

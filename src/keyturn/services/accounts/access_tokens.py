@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from keyturn.domain import SELF_SERVICE_SCOPES, Principal, Session, User, utcnow
+from keyturn.domain_mfa import acr_for
 from keyturn.errors import InvalidToken, SessionRevoked, StoreUnavailable
 from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
 from keyturn.security.jose import JosePolicy
@@ -83,6 +84,8 @@ class AccessTokenService:
             "auth_time": int(session.auth_time.timestamp()),
             "amr": list(session.amr),
         }
+        if (acr := acr_for(session.amr)) is not None:
+            claims["acr"] = acr
         return self._keys.sign(claims, typ=ACCESS_TOKEN_TYP)
 
     def issue_for_client(
@@ -111,6 +114,8 @@ class AccessTokenService:
             claims["sid"] = str(session.id)
             claims["auth_time"] = int(session.auth_time.timestamp())
             claims["amr"] = list(session.amr)
+            if (acr := acr_for(session.amr)) is not None:
+                claims["acr"] = acr
         return self._keys.sign(claims, typ=ACCESS_TOKEN_TYP)
 
     async def authenticate(self, token: str) -> Principal:

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,8 +30,11 @@ from keyturn.errors import (
 )
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
 from keyturn.services.accounts import CredentialGuard
-from keyturn.services.admin.permissions import Authorizer, require_fresh_login
+from keyturn.services.admin.permissions import Authorizer
 from keyturn.services.ports import UnitOfWorkFactory
+
+if TYPE_CHECKING:  # accounts imports this package first: a runtime import is a cycle
+    from keyturn.services.accounts import RecentSignIn
 
 log = structlog.get_logger(__name__)
 
@@ -70,9 +74,11 @@ class ApiKeyService:
         authorizer: Authorizer,
         guard: CredentialGuard,
         key_ring: KeyRing,
+        recent_sign_in: RecentSignIn,
         usage_flush_seconds: float = USAGE_FLUSH_SECONDS,
     ) -> None:
         self._uow_factory = uow_factory
+        self._recent_sign_in = recent_sign_in
         self._authorizer = authorizer
         self._guard = guard
         self._digester = Digester(key_ring, "api-key")
@@ -92,8 +98,9 @@ class ApiKeyService:
         expires_at: datetime | None,
         client: ClientInfo,
     ) -> CreatedApiKey:
-        """Creates a key for the caller; only an access token (a password login) may."""
-        require_fresh_login(principal)
+        """Creates a key for the caller: only a session signed in within the last minutes
+        (issue 15: a stolen access token or refresh token cannot mint a lasting key)."""
+        await self._recent_sign_in.require(principal)
         granted = await self._check_scopes(principal, DEFAULT_SCOPES if scopes is None else scopes)
         now = utcnow()
         expires = _future(expires_at, now)

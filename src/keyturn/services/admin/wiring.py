@@ -57,6 +57,10 @@ def build_admin(
         ),
         keys=AdminKeyService(keys=keys, authorizer=authorizer, uow_factory=uow_factory),
         api_keys=ApiKeyService(
-            uow_factory=uow_factory, authorizer=authorizer, guard=accounts.guard, key_ring=key_ring
+            uow_factory=uow_factory,
+            authorizer=authorizer,
+            guard=accounts.guard,
+            key_ring=key_ring,
+            recent_sign_in=accounts.recent_sign_in,
         ),
     )

@@ -14,17 +14,31 @@ from keyturn.services.mfa.ports import (
 )
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
 from keyturn.services.mfa.totp import MfaFactors, TotpConfirmed, TotpEnrolment
+from keyturn.services.mfa.webauthn_ceremony import RelyingParty
+from keyturn.services.mfa.passkeys import (
+    PASSWORDLESS,
+    SECOND_FACTOR,
+    PasskeyRegistered,
+    PasskeyService,
+    PasskeyUse,
+)
 from keyturn.services.mfa.wiring import MfaServices, build_mfa
 # isort: on
 
 __all__ = [
+    "PASSWORDLESS",
+    "SECOND_FACTOR",
     "CeremonyStore",
     "MfaFactors",
     "MfaServices",
     "MfaStatusReader",
+    "PasskeyRegistered",
     "PasskeyRepository",
+    "PasskeyService",
+    "PasskeyUse",
     "RecoveryCodeRepository",
     "RecoveryCodes",
+    "RelyingParty",
     "TotpConfirmed",
     "TotpEnrolment",
     "TotpRepository",

@@ -9,8 +9,11 @@ from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.services.accounts import AccountServices
 from keyturn.services.admin import Authorizer
+from keyturn.services.mfa.passkeys import PasskeyService
+from keyturn.services.mfa.ports import CeremonyStore
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
 from keyturn.services.mfa.totp import MfaFactors
+from keyturn.services.mfa.webauthn_ceremony import RelyingParty
 from keyturn.services.ports import UnitOfWorkFactory
 
 
@@ -18,6 +21,7 @@ from keyturn.services.ports import UnitOfWorkFactory
 class MfaServices:
     recovery_codes: RecoveryCodes
     factors: MfaFactors
+    passkeys: PasskeyService
 
 
 def build_mfa(
@@ -28,6 +32,7 @@ def build_mfa(
     key_ring: KeyRing,
     aead: Aead,
     accounts: AccountServices,
+    ceremonies: CeremonyStore,
 ) -> MfaServices:
     recovery_codes = RecoveryCodes(key_ring=key_ring)
     factors = MfaFactors(
@@ -42,4 +47,23 @@ def build_mfa(
         authorizer=Authorizer(uow_factory=uow_factory),
         issuer_name=settings.brand_name,
     )
-    return MfaServices(recovery_codes=recovery_codes, factors=factors)
+    passkeys = PasskeyService(
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        ceremonies=ceremonies,
+        relying_party=relying_party(settings),
+        accounts=accounts,
+        recovery_codes=recovery_codes,
+    )
+    return MfaServices(recovery_codes=recovery_codes, factors=factors, passkeys=passkeys)
+
+
+def relying_party(settings: Settings) -> RelyingParty:
+    """The WebAuthn relying party: ``KEYTURN_WEBAUTHN_*``, else the issuer's host and origin."""
+    return RelyingParty.for_issuer(
+        settings.issuer,
+        rp_id=settings.webauthn_rp_id,
+        origins=settings.webauthn_origins,
+        name=settings.brand_name,
+        user_verification=settings.webauthn_user_verification,
+    )

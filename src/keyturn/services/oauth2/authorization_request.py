@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keyturn.domain import OAuthClient, utcnow
+from keyturn.domain_mfa import MULTI_FACTOR_ACR
 from keyturn.errors import (
     InvalidScopeRequest,
     OAuthInvalidRequest,
@@ -40,6 +41,7 @@ MAX_STATE = 1024
 MAX_NONCE = 512
 MAX_LOGIN_HINT = 320
 MAX_ID_TOKEN_HINT = 8192
+MAX_ACR_VALUES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,13 @@ class AuthorizationRequest:
     login_hint: str | None
     # The user named by a valid id_token_hint (OIDC Core section 3.1.2.1).
     hinted_user: uuid.UUID | None = None
+    # OIDC Core section 3.1.2.1 acr_values, in order of preference (issue 15: step-up).
+    acr_values: tuple[str, ...] = ()
+
+    @property
+    def wants_mfa(self) -> bool:
+        """The client asked for the multi-factor level (``acr_values`` holds it)."""
+        return MULTI_FACTOR_ACR in self.acr_values
 
     @property
     def scope(self) -> str:
@@ -197,6 +206,7 @@ class AuthorizationRequests:
             auth_after=fresh_since(max_age, _seconds(params, AUTH_AFTER, limit=15)),
             login_hint=_one(params, "login_hint", MAX_LOGIN_HINT),
             hinted_user=await self._hinted_user(params),
+            acr_values=tuple((_one(params, "acr_values", MAX_ACR_VALUES) or "").split()),
         )
 
     async def _hinted_user(self, params: Mapping[str, str]) -> uuid.UUID | None:

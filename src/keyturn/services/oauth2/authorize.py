@@ -12,6 +12,7 @@ from enum import Enum
 import structlog
 
 from keyturn.domain import SELF_SERVICE_SCOPES, AuthorizationCode, Consent, utcnow
+from keyturn.domain_mfa import acr_for
 from keyturn.errors import (
     InteractionRequired,
 )
@@ -36,9 +37,6 @@ CODE_TTL = timedelta(seconds=60)
 # revokes what the first use issued (RFC 6749 section 4.1.2); older rows are deleted.
 CODE_RETENTION = timedelta(days=1)
 CODE_DIGEST_PURPOSE = "oauth-authorization-code"
-# OIDC Core section 2 ``acr``: "1" is one authentication factor (the password), the level
-# every Keyturn sign-in reaches today; "0" (a long-lived cookie alone) is never claimed.
-ONE_FACTOR_ACR = "1"
 # Scopes every user holds besides their permissions (consent decides the rest).
 _USER_SCOPES = frozenset(OIDC_SCOPES) | frozenset(SELF_SERVICE_SCOPES)
 
@@ -88,7 +86,7 @@ class AuthorizationService:
                 (``login_required`` / ``consent_required``, section 3.1.2.6).
         """
         none = "none" in request.prompt
-        if browser is None or self.needs_login(request, browser):
+        if browser is None or await self.needs_login(request, browser):
             if none:
                 raise InteractionRequired("login_required", "The user is not signed in.")
             return Next.LOGIN, None
@@ -99,8 +97,7 @@ class AuthorizationService:
             return Next.CONSENT, None
         return Next.ISSUE, consent
 
-    @staticmethod
-    def needs_login(request: AuthorizationRequest, browser: BrowserSession) -> bool:
+    async def needs_login(self, request: AuthorizationRequest, browser: BrowserSession) -> bool:
         """Whether the user must sign in (again) for this request."""
         if "login" in request.prompt:
             return True
@@ -110,7 +107,21 @@ class AuthorizationService:
         if request.hinted_user is not None and request.hinted_user != browser.user.id:
             return True
         floor = request.auth_after
-        return floor is not None and browser.auth_time.timestamp() * 1000 < floor
+        if floor is not None and browser.auth_time.timestamp() * 1000 < floor:
+            return True
+        return await self._needs_step_up(request, browser)
+
+    async def _needs_step_up(self, request: AuthorizationRequest, browser: BrowserSession) -> bool:
+        """``acr_values`` asks for more than one factor and this sign-in used one (issue 15).
+
+        Only an account with a factor can step up: for one without, signing in again would
+        reach the same level, so the request goes on and the ID Token's ``acr`` says "1"
+        (OIDC Core section 3.1.2.1: acr_values is a voluntary request the client checks).
+        """
+        if not request.wants_mfa or "mfa" in browser.amr:
+            return False
+        async with self._uow_factory() as uow:
+            return (await uow.mfa.status(browser.user.id)).enabled
 
     async def granted_scopes(self, request: AuthorizationRequest, user_id: uuid.UUID) -> str:
         """Requested scopes the user holds: OIDC and self-service scopes, and the admin
@@ -220,9 +231,4 @@ class AuthorizationService:
         return value
 
 
-def acr_for(amr: tuple[str, ...]) -> str | None:
-    """The ``acr`` a sign-in with these methods reaches (OIDC Core section 2)."""
-    return ONE_FACTOR_ACR if "pwd" in amr else None
-
-
-__all__ = ["ONE_FACTOR_ACR", "AuthorizationService", "Next", "acr_for"]
+__all__ = ["AuthorizationService", "Next"]

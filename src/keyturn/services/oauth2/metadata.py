@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from keyturn.domain_mfa import ACR_VALUES
 from keyturn.services.oauth2.authorization_request import PROMPTS, RESPONSE_MODES
-from keyturn.services.oauth2.authorize import ONE_FACTOR_ACR
 from keyturn.services.oauth2.client_rules import ALLOWED_SCOPES, AUTH_METHODS
 from keyturn.services.oauth2.tokens import GRANT_TYPES
 
@@ -58,7 +58,7 @@ def server_metadata(issuer: str, *, id_token_algs: Sequence[str]) -> dict[str, A
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": sorted(ALLOWED_SCOPES),
         "claims_supported": list(CLAIMS),
-        "acr_values_supported": [ONE_FACTOR_ACR],
+        "acr_values_supported": list(ACR_VALUES),
         # RFC 9207 section 3.
         "authorization_response_iss_parameter_supported": True,
         "prompt_values_supported": sorted(PROMPTS),

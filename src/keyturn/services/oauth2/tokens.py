@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from keyturn.domain import ClientInfo, OAuthClient, Session, utcnow
+from keyturn.domain_mfa import acr_for
 from keyturn.errors import (
     InvalidGrant,
     InvalidRefreshToken,
@@ -21,7 +22,7 @@ from keyturn.errors import (
     UnsupportedGrantType,
 )
 from keyturn.services.accounts import AccessTokenService, AuthService, CredentialGuard
-from keyturn.services.oauth2.authorize import AuthorizationService, acr_for
+from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.code_grant import AuthorizationCodeGrant
 from keyturn.services.oauth2.grant_scope import (
     refreshable,
