@@ -105,6 +105,22 @@ async def mails_to(
     return found
 
 
+async def mail_titled(smtp: SmtpServer, address: str, subject: str) -> EmailMessage:
+    """The newest mail to ``address`` whose subject contains ``subject`` (waits, bounded)."""
+    deadline = asyncio.get_running_loop().time() + 30.0
+    while True:
+        found = [
+            message
+            for message in smtp.messages
+            if message["To"] == address and subject in str(message["Subject"])
+        ]
+        if found or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    assert found, f"no mail {subject!r} to {address}"
+    return found[-1]
+
+
 def lifespan(application: Any) -> LifespanManager:
     """Run ``application``'s lifespan, with room for a busy machine.
 

@@ -35,6 +35,7 @@ from keyturn.api.rest import (
     auth,
     consents,
     me,
+    mfa_login,
     ops,
     passkey_sign_in,
     passkeys,
@@ -365,13 +366,12 @@ def _lifespan(
 
 
 def _include_routers(app: FastAPI, settings: Settings, mailbox: DevMailbox | None) -> None:
-    rest = (auth, account, admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
-    rest_me = (me, api_keys, consents, ops)
-    app.include_router(passkeys.router)
-    app.include_router(passkey_sign_in.router)
-    for module in (*rest, *rest_me, oauth2_token, well_known, token_management, userinfo):
+    rest = (auth, mfa_login, passkey_sign_in, account)
+    admin = (admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
+    rest_me = (me, me_mfa, passkeys, api_keys, consents, ops)
+    oauth = (oauth2_token, well_known, token_management, userinfo)
+    for module in (*rest, *admin, *rest_me, *oauth):
         app.include_router(module.router)
-    app.include_router(me_mfa.router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:

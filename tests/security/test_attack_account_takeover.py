@@ -12,10 +12,8 @@ SMTP server and the tokens are read from the delivered messages.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -27,6 +25,7 @@ from helpers import (
     PASSWORD,
     admin_headers,
     bearer,
+    mail_titled,
     mails_to,
     new_email,
     signup_login,
@@ -67,22 +66,6 @@ async def _start_email_change(
     return extract_token(mail)
 
 
-async def _mail(smtp: SmtpServer, address: str, subject: str) -> EmailMessage:
-    """The newest mail to ``address`` whose subject contains ``subject`` (waits, bounded)."""
-    deadline = asyncio.get_running_loop().time() + 30.0
-    while True:
-        found = [
-            message
-            for message in smtp.messages
-            if message["To"] == address and subject in str(message["Subject"])
-        ]
-        if found or asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    assert found, f"no mail {subject!r} to {address}"
-    return found[-1]
-
-
 async def _events(
     client: httpx.AsyncClient, admin: dict[str, str], user_id: str
 ) -> dict[str, dict[str, Any]]:
@@ -120,7 +103,7 @@ async def test_asvs_7_4_3_password_reset_revokes_api_keys_and_pending_email_chan
     )
     # The owner recovers with forgot-password and the mailed link.
     await client.post("/v1/auth/password/forgot", json={"email": owner["email"]})
-    reset_mail = await _mail(smtp, owner["email"], "Reset")
+    reset_mail = await mail_titled(smtp, owner["email"], "Reset")
     reset = await client.post(
         "/v1/auth/password/reset",
         json={"token": extract_token(reset_mail), "password": NEW_PASSWORD},
@@ -149,7 +132,7 @@ async def test_asvs_7_4_3_password_reset_revokes_api_keys_and_pending_email_chan
     assert keys.json()["items"] == []
 
     # ASVS 6.3.7: the notice says what was revoked and how to recover, and carries no secret.
-    notice = text_body(await _mail(smtp, owner["email"], "password was changed"))
+    notice = text_body(await mail_titled(smtp, owner["email"], "password was changed"))
     assert "Sessions ended: 2" in notice
     assert "API keys revoked: 1" in notice
     assert "Pending email changes cancelled: 1" in notice
@@ -192,7 +175,7 @@ async def test_asvs_7_4_3_password_change_revokes_api_keys_and_pending_tokens(
     )
     assert confirm.status_code == 400
     assert confirm.json()["code"] == "token_used"
-    notice = text_body(await _mail(smtp, user["email"], "password was changed"))
+    notice = text_body(await mail_titled(smtp, user["email"], "password was changed"))
     assert "API keys revoked: 1" in notice
     assert "Pending email changes cancelled: 1" in notice
     assert "Sessions ended: 0" in notice
@@ -209,11 +192,11 @@ async def test_asvs_7_4_3_admin_reset_revokes_api_keys_and_pending_tokens(
     assert reset.status_code == 204, reset.text
 
     await _assert_key_dead(client, key)
-    notice = text_body(await _mail(smtp, user["email"], "password was changed"))
+    notice = text_body(await mail_titled(smtp, user["email"], "password was changed"))
     assert "API keys revoked: 1" in notice
     assert "Pending email changes cancelled: 1" in notice
     # The owner sets a password from the new link; the old change token stays dead.
-    set_mail = await _mail(smtp, user["email"], "choose a password")
+    set_mail = await mail_titled(smtp, user["email"], "choose a password")
     set_answer = await client.post(
         "/v1/auth/password/reset",
         json={"token": extract_token(set_mail), "password": NEW_PASSWORD},
@@ -321,7 +304,7 @@ async def test_asvs_6_3_7_email_change_notice_says_how_to_recover(
 ) -> None:
     user = await signup_login(client)
     await _start_email_change(client, smtp, user["access_token"], new_email())
-    notice = text_body(await _mail(smtp, user["email"], "email address was requested"))
+    notice = text_body(await mail_titled(smtp, user["email"], "email address was requested"))
     assert "/ui/forgot" in notice
     assert "every API key" in notice
     assert "administrator" in notice
@@ -335,7 +318,7 @@ async def test_asvs_6_4_3_email_change_voids_a_reset_link_sent_to_the_old_addres
 ) -> None:
     user = await signup_login(client)
     await client.post("/v1/auth/password/forgot", json={"email": user["email"]})
-    old_reset = extract_token(await _mail(smtp, user["email"], "Reset"))
+    old_reset = extract_token(await mail_titled(smtp, user["email"], "Reset"))
     new_address = new_email()
     change_token = await _start_email_change(client, smtp, user["access_token"], new_address)
     confirmed = await client.post(
@@ -358,7 +341,7 @@ async def test_asvs_6_4_3_email_change_voids_a_verification_link_for_the_old_add
     email = new_email()
     user = await signup_login(client, email)
     # The signup mail verifies the old address; after the change it must verify nothing.
-    verify_old = extract_token(await _mail(smtp, email, "Confirm"))
+    verify_old = extract_token(await mail_titled(smtp, email, "Confirm"))
     new_address = new_email()
     change_token = await _start_email_change(client, smtp, user["access_token"], new_address)
     assert (
@@ -381,7 +364,7 @@ async def test_asvs_7_4_3_set_password_link_dies_with_an_admin_reset(
     email = new_email()
     created = await client.post("/v1/admin/users", json={"email": email}, headers=admin)
     assert created.status_code == 201, created.text
-    first = extract_token(await _mail(smtp, email, "choose a password"))
+    first = extract_token(await mail_titled(smtp, email, "choose a password"))
     again = await client.post(
         f"/v1/admin/users/{created.json()['id']}/reset-password", headers=admin
     )
@@ -404,7 +387,7 @@ async def test_asvs_7_4_3_hosted_reset_page_revokes_api_keys(
     user = await signup_login(client)
     key = await _key(client, user["access_token"])
     await client.post("/v1/auth/password/forgot", json={"email": user["email"]})
-    token = extract_token(await _mail(smtp, user["email"], "Reset"))
+    token = extract_token(await mail_titled(smtp, user["email"], "Reset"))
     page = f"/ui/reset?token={token}"
     done = await submit(
         client, page, {"token": token, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD}

@@ -22,12 +22,14 @@ from keyturn.services.mfa.passkeys import (
     PasskeyService,
     PasskeyUse,
 )
+from keyturn.services.mfa.second_step import Answer, SecondStep
 from keyturn.services.mfa.wiring import MfaServices, build_mfa
 # isort: on
 
 __all__ = [
     "PASSWORDLESS",
     "SECOND_FACTOR",
+    "Answer",
     "CeremonyStore",
     "MfaFactors",
     "MfaServices",
@@ -39,6 +41,7 @@ __all__ = [
     "RecoveryCodeRepository",
     "RecoveryCodes",
     "RelyingParty",
+    "SecondStep",
     "TotpConfirmed",
     "TotpEnrolment",
     "TotpRepository",

@@ -17,11 +17,10 @@ The ``mfa_token`` is nothing else: no route takes it as a bearer credential.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from keyturn.domain import ClientInfo, OneTimeToken, Session, TokenPair, User, utcnow
 from keyturn.domain_mfa import AMR_PASSWORD, Method, MfaChallenge
@@ -40,65 +39,14 @@ from keyturn.services.accounts import (
     OneTimeTokens,
     Purpose,
 )
+from keyturn.services.mfa.passkeys import SECOND_FACTOR, PasskeyService
+from keyturn.services.mfa.totp import MfaFactors, TotpEnrolment
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
 # Failures before the token names an account are counted per client IP under this key.
 MFA_TOKEN_ACCOUNT = "mfa-token"  # noqa: S105  (a throttle key, not a secret)
 # RFC 8176 section 2: a one-time code (TOTP or recovery code) with the password.
 _AMR_CODE = ("otp", "mfa")
-
-
-class TotpLike(Protocol):
-    """The part of an enrolment the second step shows (met by ``TotpEnrolment``)."""
-
-    @property
-    def secret(self) -> str: ...
-    @property
-    def otpauth_uri(self) -> str: ...
-    @property
-    def qr_svg(self) -> str: ...
-
-
-class ConfirmedLike(Protocol):
-    @property
-    def recovery_codes(self) -> list[str] | None: ...
-
-
-class CodeFactors(Protocol):
-    """TOTP and recovery codes inside the caller's unit of work (``MfaFactors``)."""
-
-    async def check_totp(
-        self, uow: UnitOfWork, user_id: uuid.UUID, code: str, now: datetime
-    ) -> bool: ...
-    async def redeem_recovery_code(
-        self, uow: UnitOfWork, user: User, code: str, now: datetime
-    ) -> bool: ...
-    async def begin_totp_during_login(self, user_id: uuid.UUID) -> TotpLike: ...
-    async def confirm_totp_in(
-        self, uow: UnitOfWork, user: User, code: str, now: datetime
-    ) -> ConfirmedLike | None: ...
-
-
-class AssertionUse(Protocol):
-    @property
-    def amr(self) -> tuple[str, ...]: ...
-
-
-class PasskeyAssertions(Protocol):
-    """WebAuthn assertions (``PasskeyService``)."""
-
-    async def request_options(
-        self, *, purpose: str, user_id: uuid.UUID | None, binding: str | None = None
-    ) -> dict[str, Any]: ...
-    async def verify_assertion(
-        self,
-        credential: Mapping[str, Any],
-        *,
-        purpose: str,
-        user_id: uuid.UUID | None,
-        binding: str | None,
-        client: ClientInfo,
-    ) -> AssertionUse: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +83,8 @@ class SecondStep:
         auth: AuthService,
         guard: CredentialGuard,
         mail: AccountMail,
-        factors: CodeFactors,
-        passkeys: PasskeyAssertions,
+        factors: MfaFactors,
+        passkeys: PasskeyService,
     ) -> None:
         self._uow_factory = uow_factory
         self._tokens = tokens
@@ -163,12 +111,12 @@ class SecondStep:
 
     async def begin_enrolment(
         self, mfa_token: str, client: ClientInfo, *, channel: str = "ui"
-    ) -> TotpLike:
+    ) -> TotpEnrolment:
         """A TOTP enrolment for a login whose role demands a factor (policy)."""
         pending = await self._pending(mfa_token, channel, client)
         if not pending.enrolling:
             raise FactorNotEnrolled("This sign-in does not set up a factor.")
-        return await self._factors.begin_totp_during_login(pending.user.id)
+        return await self._factors.begin_totp_during_login(pending.user.id, client)
 
     async def webauthn_options(
         self, mfa_token: str, client: ClientInfo, *, channel: str = "ui"
@@ -180,7 +128,7 @@ class SecondStep:
         if pending.enrolling or not status.passkeys:
             raise FactorNotEnrolled("This account has no passkey.")
         return await self._passkeys.request_options(
-            purpose="second_factor", user_id=pending.user.id, binding=str(pending.token.id)
+            purpose=SECOND_FACTOR, user_id=pending.user.id, binding=str(pending.token.id)
         )
 
     async def verify(
@@ -226,13 +174,17 @@ class SecondStep:
             if pending.enrolling:
                 if answer.method is not Method.TOTP:
                     raise FactorNotEnrolled("Set up the authenticator app first.")
-                confirmed = await self._factors.confirm_totp_in(uow, pending.user, answer.code, now)
+                confirmed = await self._factors.confirm_totp_in(
+                    uow, pending.user, answer.code, now, client=client
+                )
                 ok = confirmed is not None
                 codes = confirmed.recovery_codes if confirmed is not None else None
             elif answer.method is Method.TOTP:
                 ok = await self._factors.check_totp(uow, pending.user.id, answer.code, now)
             else:
-                ok = await self._factors.redeem_recovery_code(uow, pending.user, answer.code, now)
+                ok = await self._factors.redeem_recovery_code(
+                    uow, pending.user, answer.code, now, client=client
+                )
             if ok:
                 await self._use_up(uow, pending, now)
                 await uow.commit()
@@ -249,7 +201,7 @@ class SecondStep:
         try:
             use = await self._passkeys.verify_assertion(
                 answer.credential,
-                purpose="second_factor",
+                purpose=SECOND_FACTOR,
                 user_id=pending.user.id,
                 binding=str(pending.token.id),
                 client=client,

@@ -12,6 +12,7 @@ from keyturn.services.admin import Authorizer
 from keyturn.services.mfa.passkeys import PasskeyService
 from keyturn.services.mfa.ports import CeremonyStore
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
+from keyturn.services.mfa.second_step import SecondStep
 from keyturn.services.mfa.totp import MfaFactors
 from keyturn.services.mfa.webauthn_ceremony import RelyingParty
 from keyturn.services.ports import UnitOfWorkFactory
@@ -22,6 +23,7 @@ class MfaServices:
     recovery_codes: RecoveryCodes
     factors: MfaFactors
     passkeys: PasskeyService
+    second_step: SecondStep
 
 
 def build_mfa(
@@ -55,7 +57,18 @@ def build_mfa(
         accounts=accounts,
         recovery_codes=recovery_codes,
     )
-    return MfaServices(recovery_codes=recovery_codes, factors=factors, passkeys=passkeys)
+    second_step = SecondStep(
+        uow_factory=uow_factory,
+        tokens=accounts.tokens,
+        auth=accounts.auth,
+        guard=accounts.guard,
+        mail=accounts.mail,
+        factors=factors,
+        passkeys=passkeys,
+    )
+    return MfaServices(
+        recovery_codes=recovery_codes, factors=factors, passkeys=passkeys, second_step=second_step
+    )
 
 
 def relying_party(settings: Settings) -> RelyingParty:
