@@ -8,6 +8,7 @@ authenticator app. The passkey ceremonies themselves run in a real browser
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 from helpers import PASSWORD, new_email, serving, ui_login
 from keyturn.config import Settings
 from oauth_helpers import auth_params, query_of, register
+from passkey_helpers import ISSUER, authenticator
 
 pytestmark = pytest.mark.anyio
 
@@ -465,3 +467,83 @@ async def test_an_oauth_sign_in_continues_through_the_second_step(
     continued = await client.get(back)
     assert continued.status_code == 303
     assert continued.headers["location"].startswith("/ui/consent?")
+
+
+async def test_passkeys_through_the_pages(make_settings: Callable[..., Settings]) -> None:
+    """Add, rename, passwordless sign-in, second step and removal, with a software
+    authenticator standing in for the browser's (W3C WebAuthn Level 3 sections 7.1, 7.2)."""
+    async with serving(make_settings(issuer=ISSUER)) as peers:
+        client = peers()
+        device = authenticator()
+        email = await signed_up(client)
+        page = await client.get(SECURITY)
+        add = f"{SECURITY}/passkeys"
+        token = token_for(page.text, add)
+        options = await client.post(f"{add}/options", data={"csrf_token": token})
+        assert options.status_code == 200, options.text
+        assert options.headers["cache-control"] == "no-store"
+        credential = json.dumps(device.register(options.json()))
+        added = await client.post(
+            add, data={"csrf_token": token, "credential": credential, "name": "Laptop"}
+        )
+        # The first factor: its recovery codes, once.
+        assert added.status_code == 200, added.text
+        assert len(_CODE.findall(added.text)) == 10
+        replayed = await client.post(
+            add, data={"csrf_token": token, "credential": credential, "name": "Again"}
+        )
+        assert replayed.status_code == 400
+        assert "The passkey was not accepted." in replayed.text
+        page = await client.get(SECURITY)
+        found = re.search(rf'action="{SECURITY}/passkeys/([0-9a-f-]{{36}})/rename"', page.text)
+        assert found is not None
+        rename = f"{SECURITY}/passkeys/{found.group(1)}/rename"
+        renamed = await client.post(
+            rename, data={"csrf_token": token_for(page.text, rename), "name": "Desk key"}
+        )
+        assert renamed.headers["location"] == f"{SECURITY}?status=passkey_renamed"
+        assert "<strong>Desk key</strong>" in (await client.get(SECURITY)).text
+
+        # Passwordless, usernameless: the sign-in page's passkey form.
+        client.cookies.clear()
+        login = await client.get("/ui/login")
+        token = token_for(login.text, "/ui/login/passkey")
+        options = await client.post("/ui/login/passkey/options", data={"csrf_token": token})
+        assertion = json.dumps(device.authenticate(options.json()))
+        fields = {"csrf_token": token, "credential": assertion, "next": SECURITY}
+        signed_in = await client.post("/ui/login/passkey", data=fields)
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == SECURITY
+        assert client.cookies.get("keyturn_session")
+        client.cookies.delete("keyturn_session")
+        replay = await client.post("/ui/login/passkey", data=fields)
+        assert replay.status_code == 401  # the challenge was used up
+        assert "The passkey was not accepted." in replay.text
+        assert client.cookies.get("keyturn_session") is None
+
+        # The password, then the passkey as the second step.
+        await to_second_step(client, email)
+        step = await client.get("/ui/mfa")
+        assert 'data-options="/ui/mfa/webauthn/options"' in step.text
+        token = token_for(step.text, "/ui/mfa")
+        options = await client.post("/ui/mfa/webauthn/options", data={"csrf_token": token})
+        assert options.status_code == 200, options.text
+        assertion = json.dumps(device.authenticate(options.json()))
+        done = await client.post(
+            "/ui/mfa", data={"csrf_token": token, "method": "webauthn", "credential": assertion}
+        )
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == "/ui/"
+
+        # Removed (a fresh sign-in): the second step is off again.
+        page = await client.get(SECURITY)
+        delete = f"{SECURITY}/passkeys/{found.group(1)}/delete"
+        removed = await client.post(delete, data={"csrf_token": token_for(page.text, delete)})
+        assert removed.headers["location"] == f"{SECURITY}?status=passkey_removed"
+        page = await client.get(removed.headers["location"])
+        assert "The passkey was removed." in page.text
+        assert "<dt>Second step</dt><dd>Off</dd>" in page.text
+        unknown = await client.post(
+            delete, data={"csrf_token": token_for(page.text, SECURITY + "/totp")}
+        )
+        assert unknown.status_code == 404
