@@ -35,7 +35,7 @@ MFA_PAGE = "/ui/mfa"
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
-def with_next(path: str, next_path: str | None, **query: str) -> str:
+def _with_next(path: str, next_path: str | None, **query: str) -> str:
     params = [f"{name}={quote(value, safe='')}" for name, value in query.items()]
     if next_path:
         params.append(f"next={quote(next_path, safe='')}")
@@ -178,7 +178,7 @@ async def login(request: Request, kit: KitDep) -> Response:
     if isinstance(signed_in, MfaChallenge):
         # No session yet: the mfa_token waits in its own short cookie (path /ui, as long
         # as the token lives) and /ui/mfa asks for the second factor (issue 15).
-        response = see_other(with_next(MFA_PAGE, next_path))
+        response = see_other(_with_next(MFA_PAGE, next_path))
         kit.cookies.set_mfa(response, signed_in.mfa_token, max_age=signed_in.expires_in)
         return response
     return signed_in_response(kit, signed_in, next_path)
@@ -238,7 +238,7 @@ async def signup(request: Request, kit: KitDep) -> Response:
     if isinstance(created, Response):
         return created
     # The same answer whether or not the address had an account (no enumeration).
-    return see_other(with_next("/ui/signup", next_path, status="sent"))
+    return see_other(_with_next("/ui/signup", next_path, status="sent"))
 
 
 @router.get("/logout")
