@@ -53,3 +53,23 @@ async def passwordless(
     return await client.post(
         "/v1/auth/passkey", json={"credential": device.authenticate(options.json(), **forge)}
     )
+
+
+# Well-shaped ``PublicKeyCredential`` JSON whose content no check accepts: the body models
+# pass them, so the route-derived security tests reach the service with them.
+SHAPED_CREDENTIALS: dict[str, dict[str, Any]] = {
+    "RegistrationCredentialIn": {
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "public-key",
+        "response": {"clientDataJSON": "e30", "attestationObject": "oA"},
+        "clientExtensionResults": {},
+    },
+    "AssertionCredentialIn": {
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "public-key",
+        "response": {"clientDataJSON": "e30", "authenticatorData": "AA", "signature": "AA"},
+        "clientExtensionResults": {},
+    },
+}

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from helpers import PASSWORD
 from keyturn.api.http.deps import get_principal
+from passkey_helpers import SHAPED_CREDENTIALS
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ def _valid_body(target: Target, *, email: str = "someone@example.com") -> dict[s
         # A TOTP code (issue 15)
         "code": "123456",
     }
+    if "credential" in model.model_fields:
+        # WebAuthn (issue 15): the shape of this route's credential (creation or assertion).
+        credential = model.model_fields["credential"].annotation
+        values["credential"] = SHAPED_CREDENTIALS[getattr(credential, "__name__", "")]
     unknown = set(model.model_fields) - set(values)
     assert not unknown, f"{target}: teach valid_body the fields {sorted(unknown)}"
     body = {name: values[name] for name in model.model_fields}

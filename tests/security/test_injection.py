@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from conftest import SettingsFactory
 from helpers import PASSWORD, bearer, new_email, signup_login
 from keyturn.config import Settings
+from passkey_helpers import SHAPED_CREDENTIALS
 
 pytestmark = pytest.mark.anyio
 
@@ -155,6 +156,9 @@ def valid_body(properties: dict[str, Any], email: str) -> dict[str, Any]:
     for name, schema in properties.items():
         if schema.get("format") == "email" or name.endswith("email"):
             body[name] = email
+        elif name == "credential":
+            # WebAuthn (issue 15): the shape of this route's credential, by its model name.
+            body[name] = SHAPED_CREDENTIALS[schema["title"]]
         else:
             assert name in VALID_VALUES, f"teach test_injection a valid value for {name!r}"
             body[name] = VALID_VALUES[name]

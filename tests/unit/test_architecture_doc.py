@@ -37,6 +37,7 @@ METHODS = re.compile(r"^[A-Z]+(?:, [A-Z]+)*$")
 # "`Class.method`, `Class.other` (`services/pkg/module.py`)": names and the module holding them.
 SERVICE = re.compile(r"((?:`[A-Za-z_][\w.]*`(?:, )?)+) \(`([\w/]+\.py)`\)")
 # The stylesheet's name carries a hash of its content.
+CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 HASHED = re.compile(r"keyturn\.[0-9a-f]+\.css$")
 HASHED_SCRIPT = re.compile(r"webauthn\.[0-9a-f]+\.js$")
 # Illustrations in the docs, not paths in the tree.
@@ -92,6 +93,8 @@ def served_routes(tmp_path: Path) -> dict[tuple[str, str], str | None]:
         owner = source_path(module) if module.startswith("keyturn.") else None
         path = HASHED.sub("keyturn.{hash}.css", str(context.path))
         path = HASHED_SCRIPT.sub("webauthn.{hash}.js", path)
+        # As the OpenAPI document writes it: `{passkey_id:uuid}` is `{passkey_id}`.
+        path = CONVERTOR.sub(r"{\1}", path)
         for method in set(context.methods or ()) - {"HEAD"}:
             found[(method, path)] = owner
     return found

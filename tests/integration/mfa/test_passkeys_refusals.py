@@ -7,6 +7,7 @@ another user's passkey, a stale sign-in, an API key, junk bodies."""
 from __future__ import annotations
 
 import secrets
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from keyturn.app import create_app
 from keyturn.config import Settings
 from keyturn.domain import ClientInfo
 from keyturn.errors import AuthenticationFailed, WebAuthnRejected
+from keyturn.infra.ceremonies import RedisCeremonyStore
 from keyturn.services.mfa import PASSWORDLESS, SECOND_FACTOR, PasskeyService
 from passkey_helpers import ISSUER, authenticator, creation_options, enrol, passwordless
 from webauthn_authenticator import Authenticator, b64url
@@ -382,3 +384,27 @@ async def test_well_shaped_garbage_is_refused_never_a_500(client: httpx.AsyncCli
     assert (registered.status_code, registered.json()["code"]) == (400, "webauthn_invalid")
     signed_in = await client.post("/v1/auth/passkey", json={"credential": assertion})
     assert (signed_in.status_code, signed_in.json()["code"]) == (401, "invalid_credentials")
+
+
+async def test_an_unreachable_ceremony_store_is_503_never_a_pass(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a local port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    user, device = await enrolled(client)
+    options = (await client.post("/v1/auth/passkey/options", json={})).json()
+    dead = RedisCeremonyStore.from_url(f"redis://127.0.0.1:{dead_port}/0", prefix="p:")
+    monkeypatch.setattr(passkeys(app), "_ceremonies", dead)
+    try:
+        answers = [
+            await client.post("/v1/auth/passkey/options"),
+            await client.post(
+                "/v1/auth/passkey", json={"credential": device.authenticate(options)}
+            ),
+            await client.post("/v1/me/passkeys/options", headers=bearer(user["access_token"])),
+        ]
+    finally:
+        await dead.close()
+    for answer in answers:
+        assert (answer.status_code, answer.json()["code"]) == (503, "service_unavailable")

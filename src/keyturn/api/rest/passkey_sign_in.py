@@ -8,15 +8,15 @@ pair of a login. Throttled like every credential endpoint; any failure is the sa
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
 from keyturn.api.http.deps import ClientDep, ServicesDep
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.rest.responses import problems
 from keyturn.api.rest.schemas.auth import TokenResponse
-from keyturn.api.rest.schemas.passkeys import PasskeyOptionsIn, PasskeySignInIn
+from keyturn.api.rest.schemas.passkeys import PasskeySignInIn
 from keyturn.services.mfa import PASSWORDLESS
 
 router = APIRouter(prefix="/v1/auth/passkey", tags=["auth"], dependencies=[CREDENTIAL_ENDPOINT])
@@ -24,13 +24,11 @@ router = APIRouter(prefix="/v1/auth/passkey", tags=["auth"], dependencies=[CREDE
 
 @router.post(
     "/options",
-    responses=problems(400, 413, 422, 429, 503),
+    responses=problems(429, 503),
     summary="Request options for a passwordless sign-in (WebAuthn Level 3 JSON form)",
 )
-async def passkey_request_options(
-    services: ServicesDep, body: Annotated[PasskeyOptionsIn | None, Body()] = None
-) -> dict[str, Any]:
-    del body  # an empty object: nothing to read, but unknown fields are refused
+async def passkey_request_options(services: ServicesDep) -> dict[str, Any]:
+    # No body to read (none, or `{}`): the passwordless sign-in names no user.
     return await services.mfa.passkeys.request_options(purpose=PASSWORDLESS, user_id=None)
 
 

@@ -25,6 +25,8 @@ from keyturn.api.rest.schemas.passkeys import (
 from keyturn.domain import Principal
 
 router = APIRouter(prefix="/v1/me/passkeys", tags=["me"])
+# `{passkey_id:uuid}`: only a UUID selects a passkey, so `/options` with another method is a
+# 405 of the options route, not a 422 of an id.
 
 PasskeysRead = Annotated[Principal, Depends(require_scope("me:read"))]
 PasskeysWrite = Annotated[Principal, Depends(require_scope("me:write"))]
@@ -69,7 +71,7 @@ async def list_passkeys(principal: PasskeysRead, services: ServicesDep) -> Passk
 
 
 @router.patch(
-    "/{passkey_id}",
+    "/{passkey_id:uuid}",
     responses=problems(400, 401, 403, 404, 413, 422),
     summary="Rename one of my passkeys",
 )
@@ -80,7 +82,7 @@ async def rename_passkey(
 
 
 @router.delete(
-    "/{passkey_id}", **no_content(401, 403, 404, 422, 503), summary="Remove one of my passkeys"
+    "/{passkey_id:uuid}", **no_content(401, 403, 404, 422, 503), summary="Remove one of my passkeys"
 )
 async def remove_passkey(
     passkey_id: uuid.UUID, principal: PasskeysWrite, services: ServicesDep, client: ClientDep

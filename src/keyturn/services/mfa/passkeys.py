@@ -20,7 +20,13 @@ from typing import Any
 
 from keyturn.domain import ClientInfo, Principal, User, utcnow
 from keyturn.domain_mfa import Passkey
-from keyturn.errors import AuthenticationFailed, FactorAlreadyEnrolled, NotFound
+from keyturn.errors import (
+    AuthenticationFailed,
+    FactorAlreadyEnrolled,
+    NotFound,
+    ServiceUnavailable,
+    StoreUnavailable,
+)
 from keyturn.services.accounts import AccountServices
 from keyturn.services.mfa.ports import CeremonyStore
 from keyturn.services.mfa.recovery_codes import RecoveryCodes
@@ -47,6 +53,7 @@ _REGISTRATION = "registration"
 # unknown refresh token (authentication.REFRESH_ACCOUNT).
 PASSKEY_ACCOUNT = "passkey"
 DEFAULT_NAME = "Passkey"
+_STORE_DOWN = "Passkeys are unavailable for a moment (shared store unreachable); retry."
 _NAME_MAX = 100
 
 
@@ -113,9 +120,12 @@ class PasskeyService:
 
     async def _begin(self, ceremony: _Ceremony) -> bytes:
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
-        await self._ceremonies.put(
-            challenge_key(challenge), ceremony.encode(), ttl_seconds=CHALLENGE_TTL
-        )
+        try:
+            await self._ceremonies.put(
+                challenge_key(challenge), ceremony.encode(), ttl_seconds=CHALLENGE_TTL
+            )
+        except StoreUnavailable as exc:
+            raise ServiceUnavailable(_STORE_DOWN) from exc
         return challenge
 
     async def _take(self, credential: Mapping[str, Any], expected: _Ceremony) -> bytes:
@@ -123,7 +133,11 @@ class PasskeyService:
         challenge = client_challenge(credential)
         if challenge is None:
             raise Rejected("challenge", "The response carries no challenge.")
-        stored = await self._ceremonies.take(challenge_key(challenge))
+        try:
+            stored = await self._ceremonies.take(challenge_key(challenge))
+        except StoreUnavailable as exc:
+            # Without the store no challenge can be checked: unavailable, never accepted.
+            raise ServiceUnavailable(_STORE_DOWN) from exc
         if stored is None:
             raise Rejected("challenge", "The challenge is unknown, expired or already used.")
         if _Ceremony.decode(stored) != expected:

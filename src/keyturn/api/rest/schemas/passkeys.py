@@ -87,10 +87,6 @@ class PasskeyRenameIn(Request):
     name: PasskeyName
 
 
-class PasskeyOptionsIn(Request):
-    """An empty object: the passwordless sign-in names no user."""
-
-
 class PasskeySignInIn(Request):
     credential: AssertionCredentialIn
 
