@@ -147,9 +147,14 @@ class Server:
             time.sleep(0.02)
 
 
-def spawn_server(workdir: Path, env: dict[str, str], *, name: str = "serve") -> Server:
-    """Starts ``keyturn serve`` on a free port (``KEYTURN_PORT``) without waiting."""
-    port = free_port()
+def spawn_server(
+    workdir: Path, env: dict[str, str], *, name: str = "serve", port: int | None = None
+) -> Server:
+    """Starts ``keyturn serve`` on ``port`` or a free one (``KEYTURN_PORT``) without waiting.
+
+    A caller passes ``port`` when a setting must name it first (an issuer on ``localhost``).
+    """
+    port = port or free_port()
     env = {**env, "KEYTURN_HOST": "127.0.0.1", "KEYTURN_PORT": str(port)}
     stdout_path = workdir / f"{name}-{port}.stdout.log"
     stderr_path = workdir / f"{name}-{port}.stderr.log"

@@ -1,9 +1,11 @@
 """Attacks on the login's second step (issue 15), named for the ASVS 5.0 requirement.
 
 V6.3.1 (brute force of every factor is limited), V6.3.3 (the second step cannot be skipped),
-V6.5.1 (a one-time code works once), V6.6.3 (the out-of-band/MFA challenge is single use and
-bound to its login). Every attack runs over HTTP against the real app; pyotp is the
-authenticator app.
+V6.3.8 (no enumeration of who has a factor), V6.4.3 (a reset bypasses no factor), V6.5.1 (a
+one-time code works once), V6.6.3 (the second-step challenge is single use and bound to its
+login), V7.5.1 (factor changes need a recent sign-in), V10.3.4 (a step-up asked with
+acr_values is never completed silently). Every attack runs over HTTP against the real app;
+pyotp is the authenticator app. The passkey attacks are in tests/integration/mfa.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from helpers import (
     lifespan,
     mail_titled,
     signup_login,
+    ui_login,
 )
 from keyturn.app import create_app
 from keyturn.domain import utcnow
@@ -151,7 +154,7 @@ async def test_asvs_6_3_3_the_mfa_token_is_no_bearer_token(client: httpx.AsyncCl
     assert "access_token" not in oauth.json()
 
 
-async def test_asvs_6_3_1_a_password_reset_neither_signs_in_nor_removes_the_factor(
+async def test_asvs_6_4_3_a_password_reset_neither_signs_in_nor_removes_the_factor(
     client: httpx.AsyncClient, smtp: SmtpServer
 ) -> None:
     email, secret, _ = await enrolled_account(client)
@@ -175,7 +178,7 @@ async def test_asvs_6_3_1_a_password_reset_neither_signs_in_nor_removes_the_fact
     assert step["methods"] == ["totp", "recovery_code"]
 
 
-async def test_asvs_6_3_1_a_wrong_password_answers_the_same_with_or_without_a_factor(
+async def test_asvs_6_3_8_a_wrong_password_answers_the_same_with_or_without_a_factor(
     client: httpx.AsyncClient,
 ) -> None:
     with_factor, _, _ = await enrolled_account(client)
@@ -188,7 +191,7 @@ async def test_asvs_6_3_1_a_wrong_password_answers_the_same_with_or_without_a_fa
     assert answers[0].json() == answers[1].json()
 
 
-async def test_asvs_6_3_3_prompt_none_never_steps_up_silently(
+async def test_asvs_10_3_4_prompt_none_never_steps_up_silently(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     oauth_client = await register(app, client, require_pkce=False)
@@ -213,7 +216,7 @@ async def test_asvs_6_3_3_prompt_none_never_steps_up_silently(
     assert unverified_claims(tokens.json()["id_token"])["acr"] == "1"
 
 
-async def test_asvs_6_2_5_a_stolen_access_token_without_a_recent_sign_in_changes_no_factor(
+async def test_asvs_7_5_1_a_stolen_access_token_without_a_recent_sign_in_changes_no_factor(
     client: httpx.AsyncClient,
 ) -> None:
     signed = await signup_login(client)
@@ -236,3 +239,19 @@ async def test_asvs_6_2_5_a_stolen_access_token_without_a_recent_sign_in_changes
         key = await client.post("/v1/me/api-keys", json={"name": "late"}, headers=headers)
         assert key.status_code == 403
         assert key.json()["code"] == "reauthentication_required"
+
+
+async def test_asvs_6_3_3_the_password_page_alone_opens_no_browser_session(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    oauth_client = await register(app, client, require_pkce=False)
+    email, _, _ = await enrolled_account(client)
+    first = await ui_login(client, email)
+    # The right password leads to the second step, not to a session.
+    assert first.status_code == 303
+    assert first.headers["location"].startswith("/ui/mfa")
+    assert (await client.get("/ui/account/security")).headers["location"].startswith("/ui/login")
+    authorize = await client.get("/oauth2/authorize", params=auth_params(oauth_client))
+    assert authorize.status_code == 303
+    assert authorize.headers["location"].startswith("/ui/login?")
+    assert "code" not in query_of(authorize.headers["location"])

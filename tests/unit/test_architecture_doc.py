@@ -39,6 +39,7 @@ SERVICE = re.compile(r"((?:`[A-Za-z_][\w.]*`(?:, )?)+) \(`([\w/]+\.py)`\)")
 # The stylesheet's name carries a hash of its content.
 CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 HASHED = re.compile(r"keyturn\.[0-9a-f]+\.css$")
+HASHED_SCRIPT = re.compile(r"webauthn\.[0-9a-f]+\.js$")
 # Illustrations in the docs, not paths in the tree.
 EXAMPLES = {"module.py", "versions/0003_short_description.py", "services/mfa/"}
 
@@ -91,6 +92,7 @@ def served_routes(tmp_path: Path) -> dict[tuple[str, str], str | None]:
         module = getattr(endpoint, "__module__", "")
         owner = source_path(module) if module.startswith("keyturn.") else None
         path = HASHED.sub("keyturn.{hash}.css", str(context.path))
+        path = HASHED_SCRIPT.sub("webauthn.{hash}.js", path)
         # As the OpenAPI document writes it: `{passkey_id:uuid}` is `{passkey_id}`.
         path = CONVERTOR.sub(r"{\1}", path)
         for method in set(context.methods or ()) - {"HEAD"}:

@@ -27,6 +27,7 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("POST", "/v1/admin/users/{user}/reset-password", None, "users:write"),
     ("GET", "/v1/admin/users/{user}/sessions", None, "users:read"),
     ("DELETE", "/v1/admin/users/{user}/sessions", None, "users:write"),
+    ("DELETE", "/v1/admin/users/{user}/mfa", None, "users:write"),
     ("GET", "/v1/admin/roles", None, "roles:write"),
     ("POST", "/v1/admin/roles", {"name": "r-{n}", "permissions": ["users:read"]}, "roles:write"),
     ("GET", "/v1/admin/roles/admin", None, "roles:write"),

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pyotp
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from typer.testing import CliRunner
 
 from conftest import SettingsFactory
@@ -316,3 +317,49 @@ async def test_secret_rotate_reseals_seeds_and_codes_still_verify(
         finally:
             await engine.dispose()
     assert ok
+
+
+@contextmanager
+def _counting_statements() -> Iterator[Callable[[], int]]:
+    count = 0
+
+    def before_cursor_execute(*args: Any) -> None:
+        nonlocal count
+        # Transaction control differs by driver: only the queries are counted.
+        if not str(args[2]).lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            count += 1
+
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield lambda: count
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_cursor_execute)
+
+
+async def test_a_page_of_users_shows_factors_in_a_fixed_number_of_statements(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(outbox_worker="off", key_rotation_check_seconds=86400)
+    async with _serving(settings) as (application, client):
+        headers = bearer((await admin_login(application, client))["access_token"])
+        counts: dict[int, int] = {}
+        for size in (2, 8):
+            tag = uuid.uuid4().hex[:10]
+            for index in range(size):
+                created = await client.post(
+                    "/v1/admin/users", json={"email": f"{tag}-{index}@example.com"}, headers=headers
+                )
+                assert created.status_code == 201, created.text
+            query = '{ users(q: "%s") { edges { node { mfa { totp } } } } }'
+            with _counting_statements() as counted:
+                listed = await client.get("/v1/admin/users", params={"q": tag}, headers=headers)
+                graphql = await client.post(
+                    "/graphql",
+                    json={"query": query % tag},
+                    headers=headers,
+                )
+                counts[size] = counted()
+            assert [item["mfa"]["totp"] for item in listed.json()["items"]] == [False] * size
+            edges = graphql.json()["data"]["users"]["edges"]
+            assert [edge["node"]["mfa"]["totp"] for edge in edges] == [False] * size
+    assert counts[2] == counts[8], counts

@@ -1,4 +1,5 @@
-"""Hosted pages under ``/ui/`` (server-rendered Jinja2, no JavaScript, no external assets).
+"""Hosted pages under ``/ui/`` (server-rendered Jinja2, no external assets; JavaScript only
+for passkeys, one same-origin file on the pages that offer them).
 
 Each page module holds a module-level router; ``HostedPages(settings)`` builds the shared
 :class:`~keyturn.api.ui.kit.PageKit` (reached by handlers through ``kit.KitDep``) and
@@ -12,7 +13,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keyturn.api.ui import account, dev_mail, landing, rp_logout, sign_in
+from keyturn.api.ui import (
+    account,
+    dev_mail,
+    landing,
+    mfa,
+    passkey_login,
+    rp_logout,
+    security,
+    sign_in,
+)
 from keyturn.api.ui.kit import MailboxReader, PageKit
 from keyturn.config import Settings
 
@@ -31,8 +41,12 @@ class HostedPages:
         self.router.add_api_route(
             renderer.stylesheet_path, renderer.stylesheet_response, methods=["GET"]
         )
+        self.router.add_api_route(renderer.script_path, renderer.script_response, methods=["GET"])
         self.router.include_router(sign_in.router)
+        self.router.include_router(passkey_login.router)
         self.router.include_router(account.router)
+        self.router.include_router(mfa.router)
+        self.router.include_router(security.router)
         if dev_mailbox is not None:
             self.router.include_router(dev_mail.router)
         # GET /: a page for browsers, the same links as JSON for other clients.

@@ -56,9 +56,18 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
 
 
-def sign_in_first(back: str) -> RedirectResponse:
-    """To the sign-in page, coming back to ``back`` (a same-origin path) afterwards."""
-    return see_other("/ui/login?next=" + quote(back, safe=""))
+def sign_in_first(back: str, *, status: str = "") -> RedirectResponse:
+    """To the sign-in page, coming back to ``back`` (a same-origin path) afterwards;
+    ``status`` names the notice the sign-in page shows (``sign_in.LOGIN_NOTICES``)."""
+    return see_other(sign_in_url(back, status=status))
+
+
+def sign_in_url(back: str, *, status: str = "") -> str:
+    """The sign-in page's URL of :func:`sign_in_first`."""
+    query = [f"status={quote(status, safe='')}"] if status else []
+    if back:
+        query.append("next=" + quote(back, safe=""))
+    return "/ui/login?" + "&".join(query)
 
 
 class PageKit:
@@ -153,13 +162,14 @@ class PageKit:
         new_link: str = "",
         start_again: str = "",
         back: str = "",
+        sign_in_status: str = "",
     ) -> T | Response:
         """``action``'s result, or the page showing why it was refused.
 
         Where the error shows is the error table's ``place`` (``api/problems.py``): in
         ``form`` re-rendered, on a "this link cannot be used" page offering ``new_link``,
-        through the sign-in page back to ``back``, else on a message page (with
-        ``start_again`` as its link).
+        through the sign-in page back to ``back`` (with the notice ``sign_in_status``),
+        else on a message page (with ``start_again`` as its link).
         """
         try:
             return await action
@@ -176,8 +186,8 @@ class PageKit:
                     link=new_link,
                     link_text="Ask for a new link",
                 )
-            if shown.place == "sign_in" and back:
-                return sign_in_first(back)
+            if shown.place == "sign_in" and (back or sign_in_status):
+                return sign_in_first(back, status=sign_in_status)
             return self.error_page(request, exc, link=start_again)
 
     def error_page(self, request: Request, exc: KeyturnError, *, link: str = "") -> Response:

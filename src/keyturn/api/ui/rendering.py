@@ -3,7 +3,10 @@
 Every page carries its own full Content-Security-Policy (the middleware keeps the strict
 API policy for everything else, because it only fills headers a response did not set):
 nothing loads but our stylesheet and, when configured, the brand logo; forms post only
-to us; no framing; no ``<base>``. No script at all: the pages work without JavaScript.
+to us; no framing; no ``<base>``. No script, except on the pages that offer passkeys
+(sign-in, second step, account security): they load one same-origin file, ``webauthn.js``,
+under ``script-src 'self'; connect-src 'self'`` (WebAuthn exists only as a browser API).
+Every other page stays script-free and works without JavaScript.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +28,8 @@ from keyturn.config import Settings
 STATIC_PREFIX = "/ui/static/"
 # The stylesheet's URL names its content, so it may be cached for a year and never revalidated.
 STATIC_CACHE = "public, max-age=31536000, immutable"
+# The one script (WebAuthn ceremonies); served as bytes, never through Jinja2.
+SCRIPT_FILE = "webauthn.js"
 PAGE_CACHE = "no-store"
 # Not no-referrer: under it a browser sends "Origin: null" on our own form posts, and the
 # Origin check (kit.PageKit.checked_form) could not tell them from a sandboxed attacker.
@@ -115,6 +121,31 @@ class Cookies:
     def clear(self, response: Response, name: str) -> None:
         response.delete_cookie(name, path="/", secure=self.secure, httponly=True, samesite="lax")
 
+    @property
+    def mfa(self) -> str:
+        """The cookie holding a pending second step's ``mfa_token`` (not a session).
+
+        ``__Secure-``, not ``__Host-``: the cookie is scoped to ``/ui`` (RFC 6265bis).
+        """
+        return "__Secure-keyturn-mfa" if self.secure else "keyturn_mfa"
+
+    def set_mfa(self, response: Response, value: str, *, max_age: int) -> None:
+        """The ``mfa_token`` for ``/ui/mfa``, living as long as the token (issue 15)."""
+        response.set_cookie(
+            self.mfa,
+            value,
+            max_age=max_age,
+            path="/ui",
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def clear_mfa(self, response: Response) -> None:
+        response.delete_cookie(
+            self.mfa, path="/ui", secure=self.secure, httponly=True, samesite="lax"
+        )
+
 
 class Renderer:
     """Renders the hosted pages for one brand (``KEYTURN_BRAND_*``).
@@ -147,18 +178,24 @@ class Renderer:
         # A content fingerprint for the URL (cache busting), not a security value.
         fingerprint = hashlib.sha256(self.stylesheet).hexdigest()[:16]
         self.stylesheet_path = f"{STATIC_PREFIX}keyturn.{fingerprint}.css"
+        self.script = files("keyturn.api.ui").joinpath("templates", SCRIPT_FILE).read_bytes()
+        script_print = hashlib.sha256(self.script).hexdigest()[:16]
+        self.script_path = f"{STATIC_PREFIX}webauthn.{script_print}.js"
         images = "'self'" + (f" {_origin(self.logo_url)}" if self.logo_url else "")
         self._images = images
         self.csp = self.policy("'self'")
 
-    def policy(self, form_action: str, *, script: str | None = None) -> str:
-        """The page CSP with its ``form-action`` sources (and one inline script's hash).
+    def policy(self, form_action: str, *, script: str | None = None, fetch: bool = False) -> str:
+        """The page CSP with its ``form-action`` sources (and one script source: an inline
+        script's hash, or ``self`` for ``webauthn.js``); ``fetch`` lets that script call us.
 
         The consent page and the ``form_post`` answer of ``/oauth2/authorize`` name the
         client's redirect origin: browsers apply ``form-action`` to the redirects that
         follow a form submission too.
         """
         scripts = f"script-src '{script}'; " if script else ""
+        if fetch:
+            scripts += "connect-src 'self'; "
         return (
             f"default-src 'none'; {scripts}style-src 'self'; "
             f"img-src {self._images}; form-action {form_action}; frame-ancestors 'none'; "
@@ -167,8 +204,16 @@ class Renderer:
 
     def redirect_policy(self, redirect_uri: str) -> str:
         """The page CSP allowing forms (and their redirects) to us and to ``redirect_uri``."""
+        return self.policy(self._form_action(redirect_uri))
+
+    def passkey_policy(self, redirect_uri: str | None = None) -> str:
+        """The CSP of a page that loads ``webauthn.js`` (and may end at ``redirect_uri``)."""
+        form_action = self._form_action(redirect_uri) if redirect_uri else "'self'"
+        return self.policy(form_action, script="self", fetch=True)
+
+    def _form_action(self, redirect_uri: str) -> str:
         origin = redirect_origin(redirect_uri)
-        return self.policy(f"'self' {origin}" if origin else "'self'")
+        return f"'self' {origin}" if origin else "'self'"
 
     def page(
         self,
@@ -186,6 +231,7 @@ class Renderer:
             "brand_name": self.brand_name,
             "logo_url": self.logo_url,
             "stylesheet": self.stylesheet_path,
+            "script": None,
             "csrf": csrf or _no_csrf,
             "errors": {},
             "notice": None,
@@ -203,6 +249,13 @@ class Renderer:
         return Response(
             self.stylesheet,
             media_type="text/css",
+            headers={"cache-control": STATIC_CACHE},
+        )
+
+    def script_response(self, _request: Request) -> Response:
+        return Response(
+            self.script,
+            media_type="text/javascript",
             headers={"cache-control": STATIC_CACHE},
         )
 

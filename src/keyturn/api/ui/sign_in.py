@@ -14,8 +14,10 @@ from keyturn.api.http.deps import get_client, get_services
 from keyturn.api.rest.schemas.auth import LoginRequest, SignupRequest
 from keyturn.api.ui.forms import field_errors, safe_next
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
+from keyturn.api.ui.webauthn import passkey_page
 from keyturn.domain_mfa import MfaChallenge
 from keyturn.errors import UnsafeAuthorizationRequest
+from keyturn.services.oauth2 import BrowserLogin
 from keyturn.services.oauth2.authorization_request import Redirectable
 
 HOME = "/ui/"
@@ -25,7 +27,10 @@ NextQuery = Annotated[str | None, Query(alias="next")]
 LOGIN_NOTICES = {
     "signed_out": "You are signed out.",
     "password_reset": "Your password was changed. Sign in with the new one.",
+    "mfa_expired": "That sign-in took too long or had too many tries. Sign in again.",
+    "reauthenticate": "For your security, sign in again to change how you sign in.",
 }
+MFA_PAGE = "/ui/mfa"
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -37,7 +42,7 @@ def _with_next(path: str, next_path: str | None, **query: str) -> str:
     return f"{path}?{'&'.join(params)}" if params else path
 
 
-async def _oauth_target(request: Request, next_path: str | None) -> Redirectable | None:
+async def oauth_target(request: Request, next_path: str | None) -> Redirectable | None:
     """The client's checked redirect target when a sign-in returns to
     ``/oauth2/authorize``; None for any other ``next`` or an unsafe request.
 
@@ -53,7 +58,7 @@ async def _oauth_target(request: Request, next_path: str | None) -> Redirectable
         return None
 
 
-def _login_form(
+def login_form(
     kit: PageKit,
     request: Request,
     target: Redirectable | None,
@@ -69,8 +74,9 @@ def _login_form(
         "login.html",
         status=status,
         # Signing in may end in a redirect to an OAuth client (through /oauth2/authorize):
-        # form-action must name that client's origin too.
-        csp=None if target is None else kit.renderer.redirect_policy(target.redirect_uri),
+        # form-action must name that client's origin too. The page offers a passkey
+        # sign-in: it loads webauthn.js.
+        **passkey_page(request, kit, None if target is None else target.redirect_uri),
         title="Sign in",
         # The application that sent the user here (from /oauth2/authorize).
         client_name=None if target is None else target.client_name,
@@ -134,9 +140,9 @@ async def login_page(
     # OIDC Core section 3.1.2.1 login_hint: prefilled, never trusted.
     email = login_hint[:MAX_LOGIN_HINT]
     next_path = safe_next(next_)
-    target = await _oauth_target(request, next_path)
+    target = await oauth_target(request, next_path)
     notice = LOGIN_NOTICES.get(status)
-    return _login_form(kit, request, target, next_path, email, notice=notice)
+    return login_form(kit, request, target, next_path, email, notice=notice)
 
 
 @router.post("/login")
@@ -147,10 +153,10 @@ async def login(request: Request, kit: KitDep) -> Response:
     next_path = safe_next(form.get("next"))
     email = form.get("email", "")
     # Still on the way back to an OAuth client: same policy, same name.
-    target = await _oauth_target(request, next_path)
+    target = await oauth_target(request, next_path)
 
     def again(errors: dict[str, str], status: int) -> Response:
-        return _login_form(kit, request, target, next_path, email, status=status, errors=errors)
+        return login_form(kit, request, target, next_path, email, status=status, errors=errors)
 
     if refused := await kit.count_request(request):
         return refused
@@ -170,12 +176,26 @@ async def login(request: Request, kit: KitDep) -> Response:
     if isinstance(signed_in, Response):
         return signed_in
     if isinstance(signed_in, MfaChallenge):
-        # The hosted second step (/ui/mfa) is built with the MFA pages; no session before it.
-        return again({"": "This account needs its second factor."}, 401)
-    response = see_other(next_path or HOME)
+        # No session yet: the mfa_token waits in its own short cookie (path /ui, as long
+        # as the token lives) and /ui/mfa asks for the second factor (issue 15).
+        response = see_other(_with_next(MFA_PAGE, next_path))
+        kit.cookies.set_mfa(response, signed_in.mfa_token, max_age=signed_in.expires_in)
+        return response
+    return signed_in_response(kit, signed_in, next_path)
+
+
+def signed_in_response(kit: PageKit, signed_in: BrowserLogin, next_path: str | None) -> Response:
+    """``303`` to ``next`` (or the account page) with the new session's cookie."""
+    return set_session(kit, see_other(next_path or HOME), signed_in)
+
+
+def set_session(kit: PageKit, response: Response, signed_in: BrowserLogin) -> Response:
+    """``response`` carrying the new session's cookie (as long as the session lives);
+    a pending second step's cookie is cleared."""
     created = signed_in.session
     lifetime = int((created.expires_at - created.created_at).total_seconds())
     kit.cookies.set(response, kit.cookies.session, signed_in.cookie, max_age=lifetime)
+    kit.cookies.clear_mfa(response)
     return response
 
 

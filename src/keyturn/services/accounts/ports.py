@@ -17,7 +17,9 @@ __all__ = ["RateLimiter", "RevocationStore", "SecondFactorGate"]
 class SecondFactorGate(Protocol):
     """Decides after a right password whether a login needs a second step (issue 15).
 
-    Met by ``keyturn.services.mfa``, which depends on accounts (never the reverse).
+    Met by ``MfaGate`` (``second_factor.py``), which only reads the MFA storage port; the
+    ``keyturn.services.mfa`` package that redeems the challenge depends on accounts, never
+    the reverse.
     """
 
     async def challenge(

@@ -68,10 +68,10 @@ async def statuses(
     read_uow_factory: UnitOfWorkFactory,
     authorizer: Authorizer,
 ) -> dict[uuid.UUID, MfaStatus]:
-    """Each user's factors (a page of the admin listing is at most 100 users)."""
+    """Each user's factors, in a fixed number of statements (a page of the admin list)."""
     await authorizer.require(actor, READ)
     async with read_uow_factory() as uow:
-        return {user_id: await uow.mfa.status(user_id) for user_id in user_ids}
+        return await uow.mfa.statuses(user_ids)
 
 
 async def reseal_seeds(uow_factory: UnitOfWorkFactory, aead: Aead) -> tuple[int, int]:

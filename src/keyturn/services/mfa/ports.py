@@ -70,6 +70,9 @@ class MfaStatusReader(Protocol):
     async def status(self, user_id: uuid.UUID) -> MfaStatus:
         """Which factors the user has (one round trip)."""
 
+    async def statuses(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, MfaStatus]:
+        """Which factors each user has, in a fixed number of round trips (admin lists)."""
+
 
 class CeremonyStore(Protocol):
     """Short-lived WebAuthn ceremony state in the shared store (Redis when configured), so

@@ -80,14 +80,10 @@ class MfaFactors:
         self._authorizer = authorizer
         self._issuer_name = issuer_name
 
-    # -- status ---------------------------------------------------------------------------
-
     async def status(self, principal: Principal) -> MfaStatus:
         """The caller's factors (never a secret)."""
         async with self._read_uow_factory() as uow:
             return await uow.mfa.status(principal.user_id)
-
-    # -- TOTP enrolment -------------------------------------------------------------------
 
     async def begin_totp(self, principal: Principal, client: ClientInfo) -> TotpEnrolment:
         """Starts (or restarts) a TOTP enrolment for the signed-in caller.
@@ -219,8 +215,6 @@ class MfaFactors:
         )
         return TotpConfirmed(recovery_codes=codes)
 
-    # -- the login's checks ---------------------------------------------------------------
-
     async def check_totp(
         self, uow: UnitOfWork, user_id: uuid.UUID, code: str, now: datetime
     ) -> bool:
@@ -270,8 +264,6 @@ class MfaFactors:
         """Tells the outbox a mail is waiting (after the caller's commit)."""
         self._mail.outbox.wake()
 
-    # -- changes to factors ---------------------------------------------------------------
-
     async def remove_totp(self, principal: Principal, client: ClientInfo) -> None:
         """Removes the caller's TOTP factor; the recovery codes go with the last factor.
 
@@ -291,7 +283,7 @@ class MfaFactors:
                 # Without a factor a recovery code would stand in for nothing.
                 await uow.recovery_codes.delete_all(user.id)
             await self._mail.send(uow, "mfa_factor_removed", to=user.email, factor=TOTP_FACTOR)
-            await _audit(uow, "mfa.totp_disabled", principal, client, now)
+            await _audit(uow, "mfa.totp_disabled", principal, client, now, factor=_AMR_OTP)
             await uow.commit()
         self._mail.outbox.wake()
 
@@ -312,12 +304,10 @@ class MfaFactors:
                 raise FactorNotEnrolled("Set up a second factor first.")
             codes = await self._recovery_codes.issue(uow, user.id, now)
             await self._mail.send(uow, "mfa_recovery_codes_regenerated", to=user.email)
-            await _audit(uow, "mfa.recovery_codes_regenerated", principal, client, now)
+            await _audit(uow, "mfa.recovery_codes_regenerated", principal, client, now, factor=None)
             await uow.commit()
         self._mail.outbox.wake()
         return codes
-
-    # -- maintenance ----------------------------------------------------------------------
 
     async def prune_pending(self) -> int:
         """Deletes enrolments left unconfirmed past ``PENDING_TTL`` (periodic job)."""
@@ -334,8 +324,6 @@ class MfaFactors:
             DecryptionError: A seed is sealed under a ring key that is no longer configured.
         """
         return await reseal_seeds(self._uow_factory, self._aead)
-
-    # -- administration -------------------------------------------------------------------
 
     async def reset_by_admin(
         self, actor: Principal, user_id: uuid.UUID, client: ClientInfo
@@ -382,7 +370,13 @@ async def _user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
 
 
 async def _audit(
-    uow: UnitOfWork, event: str, principal: Principal, client: ClientInfo, now: datetime
+    uow: UnitOfWork,
+    event: str,
+    principal: Principal,
+    client: ClientInfo,
+    now: datetime,
+    *,
+    factor: str | None,
 ) -> None:
     await uow.audit.record(
         event,
@@ -390,5 +384,5 @@ async def _audit(
         user_id=principal.user_id,
         session_id=principal.session_id,
         ip=client.ip,
-        data={"factor": _AMR_OTP} if "totp" in event else {},
+        data={"factor": factor} if factor else {},
     )

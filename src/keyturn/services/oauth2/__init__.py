@@ -11,7 +11,7 @@ docs/technical/2026-12-05_backend_architecture.md.
 # through it finds these names already bound; isort keeps the order.
 # isort: off
 from keyturn.services.oauth2.authorize import AuthorizationService
-from keyturn.services.oauth2.browser_sessions import BrowserSession, BrowserSessions
+from keyturn.services.oauth2.browser_sessions import BrowserLogin, BrowserSession, BrowserSessions
 from keyturn.services.oauth2.clients import ClientService, decode_basic_credentials
 from keyturn.services.oauth2.consents import ConsentService
 from keyturn.services.oauth2.cors import OAuthCorsOrigins
@@ -25,6 +25,7 @@ from keyturn.services.oauth2.userinfo import UserInfoService
 __all__ = [
     "ID_TOKEN_TYP",
     "AuthorizationService",
+    "BrowserLogin",
     "BrowserSession",
     "BrowserSessions",
     "ClientService",

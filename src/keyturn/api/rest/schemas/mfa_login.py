@@ -11,7 +11,7 @@ from keyturn.api.rest.schemas.common import OneTimeTokenValue, Request
 from keyturn.api.rest.schemas.passkeys import AssertionCredentialIn
 from keyturn.domain import TokenPair
 
-# A TOTP code (6 digits) or a recovery code (10 characters, maybe with a dash and spaces).
+# A TOTP code (6 digits) or a recovery code (24 characters, maybe with dashes and spaces).
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
