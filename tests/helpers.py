@@ -105,8 +105,11 @@ async def mails_to(
     return found
 
 
-async def mail_titled(smtp: SmtpServer, address: str, subject: str) -> EmailMessage:
-    """The newest mail to ``address`` whose subject contains ``subject`` (waits, bounded)."""
+async def mail_titled(
+    smtp: SmtpServer, address: str, subject: str, *, count: int = 1
+) -> EmailMessage:
+    """The newest mail to ``address`` whose subject contains ``subject``, once ``count`` of
+    them arrived (waits, bounded)."""
     deadline = asyncio.get_running_loop().time() + 30.0
     while True:
         found = [
@@ -114,10 +117,10 @@ async def mail_titled(smtp: SmtpServer, address: str, subject: str) -> EmailMess
             for message in smtp.messages
             if message["To"] == address and subject in str(message["Subject"])
         ]
-        if found or asyncio.get_running_loop().time() > deadline:
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.02)
-    assert found, f"no mail {subject!r} to {address}"
+    assert len(found) >= count, f"{len(found)} of {count} mails {subject!r} to {address}"
     return found[-1]
 
 
