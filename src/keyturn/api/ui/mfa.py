@@ -84,6 +84,21 @@ def shown_enrolment(enrolment: TotpEnrolment | None) -> dict[str, Markup] | None
     return {"qr_svg": svg}
 
 
+async def _pending(
+    request: Request, kit: PageKit, token: str, next_path: str | None
+) -> MfaChallenge | Response:
+    """The live second step behind the mfa cookie, or back to sign-in (cookie cleared)."""
+    challenge = await kit.attempt(
+        request,
+        get_services(request).mfa.second_step.describe(token, get_client(request), channel="ui"),
+        back=next_path or "",
+        sign_in_status=EXPIRED,
+    )
+    if isinstance(challenge, Response):
+        kit.cookies.clear_mfa(challenge)
+    return challenge
+
+
 @router.get("/mfa")
 async def mfa_page(request: Request, kit: KitDep, next_: NextQuery = None) -> Response:
     next_path = safe_next(next_)
@@ -92,14 +107,8 @@ async def mfa_page(request: Request, kit: KitDep, next_: NextQuery = None) -> Re
         return _restart(kit, next_path)
     second_step = get_services(request).mfa.second_step
     client = get_client(request)
-    challenge = await kit.attempt(
-        request,
-        second_step.describe(token, client, channel="ui"),
-        back=next_path or "",
-        sign_in_status=EXPIRED,
-    )
+    challenge = await _pending(request, kit, token, next_path)
     if isinstance(challenge, Response):
-        kit.cookies.clear_mfa(challenge)
         return challenge
     target = await oauth_target(request, next_path)
     if not challenge.enrolment_required:
@@ -131,14 +140,8 @@ async def mfa_verify(request: Request, kit: KitDep) -> Response:
     services = get_services(request)
     second_step = services.mfa.second_step
     client = get_client(request)
-    challenge = await kit.attempt(
-        request,
-        second_step.describe(token, client, channel="ui"),
-        back=next_path or "",
-        sign_in_status=EXPIRED,
-    )
+    challenge = await _pending(request, kit, token, next_path)
     if isinstance(challenge, Response):
-        kit.cookies.clear_mfa(challenge)
         return challenge
     target = await oauth_target(request, next_path)
     secret = form.get("secret", "")
