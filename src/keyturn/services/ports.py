@@ -16,11 +16,7 @@ from keyturn.domain import (
     ApiKey,
     AuditEvent,
     AuditFilter,
-    AuthorizationCode,
     ChainReport,
-    Consent,
-    ConsentListing,
-    OAuthClient,
     OneTimeToken,
     OutboxEntry,
     PruneResult,
@@ -31,12 +27,17 @@ from keyturn.domain import (
     User,
 )
 
-if TYPE_CHECKING:  # the MFA package's own ports (importing it here would be a cycle)
+if TYPE_CHECKING:  # the packages' own ports (importing them here would be a cycle)
     from keyturn.services.mfa import (
         MfaStatusReader,
         PasskeyRepository,
         RecoveryCodeRepository,
         TotpRepository,
+    )
+    from keyturn.services.oauth2 import (
+        AuthorizationCodeRepository,
+        ConsentRepository,
+        OAuthClientRepository,
     )
 
 
@@ -253,61 +254,6 @@ class ApiKeyRepository(Protocol):
 
     async def mark_used(self, used: Mapping[uuid.UUID, datetime]) -> None:
         """Moves ``last_used_at`` forward for a batch of keys (never backwards)."""
-
-
-class OAuthClientRepository(Protocol):
-    async def add(self, client: OAuthClient, secret_digest: str | None) -> bool:
-        """Inserts the client; False when its client_id is taken (nothing written)."""
-
-    async def find(self, client_id: str) -> tuple[OAuthClient, str | None] | None:
-        """The client and its stored secret digest (None for a public client)."""
-
-    async def cors_origins(self) -> frozenset[str]:
-        """Every origin some client lists in ``allowed_cors_origins``."""
-
-    async def page(self, *, limit: int, after: tuple[datetime, str] | None) -> list[OAuthClient]:
-        """Clients by (created_at, client_id), oldest first, after the keyset ``after``."""
-
-    async def update(self, client: OAuthClient) -> bool:
-        """Writes the metadata (never the secret); False when the client does not exist."""
-
-    async def set_secret(
-        self, client_id: str, digest: str, now: datetime, *, revoke_tokens: bool = False
-    ) -> bool:
-        """Replaces the secret digest (``revoke_tokens``: tokens issued until ``now`` die)."""
-
-    async def delete(self, client_id: str) -> bool:
-        """Removes the client and, by cascade, its authorization codes and consents."""
-
-
-class AuthorizationCodeRepository(Protocol):
-    async def add(self, code: AuthorizationCode, digest: str) -> None: ...
-    async def find(self, digests: Sequence[str]) -> AuthorizationCode | None: ...
-    async def consume(self, code_id: uuid.UUID, now: datetime) -> bool:
-        """Marks the code used; True for exactly one caller (RFC 6749 section 4.1.2)."""
-
-    async def set_issued_session(self, code_id: uuid.UUID, session_id: uuid.UUID) -> None:
-        """Remembers the grant session the code opened (revoked if the code is replayed)."""
-
-    async def expire_for_consent(self, consent_id: uuid.UUID, now: datetime) -> None:
-        """Makes every unused code issued under the consent expire ``now``."""
-
-    async def delete_expired(self, before: datetime) -> int:
-        """Deletes codes that expired before ``before``; returns how many."""
-
-
-class ConsentRepository(Protocol):
-    async def live_for(self, user_id: uuid.UUID, client_id: str) -> list[Consent]:
-        """The user's unrevoked consents for the client, newest first."""
-
-    async def add(self, consent: Consent) -> None: ...
-    async def page_for(
-        self, user_id: uuid.UUID, *, limit: int, after: tuple[datetime, uuid.UUID] | None
-    ) -> list[ConsentListing]:
-        """The user's unrevoked consents, newest first, after the keyset ``after``."""
-
-    async def revoke(self, consent_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
-        """Revokes the user's consent; False when it is not theirs or already revoked."""
 
 
 class SigningKeyRepository(Protocol):

@@ -10,6 +10,11 @@ docs/technical/2026-12-05_backend_architecture.md.
 # Order matters: modules that need another services package come last, so a cycle
 # through it finds these names already bound; isort keeps the order.
 # isort: off
+from keyturn.services.oauth2.ports import (
+    AuthorizationCodeRepository,
+    ConsentRepository,
+    OAuthClientRepository,
+)
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.browser_sessions import BrowserLogin, BrowserSession, BrowserSessions
 from keyturn.services.oauth2.clients import ClientService, decode_basic_credentials
@@ -24,13 +29,16 @@ from keyturn.services.oauth2.userinfo import UserInfoService
 
 __all__ = [
     "ID_TOKEN_TYP",
+    "AuthorizationCodeRepository",
     "AuthorizationService",
     "BrowserLogin",
     "BrowserSession",
     "BrowserSessions",
     "ClientService",
+    "ConsentRepository",
     "ConsentService",
     "IdTokenSigner",
+    "OAuthClientRepository",
     "OAuthCorsOrigins",
     "OAuthTokenService",
     "RpLogoutService",
