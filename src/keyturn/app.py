@@ -7,11 +7,9 @@ process and closes them on shutdown.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
@@ -19,29 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
-from keyturn.api import graphql, problems
+from keyturn.api import problems
 from keyturn.api.http.hardening import install_hardening
-from keyturn.api.oauth2 import authorize as oauth2_authorize
-from keyturn.api.oauth2 import token as oauth2_token
-from keyturn.api.oauth2 import token_management, userinfo, well_known
-from keyturn.api.rest import (
-    account,
-    admin_audit,
-    admin_clients,
-    admin_keys,
-    admin_roles,
-    admin_users,
-    api_keys,
-    auth,
-    consents,
-    me,
-    mfa_login,
-    ops,
-    passkey_sign_in,
-    passkeys,
-)
-from keyturn.api.rest import mfa as me_mfa
-from keyturn.api.ui import HostedPages
+from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
 from keyturn.db.outbox import reseal_payloads
@@ -66,12 +44,12 @@ from keyturn.observability.metrics import (
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
-from keyturn.services.accounts import RateLimiter, RevocationStore
+from keyturn.services.accounts import AccountServices, RateLimiter, RevocationStore
 from keyturn.services.accounts.wiring import build_accounts
 from keyturn.services.admin.wiring import build_admin
 from keyturn.services.mfa.wiring import build_mfa
 from keyturn.services.oauth2.wiring import build_oauth2
-from keyturn.services.outbox import Mailer, OutboxMaintenance
+from keyturn.services.outbox import Mailer, OutboxMaintenance, OutboxWorker
 from keyturn.services.outbox.wiring import build_outbox, build_outbox_worker
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -84,18 +62,6 @@ DESCRIPTION = (
     "Keyturn: users, passwords, sessions and JWTs. Errors are RFC 9457 "
     "`application/problem+json` with a stable `code`."
 )
-
-
-def _swagger_assets() -> Path:
-    """The Swagger UI 5 dist (it reads OpenAPI 3.1) shipped inside ``swagger-ui-py``.
-
-    Located without importing the package: its ``__init__`` wires web-framework handlers
-    we do not use; only the static files (and their licence) are needed.
-    """
-    spec = importlib.util.find_spec("swagger_ui")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("swagger-ui-py is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,15 +183,10 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         accounts=accounts,
         authorizer=admin.authorizer,
     )
-    worker = build_outbox_worker(
-        settings,
-        uow_factory=uow_factory,
-        mailer=adapters.mailer,
-        aead=aead,
-        resolver=accounts.account_requests,
-    )
+    worker, maintenance = _outbox_jobs(settings, adapters, uow_factory, aead, accounts)
     return Services(
         auth=accounts.auth,
+        signup=accounts.signup,
         users=accounts.users,
         sessions=accounts.sessions,
         account=accounts.account,
@@ -254,22 +215,34 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         keys=keys,
         outbox=outbox,
         outbox_worker=worker,
-        outbox_maintenance=_outbox_maintenance(adapters, uow_factory, aead),
+        outbox_maintenance=maintenance,
         readiness_checks=_readiness_checks(settings, adapters),
         email_verification_required=settings.email_verification_required,
         mfa=mfa,
     )
 
 
-def _outbox_maintenance(
-    adapters: Adapters, uow_factory: UnitOfWorkFactory, aead: Aead
-) -> OutboxMaintenance:
+def _outbox_jobs(
+    settings: Settings,
+    adapters: Adapters,
+    uow_factory: UnitOfWorkFactory,
+    aead: Aead,
+    accounts: AccountServices,
+) -> tuple[OutboxWorker, OutboxMaintenance]:
+    """The delivery worker and the operator's maintenance (re-sealing payloads)."""
+    worker = build_outbox_worker(
+        settings,
+        uow_factory=uow_factory,
+        mailer=adapters.mailer,
+        aead=aead,
+        resolver=accounts.account_requests,
+    )
     sessions = session_factory(adapters.engine)
 
     async def reseal(progress: Callable[[int], None] | None = None) -> tuple[int, int, int]:
         return await reseal_payloads(sessions, aead, progress)
 
-    return OutboxMaintenance(uow_factory=uow_factory, resealer=reseal)
+    return worker, OutboxMaintenance(uow_factory=uow_factory, resealer=reseal)
 
 
 def build_hash_pool(settings: Settings) -> HashPool:
@@ -365,26 +338,6 @@ def _lifespan(
     return lifespan
 
 
-def _include_routers(app: FastAPI, settings: Settings, mailbox: DevMailbox | None) -> None:
-    rest = (auth, mfa_login, passkey_sign_in, account)
-    admin = (admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
-    rest_me = (me, me_mfa, passkeys, api_keys, consents, ops)
-    oauth = (oauth2_token, well_known, token_management, userinfo)
-    for module in (*rest, *admin, *rest_me, *oauth):
-        app.include_router(module.router)
-    # GraphQL is described by its own schema, not by the OpenAPI document.
-    app.include_router(graphql.build_router(settings), include_in_schema=False)
-    if settings.show_docs:
-        app.include_router(ops.docs_router(_swagger_assets()))
-    # Hosted pages (/ui/): HTML for browsers, not part of the OpenAPI document.
-    pages = HostedPages(settings, mailbox=mailbox)
-    app.state.hosted_pages = pages
-    app.include_router(pages.router)
-    app.include_router(pages.landing_router)
-    app.include_router(oauth2_authorize.router)
-    app.include_router(pages.oauth_router)
-
-
 def create_app(settings: Settings) -> FastAPI:
     """Builds the ASGI application for ``settings``; nothing connects until startup."""
     # Dev keeps a copy of every mail for /ui/dev/mail; production never does (tokens).
@@ -404,7 +357,7 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
     )
     problems.install(app)
-    _include_routers(app, settings, mailbox)
+    include_routers(app, settings, mailbox)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app

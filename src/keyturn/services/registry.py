@@ -13,6 +13,7 @@ from keyturn.services.accounts import (
     AccountService,
     AuthService,
     SessionService,
+    SignupService,
     Throttle,
     UserService,
 )
@@ -46,6 +47,7 @@ HealthCheck = Callable[[], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class Services:
     auth: AuthService
+    signup: SignupService
     users: UserService
     sessions: SessionService
     account: AccountService

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[CREDENTIAL_EN
     summary="Create an account (always 202: no account enumeration)",
 )
 async def signup(body: SignupRequest, services: ServicesDep, client: ClientDep) -> SignupAccepted:
-    await services.auth.signup(str(body.email), body.password, body.name, client)
+    await services.signup.signup(str(body.email), body.password, body.name, client)
     return SignupAccepted(verification_required=services.email_verification_required)
 
 

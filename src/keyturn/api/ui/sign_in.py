@@ -230,7 +230,7 @@ async def signup(request: Request, kit: KitDep) -> Response:
     # Policy refusals show in the form: they depend on the password, never on the address.
     created = await kit.attempt(
         request,
-        get_services(request).auth.signup(
+        get_services(request).signup.signup(
             str(body.email), body.password, body.name, get_client(request)
         ),
         form=again,

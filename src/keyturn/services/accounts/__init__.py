@@ -18,6 +18,7 @@ from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.authentication import AuthService
+from keyturn.services.accounts.signup import SignupService
 from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.account_requests import AccountRequests
@@ -45,6 +46,7 @@ __all__ = [
     "RevocationStore",
     "SecondFactorGate",
     "SessionService",
+    "SignupService",
     "Throttle",
     "UserService",
     "new_user",

@@ -20,6 +20,7 @@ from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.recent_sign_in import RecentSignIn
 from keyturn.services.accounts.second_factor import MfaGate
 from keyturn.services.accounts.sessions import SessionService
+from keyturn.services.accounts.signup import SignupService
 from keyturn.services.accounts.throttle import Limits, Throttle
 from keyturn.services.outbox import MailOutbox
 from keyturn.services.ports import UnitOfWorkFactory
@@ -33,6 +34,7 @@ class AccountServices:
     mail: AccountMail
     tokens: OneTimeTokens
     auth: AuthService
+    signup: SignupService
     sessions: SessionService
     users: UserService
     account: AccountService
@@ -118,6 +120,39 @@ def _access_tokens(
     )
 
 
+def _auth(
+    settings: Settings,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    read_uow_factory: UnitOfWorkFactory,
+    hash_pool: HashPool,
+    access_tokens: AccessTokenService,
+    key_ring: KeyRing,
+    policy: PasswordPolicy,
+    guard: CredentialGuard,
+    tokens: OneTimeTokens,
+) -> AuthService:
+    return AuthService(
+        uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
+        hash_pool=hash_pool,
+        access_tokens=access_tokens,
+        key_ring=key_ring,
+        policy=policy,
+        refresh_ttl=settings.refresh_token_ttl,
+        idle_ttl=settings.session_idle_ttl,
+        reuse_grace=settings.refresh_reuse_grace,
+        require_verified_email=settings.email_verification_required,
+        guard=guard,
+        second_factor=MfaGate(
+            uow_factory=uow_factory,
+            read_uow_factory=read_uow_factory,
+            tokens=tokens,
+            required_roles=frozenset(settings.mfa_required_roles),
+        ),
+    )
+
+
 def build_accounts(
     settings: Settings,
     *,
@@ -133,33 +168,20 @@ def build_accounts(
     access_tokens = _access_tokens(
         settings, keys=keys, revocations=revocations, uow_factory=uow_factory
     )
-    policy = PasswordPolicy(
-        min_length=settings.password_min_length, max_length=settings.password_max_length
-    )
+    policy = PasswordPolicy(settings.password_min_length, settings.password_max_length)
     mail = _mail(settings, outbox=outbox, limiter=limiter, key_ring=key_ring)
     guard = _guard(settings, uow_factory=uow_factory, limiter=limiter, key_ring=key_ring, mail=mail)
     tokens = OneTimeTokens(key_ring=key_ring)
-    auth = AuthService(
+    auth = _auth(
+        settings,
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
         key_ring=key_ring,
         policy=policy,
-        refresh_ttl=settings.refresh_token_ttl,
-        idle_ttl=settings.session_idle_ttl,
-        reuse_grace=settings.refresh_reuse_grace,
-        require_verified_email=settings.email_verification_required,
-        tokens=tokens,
-        mail=mail,
-        verify_ttl=settings.verify_email_ttl,
         guard=guard,
-        second_factor=MfaGate(
-            uow_factory=uow_factory,
-            read_uow_factory=read_uow_factory,
-            tokens=tokens,
-            required_roles=frozenset(settings.mfa_required_roles),
-        ),
+        tokens=tokens,
     )
     requests = _requests(settings, uow_factory=uow_factory, tokens=tokens, mail=mail)
     recent_sign_in = RecentSignIn(
@@ -177,29 +199,36 @@ def build_accounts(
         requests=requests,
         read_uow_factory=read_uow_factory,
     )
-    users = UserService(
-        uow_factory=uow_factory,
-        hash_pool=hash_pool,
-        access_tokens=access_tokens,
-        policy=policy,
-        mail=mail,
-        guard=guard,
-        read_uow_factory=read_uow_factory,
-    )
-    sessions = SessionService(
-        uow_factory=uow_factory,
-        read_uow_factory=read_uow_factory,
-        access_tokens=access_tokens,
-        idle_ttl=settings.session_idle_ttl,
-    )
     return AccountServices(
         access_tokens=access_tokens,
         guard=guard,
         mail=mail,
         tokens=tokens,
         auth=auth,
-        sessions=sessions,
-        users=users,
+        signup=SignupService(
+            uow_factory=uow_factory,
+            hash_pool=hash_pool,
+            policy=policy,
+            tokens=tokens,
+            mail=mail,
+            verify_ttl=settings.verify_email_ttl,
+            guard=guard,
+        ),
+        sessions=SessionService(
+            uow_factory=uow_factory,
+            read_uow_factory=read_uow_factory,
+            access_tokens=access_tokens,
+            idle_ttl=settings.session_idle_ttl,
+        ),
+        users=UserService(
+            uow_factory=uow_factory,
+            hash_pool=hash_pool,
+            access_tokens=access_tokens,
+            policy=policy,
+            mail=mail,
+            guard=guard,
+            read_uow_factory=read_uow_factory,
+        ),
         account=account,
         account_requests=requests,
         recent_sign_in=recent_sign_in,
