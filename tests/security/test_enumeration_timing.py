@@ -13,7 +13,8 @@ leaves the request to the next worker, which issues the token and mails it once.
 Each timing test interleaves requests for a known and an unknown address on one app and
 compares the two response-time samples with the Mann-Whitney U rank test of
 ``test_enumeration``; it asserts there is no strong evidence of a difference
-(p > 0.001), never an absolute time. Signup (taken vs free address) and the email change
+(p > 0.001; a suspect first sample is measured again, see ``compare``), never an
+absolute time. Signup (taken vs free address) and the email change
 (``POST /v1/me/email`` to a taken vs a free address) are measured the same way.
 
 ASVS v5.0.0-6.3.8 (valid users cannot be deduced from failed authentication or
@@ -60,6 +61,7 @@ RAISED_LIMITS = {
 }
 SAMPLES = 50
 WARM_UP = 5
+ALPHA = 0.001  # no strong evidence of a difference
 
 Request = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
 
@@ -67,7 +69,13 @@ Request = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
 async def compare(
     client: httpx.AsyncClient, request: Request, known: str, status: int
 ) -> tuple[float, list[float], list[float]]:
-    """Interleaved timings of ``request`` for ``known`` and for fresh unknown addresses."""
+    """Interleaved timings of ``request`` for ``known`` and for fresh unknown addresses.
+
+    A difference must show in two independent samples. A load burst from the other CI
+    worker once gave a p of 9.7e-4 with the known address the *faster* one; a real leak
+    like the one this file was written for (10.6 ms against 3.7 ms) gives p < 1e-10 in
+    every sample, so the second sample is asked for only when the first one is suspect.
+    """
 
     async def timed(email: str) -> float:
         started = time.perf_counter()
@@ -79,16 +87,20 @@ async def compare(
     for _ in range(WARM_UP):  # pool threads, caches and prepared statements on both paths
         await timed(known)
         await timed(new_email())
-    known_times: list[float] = []
-    unknown_times: list[float] = []
-    for index in range(SAMPLES):
-        # Alternate which goes first, so drift hits both samples alike.
-        for is_known in (True, False) if index % 2 == 0 else (False, True):
-            if is_known:
-                known_times.append(await timed(known))
-            else:
-                unknown_times.append(await timed(new_email()))
-    return mann_whitney_p(known_times, unknown_times), known_times, unknown_times
+    for _ in range(2):
+        known_times: list[float] = []
+        unknown_times: list[float] = []
+        for index in range(SAMPLES):
+            # Alternate which goes first, so drift hits both samples alike.
+            for is_known in (True, False) if index % 2 == 0 else (False, True):
+                if is_known:
+                    known_times.append(await timed(known))
+                else:
+                    unknown_times.append(await timed(new_email()))
+        p = mann_whitney_p(known_times, unknown_times)
+        if p > ALPHA:
+            break
+    return p, known_times, unknown_times
 
 
 def verdict(name: str, p: float, known: list[float], unknown: list[float]) -> str:
@@ -116,7 +128,7 @@ async def test_asvs_6_3_8_recovery_mail_requests_take_the_same_time_for_any_addr
         # Signed up and never verified: both flows would mail this account.
         known = (await signup_login(client))["email"]
         p, known_times, unknown_times = await compare(client, post_email(path), known, 202)
-    assert p > 0.001, verdict(path, p, known_times, unknown_times)
+    assert p > ALPHA, verdict(path, p, known_times, unknown_times)
 
 
 @pytest.mark.slow
@@ -131,7 +143,7 @@ async def test_asvs_6_3_8_signup_takes_the_same_time_for_a_taken_address(
     ) as client:
         known = (await signup_login(client))["email"]
         p, known_times, unknown_times = await compare(client, signup, known, 202)
-    assert p > 0.001, verdict("signup", p, known_times, unknown_times)
+    assert p > ALPHA, verdict("signup", p, known_times, unknown_times)
 
 
 @pytest.mark.slow
@@ -152,7 +164,7 @@ async def test_asvs_6_3_8_email_change_takes_the_same_time_for_a_taken_address(
             )
 
         p, known_times, unknown_times = await compare(client, change, taken, 202)
-    assert p > 0.001, verdict("email change", p, known_times, unknown_times)
+    assert p > ALPHA, verdict("email change", p, known_times, unknown_times)
 
 
 class WorkerDied(BaseException):
