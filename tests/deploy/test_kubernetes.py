@@ -27,6 +27,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 # newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CRD_KINDS = {"ServiceMonitor"}
+TMP = "/tmp"  # noqa: S108  (the containers' mount path, no file is made)
 Manifest = dict[str, Any]
 
 
@@ -112,12 +113,13 @@ def test_the_servicemonitor_scrapes_the_metrics_port(rendered: dict[str, list[Ma
     monitor, service = one(manifests, "ServiceMonitor"), one(manifests, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["name"] == "keyturn"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
-        "labels"
-    ].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     service_ports = {port["name"] for port in service["spec"]["ports"]}
     for endpoint in monitor["spec"]["endpoints"]:
-        assert endpoint["port"] == "metrics" and endpoint["port"] in service_ports
+        assert endpoint["port"] == "metrics"
+        assert endpoint["port"] in service_ports
         assert endpoint["path"] == "/metrics"
     assert "ServiceMonitor" not in {item["kind"] for item in rendered["production"]}
 
@@ -148,8 +150,9 @@ def test_every_container_runs_locked_down(rendered: dict[str, list[Manifest]]) -
                 assert context["allowPrivilegeEscalation"] is False
                 assert context["capabilities"] == {"drop": ["ALL"]}
                 assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-                tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
-                assert tmp and "emptyDir" in mounts_of[tmp[0]["name"]]
+                tmp = [m for m in container["volumeMounts"] if m["mountPath"] == TMP]
+                assert tmp
+                assert "emptyDir" in mounts_of[tmp[0]["name"]]
                 assert container["image"] == IMAGE
                 assert "memory" in container["resources"]["limits"]
 
@@ -200,13 +203,15 @@ def test_selectors_match_the_pods(rendered: dict[str, list[Manifest]]) -> None:
         job_labels = job["spec"]["template"]["metadata"]["labels"]
         assert not selector.items() <= job_labels.items()
         policy = one(manifests, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
-        assert policy.items() <= labels.items() and policy.items() <= job_labels.items()
+        assert policy.items() <= labels.items()
+        assert policy.items() <= job_labels.items()
         for budget in (item for item in manifests if item["kind"] == "PodDisruptionBudget"):
             assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
         job_container = job["spec"]["template"]["spec"]["containers"][0]
         server = deployment["spec"]["template"]["spec"]["containers"][0]
         assert job_container["image"] == server["image"]
-        assert job_container["args"] == ["migrate"] and server["args"] == ["serve"]
+        assert job_container["args"] == ["migrate"]
+        assert server["args"] == ["serve"]
 
 
 def test_overlays_differ_as_documented(rendered: dict[str, list[Manifest]]) -> None:
@@ -227,6 +232,4 @@ def test_overlays_differ_as_documented(rendered: dict[str, list[Manifest]]) -> N
     assert "replicas" not in deployment
     assert deployment["template"]["spec"]["terminationGracePeriodSeconds"] == 40
     ingress = one(production, "Ingress")["spec"]
-    assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {
-        "name": "http"
-    }
+    assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {"name": "http"}
