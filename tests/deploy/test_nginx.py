@@ -89,9 +89,11 @@ def nginx_command(conf: Path, tmp_path: Path, *args: str) -> list[str]:
     return [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf), *args]
 
 
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """(nginx https URL, keyturn's direct URL, CA file) with both processes running."""
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """(nginx https URL, keyturn's direct URL, CA file) with both processes running; one
+    pair for the module (starting them is most of this file's time)."""
+    tmp_path = tmp_path_factory.mktemp("nginx")
     require_tool(NGINX, "the nginx site check (nginx -t and a proxied login)")
     cert, key = self_signed_certificate(tmp_path)
     ports = {
