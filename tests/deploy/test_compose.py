@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from deploy.platform_checks import IMAGE, REPO, settings_named_in, unknown_settings
+from deploy.platform_checks import (
+    IMAGE,
+    REPO,
+    keyturn_commands,
+    settings_from,
+    settings_named_in,
+    unknown_settings,
+)
 
 COMPOSE = REPO / "compose.yaml"
 
@@ -147,3 +155,33 @@ def test_secrets_and_volumes_are_declared_and_exist(compose: dict[str, Any]) -> 
         for variable, value in (service.get("environment") or {}).items():
             if variable.endswith("_FILE"):
                 assert value in mounted, f"{name}: {variable}={value} is not a mounted secret"
+
+
+def test_the_environment_loads_as_keyturn_reads_it(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compose mounts secret NAME at /run/secrets/NAME.
+    secrets = {
+        name: (REPO / secret["file"]).read_text(encoding="utf-8").strip()
+        for name, secret in compose["secrets"].items()
+    }
+    for name in ("migrate", "keyturn"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        environment = services(compose)[name]["environment"]
+        settings = settings_from(environment, secrets, workdir, monkeypatch)
+        assert settings.env == "dev"
+        assert settings.issuer == "http://localhost:8000"
+        assert settings.database_url.startswith("postgresql+asyncpg://keyturn:")
+        assert settings.redis_url == "redis://redis:6379/0"
+        assert len(settings.secret_key[0]) >= 32
+
+
+def test_the_commands_exist(compose: dict[str, Any]) -> None:
+    commands = keyturn_commands()
+    keyturn, migrate = services(compose)["keyturn"], services(compose)["migrate"]
+    assert keyturn["command"][0] in commands
+    assert migrate["command"][0] in commands
+    executable, subcommand = keyturn["healthcheck"]["test"][1:3]
+    assert executable == "keyturn"
+    assert subcommand in commands

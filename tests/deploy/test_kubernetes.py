@@ -5,6 +5,7 @@ checks below cover what a schema cannot: probes, securityContext, settings, sele
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 from pathlib import Path
@@ -17,10 +18,13 @@ import yaml
 from deploy.platform_checks import (
     DEPLOY,
     IMAGE,
+    keyturn_commands,
     require_tool,
+    settings_from,
     settings_named_in,
     unknown_settings,
 )
+from keyturn.api.http.hardening import TrustedProxies
 
 KUBERNETES = DEPLOY / "kubernetes"
 # The oldest Kubernetes we claim (preStop `sleep` is on by default from 1.30) and the
@@ -233,3 +237,40 @@ def test_overlays_differ_as_documented(rendered: dict[str, list[Manifest]]) -> N
     assert deployment["template"]["spec"]["terminationGracePeriodSeconds"] == 40
     ingress = one(production, "Ingress")["spec"]
     assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {"name": "http"}
+
+
+# What an operator puts into the production Secret (created outside kustomize).
+PRODUCTION_SECRETS = {
+    "secret-key": "k" * 43,
+    "database-url": "postgresql+asyncpg://keyturn:pw@db.internal:5432/keyturn",
+    "redis-url": "redis://cache.internal:6379/0",
+    "smtp-url": "smtp://mailer:pw@smtp.internal:587",
+}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_the_settings_load_as_keyturn_reads_them(
+    rendered: dict[str, list[Manifest]],
+    overlay: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifests = rendered[overlay]
+    if overlay == "dev":
+        data = one(manifests, "Secret")["data"]
+        secrets = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    else:
+        secrets = PRODUCTION_SECRETS
+    config = one(manifests, "ConfigMap")["data"]
+    for index, pod in enumerate(pod_specs(manifests)):
+        container = pod["containers"][0]
+        assert container["args"][0] in keyturn_commands()
+        environment = {**config, **{e["name"]: e["value"] for e in container["env"]}}
+        workdir = tmp_path / str(index)
+        workdir.mkdir()
+        # load_settings runs the production checks: an http issuer or a missing SMTP URL
+        # in the production overlay would raise here.
+        settings = settings_from(environment, secrets, workdir, monkeypatch)
+        assert settings.env == overlay
+        assert settings.database_url.startswith("postgresql+asyncpg://")
+        TrustedProxies(settings.trusted_proxies)
