@@ -274,3 +274,20 @@ def test_the_settings_load_as_keyturn_reads_them(
         assert settings.env == overlay
         assert settings.database_url.startswith("postgresql+asyncpg://")
         TrustedProxies(settings.trusted_proxies)
+
+
+def test_the_network_policy_admits_only_what_keyturn_needs(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    spec = one(rendered["production"], "NetworkPolicy")["spec"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    sources = {
+        rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: {
+            port["port"] for port in rule["ports"]
+        }
+        for rule in spec["ingress"]
+    }
+    # The public port from the ingress controller, metrics from monitoring only.
+    assert sources == {"ingress-nginx": {8000}, "monitoring": {9000}}
+    egress = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
+    assert {5432, 6379, 587, 53} <= egress
