@@ -137,6 +137,11 @@ def test_probes_use_the_named_http_port(rendered: dict[str, list[Manifest]]) -> 
         expected["readinessProbe"] = "/readyz"
         for probe, path in expected.items():
             assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+        service_ports = {
+            port["name"]: (port["port"], port["targetPort"])
+            for port in one(manifests, "Service")["spec"]["ports"]
+        }
+        assert service_ports == {"http": (80, "http"), "metrics": (9000, "metrics")}
 
 
 def test_every_container_runs_locked_down(rendered: dict[str, list[Manifest]]) -> None:
