@@ -54,6 +54,8 @@ def include_routers(app: FastAPI, settings: Settings, mailbox: MailboxReader | N
     oauth = (oauth2_token, well_known, token_management, userinfo)
     for module in (*rest, *admin, *rest_me, *oauth):
         app.include_router(module.router)
+    if settings.metrics_address is None:
+        app.include_router(ops.metrics_router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:
