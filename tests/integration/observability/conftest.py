@@ -8,6 +8,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+    "unknown": ("",),
+}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 Scrape = Callable[[httpx.AsyncClient], Awaitable["Exposition"]]
 
@@ -19,8 +27,12 @@ class Exposition:
         self.text = text
         self.families: set[str] = set()
         self.samples: Samples = {}
+        # Every series name a query may use, declared families without samples included
+        # (a labelled counter nobody incremented yet has none).
+        self.names: set[str] = set()
         for family in text_string_to_metric_families(text):
             self.families.add(family.name)
+            self.names.update(f"{family.name}{suffix}" for suffix in _SUFFIXES[family.type])
             for sample in family.samples:
                 key = (sample.name, tuple(sorted(sample.labels.items())))
                 self.samples[key] = sample.value
