@@ -378,6 +378,8 @@ def create_app(settings: Settings) -> FastAPI:
         # Host header (GET /ui/login/ with Host: evil.example went to evil.example):
         # every path is served exactly as documented, and /ui/login/ is a 404.
         redirect_slashes=False,
+        # Tracing is opt-in and ours (KEYTURN_OTEL_ENABLED), not FastAPI's built-in telemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     if settings.otel_enabled:
         install_tracing(app)
