@@ -70,9 +70,7 @@ def alert_rules() -> list[dict[str, Any]]:
 def dashboard_queries() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [
-        target["expr"]
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
     ]
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
@@ -84,7 +82,10 @@ def dashboard_queries() -> list[str]:
 
 
 def test_the_extractor_finds_names_and_only_names() -> None:
-    expr = 'histogram_quantile(0.95, sum by (le, route) (rate(a_b_bucket{route=~"x|y"}[5m]))) / c > 2e3'
+    expr = (
+        'histogram_quantile(0.95, sum by (le, route) (rate(a_b_bucket{route=~"x|y"}[5m])))'
+        " / c > 2e3"
+    )
     assert metric_names(expr) == {"a_b_bucket", "c"}
     assert route_values(expr) == {"x", "y"}
     assert metric_names("max(up) or vector(0)") == {"up"}
@@ -100,7 +101,8 @@ def test_the_alert_rule_file_is_well_formed() -> None:
         assert set(group) == {"name", "rules"}
         assert group["rules"]
         for rule in group["rules"]:
-            assert set(rule) <= RULE_KEYS and {"alert", "expr"} <= set(rule), rule
+            assert set(rule) <= RULE_KEYS, rule
+            assert {"alert", "expr"} <= set(rule), rule
             assert re.fullmatch(r"Keyturn[A-Z][A-Za-z]+", rule["alert"])
             assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
             assert DURATION.match(rule.get("for", "0s")), rule["alert"]

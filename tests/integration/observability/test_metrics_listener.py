@@ -35,12 +35,15 @@ async def test_metrics_on_their_own_listener_and_not_on_the_public_port(
             exposition = await scrape(metrics)
             assert "keyturn_http_request_duration_seconds" in exposition.families
             # The public port's 404 above was measured and is visible here.
-            assert exposition.value(
-                "keyturn_http_request_duration_seconds_count",
-                route="unmatched",
-                method="GET",
-                status="404",
-            ) >= 1
+            assert (
+                exposition.value(
+                    "keyturn_http_request_duration_seconds_count",
+                    route="unmatched",
+                    method="GET",
+                    status="404",
+                )
+                >= 1
+            )
             assert (await metrics.get("/other")).status_code == 404
             assert (await metrics.head("/metrics")).status_code == 200
     # Stopped with the app: nothing listens on the port any more.
