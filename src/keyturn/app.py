@@ -312,7 +312,7 @@ def _observe(
     """Scrape-time metric sources, the metrics listener and storage tracing."""
     engine = adapters.engine
     return start_observability(
-        metrics_address=settings.metrics_address,
+        listener=settings,
         pool=pool_reader(engine.pool),
         outbox_backlog=functools.partial(outbox_backlog, session_factory(engine)),
         readiness_checks=services.readiness_checks,

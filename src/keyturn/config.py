@@ -21,6 +21,8 @@ import structlog
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from keyturn.observability.listener_settings import metrics_listener_problems
+
 # OWASP Password Storage Cheat Sheet, argon2id row "m=19456 (19 MiB), t=2, p=1".
 OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
@@ -152,10 +154,9 @@ class Settings(BaseSettings):
     brand_name: str = Field(default="Keyturn", min_length=1, max_length=100)
     brand_logo_url: str | None = None
     brand_color: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
-    # A separate /metrics listener (both or neither); unset: /metrics on the API port.
+    # A separate /metrics listener (observability/listener_settings.py); tracing (otel extra).
     metrics_host: str | None = Field(default=None, min_length=1)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # OpenTelemetry tracing (the `otel` extra); the exporter reads the standard OTEL_* variables.
     otel_enabled: bool = False
 
     @field_validator(
@@ -199,13 +200,6 @@ class Settings(BaseSettings):
         if self.log_format is not None:
             return self.log_format
         return "json" if self.is_production else "console"
-
-    @property
-    def metrics_address(self) -> tuple[str, int] | None:
-        """(host, port) of the separate ``/metrics`` listener; None: on the API port."""
-        if self.metrics_host is None or self.metrics_port is None:
-            return None
-        return self.metrics_host, self.metrics_port
 
     @property
     def show_docs(self) -> bool:
@@ -274,25 +268,6 @@ def _dev_secret_key(data_dir: Path) -> str:
     return value
 
 
-def _metrics_problems(settings: Settings) -> list[str]:
-    """The metrics listener's rules: both settings together, its own port, one worker."""
-    if settings.metrics_host is None and settings.metrics_port is None:
-        return []
-    if settings.metrics_host is None or settings.metrics_port is None:
-        return ["KEYTURN_METRICS_HOST and KEYTURN_METRICS_PORT go together"]
-    problems = []
-    if settings.metrics_port == settings.port:
-        problems.append("KEYTURN_METRICS_PORT must differ from KEYTURN_PORT")
-    if settings.workers > 1:
-        # Every worker would bind the same port (or, with SO_REUSEPORT, a scrape would see
-        # one random worker's numbers): one process per scrape target.
-        problems.append(
-            "KEYTURN_METRICS_PORT needs KEYTURN_WORKERS=1: each worker would bind the same "
-            "metrics port; scale with more replicas (one process each) instead of workers"
-        )
-    return problems
-
-
 def validate(settings: Settings) -> None:
     """Refuses settings that must never run (all modes, then production rules)."""
     problems: list[str] = []
@@ -334,7 +309,7 @@ def validate(settings: Settings) -> None:
             f"KEYTURN_ID_TOKEN_ALGS must include {OIDC_REQUIRED_ALG} "
             "(OpenID Connect Core 1.0 section 15.1)"
         )
-    problems.extend(_metrics_problems(settings))
+    problems.extend(metrics_listener_problems(settings))
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")
     if settings.is_production:

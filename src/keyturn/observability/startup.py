@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from keyturn.observability.listener import MetricsListener
+from keyturn.observability.listener_settings import ListenerSettings, metrics_address
 from keyturn.observability.scrape import (
     OutboxBacklog,
     PoolStats,
@@ -35,14 +36,14 @@ def pool_reader(pool: Any) -> Callable[[], PoolStats | None]:
 
 async def start_observability(
     *,
-    metrics_address: tuple[str, int] | None,
+    listener: ListenerSettings,
     pool: Callable[[], PoolStats | None],
     outbox_backlog: Callable[[], Awaitable[OutboxBacklog]],
     readiness_checks: Mapping[str, Callable[[], Awaitable[None]]],
     storage_tracing: Callable[[], Callable[[], None]] | None = None,
 ) -> Callable[[], Awaitable[None]]:
-    """Attaches the scrape-time sources, starts the metrics listener (when an address is
-    given) and the storage tracing (when asked); returns the coroutine that undoes it all.
+    """Attaches the scrape-time sources, starts the metrics listener (when ``listener``
+    names one) and the storage tracing (when asked); returns the coroutine that undoes it.
 
     Raises:
         MetricsListenerError: The metrics address cannot be bound.
@@ -51,18 +52,19 @@ async def start_observability(
         pool=pool,
         readings=(outbox_reading(outbox_backlog), readiness_reading(readiness_checks)),
     )
-    listener = None if metrics_address is None else MetricsListener(*metrics_address)
+    address = metrics_address(listener)
+    server = None if address is None else MetricsListener(*address)
     try:
-        if listener is not None:
-            await listener.start()
+        if server is not None:
+            await server.start()
         stop_tracing = storage_tracing() if storage_tracing is not None else None
     except BaseException:
         detach()
         raise
 
     async def stop() -> None:
-        if listener is not None:
-            await listener.stop()
+        if server is not None:
+            await server.stop()
         if stop_tracing is not None:
             stop_tracing()
         detach()

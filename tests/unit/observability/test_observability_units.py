@@ -12,6 +12,7 @@ from keyturn.errors import StoreUnavailable
 from keyturn.infra.ceremonies import RedisCeremonyStore
 from keyturn.infra.rate_limit import RedisRateLimiter
 from keyturn.infra.revocation import RedisRevocationStore
+from keyturn.observability.listener_settings import metrics_address
 from keyturn.observability.metrics import REGISTRY, method_label
 from keyturn.observability.scrape import CachedReading
 from net import free_port
@@ -20,9 +21,9 @@ pytestmark = pytest.mark.anyio
 
 
 def test_metrics_listener_settings(tmp_path: Path) -> None:
-    assert load_settings(data_dir=tmp_path).metrics_address is None
+    assert metrics_address(load_settings(data_dir=tmp_path)) is None
     both = load_settings(data_dir=tmp_path, metrics_host="0.0.0.0", metrics_port=9000)  # noqa: S104
-    assert both.metrics_address == ("0.0.0.0", 9000)  # noqa: S104
+    assert metrics_address(both) == ("0.0.0.0", 9000)  # noqa: S104
     with pytest.raises(ConfigError, match="go together"):
         load_settings(data_dir=tmp_path, metrics_port=9000)
     with pytest.raises(ConfigError, match="go together"):
