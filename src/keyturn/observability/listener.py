@@ -16,12 +16,15 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
+import structlog
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from keyturn.observability.scrape import render_metrics
 
 __all__ = ["MetricsListener", "MetricsListenerError", "metrics_app"]
+
+log = structlog.get_logger(__name__)
 
 Message = MutableMapping[str, Any]
 # Generous: binding is immediate; this bounds a start on a machine under heavy load.
@@ -103,6 +106,7 @@ class MetricsListener:
                     task.result()  # re-raises what stopped it
                     raise MetricsListenerError("the metrics listener stopped during start")
                 await asyncio.sleep(0.01)
+        log.info("metrics_listener_started", host=self._host, port=self.port)
 
     async def stop(self) -> None:
         """Stops accepting, finishes the scrape in progress and closes the socket."""
