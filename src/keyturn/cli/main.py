@@ -18,6 +18,7 @@ from keyturn.app import build_adapters, build_services
 from keyturn.cli import maintenance
 from keyturn.cli.banner import start_banner
 from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.cli.healthcheck import healthcheck
 from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.cli.users import users_app
 from keyturn.config import Settings
@@ -34,6 +35,7 @@ app.add_typer(maintenance.outbox_app, name="outbox")
 app.add_typer(maintenance.audit_app, name="audit")
 app.add_typer(maintenance.keys_app, name="keys")
 app.add_typer(maintenance.secret_app, name="secret")
+app.command()(healthcheck)
 
 
 def _version(value: bool) -> None:
