@@ -1,0 +1,115 @@
+"""``keyturn healthcheck``: the container HEALTHCHECK (Dockerfile), run as a real command.
+
+The command reads the listener settings a container gives ``keyturn serve`` (a wildcard
+``KEYTURN_HOST``, ``KEYTURN_PORT``, TLS when a certificate is set) and must have no side
+effects: every run here points ``KEYTURN_DATA_DIR`` at a directory that must still not
+exist afterwards, and sets no secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.conftest import StartServer
+from e2e.processes import START_DEADLINE, Server, keyturn_env, run_keyturn
+from keyturn.cli.healthcheck import listener_base_url, probe
+from net import free_port, self_signed_certificate
+
+pytestmark = pytest.mark.slow
+
+
+def probe_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    """A prober's environment: the container's wildcard bind, this port, an unmade data dir."""
+    return keyturn_env(
+        tmp_path / "probe-data",
+        {"KEYTURN_HOST": "0.0.0.0", "KEYTURN_PORT": str(port), **extra},  # noqa: S104
+    )
+
+
+@pytest.fixture
+def no_side_effects(tmp_path: Path) -> Iterator[None]:
+    yield
+    assert not (tmp_path / "probe-data").exists(), "keyturn healthcheck created the data dir"
+
+
+@pytest.mark.usefixtures("no_side_effects")
+def test_healthy_then_stopped_server(server: Server, tmp_path: Path) -> None:
+    env = probe_env(tmp_path, server.port)
+
+    healthy = run_keyturn(["healthcheck"], env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert f"http://127.0.0.1:{server.port}/healthz: 200" in healthy.stdout
+
+    # The embedded database is reachable, so the readiness probe passes too.
+    ready = run_keyturn(["healthcheck", "--ready"], env)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert "/readyz: 200" in ready.stdout
+
+    # Any answer but 200 is unhealthy.
+    missing = run_keyturn(["healthcheck", "--url", f"{server.base_url}/no-such-page"], env)
+    assert missing.returncode == 1
+    assert "/no-such-page: 404" in missing.stderr
+
+    server.assert_stopped_cleanly()
+    stopped = run_keyturn(["healthcheck", "--timeout", "2"], env)
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert f"127.0.0.1:{server.port}/healthz" in stopped.stderr
+
+
+@pytest.mark.usefixtures("no_side_effects")
+def test_healthcheck_speaks_tls_when_the_listener_does(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    tls = {"KEYTURN_TLS_CERT_FILE": str(cert_file), "KEYTURN_TLS_KEY_FILE": str(key_file)}
+    server = start_server(tls, wait=False)
+    url = f"https://127.0.0.1:{server.port}/healthz"
+    deadline = time.monotonic() + START_DEADLINE
+    while not probe(url, timeout=2.0)[0]:
+        assert server.process.poll() is None, server.output()
+        assert time.monotonic() < deadline, f"never served https\n{server.output()}"
+        time.sleep(0.1)
+
+    result = run_keyturn(["healthcheck"], probe_env(tmp_path, server.port, **tls))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{url}: 200" in result.stdout
+    # Plain http against the TLS listener gets no 200.
+    assert probe(f"http://127.0.0.1:{server.port}/healthz", timeout=2.0)[0] is False
+    server.assert_stopped_cleanly()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"KEYTURN_HOST": "0.0.0.0", "KEYTURN_PORT": "9001"}, "http://127.0.0.1:9001"),  # noqa: S104
+        ({"KEYTURN_HOST": "::"}, "http://[::1]:8000"),
+        ({"KEYTURN_HOST": "[::]"}, "http://[::1]:8000"),
+        ({"KEYTURN_HOST": "::1"}, "http://[::1]:8000"),
+        ({"KEYTURN_HOST": "localhost"}, "http://localhost:8000"),
+        ({"KEYTURN_HOST": "10.1.2.3"}, "http://10.1.2.3:8000"),
+        ({"KEYTURN_TLS_CERT_FILE": "/run/secrets/cert.pem"}, "https://127.0.0.1:8000"),
+    ],
+)
+def test_listener_url_from_the_serve_settings(environ: dict[str, str], expected: str) -> None:
+    assert listener_base_url(environ) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/healthz", "file:///etc/passwd", "http://127.0.0.1:99999/healthz"]
+)
+def test_probe_refuses_what_is_not_an_http_listener(url: str) -> None:
+    healthy, detail = probe(url, timeout=1.0)
+    assert healthy is False
+    assert url in detail
+
+
+def test_probe_of_a_closed_port_is_unhealthy() -> None:
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    healthy, detail = probe(url, timeout=1.0)
+    assert healthy is False
+    assert detail.startswith(f"{url}: ")
