@@ -42,6 +42,12 @@ REDIS_URL = os.environ.get("KEYTURN_TEST_REDIS_URL")
 # Variables that could make the venv's interpreter see the repository's code or venv.
 LEAKY = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONUSERBASE")
 
+# Where the venv's interpreter finds keyturn, and whether the OpenAPI export came along.
+PACKAGE_PROBE = (
+    "import keyturn, importlib.resources as r; "
+    "print(keyturn.__file__, r.files('keyturn.api').joinpath('openapi.json').is_file())"
+)
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
@@ -175,10 +181,12 @@ def test_installed_wheel_migrates_serves_and_stops_as_the_image_would(
     cwd.mkdir()
     # The commands resolve to the venv's console script, never the repository's.
     assert shutil.which(entrypoint[0], path=env["PATH"]) == str(installed / entrypoint[0])
-    where = run(
-        [str(installed / "python"), "-c", "import keyturn; print(keyturn.__file__)"], env, cwd
-    )
-    assert Path(where.stdout.strip()).is_relative_to(installed.parent), where
+    where = run([str(installed / "python"), "-c", PACKAGE_PROBE], env, cwd)
+    assert where.returncode == 0, where.stderr
+    package, openapi = where.stdout.split()
+    assert Path(package).is_relative_to(installed.parent), where.stdout
+    # The OpenAPI export ships in the wheel (an installed server has no docs/ folder).
+    assert openapi == "True", where.stdout
 
     migrated = run([*entrypoint, "migrate"], env, cwd)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
