@@ -50,7 +50,7 @@ fmt: install
 # gate judges both runs together.
 test: lint
 	$(if $(COV_APPEND),,rm -f .coverage .coverage.*)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov $(if $(COV_APPEND),--cov-append) --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov $(if $(COV_APPEND),--cov-append) --cov-report=term-missing --cov-fail-under=90 --durations=25 $(PYTEST_ARGS)
 
 openapi: install-run
 	$(BIN)/python -m keyturn.cli.openapi docs/specifications/openapi.json

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -36,6 +37,9 @@ OIDC_REQUIRED_ALG = "RS256"
 SIGNING_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 
 CsvList = Annotated[list[str], NoDecode]
+
+# The settings that hold a credential; each may also come from KEYTURN_<NAME>_FILE.
+SECRET_FIELDS = ("secret_key", "database_url", "redis_url", "smtp_url")
 
 log = structlog.get_logger(__name__)
 
@@ -336,9 +340,34 @@ def listener_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
+def secrets_from_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """The secret settings named by ``KEYTURN_<NAME>_FILE`` (Docker and Kubernetes secrets
+    are mounted files), read and stripped; both forms of one setting at once are refused."""
+    found: dict[str, str] = {}
+    for field in SECRET_FIELDS:
+        variable = f"KEYTURN_{field.upper()}"
+        path = environ.get(f"{variable}_FILE")
+        if path is None:
+            continue
+        if variable in environ:
+            raise ConfigError(f"set {variable} or {variable}_FILE, not both")
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            # The path and the reason, never the content: it is a secret.
+            raise ConfigError(
+                f"{variable}_FILE: cannot read {path} ({exc.strerror or exc})"
+            ) from exc
+        if not value:
+            raise ConfigError(f"{variable}_FILE: {path} is empty")
+        found[field] = value
+    return found
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Builds the one Settings object: environment, then derived defaults, then checks."""
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    """Builds the one Settings object: environment (and secret files), then derived
+    defaults, then checks."""
+    settings = Settings(**{**secrets_from_files(os.environ), **overrides})  # type: ignore[arg-type]
     if not settings.issuer and not settings.is_production:
         # Dev: tokens, mail links and discovery name the port this process listens on.
         settings = settings.model_copy(update={"issuer": listener_url(settings)})

@@ -88,9 +88,14 @@ def serve(
         if value is not None:
             os.environ[f"KEYTURN_{name}"] = str(value)
     settings = settings_or_exit()
-    # Persist the derived dev secret so every worker reads the same key ring.
-    os.environ.setdefault("KEYTURN_SECRET_KEY", ",".join(settings.secret_key))
-    os.environ.setdefault("KEYTURN_DATABASE_URL", settings.database_url)
+    # Persist the derived dev secret and database so every worker reads the same; a value
+    # read from KEYTURN_<NAME>_FILE stays there (each worker reads the file again).
+    for name, value in (
+        ("SECRET_KEY", ",".join(settings.secret_key)),
+        ("DATABASE_URL", settings.database_url),
+    ):
+        if f"KEYTURN_{name}_FILE" not in os.environ:
+            os.environ.setdefault(f"KEYTURN_{name}", value)
     configure_logging(settings.log_level, settings.log_renderer)
     ensure_schema(settings)
     if not settings.is_production:
