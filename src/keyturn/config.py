@@ -353,11 +353,11 @@ def secrets_from_files(environ: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError(f"set {variable} or {variable}_FILE, not both")
         try:
             value = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             # The path and the reason, never the content: it is a secret.
-            raise ConfigError(
-                f"{variable}_FILE: cannot read {path} ({exc.strerror or exc})"
-            ) from exc
+            raise ConfigError(f"{variable}_FILE: cannot read {path} ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:  # its text would quote a byte of the secret
+            raise ConfigError(f"{variable}_FILE: {path} is not UTF-8 text") from exc
         if not value:
             raise ConfigError(f"{variable}_FILE: {path} is empty")
         found[field] = value

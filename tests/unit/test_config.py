@@ -386,15 +386,15 @@ def test_a_secret_file_and_its_variable_together_are_refused(
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(None, "No such file"), ("", "is empty"), (" \n", "is empty")],
-    ids=["missing", "empty", "blank"],
+    [(None, "No such file"), ("", "is empty"), (" \n", "is empty"), (b"\xff", "not UTF-8")],
+    ids=["missing", "empty", "blank", "binary"],
 )
 def test_an_unreadable_or_empty_secret_file_is_refused(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, reason: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | bytes | None, reason: str
 ) -> None:
     secret = tmp_path / "secret"
     if content is not None:
-        secret.write_text(content, encoding="utf-8")
+        secret.write_bytes(content.encode() if isinstance(content, str) else content)
     monkeypatch.setenv("KEYTURN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("KEYTURN_SMTP_URL_FILE", str(secret))
     with pytest.raises(ConfigError, match=f"KEYTURN_SMTP_URL_FILE: .*{secret}.*{reason}"):
