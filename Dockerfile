@@ -12,10 +12,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# The frontend is pinned here; the backend (setuptools) by pyproject.toml's build-system.
-RUN python -m pip install --no-cache-dir build==1.6.1
+# The build frontend and its own dependencies come pinned from the lock; the backend
+# (setuptools) is pinned by pyproject.toml's build-system.
+COPY requirements.lock ./
+RUN python -m pip install --no-cache-dir -c requirements.lock build==1.6.1
 
-COPY pyproject.toml README.md requirements.lock ./
+COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python -m build --wheel --outdir /wheels . \
     && python -m pip wheel --no-cache-dir --wheel-dir /wheels -c requirements.lock \
