@@ -40,6 +40,7 @@ ROOT = Path(__file__).parents[2]
 PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("KEYTURN_TEST_REDIS_URL")
 # Variables that could make the venv's interpreter see the repository's code or venv.
+VERIFY_SUBJECT = "Confirm your email address"
 LEAKY = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONUSERBASE")
 
 # Where the venv's interpreter finds keyturn, and whether the OpenAPI export came along.
@@ -64,7 +65,8 @@ def timed(steps: dict[str, float], name: str, args: list[str]) -> str:
     started = time.monotonic()
     # Install steps may write bytecode (pip does, in the image) even where the caller's
     # shell says not to; only the commands under test run with the Dockerfile's ENV.
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    skip = {"PYTHONDONTWRITEBYTECODE", *LEAKY}
+    env = {key: value for key, value in os.environ.items() if key not in skip}
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
     steps[name] = time.monotonic() - started
     assert result.returncode == 0, f"{name} failed\n{result.stdout}\n{result.stderr}"
@@ -107,8 +109,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = base / "dist"
     build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)]
     timed(steps, "build sdist+wheel", build)
+    # `python -m build` makes the sdist, then the wheel from the unpacked sdist: a file the
+    # sdist lacks would be missing from the wheel and fail the run below.
     wheels = list(dist.glob("keyturn-*.whl"))
     assert len(wheels) == 1, list(dist.iterdir())
+    assert len(list(dist.glob("keyturn-*.tar.gz"))) == 1, list(dist.iterdir())
     venv = base / "venv"
     # No pip inside (the runtime image needs none to run); the test's pip installs into it.
     timed(steps, "venv", [sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -229,6 +234,11 @@ def test_installed_wheel_migrates_serves_and_stops_as_the_image_would(
             for expected in ("/ui/static/", "swagger-ui-bundle.js", "graphiql.min.js"):
                 assert any(expected in asset for asset in assets), (expected, assets)
             assert http.get("/openapi.json").json()["info"]["title"]
+        # The verification mail (console mailer in dev) is rendered from the mail templates.
+        deadline = time.monotonic() + START_DEADLINE
+        while VERIFY_SUBJECT not in output():
+            assert time.monotonic() < deadline, f"no verification mail\n{output()}"
+            time.sleep(0.1)
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
