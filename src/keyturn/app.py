@@ -7,7 +7,8 @@ process and closes them on shutdown.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from keyturn.api.http.hardening import install_hardening
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
 from keyturn.db.engine import create_engine, read_session_factory, session_factory
-from keyturn.db.outbox import reseal_payloads
+from keyturn.db.outbox import outbox_backlog, reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
 from keyturn.infra.ceremonies import (
@@ -41,6 +42,8 @@ from keyturn.observability.metrics import (
     HASH_POOL_IN_FLIGHT,
     RATE_LIMIT_FALLBACKS,
 )
+from keyturn.observability.startup import pool_reader, start_observability
+from keyturn.observability.tracing import install_tracing, trace_storage
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
 from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
@@ -303,6 +306,22 @@ def _background(
     return tasks
 
 
+def _observe(
+    settings: Settings, adapters: Adapters, services: Services
+) -> Awaitable[Callable[[], Awaitable[None]]]:
+    """Scrape-time metric sources, the metrics listener and storage tracing."""
+    engine = adapters.engine
+    return start_observability(
+        listener=settings,
+        pool=pool_reader(engine.pool),
+        outbox_backlog=functools.partial(outbox_backlog, session_factory(engine)),
+        readiness_checks=services.readiness_checks,
+        storage_tracing=functools.partial(trace_storage, engine.sync_engine)
+        if settings.otel_enabled
+        else None,
+    )
+
+
 def _lifespan(
     settings: Settings, mailbox: DevMailbox | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -314,10 +333,12 @@ def _lifespan(
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         started: Services | None = None
+        stop_observing: Callable[[], Awaitable[None]] | None = None
         try:
             services = build_services(settings, adapters)
             await services.keys.start()
             await _restore_deny_list(services)
+            stop_observing = await _observe(settings, adapters, services)
             app.state.services = started = services
             tasks = _background(settings, services, stop)
             log.info("started", env=settings.env, version=__version__, issuer=settings.issuer)
@@ -332,6 +353,8 @@ def _lifespan(
             if started is not None:
                 # The last batch of API-key "last used" times, before the engine closes.
                 await started.api_keys.close()
+            if stop_observing is not None:
+                await stop_observing()
             await adapters.close()
             log.info("stopped")
 
@@ -355,7 +378,11 @@ def create_app(settings: Settings) -> FastAPI:
         # Host header (GET /ui/login/ with Host: evil.example went to evil.example):
         # every path is served exactly as documented, and /ui/login/ is a 404.
         redirect_slashes=False,
+        # Tracing is opt-in and ours (KEYTURN_OTEL_ENABLED), not FastAPI's built-in telemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
+    if settings.otel_enabled:
+        install_tracing(app)
     problems.install(app)
     include_routers(app, settings, mailbox)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.

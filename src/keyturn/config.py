@@ -21,6 +21,8 @@ import structlog
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from keyturn.observability.listener_settings import metrics_listener_problems
+
 # OWASP Password Storage Cheat Sheet, argon2id row "m=19456 (19 MiB), t=2, p=1".
 OWASP_ARGON2_MEMORY_KIB = 19456
 OWASP_ARGON2_TIME_COST = 2
@@ -152,6 +154,10 @@ class Settings(BaseSettings):
     brand_name: str = Field(default="Keyturn", min_length=1, max_length=100)
     brand_logo_url: str | None = None
     brand_color: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
+    # A separate /metrics listener (observability/listener_settings.py); tracing (otel extra).
+    metrics_host: str | None = Field(default=None, min_length=1)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    otel_enabled: bool = False
 
     @field_validator(
         "secret_key",
@@ -303,6 +309,7 @@ def validate(settings: Settings) -> None:
             f"KEYTURN_ID_TOKEN_ALGS must include {OIDC_REQUIRED_ALG} "
             "(OpenID Connect Core 1.0 section 15.1)"
         )
+    problems.extend(metrics_listener_problems(settings))
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         problems.append("KEYTURN_TLS_CERT_FILE and KEYTURN_TLS_KEY_FILE go together")
     if settings.is_production:

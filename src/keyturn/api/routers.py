@@ -31,6 +31,7 @@ from keyturn.api.rest import mfa as me_mfa
 from keyturn.api.ui import HostedPages
 from keyturn.api.ui.kit import MailboxReader
 from keyturn.config import Settings
+from keyturn.observability.listener_settings import metrics_address
 
 
 def swagger_assets() -> Path:
@@ -54,6 +55,8 @@ def include_routers(app: FastAPI, settings: Settings, mailbox: MailboxReader | N
     oauth = (oauth2_token, well_known, token_management, userinfo)
     for module in (*rest, *admin, *rest_me, *oauth):
         app.include_router(module.router)
+    if metrics_address(settings) is None:
+        app.include_router(ops.metrics_router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
     app.include_router(graphql.build_router(settings), include_in_schema=False)
     if settings.show_docs:

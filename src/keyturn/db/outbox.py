@@ -191,3 +191,26 @@ async def reseal_payloads(
         if len(rows) < RESEAL_BATCH:
             return done, current, failed
         after = rows[-1][0]
+
+
+async def outbox_backlog(
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[dict[str, int], datetime | None]:
+    """Mails not yet delivered per status, and when the oldest waiting one was queued.
+
+    One grouped query over the (status, next_attempt_at) index for ``/metrics``; sent
+    mail is left out (it only grows).
+    """
+    async with sessions() as db:
+        rows = await db.execute(
+            select(OutboxMessageRow.status, func.count(), func.min(OutboxMessageRow.created_at))
+            .where(OutboxMessageRow.status.in_(("pending", "sending", "dead")))
+            .group_by(OutboxMessageRow.status)
+        )
+    counts: dict[str, int] = {}
+    oldest: datetime | None = None
+    for status, count, first in rows.all():
+        counts[status] = int(count)
+        if status != "dead" and first is not None:
+            oldest = first if oldest is None else min(oldest, first)
+    return counts, oldest

@@ -113,6 +113,8 @@ class RedisCeremonyStore(RedisAdapter):
     Built like every ``RedisAdapter`` (client or ``from_url``, key prefix).
     """
 
+    component = "ceremonies"
+
     def key(self, key: str) -> str:
         """The Redis key holding ``key``'s value."""
         return self._namespaced(f"ceremony:{key}")
@@ -120,12 +122,12 @@ class RedisCeremonyStore(RedisAdapter):
     async def put(self, key: str, value: bytes, *, ttl_seconds: int) -> None:
         """See ``CeremonyStore.put``."""
         _check_ttl(ttl_seconds)
-        with store_errors("ceremony put"):
+        with store_errors("ceremony put", self.component):
             await self._client.set(self.key(key), value, ex=ttl_seconds)
 
     async def take(self, key: str) -> bytes | None:
         """See ``CeremonyStore.take``: ``GETDEL`` (Redis 6.2), one atomic command."""
-        with store_errors("ceremony take"):
+        with store_errors("ceremony take", self.component):
             value = await self._client.getdel(self.key(key))
         # The client is built with decode_responses off: bytes, never str.
         return value.encode() if isinstance(value, str) else value

@@ -188,6 +188,8 @@ class RedisRateLimiter(RedisAdapter):
     Built like every ``RedisAdapter`` (client or ``from_url``, key prefix).
     """
 
+    component = "rate_limit"
+
     def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
         super().__init__(client, prefix=prefix, owns_client=owns_client)
         self._script = client.register_script(_HIT_SCRIPT)
@@ -210,7 +212,7 @@ class RedisRateLimiter(RedisAdapter):
 
     async def reset(self, key: str) -> None:
         """See ``RateLimiter.reset``."""
-        with store_errors("rate limit reset"):
+        with store_errors("rate limit reset", self.component):
             await self._client.delete(self.key(key))
 
     async def _run(
@@ -219,7 +221,7 @@ class RedisRateLimiter(RedisAdapter):
         # Random member suffix: hits in the same millisecond from any replica stay distinct.
         tag = secrets.token_hex(8)
         args = [limit, window_seconds * _MS, cost, "1" if record else "0", tag]
-        with store_errors(f"rate limit {operation}"):
+        with store_errors(f"rate limit {operation}", self.component):
             reply = await self._script(keys=[self.key(key)], args=args)
         allowed, count, retry_ms, reset_ms = (int(v) for v in reply)
         return _decision(limit, allowed, count, retry_ms, reset_ms)

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from keyturn.errors import StoreUnavailable
+from keyturn.observability.metrics import REDIS_ERRORS
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -69,11 +70,15 @@ def create_redis_client(
 
 
 @contextmanager
-def store_errors(operation: str) -> Iterator[None]:
+def store_errors(operation: str, component: str = "redis") -> Iterator[None]:
     """Turn every driver or socket failure inside the block into ``StoreUnavailable``.
+
+    Each one is counted in ``keyturn_redis_errors_total{component}``: every Redis call of
+    every adapter runs inside this block, so the one family sees every failure.
 
     Args:
         operation: Short name of what was attempted, for the error message.
+        component: The adapter (``revocation``, ``rate_limit``, ``ceremonies``).
 
     Raises:
         StoreUnavailable: On ``RedisError`` (which covers redis-py's ``ConnectionError``
@@ -83,6 +88,7 @@ def store_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
+        REDIS_ERRORS.labels(component).inc()
         raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
 
 
@@ -95,6 +101,9 @@ class RedisAdapter:
         owns_client: Close ``client`` in ``close()``. ``from_url`` sets it; an injected
             client shared with other adapters stays open.
     """
+
+    # The ``component`` label of keyturn_redis_errors_total; each adapter names itself.
+    component = "redis"
 
     def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
         self._client = client
@@ -128,7 +137,7 @@ class RedisAdapter:
 
     async def ping(self) -> None:
         """Return when Redis answers (readiness); else raise ``StoreUnavailable``."""
-        with store_errors("ping"):
+        with store_errors("ping", self.component):
             await self._client.ping()
 
     async def close(self) -> None:

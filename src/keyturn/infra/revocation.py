@@ -106,6 +106,8 @@ class RedisRevocationStore(RedisAdapter):
     Built like every ``RedisAdapter`` (client or ``from_url``, key prefix).
     """
 
+    component = "revocation"
+
     def key(self, sid: str) -> str:
         """Redis key that marks ``sid`` as revoked."""
         return self._namespaced(f"revoked:sid:{sid}")
@@ -113,7 +115,7 @@ class RedisRevocationStore(RedisAdapter):
     async def revoke(self, sid: str, ttl_seconds: int) -> None:
         """See ``RevocationStore.revoke``."""
         _check_ttl(ttl_seconds)
-        with store_errors("revoke"):
+        with store_errors("revoke", self.component):
             await self._client.set(self.key(sid), b"1", ex=ttl_seconds)
 
     @property
@@ -127,7 +129,7 @@ class RedisRevocationStore(RedisAdapter):
             StoreUnavailable: Also when the seal is missing: Redis restarted empty or was
                 flushed, so "not listed" proves nothing until ``seal`` runs again.
         """
-        with store_errors("is_revoked"):
+        with store_errors("is_revoked", self.component):
             listed, sealed = await self._client.mget(self.key(sid), self._seal_key)
         if sealed is None:
             raise StoreUnavailable("the deny-list lost its contents (Redis reset)")
@@ -135,7 +137,7 @@ class RedisRevocationStore(RedisAdapter):
 
     async def seal(self) -> None:
         """See ``RevocationStore.seal``."""
-        with store_errors("seal"):
+        with store_errors("seal", self.component):
             await self._client.set(self._seal_key, b"1")
 
 

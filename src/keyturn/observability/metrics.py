@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -48,3 +56,31 @@ RATE_LIMIT_FALLBACKS = Counter(
     ["operation"],
     registry=REGISTRY,
 )
+# Every Redis failure, whichever adapter met it (revocation, rate_limit, ceremonies): one
+# family, so one alert watches them all; the per-feature fallback counters above stay.
+REDIS_ERRORS = Counter(
+    "keyturn_redis_errors_total",
+    "Redis commands that failed (driver, socket or timeout error), by adapter.",
+    ["component"],
+    registry=REGISTRY,
+)
+SCRAPE_SOURCE_ERRORS = Counter(
+    "keyturn_metrics_source_errors_total",
+    "Scrape-time reads (outbox backlog, readiness) that failed or timed out.",
+    ["source"],
+    registry=REGISTRY,
+)
+
+# Process and runtime collectors on our registry (the default registry is not served).
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+# The methods a client may send are unbounded (any token is a valid method): the request
+# histogram labels the ones we serve and folds the rest into one value.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label for ``method``: itself when standard, else ``"other"``."""
+    return method if method in _KNOWN_METHODS else "other"

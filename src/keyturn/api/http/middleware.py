@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn.api.problems import problem
-from keyturn.observability.metrics import REQUEST_LATENCY
+from keyturn.observability.metrics import REQUEST_LATENCY, method_label
 
 log = structlog.get_logger("keyturn.access")
 
@@ -106,7 +106,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            REQUEST_LATENCY.labels(template, scope["method"], str(status)).observe(elapsed)
+            REQUEST_LATENCY.labels(template, method_label(scope["method"]), str(status)).observe(
+                elapsed
+            )
             log.info(
                 "request",
                 method=scope["method"],

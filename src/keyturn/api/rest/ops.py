@@ -9,13 +9,13 @@ from typing import Any
 import structlog
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from keyturn.api.http.deps import ServicesDep
 from keyturn.config import JWKS_MAX_AGE_SECONDS
-from keyturn.observability.metrics import REGISTRY
+from keyturn.observability.scrape import render_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -50,9 +50,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+# Mounted only while no separate metrics listener is configured (KEYTURN_METRICS_PORT):
+# then the public port answers 404 here.
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(await render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 class JsonWebKeySet(BaseModel):

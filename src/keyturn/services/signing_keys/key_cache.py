@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from keyturn.domain import SigningKeyRecord, utcnow
+from keyturn.observability.scrape import record_active_signing_key
 from keyturn.security.aead import Aead
 from keyturn.security.jose import Signer, Verifier
 from keyturn.security.keys import KeyMaterial, load_key
@@ -81,6 +82,7 @@ class KeyCache:
             # Two replicas starting at once (before the chain lock) may both have made
             # one; the newest activation signs.
             newest = max(active, key=activation)
+            record_active_signing_key(alg, activation(newest))
             current = self._signers.get(alg)
             if current is not None and current.kid == newest.kid:
                 signers[alg] = current  # parsing a private key costs; same key, same signer
