@@ -23,10 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 IMAGE = "ghcr.io/keyturn/keyturn:0.1.0"
 
-# Pinned for issue 16 (`keyturn healthcheck`, the image's HEALTHCHECK), built on another
-# branch; accepted only while the CLI lacks it. Delete once it is a command.
-PENDING_COMMANDS = frozenset({"healthcheck"})
-
 _NAME = re.compile(r"\bKEYTURN_[A-Z0-9_]+\b")
 
 
@@ -61,10 +57,8 @@ def require_tool(path: str, purpose: str) -> str:
 
 
 def keyturn_commands() -> frozenset[str]:
-    """The top-level ``keyturn`` commands (the console script runs this Typer app), plus
-    the pinned ones not yet merged."""
-    known = set(typer.main.get_group(app).commands)
-    return frozenset(known | (PENDING_COMMANDS - known))
+    """The top-level ``keyturn`` commands (the console script runs this Typer app)."""
+    return frozenset(typer.main.get_group(app).commands)
 
 
 def settings_from(

@@ -9,6 +9,7 @@ exist afterwards, and sets no secret.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,31 @@ def test_probe_of_a_closed_port_is_unhealthy() -> None:
     healthy, detail = probe(url, timeout=1.0)
     assert healthy is False
     assert detail.startswith(f"{url}: ")
+
+
+def test_the_probe_does_not_load_the_application(tmp_path: Path) -> None:
+    """A probe every few seconds must stay cheap: the console script dispatches
+    ``healthcheck`` before importing the full CLI (which loads the whole app)."""
+    script = (
+        "import sys\n"
+        "from keyturn.cli.entry import main\n"
+        "sys.argv = ['keyturn', 'healthcheck', '--timeout', '1']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    print('exit', stop.code)\n"
+        "print('loaded', sorted(m for m in sys.modules if m.startswith('keyturn.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=probe_env(tmp_path, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert "exit 1" in result.stdout, result.stdout + result.stderr  # nothing listens there
+    loaded = result.stdout.split("loaded ", 1)[1]
+    assert "keyturn.app" not in loaded
+    assert "keyturn.cli.main" not in loaded
+    assert "keyturn.cli.healthcheck" in loaded
