@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/bandit -q -r src -c pyproject.toml
+	$(BIN)/hadolint Dockerfile
 
 fmt: install
 	$(BIN)/ruff check --fix src tests
@@ -53,6 +54,7 @@ test: lint
 
 openapi: install-run
 	$(BIN)/python -m keyturn.cli.openapi docs/specifications/openapi.json
+	$(BIN)/python -m keyturn.cli.openapi src/keyturn/api/openapi.json
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

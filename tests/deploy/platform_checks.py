@@ -23,23 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 IMAGE = "ghcr.io/keyturn/keyturn:0.1.0"
 
-# Pinned for issue 16 (the metrics listener) and used by every deploy file, but built on
-# another branch; accepted only while Settings lacks them. Delete once they are fields.
-PENDING_SETTINGS = frozenset({"KEYTURN_METRICS_HOST", "KEYTURN_METRICS_PORT"})
-
-# Pinned for issue 16 (`keyturn healthcheck`, the image's HEALTHCHECK), built on another
-# branch; accepted only while the CLI lacks it. Delete once it is a command.
-PENDING_COMMANDS = frozenset({"healthcheck"})
-
 _NAME = re.compile(r"\bKEYTURN_[A-Z0-9_]+\b")
 
 
 def setting_names() -> frozenset[str]:
-    """Every environment variable Keyturn reads: one per Settings field, ``_FILE`` for
-    each secret field, and the pinned names not yet merged."""
+    """Every environment variable Keyturn reads: one per Settings field and ``_FILE`` for
+    each secret field."""
     fields = {f"KEYTURN_{name.upper()}" for name in Settings.model_fields}
     files = {f"KEYTURN_{name.upper()}_FILE" for name in SECRET_FIELDS}
-    return frozenset(fields | files | (PENDING_SETTINGS - fields))
+    return frozenset(fields | files)
 
 
 def unknown_settings(names: set[str]) -> set[str]:
@@ -65,10 +57,8 @@ def require_tool(path: str, purpose: str) -> str:
 
 
 def keyturn_commands() -> frozenset[str]:
-    """The top-level ``keyturn`` commands (the console script runs this Typer app), plus
-    the pinned ones not yet merged."""
-    known = set(typer.main.get_group(app).commands)
-    return frozenset(known | (PENDING_COMMANDS - known))
+    """The top-level ``keyturn`` commands (the console script runs this Typer app)."""
+    return frozenset(typer.main.get_group(app).commands)
 
 
 def settings_from(

@@ -133,7 +133,7 @@ def test_every_secret_comes_from_a_credential() -> None:
 def test_the_commands_the_unit_runs_exist() -> None:
     service = directives()
     assert service["ExecStart"] == [f"{VENV_BIN}keyturn serve"]
-    # The `keyturn` console script is keyturn.cli.main:main, which runs this Typer app.
+    # The `keyturn` console script (keyturn.cli.entry:main) runs this Typer app.
     known = set(typer.main.get_group(app).commands)
     assert {"serve", "migrate"} <= known
     for command in service["ExecStartPre"] + service["ExecStart"]:

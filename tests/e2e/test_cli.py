@@ -250,6 +250,26 @@ def test_production_refuses_unsafe_settings_at_start(
     assert "Uvicorn running" not in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"KEYTURN_TRUSTED_PROXIES": "10.0.0.1,not-an-ip"}, "'not-an-ip'"),
+        ({"KEYTURN_CORS_ORIGINS": "*"}, "KEYTURN_CORS_ORIGINS refuses '*'"),
+    ],
+    ids=["trusted-proxies", "cors-origins"],
+)
+def test_edge_settings_are_refused_in_one_line(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    """The edge checks these when the app is built; the refusal still reads like every
+    other one (the production guide quotes it), not a traceback from a worker."""
+    result = run_keyturn(["serve"], keyturn_env(tmp_path / "data", env))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "configuration refused: " in result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 def test_several_workers_without_redis_are_refused_in_dev(tmp_path: Path) -> None:
     result = run_keyturn(
         ["serve", "--workers", "2", "--port", str(free_port())], keyturn_env(tmp_path / "data")

@@ -14,13 +14,14 @@ from typing import Annotated, cast
 import typer
 import uvicorn
 
-from keyturn.app import build_adapters, build_services
+from keyturn.app import build_adapters, build_services, create_app
 from keyturn.cli import maintenance
 from keyturn.cli.banner import start_banner
 from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.cli.healthcheck import healthcheck
 from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.cli.users import users_app
-from keyturn.config import Settings
+from keyturn.config import ConfigError, Settings
 from keyturn.db.migrate import upgrade
 from keyturn.observability.logging import configure_logging
 
@@ -34,6 +35,7 @@ app.add_typer(maintenance.outbox_app, name="outbox")
 app.add_typer(maintenance.audit_app, name="audit")
 app.add_typer(maintenance.keys_app, name="keys")
 app.add_typer(maintenance.secret_app, name="secret")
+app.command()(healthcheck)
 
 
 def _version(value: bool) -> None:
@@ -95,6 +97,14 @@ def serve(
         if f"KEYTURN_{name}_FILE" not in os.environ:
             os.environ.setdefault(f"KEYTURN_{name}", value)
     configure_logging(settings.log_level, settings.log_renderer)
+    try:
+        # The edge checks its own settings (trusted proxies, CORS origins) when the app is
+        # built; build it once here so a refusal is one line and exit 2, not a traceback
+        # from every worker.
+        create_app(settings)
+    except ConfigError as exc:
+        typer.echo(f"configuration refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
     ensure_schema(settings)
     if not settings.is_production:
         typer.echo(start_banner(settings), err=True)

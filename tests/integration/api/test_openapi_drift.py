@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,8 @@ from keyturn.cli.openapi import openapi_document, render
 pytestmark = pytest.mark.anyio
 
 EXPORTED = Path(__file__).parents[3] / "docs" / "specifications" / "openapi.json"
+# The copy the wheel ships (package data), for an installed server with no source tree.
+PACKAGED = files("keyturn.api") / "openapi.json"
 
 
 async def test_exported_document_matches_the_served_one(client: httpx.AsyncClient) -> None:
@@ -19,6 +22,9 @@ async def test_exported_document_matches_the_served_one(client: httpx.AsyncClien
     assert render(served) == render(openapi_document())
     assert EXPORTED.read_text(encoding="utf-8") == render(served), (
         "docs/specifications/openapi.json is stale: run `make openapi`"
+    )
+    assert PACKAGED.read_text(encoding="utf-8") == render(served), (
+        "src/keyturn/api/openapi.json is stale: run `make openapi`"
     )
 
 
