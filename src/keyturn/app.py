@@ -22,7 +22,7 @@ from keyturn.api import problems
 from keyturn.api.http.hardening import install_hardening
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
-from keyturn.db.engine import create_engine, read_session_factory, session_factory
+from keyturn.db.engine import engine_for, read_session_factory, session_factory
 from keyturn.db.outbox import outbox_backlog, reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
@@ -94,7 +94,7 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
         settings.smtp_url, sender=settings.mail_from, timeout=settings.smtp_timeout
     )
     return Adapters(
-        engine=create_engine(settings.database_url, pool_size=settings.database_pool_size),
+        engine=engine_for(settings),
         revocations=build_revocation_store(settings.redis_url, prefix=settings.redis_prefix),
         limiter=build_rate_limiter(
             settings.redis_url,

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # PostgreSQL connections per worker process (no overflow: a request waits for a free
     # one). Keep workers x pool size below the server's max_connections.
     database_pool_size: int = Field(default=20, ge=1, le=1000)
+    # False behind a transaction-mode pooler (PgBouncer): asyncpg then names no statements,
+    # which would be missing on the next transaction's server connection.
+    database_statement_cache: bool = True
     redis_url: str | None = None
     redis_prefix: str = "keyturn:"
     secret_key: CsvList = Field(default_factory=list)

@@ -20,8 +20,9 @@ def settings_or_exit(**overrides: object) -> Settings:
 
 def ensure_schema(settings: Settings) -> None:
     """Dev mode migrates by itself; production refuses to run on an old schema."""
+    cache = settings.database_statement_cache
     if not settings.is_production:
-        asyncio.run(upgrade(settings.database_url))
-    elif not asyncio.run(is_current(settings.database_url)):
+        asyncio.run(upgrade(settings.database_url, statement_cache=cache))
+    elif not asyncio.run(is_current(settings.database_url, statement_cache=cache)):
         typer.echo("the database schema is behind; run `keyturn migrate` first", err=True)
         raise typer.Exit(1)

@@ -60,7 +60,8 @@ def _root(
 def migrate() -> None:
     """Apply every pending database migration and say which ones."""
     settings = settings_or_exit()
-    done = asyncio.run(upgrade(settings.database_url))
+    cache = settings.database_statement_cache
+    done = asyncio.run(upgrade(settings.database_url, statement_cache=cache))
     typer.echo(done.summary())
 
 

@@ -13,6 +13,9 @@ handled instead by:
 * ``pool_recycle``: no connection is older than 30 minutes;
 * SQLAlchemy's disconnect handling: an error that means "connection gone" invalidates
   the whole pool, so every connection opened before the failure is replaced.
+
+Behind a transaction-mode pooler (PgBouncer ``pool_mode=transaction``) the statement cache
+is turned off (``KEYTURN_DATABASE_STATEMENT_CACHE=false``, see :func:`create_engine`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from keyturn.config import ensure_private_database_file, ensure_private_dir
+from keyturn.config import Settings, ensure_private_database_file, ensure_private_dir
 
 DEFAULT_POOL_SIZE = 20
 POOL_RECYCLE_SECONDS = 1800
@@ -71,12 +74,40 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
+def engine_for(settings: Settings) -> AsyncEngine:
+    """The engine the settings describe (URL, pool size, statement cache)."""
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        statement_cache=settings.database_statement_cache,
+    )
+
+
+def postgresql_connect_args(*, statement_cache: bool) -> dict[str, Any]:
+    """asyncpg ``connect()`` arguments; without the cache, statements are unnamed.
+
+    asyncpg names (and keeps on the server connection) every statement it prepares while
+    its cache is on; in transaction pooling the next transaction may run on another server
+    connection, where that name is missing or means another client's statement. With
+    ``statement_cache_size=0`` each statement is unnamed and parsed again in the same
+    round trip as its execution. SQLAlchemy's ``prepared_statement_name_func`` is not
+    used: a name, even a unique one, makes asyncpg keep a named statement again, which
+    autocommit reads then miss. The value must be an integer: from the URL it would be
+    a string, which asyncpg cannot compare.
+    """
+    return {} if statement_cache else {"statement_cache_size": 0}
+
+
+def create_engine(
+    url: str, *, pool_size: int = DEFAULT_POOL_SIZE, statement_cache: bool = True
+) -> AsyncEngine:
     """Creates the engine; for SQLite also creates the file's directory.
 
     PostgreSQL: ``pool_size`` connections at most, no overflow. A request waits (up to
     ``pool_timeout``) for a free connection rather than opening and closing overflow
     connections per burst; each request holds one only for its few statements.
+    ``statement_cache=False`` for a transaction-mode pooler (see
+    :func:`postgresql_connect_args`); SQLite ignores it.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -96,6 +127,7 @@ def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngin
         pool_timeout=30,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
+        connect_args=postgresql_connect_args(statement_cache=statement_cache),
     )
     _prepare_postgresql(engine)
     return engine

@@ -39,9 +39,12 @@ class Upgrade:
         return f"applied {self.applied[0]}..{self.applied[-1]}"
 
 
-async def upgrade(url: str, revision: str = "head") -> Upgrade:
-    """Upgrades the database at ``url`` to ``revision`` in one transaction."""
-    engine = create_engine(url)
+async def upgrade(url: str, revision: str = "head", *, statement_cache: bool = True) -> Upgrade:
+    """Upgrades the database at ``url`` to ``revision`` in one transaction.
+
+    ``statement_cache=False`` behind a transaction-mode pooler (see ``create_engine``).
+    """
+    engine = create_engine(url, statement_cache=statement_cache)
     try:
         async with engine.begin() as connection:
             return await connection.run_sync(_upgrade_sync, url, revision)
@@ -74,12 +77,12 @@ async def current_revision(connection: AsyncConnection) -> str | None:
     return await connection.run_sync(_read)
 
 
-async def is_current(url: str) -> bool:
+async def is_current(url: str, *, statement_cache: bool = True) -> bool:
     """Whether the database at ``url`` is at the newest migration."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    engine = create_engine(url)
+    engine = create_engine(url, statement_cache=statement_cache)
     try:
         async with engine.connect() as connection:
             return await current_revision(connection) == head
