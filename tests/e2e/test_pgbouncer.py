@@ -123,8 +123,9 @@ def bouncer_url(database: URL, tmp_path: Path) -> Iterator[str]:
         encoding="utf-8",
     )
     log = tmp_path / "pgbouncer.log"
-    # PgBouncer refuses to run as root; -u drops to postgres after reading its files.
-    drop = ["-u", "postgres"] if os.geteuid() == 0 else []
+    # PgBouncer refuses to run as root; -u drops to nobody once it has read its files
+    # (it writes none: no pidfile, no log file, no unix socket).
+    drop = ["-u", "nobody"] if os.geteuid() == 0 else []
     with log.open("wb") as out:
         process = subprocess.Popen([binary, *drop, str(ini)], stdout=out, stderr=subprocess.STDOUT)
     try:
