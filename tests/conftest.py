@@ -127,6 +127,20 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A new, EMPTY PostgreSQL database for one test (dropped after it): for tests whose
+    subject builds the schema itself (an installed wheel's or PgBouncer's `keyturn migrate`)."""
+    if not PG_URL:
+        pytest.skip("KEYTURN_TEST_DATABASE_URL is not set")
+    name = f"keyturn_empty_{uuid.uuid4().hex[:12]}"
+    run_blocking(_admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        run_blocking(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
 async def private_database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database of this backend, migrated to head, for one test alone.
 

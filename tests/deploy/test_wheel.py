@@ -13,7 +13,6 @@ data dir or HOME (the read-only root filesystem promise).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -21,15 +20,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from deploy.test_dockerfile import DOCKERFILE, dockerfile_stages, exec_form, healthcheck_command
 from e2e.processes import COMMAND_TIMEOUT, LOW_ARGON2, START_DEADLINE, STOP_DEADLINE
@@ -71,26 +66,6 @@ def timed(steps: dict[str, float], name: str, args: list[str]) -> str:
     steps[name] = time.monotonic() - started
     assert result.returncode == 0, f"{name} failed\n{result.stdout}\n{result.stderr}"
     return str(result.stdout)
-
-
-async def _admin_sql(statement: str) -> None:
-    engine = create_async_engine(str(PG_URL), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def empty_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database: ``keyturn migrate`` must build the whole schema."""
-    name = f"keyturn_wheel_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_sql(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(str(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +150,13 @@ def load_page_and_assets(http: httpx.Client, path: str, **headers: str) -> list[
 
 
 def test_installed_wheel_migrates_serves_and_stops_as_the_image_would(
-    installed: Path, empty_database: str, redis_prefix: str, tmp_path: Path
+    installed: Path, empty_postgres_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     stage = dockerfile_stages(DOCKERFILE.read_text(encoding="utf-8"))[-1]
     entrypoint = exec_form(stage.last("ENTRYPOINT"))
     serve = [*entrypoint, *exec_form(stage.last("CMD"))]
     health = healthcheck_command(stage.last("HEALTHCHECK"))
-    env = runtime_env(installed, tmp_path, empty_database, redis_prefix)
+    env = runtime_env(installed, tmp_path, empty_postgres_url, redis_prefix)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     # The commands resolve to the venv's console script, never the repository's.

@@ -23,9 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import make_url
 
 from deploy.platform_checks import require_tool
 from e2e.processes import (
@@ -62,28 +60,6 @@ NO_LIMITS = {
 }
 
 
-async def _admin_sql(statement: str) -> None:
-    assert PG_URL is not None
-    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def database() -> Iterator[URL]:
-    """An empty database of this test alone (``keyturn migrate`` fills it via PgBouncer)."""
-    assert PG_URL is not None
-    name = f"keyturn_pgbouncer_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_sql(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name)
-    finally:
-        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + BOUNCER_DEADLINE
     while True:
@@ -99,8 +75,10 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @pytest.fixture
-def bouncer_url(database: URL, tmp_path: Path) -> Iterator[str]:
-    """The database's URL through a private PgBouncer (transaction mode, 2 server conns)."""
+def bouncer_url(empty_postgres_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database's URL through a private PgBouncer (transaction mode, 2 server
+    conns); ``keyturn migrate`` fills it through PgBouncer."""
+    database = make_url(empty_postgres_url)
     binary = require_tool(PGBOUNCER, "the PgBouncer test")
     port = free_port()
     user = database.username or "postgres"
