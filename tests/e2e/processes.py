@@ -84,6 +84,23 @@ def run_keyturn(
     )
 
 
+def run_in_process(
+    args: list[str], env: Mapping[str, str], *, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``args`` through the same Typer app in this process, answered like ``run_keyturn``.
+
+    Each ``keyturn`` process spends about 2 s importing the application before it does
+    anything. Tests of what a command does (not of the console script, the terminal or the
+    process) run it here; the real processes of the e2e tests cover the console script.
+    """
+    from typer.testing import CliRunner
+
+    from keyturn.cli.main import app
+
+    result = CliRunner().invoke(app, args, input=stdin, env=dict(env))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 @dataclass
 class Server:
     """One ``keyturn serve`` process listening on ``base_url``."""

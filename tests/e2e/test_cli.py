@@ -13,7 +13,7 @@ import jwt
 import pytest
 from typer.testing import CliRunner
 
-from e2e.processes import LOW_ARGON2, Server, keyturn_env, run_keyturn
+from e2e.processes import LOW_ARGON2, Server, keyturn_env, run_in_process, run_keyturn
 from helpers import PASSWORD
 from keyturn.cli.main import app
 from net import free_port
@@ -142,8 +142,7 @@ def test_create_admin_from_stdin_then_login_as_admin(
 )
 def test_create_admin_refuses_a_weak_password(tmp_path: Path, password: str, code: str) -> None:
     env = keyturn_env(tmp_path / "data", LOW_ARGON2)
-    assert run_keyturn(["migrate"], env).returncode == 0
-    result = run_keyturn(
+    result = run_in_process(
         ["users", "create-admin", "--email", "weakadmin@example.com", "--password-stdin"],
         env,
         stdin=password + "\n",
@@ -156,8 +155,7 @@ def test_create_admin_refuses_a_weak_password(tmp_path: Path, password: str, cod
 
 def test_create_admin_refuses_an_invalid_email(tmp_path: Path) -> None:
     env = keyturn_env(tmp_path / "data", LOW_ARGON2)
-    assert run_keyturn(["migrate"], env).returncode == 0
-    result = run_keyturn(
+    result = run_in_process(
         ["users", "create-admin", "--email", "not-an-address", "--password-stdin"],
         env,
         stdin=PASSWORD + "\n",

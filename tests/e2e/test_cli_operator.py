@@ -33,6 +33,7 @@ from e2e.processes import (
     Server,
     keyturn_env,
     keyturn_executable,
+    run_in_process,
     run_keyturn,
     spawn_server,
     wait_healthy,
@@ -253,27 +254,27 @@ def test_users_commands_act_through_the_services_as_the_audited_operator(
     assert rows[0].split() == ["id", "state", "verified", "roles", "email"]
     assert [row.split()[0] for row in rows[1:]] == [first, second]  # email order
     assert listed.stderr == ""  # no terminal: no progress bar
-    only = run_keyturn(["users", "list", "--query", "sec", "--limit", "5"], env)
+    only = run_in_process(["users", "list", "--query", "sec", "--limit", "5"], env)
     assert [row.split()[-1] for row in only.stdout.splitlines()[1:]] == ["second@example.com"]
 
-    locked = run_keyturn(["users", "lock", "SECOND@example.com"], env)
+    locked = run_in_process(["users", "lock", "SECOND@example.com"], env)
     assert locked.returncode == 0, locked.stderr
-    shown = run_keyturn(["users", "show", second], env)
+    shown = run_in_process(["users", "show", second], env)
     assert re.search(r"^state:\s+locked$", shown.stdout, re.M), shown.stdout
     # The last administrator who can still act stays: locking the other one is refused.
-    refused = run_keyturn(["users", "lock", first], env)
+    refused = run_in_process(["users", "lock", first], env)
     assert refused.returncode == 1
     assert "error (last_admin)" in refused.stderr
     assert "Traceback" not in refused.stderr
 
-    unlocked = run_keyturn(["users", "unlock", second], env)
+    unlocked = run_in_process(["users", "unlock", second], env)
     assert unlocked.returncode == 0, unlocked.stderr
-    shown = run_keyturn(["users", "show", "second@example.com"], env)
+    shown = run_in_process(["users", "show", "second@example.com"], env)
     assert re.search(r"^state:\s+active$", shown.stdout, re.M), shown.stdout
 
-    reset = run_keyturn(["users", "reset-password", second], env)
+    reset = run_in_process(["users", "reset-password", second], env)
     assert reset.returncode == 0, reset.stderr
-    shown = run_keyturn(["users", "show", second], env)
+    shown = run_in_process(["users", "show", second], env)
     assert re.search(r"^password set:\s+no$", shown.stdout, re.M), shown.stdout
 
     unconfirmed = subprocess.run(
@@ -287,13 +288,13 @@ def test_users_commands_act_through_the_services_as_the_audited_operator(
     )
     assert unconfirmed.returncode == 2
     assert "--yes" in unconfirmed.stderr
-    deleted = run_keyturn(["users", "delete", second, "--yes"], env)
+    deleted = run_in_process(["users", "delete", second, "--yes"], env)
     assert deleted.returncode == 0, deleted.stderr
-    assert run_keyturn(["users", "show", second], env).returncode == 1
-    last = run_keyturn(["users", "delete", first, "--yes"], env)
+    assert run_in_process(["users", "show", second], env).returncode == 1
+    last = run_in_process(["users", "delete", first, "--yes"], env)
     assert last.returncode == 1
     assert "error (last_admin)" in last.stderr
-    missing = run_keyturn(["users", "show", "nobody@example.com"], env)
+    missing = run_in_process(["users", "show", "nobody@example.com"], env)
     assert missing.returncode == 1
     assert "error (not_found)" in missing.stderr
 
@@ -305,7 +306,7 @@ def test_users_commands_act_through_the_services_as_the_audited_operator(
         ("operator.user_deleted", None),
     ]
     assert {data["target_user_id"] for _, _, data in operator_rows} == {second}
-    verified = run_keyturn(["audit", "verify"], env)
+    verified = run_in_process(["audit", "verify"], env)
     assert verified.returncode == 0, verified.stderr
 
 
