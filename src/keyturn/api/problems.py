@@ -45,6 +45,9 @@ PROBLEM_TYPE_BASE = "https://keyturn.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 OAUTH_PATH_PREFIX = "/oauth2/"
 USERINFO_PATH = "/oauth2/userinfo"
+# Where a browser, not a client library, reads the answer (the hosted pages' kit renders).
+PAGE_PATH_PREFIX = "/ui/"
+PAGE_PATHS = frozenset({"/oauth2/authorize", "/oauth2/logout"})
 
 _HTTP_CODES = {
     # FastAPI raises a bare 400 only when the body cannot be decoded (e.g. invalid UTF-8).
@@ -109,8 +112,10 @@ ERRORS: dict[str, Entry] = {
     "mfa_already_enrolled": Entry(place="form"),
     "mfa_not_enrolled": Entry(place="form"),
     "webauthn_invalid": Entry(place="form", message="The passkey was not accepted."),
-    "service_unavailable": Entry(message=_BUSY),
-    "hash_queue_full": Entry(message=_BUSY),
+    # RFC 6749 section 4.1.2.1 names this condition temporarily_unavailable; OAuth
+    # clients know only the RFC names, so the token endpoint answers it too (with 503).
+    "service_unavailable": Entry(message=_BUSY, oauth_error="temporarily_unavailable"),
+    "hash_queue_full": Entry(message=_BUSY, oauth_error="temporarily_unavailable"),
 }
 _DEFAULT = Entry()
 
@@ -231,8 +236,22 @@ def error_headers(exc: KeyturnError) -> dict[str, str]:
     return headers
 
 
+def _page_renderer(request: Request) -> Any:
+    """The hosted pages' kit when ``request`` is for a page (a browser reads the answer)."""
+    path = request.url.path
+    if not (path.startswith(PAGE_PATH_PREFIX) or path in PAGE_PATHS):
+        return None
+    pages = getattr(request.app.state, "hosted_pages", None)
+    return None if pages is None else pages.kit
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeyturnError)  # noqa: S101  (registered for this type only)
+    if isinstance(exc, ServiceUnavailable) and (kit := _page_renderer(request)) is not None:
+        # An outage met outside a page's own error handling (its session check, say):
+        # a person reads a "try again" page with Retry-After, not a JSON document.
+        page: Response = kit.error_page(request, exc)
+        return page
     shown = rendering(exc)
     headers = error_headers(exc)
     if _is_oauth(request):

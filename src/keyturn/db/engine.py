@@ -14,6 +14,11 @@ handled instead by:
 * SQLAlchemy's disconnect handling: an error that means "connection gone" invalidates
   the whole pool, so every connection opened before the failure is replaced.
 
+While the server is down, each checkout tries a new connection (bounded by
+``CONNECT_TIMEOUT_SECONDS``) and fails; the unit of work turns that into a 503
+(``db/outage.py``). Nothing needs a restart: the first checkout after the server is back
+connects again.
+
 Behind a transaction-mode pooler (PgBouncer ``pool_mode=transaction``) the statement cache
 is turned off (``KEYTURN_DATABASE_STATEMENT_CACHE=false``, see :func:`create_engine`).
 """
@@ -38,6 +43,12 @@ from keyturn.config import Settings, ensure_private_database_file, ensure_privat
 
 DEFAULT_POOL_SIZE = 20
 POOL_RECYCLE_SECONDS = 1800
+# While PostgreSQL is down a request must fail fast (503, db/outage.py), not hang: a
+# refused or reset socket fails at once; a host that does not answer at all (network
+# loss) is given up after CONNECT_TIMEOUT_SECONDS (asyncpg's default is 60 s). A request
+# waits at most POOL_TIMEOUT_SECONDS for a free pooled connection (a saturated pool).
+CONNECT_TIMEOUT_SECONDS = 5.0
+POOL_TIMEOUT_SECONDS = 10.0
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:
@@ -124,10 +135,13 @@ def create_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=30,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
-        connect_args=postgresql_connect_args(statement_cache=statement_cache),
+        connect_args={
+            **postgresql_connect_args(statement_cache=statement_cache),
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+        },
     )
     _prepare_postgresql(engine)
     return engine

@@ -4,6 +4,10 @@ A unit of work built with ``read_only=True`` (the composition root hands service
 factory of them for their pure reads) runs, on PostgreSQL, on an autocommit session: each
 SELECT is one round trip (no BEGIN / ROLLBACK) and any write is refused. On SQLite nothing
 changes.
+
+Leaving the unit of work turns a database outage (connection refused, lost, timed out; see
+``db/outage.py``) into ``DatabaseUnavailable`` (503, ``Retry-After``); any other error
+passes unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from keyturn.db.mfa import SqlMfaStatusReader, SqlRecoveryCodeRepository, SqlTot
 from keyturn.db.oauth_clients import SqlOAuthClientRepository
 from keyturn.db.oauth_grants import SqlAuthorizationCodeRepository, SqlConsentRepository
 from keyturn.db.one_time_tokens import SqlOneTimeTokenRepository
+from keyturn.db.outage import is_outage, unavailable
 from keyturn.db.outbox import SqlOutboxRepository
 from keyturn.db.passkeys import SqlPasskeyRepository
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
@@ -91,12 +96,26 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self._db is not None  # noqa: S101  (entered before exit, by construction)
+        db, self._db = self._db, None
         self.audit.discard()
         try:
-            await self._db.rollback()
-        finally:
-            await self._db.close()
-            self._db = None
+            try:
+                await db.rollback()
+            finally:
+                await db.close()
+        except Exception as cleanup:
+            # On a lost connection the cleanup fails too (SQLAlchemy has already invalidated
+            # the connection; the pool replaces it). The block's own error is the story.
+            if not is_outage(cleanup):
+                raise
+            if exc is not None and not is_outage(exc):
+                return  # the block's error propagates unchanged
+            first = exc or cleanup
+            raise unavailable(first) from first
+        if exc is not None and is_outage(exc):
+            # A database outage is no bug in the request: the edge answers 503 with
+            # Retry-After instead of 500, and the services never see SQLAlchemy.
+            raise unavailable(exc) from exc
 
     async def commit(self) -> None:
         assert self._db is not None  # noqa: S101  (only called inside the context)

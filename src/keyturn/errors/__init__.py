@@ -12,7 +12,7 @@ Every error carries a stable ``code`` and a ``status`` hint; only the edge
     ├── Conflict              409
     ├── OAuthError            400, the RFC 6749 / OIDC error codes (``oauth2``)
     ├── RateLimited           429, Retry-After, RateLimit-*
-    └── ServiceUnavailable    503, Retry-After
+    └── ServiceUnavailable    503, Retry-After (DatabaseUnavailable: the database is down)
 
 Each capability module (``accounts``, ``admin``, ``mfa``, ``oauth2``) refines them.
 """
@@ -48,6 +48,7 @@ from keyturn.errors.admin import (
 from keyturn.errors.base import (
     AuthenticationFailed,
     Conflict,
+    DatabaseUnavailable,
     GraphQLRequestInvalid,
     HashQueueFull,
     InvalidInput,
@@ -93,6 +94,7 @@ __all__ = [
     "Conflict",
     "CredentialsMissing",
     "CurrentPasswordIncorrect",
+    "DatabaseUnavailable",
     "EmailNotVerified",
     "FactorAlreadyEnrolled",
     "FactorNotEnrolled",

@@ -126,3 +126,16 @@ class HashQueueFull(ServiceUnavailable):
 
     code = "hash_queue_full"
     title = "Too many password checks in progress; retry shortly"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not be reached (down, restarting, refusing connections).
+
+    Raised by the db layer in place of the driver's connection error: an outage is no bug
+    in the request, so the client hears 503 and ``Retry-After``, not 500. The code stays
+    ``service_unavailable``: which store failed is the operator's business, not the
+    client's (the log line names it).
+    """
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(detail, retry_after=retry_after)

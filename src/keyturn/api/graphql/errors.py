@@ -22,7 +22,7 @@ from strawberry.schema import Schema
 from strawberry.types import ExecutionContext
 
 from keyturn.api.problems import rendering
-from keyturn.errors import KeyturnError
+from keyturn.errors import KeyturnError, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +52,9 @@ def shape(error: GraphQLError, *, hide_suggestions: bool = False) -> GraphQLErro
         extensions: dict[str, Any] = {"code": shown.code, "status": shown.status}
         if original.errors:
             extensions["errors"] = original.errors
+        if isinstance(original, ServiceUnavailable):
+            # GraphQL answers 200, so the Retry-After of REST travels in the error itself.
+            extensions["retry_after"] = original.retry_after
         message = shown.detail
     elif _unexpected(error):
         extensions = {"code": INTERNAL_ERROR}

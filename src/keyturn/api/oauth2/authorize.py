@@ -28,7 +28,7 @@ from keyturn.api.oauth2.responses import deliver, deliver_error
 from keyturn.api.ui.forms import MAX_NEXT_LENGTH
 from keyturn.api.ui.kit import KitDep, PageKit, see_other
 from keyturn.domain import utcnow
-from keyturn.errors import OAuthError, OAuthInvalidRequest
+from keyturn.errors import OAuthError, OAuthInvalidRequest, ServiceUnavailable
 from keyturn.services.oauth2.authorization_request import (
     AUTH_AFTER,
     AuthorizationRequest,
@@ -87,16 +87,21 @@ async def handle_authorize(kit: PageKit, request: Request, params: dict[str, str
         return checked
     parsed, target = checked
     service = get_services(request).authorizations
-    browser = await kit.current_session(request)
     try:
-        step, consent = await service.next_step(parsed, browser)
-    except OAuthError as exc:
+        browser = await kit.current_session(request)
+        try:
+            step, consent = await service.next_step(parsed, browser)
+        except OAuthError as exc:
+            return deliver_error(kit, request, target, service.issuer, exc)
+        if step is Next.LOGIN:
+            return login_redirect(parsed, params, kit, request)
+        if step is Next.CONSENT or browser is None or consent is None:
+            return see_other(f"/ui/consent?{urlencode(pinned(parsed, params))}")
+        code = await service.issue(parsed, browser, consent)
+    except ServiceUnavailable as exc:
+        # The redirect URI is verified by now, so even an outage goes back to the client,
+        # as temporarily_unavailable (RFC 6749 section 4.1.2.1); before that, a page.
         return deliver_error(kit, request, target, service.issuer, exc)
-    if step is Next.LOGIN:
-        return login_redirect(parsed, params, kit, request)
-    if step is Next.CONSENT or browser is None or consent is None:
-        return see_other(f"/ui/consent?{urlencode(pinned(parsed, params))}")
-    code = await service.issue(parsed, browser, consent)
     return deliver(kit, request, target, service.issuer, {"code": code})
 
 

@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from keyturn.api.problems import rendering
 from keyturn.api.ui.kit import PageKit
 from keyturn.api.ui.rendering import redirect_origin
-from keyturn.errors import OAuthError
+from keyturn.errors import KeyturnError
 from keyturn.services.oauth2.authorization_request import Redirectable
 
 # Answers carrying codes, tokens, token state or claims (personal data): never stored
@@ -64,7 +64,7 @@ def deliver(
 
 
 def deliver_error(
-    kit: PageKit, request: Request, target: Redirectable, issuer: str, exc: OAuthError
+    kit: PageKit, request: Request, target: Redirectable, issuer: str, exc: KeyturnError
 ) -> Response:
     """RFC 6749 section 4.1.2.1: ``error`` and ``error_description`` to the client."""
     shown = rendering(exc)
