@@ -16,7 +16,7 @@ request fails the same way, and a stack trace each would bury everything else.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import structlog
 from sqlalchemy import exc as sa_exc
@@ -58,7 +58,9 @@ def is_outage(error: BaseException) -> bool:
     """
     if not (
         isinstance(error, sa_exc.SQLAlchemyError | OSError)
-        or type(error).__module__.startswith("asyncpg")
+        # The driver's own errors, and SQLAlchemy's DB-API adapters of them (plain
+        # Exceptions, not SQLAlchemyError, when they escape unwrapped).
+        or type(error).__module__.startswith(("asyncpg", "sqlalchemy"))
     ):
         return False
     for link in _chain(error):
@@ -76,21 +78,23 @@ def is_outage(error: BaseException) -> bool:
     return False
 
 
-class _OutageLog:
+class OutageLog:
     """One warning per ``LOG_INTERVAL_SECONDS``, carrying how many failures it stands for."""
 
-    def __init__(self) -> None:
-        self._last = -LOG_INTERVAL_SECONDS
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: float | None = None
         self._suppressed = 0
 
     def record(self, error: BaseException) -> None:
-        moment = time.monotonic()
-        if moment - self._last < LOG_INTERVAL_SECONDS:
+        """Logs ``error`` unless a warning went out less than the interval ago (counted)."""
+        moment = self._clock()
+        if self._last is not None and moment - self._last < LOG_INTERVAL_SECONDS:
             self._suppressed += 1
             return
         self._last = moment
-        # The exception type and its first line only: no URL (it may hold a password),
-        # no trace (the cause is outside this process).
+        # Type names only: no message (a connect error may quote the URL, and so a
+        # password), no trace (the cause lies outside this process).
         log.warning(
             "database_unavailable",
             error_type=type(error).__name__,
@@ -101,11 +105,12 @@ class _OutageLog:
 
 
 def _cause_name(error: BaseException) -> str:
+    # The innermost error says most (ConnectionRefusedError, CannotConnectNowError).
     names = [type(link).__name__ for link in _chain(error)]
     return names[-1]
 
 
-OUTAGE_LOG = _OutageLog()
+OUTAGE_LOG = OutageLog()
 
 
 def unavailable(error: BaseException) -> DatabaseUnavailable:
