@@ -19,7 +19,7 @@ import structlog
 
 from keyturn.domain import OutboxEntry, utcnow
 from keyturn.domain_mail import MailMessage, new_message_id
-from keyturn.errors import MailDeliveryError
+from keyturn.errors import DatabaseUnavailable, MailDeliveryError
 from keyturn.observability.metrics import OUTBOX_DELIVERIES
 from keyturn.security.aead import Aead, DecryptionError
 from keyturn.services.outbox.ports import Mailer, MailRenderer
@@ -128,6 +128,10 @@ class OutboxWorker:
         while not stop.is_set():
             try:
                 await self.run_once(stop)
+            except DatabaseUnavailable:
+                # The db layer logs an outage once per burst; a trace every poll would
+                # flood the log while the database is down. The next round retries.
+                log.debug("outbox_round_skipped", reason="database_unavailable")
             except Exception:  # the loop must survive a database hiccup
                 log.exception("outbox_round_failed")
             await outbox.wait(poll_seconds)
