@@ -12,7 +12,7 @@ import structlog
 
 from keyturn.domain import SELF_SERVICE_SCOPES, Principal, Session, User, utcnow
 from keyturn.domain_mfa import acr_for
-from keyturn.errors import InvalidToken, SessionRevoked, StoreUnavailable
+from keyturn.errors import DatabaseUnavailable, InvalidToken, SessionRevoked, StoreUnavailable
 from keyturn.observability.metrics import REVOCATION_STORE_ERRORS
 from keyturn.security.jose import JosePolicy
 from keyturn.services.accounts.ports import RevocationStore
@@ -170,7 +170,7 @@ class AccessTokenService:
             try:
                 count = await self.restore_deny_list()
                 log.info("deny_list_restored", sessions=count)
-            except StoreUnavailable:
+            except (StoreUnavailable, DatabaseUnavailable):
                 pass  # still down: the next failing check tries again later
             finally:
                 self._restoring = None
