@@ -131,6 +131,10 @@ def create_engine(
         engine = create_async_engine(url)
         _prepare_sqlite(engine)
         return engine
+    connect_args = postgresql_connect_args(statement_cache=statement_cache)
+    if "timeout" not in parsed.query:
+        # A ``?timeout=`` in the URL is the operator's choice (connect_args would win).
+        connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -138,10 +142,7 @@ def create_engine(
         pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
-        connect_args={
-            **postgresql_connect_args(statement_cache=statement_cache),
-            "timeout": CONNECT_TIMEOUT_SECONDS,
-        },
+        connect_args=connect_args,
     )
     _prepare_postgresql(engine)
     return engine
