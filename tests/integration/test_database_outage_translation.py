@@ -9,6 +9,7 @@ pool still usable afterwards. The live outage is tests/e2e/test_database_outage.
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from structlog.testing import capture_logs
 
-from keyturn.db.engine import create_engine, session_factory
+from keyturn.db.engine import CONNECT_TIMEOUT_SECONDS, create_engine, session_factory
 from keyturn.db.migrate import upgrade
 from keyturn.db.models import RoleRow
 from keyturn.db.outage import LOG_INTERVAL_SECONDS, OutageLog, is_outage
@@ -145,3 +146,24 @@ async def test_a_closed_postgresql_port_fails_fast_as_database_unavailable() -> 
         assert engine.pool.checkedout() == 0
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_server_that_never_answers_is_given_up_after_the_connect_timeout() -> None:
+    # A socket that completes the TCP handshake (the kernel's backlog) but never speaks:
+    # asyncpg's own default would wait 60 s, past the hang bound; the engine's 5 s does not.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    engine = create_engine(f"postgresql+asyncpg://keyturn@127.0.0.1:{port}/keyturn", pool_size=1)
+    try:
+        async with asyncio.timeout(HANG_BOUND):
+            with pytest.raises(DatabaseUnavailable) as caught:
+                async with SqlUnitOfWork(session_factory(engine)) as uow:
+                    await uow.users.get(uuid.uuid4())
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        assert CONNECT_TIMEOUT_SECONDS < HANG_BOUND
+    finally:
+        await engine.dispose()
+        silent.close()
