@@ -98,7 +98,9 @@ class PrivatePostgres:
             "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         )
         log = str(self.root / "server.log")
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "60", "-o", options, "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "60", "-o", options, "start"
+        )
 
     def stop(self, *, check: bool = True) -> None:
         """``pg_ctl stop -m immediate``: every backend ends at once, no checkpoint."""

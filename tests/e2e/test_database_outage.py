@@ -97,7 +97,8 @@ def keyturn(
 
 def _retry_after(answer: httpx.Response) -> int:
     value = answer.headers.get("retry-after", "")
-    assert value.isdigit() and int(value) >= 1, f"503 without a usable Retry-After: {value!r}"
+    assert value.isdigit(), f"503 without a usable Retry-After: {value!r}"
+    assert int(value) >= 1, f"503 without a usable Retry-After: {value!r}"
     return int(value)
 
 
