@@ -9,6 +9,7 @@ pool still usable afterwards. The live outage is tests/e2e/test_database_outage.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -31,6 +32,11 @@ pytestmark = pytest.mark.anyio
 
 # A hang detector, not a speed claim: a refused port must not wait out a 60 s default.
 HANG_BOUND = 30.0
+# The asyncpg tests need no server (a closed or a silent port); they run with the
+# PostgreSQL tests all the same.
+WITH_POSTGRES_TESTS = pytest.mark.skipif(
+    not os.environ.get("KEYTURN_TEST_DATABASE_URL"), reason="needs KEYTURN_TEST_DATABASE_URL"
+)
 
 
 class _DriverError(Exception):
@@ -131,6 +137,7 @@ async def test_an_outage_inside_a_unit_of_work_becomes_database_unavailable(
 
 
 @pytest.mark.postgres
+@WITH_POSTGRES_TESTS
 async def test_a_closed_postgresql_port_fails_fast_as_database_unavailable() -> None:
     # No server needed: nothing listens on a free port (asyncpg gets ECONNREFUSED).
     url = f"postgresql+asyncpg://keyturn@127.0.0.1:{free_port()}/keyturn"
@@ -148,6 +155,7 @@ async def test_a_closed_postgresql_port_fails_fast_as_database_unavailable() -> 
 
 
 @pytest.mark.postgres
+@WITH_POSTGRES_TESTS
 async def test_a_server_that_never_answers_is_given_up_after_the_connect_timeout() -> None:
     # A socket that completes the TCP handshake (the kernel's backlog) but never speaks:
     # asyncpg's own default would wait 60 s, past the hang bound; the engine's 5 s does not.
