@@ -3,8 +3,9 @@
 Unlike the shared server of ``KEYTURN_TEST_DATABASE_URL``, a private cluster can be
 stopped and started again by the test (an outage). PostgreSQL refuses to run as root: as
 root every command runs as the ``postgres`` OS user (``runuser``), in a directory that user
-may write (``/tmp`` based, not pytest's private ``tmp_path``). Durability is off
-(``fsync``): the cluster lives for one test.
+may write (``/tmp`` based, not pytest's private ``tmp_path``). ``fsync`` is off (the
+cluster lives for one test); commits stay synchronous, so an immediate stop loses nothing
+committed.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ class PrivatePostgres:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+            # No fsync: the OS keeps what was written through a server crash. Commits stay
+            # synchronous: an immediate stop is a crash, and an asynchronous commit would
+            # lose the last transactions (the outage test would see a signup vanish).
+            "-c fsync=off -c full_page_writes=off"
         )
         log = str(self.root / "server.log")
         self._run(
