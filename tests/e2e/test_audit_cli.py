@@ -14,7 +14,7 @@ import pytest
 import time_machine
 from typer.testing import CliRunner
 
-from e2e.processes import LOW_ARGON2, keyturn_env, run_keyturn
+from e2e.processes import LOW_ARGON2, keyturn_env, run_in_process, run_keyturn
 from helpers import PASSWORD
 from keyturn.cli.main import app
 
@@ -31,31 +31,31 @@ def test_verify_passes_on_a_clean_log_and_fails_after_tampering(tmp_path: Path) 
     env = keyturn_env(data, LOW_ARGON2)
     assert run_keyturn(["migrate"], env).returncode == 0
 
-    empty = run_keyturn(["audit", "verify"], env)
+    empty = run_in_process(["audit", "verify"], env)
     assert empty.returncode == 0, empty.stderr
     assert "audit chain intact: 0 rows" in empty.stdout
 
     for number in range(3):
-        created = run_keyturn(
+        created = run_in_process(
             ["users", "create-admin", "--email", f"admin{number}@example.com", "--password-stdin"],
             env,
             stdin=PASSWORD + "\n",
         )
         assert created.returncode == 0, created.stderr
-    clean = run_keyturn(["audit", "verify"], env)
+    clean = run_in_process(["audit", "verify"], env)
     assert clean.returncode == 0, clean.stderr
     assert "audit chain intact: 3 rows" in clean.stdout
     assert "head: id=3 hash=" in clean.stdout
 
     database = data / "keyturn.db"
     _sql(database, "UPDATE audit_events SET type = 'admin.deleted' WHERE id = 2")
-    edited = run_keyturn(["audit", "verify"], env)
+    edited = run_in_process(["audit", "verify"], env)
     assert edited.returncode == 1
     assert "audit chain broken at row 2" in edited.stderr
     assert "edited" in edited.stderr
 
     _sql(database, "DELETE FROM audit_events WHERE id = 2")
-    deleted = run_keyturn(["audit", "verify"], env)
+    deleted = run_in_process(["audit", "verify"], env)
     assert deleted.returncode == 1
     assert "audit chain broken at row 3" in deleted.stderr
     assert "deleted" in deleted.stderr

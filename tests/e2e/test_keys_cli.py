@@ -1,5 +1,6 @@
 """``keyturn keys list``, ``keyturn keys rotate`` and ``keyturn secret rotate`` (DESIGN.md
-section 4), each as a real process on a SQLite file private to the test."""
+section 4) on a SQLite file private to the test: ``migrate`` as a real process, the
+commands under test through the same Typer app in-process (``run_in_process``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.processes import LOW_ARGON2, keyturn_env, run_keyturn
+from e2e.processes import LOW_ARGON2, keyturn_env, run_in_process, run_keyturn
 from helpers import TEST_SECRET
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def _env(data: Path, secret: str) -> dict[str, str]:
 
 
 def _list(env: dict[str, str]) -> dict[str, dict[str, list[str]]]:
-    listed = run_keyturn(["keys", "list"], env)
+    listed = run_in_process(["keys", "list"], env)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split() == [
         "kid",
@@ -54,7 +55,7 @@ def test_keys_list_and_rotate(tmp_path: Path) -> None:
 
     # An empty database gets an active and a next key per algorithm; the next ones are too
     # young to sign.
-    early = run_keyturn(["keys", "rotate"], env)
+    early = run_in_process(["keys", "rotate"], env)
     assert early.returncode == 1
     assert "rotation refused" in early.stderr
     assert "may sign from" in early.stderr
@@ -68,7 +69,7 @@ def test_keys_list_and_rotate(tmp_path: Path) -> None:
         connection.execute(
             "UPDATE signing_keys SET created_at = '2000-01-01 00:00:00.000000' WHERE state = 'next'"
         )
-    rotated = run_keyturn(["keys", "rotate"], env)
+    rotated = run_in_process(["keys", "rotate"], env)
     assert rotated.returncode == 0, rotated.stderr
     after = _list(env)
     for alg, states in chains.items():
@@ -80,14 +81,14 @@ def test_keys_list_and_rotate(tmp_path: Path) -> None:
         assert f"{alg} next: {after[alg]['next'][0]}" in rotated.stdout
 
     # An emergency rotation does not wait.
-    forced = run_keyturn(["keys", "rotate", "--force"], env)
+    forced = run_in_process(["keys", "rotate", "--force"], env)
     assert forced.returncode == 0, forced.stderr
     final = _list(env)
     for alg in CHAIN_ALGS:
         assert final[alg]["active"] == after[alg]["next"]
         assert sorted(final[alg]["retired"]) == sorted(after[alg]["retired"] + after[alg]["active"])
 
-    assert run_keyturn(["keys", "rotate", "--no-such-flag"], env).returncode != 0
+    assert run_in_process(["keys", "rotate", "--no-such-flag"], env).returncode != 0
 
 
 def test_secret_rotate_moves_every_secret_to_the_new_first_key(tmp_path: Path) -> None:
@@ -95,15 +96,15 @@ def test_secret_rotate_moves_every_secret_to_the_new_first_key(tmp_path: Path) -
     old = _env(data, TEST_SECRET)
     assert run_keyturn(["migrate"], old).returncode == 0
     # Creates the active and next keys of both chains (4), then refuses (too young).
-    assert run_keyturn(["keys", "rotate"], old).returncode == 1
+    assert run_in_process(["keys", "rotate"], old).returncode == 1
     kids = _list(old)
 
     ring = _env(data, f"{NEW_SECRET},{TEST_SECRET}")
-    first = run_keyturn(["secret", "rotate"], ring)
+    first = run_in_process(["secret", "rotate"], ring)
     assert first.returncode == 0, first.stderr
     assert "signing keys: 4 re-encrypted, 0 already current" in first.stdout
     assert "outbox payloads: 0 re-encrypted, 0 already current, 0 unreadable" in first.stdout
-    again = run_keyturn(["secret", "rotate"], ring)
+    again = run_in_process(["secret", "rotate"], ring)
     assert again.returncode == 0, again.stderr
     assert "signing keys: 0 re-encrypted, 4 already current" in again.stdout
 
@@ -113,13 +114,13 @@ def test_secret_rotate_moves_every_secret_to_the_new_first_key(tmp_path: Path) -
         connection.execute(
             "UPDATE signing_keys SET created_at = '2000-01-01 00:00:00.000000' WHERE state = 'next'"
         )
-    rotated = run_keyturn(["keys", "rotate"], new_only)
+    rotated = run_in_process(["keys", "rotate"], new_only)
     assert rotated.returncode == 0, rotated.stderr
     now = _list(new_only)
     for alg in CHAIN_ALGS:
         assert now[alg]["active"] == kids[alg]["next"]
 
     # Whereas a ring missing the key a secret is sealed under refuses, exit 1.
-    stale = run_keyturn(["secret", "rotate"], old)
+    stale = run_in_process(["secret", "rotate"], old)
     assert stale.returncode == 1
     assert "secret rotation failed" in stale.stderr

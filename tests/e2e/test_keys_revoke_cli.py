@@ -16,7 +16,14 @@ import httpx
 import jwt
 import pytest
 
-from e2e.processes import LOW_ARGON2, Server, keyturn_env, replica_env, run_keyturn
+from e2e.processes import (
+    LOW_ARGON2,
+    Server,
+    keyturn_env,
+    replica_env,
+    run_in_process,
+    run_keyturn,
+)
 from helpers import PASSWORD, TEST_SECRET, bearer, new_email
 
 pytestmark = pytest.mark.slow
@@ -26,7 +33,7 @@ ROW = re.compile(r"^(\S{43})\s+(ES256|RS256|EdDSA)\s+(\w+)\s", re.M)
 
 def _keys(env: dict[str, str]) -> dict[str, tuple[str, str]]:
     """kid -> (alg, state)."""
-    listed = run_keyturn(["keys", "list"], env)
+    listed = run_in_process(["keys", "list"], env)
     assert listed.returncode == 0, listed.stderr
     return {kid: (alg, state) for kid, alg, state in ROW.findall(listed.stdout)}
 
@@ -35,14 +42,14 @@ def test_asvs_11_1_1_keys_revoke_cli(tmp_path: Path) -> None:
     env = keyturn_env(tmp_path / "data", {**LOW_ARGON2, "KEYTURN_SECRET_KEY": TEST_SECRET})
     assert run_keyturn(["migrate"], env).returncode == 0
     # An empty database gets its chains first; an unknown kid is refused.
-    revoke_unknown = run_keyturn(["keys", "revoke", "no-such-kid"], env)
+    revoke_unknown = run_in_process(["keys", "revoke", "no-such-kid"], env)
     assert revoke_unknown.returncode == 1
     assert "revocation refused" in revoke_unknown.stderr
     keys = _keys(env)
     (active,) = [kid for kid, (alg, state) in keys.items() if (alg, state) == ("ES256", "active")]
     (waiting,) = [kid for kid, (alg, state) in keys.items() if (alg, state) == ("ES256", "next")]
 
-    revoked = run_keyturn(["keys", "revoke", active], env)
+    revoked = run_in_process(["keys", "revoke", active], env)
     assert revoked.returncode == 0, revoked.stderr
     assert f"ES256 revoked: {active} (was active)" in revoked.stdout
     assert f"ES256 active: {waiting}" in revoked.stdout
@@ -53,12 +60,12 @@ def test_asvs_11_1_1_keys_revoke_cli(tmp_path: Path) -> None:
     assert after[waiting] == ("ES256", "active")
     assert [kid for kid, pair in after.items() if pair == ("ES256", "next")]
 
-    again = run_keyturn(["keys", "revoke", active], env)
+    again = run_in_process(["keys", "revoke", active], env)
     assert again.returncode == 0, again.stderr
     assert "already revoked" in again.stdout
-    verified = run_keyturn(["audit", "verify"], env)
+    verified = run_in_process(["audit", "verify"], env)
     assert verified.returncode == 0, verified.stderr
-    missing = run_keyturn(["keys", "revoke"], env)
+    missing = run_in_process(["keys", "revoke"], env)
     assert missing.returncode != 0
 
 
