@@ -68,3 +68,13 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# Scaling (1/2/3 workers) and the soak (bench/README.md, "Scaling" and "Soak").
+.PHONY: bench-scaling soak
+
+bench-scaling: install
+	$(BIN)/python -m bench --scaling $(BENCH_ARGS)
+
+# 30 minutes by default; shorter with `make soak BENCH_ARGS="--minutes 5"`.
+soak: install
+	$(BIN)/python -m bench --soak $(BENCH_ARGS)

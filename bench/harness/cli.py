@@ -9,7 +9,17 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from bench.harness import analysis, machine, options, peer_phases, phases, report, seed
+from bench.harness import (
+    analysis,
+    machine,
+    options,
+    peer_phases,
+    phases,
+    report,
+    scaling,
+    seed,
+    soak,
+)
 from bench.harness.console import console
 from bench.harness.scenarios import Runner
 from bench.harness.servers import HarnessError
@@ -32,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    try:
+        if opts.scaling:
+            return scaling.run(opts, wrk_path)
+        if opts.soak:
+            return soak.run(opts, wrk_path)
+    except HarnessError as exc:
+        console.print(f"[red]benchmark failed:[/red] {exc}")
+        return 1
     host = machine.describe()
     facts: dict[str, object] = {
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),

@@ -42,6 +42,10 @@ class Options:
     redis: str
     results_dir: Path
     hash_seconds: float
+    scaling: bool = False
+    scaling_workers: tuple[int, ...] = (1, 2, 3)
+    soak: bool = False
+    minutes: float = 30.0
 
     def wants(self, group: str) -> bool:
         return not self.only or group in self.only
@@ -55,7 +59,7 @@ def parse(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--quick", action="store_true", help="short smoke run (a few minutes)")
     parser.add_argument("--users", type=int, help="seeded users (100000)")
-    parser.add_argument("--workers", type=int, default=1, help="keyturn serve workers (1)")
+    parser.add_argument("--workers", type=int, help="keyturn serve workers (1; the soak: 2)")
     parser.add_argument(
         "--server",
         choices=("uvicorn", "granian"),
@@ -98,12 +102,27 @@ def parse(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--scaling",
+        action="store_true",
+        help="login, refresh, client_credentials and /v1/me with 1, 2, 3 workers (scaling.py)",
+    )
+    modes.add_argument(
+        "--soak", action="store_true", help="a long mixed run at half capacity (soak.py)"
+    )
+    parser.add_argument(
+        "--scaling-workers",
+        default="1,2,3",
+        help="worker counts of --scaling, comma-separated (1,2,3)",
+    )
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak length (30)")
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     return Options(
         quick=quick,
         users=args.users or 100_000,
-        workers=args.workers,
+        workers=args.workers or (2 if args.soak else 1),
         server=args.server,
         hash_threads=args.hash_threads,
         duration=args.duration or (3.0 if quick else 10.0),
@@ -123,4 +142,8 @@ def parse(argv: list[str] | None = None) -> Options:
         redis=args.redis,
         results_dir=args.results_dir,
         hash_seconds=2.0 if quick else 5.0,
+        scaling=bool(args.scaling),
+        scaling_workers=tuple(int(n) for n in args.scaling_workers.split(",")),
+        soak=bool(args.soak),
+        minutes=args.minutes,
     )

@@ -174,3 +174,24 @@ def create_database(server: str, prefix: str) -> Database:
 def drop_database(database: Database) -> None:
     print(f"dropping database {database.name}", flush=True)
     asyncio.run(_admin(database.server, f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)'))
+
+
+def start_redis(workdir: Path) -> Managed:
+    """A private ``redis-server`` on a free loopback port, without persistence (the soak's
+    own, so its ``used_memory`` is Keyturn's alone); stopped by the caller."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = spawn(
+        "redis-server", [*argv, "--appendonly", "no", "--dir", str(workdir)],
+        env=os.environ, workdir=workdir, port=port,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10.0
+    while True:
+        if process.process.poll() is not None:
+            raise HarnessError(f"redis-server exited:\n{process.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return process
+        if time.monotonic() > deadline:
+            process.stop()
+            raise HarnessError(f"redis-server not ready in 10 s:\n{process.log_tail()}")
+        time.sleep(0.05)
