@@ -149,6 +149,8 @@ def run(options: Options, wrk_path: str) -> int:
     password_hash = seed.production_hash()
     nonce = secrets.token_hex(3)
     seconds = options.minutes * 60
+    # Taken now: the branch may move while a 30-minute soak runs.
+    ran_on = soak_report.commit()
     with (
         tempfile.TemporaryDirectory(prefix="keyturn-soak-") as tmp,
         contextlib.ExitStack() as stack,
@@ -185,6 +187,7 @@ def run(options: Options, wrk_path: str) -> int:
         time.sleep(DRAIN_SECONDS)
         after = probe.sample(float(samples[-1]["t_s"]) + DRAIN_SECONDS)
         facts = {
+            "commit": ran_on,
             "workers": options.workers, "minutes": options.minutes, "share": SHARE,
             "capacity_rps": capacity, "target_rps": rates,
             "delay_ms": {name: round(value, 2) for name, value in delays.items()},

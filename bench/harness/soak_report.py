@@ -71,7 +71,6 @@ def finish(
     now = datetime.now(UTC)
     report = {
         "written_at": now.isoformat(timespec="seconds"),
-        "commit": commit(),
         "machine": machine.describe(),
         **facts,
         "thresholds": {"relative": soak_analysis.RELATIVE, "floor_per_hour": soak_analysis.FLOORS},
