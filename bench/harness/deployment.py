@@ -80,7 +80,10 @@ def deployment(
         database = create_database(options.postgres, prefix)
         stack.callback(drop_database, database)
         setup = keyturn_server.keyturn_setup(options, database, workdir)
-        setup = dataclasses.replace(setup, env={**setup.env, **(env or {})})
+        # One issuer for every server of the run: in dev mode it defaults to the listener's
+        # port, and tokens minted on one server would not verify on the next.
+        issuer = {"KEYTURN_ISSUER": "http://127.0.0.1"}
+        setup = dataclasses.replace(setup, env={**setup.env, **issuer, **(env or {})})
         stack.callback(keyturn_server.delete_redis_keys, options.redis, setup.redis_prefix)
         keyturn_server.migrate(setup)
         seconds = seed.seed(

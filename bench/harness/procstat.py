@@ -76,6 +76,16 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat: all but idle and iowait),
+    so a run can tell its own parties' CPU from everything else on the machine."""
+    try:
+        fields = [int(v) for v in (_PROC / "stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / _TICKS
+
+
 def rss_bytes(pid: int) -> int:
     try:
         pages = int((_PROC / str(pid) / "statm").read_text().split()[1])
@@ -91,6 +101,7 @@ class CpuSnapshot:
     server: float
     daemons: dict[str, float]
     load_generator: float
+    machine: float = 0.0
 
     @classmethod
     def take(cls, server_pids: Iterable[int]) -> CpuSnapshot:
@@ -98,11 +109,13 @@ class CpuSnapshot:
             server=cpu_seconds(server_pids),
             daemons={name: cpu_by_name(comms) for name, comms in SHARED_DAEMONS.items()},
             load_generator=children_cpu_seconds(),
+            machine=machine_busy_seconds(),
         )
 
     def since(self, earlier: CpuSnapshot) -> dict[str, float]:
         used = {"server": self.server - earlier.server, "wrk": self.load_generator}
         used["wrk"] -= earlier.load_generator
+        used["machine"] = self.machine - earlier.machine
         for name, value in self.daemons.items():
             # A daemon process that exited in between takes its counter with it: never < 0.
             used[name] = max(0.0, value - earlier.daemons.get(name, 0.0))

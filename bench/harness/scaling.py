@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import analysis as names
-from bench.harness import scaling_report, seed, tokens
+from bench.harness import machine, scaling_report, seed, tokens
 from bench.harness.deployment import Deployment, deployment
 from bench.harness.options import Options
 from bench.harness.phases import STATUS
@@ -52,7 +52,8 @@ def _plan(
                  "client_credentials.lua", "/oauth2/token", conns,
                  env={"BENCH_BASIC": basic, **STATUS}),
         Scenario(names.ME_MANY, f"GET /v1/me ({len(sessions) * per_session:,} tokens)",
-                 "keyturn", "bearer.lua", "/v1/me", conns, env={"BENCH_TOKENS": str(many)}),
+                 "keyturn", "bearer.lua", "/v1/me", conns,
+                 env={"BENCH_TOKENS": str(many), **STATUS}),
     ]  # fmt: skip
     return plan, pools
 
@@ -73,6 +74,7 @@ def run(options: Options, wrk_path: str) -> int:
     per_count = options.runs + 1  # warm-up + measured runs each get their own sessions
     slots = per_count * len(options.scaling_workers)
     measured: dict[int, list[Measured]] = {}
+    host = machine.describe()
     with (
         tempfile.TemporaryDirectory(prefix="keyturn-scaling-") as tmp,
         deployment(options, Path(tmp), seed.production_hash(), prefix="keyturn_scaling") as dep,
@@ -91,5 +93,5 @@ def run(options: Options, wrk_path: str) -> int:
                 ]
             finally:
                 server.stop()
-    facts: dict[str, Any] = {"options": options, "workers": list(options.scaling_workers)}
+    facts: dict[str, Any] = {"machine": host, "workers": list(options.scaling_workers)}
     return scaling_report.finish(options, facts, measured)

@@ -27,11 +27,20 @@ from bench.harness.soak_report import commit
 
 BUSY = 0.85
 PARTIES = (("server", "keyturn"), ("postgres", "postgres"), ("wrk", "wrk"), ("redis", "redis"))
+SHOWN = ("keyturn", "postgres", "wrk", "redis", "other")
 
 
 def limit(cpu: dict[str, float], seconds: float, workers: int, cores: int) -> dict[str, Any]:
-    """Cores each party kept busy, and the name of what limits the run."""
-    used = {label: round(cpu[key] / seconds, 2) for key, label in PARTIES} if seconds else {}
+    """Cores each party kept busy, and the name of what limits the run.
+
+    ``other`` is everything else the machine ran meanwhile (/proc/stat): on a shared
+    machine it can be what takes the cores.
+    """
+    if not seconds:
+        return {"cores_used": {}, "limit": "n/a"}
+    used = {label: round(cpu[key] / seconds, 2) for key, label in PARTIES}
+    machine_total = cpu.get("machine", 0.0) / seconds
+    used["other"] = round(max(0.0, machine_total - sum(used.values())), 2)
     total = sum(used.values())
     if total >= BUSY * cores:
         top = max(used, key=lambda label: used[label])
@@ -72,12 +81,12 @@ def rows(measured: dict[int, list[Measured]], cores: int) -> list[dict[str, Any]
 def markdown(table: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| scenario | workers | req/s | x 1 worker | p95 ms | failed"
-        " | cores: keyturn / pg / wrk / redis | limit |",
+        " | cores: keyturn / pg / wrk / redis / other | limit |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for row in sorted(table, key=lambda r: (r["scenario"], r["workers"])):
         used = row["cores_used"]
-        cores = " / ".join(f"{used[label]:.2f}" for _, label in PARTIES)
+        cores = " / ".join(f"{used.get(label, 0.0):.2f}" for label in SHOWN)
         lines.append(
             f"| {row['title']} | {row['workers']} | {row['rps']:,.0f} | {row['factor_vs_1']:.2f}x"
             f" | {row['p95_ms']:.0f} | {row['failed']} | {cores} | {row['limit']} |"
@@ -96,7 +105,7 @@ def finish(options: Options, facts: dict[str, Any], measured: dict[int, list[Mea
     report = {
         "written_at": now.isoformat(timespec="seconds"),
         "commit": commit(),
-        "machine": {**machine.describe(), "load_at_end": machine.load()},
+        "machine": {**facts["machine"], "load_at_end": machine.load()},
         "options": {k: str(v) for k, v in dataclasses.asdict(options).items()},
         "workers": facts["workers"],
         "rows": table,
