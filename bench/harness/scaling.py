@@ -6,7 +6,9 @@ Keyturn; replicas behind nginx add a proxy hop and share the same two cores), th
 refresh, client_credentials and ``GET /v1/me`` (many tokens), warm-up + measured runs as
 ``make bench`` does. Sessions, tokens and the OAuth client are minted once on the first
 server and stay valid on the next (signing keys and sessions are in the database); each
-worker count's refresh runs get sessions of their own.
+server's refresh warm-up and run get sessions of their own. ``--runs`` rounds go through
+the worker counts in turn (1, 2, 3, 1, 2, 3), one measured run per server; the best run of
+each count is shown.
 
 Per worker count and scenario: req/s, the factor against one worker, and the CPU each party
 used during the best run (keyturn's process tree, PostgreSQL, Redis, wrk), from which the
@@ -21,6 +23,7 @@ from typing import Any
 
 from bench.harness import analysis as names
 from bench.harness import machine, scaling_report, seed, tokens
+from bench.harness.console import console
 from bench.harness.deployment import Deployment, deployment
 from bench.harness.options import Options
 from bench.harness.phases import STATUS
@@ -68,12 +71,22 @@ def _with_pools(scenario: Scenario, workdir: Path, first_slot: int) -> Scenario:
     return Scenario(**{**vars(scenario), "run_env": pool})
 
 
+def _merge(into: dict[str, Measured], more: Measured) -> None:
+    """Adds one round's measured run to the scenario's runs at this worker count."""
+    known = into.setdefault(more.scenario.name, Measured(more.scenario))
+    known.runs += more.runs
+    known.cpu += more.cpu
+    known.peak_rss_mb = max(known.peak_rss_mb, more.peak_rss_mb)
+
+
 def run(options: Options, wrk_path: str) -> int:
-    """Every worker count in turn; writes scaling-<date>.json/.md; 3 when a request failed."""
-    runner = Runner(wrk_path, options.threads, options.duration, options.warmup, options.runs)
-    per_count = options.runs + 1  # warm-up + measured runs each get their own sessions
-    slots = per_count * len(options.scaling_workers)
-    measured: dict[int, list[Measured]] = {}
+    """``--runs`` rounds, each of every worker count in turn (1, 2, 3, 1, 2, 3): on a shared
+    machine the other load drifts over minutes, and interleaving gives every count the same
+    chances. Writes scaling-<date>.json/.md; 3 when a request failed."""
+    runner = Runner(wrk_path, options.threads, options.duration, options.warmup, 1)
+    counts = options.scaling_workers
+    slots = options.runs * len(counts) * 2  # each server's warm-up and run get own sessions
+    measured: dict[int, dict[str, Measured]] = {workers: {} for workers in counts}
     host = machine.describe()
     with (
         tempfile.TemporaryDirectory(prefix="keyturn-scaling-") as tmp,
@@ -81,17 +94,20 @@ def run(options: Options, wrk_path: str) -> int:
     ):
         workdir = Path(tmp)
         plan: list[Scenario] = []
-        for index, workers in enumerate(options.scaling_workers):
+        for turn, workers in enumerate(counts * options.runs):
+            console.print(f"[bold]round {turn // len(counts) + 1}: {workers} worker(s)[/bold]")
             server = dep.serve(workers)
             try:
                 if not plan:
                     plan, pools = _plan(options, workdir, dep, server, slots)
                     for slot, pool in enumerate(pools):
                         tokens.write_lines(workdir / f"pool-{slot}.txt", pool)
-                measured[workers] = [
-                    runner.measure(_with_pools(s, workdir, index * per_count), server) for s in plan
-                ]
+                for scenario in plan:
+                    one = runner.measure(_with_pools(scenario, workdir, turn * 2), server)
+                    _merge(measured[workers], one)
             finally:
                 server.stop()
-    facts: dict[str, Any] = {"machine": host, "workers": list(options.scaling_workers)}
-    return scaling_report.finish(options, facts, measured)
+    facts: dict[str, Any] = {"machine": host, "workers": list(counts)}
+    return scaling_report.finish(
+        options, facts, {workers: list(found.values()) for workers, found in measured.items()}
+    )

@@ -114,7 +114,8 @@ def finish(options: Options, facts: dict[str, Any], measured: dict[int, list[Mea
     Path(f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = [
         f"Scaling: `keyturn serve --workers N`, commit {report['commit']}, {cores} cores,"
-        f" {options.duration:g} s runs x {options.runs} (best shown)",
+        f" {options.duration:g} s runs, {options.runs} rounds through the worker counts"
+        " (best shown)",
         "",
         *markdown(table),
     ]
