@@ -11,10 +11,14 @@ mean; beyond that it is **growing** (the finding) or **falling** (a backlog drai
 | open file descriptors per process | 10 % | 8 |
 | PostgreSQL connections | 10 % | 4 |
 | Redis used_memory (MB) | 10 % | 2 MB |
+| Redis keys without a TTL | 10 % | 2 |
 | outbox depth (rows to send) | 10 % | 50 |
 | audit unsealed rows | 10 % | 100 |
 
-(``mails_received`` is a running count, reported, never judged.)
+(``mails_received`` is a running count and ``redis_keys`` grows until the longest rate
+window, one hour, has filled: both reported, never judged. Redis ``used_memory`` follows
+the keys, so a soak shorter than an hour may judge it growing; the keys without a TTL are
+what could grow for ever.)
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ FLOORS = {
     "fds": 8.0,
     "pg_connections": 4.0,
     "redis_used_memory_mb": 2.0,
+    "redis_keys_without_ttl": 2.0,
     "outbox_depth": 50.0,
     "audit_unsealed": 100.0,
 }
-NOT_JUDGED = {"t_s", "mails_received"}
+NOT_JUDGED = {"t_s", "mails_received", "redis_keys"}
 
 
 def slope(xs: list[float], ys: list[float]) -> float:

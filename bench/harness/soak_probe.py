@@ -4,7 +4,8 @@
   supervisor and its workers, by pid);
 - PostgreSQL connections to the soak's database (``pg_stat_activity``, the probe's own
   connection excluded);
-- Redis ``used_memory`` of the soak's private redis-server;
+- Redis ``used_memory`` of the soak's private redis-server, its keys, and the keys without
+  a TTL;
 - outbox depth: rows still to send (``pending`` and ``sending``);
 - the audit log's unsealed rows, when the schema has a column that says so;
 - mails the local SMTP server accepted so far.
@@ -64,6 +65,33 @@ def unsealed_sql(columns: dict[str, bool]) -> str | None:
     return None
 
 
+def _key_counts(redis: Redis) -> tuple[int, int]:
+    """Keys in the soak's private Redis, and how many carry no TTL.
+
+    Every Keyturn key but the deny-list marker expires (deployment guide, section 7), so
+    the memory of a steady load levels off once the longest window (1 hour: signups per
+    IP, mails per address) has filled; a key without a TTL is what could grow for ever.
+    """
+    keys = no_ttl = 0
+    batch: list[bytes] = []
+
+    def flush() -> int:
+        pipe = redis.pipeline(transaction=False)
+        for key in batch:
+            pipe.ttl(key)
+        return sum(1 for ttl in pipe.execute() if ttl == -1)
+
+    for key in redis.scan_iter(count=1000):
+        keys += 1
+        batch.append(key)
+        if len(batch) >= 1000:
+            no_ttl += flush()
+            batch = []
+    if batch:
+        no_ttl += flush()
+    return keys, no_ttl
+
+
 @dataclass
 class Probe:
     """Samples one soak deployment; ``sample()`` returns one flat row of numbers."""
@@ -109,6 +137,7 @@ class Probe:
         row.update(asyncio.run(self._database()))
         with Redis.from_url(self.redis_url) as redis:
             info = redis.info("memory")
+            row["redis_keys"], row["redis_keys_without_ttl"] = _key_counts(redis)
         row["redis_used_memory_mb"] = round(int(info["used_memory"]) / 2**20, 2)
         row["mails_received"] = self.mails.received
         return row

@@ -20,7 +20,8 @@ def progress_line(sample: dict[str, Any]) -> str:
     fds = [v for k, v in sample.items() if k.startswith("fds.")]
     return (
         f"t={sample['t_s']:>6.0f}s rss MB {rss} fds {fds} pg {sample['pg_connections']}"
-        f" redis {sample['redis_used_memory_mb']} MB outbox {sample['outbox_depth']}"
+        f" redis {sample['redis_used_memory_mb']} MB {sample['redis_keys']} keys"
+        f" ({sample['redis_keys_without_ttl']} no TTL) outbox {sample['outbox_depth']}"
         f" unsealed {sample['audit_unsealed']} mails {sample['mails_received']}"
     )
 
