@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import seed, soak_report, tokens, wrk
+from bench.harness import machine, seed, soak_report, tokens, wrk
 from bench.harness.console import console
 from bench.harness.deployment import Deployment, deployment
 from bench.harness.options import Options
@@ -151,6 +151,7 @@ def run(options: Options, wrk_path: str) -> int:
     seconds = options.minutes * 60
     # Taken now: the branch may move while a 30-minute soak runs.
     ran_on = soak_report.commit()
+    host = machine.describe()
     with (
         tempfile.TemporaryDirectory(prefix="keyturn-soak-") as tmp,
         contextlib.ExitStack() as stack,
@@ -188,6 +189,7 @@ def run(options: Options, wrk_path: str) -> int:
         after = probe.sample(float(samples[-1]["t_s"]) + DRAIN_SECONDS)
         facts = {
             "commit": ran_on,
+            "machine": {**host, "load_at_end": machine.load()},
             "workers": options.workers, "minutes": options.minutes, "share": SHARE,
             "capacity_rps": capacity, "target_rps": rates,
             "delay_ms": {name: round(value, 2) for name, value in delays.items()},

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import machine, soak_analysis
+from bench.harness import soak_analysis
 from bench.harness.console import console
 from bench.harness.options import REPO_DIR, Options
 from bench.harness.wrk import WrkResult
@@ -72,7 +72,6 @@ def finish(
     now = datetime.now(UTC)
     report = {
         "written_at": now.isoformat(timespec="seconds"),
-        "machine": machine.describe(),
         **facts,
         "thresholds": {"relative": soak_analysis.RELATIVE, "floor_per_hour": soak_analysis.FLOORS},
         "flows": flows,
