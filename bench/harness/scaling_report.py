@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,20 +79,39 @@ def rows(measured: dict[int, list[Measured]], cores: int) -> list[dict[str, Any]
     return out
 
 
+def per_keyturn_core(row: dict[str, Any]) -> str:
+    """Requests per CPU-second of keyturn's processes: what a worker count costs per
+    request, whatever share of the machine the run got."""
+    busy = row["cores_used"].get("keyturn", 0.0)
+    return f"{row['rps'] / busy:,.0f}" if busy else "n/a"
+
+
 def markdown(table: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| scenario | workers | req/s | x 1 worker | p95 ms | failed"
+        "| scenario | workers | req/s | x 1 worker | req per keyturn CPU-s | p95 ms | failed"
         " | cores: keyturn / pg / wrk / redis / other | limit |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for row in sorted(table, key=lambda r: (r["scenario"], r["workers"])):
         used = row["cores_used"]
         cores = " / ".join(f"{used.get(label, 0.0):.2f}" for label in SHOWN)
         lines.append(
             f"| {row['title']} | {row['workers']} | {row['rps']:,.0f} | {row['factor_vs_1']:.2f}x"
-            f" | {row['p95_ms']:.0f} | {row['failed']} | {cores} | {row['limit']} |"
+            f" | {per_keyturn_core(row)} | {row['p95_ms']:.0f} | {row['failed']} | {cores}"
+            f" | {row['limit']} |"
         )
     return lines
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.harness.scaling_report scaling-<date>.json``: the table again."""
+    report = json.loads(Path(argv[0]).read_text())
+    print("\n".join(markdown(report["rows"])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
 
 
 def finish(options: Options, facts: dict[str, Any], measured: dict[int, list[Measured]]) -> int:
