@@ -148,13 +148,13 @@ def broken_invariants(dsn: str) -> dict[str, int]:
     return asyncio.run(count())
 
 
-def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
+def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
     """The rows of one read-only query (the tests inspect the outbox with it)."""
 
     async def rows() -> list[asyncpg.Record]:
         connection = await asyncpg.connect(dsn)
         try:
-            return list(await connection.fetch(sql))
+            return list(await connection.fetch(sql, *args))
         finally:
             await connection.close()
 

@@ -82,12 +82,14 @@ def store_errors(operation: str, component: str = "redis") -> Iterator[None]:
 
     Raises:
         StoreUnavailable: On ``RedisError`` (which covers redis-py's ``ConnectionError``
-            and ``TimeoutError``) or ``OSError`` (the builtin ``ConnectionError`` and
-            ``TimeoutError``, which some socket paths raise unwrapped).
+            and ``TimeoutError``), ``OSError`` (the builtin ``ConnectionError`` and
+            ``TimeoutError``, which some socket paths raise unwrapped), or ``RuntimeError``:
+            uvloop raises it for a write on a transport that closed under it (Redis went
+            away between the connect and the first command), which was a 500 (issue 17).
     """
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, RuntimeError) as exc:
         REDIS_ERRORS.labels(component).inc()
         raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
 
