@@ -40,6 +40,7 @@ from e2e.processes import (
     Server,
     keyturn_env,
     replica_env,
+    run_in_process,
     spawn_server,
     wait_healthy,
 )
@@ -266,6 +267,19 @@ class Cluster:
 
     def start_postgres(self) -> None:
         self.postgres.start()
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment of a ``keyturn`` command run against this deployment."""
+        return keyturn_env(self.workdir / "cli", self.env)
+
+    def create_admin(self, email: str, password: str) -> None:
+        """``keyturn users create-admin --password-stdin`` (in-process: ``run_in_process``)."""
+        done = run_in_process(
+            ["users", "create-admin", "--email", email, "--password-stdin"],
+            self.cli_env(),
+            stdin=f"{password}\n",
+        )
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
 
     def output(self) -> str:
         """Every replica's and nginx's output, for failure messages."""
