@@ -4,8 +4,8 @@ One cluster for the module (``e2e/cluster.py``). Through the balancer unless the
 one replica: the balancer spreads requests over all three; a logout on one is refused by
 the others within a second; a rate limit counts across replicas; a forced key rotation is
 published and verified everywhere (and a revoked key is refused and no longer used
-everywhere at once); a role change applies at the next request on each. The WebAuthn and
-OAuth ceremonies that cross replicas are in ``test_cluster_ceremonies.py``.
+everywhere at once); a role change applies at the next request on each; a passkey and an
+OAuth code flow begun on one replica finish on others.
 """
 
 from __future__ import annotations
@@ -14,13 +14,27 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import pytest
 
 from e2e.cluster import Cluster, start_cluster, unavailable_reason
-from helpers import PASSWORD, bearer, new_email
+from e2e.processes import REPLICA_ISSUER
+from helpers import PASSWORD, bearer, new_email, signup_login
+from oauth_helpers import (
+    WEB_CLIENT,
+    auth_params,
+    consent,
+    pkce_pair,
+    query_of,
+    redeem,
+    signed_in,
+    token,
+)
+from passkey_helpers import creation_options
+from webauthn_authenticator import Authenticator
 
 pytestmark = [
     pytest.mark.slow,
@@ -65,7 +79,7 @@ def login(http: httpx.Client, email: str) -> dict[str, Any]:
     return body
 
 
-def signup_login(http: httpx.Client) -> dict[str, Any]:
+def fresh_user(http: httpx.Client) -> dict[str, Any]:
     """A fresh account, logged in through ``http``; the login answer plus ``email``."""
     email = new_email()
     signup = http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
@@ -90,7 +104,7 @@ def kid_of(token: str) -> str:
 
 def test_the_balancer_spreads_requests_over_every_replica(cluster: Cluster) -> None:
     with cluster.client() as http:
-        token = signup_login(http)["access_token"]
+        token = fresh_user(http)["access_token"]
         by_upstream: Counter[str] = Counter()
         statuses: Counter[int] = Counter()
         for _ in range(30):
@@ -106,7 +120,7 @@ def test_logout_on_one_replica_is_refused_by_every_other_within_a_second(
     cluster: Cluster,
 ) -> None:
     with cluster.client() as http:
-        tokens = signup_login(http)
+        tokens = fresh_user(http)
     auth = bearer(tokens["access_token"])
     clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
     try:
@@ -135,7 +149,7 @@ def test_logout_on_one_replica_is_refused_by_every_other_within_a_second(
 
 def test_failed_logins_are_counted_across_replicas(cluster: Cluster) -> None:
     with cluster.client() as http:
-        email = signup_login(http)["email"]
+        email = fresh_user(http)["email"]
     wrong = {"email": email, "password": "not the password at all"}
     attacker = {"X-Forwarded-For": "203.0.113.77"}
     attempts = FAILURES_PER_ACCOUNT_IP + len(cluster.replicas)
@@ -180,7 +194,7 @@ def test_a_forced_rotation_is_published_and_verified_by_every_replica(
     try:
         with cluster.client() as http:
             admin = bearer(login(http, admin_email)["access_token"])
-            before = signup_login(http)
+            before = fresh_user(http)
             rotated = clients[0].post("/v1/admin/keys/rotate?force=true", headers=admin)
             assert rotated.status_code == 200, rotated.text
         rotation = rotated.json()
@@ -225,7 +239,7 @@ def test_a_revoked_key_is_refused_and_unused_on_every_replica_at_once(
     try:
         with cluster.client() as http:
             admin = bearer(login(http, admin_email)["access_token"])
-            user = signup_login(http)
+            user = fresh_user(http)
         kid = kid_of(user["access_token"])
         # Every replica signs with this key now (it is the active one everywhere).
         assert {kid_of(login(r, user["email"])["access_token"]) for r in clients} == {kid}
@@ -252,7 +266,7 @@ def test_a_role_change_applies_on_every_replica_at_the_next_request(
     try:
         with cluster.client() as http:
             admin = bearer(login(http, admin_email)["access_token"])
-            user = signup_login(http)
+            user = fresh_user(http)
             role = f"reader-{user['user']['id'][:8]}"
             created = http.post(
                 "/v1/admin/roles", json={"name": role, "permissions": ["users:read"]}, headers=admin
@@ -276,3 +290,89 @@ def test_a_role_change_applies_on_every_replica_at_the_next_request(
     finally:
         for replica in clients:
             replica.close()
+
+
+def _browser(cluster: Cluster, i: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=cluster.replicas[i].base_url, timeout=30.0)
+
+
+@pytest.mark.anyio
+async def test_a_passkey_ceremony_begun_on_one_replica_finishes_on_another(
+    cluster: Cluster,
+) -> None:
+    # The relying party is the deployment's public issuer, whichever replica answers.
+    device = Authenticator(urlsplit(REPLICA_ISSUER).hostname or "", REPLICA_ISSUER)
+    async with _browser(cluster, 0) as on_0, _browser(cluster, 1) as on_1:
+        user = await signup_login(on_0)
+        auth = bearer(user["access_token"])
+        options = await creation_options(on_0, user["access_token"])
+        enrolled = await on_1.post(
+            "/v1/me/passkeys", json={"credential": device.register(options)}, headers=auth
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        request = await on_1.post("/v1/auth/passkey/options", json={})
+        assert request.status_code == 200, request.text
+        assertion = {"credential": device.authenticate(request.json())}
+    async with _browser(cluster, 2) as on_2:
+        signed_in = await on_2.post("/v1/auth/passkey", json=assertion)
+        assert signed_in.status_code == 200, signed_in.text
+        me = await on_2.get("/v1/me", headers=bearer(signed_in.json()["access_token"]))
+        assert me.json()["email"] == user["email"]
+    # The challenge was taken once, for the whole deployment: a replay elsewhere fails.
+    async with _browser(cluster, 0) as on_0:
+        replay = await on_0.post("/v1/auth/passkey", json=assertion)
+    print(
+        f"\npasskey: options 0, register 1, sign-in options 1, finish 2; replay on 0: "
+        f"{replay.status_code}"
+    )
+    assert replay.status_code == 401, replay.text
+
+
+@pytest.mark.anyio
+async def test_an_oauth_code_flow_crosses_replicas(cluster: Cluster, admin_email: str) -> None:
+    with cluster.client() as http:
+        admin = bearer(login(http, admin_email)["access_token"])
+        made = http.post("/v1/admin/clients", json=WEB_CLIENT, headers=admin)
+        assert made.status_code == 201, made.text
+    oauth_client = made.json()
+    verifier, challenge = pkce_pair()
+    params = auth_params(
+        oauth_client,
+        scope="openid email offline_access",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
+    # One browser (one cookie jar) that the balancer would send anywhere: steps pinned.
+    async with _browser(cluster, 0) as browser:
+        email = await signed_in(browser)
+        asked = await browser.get("/oauth2/authorize", params=params)
+        assert asked.status_code == 303, asked.text
+        browser.base_url = httpx.URL(cluster.replicas[1].base_url)
+        allowed = await consent(browser, asked.headers["location"], "allow")
+        assert allowed.status_code == 303, allowed.text
+        code = query_of(allowed.headers["location"])["code"]
+    async with _browser(cluster, 2) as on_2, _browser(cluster, 0) as on_0:
+        issued = await redeem(on_2, oauth_client, code, verifier)
+        assert issued.status_code == 200, issued.text
+        refresh = issued.json()["refresh_token"]
+        refreshed = await token(
+            on_0, oauth_client, grant_type="refresh_token", refresh_token=refresh
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        access = bearer(refreshed.json()["access_token"])
+        async with _browser(cluster, 1) as on_1:
+            info = await on_1.get("/oauth2/userinfo", headers=access)
+            assert info.status_code == 200, info.text
+            assert info.json()["email"] == email
+            # RFC 6749 section 4.1.2: a replayed code (on another replica) revokes what it
+            # issued, and every replica refuses the grant's tokens at once.
+            replayed = await redeem(on_0, oauth_client, code, verifier)
+            after = await on_1.get("/oauth2/userinfo", headers=access)
+    print(
+        "\noauth: sign-in + authorize 0, consent 1, token 2, refresh 0, userinfo 1: "
+        f"{info.status_code}; code replay on 0: {replayed.json()['error']}, "
+        f"userinfo 1 after: {after.status_code}"
+    )
+    assert replayed.status_code == 400, replayed.text
+    assert replayed.json()["error"] == "invalid_grant"
+    assert after.status_code == 401, after.text
