@@ -10,17 +10,17 @@ OAuth code flow begun on one replica finish on others.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import pytest
 
-from e2e.cluster import Cluster, start_cluster, unavailable_reason
+from e2e.cluster import Cluster, fresh_user, login, poll, start_cluster, unavailable_reason
 from e2e.processes import REPLICA_ISSUER
 from helpers import PASSWORD, bearer, new_email, signup_login
 from oauth_helpers import (
@@ -70,32 +70,6 @@ def admin_email(cluster: Cluster) -> str:
     email = new_email()
     cluster.create_admin(email, PASSWORD)
     return email
-
-
-def login(http: httpx.Client, email: str) -> dict[str, Any]:
-    answer = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def fresh_user(http: httpx.Client) -> dict[str, Any]:
-    """A fresh account, logged in through ``http``; the login answer plus ``email``."""
-    email = new_email()
-    signup = http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
-    assert signup.status_code == 202, signup.text
-    return {**login(http, email), "email": email}
-
-
-def poll(check: Callable[[], bool], bound: float) -> float | None:
-    """Calls ``check`` until it is true; the seconds that took, or None past ``bound``."""
-    started = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - started
-        if time.monotonic() - started > bound:
-            return None
-        time.sleep(0.01)
 
 
 def kid_of(token: str) -> str:
@@ -176,6 +150,38 @@ def test_failed_logins_are_counted_across_replicas(cluster: Cluster) -> None:
             headers={"X-Forwarded-For": "198.51.100.7"},
         )
         assert owner.status_code == 200, owner.text
+    finally:
+        for replica in clients:
+            replica.close()
+
+
+def test_one_refresh_token_sent_to_every_replica_at_once_rotates_once(cluster: Cluster) -> None:
+    with cluster.client() as http:
+        tokens = fresh_user(http)
+    racers = 2 * len(cluster.replicas)
+    barrier = threading.Barrier(racers)
+    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
+
+    def refresh(i: int) -> httpx.Response:
+        barrier.wait(timeout=30)  # released together: a real race on the session row
+        body = {"refresh_token": tokens["refresh_token"]}
+        return clients[i % len(clients)].post("/v1/auth/refresh", json=body)
+
+    try:
+        with ThreadPoolExecutor(racers) as pool:
+            answers = list(pool.map(refresh, range(racers)))
+        statuses = Counter(answer.status_code for answer in answers)
+        successors = {answer.json()["refresh_token"] for answer in answers if answer.is_success}
+        print(
+            f"\n{racers} concurrent refreshes over 3 replicas: {dict(statuses)}, "
+            f"{len(successors)} successor(s)"
+        )
+        # DESIGN.md section 4: exactly one successor; the retries within the grace window
+        # get that same one and revoke nothing (the successor still rotates).
+        assert statuses == {200: racers}
+        (successor,) = successors
+        again = clients[1].post("/v1/auth/refresh", json={"refresh_token": successor})
+        assert again.status_code == 200, again.text
     finally:
         for replica in clients:
             replica.close()
