@@ -21,10 +21,11 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -40,10 +41,11 @@ from e2e.processes import (
     Server,
     keyturn_env,
     replica_env,
+    run_in_process,
     spawn_server,
     wait_healthy,
 )
-from helpers import TEST_SECRET
+from helpers import PASSWORD, TEST_SECRET, new_email
 from keyturn.db.migrate import upgrade
 from net import free_port
 from redis_server import RedisServer
@@ -267,6 +269,19 @@ class Cluster:
     def start_postgres(self) -> None:
         self.postgres.start()
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment of a ``keyturn`` command run against this deployment."""
+        return keyturn_env(self.workdir / "cli", self.env)
+
+    def create_admin(self, email: str, password: str) -> None:
+        """``keyturn users create-admin --password-stdin`` (in-process: ``run_in_process``)."""
+        done = run_in_process(
+            ["users", "create-admin", "--email", email, "--password-stdin"],
+            self.cli_env(),
+            stdin=f"{password}\n",
+        )
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+
     def output(self) -> str:
         """Every replica's and nginx's output, for failure messages."""
         parts = [
@@ -284,6 +299,33 @@ class Cluster:
                 # Killed after the bound (AssertionError); teardown goes on with the rest.
                 with suppress(AssertionError):
                     server.stop()
+
+
+def login(http: httpx.Client, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    """``POST /v1/auth/login`` through ``http``, which must answer 200; its body."""
+    answer = http.post("/v1/auth/login", json={"email": email, "password": password})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def fresh_user(http: httpx.Client) -> dict[str, Any]:
+    """A fresh account, logged in through ``http``; the login answer plus ``email``."""
+    email = new_email()
+    signup = http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    assert signup.status_code == 202, signup.text
+    return {**login(http, email), "email": email}
+
+
+def poll(check: Callable[[], bool], bound: float) -> float | None:
+    """Calls ``check`` until it is true; the seconds that took, or None past ``bound``."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if time.monotonic() - started > bound:
+            return None
+        time.sleep(0.01)
 
 
 @contextmanager
