@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
+from e2e.cluster import fresh_user
 from e2e.load import LoadResult, Scenario, Step
 from helpers import PASSWORD, bearer
 
@@ -31,14 +32,10 @@ def new_load_email(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
-def sign_up_and_log_in(http: httpx.Client, email: str) -> Account:
+def fresh_account(http: httpx.Client) -> Account:
     """A fresh user through ``http`` (the balancer or one replica), logged in."""
-    signup = http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
-    assert signup.status_code == 202, signup.text
-    login = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    tokens = login.json()
-    return Account(email, tokens["access_token"], tokens["refresh_token"])
+    user = fresh_user(http)
+    return Account(user["email"], user["access_token"], user["refresh_token"])
 
 
 def mixed_scenario(accounts: list[Account], *, passkey_options: bool = False) -> Scenario:

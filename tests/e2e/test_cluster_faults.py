@@ -33,16 +33,16 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.cluster import Cluster, start_cluster, unavailable_reason
+from e2e.cluster import Cluster, poll, start_cluster, unavailable_reason
 from e2e.fault_checks import (
     Account,
     broken_invariants,
     fetch,
+    fresh_account,
     logins_failing,
     mixed_scenario,
     new_load_email,
     request_paths,
-    sign_up_and_log_in,
     unexpected_5xx,
 )
 from e2e.load import LoadResult, Step, run_load, start_load
@@ -98,7 +98,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Itera
 def accounts(cluster: Cluster) -> list[Account]:
     """One fresh, logged-in user per load client."""
     with cluster.client() as http:
-        return [sign_up_and_log_in(http, new_load_email("client")) for _ in range(CLIENTS)]
+        return [fresh_account(http) for _ in range(CLIENTS)]
 
 
 def _dsn(cluster: Cluster) -> str:
@@ -115,10 +115,7 @@ def _report(title: str, result: LoadResult) -> None:
 
 def _until(check: Callable[[], bool], what: str, bound: float = RECOVERY_BOUND) -> None:
     """Polls ``check()`` until true; fails after ``bound`` (a hang bound, not a timing)."""
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: still not after {bound}s"
-        time.sleep(0.2)
+    assert poll(check, bound) is not None, f"{what}: still not after {bound}s"
 
 
 def _answers(
@@ -202,7 +199,7 @@ def test_sigterm_finishes_in_flight_requests_and_no_client_sees_a_failure(
 
 def _revoked_session(cluster: Cluster) -> Account:
     with cluster.client() as http:
-        account = sign_up_and_log_in(http, new_load_email("revoked"))
+        account = fresh_account(http)
         logout = http.post("/v1/auth/logout", headers=bearer(account.access))
         assert logout.status_code == 204, logout.text
     return account
@@ -220,7 +217,7 @@ def _assert_refused_everywhere(cluster: Cluster, account: Account) -> None:
 
 def _assert_limit_counts_across_replicas(cluster: Cluster) -> None:
     with cluster.client() as http:
-        email = sign_up_and_log_in(http, new_load_email("limited")).email
+        email = fresh_account(http).email
         wrong = {"email": email, "password": PASSWORD + "-wrong"}
         answers = [
             http.post("/v1/auth/login", json=wrong) for _ in range(FAILURES_PER_ACCOUNT_IP + 1)
