@@ -9,7 +9,8 @@ the promises, never timings:
 
 * ``kill -9`` of a replica: only requests in flight on it fail (at most one a client, never
   a 500, none that began after it died); it rejoins after a restart; no signup is lost.
-* SIGTERM of a replica: it exits 0 after its in-flight requests; no client sees a failure.
+* SIGTERM of a replica: it exits 0 after its in-flight requests; no client sees a failure
+  but a POST lost to HTTP/1.1's keep-alive close race, which nginx's log names.
 * Redis restarted (with its data, then down a while and back empty): no 500; the
   passwordless options, which need the shared store, answer 503 + Retry-After meanwhile;
   no replica restarts; a session revoked before stays refused everywhere; limits count
