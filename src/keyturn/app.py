@@ -22,6 +22,7 @@ from keyturn.api import problems
 from keyturn.api.http.hardening import install_hardening
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
+from keyturn.db.audit import audit_backlog
 from keyturn.db.engine import engine_for, read_session_factory, session_factory
 from keyturn.db.outbox import outbox_backlog, reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
@@ -282,26 +283,17 @@ def _background(
             services.keys.run_schedule(stop=stop, check_seconds=settings.key_rotation_check_seconds)
         )
     )
-    tasks.append(
-        asyncio.create_task(
-            every(
-                settings.code_prune_seconds,
-                stop,
-                services.authorizations.prune_codes,
-                "authorization_code_pruning_failed",
-            )
-        )
+    prune = settings.code_prune_seconds
+    periodic = (
+        (prune, services.authorizations.prune_codes, "authorization_code_pruning_failed"),
+        # TOTP enrolments never confirmed (issue 15): their sealed seeds do not linger.
+        (prune, services.mfa.factors.prune_pending, "mfa_pending_pruning_failed"),
+        # Chains the rows requests inserted; one process at a time wins the sealer lock.
+        (settings.audit_seal_seconds, services.audit_chain.seal, "audit_sealing_failed"),
     )
-    # TOTP enrolments never confirmed (issue 15): their sealed seeds do not linger.
-    tasks.append(
-        asyncio.create_task(
-            every(
-                settings.code_prune_seconds,
-                stop,
-                services.mfa.factors.prune_pending,
-                "mfa_pending_pruning_failed",
-            )
-        )
+    tasks.extend(
+        asyncio.create_task(every(seconds, stop, job, failure))
+        for seconds, job, failure in periodic
     )
     return tasks
 
@@ -315,6 +307,7 @@ def _observe(
         listener=settings,
         pool=pool_reader(engine.pool),
         outbox_backlog=functools.partial(outbox_backlog, session_factory(engine)),
+        audit_backlog=functools.partial(audit_backlog, session_factory(engine)),
         readiness_checks=services.readiness_checks,
         storage_tracing=functools.partial(trace_storage, engine.sync_engine)
         if settings.otel_enabled

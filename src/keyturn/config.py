@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=10.0, gt=0, le=120)
     outbox_worker: Literal["inline", "off"] = "inline"
     outbox_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
+    audit_seal_seconds: float = Field(default=1.0, ge=0.01, le=3600)
     # Mails per address from one requesting network (finding 8: an attacker's network cannot
     # use up the owner's recovery), and a generous ceiling per address across all networks
     # against mail-bombing from many networks.

@@ -362,6 +362,9 @@ class ChainReport:
     reason: str | None = None
     head_id: int | None = None
     head_hash: str | None = None
+    # Rows inserted but not yet chained by the sealer (not covered by the walk).
+    unsealed: int = 0
+    oldest_unsealed_at: datetime | None = None
 
     @property
     def intact(self) -> bool:
@@ -373,5 +376,13 @@ class PruneResult:
     """What an audit prune removed, and the checkpoint row that anchors what remains."""
 
     deleted: int
-    pruned_through_id: int | None = None
+    pruned_through_seq: int | None = None
     checkpoint_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditBacklog:
+    """The audit rows the sealer has not chained yet: how many, and the oldest one's time."""
+
+    unsealed: int
+    oldest_at: datetime | None

@@ -1,4 +1,4 @@
-"""``keyturn audit verify`` and ``keyturn audit prune`` (DESIGN.md section 3a and 5).
+"""``keyturn audit verify``, ``seal`` and ``prune`` (DESIGN.md section 3a and 5; issue 17).
 
 The tampering happens on a SQLite file private to the test (its own data dir).
 """
@@ -42,12 +42,32 @@ def test_verify_passes_on_a_clean_log_and_fails_after_tampering(tmp_path: Path) 
             stdin=PASSWORD + "\n",
         )
         assert created.returncode == 0, created.stderr
+    # No server ran: the rows wait for a sealer, and verify says so.
+    waiting = run_in_process(["audit", "verify"], env)
+    assert waiting.returncode == 0, waiting.stderr
+    assert "audit chain intact: 0 rows" in waiting.stdout
+    assert "unsealed: 3 rows, oldest" in waiting.stdout
+    sealed = run_in_process(["audit", "seal"], env)
+    assert sealed.returncode == 0, sealed.stderr
+    assert "sealed 3 rows" in sealed.stdout
     clean = run_in_process(["audit", "verify"], env)
     assert clean.returncode == 0, clean.stderr
     assert "audit chain intact: 3 rows" in clean.stdout
     assert "head: id=3 hash=" in clean.stdout
+    assert "unsealed: 0 rows" in clean.stdout
 
     database = data / "keyturn.db"
+    # Two rows swap places in the chain (through a free slot: seq is unique).
+    for seq, to in ((2, 99), (3, 2), (99, 3)):
+        _sql(database, f"UPDATE audit_events SET seq = {to} WHERE seq = {seq}")  # noqa: S608
+    reordered = run_in_process(["audit", "verify"], env)
+    assert reordered.returncode == 1
+    assert "audit chain broken at row 3" in reordered.stderr
+    assert "moved" in reordered.stderr
+    for seq, to in ((2, 99), (3, 2), (99, 3)):
+        _sql(database, f"UPDATE audit_events SET seq = {to} WHERE seq = {seq}")  # noqa: S608
+    assert run_in_process(["audit", "verify"], env).returncode == 0
+
     _sql(database, "UPDATE audit_events SET type = 'admin.deleted' WHERE id = 2")
     edited = run_in_process(["audit", "verify"], env)
     assert edited.returncode == 1
@@ -100,7 +120,7 @@ def test_prune_respects_retention_and_keeps_verify_green(
         assert created.exit_code == 0, created.output
         pruned = runner.invoke(app, ["audit", "prune"])
         assert pruned.exit_code == 0, pruned.output
-        assert "pruned 1 rows through id 1; checkpoint row 3" in pruned.output
+        assert "pruned 1 rows through chain position 1; checkpoint row 3" in pruned.output
 
     verified = runner.invoke(app, ["audit", "verify"])
     assert verified.exit_code == 0, verified.output

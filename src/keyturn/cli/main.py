@@ -24,6 +24,7 @@ from keyturn.cli.users import users_app
 from keyturn.config import ConfigError, Settings
 from keyturn.db.migrate import upgrade
 from keyturn.observability.logging import configure_logging
+from keyturn.services.periodic import every
 
 HELP = "Keyturn identity service."
 
@@ -144,7 +145,8 @@ def worker(
         float | None, typer.Option(help="Seconds between polls (KEYTURN_OUTBOX_POLL_SECONDS)")
     ] = None,
 ) -> None:
-    """Deliver queued mail until SIGTERM (run with KEYTURN_OUTBOX_WORKER=off on the API)."""
+    """Deliver queued mail and seal the audit log until SIGTERM (KEYTURN_OUTBOX_WORKER=off
+    on the API servers then leaves the mail to this process)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_renderer)
     ensure_schema(settings)
@@ -165,7 +167,13 @@ async def _work(settings: Settings, poll_seconds: float) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, shutdown)
         typer.echo(f"outbox worker {services.outbox_worker.owner} started", err=True)
-        await services.outbox_worker.run(services.outbox, poll_seconds=poll_seconds, stop=stop)
+        sealer = every(
+            settings.audit_seal_seconds, stop, services.audit_chain.seal, "audit_sealing_failed"
+        )
+        await asyncio.gather(
+            services.outbox_worker.run(services.outbox, poll_seconds=poll_seconds, stop=stop),
+            sealer,
+        )
     finally:
         await adapters.close()
 

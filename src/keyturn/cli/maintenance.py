@@ -13,7 +13,7 @@ from keyturn.app import build_adapters, build_services
 from keyturn.cli.common import ensure_schema, settings_or_exit
 from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings
-from keyturn.domain import ChainReport, OutboxEntry, PruneResult
+from keyturn.domain import ChainReport, OutboxEntry, PruneResult, utcnow
 from keyturn.errors import KeyturnError
 from keyturn.security.aead import DecryptionError
 from keyturn.services.registry import Services
@@ -28,7 +28,7 @@ outbox_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Inspect the email outbox."
 )
 audit_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Verify and prune the audit log."
+    no_args_is_help=True, rich_markup_mode=None, help="Seal, verify and prune the audit log."
 )
 keys_app = typer.Typer(
     no_args_is_help=True,
@@ -87,11 +87,25 @@ def audit_verify(
     if not report.intact:
         typer.echo(f"audit chain broken at row {report.bad_id}: {report.reason}", err=True)
         typer.echo(f"({report.rows} rows verified before it)", err=True)
+        _echo_unsealed(report)
         raise typer.Exit(1)
     typer.echo(f"audit chain intact: {report.rows} rows")
     if report.head_id is not None:
         # Keep this elsewhere: only an outside copy of the head reveals a rewritten tail.
         typer.echo(f"head: id={report.head_id} hash={report.head_hash}")
+    _echo_unsealed(report)
+
+
+def _echo_unsealed(report: ChainReport) -> None:
+    """The tail the walk cannot vouch for yet (the sealer chains it within seconds)."""
+    if report.oldest_unsealed_at is None:
+        typer.echo("unsealed: 0 rows")
+        return
+    age = (utcnow() - report.oldest_unsealed_at).total_seconds()
+    typer.echo(
+        f"unsealed: {report.unsealed} rows, oldest {max(age, 0.0):.1f} s old "
+        f"({_when(report.oldest_unsealed_at)})"
+    )
 
 
 async def _audit_verify(settings: Settings, batch_size: int, advance: Advance) -> ChainReport:
@@ -99,6 +113,21 @@ async def _audit_verify(settings: Settings, batch_size: int, advance: Advance) -
         settings,
         lambda services: services.audit_chain.verify(batch_size=batch_size, progress=advance),
     )
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Chain every audit row not yet sealed now (the running servers do it each second)."""
+    settings = settings_or_exit()
+    ensure_schema(settings)
+    sealed = asyncio.run(_with_services(settings, _seal_waiting))
+    typer.echo(f"sealed {sealed} rows")
+
+
+async def _seal_waiting(services: Services) -> int:
+    # Waits for a running sealer's batch instead of skipping: the command's promise is
+    # "sealed up to now".
+    return await services.audit_chain.seal(wait=True) or 0
 
 
 @audit_app.command("prune")
@@ -109,11 +138,11 @@ def audit_prune() -> None:
     # One DELETE under the chain lock: a spinner says it is working, not how far.
     with progress("pruning the audit log", ""):
         result = asyncio.run(_audit_prune(settings))
-    if result.pruned_through_id is None:
+    if result.pruned_through_seq is None:
         typer.echo("nothing to prune")
         return
     typer.echo(
-        f"pruned {result.deleted} rows through id {result.pruned_through_id}; "
+        f"pruned {result.deleted} rows through chain position {result.pruned_through_seq}; "
         f"checkpoint row {result.checkpoint_id}"
     )
 

@@ -1,7 +1,9 @@
 """The audit chain: the canonical encoding each row's hash covers, and the verifier.
 
-A row's ``hash`` is SHA-256 over a versioned JSON array of its fields and the previous
-row's hash; the verifier names the first edited, deleted or inserted row. See
+A sealed row's ``hash`` is SHA-256 over a versioned JSON array of its fields and the
+previous sealed row's hash; ``seq`` is its place in the chain. The verifier walks the sealed
+rows in ``seq`` order and names the first edited, deleted, inserted or reordered row, then
+reports the unsealed tail it cannot vouch for yet. See
 docs/technical/2026-11-26_backend_security-implementation.md (V16).
 """
 
@@ -14,11 +16,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import AuditEventRow
-from keyturn.domain import ChainReport
+from keyturn.domain import AuditBacklog, ChainReport
 
 GENESIS = "0" * 64
 CHECKPOINT = "audit.checkpoint"
@@ -82,73 +84,119 @@ def event_fields(row: AuditEventRow) -> dict[str, Any]:
 
 
 def row_hash(row: AuditEventRow) -> str:
+    if row.prev_hash is None:
+        raise ValueError("an unsealed audit row has no hash")
     return chain_hash(**event_fields(row), prev_hash=row.prev_hash)
 
 
 async def _anchors(db: AsyncSession) -> dict[str, int]:
-    """anchor_hash -> pruned_through_id of every checkpoint row still in the table."""
+    """anchor_hash -> pruned-through seq of every sealed checkpoint row.
+
+    Checkpoints written before the sealer (migration 0016) name ``pruned_through_id``; those
+    rows were chained in id order, so their seq is their id.
+    """
     found: dict[str, int] = {}
     for data in await db.scalars(
-        select(AuditEventRow.data).where(AuditEventRow.type == CHECKPOINT)
+        select(AuditEventRow.data).where(
+            AuditEventRow.type == CHECKPOINT, AuditEventRow.seq.is_not(None)
+        )
     ):
-        anchor, through = data.get("anchor_hash"), data.get("pruned_through_id")
+        anchor = data.get("anchor_hash")
+        through = data.get("pruned_through_seq", data.get("pruned_through_id"))
         if isinstance(anchor, str) and isinstance(through, int):
             found[anchor] = through
     return found
 
 
+async def unsealed_tail(db: AsyncSession) -> AuditBacklog:
+    """How many rows wait for the sealer and when the oldest of them happened."""
+    count, oldest = (
+        await db.execute(
+            select(func.count(), func.min(AuditEventRow.occurred_at)).where(
+                AuditEventRow.seq.is_(None)
+            )
+        )
+    ).one()
+    return AuditBacklog(unsealed=int(count), oldest_at=oldest)
+
+
 async def verify_chain(
     db: AsyncSession, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
 ) -> ChainReport:
-    """Walks the whole chain in id order, ``batch_size`` rows at a time (streaming);
+    """Walks the sealed chain in seq order, ``batch_size`` rows at a time (streaming);
     ``progress(n)`` hears of each batch checked (``keyturn audit verify``'s bar).
 
-    The checkpoints consulted for the oldest row are themselves rows of the walked chain,
-    so a forged or edited checkpoint is caught as an edited or inserted row.
+    The checkpoints consulted for the oldest row are themselves sealed rows of the walked
+    chain, so a forged or edited checkpoint is caught as an edited or inserted row. The
+    report ends with the unsealed tail (rows the sealer has not reached; the walk cannot
+    vouch for them yet).
     """
     anchors = await _anchors(db)
     count = 0
-    previous: tuple[int, str] | None = None
+    previous: tuple[int, int, str] | None = None  # seq, id, hash
     while True:
-        query = select(AuditEventRow).order_by(AuditEventRow.id).limit(batch_size)
+        query = (
+            select(AuditEventRow)
+            .where(AuditEventRow.seq.is_not(None))
+            .order_by(AuditEventRow.seq)
+            .limit(batch_size)
+        )
         if previous is not None:
-            query = query.where(AuditEventRow.id > previous[0])
+            query = query.where(AuditEventRow.seq > previous[0])
         rows = list(await db.scalars(query))
         for row in rows:
             db.expunge(row)  # streaming: the identity map must not keep every row
             problem = _check(row, previous, anchors)
-            if problem is not None:
-                return ChainReport(rows=count, bad_id=row.id, reason=problem)
-            previous = (row.id, row.hash)
-            count += 1
+            if problem is None and row.seq is not None and row.hash is not None:
+                previous = (row.seq, row.id, row.hash)
+                count += 1
+                continue
+            tail = await unsealed_tail(db)
+            return ChainReport(
+                rows=count,
+                bad_id=row.id,
+                reason=problem,
+                unsealed=tail.unsealed,
+                oldest_unsealed_at=tail.oldest_at,
+            )
         if progress is not None:
             progress(len(rows))
         if len(rows) < batch_size:
             break
-    head_id, head_hash = previous if previous is not None else (None, None)
-    return ChainReport(rows=count, head_id=head_id, head_hash=head_hash)
+    tail = await unsealed_tail(db)
+    return ChainReport(
+        rows=count,
+        head_id=previous[1] if previous is not None else None,
+        head_hash=previous[2] if previous is not None else None,
+        unsealed=tail.unsealed,
+        oldest_unsealed_at=tail.oldest_at,
+    )
 
 
 def _check(
-    row: AuditEventRow, previous: tuple[int, str] | None, anchors: dict[str, int]
+    row: AuditEventRow, previous: tuple[int, int, str] | None, anchors: dict[str, int]
 ) -> str | None:
-    if row_hash(row) != row.hash:
+    seq = row.seq
+    if seq is None or row.hash is None or row.prev_hash is None or row_hash(row) != row.hash:
         return "hash mismatch: the row was edited"
     if previous is None:
         if row.prev_hash == GENESIS:
             return None
         through = anchors.get(row.prev_hash)
-        if through is not None and through < row.id:
+        if through is not None and through < seq:
             return None
         return (
             "prev_hash matches neither the genesis nor a checkpoint anchor: "
             "older rows were deleted without a checkpoint"
         )
-    if row.prev_hash != previous[1]:
-        if row.id != previous[0] + 1:
+    if row.prev_hash != previous[2]:
+        if seq != previous[0] + 1:
             return (
-                f"prev_hash does not match row {previous[0]}: "
-                f"rows {previous[0] + 1}..{row.id - 1} are missing (deleted)"
+                f"prev_hash does not match row {previous[1]}: the rows sealed at "
+                f"{previous[0] + 1}..{seq - 1} are missing (deleted)"
             )
-        return f"prev_hash does not match row {previous[0]}: a row was deleted or inserted"
+        return (
+            f"prev_hash does not match row {previous[1]}: "
+            "a row was deleted, inserted or moved in the chain"
+        )
     return None

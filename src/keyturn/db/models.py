@@ -155,7 +155,18 @@ class SigningKeyRow(Base):
 
 class AuditEventRow(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index(None, "user_id", "id"), Index(None, "type", "id"))
+    __table_args__ = (
+        Index(None, "user_id", "id"),
+        Index(None, "type", "id"),
+        Index(None, "seq", unique=True),
+        # The sealer's queue: the rows not yet chained, in insertion order (migration 0016).
+        Index(
+            "ix_audit_events_unsealed",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -165,10 +176,12 @@ class AuditEventRow(Base):
     session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     ip: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The hash chain (db/audit.py): the previous row's hash (64 zeros for the first row)
-    # and SHA-256 over this row's canonical encoding, both hex.
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    # The hash chain (db/audit.py), NULL until the sealer chains the row: its position in
+    # the chain, the previous sealed row's hash (64 zeros for the first row) and SHA-256
+    # over this row's canonical encoding, both hex.
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class OneTimeTokenRow(Base):

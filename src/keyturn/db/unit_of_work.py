@@ -75,7 +75,7 @@ class SqlUnitOfWork:
         self.sessions = SqlSessionRepository(db)
         self.refresh_tokens = SqlRefreshTokenRepository(db)
         self.signing_keys = SqlSigningKeyRepository(db)
-        self.audit = SqlAuditRepository(db, defer=True)
+        self.audit = SqlAuditRepository(db)
         self.one_time_tokens = SqlOneTimeTokenRepository(db)
         self.outbox = SqlOutboxRepository(db)
         self.roles = SqlRoleRepository(db)
@@ -97,7 +97,6 @@ class SqlUnitOfWork:
     ) -> None:
         assert self._db is not None  # noqa: S101  (entered before exit, by construction)
         db, self._db = self._db, None
-        self.audit.discard()
         try:
             try:
                 await db.rollback()
@@ -119,6 +118,4 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._db is not None  # noqa: S101  (only called inside the context)
-        # The audit rows go last: the chain lock is then held only until this COMMIT.
-        await self.audit.seal()
         await self._db.commit()

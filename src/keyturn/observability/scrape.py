@@ -1,5 +1,5 @@
 """What ``/metrics`` reads when it is scraped: the database pool, the outbox backlog, the
-readiness checks and the active signing keys' ages.
+audit log's unsealed tail, the readiness checks and the active signing keys' ages.
 
 The composition root attaches this process's sources (``attach``) when it starts and
 detaches them on shutdown; ``render_metrics`` refreshes the asynchronous readings (each
@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import structlog
 from prometheus_client import Gauge, generate_latest
@@ -24,9 +24,11 @@ from prometheus_client.registry import Collector
 from keyturn.observability.metrics import REGISTRY, SCRAPE_SOURCE_ERRORS
 
 __all__ = [
+    "AuditTail",
     "CachedReading",
     "PoolStats",
     "attach",
+    "audit_reading",
     "outbox_reading",
     "readiness_reading",
     "record_active_signing_key",
@@ -50,6 +52,16 @@ OUTBOX_MESSAGES = Gauge(
 OUTBOX_OLDEST_PENDING_AGE = Gauge(
     "keyturn_outbox_oldest_pending_age_seconds",
     "Age of the oldest mail still waiting to be sent (pending or sending); 0 when none.",
+    registry=REGISTRY,
+)
+AUDIT_UNSEALED = Gauge(
+    "keyturn_audit_unsealed_events",
+    "Audit events inserted but not yet chained by the sealer.",
+    registry=REGISTRY,
+)
+AUDIT_SEAL_LAG = Gauge(
+    "keyturn_audit_seal_lag_seconds",
+    "Age of the oldest audit event the sealer has not chained yet; 0 when none.",
     registry=REGISTRY,
 )
 READINESS = Gauge(
@@ -126,6 +138,28 @@ def outbox_reading(read: Callable[[], Awaitable[OutboxBacklog]]) -> CachedReadin
         OUTBOX_OLDEST_PENDING_AGE.set(max(age, 0.0))
 
     return CachedReading("outbox", refresh)
+
+
+class AuditTail(Protocol):
+    """The unsealed audit tail (``keyturn.domain.AuditBacklog`` fits)."""
+
+    @property
+    def unsealed(self) -> int: ...
+    @property
+    def oldest_at(self) -> datetime | None: ...
+
+
+def audit_reading(read: Callable[[], Awaitable[AuditTail]]) -> CachedReading:
+    """The seal lag gauges from ``read``: how many rows wait and the oldest one's age."""
+
+    async def refresh() -> None:
+        tail = await read()
+        AUDIT_UNSEALED.set(tail.unsealed)
+        oldest = tail.oldest_at
+        age = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+        AUDIT_SEAL_LAG.set(max(age, 0.0))
+
+    return CachedReading("audit", refresh)
 
 
 def readiness_reading(

@@ -12,9 +12,11 @@ from typing import Any
 from keyturn.observability.listener import MetricsListener
 from keyturn.observability.listener_settings import ListenerSettings, metrics_address
 from keyturn.observability.scrape import (
+    AuditTail,
     OutboxBacklog,
     PoolStats,
     attach,
+    audit_reading,
     outbox_reading,
     readiness_reading,
 )
@@ -39,6 +41,7 @@ async def start_observability(
     listener: ListenerSettings,
     pool: Callable[[], PoolStats | None],
     outbox_backlog: Callable[[], Awaitable[OutboxBacklog]],
+    audit_backlog: Callable[[], Awaitable[AuditTail]],
     readiness_checks: Mapping[str, Callable[[], Awaitable[None]]],
     storage_tracing: Callable[[], Callable[[], None]] | None = None,
 ) -> Callable[[], Awaitable[None]]:
@@ -50,7 +53,11 @@ async def start_observability(
     """
     detach = attach(
         pool=pool,
-        readings=(outbox_reading(outbox_backlog), readiness_reading(readiness_checks)),
+        readings=(
+            outbox_reading(outbox_backlog),
+            audit_reading(audit_backlog),
+            readiness_reading(readiness_checks),
+        ),
     )
     address = metrics_address(listener)
     server = None if address is None else MetricsListener(*address)

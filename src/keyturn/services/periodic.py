@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from keyturn.errors import DatabaseUnavailable
+
 log = structlog.get_logger(__name__)
 
 
@@ -26,5 +28,7 @@ async def every(
             return
         try:
             await job()
+        except DatabaseUnavailable:
+            continue  # the db layer logs an outage once per burst; no trace every round
         except Exception:
             log.exception(failure)

@@ -309,11 +309,14 @@ class AuditRepository(Protocol):
     async def search(
         self, where: AuditFilter, *, limit: int, before_id: int | None
     ) -> list[AuditEvent]: ...
+    async def seal_pending(self, *, limit: int, wait: bool = False) -> int | None:
+        """Chains up to ``limit`` unsealed rows; ``None`` when another sealer holds the lock."""
+
     async def verify(
         self, *, batch_size: int, progress: Callable[[int], None] | None = None
     ) -> ChainReport: ...
     async def prune(self, *, before: datetime, now: datetime) -> PruneResult:
-        """Deletes the rows older than ``before`` behind a checkpoint row."""
+        """Seals, then deletes the sealed rows older than ``before`` behind a checkpoint."""
 
 
 class UnitOfWork(Protocol):

@@ -1,5 +1,9 @@
 """The tamper-evident audit log (issue 4 item 6; DESIGN.md section 5; ASVS v5.0.0-16.4.2).
 
+Rows are inserted unchained and sealed by the background sealer (issue 17); these tests
+seal explicitly (``seal``) before they look at the chain. The sealer itself is tested in
+``test_audit_sealer.py``.
+
 Flows over HTTP run on the shared test database and only read it. Every test that edits or
 deletes rows runs on a private database of the same backend (a SQLite file, or a PostgreSQL
 database created and dropped here), so later tests still find an intact shared chain.
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -28,6 +32,7 @@ from keyturn.db.migrate import alembic_config, upgrade
 from keyturn.db.models import AuditEventRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.domain import ChainReport, PruneResult
+from keyturn.services.admin.audit_chain import AuditChainService
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +53,20 @@ async def engine(private_url: str) -> AsyncIterator[AsyncEngine]:
         await created.dispose()
 
 
-async def _record(engine: AsyncEngine, count: int, *, now: datetime | None = None) -> None:
+async def seal(engine: AsyncEngine) -> int:
+    """Chains every committed unsealed row (what the background sealer does each second)."""
+    chain = AuditChainService(uow_factory=uow_factory(engine), retention_days=365)
+    return await chain.seal(wait=True) or 0
+
+
+def uow_factory(engine: AsyncEngine) -> Callable[[], SqlUnitOfWork]:
+    sessions = session_factory(engine)
+    return lambda: SqlUnitOfWork(sessions)
+
+
+async def _record(
+    engine: AsyncEngine, count: int, *, now: datetime | None = None, sealed: bool = True
+) -> None:
     sessions = session_factory(engine)
     for number in range(count):
         async with SqlUnitOfWork(sessions) as uow:
@@ -61,6 +79,8 @@ async def _record(engine: AsyncEngine, count: int, *, now: datetime | None = Non
                 data={"factor": "password", "n": number, "nested": {"b": 1, "a": [1, 2]}},
             )
             await uow.commit()
+    if sealed:
+        await seal(engine)
 
 
 async def _verify(engine: AsyncEngine, batch_size: int = 1000) -> ChainReport:
@@ -76,8 +96,15 @@ async def _prune(engine: AsyncEngine, before: datetime, now: datetime) -> PruneR
 
 
 async def _rows(engine: AsyncEngine) -> list[AuditEventRow]:
+    """Every row in chain order (unsealed ones last, in id order)."""
     async with session_factory(engine)() as db:
-        return list(await db.scalars(select(AuditEventRow).order_by(AuditEventRow.id)))
+        return list(
+            await db.scalars(
+                select(AuditEventRow).order_by(
+                    AuditEventRow.seq.is_(None), AuditEventRow.seq, AuditEventRow.id
+                )
+            )
+        )
 
 
 async def test_http_flows_leave_an_intact_chain(
@@ -94,6 +121,7 @@ async def test_http_flows_leave_an_intact_chain(
 
     engine = create_engine(settings.database_url)
     try:
+        await seal(engine)
         report = await _verify(engine, batch_size=7)  # several batches: the walk streams
         async with session_factory(engine)() as db:
             mine = list(
@@ -124,6 +152,7 @@ async def test_first_row_starts_at_genesis_and_each_links_to_the_last(
     await _record(engine, 4)
     rows = await _rows(engine)
     assert [row.id for row in rows] == [1, 2, 3, 4]
+    assert [row.seq for row in rows] == [1, 2, 3, 4]
     assert rows[0].prev_hash == GENESIS
     for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.hash
@@ -208,7 +237,8 @@ async def test_a_deleted_first_row_is_detected(engine: AsyncEngine) -> None:
 
 
 async def test_concurrent_appends_never_fork(engine: AsyncEngine) -> None:
-    """Twenty transactions appending at once: one chain, ids without gaps, no shared parent."""
+    """Twenty transactions appending at once: one chain, positions without gaps, no shared
+    parent."""
     sessions = session_factory(engine)
 
     async def append(number: int) -> None:
@@ -218,8 +248,9 @@ async def test_concurrent_appends_never_fork(engine: AsyncEngine) -> None:
             await uow.commit()
 
     await asyncio.gather(*(append(number) for number in range(20)))
+    await seal(engine)
     rows = await _rows(engine)
-    assert [row.id for row in rows] == list(range(1, 21))
+    assert [row.seq for row in rows] == list(range(1, 21))
     assert len({row.prev_hash for row in rows}) == 20
     assert sorted(row.data["n"] for row in rows) == list(range(20))
     report = await _verify(engine)
@@ -228,13 +259,15 @@ async def test_concurrent_appends_never_fork(engine: AsyncEngine) -> None:
 
 
 async def test_a_rolled_back_append_leaves_no_gap(engine: AsyncEngine) -> None:
+    """A rolled-back insert may use up an id (a PostgreSQL sequence does), never a place in
+    the chain."""
     sessions = session_factory(engine)
     await _record(engine, 1)
     async with SqlUnitOfWork(sessions) as uow:
         await uow.audit.record("login.failed", now=datetime.now(UTC))
         # no commit: rolled back on exit
     await _record(engine, 1)
-    assert [row.id for row in await _rows(engine)] == [1, 2]
+    assert [row.seq for row in await _rows(engine)] == [1, 2]
     assert (await _verify(engine)).intact
 
 
@@ -251,6 +284,7 @@ async def test_concurrent_audited_requests_keep_one_chain(
     assert {answer.status_code for answer in answers} == {401}
     engine = create_engine(settings.database_url)
     try:
+        await seal(engine)
         report = await _verify(engine)
         async with session_factory(engine)() as db:
             parents = list(await db.scalars(select(AuditEventRow.prev_hash)))
@@ -270,12 +304,12 @@ async def test_prune_keeps_the_chain_verifiable(engine: AsyncEngine) -> None:
         anchor = (await _rows(engine))[4].hash
         now = datetime.now(UTC)
         result = await _prune(engine, before=now - timedelta(days=365), now=now)
-    assert (result.deleted, result.pruned_through_id, result.checkpoint_id) == (5, 5, 8)
+    assert (result.deleted, result.pruned_through_seq, result.checkpoint_id) == (5, 5, 8)
     rows = await _rows(engine)
-    assert [row.id for row in rows] == [6, 7, 8]
+    assert [row.seq for row in rows] == [6, 7, 8]
     assert rows[0].prev_hash == anchor
     assert rows[-1].type == CHECKPOINT
-    assert rows[-1].data == {"pruned_through_id": 5, "anchor_hash": anchor}
+    assert rows[-1].data == {"pruned_through_seq": 5, "anchor_hash": anchor}
     report = await _verify(engine)
     assert report.intact, report
     assert report.rows == 3
@@ -287,7 +321,7 @@ async def test_prune_keeps_the_chain_verifiable(engine: AsyncEngine) -> None:
     # A second prune, much later, prunes the first checkpoint too and still verifies.
     much_later = later + timedelta(days=400)
     result = await _prune(engine, before=much_later - timedelta(days=365), now=much_later)
-    assert result.pruned_through_id == 9
+    assert result.pruned_through_seq == 9
     assert [row.type for row in await _rows(engine)] == [CHECKPOINT]
     assert (await _verify(engine)).intact
 
@@ -363,8 +397,10 @@ async def test_migration_chains_existing_rows(backend: str, private_url: str) ->
             report = await verify_chain(db)
         assert report.intact, report
         assert report.rows == 3
+        # The id sequence continues after the highest id (0016 moved it there).
         await _record(engine, 1)
-        assert [row.id for row in await _rows(engine)] == [1, 2, 5, 6]
+        rows = await _rows(engine)
+        assert [(row.id, row.seq) for row in rows] == [(1, 1), (2, 2), (5, 5), (6, 6)]
         assert (await _verify(engine)).intact
     finally:
         await engine.dispose()

@@ -134,6 +134,7 @@ async def test_every_query_names_a_family_that_metrics_exposes(
         "keyturn_readiness_check_up",
         "keyturn_hash_pool_in_flight",
         "keyturn_outbox_oldest_pending_age_seconds",
+        "keyturn_audit_seal_lag_seconds",
         "keyturn_redis_errors_total",
         "keyturn_signing_key_age_seconds",
         "keyturn_refresh_reuse_detections_total",

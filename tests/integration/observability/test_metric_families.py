@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from helpers import PASSWORD, new_email, running_app, signup_login
+from integration.admin.test_audit_chain import seal
 from keyturn.config import Settings
+from keyturn.db.engine import create_engine
 from net import free_port
 
 pytestmark = pytest.mark.anyio
@@ -93,6 +95,37 @@ async def test_queued_mail_shows_as_outbox_depth(
     assert queued.value("keyturn_outbox_messages", status="pending") == 1
     assert queued.value("keyturn_outbox_messages", status="dead") == 0
     assert queued.value("keyturn_outbox_oldest_pending_age_seconds") > 0
+
+
+async def test_unsealed_audit_rows_show_as_seal_lag(
+    make_settings: SettingsFactory,
+    private_database_url: str,
+    scrape,
+) -> None:
+    """Issue 17: the rows the sealer has not chained yet, and how old the oldest is."""
+    # This process's own sealer stays asleep, so what the scrape sees is what was left.
+    settings = make_settings(
+        database_url=private_database_url, outbox_worker="off", audit_seal_seconds=3600
+    )
+    async with running_app(settings) as client:
+        empty = await scrape(client)
+        assert empty.value("keyturn_audit_unsealed_events") == 0
+        assert empty.value("keyturn_audit_seal_lag_seconds") == 0
+        wrong = {"email": new_email(), "password": PASSWORD}
+        assert (await client.post("/v1/auth/login", json=wrong)).status_code == 401
+    async with running_app(settings) as client:
+        waiting = await scrape(client)
+        assert waiting.value("keyturn_audit_unsealed_events") == 1
+        assert waiting.value("keyturn_audit_seal_lag_seconds") > 0
+    engine = create_engine(private_database_url)
+    try:
+        assert await seal(engine) == 1
+    finally:
+        await engine.dispose()
+    async with running_app(settings) as client:
+        sealed = await scrape(client)
+    assert sealed.value("keyturn_audit_unsealed_events") == 0
+    assert sealed.value("keyturn_audit_seal_lag_seconds") == 0
 
 
 async def test_redis_failures_count_in_one_family_and_readiness_drops(
