@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from e2e.private_postgres import (
@@ -115,6 +116,17 @@ def unavailable_reason() -> str | None:
     if shutil.which("redis-server") is None:
         return "no redis-server (apt-get install redis-server)"
     return postgres_unavailable_reason()
+
+
+def require_cluster_tools() -> None:
+    """Skips without nginx, redis-server or PostgreSQL, except under CI, which installs them
+    (``.ci/run``): there a missing tool fails the test instead of hiding it."""
+    reason = unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: the cluster tests cannot run (CI must not skip them)")
+    pytest.skip(reason)
 
 
 @dataclass

@@ -20,7 +20,14 @@ import httpx
 import jwt
 import pytest
 
-from e2e.cluster import Cluster, fresh_user, login, poll, start_cluster, unavailable_reason
+from e2e.cluster import (
+    Cluster,
+    fresh_user,
+    login,
+    poll,
+    require_cluster_tools,
+    start_cluster,
+)
 from e2e.processes import REPLICA_ISSUER
 from helpers import PASSWORD, bearer, new_email, signup_login
 from oauth_helpers import (
@@ -36,11 +43,7 @@ from oauth_helpers import (
 from passkey_helpers import creation_options
 from webauthn_authenticator import Authenticator
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.cluster,
-    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 # Failed logins per account+IP before 429, counted across the replicas (small: each one
 # is a real password check).
@@ -57,6 +60,7 @@ KEY_CACHE_BOUND = KEY_CACHE_SECONDS + 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_cluster_tools()
     env = {
         "KEYTURN_LIMIT_FAILURES_PER_ACCOUNT_IP": str(FAILURES_PER_ACCOUNT_IP),
         "KEYTURN_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
