@@ -87,6 +87,8 @@ http {{
     upstream keyturn {{
 {servers}
         keepalive 32;
+        # Below Keyturn's keep-alive timeout (5 s), as deploy/nginx/keyturn.conf sets it.
+        keepalive_timeout 4s;
     }}
     server {{
         listen 127.0.0.1:{port};

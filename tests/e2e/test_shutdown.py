@@ -143,7 +143,8 @@ def test_a_request_on_a_kept_alive_connection_during_shutdown_is_answered(
 ) -> None:
     """Issue 17: uvicorn closed idle kept-alive connections at once on SIGTERM, so a request
     a balancer had just written to one was reset (and a POST is never replayed). The idle
-    connection now stays open a short grace; a request on it is answered, then it closes."""
+    connection now lives out its keep-alive timeout; a request on it is answered, then it
+    closes."""
     server = start_server()
     request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT) as sock:

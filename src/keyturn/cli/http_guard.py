@@ -20,9 +20,13 @@ test per chunk and body bytes go straight to httptools (no per-byte work).
 Graceful shutdown: uvicorn closes an idle kept-alive connection the moment SIGTERM is
 handled. A request a balancer wrote to it just before, still unread in the socket buffer
 while the event loop was busy, is then reset, and a balancer never replays a POST (issue 17:
-about one POST lost per SIGTERM under load behind nginx). Here such a connection stops
-keeping alive and closes after ``SHUTDOWN_GRACE`` seconds instead; a request that arrives
-meanwhile is answered with ``Connection: close``.
+about one POST lost per SIGTERM under load behind nginx). Here an idle connection instead
+lives out the server's keep-alive timeout (uvicorn's ``timeout_keep_alive``, 5 s), exactly
+as it would have without the SIGTERM; a request that arrives meanwhile is answered with
+``Connection: close``. A balancer whose idle upstream connections time out sooner (nginx
+``keepalive_timeout 4s`` in the upstream, as deploy/nginx/keyturn.conf sets) therefore
+always closes an idle connection itself before Keyturn does: no close can meet a request in
+flight, at shutdown or in normal running.
 """
 
 from __future__ import annotations
@@ -38,9 +42,6 @@ _CLOSE_HEADERS = (
 # Request line: method SP target SP "HTTP/1.1" CRLF; each field: name ": " value CRLF.
 _REQUEST_LINE_OVERHEAD = len(b"  HTTP/1.1\r\n")
 _FIELD_OVERHEAD = len(b": \r\n")
-# Long enough for bytes already in the socket buffer to be read by a busy event loop; the
-# shutdown waits at most this long for an idle connection.
-SHUTDOWN_GRACE = 1.0
 
 
 def _answer(status: bytes, text: bytes) -> bytes:
@@ -141,10 +142,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         """Called by uvicorn on SIGTERM (its listener is closed already); see the module
-        docstring: an idle connection closes after a grace, not at once."""
+        docstring: an idle connection closes at its keep-alive timeout, not at once."""
         self._shutting_down = True
         if self.cycle is None or self.cycle.response_complete:
-            self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+            # The keep-alive timeout the balancer was promised, not less (module docstring).
+            self.loop.call_later(self.timeout_keep_alive, self._close_if_idle)
         else:
             self.cycle.keep_alive = False
 

@@ -42,3 +42,13 @@ async def test_a_transport_closed_under_a_command_is_store_unavailable() -> None
     assert excinfo.value.__cause__ is CLOSED_TRANSPORT
     with pytest.raises(StoreUnavailable):
         await store.revoke("sid", 60)
+
+
+async def test_any_other_runtime_error_is_a_bug_not_an_outage() -> None:
+    class _Broken:
+        async def mget(self, *keys: Any) -> Any:
+            raise RuntimeError("coroutine was never awaited")
+
+    store = RedisRevocationStore(cast(Redis, _Broken()), prefix="keyturn-test:")
+    with pytest.raises(RuntimeError, match="never awaited"):
+        await store.is_revoked("sid")
