@@ -232,8 +232,11 @@ class FallbackRateLimiter:
 
     Each call tries the primary; on ``StoreUnavailable`` it reports the operation to
     ``on_fallback`` (log it, count it) and answers from the fallback, so a Redis outage
-    gives per-process limits instead of none. Hits recorded during the outage stay in
-    the fallback; they are not replayed into Redis.
+    gives per-process limits instead of none. Every hit the primary records is mirrored
+    in the fallback, so a failure in mid-window counts on from this process's share of
+    the window instead of from zero (a single Redis timeout used to reopen a ceiling the
+    process had just reached). Hits recorded during the outage stay in the fallback; they
+    are not replayed into Redis.
 
     Args:
         primary: The shared limiter (normally ``RedisRateLimiter``).
@@ -257,12 +260,18 @@ class FallbackRateLimiter:
     ) -> RateDecision:
         """See ``RateLimiter.hit``; never raises ``StoreUnavailable``."""
         try:
-            return await self._primary.hit(
+            decision = await self._primary.hit(
                 key, limit=limit, window_seconds=window_seconds, cost=cost
             )
         except StoreUnavailable:
             self._fell_back("hit")
-        return await self._fallback.hit(key, limit=limit, window_seconds=window_seconds, cost=cost)
+            return await self._fallback.hit(
+                key, limit=limit, window_seconds=window_seconds, cost=cost
+            )
+        if decision.allowed:
+            # The shadow count (class docstring): in memory, no await, no I/O.
+            await self._fallback.hit(key, limit=limit, window_seconds=window_seconds, cost=cost)
+        return decision
 
     async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
         """See ``RateLimiter.peek``; never raises ``StoreUnavailable``."""
