@@ -313,6 +313,10 @@ class FallbackRateLimiter:
             self._on_fallback(operation)
 
 
+# Keys the per-process shadow of the shared limits keeps (a few MB at most).
+SHADOW_KEYS = 10_000
+
+
 def build_rate_limiter(
     redis_url: str | None,
     *,
@@ -342,5 +346,8 @@ def build_rate_limiter(
             socket_timeout=socket_timeout,
             connect_timeout=connect_timeout,
         )
-        return FallbackRateLimiter(redis_limiter, MemoryRateLimiter(), on_fallback=on_fallback)
+        # The fallback also shadows every allowed hit, so its size is bounded tighter than a
+        # single worker's own limiter: past it the least recently used keys start from zero.
+        fallback = MemoryRateLimiter(max_keys=SHADOW_KEYS)
+        return FallbackRateLimiter(redis_limiter, fallback, on_fallback=on_fallback)
     return MemoryRateLimiter()
