@@ -232,6 +232,12 @@ class Cluster:
         """A client straight to replica ``i``, bypassing the balancer."""
         return httpx.Client(base_url=self.replicas[i].base_url, timeout=HTTP_TIMEOUT)
 
+    @contextmanager
+    def replica_clients(self) -> Iterator[list[httpx.Client]]:
+        """One client straight to each replica, in replica order, closed afterwards."""
+        with ExitStack() as stack:
+            yield [stack.enter_context(self.replica_client(i)) for i in range(len(self.replicas))]
+
     def _spawn(self, i: int, port: int | None = None) -> Server:
         env = keyturn_env(self.workdir / f"replica-{i}", self.env)
         return spawn_server(self.workdir, env, name=f"replica-{i}", port=port)

@@ -100,8 +100,7 @@ def test_logout_on_one_replica_is_refused_by_every_other_within_a_second(
     with cluster.client() as http:
         tokens = fresh_user(http)
     auth = bearer(tokens["access_token"])
-    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
-    try:
+    with cluster.replica_clients() as clients:
         for replica in clients:
             assert replica.get("/v1/me", headers=auth).status_code == 200
         assert clients[0].post("/v1/auth/logout", headers=auth).status_code == 204
@@ -120,9 +119,6 @@ def test_logout_on_one_replica_is_refused_by_every_other_within_a_second(
         # The session's refresh token died with it, on another replica too.
         again = clients[2].post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert again.status_code == 401, again.text
-    finally:
-        for replica in clients:
-            replica.close()
 
 
 def test_failed_logins_are_counted_across_replicas(cluster: Cluster) -> None:
@@ -132,8 +128,7 @@ def test_failed_logins_are_counted_across_replicas(cluster: Cluster) -> None:
     attacker = {"X-Forwarded-For": "203.0.113.77"}
     attempts = FAILURES_PER_ACCOUNT_IP + len(cluster.replicas)
     seen: list[tuple[int, int]] = []
-    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
-    try:
+    with cluster.replica_clients() as clients:
         for attempt in range(attempts):
             i = attempt % len(clients)
             answer = clients[i].post("/v1/auth/login", json=wrong, headers=attacker)
@@ -154,9 +149,6 @@ def test_failed_logins_are_counted_across_replicas(cluster: Cluster) -> None:
             headers={"X-Forwarded-For": "198.51.100.7"},
         )
         assert owner.status_code == 200, owner.text
-    finally:
-        for replica in clients:
-            replica.close()
 
 
 def test_one_refresh_token_sent_to_every_replica_at_once_rotates_once(cluster: Cluster) -> None:
@@ -164,14 +156,13 @@ def test_one_refresh_token_sent_to_every_replica_at_once_rotates_once(cluster: C
         tokens = fresh_user(http)
     racers = 2 * len(cluster.replicas)
     barrier = threading.Barrier(racers)
-    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
+    with cluster.replica_clients() as clients:
 
-    def refresh(i: int) -> httpx.Response:
-        barrier.wait(timeout=30)  # released together: a real race on the session row
-        body = {"refresh_token": tokens["refresh_token"]}
-        return clients[i % len(clients)].post("/v1/auth/refresh", json=body)
+        def refresh(i: int) -> httpx.Response:
+            barrier.wait(timeout=30)  # released together: a real race on the session row
+            body = {"refresh_token": tokens["refresh_token"]}
+            return clients[i % len(clients)].post("/v1/auth/refresh", json=body)
 
-    try:
         with ThreadPoolExecutor(racers) as pool:
             answers = list(pool.map(refresh, range(racers)))
         statuses = Counter(answer.status_code for answer in answers)
@@ -186,9 +177,6 @@ def test_one_refresh_token_sent_to_every_replica_at_once_rotates_once(cluster: C
         (successor,) = successors
         again = clients[1].post("/v1/auth/refresh", json={"refresh_token": successor})
         assert again.status_code == 200, again.text
-    finally:
-        for replica in clients:
-            replica.close()
 
 
 def _jwks_kids(http: httpx.Client) -> set[str]:
@@ -200,8 +188,7 @@ def _jwks_kids(http: httpx.Client) -> set[str]:
 def test_a_forced_rotation_is_published_and_verified_by_every_replica(
     cluster: Cluster, admin_email: str
 ) -> None:
-    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
-    try:
+    with cluster.replica_clients() as clients:
         with cluster.client() as http:
             admin = bearer(login(http, admin_email)["access_token"])
             before = fresh_user(http)
@@ -237,16 +224,12 @@ def test_a_forced_rotation_is_published_and_verified_by_every_replica(
         # The retired key still verifies (its tokens were issued in good faith).
         for replica in clients:
             assert replica.get("/v1/me", headers=bearer(before["access_token"])).status_code == 200
-    finally:
-        for replica in clients:
-            replica.close()
 
 
 def test_a_revoked_key_is_refused_and_unused_on_every_replica_at_once(
     cluster: Cluster, admin_email: str
 ) -> None:
-    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
-    try:
+    with cluster.replica_clients() as clients:
         with cluster.client() as http:
             admin = bearer(login(http, admin_email)["access_token"])
             user = fresh_user(http)
@@ -264,16 +247,12 @@ def test_a_revoked_key_is_refused_and_unused_on_every_replica_at_once(
             assert kid_of(fresh) != kid, f"replica {i} still signs with the revoked key"
             assert replica.get("/v1/me", headers=bearer(fresh)).status_code == 200
         print(f"\nrevoked {kid[:8]} on replica 0: refused, unpublished and unused on all 3")
-    finally:
-        for replica in clients:
-            replica.close()
 
 
 def test_a_role_change_applies_on_every_replica_at_the_next_request(
     cluster: Cluster, admin_email: str
 ) -> None:
-    clients = [cluster.replica_client(i) for i in range(len(cluster.replicas))]
-    try:
+    with cluster.replica_clients() as clients:
         with cluster.client() as http:
             admin = bearer(login(http, admin_email)["access_token"])
             user = fresh_user(http)
@@ -297,9 +276,6 @@ def test_a_role_change_applies_on_every_replica_at_the_next_request(
         assert before == [403, 403, 403]
         assert granted == [200, 200, 200]
         assert removed == [403, 403, 403]
-    finally:
-        for replica in clients:
-            replica.close()
 
 
 def _browser(cluster: Cluster, i: int) -> httpx.AsyncClient:
