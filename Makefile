@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 # pytest-xdist workers: one per core (tests are a mix of I/O waits and hashing).
 TEST_WORKERS ?= auto
 
-.PHONY: install install-run run test lint fmt openapi clean
+.PHONY: install install-run run test test-cluster lint fmt openapi clean
 
 $(RUN_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ fmt: install
 test: lint
 	$(if $(COV_APPEND),,rm -f .coverage .coverage.*)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov $(if $(COV_APPEND),--cov-append) --cov-report=term-missing --cov-fail-under=90 --durations=25 $(PYTEST_ARGS)
+
+# The replica and fault tests alone (issue 17): private PostgreSQL, Redis, three replicas
+# and nginx of their own; `make test` runs them too.
+test-cluster: install
+	$(BIN)/python -m pytest -m cluster -s --durations=10 tests/e2e
 
 openapi: install-run
 	$(BIN)/python -m keyturn.cli.openapi docs/specifications/openapi.json

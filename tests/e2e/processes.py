@@ -34,11 +34,16 @@ LOW_ARGON2 = {"KEYTURN_ARGON2_MEMORY_KIB": "1024", "KEYTURN_ARGON2_TIME_COST": "
 REPLICA_ISSUER = "http://keyturn.replicas.test"
 
 
-def replica_env(postgres_url: str, redis_prefix: str, secret_key: str) -> dict[str, str]:
-    """The settings every replica of one deployment shares (PostgreSQL, Redis, key, issuer)."""
+def replica_env(
+    postgres_url: str, redis_prefix: str, secret_key: str, *, redis_url: str | None = None
+) -> dict[str, str]:
+    """The settings every replica of one deployment shares (PostgreSQL, Redis, key, issuer).
+
+    ``redis_url`` names a private ``redis-server``; unset, the shared test Redis.
+    """
     return {
         "KEYTURN_DATABASE_URL": postgres_url,
-        "KEYTURN_REDIS_URL": os.environ["KEYTURN_TEST_REDIS_URL"],
+        "KEYTURN_REDIS_URL": redis_url or os.environ["KEYTURN_TEST_REDIS_URL"],
         "KEYTURN_REDIS_PREFIX": redis_prefix,
         "KEYTURN_SECRET_KEY": secret_key,
         "KEYTURN_ISSUER": REPLICA_ISSUER,

@@ -117,3 +117,47 @@ def test_idle_server_stops_cleanly_on_sigterm(start_server: Callable[..., Server
 def test_sigterm_exit_status_is_zero(start_server: Callable[..., Server]) -> None:
     server = start_server()
     assert server.stop() == 0, server.output()
+
+
+def _read_one_response(sock: socket.socket) -> tuple[int, dict[str, str]]:
+    """Reads one HTTP/1.1 answer with a Content-Length, leaving the connection open."""
+    sock.settimeout(READ_TIMEOUT)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(status_line.split(" ", 2)[1]), headers
+
+
+def test_a_request_on_a_kept_alive_connection_during_shutdown_is_answered(
+    start_server: Callable[..., Server],
+) -> None:
+    """Issue 17: uvicorn closed idle kept-alive connections at once on SIGTERM, so a request
+    a balancer had just written to one was reset (and a POST is never replayed). The idle
+    connection now lives out its keep-alive timeout; a request on it is answered, then it
+    closes."""
+    server = start_server()
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT) as sock:
+        sock.sendall(request)
+        status, headers = _read_one_response(sock)
+        assert (status, headers.get("connection")) == (200, None)
+
+        server.signal(signal.SIGTERM)
+        server.wait_for_output('"Shutting down"')
+        _wait_until_refusing(server.port)  # shutting down: no new connection accepted
+        sock.sendall(request)
+        status, headers, _ = _read_response(sock)
+
+    assert status == 200
+    assert headers["connection"] == "close"
+    server.assert_stopped_cleanly()

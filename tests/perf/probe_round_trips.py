@@ -170,6 +170,7 @@ async def main(server: str, requests: int, redis_url: str | None) -> None:
             log_level="warning",
             key_rotation_check_seconds=86400,
             key_cache_seconds=3000,
+            audit_seal_seconds=3600,
             limit_ip_per_minute=1_000_000,
             limit_signups_per_ip_per_hour=1_000_000,
             limit_failures_per_account_ip=1_000_000,

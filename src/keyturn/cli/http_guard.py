@@ -16,6 +16,17 @@ the guard lives here rather than only in a reverse proxy:
 
 Only the header phase pays: once headers are complete, ``data_received`` adds one flag
 test per chunk and body bytes go straight to httptools (no per-byte work).
+
+Graceful shutdown: uvicorn closes an idle kept-alive connection the moment SIGTERM is
+handled. A request a balancer wrote to it just before, still unread in the socket buffer
+while the event loop was busy, is then reset, and a balancer never replays a POST (issue 17:
+about one POST lost per SIGTERM under load behind nginx). Here an idle connection instead
+lives out the server's keep-alive timeout (uvicorn's ``timeout_keep_alive``, 5 s), exactly
+as it would have without the SIGTERM; a request that arrives meanwhile is answered with
+``Connection: close``. A balancer whose idle upstream connections time out sooner (nginx
+``keepalive_timeout 4s`` in the upstream, as deploy/nginx/keyturn.conf sets) therefore
+always closes an idle connection itself before Keyturn does: no close can meet a request in
+flight, at shutdown or in normal running.
 """
 
 from __future__ import annotations
@@ -70,6 +81,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._request_started = False
         self._refused = False
         self._header_timer: asyncio.TimerHandle | None = None
+        self._shutting_down = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -115,6 +127,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(TOO_LARGE)
             return
         super().on_headers_complete()
+        if self._shutting_down and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -123,6 +137,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
+
+    # -- graceful shutdown -----------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Called by uvicorn on SIGTERM (its listener is closed already); see the module
+        docstring: an idle connection closes at its keep-alive timeout, not at once."""
+        self._shutting_down = True
+        if self.cycle is None or self.cycle.response_complete:
+            # The keep-alive timeout the balancer was promised, not less (module docstring).
+            self.loop.call_later(self.timeout_keep_alive, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.transport.is_closing() or self._request_started:
+            # Closed already, or a request is arriving: its cycle closes the connection
+            # after the answer (or the header timer refuses it).
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
     # -- the guard -------------------------------------------------------------------------
 

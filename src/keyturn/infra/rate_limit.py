@@ -232,8 +232,11 @@ class FallbackRateLimiter:
 
     Each call tries the primary; on ``StoreUnavailable`` it reports the operation to
     ``on_fallback`` (log it, count it) and answers from the fallback, so a Redis outage
-    gives per-process limits instead of none. Hits recorded during the outage stay in
-    the fallback; they are not replayed into Redis.
+    gives per-process limits instead of none. Every hit the primary records is mirrored
+    in the fallback, so a failure in mid-window counts on from this process's share of
+    the window instead of from zero (a single Redis timeout used to reopen a ceiling the
+    process had just reached). Hits recorded during the outage stay in the fallback; they
+    are not replayed into Redis.
 
     Args:
         primary: The shared limiter (normally ``RedisRateLimiter``).
@@ -257,12 +260,18 @@ class FallbackRateLimiter:
     ) -> RateDecision:
         """See ``RateLimiter.hit``; never raises ``StoreUnavailable``."""
         try:
-            return await self._primary.hit(
+            decision = await self._primary.hit(
                 key, limit=limit, window_seconds=window_seconds, cost=cost
             )
         except StoreUnavailable:
             self._fell_back("hit")
-        return await self._fallback.hit(key, limit=limit, window_seconds=window_seconds, cost=cost)
+            return await self._fallback.hit(
+                key, limit=limit, window_seconds=window_seconds, cost=cost
+            )
+        if decision.allowed:
+            # The shadow count (class docstring): in memory, no await, no I/O.
+            await self._fallback.hit(key, limit=limit, window_seconds=window_seconds, cost=cost)
+        return decision
 
     async def peek(self, key: str, *, limit: int, window_seconds: int) -> RateDecision:
         """See ``RateLimiter.peek``; never raises ``StoreUnavailable``."""
@@ -304,6 +313,11 @@ class FallbackRateLimiter:
             self._on_fallback(operation)
 
 
+# Keys the per-process shadow of the shared limits keeps: at most about 25 MB even if every
+# key held a full per-IP minute (300 hits), far less in practice.
+SHADOW_KEYS = 10_000
+
+
 def build_rate_limiter(
     redis_url: str | None,
     *,
@@ -333,5 +347,8 @@ def build_rate_limiter(
             socket_timeout=socket_timeout,
             connect_timeout=connect_timeout,
         )
-        return FallbackRateLimiter(redis_limiter, MemoryRateLimiter(), on_fallback=on_fallback)
+        # The fallback also shadows every allowed hit, so its size is bounded tighter than a
+        # single worker's own limiter: past it the least recently used keys start from zero.
+        fallback = MemoryRateLimiter(max_keys=SHADOW_KEYS)
+        return FallbackRateLimiter(redis_limiter, fallback, on_fallback=on_fallback)
     return MemoryRateLimiter()

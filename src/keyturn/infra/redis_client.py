@@ -82,14 +82,22 @@ def store_errors(operation: str, component: str = "redis") -> Iterator[None]:
 
     Raises:
         StoreUnavailable: On ``RedisError`` (which covers redis-py's ``ConnectionError``
-            and ``TimeoutError``) or ``OSError`` (the builtin ``ConnectionError`` and
-            ``TimeoutError``, which some socket paths raise unwrapped).
+            and ``TimeoutError``), ``OSError`` (the builtin ``ConnectionError`` and
+            ``TimeoutError``, which some socket paths raise unwrapped), or uvloop's
+            ``RuntimeError`` "... the handler is closed" for a write on a transport that
+            closed under it (Redis went away between the connect and the first command),
+            which was a 500 (issue 17). Any other ``RuntimeError`` propagates.
     """
     try:
         yield
     except (RedisError, OSError) as exc:
         REDIS_ERRORS.labels(component).inc()
         raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
+    except RuntimeError as exc:
+        if "handler is closed" not in str(exc):
+            raise  # any other RuntimeError is a bug, not an outage
+        REDIS_ERRORS.labels(component).inc()
+        raise StoreUnavailable(f"redis {operation} failed: closed transport") from exc
 
 
 class RedisAdapter:

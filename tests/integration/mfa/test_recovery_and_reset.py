@@ -339,7 +339,10 @@ def _counting_statements() -> Iterator[Callable[[], int]]:
 async def test_a_page_of_users_shows_factors_in_a_fixed_number_of_statements(
     make_settings: SettingsFactory,
 ) -> None:
-    settings = make_settings(outbox_worker="off", key_rotation_check_seconds=86400)
+    # No background work (the audit sealer included) while statements are counted.
+    settings = make_settings(
+        outbox_worker="off", key_rotation_check_seconds=86400, audit_seal_seconds=3600
+    )
     async with _serving(settings) as (application, client):
         headers = bearer((await admin_login(application, client))["access_token"])
         counts: dict[int, int] = {}

@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -445,6 +445,41 @@ async def test_fallback_without_callback_still_falls_back(dead_port: int) -> Non
         assert (await limiter.hit(key, limit=1, window_seconds=60)).allowed is True
         assert (await limiter.hit(key, limit=1, window_seconds=60)).allowed is False
         await limiter.reset(key)
+    finally:
+        await limiter.close()
+
+
+class _Switchable:
+    """A shared limiter that works until ``down`` is set, then fails like a lost Redis."""
+
+    def __init__(self) -> None:
+        self.shared = MemoryRateLimiter()
+        self.down = False
+
+    async def hit(self, key: str, **kw: int) -> RateDecision:
+        if self.down:
+            raise StoreUnavailable("redis hit failed: TimeoutError")
+        return await self.shared.hit(key, **kw)
+
+    async def close(self) -> None:
+        await self.shared.close()
+
+
+async def test_the_fallback_counts_on_from_the_hits_the_shared_store_allowed() -> None:
+    """A Redis failure in mid-window does not reopen a limit this process already used up:
+    the hits Redis allowed were mirrored in the process (a 0.5 s Redis timeout under load
+    once let a ceiling reached a moment before start again from zero)."""
+    primary = _Switchable()
+    limiter = FallbackRateLimiter(cast(RedisRateLimiter, primary), MemoryRateLimiter())
+    try:
+        key = new_key()
+        allowed = await hit_n(limiter, key, 3, limit=3, window_seconds=60)
+        assert [decision.allowed for decision in allowed] == [True] * 3
+        primary.down = True
+        refused = await limiter.hit(key, limit=3, window_seconds=60)
+        assert (refused.allowed, refused.remaining) == (False, 0)
+        other = await limiter.hit(new_key(), limit=3, window_seconds=60)
+        assert other.allowed is True  # only what was counted is counted
     finally:
         await limiter.close()
 
