@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,37 +123,44 @@ class Traffic:
     answers: int = 0
 
     def server_errors(self) -> list[tuple[str, int, str]]:
-        return [answer for answer in self.unexpected if answer[1] >= 500]
+        """5xx answers and requests the server dropped without one (status 0)."""
+        return [answer for answer in self.unexpected if answer[1] >= 500 or answer[1] == 0]
 
 
 async def _client(http: httpx.AsyncClient, traffic: Traffic, stop: asyncio.Event) -> None:
     email = f"pgb-{uuid.uuid4().hex[:12]}@example.com"
     credentials = {"email": email, "password": PASSWORD}
 
-    def expect(answer: httpx.Response, status: int) -> bool:
+    async def send(method: str, path: str, status: int, **kwargs: Any) -> httpx.Response | None:
+        """The answer when it has ``status``; else records it (a dropped connection as
+        status 0: a broken server may close one mid-request) and answers None."""
+        try:
+            answer = await http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            traffic.unexpected.append((path, 0, f"no answer: {type(exc).__name__}"))
+            stop.set()
+            return None
         traffic.answers += 1
         if answer.status_code == status:
-            return True
-        traffic.unexpected.append((answer.url.path, answer.status_code, answer.text[:300]))
+            return answer
+        traffic.unexpected.append((path, answer.status_code, answer.text[:300]))
         if answer.status_code >= 500:
             stop.set()
-        return False
+        return None
 
-    if not expect(await http.post("/v1/auth/signup", json=credentials), 202):
+    if await send("POST", "/v1/auth/signup", 202, json=credentials) is None:
         return
     for _ in range(ITERATIONS):
         if stop.is_set():
             return
-        login = await http.post("/v1/auth/login", json=credentials)
-        if not expect(login, 200):
+        login = await send("POST", "/v1/auth/login", 200, json=credentials)
+        if login is None:
             continue
-        tokens = login.json()
-        refreshed = await http.post(
-            "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
-        )
-        if expect(refreshed, 200):
-            me = await http.get("/v1/me", headers=bearer(refreshed.json()["access_token"]))
-            expect(me, 200)
+        body = {"refresh_token": login.json()["refresh_token"]}
+        refreshed = await send("POST", "/v1/auth/refresh", 200, json=body)
+        if refreshed is not None:
+            headers = bearer(refreshed.json()["access_token"])
+            await send("GET", "/v1/me", 200, headers=headers)
 
 
 async def _drive(base_url: str, *, stop_at_first_error: bool) -> Traffic:
