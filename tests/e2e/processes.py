@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from net import free_port
 
@@ -49,6 +50,20 @@ def replica_env(
         "KEYTURN_ISSUER": REPLICA_ISSUER,
         **LOW_ARGON2,
     }
+
+
+# Tests of several real replicas on the shared servers (they run in CI's second run).
+SHARED_SERVER_MARKS = [
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.skipif(
+        not (
+            os.environ.get("KEYTURN_TEST_DATABASE_URL") and os.environ.get("KEYTURN_TEST_REDIS_URL")
+        ),
+        reason="replicas need KEYTURN_TEST_DATABASE_URL and KEYTURN_TEST_REDIS_URL",
+    ),
+]
 
 
 def keyturn_executable() -> str:

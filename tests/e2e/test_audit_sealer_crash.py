@@ -11,7 +11,6 @@ is a bounded poll for the tail to drain.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 import time
@@ -19,25 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
-from e2e.processes import Server, keyturn_env, replica_env, run_in_process
+from e2e.processes import SHARED_SERVER_MARKS, Server, keyturn_env, replica_env, run_in_process
 from helpers import TEST_SECRET, new_email
 from keyturn.db.engine import create_engine
 from keyturn.db.models import AuditEventRow
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.skipif(
-        not (
-            os.environ.get("KEYTURN_TEST_DATABASE_URL") and os.environ.get("KEYTURN_TEST_REDIS_URL")
-        ),
-        reason="replicas need KEYTURN_TEST_DATABASE_URL and KEYTURN_TEST_REDIS_URL",
-    ),
-]
+pytestmark = SHARED_SERVER_MARKS
 
 CLIENTS = 4
 # Bounds, not timings: the load stops by itself, the takeover poll gives up loudly.

@@ -7,26 +7,15 @@ deny-list, no sleep), and a refresh token issued by one replica rotates on the o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from e2e.processes import Server, replica_env
+from e2e.processes import SHARED_SERVER_MARKS, Server, replica_env
 from helpers import PASSWORD, TEST_SECRET, bearer, new_email
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.skipif(
-        not (
-            os.environ.get("KEYTURN_TEST_DATABASE_URL") and os.environ.get("KEYTURN_TEST_REDIS_URL")
-        ),
-        reason="replicas need KEYTURN_TEST_DATABASE_URL and KEYTURN_TEST_REDIS_URL",
-    ),
-]
+pytestmark = SHARED_SERVER_MARKS
 
 
 @pytest.fixture

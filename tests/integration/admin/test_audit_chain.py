@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -42,15 +42,6 @@ T0 = datetime(2026, 1, 5, 12, 0, 0, 123456, tzinfo=UTC)
 @pytest.fixture
 def private_url(private_database_url: str) -> str:
     return private_database_url
-
-
-@pytest.fixture
-async def engine(private_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(private_url)
-    try:
-        yield created
-    finally:
-        await created.dispose()
 
 
 async def seal(engine: AsyncEngine) -> int:

@@ -8,7 +8,6 @@ that need two open transactions at once run on PostgreSQL only (SQLite has one w
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,22 +15,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from integration.admin.test_audit_chain import seal, uow_factory
-from keyturn.db.engine import create_engine, session_factory
+from keyturn.db.engine import session_factory
 from keyturn.db.models import AuditEventRow
 from keyturn.services.admin.audit_chain import SEAL_BATCH
 
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(private_database_url: str) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(private_database_url)
-    try:
-        yield created
-    finally:
-        await created.dispose()
 
 
 async def _insert(engine: AsyncEngine, count: int, *, now: datetime = T0) -> None:
