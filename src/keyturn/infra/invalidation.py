@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from keyturn.errors import StoreUnavailable
 from keyturn.infra.redis_client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
@@ -58,8 +59,13 @@ class ClientChangeListener(Protocol):
     def live(self) -> None: ...
 
 
+# Every in-process feed's listeners: a process may run more than one app (the CLI beside
+# a server, tests with two apps on one database), and a change must reach them all.
+_IN_PROCESS: list[ClientChangeListener] = []
+
+
 class MemoryClientChanges:
-    """One process: a published change reaches this process's listeners at once."""
+    """One process: a published change reaches every listener of this process at once."""
 
     def __init__(self) -> None:
         self._listeners: list[ClientChangeListener] = []
@@ -67,18 +73,24 @@ class MemoryClientChanges:
     def attach(self, listener: ClientChangeListener) -> None:
         """See ``ClientChanges.attach``; nothing can be missed in-process: live at once."""
         self._listeners.append(listener)
+        _IN_PROCESS.append(listener)
         listener.live()
 
     async def publish(self, client_id: str) -> None:
         """See ``ClientChanges.publish``."""
-        for listener in self._listeners:
+        for listener in tuple(_IN_PROCESS):
             listener.changed(client_id)
 
     async def start(self) -> None:
         """Nothing to subscribe to."""
 
     async def close(self) -> None:
-        """Nothing to release."""
+        """Detaches this feed's listeners (a closed app hears nothing more)."""
+        for listener in self._listeners:
+            listener.lost()
+            with contextlib.suppress(ValueError):
+                _IN_PROCESS.remove(listener)
+        self._listeners.clear()
 
 
 class RedisClientChanges(RedisAdapter):
@@ -137,8 +149,15 @@ class RedisClientChanges(RedisAdapter):
     async def publish(self, client_id: str) -> None:
         """See ``ClientChanges.publish`` (PUBLISH returns once Redis has queued the
         message to every subscriber's connection)."""
-        with store_errors("publish", self.component):
-            await self._client.publish(self.channel, client_id.encode())
+        try:
+            with store_errors("publish", self.component):
+                await self._client.publish(self.channel, client_id.encode())
+        except StoreUnavailable:
+            # A pooled connection that died with a Redis restart fails its first command
+            # ("Connection closed by server"); one more try on a fresh one saves the
+            # writer the cache's fallback wait.
+            with store_errors("publish", self.component):
+                await self._client.publish(self.channel, client_id.encode())
 
     async def start(self, *, wait: float = START_WAIT_SECONDS) -> None:
         """Starts subscribing in the background; waits up to ``wait`` seconds for it.

@@ -156,6 +156,6 @@ class ClientCache:
         self.changed(client_id)
         try:
             await self._changes.publish(client_id)
-        except StoreUnavailable:
-            log.warning("client_change_unpublished", wait_seconds=self._max_age)
+        except StoreUnavailable as exc:
+            log.warning("client_change_unpublished", error=str(exc), wait_seconds=self._max_age)
             await asyncio.sleep(self._max_age)
