@@ -59,7 +59,8 @@ class AuditBatch:
 
     Args:
         uow_factory: Units of work for the inserts.
-        interval: Seconds between flushes (the kill -9 loss bound).
+        interval: Seconds between flushes (the kill -9 loss bound); ``INTERVAL_SECONDS``
+            when None (read at construction, so a test can hold rows until shutdown).
         batch: Queued rows that trigger a flush before the interval ends.
         capacity: Queued rows beyond which ``record`` refuses (database down).
     """
@@ -68,12 +69,12 @@ class AuditBatch:
         self,
         *,
         uow_factory: UnitOfWorkFactory,
-        interval: float = INTERVAL_SECONDS,
+        interval: float | None = None,
         batch: int = BATCH_ROWS,
         capacity: int = CAPACITY_ROWS,
     ) -> None:
         self._uow_factory = uow_factory
-        self._interval = interval
+        self._interval = INTERVAL_SECONDS if interval is None else interval
         self._batch = batch
         self._capacity = capacity
         self._queue: list[_Row] = []
