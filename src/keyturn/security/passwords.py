@@ -48,9 +48,10 @@ _ARGON2_PREFIXES = ("$argon2id$", "$argon2i$")
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # bcrypt only ever reads the first 72 bytes of a password.
 _BCRYPT_MAX_BYTES = 72
-# Linux scheduling niceness added to the hash threads. Under a login storm on 2 cores,
-# /v1/me p95 fell from ~60-99 ms to single-digit ms with it, logins/s unchanged (issue 18;
-# numbers in docs/technical, performance report).
+# Linux scheduling niceness added to the hash threads (issue 18, item 5; measured on a
+# shared 2-core machine, /work/wt/notes/crypto.md): with 2 hash threads saturated, the
+# event loop's p95 for 1 ms of work fell from 29-44 ms to 9-16 ms (nice 5: 16 ms, 19: 7 ms),
+# and /v1/me under a login storm from ~330 ms to 24-183 ms (p50 150-200 -> 5-14 ms).
 HASH_THREAD_NICENESS = 10
 
 
