@@ -14,7 +14,13 @@ changes it. The rules, and why each holds:
 2. Every write publishes after its commit and before its answer (``ClientService``): a
    replica that reads after the message reads the committed row. A read that started
    before the message may bring the old row back after it; so a fill is stored only if
-   no change (of any client) and no loss was heard while it read (``_epoch``).
+   no change (of any client) and no loss was heard while it read (``_epoch``). Why the
+   very next request on another replica sees the change: Redis queues the message on
+   every subscriber's connection before it answers PUBLISH, the writer answers its caller
+   only after that, and the feed applies a message in the same step in which it reads it
+   (``infra/invalidation.py``); a request that reaches the replica afterwards makes its
+   Redis throttle call first, by which time the message is in that replica's socket. This
+   is an ordering in practice, not a barrier; rule 3 bounds what it cannot cover.
 3. Entries expire after ``MAX_AGE_SECONDS`` (5 s) whatever the feed says. It bounds the
    one case pub/sub cannot see: a message that never left its publisher (the publisher
    lost Redis while the subscribers kept it), or a subscription that went silently dead
