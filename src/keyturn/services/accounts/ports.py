@@ -57,6 +57,29 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def hit_and_peek(
+        self,
+        hit_key: str,
+        peek_key: str,
+        *,
+        hit_limit: int,
+        hit_window: int,
+        peek_limit: int,
+        peek_window: int,
+    ) -> tuple[RateDecision, RateDecision]:
+        """``hit(hit_key)`` then ``peek(peek_key)`` as one atomic step: one round trip.
+
+        A credential request's per-IP hit and its account+IP peek (issue 18). The hit is
+        recorded if it fits whatever the peek says; the peek sees the hit when the keys
+        are the same.
+
+        Raises:
+            ValueError: As for ``hit``, for either part.
+            StoreUnavailable: As for ``hit``; then neither part was recorded, or both
+                were and the answer was lost.
+        """
+        ...
+
     async def reset(self, key: str) -> None:
         """Forget every hit on ``key``; raises ``StoreUnavailable`` like ``hit``."""
         ...
