@@ -137,7 +137,9 @@ async def test_each_credential_hot_path_makes_its_bound_of_round_trips(
                 return answer
 
             async def login() -> httpx.Response:
-                return await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+                return await http.post(
+                    "/v1/auth/login", json={"email": email, "password": PASSWORD}
+                )
 
             async def rotate() -> httpx.Response:
                 nonlocal refresh

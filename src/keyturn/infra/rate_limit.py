@@ -259,7 +259,10 @@ class RedisRateLimiter(RedisAdapter):
         _check(peek_limit, peek_window, 1)
         hit, peek = await self._script_run(
             "hit_and_peek",
-            [(hit_key, hit_limit, hit_window, 1, True), (peek_key, peek_limit, peek_window, 1, False)],
+            [
+                (hit_key, hit_limit, hit_window, 1, True),
+                (peek_key, peek_limit, peek_window, 1, False),
+            ],
         )
         return hit, peek
 
@@ -287,9 +290,7 @@ class RedisRateLimiter(RedisAdapter):
         with store_errors(f"rate limit {operation}", self.component):
             reply = await self._script(keys=keys, args=args)
         values = [int(v) for v in reply]
-        return [
-            _decision(check[1], *values[i * 4 : i * 4 + 4]) for i, check in enumerate(checks)
-        ]
+        return [_decision(check[1], *values[i * 4 : i * 4 + 4]) for i, check in enumerate(checks)]
 
 
 class FallbackRateLimiter:

@@ -167,8 +167,9 @@ async def test_unknown_grant_counts_once_through_the_guard(make_settings: Settin
         auth = httpx.BasicAuth(created["client_id"], created["client_secret"])
         http = peers(ATTACKER)
         codes = [
-            (await http.post("/oauth2/token", data={"grant_type": "password"}, auth=auth))
-            .status_code
+            (
+                await http.post("/oauth2/token", data={"grant_type": "password"}, auth=auth)
+            ).status_code
             for _ in range(4)
         ]
         # Counted at the client's guard, not again at the end: three fit under three.

@@ -594,7 +594,7 @@ async def test_the_fallback_counts_on_from_the_hits_hit_and_peek_allowed() -> No
         per_ip, pair = new_key(), new_key()
         for _ in range(3):
             hit, peek = await hit_and_peek(limiter, per_ip, pair)
-            assert hit.allowed and peek.allowed
+            assert (hit.allowed, peek.allowed) == (True, True)
         primary.down = True
         hit, peek = await hit_and_peek(limiter, per_ip, pair)
         assert (hit.allowed, hit.remaining) == (False, 0)
@@ -615,7 +615,7 @@ async def test_a_lost_answer_counts_the_hit_in_both_places(
     redis_limiter = RedisRateLimiter.from_url(redis_url, prefix=redis_prefix)
     seen: list[str] = []
     limiter = FallbackRateLimiter(redis_limiter, MemoryRateLimiter(), on_fallback=seen.append)
-    script = redis_limiter._script  # noqa: SLF001  (the one seam between sending and reading)
+    script = redis_limiter._script
 
     async def ran_then_lost(**kw: list[str | int]) -> object:
         await script(**kw)
@@ -623,17 +623,15 @@ async def test_a_lost_answer_counts_the_hit_in_both_places(
 
     try:
         per_ip, pair = new_key(), new_key()
-        redis_limiter._script = ran_then_lost  # type: ignore[assignment]  # noqa: SLF001
+        redis_limiter._script = ran_then_lost  # type: ignore[assignment]
         hit, _ = await hit_and_peek(limiter, per_ip, pair, hit_limit=2)
         assert (hit.allowed, hit.remaining) == (True, 1)
         assert seen == ["hit_and_peek"]
-        redis_limiter._script = script  # noqa: SLF001
+        redis_limiter._script = script
         # Redis recorded the hit the process never heard about; the process counted its own.
         shared, _ = await hit_and_peek(limiter, per_ip, pair, hit_limit=2)
         assert (shared.allowed, shared.remaining) == (True, 0)
-        primary_down = FallbackRateLimiter(
-            cast(RedisRateLimiter, _Down()), limiter._fallback  # noqa: SLF001
-        )
+        primary_down = FallbackRateLimiter(cast(RedisRateLimiter, _Down()), limiter._fallback)
         local, _ = await hit_and_peek(primary_down, per_ip, pair, hit_limit=2)
         assert local.allowed is False  # 1 lost-answer hit + 1 shadowed hit = the limit
     finally:

@@ -65,9 +65,7 @@ async def credential_request(
         await throttle.settle(pending)
 
 
-async def _count(
-    request: Request, services: ServicesDep, client: ClientDep
-) -> AsyncIterator[None]:
+async def _count(request: Request, services: ServicesDep, client: ClientDep) -> AsyncIterator[None]:
     route = request.scope.get("route")
     async with credential_request(services.throttle, client.ip, getattr(route, "path", None)):
         yield
