@@ -6,6 +6,7 @@ and Redis), which never import services; one contract suite covers each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from keyturn.domain import ClientInfo, RateDecision, User
@@ -111,6 +112,15 @@ class RevocationStore(Protocol):
         Raises:
             StoreUnavailable: The shared store could not be reached; the caller must
                 fall back to the database, never assume "not revoked".
+        """
+        ...
+
+    async def revoked_among(self, sids: Sequence[str]) -> frozenset[str]:
+        """Those of ``sids`` currently denied, in one round trip (issue 18).
+
+        Raises:
+            StoreUnavailable: As for ``is_revoked`` (unreachable, or unsealed); an empty
+                ``sids`` asks nothing and answers the empty set.
         """
         ...
 
