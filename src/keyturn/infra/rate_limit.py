@@ -10,6 +10,9 @@ A refused hit is not recorded: a client hammering while blocked does not push it
 block further out, it is let in again ``retry_after`` seconds later (the per-IP ceiling
 still bounds how fast it can hammer). Only allowed hits consume the window.
 
+``hit_and_peek`` decides a hit on one key and a peek on another in one atomic step (one
+Redis round trip): a credential request's per-IP hit and its account+IP failure check.
+
 One contract suite (``tests/unit/infra/test_rate_limit_contract.py``) covers
 ``MemoryRateLimiter`` (one process), ``RedisRateLimiter`` (one atomic script on the Redis
 clock, shared by every replica) and ``FallbackRateLimiter`` (Redis, or per-process limits
@@ -103,6 +106,22 @@ class MemoryRateLimiter:
         _check(limit, window_seconds, 1)
         return self._decide(key, limit, window_seconds * _MS, 1, record=False)
 
+    async def hit_and_peek(
+        self,
+        hit_key: str,
+        peek_key: str,
+        *,
+        hit_limit: int,
+        hit_window: int,
+        peek_limit: int,
+        peek_window: int,
+    ) -> tuple[RateDecision, RateDecision]:
+        """See ``RateLimiter.hit_and_peek``: no await in between, so atomic here too."""
+        _check(hit_limit, hit_window, 1)
+        _check(peek_limit, peek_window, 1)
+        hit = self._decide(hit_key, hit_limit, hit_window * _MS, 1, record=True)
+        return hit, self._decide(peek_key, peek_limit, peek_window * _MS, 1, record=False)
+
     async def reset(self, key: str) -> None:
         """See ``RateLimiter.reset``."""
         self._logs.pop(key, None)
@@ -150,33 +169,48 @@ class MemoryRateLimiter:
 
 # Atomic check-and-record on the Redis server clock (one script: no race between the
 # count and the add, and every replica reads the same TIME). Scores are milliseconds,
-# which Lua's number-to-string (%.14g) renders exactly. A peek (ARGV[4] == "0") only
-# drops expired entries.
+# which Lua's number-to-string (%.14g) renders exactly. The script takes one or more keys,
+# each with four arguments (limit, window ms, cost, record "1" | peek "0") after the
+# member tag in ARGV[1], and decides them in order on one clock reading: a request's
+# per-IP hit and its account+IP peek cost one round trip (issue 18). A peek only drops
+# expired entries. Several keys in one script assume one Redis (no cluster slots).
 _HIT_SCRIPT = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-if count + cost <= limit then
-  if ARGV[4] == '1' then
-    local args = {}
-    for i = 1, cost do
-      args[#args + 1] = now
-      args[#args + 1] = now .. ':' .. ARGV[5] .. ':' .. i
+local tag = ARGV[1]
+local out = {}
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local limit = tonumber(ARGV[k * 4 - 2])
+  local window = tonumber(ARGV[k * 4 - 1])
+  local cost = tonumber(ARGV[k * 4])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count + cost <= limit then
+    if ARGV[k * 4 + 1] == '1' then
+      local args = {}
+      for i = 1, cost do
+        args[#args + 1] = now
+        args[#args + 1] = now .. ':' .. tag .. ':' .. k .. ':' .. i
+      end
+      redis.call('ZADD', key, unpack(args))
+      redis.call('PEXPIRE', key, window)
     end
-    redis.call('ZADD', key, unpack(args))
-    redis.call('PEXPIRE', key, window)
+    out[#out + 1] = 1
+    out[#out + 1] = count + cost
+    out[#out + 1] = 0
+    out[#out + 1] = window
+  else
+    local idx = count - limit + cost - 1
+    local blocker = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    out[#out + 1] = 0
+    out[#out + 1] = count
+    out[#out + 1] = tonumber(blocker[2]) + window - now
+    out[#out + 1] = tonumber(newest[2]) + window - now
   end
-  return {1, count + cost, 0, window}
 end
-local idx = count - limit + cost - 1
-local blocker = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')
-local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-return {0, count, tonumber(blocker[2]) + window - now, tonumber(newest[2]) + window - now}
+return out
 """
 
 
@@ -210,6 +244,28 @@ class RedisRateLimiter(RedisAdapter):
         _check(limit, window_seconds, 1)
         return await self._run("peek", key, limit, window_seconds, 1, record=False)
 
+    async def hit_and_peek(
+        self,
+        hit_key: str,
+        peek_key: str,
+        *,
+        hit_limit: int,
+        hit_window: int,
+        peek_limit: int,
+        peek_window: int,
+    ) -> tuple[RateDecision, RateDecision]:
+        """See ``RateLimiter.hit_and_peek``: one script run, one round trip."""
+        _check(hit_limit, hit_window, 1)
+        _check(peek_limit, peek_window, 1)
+        hit, peek = await self._script_run(
+            "hit_and_peek",
+            [
+                (hit_key, hit_limit, hit_window, 1, True),
+                (peek_key, peek_limit, peek_window, 1, False),
+            ],
+        )
+        return hit, peek
+
     async def reset(self, key: str) -> None:
         """See ``RateLimiter.reset``."""
         with store_errors("rate limit reset", self.component):
@@ -218,13 +274,23 @@ class RedisRateLimiter(RedisAdapter):
     async def _run(
         self, operation: str, key: str, limit: int, window_seconds: int, cost: int, *, record: bool
     ) -> RateDecision:
+        (decision,) = await self._script_run(
+            operation, [(key, limit, window_seconds, cost, record)]
+        )
+        return decision
+
+    async def _script_run(
+        self, operation: str, checks: list[tuple[str, int, int, int, bool]]
+    ) -> list[RateDecision]:
         # Random member suffix: hits in the same millisecond from any replica stay distinct.
-        tag = secrets.token_hex(8)
-        args = [limit, window_seconds * _MS, cost, "1" if record else "0", tag]
+        args: list[str | int] = [secrets.token_hex(8)]
+        for _key, limit, window_seconds, cost, record in checks:
+            args += [limit, window_seconds * _MS, cost, "1" if record else "0"]
+        keys = [self.key(check[0]) for check in checks]
         with store_errors(f"rate limit {operation}", self.component):
-            reply = await self._script(keys=[self.key(key)], args=args)
-        allowed, count, retry_ms, reset_ms = (int(v) for v in reply)
-        return _decision(limit, allowed, count, retry_ms, reset_ms)
+            reply = await self._script(keys=keys, args=args)
+        values = [int(v) for v in reply]
+        return [_decision(check[1], *values[i * 4 : i * 4 + 4]) for i, check in enumerate(checks)]
 
 
 class FallbackRateLimiter:
@@ -241,7 +307,8 @@ class FallbackRateLimiter:
     Args:
         primary: The shared limiter (normally ``RedisRateLimiter``).
         fallback: The in-process limiter used while the primary is unreachable.
-        on_fallback: Called with ``"hit"``, ``"peek"`` or ``"reset"`` on each fallback.
+        on_fallback: Called with ``"hit"``, ``"peek"``, ``"hit_and_peek"`` or ``"reset"``
+            on each fallback.
     """
 
     def __init__(
@@ -280,6 +347,38 @@ class FallbackRateLimiter:
         except StoreUnavailable:
             self._fell_back("peek")
         return await self._fallback.peek(key, limit=limit, window_seconds=window_seconds)
+
+    async def hit_and_peek(
+        self,
+        hit_key: str,
+        peek_key: str,
+        *,
+        hit_limit: int,
+        hit_window: int,
+        peek_limit: int,
+        peek_window: int,
+    ) -> tuple[RateDecision, RateDecision]:
+        """See ``RateLimiter.hit_and_peek``; never raises ``StoreUnavailable``.
+
+        The script is atomic on the server: either both parts ran there or neither did.
+        When the answer is lost (a timeout after the server ran it) both parts are
+        answered here from the per-process counts, so the hit may count twice: closed.
+        """
+        limits = {
+            "hit_limit": hit_limit,
+            "hit_window": hit_window,
+            "peek_limit": peek_limit,
+            "peek_window": peek_window,
+        }
+        try:
+            hit, peek = await self._primary.hit_and_peek(hit_key, peek_key, **limits)
+        except StoreUnavailable:
+            self._fell_back("hit_and_peek")
+            return await self._fallback.hit_and_peek(hit_key, peek_key, **limits)
+        if hit.allowed:
+            # The shadow count of the hit part (class docstring); a peek records nothing.
+            await self._fallback.hit(hit_key, limit=hit_limit, window_seconds=hit_window)
+        return hit, peek
 
     async def reset(self, key: str) -> None:
         """Clear ``key`` in both limiters; never raises ``StoreUnavailable``.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from keyturn.errors import StoreUnavailable
 from keyturn.infra.redis_client import (
@@ -74,6 +74,12 @@ class MemoryRevocationStore:
         self._purge(now)
         expires_at = self._expiry.get(sid)
         return expires_at is not None and expires_at > now
+
+    async def revoked_among(self, sids: Sequence[str]) -> frozenset[str]:
+        """See ``RevocationStore.revoked_among``."""
+        now = self._clock()
+        self._purge(now)
+        return frozenset(sid for sid in sids if self._expiry.get(sid, now) > now)
 
     async def seal(self) -> None:
         """Nothing to do: this list lives and dies with the process that restores it."""
@@ -134,6 +140,22 @@ class RedisRevocationStore(RedisAdapter):
         if sealed is None:
             raise StoreUnavailable("the deny-list lost its contents (Redis reset)")
         return listed is not None
+
+    async def revoked_among(self, sids: Sequence[str]) -> frozenset[str]:
+        """See ``RevocationStore.revoked_among``: one MGET with the seal, like ``is_revoked``.
+
+        Raises:
+            StoreUnavailable: Also when the seal is missing (see ``is_revoked``).
+        """
+        if not sids:
+            return frozenset()
+        with store_errors("revoked_among", self.component):
+            *listed, sealed = await self._client.mget(
+                *(self.key(sid) for sid in sids), self._seal_key
+            )
+        if sealed is None:
+            raise StoreUnavailable("the deny-list lost its contents (Redis reset)")
+        return frozenset(sid for sid, value in zip(sids, listed, strict=True) if value is not None)
 
     async def seal(self) -> None:
         """See ``RevocationStore.seal``."""

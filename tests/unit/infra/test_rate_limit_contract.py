@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keyturn.domain import RateDecision
 from keyturn.errors import StoreUnavailable
@@ -229,6 +230,83 @@ async def test_ping_tells_whether_the_shared_store_answers(backend: Backend) -> 
         await backend.limiter.ping()
 
 
+async def hit_and_peek(
+    limiter: RateLimiter, hit_key: str, peek_key: str, *, hit_limit: int = 3, peek_limit: int = 2
+) -> tuple[RateDecision, RateDecision]:
+    return await limiter.hit_and_peek(
+        hit_key,
+        peek_key,
+        hit_limit=hit_limit,
+        hit_window=60,
+        peek_limit=peek_limit,
+        peek_window=900,
+    )
+
+
+async def test_hit_and_peek_answers_like_a_hit_then_a_peek(backend: Backend) -> None:
+    per_ip, pair = new_key(), new_key()
+    hit, peek = await hit_and_peek(backend.limiter, per_ip, pair)
+    assert hit == RateDecision(allowed=True, limit=3, remaining=2, retry_after=0, reset_after=60)
+    assert peek == RateDecision(allowed=True, limit=2, remaining=1, retry_after=0, reset_after=900)
+    # The hit part was recorded, the peek part was not.
+    assert (await backend.limiter.peek(per_ip, limit=3, window_seconds=60)).remaining == 1
+    assert (await backend.limiter.peek(pair, limit=2, window_seconds=900)).remaining == 1
+
+
+async def test_hit_and_peek_records_the_hit_even_when_the_peek_refuses(backend: Backend) -> None:
+    per_ip, pair = new_key(), new_key()
+    await hit_n(backend.limiter, pair, 2, limit=2, window_seconds=900)
+    hit, peek = await hit_and_peek(backend.limiter, per_ip, pair)
+    assert (hit.allowed, hit.remaining) == (True, 2)
+    assert (peek.allowed, peek.remaining) == (False, 0)
+    assert 1 <= peek.retry_after <= 900
+    # A request refused for its account+IP still counted toward the per-IP ceiling.
+    assert (await backend.limiter.peek(per_ip, limit=3, window_seconds=60)).remaining == 1
+
+
+async def test_hit_and_peek_refuses_the_hit_over_its_limit_and_records_nothing(
+    backend: Backend,
+) -> None:
+    per_ip, pair = new_key(), new_key()
+    decisions = [await hit_and_peek(backend.limiter, per_ip, pair) for _ in range(4)]
+    assert [hit.allowed for hit, _ in decisions] == [True, True, True, False]
+    assert all(peek.allowed for _, peek in decisions)  # the peek is answered all the same
+    refused = decisions[-1][0]
+    assert (refused.remaining, refused.limit) == (0, 3)
+    assert 1 <= refused.retry_after <= 60
+    # Refused hits are not recorded, exactly as for ``hit``.
+    assert (await backend.limiter.hit(per_ip, limit=4, window_seconds=60)).allowed is True
+
+
+async def test_hit_and_peek_on_one_key_peeks_after_the_hit(backend: Backend) -> None:
+    key = new_key()
+    hit, peek = await hit_and_peek(backend.limiter, key, key, hit_limit=2, peek_limit=2)
+    assert (hit.remaining, peek.allowed, peek.remaining) == (1, True, 0)
+    hit, peek = await hit_and_peek(backend.limiter, key, key, hit_limit=2, peek_limit=2)
+    assert (hit.allowed, hit.remaining, peek.allowed) == (True, 0, False)
+
+
+async def test_concurrent_hit_and_peeks_never_exceed_the_limit(backend: Backend) -> None:
+    per_ip = new_key()
+    decisions = await asyncio.gather(
+        *(hit_and_peek(backend.limiter, per_ip, new_key(), hit_limit=10) for _ in range(20))
+    )
+    assert sum(hit.allowed for hit, _ in decisions) == 10
+
+
+@pytest.mark.parametrize("part", ["hit", "peek"])
+@pytest.mark.parametrize(("limit", "window", "name"), [(0, 60, "limit"), (5, 0, "window")])
+async def test_hit_and_peek_refuses_invalid_arguments(
+    backend: Backend, part: str, limit: int, window: int, name: str
+) -> None:
+    key = new_key()
+    limits = {"hit_limit": 5, "hit_window": 60, "peek_limit": 5, "peek_window": 60}
+    limits.update({f"{part}_limit": limit, f"{part}_window": window})
+    with pytest.raises(ValueError, match=name):
+        await backend.limiter.hit_and_peek(key, new_key(), **limits)
+    assert (await backend.limiter.peek(key, limit=1, window_seconds=60)).allowed is True
+
+
 # --- memory only: exact sliding on a fake clock, bounded keys ----------------------
 
 
@@ -430,7 +508,9 @@ async def test_fallback_over_dead_redis_limits_per_process_and_reports(dead_port
         assert (refused.allowed, refused.remaining) == (False, 0)  # never opens a door
         await limiter.reset(key)
         assert (await limiter.hit(key, limit=2, window_seconds=60)).allowed is True
-        assert seen == ["peek", "hit", "hit", "hit", "reset", "hit"]
+        decisions = [await hit_and_peek(limiter, key, new_key(), hit_limit=2) for _ in range(2)]
+        assert [(hit.allowed, hit.remaining) for hit, _ in decisions] == [(True, 0), (False, 0)]
+        assert seen == ["peek", "hit", "hit", "hit", "reset", "hit"] + ["hit_and_peek"] * 2
         with pytest.raises(StoreUnavailable):
             await limiter.ping()
     finally:
@@ -460,6 +540,13 @@ class _Switchable:
         if self.down:
             raise StoreUnavailable("redis hit failed: TimeoutError")
         return await self.shared.hit(key, **kw)
+
+    async def hit_and_peek(
+        self, hit_key: str, peek_key: str, **kw: int
+    ) -> tuple[RateDecision, RateDecision]:
+        if self.down:
+            raise StoreUnavailable("redis rate limit hit_and_peek failed: TimeoutError")
+        return await self.shared.hit_and_peek(hit_key, peek_key, **kw)
 
     async def close(self) -> None:
         await self.shared.close()
@@ -493,3 +580,64 @@ async def test_build_rate_limiter_with_url_does_not_connect_yet(dead_port: int) 
     limiter = build_rate_limiter(f"redis://127.0.0.1:{dead_port}/0", prefix="x:")
     assert isinstance(limiter, FallbackRateLimiter)
     await limiter.close()
+
+
+async def test_the_fallback_counts_on_from_the_hits_hit_and_peek_allowed() -> None:
+    """The same shadow for the one-round-trip admission: a Redis failure between two
+    requests of one client (or in the middle of the window) does not reopen its ceiling."""
+    primary = _Switchable()
+    seen: list[str] = []
+    limiter = FallbackRateLimiter(
+        cast(RedisRateLimiter, primary), MemoryRateLimiter(), on_fallback=seen.append
+    )
+    try:
+        per_ip, pair = new_key(), new_key()
+        for _ in range(3):
+            hit, peek = await hit_and_peek(limiter, per_ip, pair)
+            assert (hit.allowed, peek.allowed) == (True, True)
+        primary.down = True
+        hit, peek = await hit_and_peek(limiter, per_ip, pair)
+        assert (hit.allowed, hit.remaining) == (False, 0)
+        # The peek was never recorded anywhere: no shadow, no invented failures.
+        assert (peek.allowed, peek.remaining) == (True, 1)
+        assert seen == ["hit_and_peek"]
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.redis
+async def test_a_lost_answer_counts_the_hit_in_both_places(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Redis runs the script but its answer never arrives (a timeout mid-call): the
+    per-process answer counts the hit again, so the request is counted twice, never zero
+    times (fails closed)."""
+    redis_limiter = RedisRateLimiter.from_url(redis_url, prefix=redis_prefix)
+    seen: list[str] = []
+    limiter = FallbackRateLimiter(redis_limiter, MemoryRateLimiter(), on_fallback=seen.append)
+    script = redis_limiter._script
+
+    async def ran_then_lost(**kw: list[str | int]) -> object:
+        await script(**kw)
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    try:
+        per_ip, pair = new_key(), new_key()
+        redis_limiter._script = ran_then_lost  # type: ignore[assignment]
+        hit, _ = await hit_and_peek(limiter, per_ip, pair, hit_limit=2)
+        assert (hit.allowed, hit.remaining) == (True, 1)
+        assert seen == ["hit_and_peek"]
+        redis_limiter._script = script
+        # Redis recorded the hit the process never heard about; the process counted its own.
+        shared, _ = await hit_and_peek(limiter, per_ip, pair, hit_limit=2)
+        assert (shared.allowed, shared.remaining) == (True, 0)
+        primary_down = FallbackRateLimiter(cast(RedisRateLimiter, _Down()), limiter._fallback)
+        local, _ = await hit_and_peek(primary_down, per_ip, pair, hit_limit=2)
+        assert local.allowed is False  # 1 lost-answer hit + 1 shadowed hit = the limit
+    finally:
+        await limiter.close()
+
+
+class _Down:
+    async def hit_and_peek(self, *args: str, **kw: int) -> tuple[RateDecision, RateDecision]:
+        raise StoreUnavailable("redis rate limit hit_and_peek failed: ConnectionError")

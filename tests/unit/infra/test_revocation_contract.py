@@ -117,6 +117,18 @@ async def test_ping_answers(backend: Backend) -> None:
     await backend.store.ping()
 
 
+async def test_revoked_among_answers_each_sid_in_one_call(backend: Backend) -> None:
+    revoked, expiring, other = new_sid(), new_sid(), new_sid()
+    await backend.store.revoke(revoked, 600)
+    await backend.store.revoke(expiring, 1)
+    asked = [revoked, expiring, other]
+    assert await backend.store.revoked_among(asked) == {revoked, expiring}
+    await backend.let_ttl_pass(expiring, 1)
+    assert await backend.store.revoked_among(asked) == {revoked}
+    assert await backend.store.revoked_among([other]) == frozenset()
+    assert await backend.store.revoked_among([]) == frozenset()
+
+
 # --- memory only: single process, bounded lazy purge --------------------------------
 
 
@@ -236,6 +248,9 @@ async def test_unreachable_redis_raises_store_unavailable(dead_port: int) -> Non
         with pytest.raises(StoreUnavailable) as excinfo:
             await store.revoke(new_sid(), 60)
         assert_unavailable(excinfo)
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await store.revoked_among([new_sid(), new_sid()])
+        assert_unavailable(excinfo)
     finally:
         await store.close()
 
@@ -275,8 +290,11 @@ async def test_unsealed_redis_list_cannot_vouch_for_a_session(
     try:
         with pytest.raises(StoreUnavailable):
             await store.is_revoked(new_sid())
+        with pytest.raises(StoreUnavailable):
+            await store.revoked_among([new_sid()])
         await store.seal()
         assert await store.is_revoked(new_sid()) is False
+        assert await store.revoked_among([new_sid()]) == frozenset()
     finally:
         await store.close()
 

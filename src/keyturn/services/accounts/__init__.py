@@ -15,7 +15,11 @@ from keyturn.services.accounts.credential_revocation import revoke_credentials
 from keyturn.services.accounts.throttle import Throttle
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard
-from keyturn.services.accounts.access_tokens import ACCESS_TOKEN_TYP, AccessTokenService
+from keyturn.services.accounts.access_tokens import (
+    ACCESS_TOKEN_TYP,
+    AccessTokenService,
+    session_entry,
+)
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.authentication import AuthService
 from keyturn.services.accounts.signup import SignupService
@@ -52,4 +56,5 @@ __all__ = [
     "new_user",
     "parse_email",
     "revoke_credentials",
+    "session_entry",
 ]

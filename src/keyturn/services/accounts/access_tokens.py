@@ -29,6 +29,15 @@ ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105  (RFC 9068 media type, not a secret)
 RESTORE_INTERVAL = 5.0
 
 
+def session_entry(claims: dict[str, Any]) -> str | None:
+    """The deny-list entry of a token's session (its ``sid``, as ``is_revoked`` writes it);
+    None without a well-formed one."""
+    try:
+        return str(uuid.UUID(str(claims["sid"])))
+    except (KeyError, ValueError):
+        return None
+
+
 class AccessTokenService:
     """Issues and verifies access tokens; the deny-list makes logout reach every replica."""
 
@@ -119,8 +128,11 @@ class AccessTokenService:
         return self._keys.sign(claims, typ=ACCESS_TOKEN_TYP)
 
     async def authenticate(self, token: str) -> Principal:
-        """Verifies signature and claims, then refuses a revoked session."""
-        claims = await self._keys.verify(token, self._policy)
+        """Verifies signature and claims, then refuses a revoked session.
+
+        The signing key and the session are looked up on the deny-list in one read.
+        """
+        claims, denied = await self._keys.verify_session(token, self._policy, session_entry)
         try:
             user_id = uuid.UUID(str(claims["sub"]))
             session_id = uuid.UUID(str(claims["sid"]))
@@ -130,7 +142,7 @@ class AccessTokenService:
                 raise TypeError("scope must be a string and roles a list")
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidToken("The token lacks a valid sub, sid, scope or roles claim.") from exc
-        if await self.is_revoked(session_id):
+        if denied if denied is not None else await self.is_revoked(session_id):
             raise SessionRevoked
         return Principal(
             user_id=user_id,

@@ -6,6 +6,7 @@ and Redis), which never import services; one contract suite covers each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from keyturn.domain import ClientInfo, RateDecision, User
@@ -57,6 +58,29 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def hit_and_peek(
+        self,
+        hit_key: str,
+        peek_key: str,
+        *,
+        hit_limit: int,
+        hit_window: int,
+        peek_limit: int,
+        peek_window: int,
+    ) -> tuple[RateDecision, RateDecision]:
+        """``hit(hit_key)`` then ``peek(peek_key)`` as one atomic step: one round trip.
+
+        A credential request's per-IP hit and its account+IP peek (issue 18). The hit is
+        recorded if it fits whatever the peek says; the peek sees the hit when the keys
+        are the same.
+
+        Raises:
+            ValueError: As for ``hit``, for either part.
+            StoreUnavailable: As for ``hit``; then neither part was recorded, or both
+                were and the answer was lost.
+        """
+        ...
+
     async def reset(self, key: str) -> None:
         """Forget every hit on ``key``; raises ``StoreUnavailable`` like ``hit``."""
         ...
@@ -88,6 +112,15 @@ class RevocationStore(Protocol):
         Raises:
             StoreUnavailable: The shared store could not be reached; the caller must
                 fall back to the database, never assume "not revoked".
+        """
+        ...
+
+    async def revoked_among(self, sids: Sequence[str]) -> frozenset[str]:
+        """Those of ``sids`` currently denied, in one round trip (issue 18).
+
+        Raises:
+            StoreUnavailable: As for ``is_revoked`` (unreachable, or unsealed); an empty
+                ``sids`` asks nothing and answers the empty set.
         """
         ...
 

@@ -57,15 +57,27 @@ class KidDenyList:
                 record = await uow.signing_keys.get(kid)
             return record is None or record.state == "revoked"
 
+    async def listed_with(self, kid: str, entry: str) -> tuple[bool, bool] | None:
+        """Whether ``kid`` and another deny-list ``entry`` (a session) are listed, in one
+        read (issue 18); None when the store cannot answer it so, and the caller asks each
+        the usual way, each with its own database fallback."""
+        if self._store is None:
+            return None
+        kid_entry = deny_list_entry(kid)
+        try:
+            listed = await self._store.revoked_among([kid_entry, entry])
+        except StoreUnavailable:
+            return None
+        return kid_entry in listed, entry in listed
+
     async def lists_any(self, kids: Iterable[str]) -> bool:
         """Whether one of ``kids`` is listed; an outage answers False (signing is not where
         revocation fails closed: every verifier refuses the key's tokens)."""
         if self._store is None:
             return False
         try:
-            for kid in kids:
-                if await self._store.is_revoked(deny_list_entry(kid)):
-                    return True
+            # One read for every kid (issue 18: each signed token asks this).
+            return bool(await self._store.revoked_among([deny_list_entry(kid) for kid in kids]))
         except StoreUnavailable:
             REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
         return False

@@ -174,6 +174,19 @@ class KeyManager(KeyCache):
         Raises:
             InvalidToken: Any failure, a revoked signing key included.
         """
+        claims, _ = await self.verify_session(token, policy, lambda _claims: None)
+        return claims
+
+    async def verify_session(
+        self, token: str, policy: JosePolicy, entry_of: Callable[[dict[str, Any]], str | None]
+    ) -> tuple[dict[str, Any], bool | None]:
+        """``verify``, asking the deny-list about the key and the token's session entry
+        (``entry_of(claims)``) in one read (issue 18).
+
+        Returns:
+            The claims, and whether the session is listed; None when that was not asked
+            (no session entry, or the one read failed): ask the session's deny-list then.
+        """
         await self.refresh_if_stale()
         try:
             claims = self._verifier.verify(token, policy)
@@ -186,12 +199,13 @@ class KeyManager(KeyCache):
             if not await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS):
                 raise
             claims = self._verifier.verify(token, policy)
-        kid = header_kid(token)
-        if kid is None or await self._denied.is_revoked(kid):
+        kid, entry = header_kid(token), entry_of(claims)
+        listed = await self._denied.listed_with(kid, entry) if kid and entry else None
+        if kid is None or (listed[0] if listed else await self._denied.is_revoked(kid)):
             # Another replica revoked it: stop signing and verifying with it here too.
             await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
             raise InvalidToken("The token was signed by a revoked key.")
-        return claims
+        return claims, listed[1] if listed else None
 
     async def ensure_signers_current(self) -> None:
         """Before signing: when another replica revoked a key this process still signs
