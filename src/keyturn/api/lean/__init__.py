@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route, get_route_path
+from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from keyturn.api.lean import handlers
@@ -53,13 +53,14 @@ class LeanRoute(Route):
         self.method = method
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == self.method
-            and get_route_path(scope) == self.path
-        ):
-            return Match.FULL, {"endpoint": self.endpoint, "path_params": {}, "route": self}
-        return Match.NONE, {}
+        if scope["type"] != "http" or scope["method"] != self.method:
+            return Match.NONE, {}
+        # Starlette's own path match (root_path and all), as the FastAPI twin matches.
+        match, child_scope = super().matches(scope)
+        if match is not Match.FULL:
+            return Match.NONE, {}
+        child_scope["route"] = self
+        return match, child_scope
 
 
 def install_lean_edge(app: FastAPI) -> None:
