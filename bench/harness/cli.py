@@ -6,6 +6,7 @@ import dataclasses
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -15,6 +16,7 @@ from bench.harness import (
     options,
     peer_phases,
     phases,
+    profiling,
     report,
     scaling,
     seed,
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()
         },
     }
-    runner = Runner(wrk_path, opts.threads, opts.duration, opts.warmup, opts.runs)
+    stamp = time.strftime("%Y-%m-%dT%H%M")
+    profiles = opts.results_dir / f"profile-{stamp}" if opts.profile else None
+    runner = Runner(wrk_path, opts.threads, opts.duration, opts.warmup, opts.runs, profiles)
     outcome = phases.Outcome()
     password_hash = seed.production_hash()
     try:
@@ -74,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]benchmark failed:[/red] {exc}")
         return 1
     host["load_at_end"] = machine.load()
+    if profiles is not None and profiles.exists():
+        read = {
+            path.stem.removeprefix("keyturn-"): profiling.Profile.read(path)
+            for path in sorted(profiles.glob("*.txt"))
+        }
+        (profiles / "summary.md").write_text(profiling.summary(read), encoding="utf-8")
+        console.print(f"profiles: {profiles}/summary.md")
     facts.update(outcome.facts)
     ceiling = outcome.facts.get("raw_argon2id_verify_per_s")
     scale = analysis.scale_comparison(outcome.results, opts.users, opts.results_dir)

@@ -46,6 +46,7 @@ class Options:
     scaling_workers: tuple[int, ...] = (1, 2, 3)
     soak: bool = False
     minutes: float = 30.0
+    profile: bool = False
 
     def wants(self, group: str) -> bool:
         return not self.only or group in self.only
@@ -117,6 +118,11 @@ def parse(argv: list[str] | None = None) -> Options:
         help="worker counts of --scaling, comma-separated (1,2,3)",
     )
     parser.add_argument("--minutes", type=float, default=30.0, help="soak length (30)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy samples Keyturn's first measured run of each scenario (profiling.py)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     return Options(
@@ -146,4 +152,5 @@ def parse(argv: list[str] | None = None) -> Options:
         scaling_workers=tuple(int(n) for n in args.scaling_workers.split(",")),
         soak=bool(args.soak),
         minutes=args.minutes,
+        profile=bool(args.profile),
     )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from bench.harness import wrk
+from bench.harness import profiling, wrk
 from bench.harness.console import console
 from bench.harness.procstat import CpuSnapshot, RssSampler, process_tree
 from bench.harness.servers import Managed
@@ -108,6 +110,8 @@ class Runner:
     duration: float
     warmup: float
     runs: int
+    # --profile: py-spy samples Keyturn's first measured run of each scenario into this folder.
+    profile_dir: Path | None = None
 
     def job(self, scenario: Scenario, server: Managed, run: int, duration: float) -> wrk.WrkJob:
         env = dict(scenario.env)
@@ -135,7 +139,8 @@ class Runner:
             for run in range(1, self.runs + 1):
                 pids = process_tree(server.pid)
                 before = CpuSnapshot.take(pids)
-                outcome = wrk.run(self.wrk_path, self.job(scenario, server, run, duration))
+                with self._sampling(scenario, server, run, duration):
+                    outcome = wrk.run(self.wrk_path, self.job(scenario, server, run, duration))
                 result.cpu.append(CpuSnapshot.take(pids).since(before))
                 result.runs.append(outcome)
                 console.print(
@@ -145,6 +150,13 @@ class Runner:
                 time.sleep(scenario.settle_s)
         result.peak_rss_mb = rss.peak_per_process_mb()
         return result
+
+    def _sampling(
+        self, scenario: Scenario, server: Managed, run: int, duration: float
+    ) -> AbstractContextManager[None]:
+        if self.profile_dir is None or run != 1 or scenario.target != "keyturn":
+            return nullcontext()
+        return profiling.sampling(server.pid, self.profile_dir / f"{scenario.name}.txt", duration)
 
     def measure_together(self, primary: Scenario, companion: Scenario, server: Managed) -> Measured:
         """Runs two workloads at once; the result is ``primary``'s, with the other attached."""
