@@ -542,3 +542,46 @@ def test_every_lean_route_has_a_framework_twin_in_the_openapi_document() -> None
     paths = openapi_document()["paths"]
     for method, path, _ in LEAN_ROUTES:
         assert method.lower() in paths[path], f"{method} {path}"
+
+
+# The per-IP ceiling of the credential routes, at one request a minute: each answer in
+# turn, from a network of its own per app (a Redis backend shares the counts).
+CEILING_STEPS = [
+    ("POST", TOKEN, {"data": {**CC, "client_id": "nobody"}}),
+    ("POST", TOKEN, {"data": {**CC, "client_id": "nobody"}}),
+    ("POST", INTROSPECT, {"data": {"token": "x", "client_id": "nobody"}}),
+    ("POST", REFRESH, {"json": {"refresh_token": "A" * 43}}),
+    # FastAPI parses the body before the ceiling counts: malformed JSON is still a 400.
+    ("POST", REFRESH, {"content": "{", "headers": JSON}),
+    ("POST", REFRESH, {"json": {"refresh_token": "A" * 43, "extra": 1}}),
+]
+# Seconds until the window frees a slot: they may tick between the two apps' answers.
+TIME_HEADERS = {"retry-after", "ratelimit-reset"}
+
+
+async def test_the_per_ip_ceiling_answers_as_the_framework(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(limit_ip_per_minute=1)
+    answers: list[list[Any]] = [[], []]
+    for side, app in enumerate((create_app(settings), create_app(settings, lean_edge=False))):
+        async with lifespan(app):
+            transport = httpx.ASGITransport(app=app, client=(f"203.0.113.{side + 1}", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                for number, (method, path, kwargs) in enumerate(CEILING_STEPS):
+                    headers = {**kwargs.get("headers", {}), "X-Request-ID": f"ceiling-{number:04d}"}
+                    sent = {key: value for key, value in kwargs.items() if key != "headers"}
+                    answer = await http.request(method, path, headers=headers, **sent)
+                    answers[side].append(
+                        (
+                            answer.status_code,
+                            [
+                                (k, v)
+                                for k, v in answer.headers.multi_items()
+                                if k not in TIME_HEADERS
+                            ],
+                            answer.content,
+                        )
+                    )
+    assert [status for status, _, _ in answers[LEAN]] == [401, 429, 429, 429, 400, 429]
+    assert answers[LEAN] == answers[FRAMEWORK]
