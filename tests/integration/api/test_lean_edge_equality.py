@@ -90,7 +90,8 @@ class Case:
     headers: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     data: dict[str, Any] | None = None
-    content: str | bytes | None = None
+    # A list of chunks is streamed (chunked, no Content-Length).
+    content: str | bytes | list[bytes] | None = None
     auth: Basic | None = None
 
     def __str__(self) -> str:
@@ -112,7 +113,9 @@ class Case:
         if self.data is not None:
             kwargs["data"] = fill(self.data)
         if self.content is not None:
-            kwargs["content"] = self.content
+            kwargs["content"] = (
+                _stream(self.content) if isinstance(self.content, list) else self.content
+            )
         if self.auth is not None:
             client = getattr(world, self.auth.client)
             kwargs["auth"] = httpx.BasicAuth(
@@ -131,6 +134,11 @@ class _Side(dict[str, Any]):
         return value[self.side] if isinstance(value, list) else value
 
 
+async def _stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
 def preflight(origin: str, method: str = "POST") -> dict[str, str]:
     return {
         "Origin": origin,
@@ -144,6 +152,7 @@ INTROSPECT, USERINFO, JWKS = "/oauth2/introspect", "/oauth2/userinfo", "/.well-k
 JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 OVERSIZE = "A" * (MAX_BODY + 1)
+STREAMED = [b"grant_type=client_credentials&scope=", b"A" * MAX_BODY]
 ACCESS, GRANT = (
     {"Authorization": T("Bearer {access}")},
     {"Authorization": T("Bearer {grant_access}")},
@@ -216,6 +225,7 @@ CASES = [
     Case("form", "POST", REFRESH, data={"refresh_token": "x"}),
     Case("no content type", "POST", REFRESH, content=RAW_REFRESH),
     Case("oversize", "POST", REFRESH, json={"refresh_token": OVERSIZE}),
+    Case("oversize, streamed", "POST", REFRESH, JSON, content=STREAMED),
     Case("GET is 405", "GET", REFRESH),
     # POST /oauth2/token: client authentication, grants, form rules, CORS.
     Case("client_credentials", "POST", TOKEN, data=CC, auth=MACHINE),
@@ -224,7 +234,7 @@ CASES = [
     Case("own origin", "POST", TOKEN, {"Origin": SPA}, data=CC, auth=MACHINE),
     Case("stranger origin", "POST", TOKEN, {"Origin": STRANGER}, data=CC, auth=MACHINE),
     Case(
-        "client_secret_post",
+        "secret in the form, Basic client",
         "POST",
         TOKEN,
         data={
@@ -254,6 +264,7 @@ CASES = [
     Case("JSON body", "POST", TOKEN, json=CC, auth=MACHINE),
     Case("no body", "POST", TOKEN, auth=MACHINE),
     Case("oversize", "POST", TOKEN, data={**CC, "scope": OVERSIZE}, auth=MACHINE),
+    Case("oversize, streamed", "POST", TOKEN, FORM, content=STREAMED, auth=MACHINE),
     Case("authorization_code", "POST", TOKEN, data=CODE, auth=WEB),
     Case("unknown code", "POST", TOKEN, data=UNKNOWN_CODE, auth=WEB),
     Case("refresh_token grant", "POST", TOKEN, data=REFRESH_GRANT, auth=WEB),
@@ -282,7 +293,7 @@ CASES = [
     ),
     Case("inactive token", "POST", INTROSPECT, data={"token": "garbage"}, auth=WEB),
     Case("missing token", "POST", INTROSPECT, data={"token_type_hint": "x"}, auth=WEB),
-    Case("too long token", "POST", INTROSPECT, data={"token": "A" * 3000}, auth=WEB),
+    Case("long token", "POST", INTROSPECT, data={"token": "A" * 3000}, auth=WEB),
     Case(
         "public client",
         "POST",
@@ -317,6 +328,115 @@ CASES = [
     Case("HEAD", "HEAD", JWKS),
     Case("POST is 405", "POST", JWKS),
 ]
+
+# What each row answers ("method path name status"): both apps must give it.
+EXPECTED = """
+GET /v1/me good bearer 200
+GET /v1/me lower-case scheme, blanks 200
+GET /v1/me no credentials 401
+GET /v1/me scheme only 401
+GET /v1/me scheme and blanks 401
+GET /v1/me basic scheme 401
+GET /v1/me garbage bearer 401
+GET /v1/me expired bearer 401
+GET /v1/me revoked bearer 401
+GET /v1/me OAuth client's token 401
+GET /v1/me API key with me:read 200
+GET /v1/me API key without me:read 403
+GET /v1/me unknown API key 401
+HEAD /v1/me HEAD 200
+GET /v1/me first-party CORS 200
+OPTIONS /v1/me preflight 200
+OPTIONS /v1/me plain OPTIONS 405
+POST /v1/me POST is 405 405
+PUT /v1/me PUT is 405 405
+POST /v1/auth/refresh good 200
+POST /v1/auth/refresh older generation 401
+POST /v1/auth/refresh unknown token 401
+POST /v1/auth/refresh empty token 422
+POST /v1/auth/refresh extra field 422
+POST /v1/auth/refresh missing field 422
+POST /v1/auth/refresh wrong type 422
+POST /v1/auth/refresh JSON list 422
+POST /v1/auth/refresh JSON null 422
+POST /v1/auth/refresh JSON string 422
+POST /v1/auth/refresh no body 422
+POST /v1/auth/refresh empty body, JSON type 422
+POST /v1/auth/refresh malformed JSON 400
+POST /v1/auth/refresh invalid UTF-8 400
+POST /v1/auth/refresh UTF-16 JSON 401
+POST /v1/auth/refresh charset 401
+POST /v1/auth/refresh +json type 401
+POST /v1/auth/refresh text/plain 415
+POST /v1/auth/refresh odd type 415
+POST /v1/auth/refresh form 415
+POST /v1/auth/refresh no content type 415
+POST /v1/auth/refresh oversize 413
+POST /v1/auth/refresh oversize, streamed 413
+GET /v1/auth/refresh GET is 405 405
+POST /oauth2/token client_credentials 200
+POST /oauth2/token narrower scope 200
+POST /oauth2/token wider scope 400
+POST /oauth2/token own origin 200
+POST /oauth2/token stranger origin 200
+POST /oauth2/token secret in the form, Basic client 401
+POST /oauth2/token bad secret 401
+POST /oauth2/token bad secret, own origin 401
+POST /oauth2/token unknown client 401
+POST /oauth2/token no client 401
+POST /oauth2/token two methods 400
+POST /oauth2/token malformed basic 401
+POST /oauth2/token unsupported grant 400
+POST /oauth2/token missing grant_type 400
+POST /oauth2/token repeated parameter 400
+POST /oauth2/token JSON body 400
+POST /oauth2/token no body 400
+POST /oauth2/token oversize 413
+POST /oauth2/token oversize, streamed 413
+POST /oauth2/token authorization_code 200
+POST /oauth2/token unknown code 400
+POST /oauth2/token refresh_token grant 200
+POST /oauth2/token public client 400
+OPTIONS /oauth2/token preflight, client origin 204
+OPTIONS /oauth2/token preflight, stranger 400
+GET /oauth2/token GET is 405 405
+POST /oauth2/introspect active access token 200
+POST /oauth2/introspect active refresh token 200
+POST /oauth2/introspect first-party token 200
+POST /oauth2/introspect another client's token 200
+POST /oauth2/introspect inactive token 200
+POST /oauth2/introspect missing token 400
+POST /oauth2/introspect long token 200
+POST /oauth2/introspect public client 401
+POST /oauth2/introspect bad secret 401
+POST /oauth2/introspect JSON body 400
+GET /oauth2/introspect GET is 405 405
+GET /oauth2/userinfo GET bearer 200
+GET /oauth2/userinfo GET bearer, own origin 200
+GET /oauth2/userinfo GET no token 401
+GET /oauth2/userinfo GET no token, own origin 401
+GET /oauth2/userinfo GET basic scheme 400
+GET /oauth2/userinfo GET garbage 401
+GET /oauth2/userinfo GET first-party token 403
+GET /oauth2/userinfo GET expired token 401
+HEAD /oauth2/userinfo HEAD 200
+POST /oauth2/userinfo POST bearer 200
+POST /oauth2/userinfo POST form token 200
+POST /oauth2/userinfo POST both ways 400
+POST /oauth2/userinfo POST JSON body 400
+POST /oauth2/userinfo POST repeated parameter 400
+OPTIONS /oauth2/userinfo preflight 204
+PUT /oauth2/userinfo PUT is 405 405
+GET /.well-known/jwks.json GET 200
+GET /.well-known/jwks.json GET from another origin 200
+HEAD /.well-known/jwks.json HEAD 200
+POST /.well-known/jwks.json POST is 405 405
+"""
+
+
+def _expected() -> dict[str, int]:
+    rows = (line.rsplit(" ", 1) for line in EXPECTED.strip().splitlines())
+    return {row: int(status) for row, status in rows}
 
 
 class RouteSpy:
@@ -489,11 +609,14 @@ async def test_lean_routes_answer_as_the_framework_routes(
     lean_keys = {(method, path) for method, path, _ in LEAN_ROUTES}
     met: set[tuple[str, str]] = set()
     mismatches = []
+    expected = _expected()
+    assert len(expected) == len(CASES), "one expected status per row"
     for number, case in enumerate(CASES):
         lean_answer, lean_log, lean_route = await _send(lean, case, world, LEAN, number)
         framework_answer, framework_log, framework_route = await _send(
             framework, case, world, FRAMEWORK, number
         )
+        assert lean_answer[0] == expected[f"{case.method} {case.path} {case.name}"], case
         if lean_answer != framework_answer or lean_log != framework_log:
             mismatches.append(
                 f"{case}\n  lean:      {lean_answer} {lean_log}"
