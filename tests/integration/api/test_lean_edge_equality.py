@@ -30,7 +30,7 @@ from structlog.testing import capture_logs
 from conftest import SettingsFactory
 from helpers import PASSWORD, bearer, lifespan, new_email
 from keyturn.api.http.deps import get_principal
-from keyturn.api.lean import LEAN_ROUTES, LeanRoute
+from keyturn.api.lean import LEAN_ROUTES, LeanRoute, install_lean_edge
 from keyturn.app import create_app
 from keyturn.cli.openapi import openapi_document
 from keyturn.domain import utcnow
@@ -708,3 +708,8 @@ async def test_the_per_ip_ceiling_answers_as_the_framework(
                     )
     assert [status for status, _, _ in answers[LEAN]] == [401, 429, 429, 429, 400, 429]
     assert answers[LEAN] == answers[FRAMEWORK]
+
+
+def test_a_lean_route_without_a_framework_twin_refuses_to_start() -> None:
+    with pytest.raises(RuntimeError, match="GET /v1/me"):
+        install_lean_edge(FastAPI())
