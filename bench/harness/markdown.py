@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.harness.report import target_status
+
 
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
@@ -53,10 +55,13 @@ def ratios(summary: dict[str, Any]) -> list[str]:
 
 
 def targets(summary: dict[str, Any]) -> list[str]:
-    lines = [_row(["target", "measured", "goal", "status"]), _row(["---"] * 4)]
+    lines = [_row(["target", "now", "goal", "moonshot", "status"]), _row(["---"] * 5)]
     for item in summary["targets"]:
-        status = {True: "met", False: "**not met**", None: "n/a"}[item["met"]]
-        lines.append(_row([item["target"], item["measured"], item["goal"], status]))
+        # Summaries written before issue 18 have no moonshot fields.
+        status = target_status(item["met"], item.get("moonshot_met"))
+        shown = "**not met**" if status == "not met" else status
+        row = [item["target"], item["measured"], item["goal"], item.get("moonshot", ""), shown]
+        lines.append(_row(row))
     return lines
 
 

@@ -25,13 +25,37 @@ KEYCLOAK_POD_MB = 1250.0
 
 @dataclass(frozen=True)
 class Target:
+    """One row of the targets table: what this run measured ("now") against the goal.
+
+    ``moonshot`` is the issue's stretch goal (empty for rows that have none);
+    ``moonshot_met`` is None when there is none or nothing was measured.
+    """
+
     label: str
     measured: str
     goal: str
     met: bool | None  # None: not measured in this run (pending or not asked for)
+    moonshot: str = ""
+    moonshot_met: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.label, "measured": self.measured, "goal": self.goal, "met": self.met}
+        return {
+            "target": self.label,
+            "measured": self.measured,
+            "goal": self.goal,
+            "met": self.met,
+            "moonshot": self.moonshot,
+            "moonshot_met": self.moonshot_met,
+        }
+
+
+def target_status(met: bool | None, moonshot_met: bool | None) -> str:
+    """The status word of a target row (plain text; the tables add colour)."""
+    if met is None:
+        return "n/a"
+    if moonshot_met:
+        return "moonshot met"
+    return "met" if met else "not met"
 
 
 @dataclass(frozen=True)
@@ -100,11 +124,13 @@ def results_table(results: list[Measured], pending: list[Scenario]) -> Table:
 
 def targets_table(targets: list[Target]) -> Table:
     table = Table(title="Targets (reported, not asserted)")
-    for header in ("target", "measured", "goal", "status"):
+    for header in ("target", "now", "goal", "moonshot", "status"):
         table.add_column(header)
+    colour = {"met": "green", "moonshot met": "bold green", "not met": "red"}
     for target in targets:
-        status = {True: "[green]met[/green]", False: "[red]not met[/red]", None: "n/a"}[target.met]
-        table.add_row(target.label, target.measured, target.goal, status)
+        status = target_status(target.met, target.moonshot_met)
+        shown = f"[{colour[status]}]{status}[/{colour[status]}]" if status in colour else status
+        table.add_row(target.label, target.measured, target.goal, target.moonshot, shown)
     return table
 
 
