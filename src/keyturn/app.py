@@ -34,6 +34,7 @@ from keyturn.infra.ceremonies import (
     build_ceremony_store,
 )
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
+from keyturn.infra.invalidation import MemoryClientChanges, RedisClientChanges, build_client_changes
 from keyturn.infra.mail import build_mailer
 from keyturn.infra.rate_limit import build_rate_limiter
 from keyturn.infra.revocation import build_revocation_store
@@ -80,9 +81,12 @@ class Adapters:
     hash_pool: HashPool
     # WebAuthn challenges (issue 15); closed like the other stores.
     ceremonies: MemoryCeremonyStore | RedisCeremonyStore
+    # OAuth client changes announced to every process (issue 18: the client cache).
+    client_changes: MemoryClientChanges | RedisClientChanges
 
     async def close(self) -> None:
         self.hash_pool.close()
+        await self.client_changes.close()
         await self.ceremonies.close()
         await self.mailer.close()
         await self.limiter.close()
@@ -106,6 +110,7 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
         mailer=mailer if mailbox is None else KeepingMailer(mailer, mailbox),
         hash_pool=build_hash_pool(settings),
         ceremonies=build_ceremony_store(settings.redis_url, prefix=settings.redis_prefix),
+        client_changes=build_client_changes(settings.redis_url, prefix=settings.redis_prefix),
     )
 
 
@@ -187,6 +192,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         keys=keys,
         accounts=accounts,
         authorizer=admin.authorizer,
+        client_changes=adapters.client_changes,
     )
     worker, maintenance = _outbox_jobs(settings, adapters, uow_factory, aead, accounts)
     return Services(
@@ -224,6 +230,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         readiness_checks=_readiness_checks(settings, adapters),
         email_verification_required=settings.email_verification_required,
         mfa=mfa,
+        audit_batch=oauth2.audit_batch,
     )
 
 
@@ -296,6 +303,7 @@ def _background(
         asyncio.create_task(every(seconds, stop, job, failure))
         for seconds, job, failure in periodic
     )
+    tasks.append(services.audit_batch.start(stop))  # client_credentials' audit rows
     return tasks
 
 
@@ -332,6 +340,8 @@ def _lifespan(
             services = build_services(settings, adapters)
             await services.keys.start()
             await _restore_deny_list(services)
+            # The client cache is bypassed until this subscription is confirmed.
+            await adapters.client_changes.start()
             stop_observing = await _observe(settings, adapters, services)
             app.state.services = started = services
             tasks = _background(settings, services, stop)

@@ -25,6 +25,7 @@ from keyturn.services.admin import (
     Authorizer,
     RoleService,
 )
+from keyturn.services.audit_batch import AuditBatch
 from keyturn.services.mfa import MfaServices
 from keyturn.services.oauth2 import (
     AuthorizationService,
@@ -78,6 +79,8 @@ class Services:
     email_verification_required: bool
     # Second factors (issue 15): TOTP, recovery codes, passkeys, the login's second step.
     mfa: MfaServices
+    # client_credentials' audit rows, inserted by a background task (issue 18).
+    audit_batch: AuditBatch
     authorizations: AuthorizationService
     tokens: TokenService
     # RFC 8414 / OIDC Discovery document (services/oauth2/metadata.py), built once.

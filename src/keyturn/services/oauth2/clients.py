@@ -26,6 +26,7 @@ from keyturn.errors import (
 from keyturn.security.digests import Digester, KeyRing, constant_time_equals, new_token
 from keyturn.services.accounts import AccessTokenService, CredentialGuard
 from keyturn.services.admin import Authorizer, record_action
+from keyturn.services.oauth2.client_cache import ClientCache
 from keyturn.services.oauth2.client_records import check_scope_held, metadata_of, record_of
 from keyturn.services.oauth2.client_rules import AUTH_METHODS, ClientMetadata, check_metadata
 from keyturn.services.paging import Page, aware_time, decode_cursor, encode_cursor, page_of
@@ -135,12 +136,13 @@ class ClientService:
         key_ring: KeyRing,
         id_token_algs: Sequence[str],
         access_tokens: AccessTokenService,
-        read_uow_factory: UnitOfWorkFactory | None = None,
+        cache: ClientCache,
     ) -> None:
         self._uow_factory = uow_factory
         self._access_tokens = access_tokens
-        # Units of work that only read (one round trip per SELECT where the store allows).
-        self._read_uow_factory = read_uow_factory or uow_factory
+        # The clients authenticated lately, forgotten on every replica when one changes
+        # (client_cache.py); every write below publishes after its commit.
+        self._cache = cache
         self._authorizer = authorizer
         self._id_token_algs = tuple(id_token_algs)
         self._guard = guard
@@ -166,6 +168,9 @@ class ClientService:
                 raise ServiceUnavailable("Could not draw a unique client_id; try again.")
             await _audit(uow, "client.created", principal, client, record.client_id)
             await uow.commit()
+        # Misses are never cached, so a new client works everywhere at once; announced all
+        # the same, so the rule "every write publishes" has no exception to remember.
+        await self._cache.publish_change(record.client_id)
         return CreatedClient(record, secret)
 
     async def list_clients(
@@ -222,6 +227,8 @@ class ClientService:
             )
             await _audit(uow, "client.updated", principal, client, client_id, fields=fields)
             await uow.commit()
+        # After the commit, before the answer: every replica reads the new registration.
+        await self._cache.publish_change(client_id)
         return updated
 
     async def delete(self, principal: Principal, client_id: str, client: ClientInfo) -> None:
@@ -243,6 +250,8 @@ class ClientService:
                 uow, "client.deleted", principal, client, client_id, extra={"sessions": len(ended)}
             )
             await uow.commit()
+        # After the commit, before the answer: no replica authenticates the client again.
+        await self._cache.publish_change(client_id)
         await self._access_tokens.deny(ended)
 
     async def rotate_secret(
@@ -282,6 +291,9 @@ class ClientService:
                 extra={"revoke_tokens": revoke_tokens},
             )
             await uow.commit()
+        # After the commit, before the answer: the old secret (and, with revoke_tokens, the
+        # tokens issued until now) is refused on every replica from the next request on.
+        await self._cache.publish_change(client_id)
         rotated = replace(current, updated_at=now, secret_rotated_at=now)
         if revoke_tokens:
             rotated = replace(rotated, tokens_revoked_at=now)
@@ -316,11 +328,9 @@ class ClientService:
         account = THROTTLE_ACCOUNT + client_id[:64]
         await self._guard.before(account, client)
         known = CLIENT_ID_SHAPE.match(client_id) is not None
-        found = None
-        if known:
-            # A pure read: the failure path below writes in its own unit of work.
-            async with self._read_uow_factory() as uow:
-                found = await uow.clients.find(client_id)
+        # A pure read, from the cache on a warm process (client_cache.py says when it is
+        # trusted); the failure path below writes in its own unit of work.
+        found = await self._cache.find(client_id) if known else None
         stored = found[1] if found is not None and found[1] is not None else self._dummy_digest
         # Equal work whoever asks: the digests are computed and compared for every call.
         matched = False

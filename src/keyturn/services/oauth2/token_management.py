@@ -18,6 +18,7 @@ from keyturn.errors import InvalidToken
 from keyturn.security.digests import Digester, KeyRing
 from keyturn.security.jose import JosePolicy
 from keyturn.services.accounts import ACCESS_TOKEN_TYP, AccessTokenService
+from keyturn.services.oauth2.client_cache import ClientCache
 from keyturn.services.oauth2.grant_scope import (
     client_grant_scope,
     issued_before_revocation,
@@ -59,6 +60,7 @@ class OAuthTokenService:
         key_ring: KeyRing,
         issuer: str,
         idle_ttl: int,
+        clients: ClientCache,
         read_uow_factory: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
@@ -66,6 +68,8 @@ class OAuthTokenService:
         self._read_uow_factory = read_uow_factory or uow_factory
         self._keys = keys
         self._access_tokens = access_tokens
+        # The token's client, read through the per-process cache (no database when warm).
+        self._clients = clients
         # The same digest label as the rotation code (services/auth.py): one lookup.
         self._digester = Digester(key_ring, "refresh-token")
         self._issuer = issuer
@@ -122,16 +126,20 @@ class OAuthTokenService:
             user_id = uuid.UUID(str(claims["sub"])) if user_grant else None
         except ValueError:
             return frozenset()
-        async with self._read_uow_factory() as uow:
-            client = caller if caller is not None and caller.client_id == client_id else None
-            if client is None:
-                found = await uow.clients.find(str(client_id))
-                client = found[0] if found is not None else None
-            held = await uow.roles.permissions_of(user_id) if user_id is not None else None
+        client = caller if caller is not None and caller.client_id == client_id else None
+        if client is None:
+            found = await self._clients.find(str(client_id))
+            client = found[0] if found is not None else None
+        held = None
+        if user_id is not None and client is not None:
+            # Only the database knows the user's permissions now (a lost role narrows every
+            # later answer); a client_credentials token needs no unit of work at all.
+            async with self._read_uow_factory() as uow:
+                held = await uow.roles.permissions_of(user_id)
         if client is None or issued_before_revocation(client, issued):
             return frozenset()
-        if held is not None:
-            return user_grant_scope(granted, client, held)
+        if user_id is not None:
+            return user_grant_scope(granted, client, held or frozenset())
         return client_grant_scope(granted, client)
 
     def _live(self, session: Session, now: datetime) -> bool:

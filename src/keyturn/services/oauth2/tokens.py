@@ -22,6 +22,7 @@ from keyturn.errors import (
     UnsupportedGrantType,
 )
 from keyturn.services.accounts import AccessTokenService, AuthService, CredentialGuard
+from keyturn.services.audit_batch import AuditBatch
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.code_grant import AuthorizationCodeGrant
 from keyturn.services.oauth2.grant_scope import (
@@ -49,11 +50,16 @@ class TokenService:
         id_tokens: IdTokenSigner,
         guard: CredentialGuard,
         issuer: str,
+        audit_batch: AuditBatch,
     ) -> None:
         self._auth = auth
         self._access_tokens = access_tokens
         self._issuing = GrantIssuing(
-            uow_factory=uow_factory, access_tokens=access_tokens, id_tokens=id_tokens, issuer=issuer
+            uow_factory=uow_factory,
+            access_tokens=access_tokens,
+            id_tokens=id_tokens,
+            issuer=issuer,
+            audit_batch=audit_batch,
         )
         self._code_grant = AuthorizationCodeGrant(
             uow_factory=uow_factory,
@@ -178,6 +184,8 @@ class TokenService:
         access = self._access_tokens.issue_for_client(
             subject=client.client_id, client_id=client.client_id, scope=scope, session=None
         )
-        await self._issuing.audit("client_credentials", client, info, user_id=None, session_id=None)
+        # No database round trip (audit_batch.py); a full queue refuses the grant, and the
+        # token signed above then never leaves the process.
+        self._issuing.audit_queued("client_credentials", client, info)
         # Section 4.4.3: no refresh token.
         return TokenResponse(access_token=access, expires_in=self._access_tokens.ttl, scope=scope)

@@ -11,13 +11,16 @@ from keyturn.config import Settings
 from keyturn.security.digests import KeyRing
 from keyturn.services.accounts import AccountServices
 from keyturn.services.admin import Authorizer
+from keyturn.services.audit_batch import AuditBatch
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.browser_sessions import BrowserSessions
+from keyturn.services.oauth2.client_cache import ClientCache
 from keyturn.services.oauth2.clients import ClientService
 from keyturn.services.oauth2.consents import ConsentService
 from keyturn.services.oauth2.cors import OAuthCorsOrigins
 from keyturn.services.oauth2.id_tokens import IdTokenHints, IdTokenSigner
 from keyturn.services.oauth2.metadata import server_metadata
+from keyturn.services.oauth2.ports import ClientChanges
 from keyturn.services.oauth2.rp_logout import RpLogoutService
 from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
@@ -40,6 +43,8 @@ class OAuth2Services:
     rp_logout: RpLogoutService
     userinfo: UserInfoService
     id_tokens: IdTokenSigner
+    # client_credentials' audit rows, flushed by a background task (audit_batch.py).
+    audit_batch: AuditBatch
 
 
 def build_oauth2(
@@ -51,8 +56,12 @@ def build_oauth2(
     keys: KeyManager,
     accounts: AccountServices,
     authorizer: Authorizer,
+    client_changes: ClientChanges,
 ) -> OAuth2Services:
     access_tokens = accounts.access_tokens
+    # One cache per process, shared by client authentication and introspection.
+    client_cache = ClientCache(changes=client_changes, read_uow_factory=read_uow_factory)
+    audit_batch = AuditBatch(uow_factory=uow_factory)
     id_tokens = IdTokenSigner(keys=keys, algorithms=settings.id_token_algs)
     hints = IdTokenHints(
         keys=keys,
@@ -70,6 +79,7 @@ def build_oauth2(
         key_ring=key_ring,
         issuer=settings.issuer,
         idle_ttl=settings.session_idle_ttl,
+        clients=client_cache,
         read_uow_factory=read_uow_factory,
     )
     return OAuth2Services(
@@ -82,6 +92,7 @@ def build_oauth2(
             id_tokens=id_tokens,
             guard=accounts.guard,
             issuer=settings.issuer,
+            audit_batch=audit_batch,
         ),
         server_metadata=server_metadata(settings.issuer, id_token_algs=settings.id_token_algs),
         browser=BrowserSessions(
@@ -93,7 +104,7 @@ def build_oauth2(
         ),
         clients=ClientService(
             uow_factory=uow_factory,
-            read_uow_factory=read_uow_factory,
+            cache=client_cache,
             authorizer=authorizer,
             guard=accounts.guard,
             key_ring=key_ring,
@@ -108,4 +119,5 @@ def build_oauth2(
         rp_logout=RpLogoutService(uow_factory=uow_factory, hints=hints),
         userinfo=UserInfoService(uow_factory=uow_factory, tokens=token_management),
         id_tokens=id_tokens,
+        audit_batch=audit_batch,
     )
