@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from keyturn import __version__
 from keyturn.api import problems
 from keyturn.api.http.hardening import install_hardening
+from keyturn.api.lean import install_lean_edge
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
 from keyturn.db.audit import audit_backlog
@@ -364,8 +365,12 @@ def _lifespan(
     return lifespan
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Builds the ASGI application for ``settings``; nothing connects until startup."""
+def create_app(settings: Settings, *, lean_edge: bool = True) -> FastAPI:
+    """Builds the ASGI application for ``settings``; nothing connects until startup.
+
+    ``lean_edge=False`` serves the hot routes through FastAPI too (``keyturn.api.lean``):
+    the reference the lean routes' answers are compared with, not a deployment setting.
+    """
     # Dev keeps a copy of every mail for /ui/dev/mail; production never does (tokens).
     mailbox = None if settings.is_production else DevMailbox()
     app = FastAPI(
@@ -388,6 +393,8 @@ def create_app(settings: Settings) -> FastAPI:
         install_tracing(app)
     problems.install(app)
     include_routers(app, settings, mailbox)
+    if lean_edge:
+        install_lean_edge(app)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     install_hardening(app, settings)
     return app

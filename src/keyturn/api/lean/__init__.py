@@ -1,0 +1,84 @@
+"""The lean edge: the hot routes through plain Starlette handlers (issue 18, DESIGN.md 2a).
+
+FastAPI's per-request machinery (dependency solving, body plumbing, response-model
+re-validation) was a third of ``GET /v1/me`` and of the token endpoint in the profile.
+:func:`install_lean_edge` puts a :class:`LeanRoute` for each hot (method, path) in front
+of the router. The FastAPI routes stay where they were: they still describe the paths in
+the OpenAPI document, answer every other method (405 with their ``Allow``) and serve the
+whole app under ``create_app(settings, lean_edge=False)``. The lean handlers
+(``handlers.py``) call the very endpoint functions the FastAPI routes call, and raise the
+same errors into the same exception handlers (``api/problems.py``), so the answers are the
+same bytes; ``tests/integration/api/test_lean_edge_equality.py`` compares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+from keyturn.api.lean import handlers
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# (method, path, handler): each path has a FastAPI twin with the same method.
+LEAN_ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/v1/me", handlers.get_me),
+    ("POST", "/v1/auth/refresh", handlers.refresh),
+    ("POST", "/oauth2/token", handlers.token),
+    ("POST", "/oauth2/introspect", handlers.introspect),
+    ("GET", "/oauth2/userinfo", handlers.userinfo_get),
+    ("POST", "/oauth2/userinfo", handlers.userinfo_post),
+    ("GET", "/.well-known/jwks.json", handlers.jwks),
+)
+
+
+class LeanRoute(Route):
+    """A static path and ONE method; anything else is no match at all.
+
+    No match (rather than Starlette's partial match) lets another method fall through to
+    the FastAPI route of the same path, which answers it as before (405 with its own
+    ``Allow``). HEAD never reaches the router (``HeadAsGetMiddleware`` runs it as GET).
+    ``route`` goes into the scope like an ``APIRoute`` puts itself there: the access log
+    and the latency metric label requests by its ``path``, the same template.
+    """
+
+    def __init__(self, method: str, path: str, handler: Handler) -> None:
+        super().__init__(path, handler, methods=[method], include_in_schema=False)
+        self.method = method
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["method"] != self.method:
+            return Match.NONE, {}
+        # Starlette's own path match (root_path and all), as the FastAPI twin matches.
+        match, child_scope = super().matches(scope)
+        if match is not Match.FULL:
+            return Match.NONE, {}
+        child_scope["route"] = self
+        return match, child_scope
+
+
+def install_lean_edge(app: FastAPI) -> None:
+    """Puts the lean routes in front of ``app``'s routes (call after including routers).
+
+    Raises:
+        RuntimeError: A lean route has no FastAPI twin (the OpenAPI document would not
+            describe it): a renamed or removed route must take its lean route with it.
+    """
+    served = {
+        (method, context.path)
+        for context in iter_route_contexts(app.routes)
+        for method in context.methods or ()
+    }
+    lean = [LeanRoute(method, path, handler) for method, path, handler in LEAN_ROUTES]
+    missing = [
+        f"{route.method} {route.path}" for route in lean if (route.method, route.path) not in served
+    ]
+    if missing:
+        raise RuntimeError(f"lean routes without a FastAPI route: {', '.join(missing)}")
+    app.router.routes[0:0] = lean
