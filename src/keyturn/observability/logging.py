@@ -51,7 +51,14 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # The level check first: a line below the level costs one comparison, not the
+        # context merge and timestamp before the standard library drops it (issue 18: the
+        # access line of every request ran them at KEYTURN_LOG_LEVEL=warning too).
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
