@@ -1,7 +1,8 @@
 """The lean handlers: parse, call the FastAPI route's own endpoint function, render.
 
 Each handler does what FastAPI's dependency solving did for the route, in the same order
-(the per-IP ceiling of the credential endpoints first, then the body; the principal, then
+(the per-IP ceiling of the credential endpoints first, through the same
+``credential_request`` as the router dependency, then the body; the principal, then
 its scope), and hands the values to the endpoint function the route decorates, so the
 services are called by the same code. Only the answer of a route with a response model
 is rendered here, with the bytes FastAPI's serializer gives.
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.http.deps import get_client, require_scope
+from keyturn.api.http.throttling import credential_request
 from keyturn.api.lean.requests import dump_json, principal, read_json, validate_body
 from keyturn.api.oauth2 import token as oauth2_token
 from keyturn.api.oauth2 import token_management, userinfo
@@ -44,8 +46,8 @@ async def refresh(request: Request) -> Response:
     body = await read_json(request)
     services = _services(request)
     client = get_client(request)
-    await services.throttle.request(client.ip)
-    pair = await auth.refresh(validate_body(RefreshRequest, body), services, client)
+    async with credential_request(services.throttle, client.ip, "/v1/auth/refresh"):
+        pair = await auth.refresh(validate_body(RefreshRequest, body), services, client)
     return Response(dump_json(pair), media_type=_JSON)
 
 
@@ -53,16 +55,16 @@ async def token(request: Request) -> Response:
     """``POST /oauth2/token`` (``api/oauth2/token.py``)."""
     services = _services(request)
     client = get_client(request)
-    await services.throttle.request(client.ip)
-    return await oauth2_token.token(request, services, client)
+    async with credential_request(services.throttle, client.ip, "/oauth2/token"):
+        return await oauth2_token.token(request, services, client)
 
 
 async def introspect(request: Request) -> Response:
     """``POST /oauth2/introspect`` (``api/oauth2/token_management.py``)."""
     services = _services(request)
     client = get_client(request)
-    await services.throttle.request(client.ip)
-    return await token_management.introspect(request, services, client)
+    async with credential_request(services.throttle, client.ip, "/oauth2/introspect"):
+        return await token_management.introspect(request, services, client)
 
 
 async def userinfo_get(request: Request) -> Response:
