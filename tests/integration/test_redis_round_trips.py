@@ -153,12 +153,16 @@ async def test_each_credential_hot_path_makes_its_bound_of_round_trips(
             async def get_me() -> httpx.Response:
                 return await http.get("/v1/me", headers=me)
 
+            async def jwks() -> httpx.Response:
+                return await http.get("/.well-known/jwks.json")
+
             requests: dict[str, Callable[[], Awaitable[httpx.Response]]] = {
                 "client_credentials": client_credentials,
                 "login": login,
                 "refresh": rotate,
                 "/v1/me": get_me,
                 "introspection": introspection,
+                "/.well-known/jwks.json": jwks,
             }
             counted: dict[str, list[str]] = {}
             for name, send in requests.items():
@@ -178,6 +182,8 @@ async def test_each_credential_hot_path_makes_its_bound_of_round_trips(
         "refresh": (1, 1),
         "/v1/me": (0, 1),
         "introspection": (1, 1),
+        # Every published key is asked about in the same read (a revoked one leaves at once).
+        "/.well-known/jwks.json": (0, 1),
     }
     assert {name: _per_request(sent) for name, sent in counted.items()} == bounds, counted
 

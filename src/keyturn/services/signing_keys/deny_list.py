@@ -57,6 +57,18 @@ class KidDenyList:
                 record = await uow.signing_keys.get(kid)
             return record is None or record.state == "revoked"
 
+    async def revoked_of(self, kids: list[str]) -> set[str]:
+        """Which of ``kids`` are revoked, in one read (the JWKS asks on every request);
+        the database answers, key by key, when the shared list cannot (fail closed)."""
+        if self._store is None or not kids:
+            return set()
+        entries = {deny_list_entry(kid): kid for kid in kids}
+        try:
+            listed = await self._store.revoked_among(list(entries))
+        except StoreUnavailable:
+            return {kid for kid in kids if await self.is_revoked(kid)}
+        return {entries[entry] for entry in listed}
+
     async def listed_with(self, kid: str, entry: str) -> tuple[bool, bool] | None:
         """Whether ``kid`` and another deny-list ``entry`` (a session) are listed, in one
         read (issue 18); None when the store cannot answer it so, and the caller asks each

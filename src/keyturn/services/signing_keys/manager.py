@@ -223,7 +223,7 @@ class KeyManager(KeyCache):
         """The JWKS to publish: a key another replica revoked is left out at once."""
         await self.refresh_if_stale()
         jwks = self._jwks
-        revoked = [key["kid"] for key in jwks["keys"] if await self._denied.is_revoked(key["kid"])]
+        revoked = await self._denied.revoked_of([key["kid"] for key in jwks["keys"]])
         if not revoked:
             return jwks
         await self.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
