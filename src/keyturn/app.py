@@ -36,7 +36,7 @@ from keyturn.infra.ceremonies import (
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
 from keyturn.infra.invalidation import MemoryClientChanges, RedisClientChanges, build_client_changes
 from keyturn.infra.mail import build_mailer
-from keyturn.infra.rate_limit import build_rate_limiter
+from keyturn.infra.rate_limit_fallback import build_rate_limiter
 from keyturn.infra.revocation import build_revocation_store
 from keyturn.infra.templates import MailTemplates
 from keyturn.observability.logging import configure_logging

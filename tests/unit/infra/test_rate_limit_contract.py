@@ -22,12 +22,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keyturn.domain import RateDecision
 from keyturn.errors import StoreUnavailable
-from keyturn.infra.rate_limit import (
-    FallbackRateLimiter,
-    MemoryRateLimiter,
-    RedisRateLimiter,
-    build_rate_limiter,
-)
+from keyturn.infra.rate_limit import MemoryRateLimiter, RedisRateLimiter
+from keyturn.infra.rate_limit_fallback import FallbackRateLimiter, build_rate_limiter
 from keyturn.services.accounts import RateLimiter
 
 if TYPE_CHECKING:
