@@ -66,7 +66,11 @@ class KidDenyList:
         try:
             listed = await self._store.revoked_among(list(entries))
         except StoreUnavailable:
-            return {kid for kid in kids if await self.is_revoked(kid)}
+            REVOCATION_STORE_ERRORS.labels("is_revoked").inc()
+            # One unit of work for every key, not a second store attempt per key.
+            async with self._uow_factory() as uow:
+                records = {kid: await uow.signing_keys.get(kid) for kid in kids}
+            return {kid for kid, r in records.items() if r is None or r.state == "revoked"}
         return {entries[entry] for entry in listed}
 
     async def listed_with(self, kid: str, entry: str) -> tuple[bool, bool] | None:
