@@ -198,7 +198,15 @@ def test_sigterm_finishes_in_flight_requests_and_no_client_sees_a_failure(
     assert stopped.returncode == 0, output[-4000:]
     assert "Application shutdown complete." in output, output[-4000:]
     print(f"replica {victim} served {len(request_paths(output))} requests and exited 0")
-    assert not result.failures, [(r.name, r.outcome, r.body) for r in result.failures[:10]]
+    assert cluster.nginx is not None
+    # On failure: what nginx saw of the upstream (reset, premature close) and the replica's
+    # last lines, to tell a close race from a slow answer.
+    upstream = [line for line in cluster.nginx.log().splitlines() if "[error]" in line]
+    assert not result.failures, (
+        [(r.name, r.outcome, r.body) for r in result.failures[:10]],
+        upstream[-20:],
+        output[-3000:],
+    )
     _assert_no_lost_signups(cluster, result)
 
 

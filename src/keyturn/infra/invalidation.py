@@ -130,6 +130,7 @@ class RedisClientChanges(RedisAdapter):
         self._is_live = False
         self._reached_live = False
         self._went_live = asyncio.Event()
+        self._closing = False
 
     @property
     def channel(self) -> str:
@@ -166,14 +167,23 @@ class RedisClientChanges(RedisAdapter):
         fresh process start warm. A Redis that does not answer does not hold up startup.
         """
         if self._task is None:
+            self._closing = False
             self._went_live = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="keyturn-client-changes")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._went_live.wait(), wait)
 
     async def close(self) -> None:
-        """Stops the subscription, then closes the clients this feed built."""
+        """Stops the subscription, then closes the clients this feed built.
+
+        The flag, not only the cancel, ends the loop: a cancel can get lost inside
+        redis-py's read. The task was then seen listening on with the cancel still
+        pending, each heartbeat read timing out to ``None`` as usual, and the app's
+        shutdown hung (three CI runs). With the flag the loop ends at the next heartbeat
+        at the latest.
+        """
         if self._task is not None:
+            self._closing = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -192,7 +202,7 @@ class RedisClientChanges(RedisAdapter):
 
     async def _run(self) -> None:
         backoff = _BACKOFF_FIRST
-        while True:
+        while not self._closing:
             self._reached_live = False
             try:
                 await self._listen()
@@ -206,6 +216,8 @@ class RedisClientChanges(RedisAdapter):
                 # Whatever ended the subscription (error, cancel): the listeners stop
                 # trusting what they hold before anything else runs.
                 self._set_lost()
+            if self._closing:
+                return
             # A subscription that had been live reconnects at once; a Redis that stays
             # down is retried with a growing pause.
             backoff = _BACKOFF_FIRST if self._reached_live else min(backoff * 2, _BACKOFF_CAP)
@@ -216,7 +228,7 @@ class RedisClientChanges(RedisAdapter):
         try:
             await pubsub.subscribe(self.channel)
             heard = self._clock()
-            while True:
+            while not self._closing:
                 message = await pubsub.get_message(timeout=self._heartbeat)
                 now = self._clock()
                 if message is None:

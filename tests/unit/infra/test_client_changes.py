@@ -24,6 +24,7 @@ from keyturn.infra.invalidation import (
     RedisClientChanges,
     build_client_changes,
 )
+from keyturn.infra.redis_client import create_redis_client
 from keyturn.services.oauth2 import client_cache
 from keyturn.services.oauth2.client_cache import ClientCache
 from redis_server import RedisServer
@@ -307,3 +308,28 @@ async def test_redis_changes_reach_the_other_process_and_a_dead_redis_fails_clos
     assert store.reads == reads + 3
     await writer.publish_change(ID)
     assert await _until(lambda: len(cache) == 0)
+
+
+async def test_close_ends_the_subscription_whenever_it_comes(private_redis: RedisServer) -> None:
+    """A cancel could get lost inside redis-py's read, and the feed then listened on and
+    held the app's shutdown (three CI runs). Closed at 200 points of its 10 ms heartbeat,
+    it must stop every time; the bound only turns a hang into a failure."""
+    for step in range(200):
+        feed = RedisClientChanges(
+            create_redis_client(private_redis.url),
+            subscriber=create_redis_client(private_redis.url, retries=0),
+            prefix=f"kt-close-{step}:",
+            owns_client=True,
+            heartbeat=0.01,
+        )
+        await feed.start()
+        assert feed.is_live
+        await asyncio.sleep((step % 20) / 1000)
+        closing = asyncio.ensure_future(feed.close())
+        done, _ = await asyncio.wait({closing}, timeout=10)
+        while not closing.done():  # failing: keep cancelling so the suite itself ends
+            if feed._task is not None:
+                feed._task.cancel()
+            await asyncio.sleep(0.01)
+        assert done, f"close() at {step % 20} ms did not end the subscription"
+        assert not feed.is_live
