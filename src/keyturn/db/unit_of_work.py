@@ -34,7 +34,7 @@ from keyturn.db.users import SqlUserRepository
 
 
 class SqlUnitOfWork:
-    """Opens a session on enter; rolls back on exit unless ``commit`` was called."""
+    """Opens a session on enter; what ``commit`` did not commit is rolled back on exit."""
 
     users: SqlUserRepository
     sessions: SqlSessionRepository
@@ -98,10 +98,10 @@ class SqlUnitOfWork:
         assert self._db is not None  # noqa: S101  (entered before exit, by construction)
         db, self._db = self._db, None
         try:
-            try:
-                await db.rollback()
-            finally:
-                await db.close()
+            # close() alone: the pool rolls back what was not committed when it takes the
+            # connection back (reset on return). A rollback() first cost one more pass
+            # through the session, about 50 us of every unit of work (issue 18).
+            await db.close()
         except Exception as cleanup:
             # On a lost connection the cleanup fails too (SQLAlchemy has already invalidated
             # the connection; the pool replaces it). The block's own error is the story.

@@ -1,0 +1,72 @@
+"""The unit of work leaves nothing behind that it did not commit (both backends).
+
+Its exit only closes the session: the pool rolls back on taking the connection back. These
+tests hold that to what callers rely on: the rows are gone, and the locks with them, so
+the next writer on the same pool goes straight through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from keyturn.db.engine import create_engine, read_session_factory, session_factory
+from keyturn.db.unit_of_work import SqlUnitOfWork
+from keyturn.domain import User, utcnow
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine(private_database_url: str) -> AsyncIterator[AsyncEngine]:
+    # One connection: a lock or transaction left on it would stall or leak into the next use.
+    created = create_engine(private_database_url, pool_size=1)
+    try:
+        yield created
+    finally:
+        await created.dispose()
+
+
+def _user() -> User:
+    now = utcnow()
+    return User(
+        id=uuid.uuid4(),
+        email=f"{uuid.uuid4().hex}@example.com",
+        email_verified=False,
+        name=None,
+        password_hash=None,
+        created_at=now,
+    )
+
+
+def _uow(engine: AsyncEngine, *, read_only: bool = False) -> SqlUnitOfWork:
+    return SqlUnitOfWork(session_factory(engine), read_session_factory(engine), read_only=read_only)
+
+
+async def test_what_was_not_committed_is_gone_and_holds_no_lock(engine: AsyncEngine) -> None:
+    dropped, failed, kept = _user(), _user(), _user()
+    async with _uow(engine) as uow:
+        assert await uow.users.add(dropped)  # left without commit
+
+    async def fail_after_writes() -> None:
+        async with _uow(engine) as uow:
+            assert await uow.users.add(failed)
+            await uow.users.update_name(failed.id, "half", utcnow())
+            raise LookupError("the use case failed after its writes")
+
+    with pytest.raises(LookupError):
+        await fail_after_writes()
+    # The same single connection again: a write lock or an open transaction left on it
+    # would make this writer wait or see the rows above.
+    async with _uow(engine) as uow:
+        assert await uow.users.add(kept)
+        await uow.commit()
+    async with _uow(engine, read_only=True) as uow:
+        assert await uow.users.get(dropped.id) is None
+        assert await uow.users.get_by_email(failed.email) is None
+        found = await uow.users.get(kept.id)
+    assert found is not None
+    assert (found.email, found.roles) == (kept.email, ())
