@@ -179,7 +179,7 @@ class RedisClientChanges(RedisAdapter):
         The flag, not only the cancel, ends the loop: a cancel can get lost inside
         redis-py's read. The task was then seen listening on with the cancel still
         pending, each heartbeat read timing out to ``None`` as usual, and the app's
-        shutdown hung (three CI runs). With the flag the loop ends at the next heartbeat
+        shutdown hung (two CI runs). With the flag the loop ends at the next heartbeat
         at the latest.
         """
         if self._task is not None:

@@ -312,7 +312,7 @@ async def test_redis_changes_reach_the_other_process_and_a_dead_redis_fails_clos
 
 async def test_close_ends_the_subscription_whenever_it_comes(private_redis: RedisServer) -> None:
     """A cancel could get lost inside redis-py's read, and the feed then listened on and
-    held the app's shutdown (three CI runs). Closed at 200 points of its 10 ms heartbeat,
+    held the app's shutdown (two CI runs). Closed at 200 points of its 10 ms heartbeat,
     it must stop every time; the bound only turns a hang into a failure."""
     for step in range(200):
         feed = RedisClientChanges(
