@@ -10,7 +10,6 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 
 import structlog
 from fastapi import FastAPI
@@ -18,48 +17,40 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
+from keyturn.adapters import Adapters, build_adapters
 from keyturn.api import problems
 from keyturn.api.http.hardening import install_hardening
 from keyturn.api.lean import install_lean_edge
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
 from keyturn.db.audit import audit_backlog
-from keyturn.db.engine import engine_for, read_session_factory, session_factory
+from keyturn.db.engine import read_session_factory, session_factory
 from keyturn.db.outbox import outbox_backlog, reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
-from keyturn.infra.ceremonies import (
-    MemoryCeremonyStore,
-    RedisCeremonyStore,
-    build_ceremony_store,
-)
-from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
-from keyturn.infra.invalidation import MemoryClientChanges, RedisClientChanges, build_client_changes
-from keyturn.infra.mail import build_mailer
-from keyturn.infra.rate_limit_fallback import build_rate_limiter
-from keyturn.infra.revocation import build_revocation_store
+from keyturn.infra.dev_mailbox import DevMailbox
 from keyturn.infra.templates import MailTemplates
 from keyturn.observability.logging import configure_logging
 from keyturn.observability.metrics import (
     HASH_POOL_CAPACITY,
     HASH_POOL_IN_FLIGHT,
-    RATE_LIMIT_FALLBACKS,
 )
 from keyturn.observability.startup import pool_reader, start_observability
 from keyturn.observability.tracing import install_tracing, trace_storage
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
-from keyturn.security.passwords import Argon2Params, HashPool, PasswordHasher
-from keyturn.services.accounts import AccountServices, RateLimiter, RevocationStore
+from keyturn.services.accounts import AccountServices
 from keyturn.services.accounts.wiring import build_accounts
-from keyturn.services.admin.wiring import build_admin
+from keyturn.services.admin.wiring import AdminServices, build_admin
+from keyturn.services.mfa import MfaServices
 from keyturn.services.mfa.wiring import build_mfa
-from keyturn.services.oauth2.wiring import build_oauth2
-from keyturn.services.outbox import Mailer, OutboxMaintenance, OutboxWorker
+from keyturn.services.oauth2.wiring import OAuth2Services, build_oauth2
+from keyturn.services.outbox import MailOutbox, OutboxMaintenance, OutboxWorker
 from keyturn.services.outbox.wiring import build_outbox, build_outbox_worker
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 from keyturn.services.registry import HealthCheck, Services
+from keyturn.services.signing_keys import KeyManager
 from keyturn.services.signing_keys.wiring import build_signing_keys
 
 log = structlog.get_logger(__name__)
@@ -68,50 +59,6 @@ DESCRIPTION = (
     "Keyturn: users, passwords, sessions and JWTs. Errors are RFC 9457 "
     "`application/problem+json` with a stable `code`."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Adapters:
-    """The outside world one process talks to; built in the lifespan, closed on exit."""
-
-    engine: AsyncEngine
-    revocations: RevocationStore
-    limiter: RateLimiter
-    mailer: Mailer
-    hash_pool: HashPool
-    # WebAuthn challenges (issue 15); closed like the other stores.
-    ceremonies: MemoryCeremonyStore | RedisCeremonyStore
-    # OAuth client changes announced to every process (issue 18: the client cache).
-    client_changes: MemoryClientChanges | RedisClientChanges
-
-    async def close(self) -> None:
-        self.hash_pool.close()
-        await self.client_changes.close()
-        await self.ceremonies.close()
-        await self.mailer.close()
-        await self.limiter.close()
-        await self.revocations.close()
-        await self.engine.dispose()
-
-
-def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> Adapters:
-    """The adapters; with ``mailbox`` (dev) every sent mail is also kept there."""
-    mailer = build_mailer(
-        settings.smtp_url, sender=settings.mail_from, timeout=settings.smtp_timeout
-    )
-    return Adapters(
-        engine=engine_for(settings),
-        revocations=build_revocation_store(settings.redis_url, prefix=settings.redis_prefix),
-        limiter=build_rate_limiter(
-            settings.redis_url,
-            prefix=settings.redis_prefix,
-            on_fallback=lambda operation: RATE_LIMIT_FALLBACKS.labels(operation).inc(),
-        ),
-        mailer=mailer if mailbox is None else KeepingMailer(mailer, mailbox),
-        hash_pool=build_hash_pool(settings),
-        ceremonies=build_ceremony_store(settings.redis_url, prefix=settings.redis_prefix),
-        client_changes=build_client_changes(settings.redis_url, prefix=settings.redis_prefix),
-    )
 
 
 def _uow_factories(engine: AsyncEngine) -> tuple[UnitOfWorkFactory, UnitOfWorkFactory]:
@@ -194,7 +141,23 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         authorizer=admin.authorizer,
         client_changes=adapters.client_changes,
     )
-    worker, maintenance = _outbox_jobs(settings, adapters, uow_factory, aead, accounts)
+    jobs = _outbox_jobs(settings, adapters, uow_factory, aead, accounts)
+    return _registry(settings, adapters, accounts, admin, oauth2, mfa, keys, outbox, jobs)
+
+
+def _registry(
+    settings: Settings,
+    adapters: Adapters,
+    accounts: AccountServices,
+    admin: AdminServices,
+    oauth2: OAuth2Services,
+    mfa: MfaServices,
+    keys: KeyManager,
+    outbox: MailOutbox,
+    jobs: tuple[OutboxWorker, OutboxMaintenance],
+) -> Services:
+    """The one ``Services`` the edge and the CLI see, from what each package built."""
+    worker, maintenance = jobs
     return Services(
         auth=accounts.auth,
         signup=accounts.signup,
@@ -255,13 +218,6 @@ def _outbox_jobs(
         return await reseal_payloads(sessions, aead, progress)
 
     return worker, OutboxMaintenance(uow_factory=uow_factory, resealer=reseal)
-
-
-def build_hash_pool(settings: Settings) -> HashPool:
-    hasher = PasswordHasher(
-        Argon2Params(memory_kib=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost)
-    )
-    return HashPool(hasher, workers=settings.hash_workers, queue_size=settings.hash_queue)
 
 
 async def _restore_deny_list(services: Services) -> None:

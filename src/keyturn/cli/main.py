@@ -14,7 +14,8 @@ from typing import Annotated, cast
 import typer
 import uvicorn
 
-from keyturn.app import build_adapters, build_services, create_app
+from keyturn.adapters import build_adapters
+from keyturn.app import build_services, create_app
 from keyturn.cli import maintenance
 from keyturn.cli.banner import start_banner
 from keyturn.cli.common import ensure_schema, settings_or_exit

@@ -15,7 +15,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from keyturn.app import build_adapters, build_services
+from keyturn.adapters import build_adapters
+from keyturn.app import build_services
 from keyturn.cli.common import ensure_schema, settings_or_exit
 from keyturn.cli.progress import Advance, progress
 from keyturn.config import Settings

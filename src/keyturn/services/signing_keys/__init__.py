@@ -9,7 +9,8 @@ See docs/technical/2026-12-05_backend_architecture.md for how the packages fit t
 # through it finds these names already bound; isort keeps the order.
 # isort: off
 from keyturn.services.signing_keys.revocation import KeyRevocation
-from keyturn.services.signing_keys.manager import KeyInfo, KeyManager
+from keyturn.services.signing_keys.key_info import KeyInfo
+from keyturn.services.signing_keys.manager import KeyManager
 from keyturn.services.signing_keys.operations import AdminKeyService
 from keyturn.services.signing_keys.rotation import RotationRefused, RotationResult
 # isort: on

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -25,6 +24,7 @@ from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.deny_list import KidDenyList
 from keyturn.services.signing_keys.key_cache import KeyCache
+from keyturn.services.signing_keys.key_info import KeyInfo, key_info
 from keyturn.services.signing_keys.revocation import (
     KeyRevocation,
     UnknownSigningKey,
@@ -61,20 +61,6 @@ RETIRED_MARGIN_SECONDS = 60
 # A token naming a kid this process does not hold (or a revoked one) reloads the keys at
 # most this often, however many such tokens arrive.
 UNKNOWN_KEY_RELOAD_SECONDS = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
-    """One signing key as operators see it (no private part)."""
-
-    kid: str
-    alg: str
-    state: str  # next | active | retired | expired | revoked
-    created_at: datetime
-    activated_at: datetime | None
-    retired_at: datetime | None
-    published: bool  # in the JWKS now
-    public_jwk: dict[str, str]
 
 
 class KeyManager(KeyCache):
@@ -381,25 +367,7 @@ class KeyManager(KeyCache):
     async def list_keys(self) -> list[KeyInfo]:
         """Every key, newest first; a retired key past its publication window shows as
         ``expired`` even before a rotation marks it so."""
-        now = utcnow()
-        cutoff = now - self._retired_window
+        cutoff = utcnow() - self._retired_window
         async with self._uow_factory() as uow:
             records = await uow.signing_keys.list_all()
-        keys = []
-        for record in records:
-            state = record.state
-            if state == "retired" and record.retired_at is not None and record.retired_at < cutoff:
-                state = "expired"
-            keys.append(
-                KeyInfo(
-                    kid=record.kid,
-                    alg=record.alg,
-                    state=state,
-                    created_at=record.created_at,
-                    activated_at=record.activated_at,
-                    retired_at=record.retired_at,
-                    published=state in ("next", "active", "retired"),
-                    public_jwk=dict(record.public_jwk),
-                )
-            )
-        return keys
+        return [key_info(record, retired_before=cutoff) for record in records]

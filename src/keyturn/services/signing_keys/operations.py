@@ -7,7 +7,8 @@ from typing import Any
 from keyturn.domain import ClientInfo, Principal, utcnow
 from keyturn.services.admin import Authorizer, record_action
 from keyturn.services.ports import UnitOfWorkFactory
-from keyturn.services.signing_keys.manager import KeyInfo, KeyManager, KeyRevocation, RotationResult
+from keyturn.services.signing_keys.key_info import KeyInfo
+from keyturn.services.signing_keys.manager import KeyManager, KeyRevocation, RotationResult
 
 PERMISSION = "keys:write"
 
