@@ -9,16 +9,18 @@ import signal
 import ssl
 from collections.abc import Callable
 from importlib.metadata import version
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from keyturn.adapters import build_adapters
 from keyturn.app import build_services, create_app
 from keyturn.cli import maintenance
 from keyturn.cli.banner import start_banner
 from keyturn.cli.common import ensure_schema, settings_or_exit
+from keyturn.cli.drain import DrainingServer
 from keyturn.cli.healthcheck import healthcheck
 from keyturn.cli.http_guard import GuardedHttpToolsProtocol
 from keyturn.cli.users import users_app
@@ -122,22 +124,31 @@ def serve(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout,
     )
-    uvicorn.run(
-        "keyturn.app:create_app_from_env",
-        factory=True,
-        http=cast("type[asyncio.Protocol]", protocol),
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
-        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        ssl_context_factory=tls_context if settings.tls_cert_file else None,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
+    options: dict[str, Any] = {
+        "app": "keyturn.app:create_app_from_env",
+        "factory": True,
+        "http": cast("type[asyncio.Protocol]", protocol),
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "ssl_certfile": str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        "ssl_keyfile": str(settings.tls_key_file) if settings.tls_key_file else None,
+        "ssl_context_factory": tls_context if settings.tls_cert_file else None,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.workers > 1:
+        # The workers share one listening socket: no drain (see cli/drain.py).
+        uvicorn.run(**options)
+        return
+    # One process: its stop first empties the accept queue (cli/drain.py).
+    server = DrainingServer(uvicorn.Config(**options))
+    server.run()
+    if not server.started:
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 @app.command()
