@@ -17,7 +17,12 @@ from keyturn.infra.ceremonies import (
     build_ceremony_store,
 )
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
-from keyturn.infra.invalidation import MemoryClientChanges, RedisClientChanges, build_client_changes
+from keyturn.infra.invalidation import (
+    USERS_CHANNEL,
+    MemoryChangeFeed,
+    RedisChangeFeed,
+    build_change_feed,
+)
 from keyturn.infra.mail import build_mailer
 from keyturn.infra.rate_limit_fallback import build_rate_limiter
 from keyturn.infra.revocation import build_revocation_store
@@ -41,11 +46,14 @@ class Adapters:
     # WebAuthn challenges (issue 15); closed like the other stores.
     ceremonies: MemoryCeremonyStore | RedisCeremonyStore
     # OAuth client changes announced to every process (issue 18: the client cache).
-    client_changes: MemoryClientChanges | RedisClientChanges
+    client_changes: MemoryChangeFeed | RedisChangeFeed
+    # User changes, for the profile cache behind GET /v1/me (issue 18).
+    user_changes: MemoryChangeFeed | RedisChangeFeed
 
     async def close(self) -> None:
         self.hash_pool.close()
         await self.client_changes.close()
+        await self.user_changes.close()
         await self.ceremonies.close()
         await self.mailer.close()
         await self.limiter.close()
@@ -69,7 +77,10 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
         mailer=mailer if mailbox is None else KeepingMailer(mailer, mailbox),
         hash_pool=build_hash_pool(settings),
         ceremonies=build_ceremony_store(settings.redis_url, prefix=settings.redis_prefix),
-        client_changes=build_client_changes(settings.redis_url, prefix=settings.redis_prefix),
+        client_changes=build_change_feed(settings.redis_url, prefix=settings.redis_prefix),
+        user_changes=build_change_feed(
+            settings.redis_url, prefix=settings.redis_prefix, channel=USERS_CHANNEL
+        ),
     )
 
 

@@ -14,7 +14,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn import __version__
 from keyturn.adapters import Adapters, build_adapters
@@ -39,7 +38,7 @@ from keyturn.observability.startup import pool_reader, start_observability
 from keyturn.observability.tracing import install_tracing, trace_storage
 from keyturn.security.aead import Aead
 from keyturn.security.digests import KeyRing
-from keyturn.services.accounts import AccountServices
+from keyturn.services.accounts import AccountServices, UserCache
 from keyturn.services.accounts.wiring import build_accounts
 from keyturn.services.admin.wiring import AdminServices, build_admin
 from keyturn.services.mfa import MfaServices
@@ -61,13 +60,11 @@ DESCRIPTION = (
 )
 
 
-def _uow_factories(engine: AsyncEngine) -> tuple[UnitOfWorkFactory, UnitOfWorkFactory]:
-    """The unit-of-work factory, and the one for a service's pure reads."""
-    sessions = session_factory(engine)
-    read_sessions = read_session_factory(engine)
-
-    def uow_factory() -> UnitOfWork:
-        return SqlUnitOfWork(sessions, read_sessions)
+def _uow_factories(adapters: Adapters) -> tuple[UnitOfWorkFactory, UnitOfWorkFactory, UserCache]:
+    """The unit-of-work factory, the one for a service's pure reads, and the user cache
+    that every committed change of a user empties on every process."""
+    sessions = session_factory(adapters.engine)
+    read_sessions = read_session_factory(adapters.engine)
 
     def read_uow_factory() -> UnitOfWork:
         # For a service's pure reads (client lookup, user lookup before the hash, the
@@ -75,7 +72,12 @@ def _uow_factories(engine: AsyncEngine) -> tuple[UnitOfWorkFactory, UnitOfWorkFa
         # writes refused.
         return SqlUnitOfWork(sessions, read_sessions, read_only=True)
 
-    return uow_factory, read_uow_factory
+    profiles = UserCache(changes=adapters.user_changes, read_uow_factory=read_uow_factory)
+
+    def uow_factory() -> UnitOfWork:
+        return SqlUnitOfWork(sessions, read_sessions, users_changed=profiles.publish_users)
+
+    return uow_factory, read_uow_factory, profiles
 
 
 def _readiness_checks(settings: Settings, adapters: Adapters) -> dict[str, HealthCheck]:
@@ -101,7 +103,7 @@ def _mail_templates(settings: Settings) -> MailTemplates:
 def build_services(settings: Settings, adapters: Adapters) -> Services:
     """Wires every service from the settings (also used by the CLI): each services package
     builds its own from the adapters it needs."""
-    uow_factory, read_uow_factory = _uow_factories(adapters.engine)
+    uow_factory, read_uow_factory, profiles = _uow_factories(adapters)
     ring = KeyRing.from_strings(settings.secret_key)
     aead = Aead(ring)
     keys = build_signing_keys(
@@ -118,6 +120,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         limiter=adapters.limiter,
         revocations=adapters.revocations,
         hash_pool=adapters.hash_pool,
+        profiles=profiles,
     )
     mfa = build_mfa(
         settings,
@@ -298,6 +301,7 @@ def _lifespan(
             await _restore_deny_list(services)
             # The client cache is bypassed until this subscription is confirmed.
             await adapters.client_changes.start()
+            await adapters.user_changes.start()
             stop_observing = await _observe(settings, adapters, services)
             app.state.services = started = services
             tasks = _background(settings, services, stop)

@@ -1,7 +1,8 @@
 """Database round trips on the hot paths, and recovery from dropped connections.
 
 ``GET /v1/me`` costs one SQL statement and, on PostgreSQL, no transaction around it (no
-BEGIN / ROLLBACK, no pre-ping): a regression shows up here as a count, never as a time.
+BEGIN / ROLLBACK, no pre-ping), and none while the user cache is warm: a regression shows
+up here as a count, never as a time.
 On a warm process a client_credentials grant and the introspection of a JWT access token
 cost no statement at all (issue 18: the client cache, the batched audit row).
 Connections the server terminates (``pg_terminate_backend``, a restart) are replaced
@@ -103,21 +104,30 @@ def quiet(make_settings: SettingsFactory, **overrides: Any) -> Any:
     )
 
 
-async def test_get_me_costs_one_statement_and_no_transaction(
+async def test_get_me_costs_one_statement_and_no_transaction_then_none_while_warm(
     make_settings: SettingsFactory, backend: str
 ) -> None:
     async with running_app(quiet(make_settings)) as http:
         headers = bearer((await signup_login(http))["access_token"])
-        assert (await http.get("/v1/me", headers=headers)).status_code == 200  # warm-up
-        with counting() as counts:
+        with counting() as cold:
+            assert (await http.get("/v1/me", headers=headers)).status_code == 200
+        with counting() as warm:
             for _ in range(5):
                 answer = await http.get("/v1/me", headers=headers)
                 assert answer.status_code == 200, answer.text
-    # One primary-key read (roles joined in) per request.
-    assert counts["statements"] == 5, counts
+        # A change of the user empties the cache: the next read goes to the database.
+        renamed = await http.patch("/v1/me", json={"name": "Renamed"}, headers=headers)
+        assert renamed.status_code == 200, renamed.text
+        with counting() as changed:
+            answer = await http.get("/v1/me", headers=headers)
+        assert answer.json()["name"] == "Renamed"
+    # One primary-key read (roles joined in) fills the user cache; then none.
+    assert cold["statements"] == 1, cold
+    assert warm["statements"] == 0, warm
+    assert changed["statements"] == 1, changed
     if backend == "postgres":
         # No BEGIN / ROLLBACK around it.
-        assert counts["transactions"] == 0, counts
+        assert cold["transactions"] == 0, cold
 
 
 async def test_postgresql_connections_are_not_pinged_on_checkout(

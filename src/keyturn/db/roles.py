@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import RoleRow, UserRoleRow, UserRow
 from keyturn.db.types import affected
+from keyturn.db.user_changes import UserChanges
 from keyturn.domain import Role
 
 
@@ -25,8 +26,9 @@ def _role(row: RoleRow) -> Role:
 
 
 class SqlRoleRepository:
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, changes: UserChanges | None = None) -> None:
         self._db = db
+        self._changes = changes or UserChanges()
 
     async def list(self) -> list[Role]:
         rows = await self._db.scalars(select(RoleRow).order_by(RoleRow.name))
@@ -56,6 +58,7 @@ class SqlRoleRepository:
         return True
 
     async def update(self, name: str, *, description: str, permissions: tuple[str, ...]) -> None:
+        self._changes.mark_every()  # everyone who holds the role
         await self._db.execute(
             update(RoleRow)
             .where(RoleRow.name == name)
@@ -63,10 +66,12 @@ class SqlRoleRepository:
         )
 
     async def delete(self, name: str) -> None:
+        self._changes.mark_every()  # everyone who held the role (their rows cascade)
         await self._db.execute(delete(RoleRow).where(RoleRow.name == name))
 
     async def assign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool:
         """Grants the role; False when the user held it already."""
+        self._changes.mark(user_id)
         if await self._db.get(UserRoleRow, (user_id, role_id)) is not None:
             return False
         self._db.add(UserRoleRow(user_id=user_id, role_id=role_id))
@@ -74,6 +79,7 @@ class SqlRoleRepository:
         return True
 
     async def unassign(self, user_id: uuid.UUID, role_id: uuid.UUID) -> bool:
+        self._changes.mark(user_id)
         result = await self._db.execute(
             delete(UserRoleRow).where(
                 UserRoleRow.user_id == user_id, UserRoleRow.role_id == role_id

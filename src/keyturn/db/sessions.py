@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 
 from keyturn.db.models import OAuthAuthorizationCodeRow, RefreshTokenRow, SessionRow, UserRow
 from keyturn.db.types import affected
+from keyturn.db.user_changes import UserChanges
 from keyturn.domain import RefreshToken, Session
 
 
@@ -147,8 +148,9 @@ def refresh_token_row(token: RefreshToken, digest: str) -> RefreshTokenRow:
 
 
 class SqlSessionRepository:
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, changes: UserChanges | None = None) -> None:
         self._db = db
+        self._changes = changes or UserChanges()
 
     async def add(self, session: Session, *, epoch: int) -> bool:
         """Opens ``session`` if its user may still have one (see :func:`_new_session_select`).
@@ -267,6 +269,7 @@ class SqlSessionRepository:
         # a login that inserted first commits first and is revoked below; one that comes
         # later finds the epoch moved. The same order as a code redemption (user, then
         # code), so the two never deadlock.
+        self._changes.mark(user_id)
         await self._db.execute(
             update(UserRow)
             .where(UserRow.id == user_id)

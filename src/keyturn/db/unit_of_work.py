@@ -30,6 +30,7 @@ from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
 from keyturn.db.roles import SqlRoleRepository
 from keyturn.db.sessions import SqlSessionRepository
 from keyturn.db.signing_keys import SqlSigningKeyRepository
+from keyturn.db.user_changes import UserChanges, UsersChanged
 from keyturn.db.users import SqlUserRepository
 
 
@@ -59,10 +60,13 @@ class SqlUnitOfWork:
         read_sessions: async_sessionmaker[AsyncSession] | None = None,
         *,
         read_only: bool = False,
+        users_changed: UsersChanged | None = None,
     ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions
         self._read_only = read_only
+        self._users_changed = users_changed
+        self._changes = UserChanges()
         self._db: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -71,14 +75,14 @@ class SqlUnitOfWork:
         else:
             db = self._sessions()
         self._db = db
-        self.users = SqlUserRepository(db)
-        self.sessions = SqlSessionRepository(db)
+        self.users = SqlUserRepository(db, self._changes)
+        self.sessions = SqlSessionRepository(db, self._changes)
         self.refresh_tokens = SqlRefreshTokenRepository(db)
         self.signing_keys = SqlSigningKeyRepository(db)
         self.audit = SqlAuditRepository(db)
         self.one_time_tokens = SqlOneTimeTokenRepository(db)
         self.outbox = SqlOutboxRepository(db)
-        self.roles = SqlRoleRepository(db)
+        self.roles = SqlRoleRepository(db, self._changes)
         self.api_keys = SqlApiKeyRepository(db)
         self.clients = SqlOAuthClientRepository(db)
         self.authorization_codes = SqlAuthorizationCodeRepository(db)
@@ -119,3 +123,7 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         assert self._db is not None  # noqa: S101  (only called inside the context)
         await self._db.commit()
+        changed = self._changes.take()
+        if self._users_changed is not None and changed != frozenset():
+            # After the commit, before the use case answers (services/change_cache.py).
+            await self._users_changed(changed)

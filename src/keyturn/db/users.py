@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyturn.db.models import RoleRow, UserRoleRow, UserRow
 from keyturn.db.types import affected
+from keyturn.db.user_changes import UserChanges
 from keyturn.domain import LOCK_ADMINISTRATIVE, LOCK_AUTOMATIC, User
 
 
@@ -78,8 +79,9 @@ _USER_BY_ID_LOCKED = _USER_BY_ID.with_for_update(read=True, of=_USERS)
 
 
 class SqlUserRepository:
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, changes: UserChanges | None = None) -> None:
         self._db = db
+        self._changes = changes or UserChanges()
 
     async def _load(self, query: Any, params: dict[str, Any]) -> User | None:
         rows = (await self._db.execute(query, params)).all()
@@ -116,6 +118,7 @@ class SqlUserRepository:
         return bool(affected(await self._db.execute(statement)))
 
     async def update_name(self, user_id: uuid.UUID, name: str | None, now: datetime) -> None:
+        self._changes.mark(user_id)
         await self._db.execute(
             update(UserRow).where(UserRow.id == user_id).values(name=name, updated_at=now)
         )
@@ -123,6 +126,7 @@ class SqlUserRepository:
     async def set_password_hash(
         self, user_id: uuid.UUID, password_hash: str | None, now: datetime
     ) -> None:
+        self._changes.mark(user_id)
         await self._db.execute(
             update(UserRow)
             .where(UserRow.id == user_id)
@@ -130,11 +134,13 @@ class SqlUserRepository:
         )
 
     async def mark_email_verified(self, user_id: uuid.UUID, now: datetime) -> None:
+        self._changes.mark(user_id)
         await self._db.execute(
             update(UserRow).where(UserRow.id == user_id).values(email_verified=True, updated_at=now)
         )
 
     async def change_email(self, user_id: uuid.UUID, email: str, now: datetime) -> bool:
+        self._changes.mark(user_id)
         # A savepoint: the unique index decides a race for the same new address.
         try:
             async with self._db.begin_nested():
@@ -148,6 +154,7 @@ class SqlUserRepository:
         return True
 
     async def lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime, count: int) -> bool:
+        self._changes.mark(user_id)
         # Only the transition into "locked" matches, so one lock mails its owner once;
         # an administrator's lock is never replaced by the shorter automatic one.
         result = await self._db.execute(
@@ -162,6 +169,7 @@ class SqlUserRepository:
         return bool(affected(result))
 
     async def admin_lock(self, user_id: uuid.UUID, *, now: datetime, until: datetime) -> None:
+        self._changes.mark(user_id)
         # Replaces an automatic lock in force: its expiry must not end the admin's lock.
         await self._db.execute(
             update(UserRow)
@@ -170,6 +178,7 @@ class SqlUserRepository:
         )
 
     async def unlock(self, user_id: uuid.UUID, now: datetime) -> None:
+        self._changes.mark(user_id)
         await self._db.execute(
             update(UserRow)
             .where(UserRow.id == user_id)
@@ -177,6 +186,7 @@ class SqlUserRepository:
         )
 
     async def unlock_automatic(self, user_id: uuid.UUID, now: datetime) -> bool:
+        self._changes.mark(user_id)
         # The condition is in the UPDATE: an admin lock set since the caller read the
         # user is left alone (no read-then-write race).
         result = await self._db.execute(
@@ -187,6 +197,7 @@ class SqlUserRepository:
         return bool(affected(result))
 
     async def delete(self, user_id: uuid.UUID) -> None:
+        self._changes.mark(user_id)
         await self._db.execute(delete(UserRow).where(UserRow.id == user_id))
 
     async def search(
@@ -249,6 +260,7 @@ class SqlUserRepository:
         disabled: bool | None,
         set_name: bool,
     ) -> None:
+        self._changes.mark(user_id)
         values: dict[str, Any] = {"updated_at": now}
         if set_name:
             values["name"] = name
@@ -259,6 +271,7 @@ class SqlUserRepository:
         await self._db.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
 
     async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None:
+        self._changes.mark(user_id)
         role_id = await self._db.scalar(select(RoleRow.id).where(RoleRow.name == role_name))
         if role_id is None:
             raise LookupError(f"role {role_name!r} does not exist")

@@ -1,12 +1,13 @@
-"""Client changes announced to every process: the feed behind the client cache.
+"""Changes announced to every process: the feeds behind the per-process caches.
 
-``services/oauth2/client_cache.py`` keeps OAuth clients per process and trusts an entry
-only while this feed says it hears every change (``ClientChanges`` /
-``ClientChangeListener`` in ``services/oauth2/ports.py``). Two implementations:
+``services/change_cache.py`` keeps entries per process (OAuth clients on the channel
+``clients:changed``, user profiles on ``users:changed``) and trusts an entry only while
+its feed says it hears every change (``ChangeFeed`` / ``ChangeListener`` in
+``services/ports.py``). Two implementations:
 
-* ``MemoryClientChanges`` - one process (the embedded default): a change reaches the
+* ``MemoryChangeFeed`` - one process (the embedded default): a change reaches the
   listeners of this process directly, and the feed is always live.
-* ``RedisClientChanges`` - every worker and replica: Redis pub/sub on one channel under
+* ``RedisChangeFeed`` - every worker and replica: Redis pub/sub on one channel under
   the key prefix. Pub/sub keeps no history (a subscriber that is away misses messages),
   so the subscriber fails closed: the listeners are told ``lost`` on any error, and
   ``live`` only once SUBSCRIBE is confirmed again on a fresh connection.
@@ -34,7 +35,13 @@ from keyturn.infra.redis_client import (
     store_errors,
 )
 
-__all__ = ["MemoryClientChanges", "RedisClientChanges", "build_client_changes"]
+__all__ = [
+    "CLIENTS_CHANNEL",
+    "USERS_CHANNEL",
+    "MemoryChangeFeed",
+    "RedisChangeFeed",
+    "build_change_feed",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -46,40 +53,45 @@ SILENCE_SECONDS = 3.0
 # Reconnect backoff after a loss (seconds): doubles up to the cap.
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
-_PING = b"keyturn-client-changes"
+_PING = b"keyturn-changes"
 # How long a starting process waits for its first SUBSCRIBE (then starts bypassed).
 START_WAIT_SECONDS = 2.0
 
 
-class ClientChangeListener(Protocol):
-    """``services.oauth2.ports.ClientChangeListener``, restated (infra sits below services)."""
+class ChangeListener(Protocol):
+    """``services.ports.ChangeListener``, restated (infra sits below services)."""
 
-    def changed(self, client_id: str) -> None: ...
+    def changed(self, key: str) -> None: ...
     def lost(self) -> None: ...
     def live(self) -> None: ...
 
 
-# Every in-process feed's listeners: a process may run more than one app (the CLI beside
-# a server, tests with two apps on one database), and a change must reach them all.
-_IN_PROCESS: list[ClientChangeListener] = []
+CLIENTS_CHANNEL = "clients:changed"
+USERS_CHANNEL = "users:changed"
+
+# Every in-process feed's listeners, by channel: a process may run more than one app (the
+# CLI beside a server, tests with two apps on one database), and a change must reach them
+# all.
+_IN_PROCESS: dict[str, list[ChangeListener]] = {}
 
 
-class MemoryClientChanges:
+class MemoryChangeFeed:
     """One process: a published change reaches every listener of this process at once."""
 
-    def __init__(self) -> None:
-        self._listeners: list[ClientChangeListener] = []
+    def __init__(self, channel: str = CLIENTS_CHANNEL) -> None:
+        self._listeners: list[ChangeListener] = []
+        self._everyone = _IN_PROCESS.setdefault(channel, [])
 
-    def attach(self, listener: ClientChangeListener) -> None:
-        """See ``ClientChanges.attach``; nothing can be missed in-process: live at once."""
+    def attach(self, listener: ChangeListener) -> None:
+        """See ``ChangeFeed.attach``; nothing can be missed in-process: live at once."""
         self._listeners.append(listener)
-        _IN_PROCESS.append(listener)
+        self._everyone.append(listener)
         listener.live()
 
-    async def publish(self, client_id: str) -> None:
-        """See ``ClientChanges.publish``."""
-        for listener in tuple(_IN_PROCESS):
-            listener.changed(client_id)
+    async def publish(self, key: str) -> None:
+        """See ``ChangeFeed.publish``."""
+        for listener in tuple(self._everyone):
+            listener.changed(key)
 
     async def start(self) -> None:
         """Nothing to subscribe to."""
@@ -89,12 +101,12 @@ class MemoryClientChanges:
         for listener in self._listeners:
             listener.lost()
             with contextlib.suppress(ValueError):
-                _IN_PROCESS.remove(listener)
+                self._everyone.remove(listener)
         self._listeners.clear()
 
 
-class RedisClientChanges(RedisAdapter):
-    """Pub/sub on ``<prefix>clients:changed``; the message is the changed client_id.
+class RedisChangeFeed(RedisAdapter):
+    """Pub/sub on ``<prefix><channel>``; the message is the changed key.
 
     Args:
         client: Publishes (the usual client: one quick retry).
@@ -103,6 +115,7 @@ class RedisClientChanges(RedisAdapter):
             would hide the gap in which messages were lost. Every failure must reach
             ``_run`` so the listeners hear ``lost``.
         prefix: Key namespace (the channel lives under it, like every key).
+        channel: What changes on it (``CLIENTS_CHANNEL``, ``USERS_CHANNEL``).
         owns_client: Close both clients in ``close``.
         clock: Monotonic seconds (tests).
     """
@@ -115,6 +128,7 @@ class RedisClientChanges(RedisAdapter):
         *,
         subscriber: Redis,
         prefix: str,
+        channel: str = CLIENTS_CHANNEL,
         owns_client: bool = False,
         heartbeat: float = HEARTBEAT_SECONDS,
         silence: float = SILENCE_SECONDS,
@@ -122,7 +136,8 @@ class RedisClientChanges(RedisAdapter):
     ) -> None:
         super().__init__(client, prefix=prefix, owns_client=owns_client)
         self._subscriber = subscriber
-        self._listeners: list[ClientChangeListener] = []
+        self._channel = channel
+        self._listeners: list[ChangeListener] = []
         self._heartbeat = heartbeat
         self._silence = silence
         self._clock = clock
@@ -134,31 +149,31 @@ class RedisClientChanges(RedisAdapter):
 
     @property
     def channel(self) -> str:
-        return self._namespaced("clients:changed")
+        return self._namespaced(self._channel)
 
     @property
     def is_live(self) -> bool:
         """Whether SUBSCRIBE is confirmed and nothing failed since (for tests and logs)."""
         return self._is_live
 
-    def attach(self, listener: ClientChangeListener) -> None:
-        """See ``ClientChanges.attach``: not live until ``start`` has subscribed."""
+    def attach(self, listener: ChangeListener) -> None:
+        """See ``ChangeFeed.attach``: not live until ``start`` has subscribed."""
         self._listeners.append(listener)
         if self._is_live:
             listener.live()
 
-    async def publish(self, client_id: str) -> None:
-        """See ``ClientChanges.publish`` (PUBLISH returns once Redis has queued the
+    async def publish(self, key: str) -> None:
+        """See ``ChangeFeed.publish`` (PUBLISH returns once Redis has queued the
         message to every subscriber's connection)."""
         try:
             with store_errors("publish", self.component):
-                await self._client.publish(self.channel, client_id.encode())
+                await self._client.publish(self.channel, key.encode())
         except StoreUnavailable:
             # A pooled connection that died with a Redis restart fails its first command
             # ("Connection closed by server"); one more try on a fresh one saves the
             # writer the cache's fallback wait.
             with store_errors("publish", self.component):
-                await self._client.publish(self.channel, client_id.encode())
+                await self._client.publish(self.channel, key.encode())
 
     async def start(self, *, wait: float = START_WAIT_SECONDS) -> None:
         """Starts subscribing in the background; waits up to ``wait`` seconds for it.
@@ -169,7 +184,7 @@ class RedisClientChanges(RedisAdapter):
         if self._task is None:
             self._closing = False
             self._went_live = asyncio.Event()
-            self._task = asyncio.create_task(self._run(), name="keyturn-client-changes")
+            self._task = asyncio.create_task(self._run(), name=f"keyturn-{self._channel}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._went_live.wait(), wait)
 
@@ -198,7 +213,7 @@ class RedisClientChanges(RedisAdapter):
         for listener in self._listeners:
             listener.lost()
         if was_live:
-            log.warning("client_changes_lost", channel=self.channel)
+            log.warning("change_feed_lost", channel=self.channel)
 
     async def _run(self) -> None:
         backoff = _BACKOFF_FIRST
@@ -207,7 +222,7 @@ class RedisClientChanges(RedisAdapter):
             try:
                 await self._listen()
             except (RedisError, OSError, TimeoutError) as exc:
-                log.debug("client_changes_error", error=type(exc).__name__)
+                log.debug("change_feed_error", error=type(exc).__name__)
             except RuntimeError as exc:
                 # uvloop's "handler is closed" on a transport that closed under us.
                 if "handler is closed" not in str(exc):
@@ -245,12 +260,12 @@ class RedisClientChanges(RedisAdapter):
                     self._went_live.set()
                     for listener in self._listeners:
                         listener.live()
-                    log.info("client_changes_live", channel=self.channel)
+                    log.info("change_feed_live", channel=self.channel)
                 elif kind in (b"message", "message"):
-                    client_id = bytes(message["data"]).decode("utf-8", "replace")
+                    key = bytes(message["data"]).decode("utf-8", "replace")
                     # Synchronous: no request runs between reading and forgetting.
                     for listener in self._listeners:
-                        listener.changed(client_id)
+                        listener.changed(key)
         finally:
             # redis-py leaves ``aclose`` unannotated; its contract is this signature.
             close: Callable[[], Awaitable[None]] = pubsub.aclose
@@ -258,20 +273,24 @@ class RedisClientChanges(RedisAdapter):
                 await close()
 
 
-def build_client_changes(
+def build_change_feed(
     redis_url: str | None,
     *,
     prefix: str,
+    channel: str = CLIENTS_CHANNEL,
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-) -> MemoryClientChanges | RedisClientChanges:
-    """The feed for this deployment: Redis pub/sub with a URL, else in-process."""
+) -> MemoryChangeFeed | RedisChangeFeed:
+    """The feed of ``channel`` for this deployment: Redis pub/sub with a URL, else
+    in-process."""
     if not redis_url:
-        return MemoryClientChanges()
+        return MemoryChangeFeed(channel)
     publisher = create_redis_client(
         redis_url, socket_timeout=socket_timeout, connect_timeout=connect_timeout
     )
     subscriber = create_redis_client(
         redis_url, socket_timeout=socket_timeout, connect_timeout=connect_timeout, retries=0
     )
-    return RedisClientChanges(publisher, subscriber=subscriber, prefix=prefix, owns_client=True)
+    return RedisChangeFeed(
+        publisher, subscriber=subscriber, prefix=prefix, channel=channel, owns_client=True
+    )

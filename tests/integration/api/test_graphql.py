@@ -523,7 +523,7 @@ async def test_unexpected_errors_are_masked(
     async def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("secret internal detail at /srv/keyturn")
 
-    monkeypatch.setattr(app.state.services.users, "me", broken)
+    monkeypatch.setattr(app.state.services.users, "profile", broken)
     body = await gql(client, "{ me { id } }", token=user["access_token"])
     assert codes(body) == {"internal_error"}
     assert "secret" not in str(body)

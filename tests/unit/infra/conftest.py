@@ -11,6 +11,8 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Any, Self
 
 import anyio
 import pytest
@@ -127,3 +129,21 @@ def raw_redis(redis_url: str, redis_probe: RedisProbe | None) -> Redis:
     """The probe's client; skips the test when no Redis is configured."""
     assert redis_probe is not None  # redis_url skipped the test otherwise
     return redis_probe.client
+
+
+class FakeUnitOfWork:
+    """A unit of work holding the given fake repositories (``users=...``, ``clients=...``)."""
+
+    def __init__(self, **repositories: Any) -> None:
+        self.__dict__.update(repositories)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None

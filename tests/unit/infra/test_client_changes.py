@@ -12,23 +12,23 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 
 from keyturn.domain import OAuthClient, utcnow
 from keyturn.errors import StoreUnavailable
 from keyturn.infra.invalidation import (
-    MemoryClientChanges,
-    RedisClientChanges,
-    build_client_changes,
+    MemoryChangeFeed,
+    RedisChangeFeed,
+    build_change_feed,
 )
 from keyturn.infra.redis_client import create_redis_client
+from keyturn.services import change_cache
 from keyturn.services.oauth2 import client_cache
 from keyturn.services.oauth2.client_cache import ClientCache
 from redis_server import RedisServer
-from unit.infra.conftest import FakeClock
+from unit.infra.conftest import FakeClock, FakeUnitOfWork
 
 pytestmark = pytest.mark.anyio
 
@@ -76,22 +76,6 @@ class FakeClients:
         return found
 
 
-class FakeUnitOfWork:
-    def __init__(self, clients: FakeClients) -> None:
-        self.clients = clients
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
 @pytest.fixture
 def store() -> FakeClients:
     store = FakeClients()
@@ -102,7 +86,7 @@ def store() -> FakeClients:
 def _cache(feed: Any, store: FakeClients, clock: FakeClock, **kwargs: Any) -> ClientCache:
     return ClientCache(
         changes=feed,
-        read_uow_factory=lambda: FakeUnitOfWork(store),  # type: ignore[arg-type,return-value]
+        read_uow_factory=lambda: FakeUnitOfWork(clients=store),  # type: ignore[arg-type,return-value]
         clock=clock,
         **kwargs,
     )
@@ -112,7 +96,7 @@ ID = "a" * 22
 
 
 async def test_a_warm_entry_is_served_without_a_read(store: FakeClients, clock: FakeClock) -> None:
-    cache = _cache(MemoryClientChanges(), store, clock)
+    cache = _cache(MemoryChangeFeed(), store, clock)
     assert (await cache.find(ID)) == store.rows[ID]
     assert (await cache.find(ID)) == store.rows[ID]
     assert store.reads == 1
@@ -121,7 +105,7 @@ async def test_a_warm_entry_is_served_without_a_read(store: FakeClients, clock: 
 async def test_a_published_change_is_forgotten_by_every_cache_of_the_process(
     store: FakeClients, clock: FakeClock
 ) -> None:
-    feed, other_feed = MemoryClientChanges(), MemoryClientChanges()
+    feed, other_feed = MemoryChangeFeed(), MemoryChangeFeed()
     cache, other = _cache(feed, store, clock), _cache(other_feed, store, clock)
     try:
         await cache.find(ID)
@@ -137,7 +121,7 @@ async def test_a_published_change_is_forgotten_by_every_cache_of_the_process(
 
 
 async def test_entries_expire_after_the_maximum_age(store: FakeClients, clock: FakeClock) -> None:
-    cache = _cache(MemoryClientChanges(), store, clock)
+    cache = _cache(MemoryChangeFeed(), store, clock)
     assert client_cache.MAX_AGE_SECONDS == 5.0
     await cache.find(ID)
     clock.advance(4.9)
@@ -154,7 +138,7 @@ async def test_the_cache_is_bounded_least_recently_used_first_out(
     ids = [f"{n:022d}" for n in range(4)]
     for client_id in ids:
         store.rows[client_id] = (_client(client_id), "d")
-    cache = _cache(MemoryClientChanges(), store, clock, max_entries=3)
+    cache = _cache(MemoryChangeFeed(), store, clock, max_entries=3)
     for client_id in ids[:3]:
         await cache.find(client_id)
     await cache.find(ids[0])  # used again: the oldest is now ids[1]
@@ -169,7 +153,7 @@ async def test_the_cache_is_bounded_least_recently_used_first_out(
 
 
 async def test_unknown_clients_are_never_cached(store: FakeClients, clock: FakeClock) -> None:
-    cache = _cache(MemoryClientChanges(), store, clock)
+    cache = _cache(MemoryChangeFeed(), store, clock)
     missing = "b" * 22
     assert await cache.find(missing) is None
     # Created elsewhere: found at once, no invalidation needed.
@@ -180,7 +164,7 @@ async def test_unknown_clients_are_never_cached(store: FakeClients, clock: FakeC
 async def test_a_fill_that_heard_a_change_during_its_read_is_not_stored(
     store: FakeClients, clock: FakeClock
 ) -> None:
-    cache = _cache(MemoryClientChanges(), store, clock)
+    cache = _cache(MemoryChangeFeed(), store, clock)
     # The read returns the old row; the change arrives before the read completes.
     store.during_read = lambda: cache.changed(ID)
     await cache.find(ID)
@@ -192,7 +176,7 @@ async def test_a_fill_that_heard_a_change_during_its_read_is_not_stored(
 async def test_a_lost_feed_clears_and_bypasses_until_live_again(
     store: FakeClients, clock: FakeClock
 ) -> None:
-    cache = _cache(MemoryClientChanges(), store, clock)
+    cache = _cache(MemoryChangeFeed(), store, clock)
     await cache.find(ID)
     cache.lost()
     assert len(cache) == 0
@@ -226,7 +210,7 @@ async def test_a_change_that_cannot_be_published_answers_after_the_maximum_age(
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(client_cache.asyncio, "sleep", sleep)
+    monkeypatch.setattr(change_cache.asyncio, "sleep", sleep)
     cache = _cache(FailingFeed(), store, clock)
     await cache.find(ID)
     await cache.publish_change(ID)
@@ -251,10 +235,10 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 async def feeds(private_redis: RedisServer) -> AsyncIterator[tuple[Any, Any]]:
     prefix = f"kt-{uuid.uuid4().hex}:"
-    first = build_client_changes(private_redis.url, prefix=prefix)
-    second = build_client_changes(private_redis.url, prefix=prefix)
-    assert isinstance(first, RedisClientChanges)
-    assert isinstance(second, RedisClientChanges)
+    first = build_change_feed(private_redis.url, prefix=prefix)
+    second = build_change_feed(private_redis.url, prefix=prefix)
+    assert isinstance(first, RedisChangeFeed)
+    assert isinstance(second, RedisChangeFeed)
     try:
         yield first, second
     finally:
@@ -271,7 +255,7 @@ async def _until(condition: Callable[[], bool]) -> bool:
 
 
 async def test_redis_changes_reach_the_other_process_and_a_dead_redis_fails_closed(
-    feeds: tuple[RedisClientChanges, RedisClientChanges],
+    feeds: tuple[RedisChangeFeed, RedisChangeFeed],
     private_redis: RedisServer,
     store: FakeClients,
     clock: FakeClock,
@@ -315,7 +299,7 @@ async def test_close_ends_the_subscription_whenever_it_comes(private_redis: Redi
     held the app's shutdown (two CI runs). Closed at 200 points of its 10 ms heartbeat,
     it must stop every time; the bound only turns a hang into a failure."""
     for step in range(200):
-        feed = RedisClientChanges(
+        feed = RedisChangeFeed(
             create_redis_client(private_redis.url),
             subscriber=create_redis_client(private_redis.url, retries=0),
             prefix=f"kt-close-{step}:",

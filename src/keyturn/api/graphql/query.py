@@ -39,7 +39,7 @@ class Query:
     @field("The signed-in user (`GET /v1/me`) [me:read].")
     async def me(self, info: GraphQLInfo) -> User | None:
         principal = await info.context.with_scope("me:read")
-        return User.of(await info.context.services.users.me(principal))
+        return User.of(await info.context.services.users.profile(principal))
 
     @field("My live sessions (`GET /v1/me/sessions`) [sessions:read].")
     async def my_sessions(

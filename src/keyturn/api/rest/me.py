@@ -33,7 +33,7 @@ SessionsWrite = Annotated[Principal, Depends(require_scope("sessions:write"))]
 
 @router.get("", responses=problems(401, 403, 404), summary="The signed-in user")
 async def get_me(principal: MeRead, services: ServicesDep) -> UserOut:
-    user = await services.users.me(principal)
+    user = await services.users.profile(principal)
     return UserOut.of(user)
 
 

@@ -25,6 +25,7 @@ from keyturn.services.accounts.authentication import AuthService
 from keyturn.services.accounts.signup import SignupService
 from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.profile import UserService
+from keyturn.services.accounts.user_cache import UserCache
 from keyturn.services.accounts.account_requests import AccountRequests
 from keyturn.services.accounts.recent_sign_in import RecentSignIn
 from keyturn.services.accounts.second_factor import MFA_MAX_WRONG_CODES, MFA_TOKEN_TTL, MfaGate
@@ -52,6 +53,7 @@ __all__ = [
     "SessionService",
     "SignupService",
     "Throttle",
+    "UserCache",
     "UserService",
     "new_user",
     "parse_email",

@@ -12,6 +12,7 @@ from keyturn.services.accounts.credential_revocation import UNBOUND_PURPOSES, re
 from keyturn.services.accounts.credential_rules import PasswordPolicy, new_user, parse_email
 from keyturn.services.accounts.lifecycle_mail import AccountMail
 from keyturn.services.accounts.lockout import CredentialGuard, reauthenticate
+from keyturn.services.accounts.user_cache import UserCache
 from keyturn.services.admin import require_fresh_login
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -27,8 +28,10 @@ class UserService:
         mail: AccountMail,
         guard: CredentialGuard,
         read_uow_factory: UnitOfWorkFactory,
+        profiles: UserCache,
     ) -> None:
         self._mail = mail
+        self._profiles = profiles
         self._guard = guard
         self._uow_factory = uow_factory
         # Pure reads run on the read-only unit of work (no BEGIN / ROLLBACK on PostgreSQL).
@@ -39,11 +42,12 @@ class UserService:
 
     async def me(self, principal: Principal) -> User:
         async with self._read_uow_factory() as uow:
-            user = await uow.users.get(principal.user_id)
-        if user is None or user.disabled:
-            # The token outlived its account (deleted or disabled in the meantime).
-            raise NotFound("The account no longer exists.")
-        return user
+            return _existing(await uow.users.get(principal.user_id))
+
+    async def profile(self, principal: Principal) -> User:
+        """``me`` for display only (no password hash), from the per-process cache
+        (``user_cache.py``); what checks a credential calls ``me``."""
+        return _existing(await self._profiles.profile(principal.user_id))
 
     async def update_me(self, principal: Principal, *, name: str | None) -> User:
         async with self._uow_factory() as uow:
@@ -114,3 +118,10 @@ class UserService:
             await uow.audit.record("admin.created", now=now, user_id=user.id)
             await uow.commit()
         return dataclasses.replace(user, roles=(ADMIN_ROLE,))
+
+
+def _existing(user: User | None) -> User:
+    if user is None or user.disabled:
+        # The token outlived its account (deleted or disabled in the meantime).
+        raise NotFound("The account no longer exists.")
+    return user

@@ -22,6 +22,7 @@ from keyturn.services.accounts.second_factor import MfaGate
 from keyturn.services.accounts.sessions import SessionService
 from keyturn.services.accounts.signup import SignupService
 from keyturn.services.accounts.throttle import Limits, Throttle
+from keyturn.services.accounts.user_cache import UserCache
 from keyturn.services.outbox import MailOutbox
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys import KeyManager
@@ -164,6 +165,7 @@ def build_accounts(
     limiter: RateLimiter,
     revocations: RevocationStore,
     hash_pool: HashPool,
+    profiles: UserCache,
 ) -> AccountServices:
     access_tokens = _access_tokens(
         settings, keys=keys, revocations=revocations, uow_factory=uow_factory
@@ -228,6 +230,7 @@ def build_accounts(
             mail=mail,
             guard=guard,
             read_uow_factory=read_uow_factory,
+            profiles=profiles,
         ),
         account=account,
         account_requests=requests,

@@ -16,8 +16,6 @@ from keyturn.domain import AuthorizationCode, Consent, ConsentListing, OAuthClie
 
 __all__ = [
     "AuthorizationCodeRepository",
-    "ClientChangeListener",
-    "ClientChanges",
     "ConsentRepository",
     "OAuthClientRepository",
 ]
@@ -76,37 +74,3 @@ class ConsentRepository(Protocol):
 
     async def revoke(self, consent_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
         """Revokes the user's consent; False when it is not theirs or already revoked."""
-
-
-class ClientChangeListener(Protocol):
-    """What hears client changes: the per-process client cache (``client_cache.py``).
-
-    The feed calls these from its own task, never concurrently; each call is synchronous,
-    so no request runs between a message being read and the cache reacting to it.
-    """
-
-    def changed(self, client_id: str) -> None:
-        """A replica changed the client (or its secret, or deleted it): forget it."""
-
-    def lost(self) -> None:
-        """The feed stopped hearing changes (disconnect, error): forget all, trust nothing."""
-
-    def live(self) -> None:
-        """The feed hears every change from now on (SUBSCRIBE confirmed)."""
-
-
-class ClientChanges(Protocol):
-    """Client changes announced to every process (``infra/invalidation.py``).
-
-    The memory feed reaches this process only (one worker); the Redis feed uses pub/sub.
-    """
-
-    def attach(self, listener: ClientChangeListener) -> None:
-        """Delivers every change heard from now on to ``listener``."""
-
-    async def publish(self, client_id: str) -> None:
-        """Announces that ``client_id`` changed; returns once the feed accepted it.
-
-        Raises:
-            StoreUnavailable: The announcement could not be sent.
-        """

@@ -20,12 +20,11 @@ from keyturn.services.oauth2.consents import ConsentService
 from keyturn.services.oauth2.cors import OAuthCorsOrigins
 from keyturn.services.oauth2.id_tokens import IdTokenHints, IdTokenSigner
 from keyturn.services.oauth2.metadata import server_metadata
-from keyturn.services.oauth2.ports import ClientChanges
 from keyturn.services.oauth2.rp_logout import RpLogoutService
 from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.oauth2.userinfo import UserInfoService
-from keyturn.services.ports import UnitOfWorkFactory
+from keyturn.services.ports import ChangeFeed, UnitOfWorkFactory
 from keyturn.services.signing_keys import KeyManager
 
 
@@ -56,7 +55,7 @@ def build_oauth2(
     keys: KeyManager,
     accounts: AccountServices,
     authorizer: Authorizer,
-    client_changes: ClientChanges,
+    client_changes: ChangeFeed,
 ) -> OAuth2Services:
     access_tokens = accounts.access_tokens
     # One cache per process, shared by client authentication and introspection.
