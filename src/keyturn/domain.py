@@ -203,6 +203,18 @@ class AuditEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit event to write (``AuditRepository.record``'s arguments, as one value)."""
+
+    event_type: str
+    now: datetime
+    user_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    ip: str | None
+    data: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     user_id: uuid.UUID | None = None
     type: str | None = None

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from keyturn.domain import AuditRecord
 from keyturn.errors import DatabaseUnavailable, ServiceUnavailable
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -42,16 +42,6 @@ INTERVAL_SECONDS = 0.1
 BATCH_ROWS = 256
 # About 20 s of a saturated worker's grants: a longer database outage refuses grants.
 CAPACITY_ROWS = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    event_type: str
-    now: datetime
-    user_id: uuid.UUID | None
-    session_id: uuid.UUID | None
-    ip: str | None
-    data: dict[str, Any]
 
 
 class AuditBatch:
@@ -77,7 +67,7 @@ class AuditBatch:
         self._interval = INTERVAL_SECONDS if interval is None else interval
         self._batch = batch
         self._capacity = capacity
-        self._queue: list[_Row] = []
+        self._queue: list[AuditRecord] = []
         self._wake = asyncio.Event()
         # One flush at a time (the loop's and the final one at shutdown).
         self._flushing = asyncio.Lock()
@@ -103,7 +93,7 @@ class AuditBatch:
         """
         if len(self._queue) >= self._capacity:
             raise ServiceUnavailable("The audit log is not accepting events; try again.")
-        self._queue.append(_Row(event_type, now, user_id, session_id, ip, dict(data or {})))
+        self._queue.append(AuditRecord(event_type, now, user_id, session_id, ip, dict(data or {})))
         if len(self._queue) >= self._batch:
             self._wake.set()
 
@@ -119,15 +109,7 @@ class AuditBatch:
                 return 0
             try:
                 async with self._uow_factory() as uow:
-                    for row in rows:
-                        await uow.audit.record(
-                            row.event_type,
-                            now=row.now,
-                            user_id=row.user_id,
-                            session_id=row.session_id,
-                            ip=row.ip,
-                            data=row.data,
-                        )
+                    await uow.audit.record_many(rows)
                     await uow.commit()
             except BaseException:
                 self._queue[:0] = rows

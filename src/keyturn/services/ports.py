@@ -16,6 +16,7 @@ from keyturn.domain import (
     ApiKey,
     AuditEvent,
     AuditFilter,
+    AuditRecord,
     ChainReport,
     OneTimeToken,
     OutboxEntry,
@@ -302,6 +303,10 @@ class AuditRepository(Protocol):
         ip: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None: ...
+
+    async def record_many(self, events: Sequence[AuditRecord]) -> None:
+        """Writes unsealed events in one statement of a shape that does not depend on
+        their number."""
 
     async def for_user(self, user_id: uuid.UUID, *, limit: int) -> list[AuditEvent]:
         """The user's own events, newest first (for the data export)."""

@@ -9,8 +9,7 @@ interval, keeps its rows (in order) when the database fails, and refuses past ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,11 +21,12 @@ from helpers import lifespan
 from keyturn.app import create_app
 from keyturn.db.engine import create_engine, session_factory
 from keyturn.db.unit_of_work import SqlUnitOfWork
-from keyturn.domain import AuditFilter, utcnow
+from keyturn.domain import AuditFilter, AuditRecord, utcnow
 from keyturn.errors import DatabaseUnavailable, ServiceUnavailable
 from keyturn.services import audit_batch
 from keyturn.services.audit_batch import AuditBatch
 from oauth_helpers import register
+from sql_spy import queries, statements_run_here
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +101,28 @@ async def test_a_graceful_shutdown_flushes_what_the_last_requests_queued(
     assert len(await _rows(settings.database_url, created["client_id"])) == 3
 
 
+async def test_every_batch_size_is_written_by_the_same_statement(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One INSERT text whatever the batch's size: a multi-row INSERT per size made each
+    size another prepared statement in the driver's caches of every pooled connection,
+    and a worker grew about 5 MB per 10,000 grants."""
+    monkeypatch.setattr(audit_batch, "INTERVAL_SECONDS", 3600.0)  # only this test flushes
+    application = create_app(make_settings(audit_seal_seconds=3600))
+    texts: list[list[str]] = []
+    async with lifespan(application):
+        batch = application.state.services.audit_batch
+        for size in (2, 7, 1):
+            _queue(batch, *range(size))
+            with statements_run_here() as statements:
+                assert await batch.flush() == size
+            texts.append(
+                [s for s in queries(statements) if s.lstrip().upper().startswith("INSERT")]
+            )
+    assert [len(inserts) for inserts in texts] == [1, 1, 1], texts
+    assert len({inserts[0] for inserts in texts}) == 1, texts
+
+
 # -- the flush rules, on a recording unit of work --------------------------------------------
 
 
@@ -110,8 +132,8 @@ class RecordingAudit:
         self._fail = fail
         self._pending: list[str] = []
 
-    async def record(self, event_type: str, *, now: datetime, **fields: Any) -> None:
-        self._pending.append(str(fields["data"]["n"]))
+    async def record_many(self, events: Sequence[AuditRecord]) -> None:
+        self._pending.extend(str(event.data["n"]) for event in events)
 
     def commit(self) -> None:
         if self._fail():
