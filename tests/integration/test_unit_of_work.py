@@ -70,3 +70,43 @@ async def test_what_was_not_committed_is_gone_and_holds_no_lock(engine: AsyncEng
         found = await uow.users.get(kept.id)
     assert found is not None
     assert (found.email, found.roles) == (kept.email, ())
+
+
+async def test_committed_user_changes_are_announced_once_the_connection_is_back(
+    engine: AsyncEngine,
+) -> None:
+    """The user cache's announcement may wait out its expiry (Redis down): it runs after
+    the exit has returned the one connection to the pool, and only for what committed."""
+    announced: list[frozenset[uuid.UUID] | None] = []
+    renamed, dropped = _user(), _user()
+
+    async def announce(changed: frozenset[uuid.UUID] | None) -> None:
+        # Needs the pool's only connection: it is free, or this would wait for ever.
+        async with _uow(engine, read_only=True) as reader:
+            assert await reader.users.get(renamed.id) is not None
+        announced.append(changed)
+
+    def writer() -> SqlUnitOfWork:
+        return SqlUnitOfWork(
+            session_factory(engine), read_session_factory(engine), users_changed=announce
+        )
+
+    async with writer() as uow:
+        assert await uow.users.add(renamed)
+        assert await uow.users.add(dropped)
+        await uow.commit()
+        await uow.users.update_name(renamed.id, "committed", utcnow())
+        await uow.commit()
+        await uow.users.update_name(dropped.id, "rolled back", utcnow())  # never committed
+        assert announced == []  # nothing before the exit
+    assert announced == [frozenset({renamed.id})]
+
+    async def fail_after_commit() -> None:
+        async with writer() as uow:
+            await uow.roles.delete("no-such-role")  # a role's change: every user
+            await uow.commit()
+            raise LookupError("the use case failed after its commit")
+
+    with pytest.raises(LookupError):
+        await fail_after_commit()
+    assert announced[1:] == [None]  # committed, so announced even though the block failed

@@ -99,6 +99,16 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        try:
+            await self._close(exc)
+        finally:
+            # Committed changes of users are announced once the connection is back in the
+            # pool: with Redis down the announcement waits out the user cache's expiry.
+            changed = self._changes.take()
+            if self._users_changed is not None and changed != frozenset():
+                await self._users_changed(changed)
+
+    async def _close(self, exc: BaseException | None) -> None:
         assert self._db is not None  # noqa: S101  (entered before exit, by construction)
         db, self._db = self._db, None
         try:
@@ -123,7 +133,4 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         assert self._db is not None  # noqa: S101  (only called inside the context)
         await self._db.commit()
-        changed = self._changes.take()
-        if self._users_changed is not None and changed != frozenset():
-            # After the commit, before the use case answers (services/change_cache.py).
-            await self._users_changed(changed)
+        self._changes.committed()
