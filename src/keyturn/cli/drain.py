@@ -98,8 +98,12 @@ async def drain_listeners(
     """
     held: list[socket.socket] = []
     for listener in listeners:
-        # A duplicate descriptor of the same socket: options set on it are the listener's.
-        sock = socket.socket(fileno=os.dup(listener.fileno()))
+        try:
+            # A duplicate descriptor of the same socket: options set on it are the listener's.
+            sock = socket.socket(fileno=os.dup(listener.fileno()))
+        except OSError as exc:  # out of descriptors: this stop is uvicorn's, unchanged
+            log.warning("listener_drain_unavailable", error=str(exc))
+            continue
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             sock.close()  # a Unix socket has no handshake to refuse
             continue
@@ -125,7 +129,13 @@ async def _until_empty(listeners: Sequence[socket.socket], *, quiet: float, limi
     deadline = loop.time() + limit
     empty_since = loop.time()
     while loop.time() < deadline:
-        if any(queued_connections(sock) for sock in listeners):
+        try:
+            queued = any(queued_connections(sock) for sock in listeners)
+        except OSError as exc:
+            # No queue length to read (a sandboxed kernel): stop as uvicorn would.
+            log.warning("listener_drain_unavailable", error=str(exc))
+            return
+        if queued:
             empty_since = loop.time()
         elif loop.time() - empty_since >= quiet:
             return

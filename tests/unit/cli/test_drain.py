@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from keyturn.cli import drain
 from keyturn.cli.drain import (
     DrainingServer,
     drain_listeners,
@@ -161,3 +162,21 @@ async def test_the_server_drains_before_uvicorn_closes_its_listener(
         patch.setattr(uvicorn.Server, "shutdown", observed)
         await server.serve(sockets=[listener])
     assert drained == [0]
+
+
+async def test_a_queue_length_that_cannot_be_read_ends_the_drain_not_the_stop(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(_listener: socket.socket) -> int:
+        raise OSError("TCP_INFO not supported")
+
+    monkeypatch.setattr(drain, "queued_connections", unreadable)
+    assert await drain.drain_listeners([listener]) == 1  # returns; the stop goes on
+
+
+async def test_a_listener_that_cannot_be_duplicated_is_left_to_uvicorn() -> None:
+    class Closed:
+        def fileno(self) -> int:
+            return -1  # os.dup fails (EBADF), as it would out of descriptors
+
+    assert await drain.drain_listeners([Closed()]) == 0
