@@ -299,9 +299,9 @@ def _lifespan(
             services = build_services(settings, adapters)
             await services.keys.start()
             await _restore_deny_list(services)
-            # The client cache is bypassed until this subscription is confirmed.
-            await adapters.client_changes.start()
-            await adapters.user_changes.start()
+            # The client and user caches are bypassed until their subscriptions are
+            # confirmed; both subscribe at once (each waits up to 2 s for a silent Redis).
+            await asyncio.gather(adapters.client_changes.start(), adapters.user_changes.start())
             stop_observing = await _observe(settings, adapters, services)
             app.state.services = started = services
             tasks = _background(settings, services, stop)

@@ -2,8 +2,8 @@
 
 ``services/change_cache.py`` keeps entries per process (OAuth clients on the channel
 ``clients:changed``, user profiles on ``users:changed``) and trusts an entry only while
-its feed says it hears every change (``ChangeFeed`` / ``ChangeListener`` in
-``services/ports.py``). Two implementations:
+its feed says it hears every change (``ChangeFeed`` / ``ChangeListener``, defined
+with the cache). Two implementations:
 
 * ``MemoryChangeFeed`` - one process (the embedded default): a change reaches the
   listeners of this process directly, and the feed is always live.
@@ -59,7 +59,7 @@ START_WAIT_SECONDS = 2.0
 
 
 class ChangeListener(Protocol):
-    """``services.ports.ChangeListener``, restated (infra sits below services)."""
+    """``services.change_cache.ChangeListener``, restated (infra sits below services)."""
 
     def changed(self, key: str) -> None: ...
     def lost(self) -> None: ...

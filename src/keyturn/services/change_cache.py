@@ -38,18 +38,52 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
 from keyturn.errors import StoreUnavailable
-from keyturn.services.ports import ChangeFeed
 
-__all__ = ["EVERY_KEY", "ChangeFedCache"]
+__all__ = ["EVERY_KEY", "ChangeFedCache", "ChangeFeed", "ChangeListener"]
 
 log = structlog.get_logger(__name__)
 
 EVERY_KEY = "*"
+
+
+class ChangeListener(Protocol):
+    """What hears changes on a feed: a per-process cache (``ChangeFedCache``).
+
+    The feed calls these from its own task, never concurrently; each call is synchronous,
+    so no request runs between a message being read and the cache reacting to it.
+    """
+
+    def changed(self, key: str) -> None:
+        """A replica changed what ``key`` names (or deleted it): forget it."""
+
+    def lost(self) -> None:
+        """The feed stopped hearing changes (disconnect, error): forget all, trust nothing."""
+
+    def live(self) -> None:
+        """The feed hears every change from now on (SUBSCRIBE confirmed)."""
+
+
+class ChangeFeed(Protocol):
+    """Changes announced to every process on one channel (``infra/invalidation.py``).
+
+    The memory feed reaches this process only (one worker); the Redis feed uses pub/sub.
+    """
+
+    def attach(self, listener: ChangeListener) -> None:
+        """Delivers every change heard from now on to ``listener``."""
+
+    async def publish(self, key: str) -> None:
+        """Announces that ``key`` changed; returns once the feed accepted it.
+
+        Raises:
+            StoreUnavailable: The announcement could not be sent.
+        """
+
 
 V = TypeVar("V")
 

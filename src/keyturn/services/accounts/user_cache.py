@@ -25,8 +25,8 @@ import uuid
 from collections.abc import Callable
 
 from keyturn.domain import User
-from keyturn.services.change_cache import EVERY_KEY, ChangeFedCache
-from keyturn.services.ports import ChangeFeed, UnitOfWorkFactory
+from keyturn.services.change_cache import EVERY_KEY, ChangeFedCache, ChangeFeed
+from keyturn.services.ports import UnitOfWorkFactory
 
 __all__ = ["MAX_AGE_SECONDS", "MAX_ENTRIES", "UserCache"]
 

@@ -154,6 +154,38 @@ def _auth(
     )
 
 
+def _account(
+    settings: Settings,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    read_uow_factory: UnitOfWorkFactory,
+    hash_pool: HashPool,
+    access_tokens: AccessTokenService,
+    tokens: OneTimeTokens,
+    mail: AccountMail,
+    policy: PasswordPolicy,
+    guard: CredentialGuard,
+) -> tuple[AccountService, AccountRequests, RecentSignIn]:
+    """The account lifecycle service, with the requests and recent sign-in it needs."""
+    requests = _requests(settings, uow_factory=uow_factory, tokens=tokens, mail=mail)
+    recent_sign_in = RecentSignIn(
+        read_uow_factory=read_uow_factory, max_age=settings.reauthentication_max_age
+    )
+    account = AccountService(
+        uow_factory=uow_factory,
+        hash_pool=hash_pool,
+        access_tokens=access_tokens,
+        tokens=tokens,
+        mail=mail,
+        policy=policy,
+        guard=guard,
+        recent_sign_in=recent_sign_in,
+        requests=requests,
+        read_uow_factory=read_uow_factory,
+    )
+    return account, requests, recent_sign_in
+
+
 def build_accounts(
     settings: Settings,
     *,
@@ -185,21 +217,16 @@ def build_accounts(
         guard=guard,
         tokens=tokens,
     )
-    requests = _requests(settings, uow_factory=uow_factory, tokens=tokens, mail=mail)
-    recent_sign_in = RecentSignIn(
-        read_uow_factory=read_uow_factory, max_age=settings.reauthentication_max_age
-    )
-    account = AccountService(
+    account, requests, recent_sign_in = _account(
+        settings,
         uow_factory=uow_factory,
+        read_uow_factory=read_uow_factory,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
         tokens=tokens,
         mail=mail,
         policy=policy,
         guard=guard,
-        recent_sign_in=recent_sign_in,
-        requests=requests,
-        read_uow_factory=read_uow_factory,
     )
     return AccountServices(
         access_tokens=access_tokens,

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 
 from keyturn.domain import OAuthClient
-from keyturn.services.change_cache import ChangeFedCache
-from keyturn.services.ports import ChangeFeed, UnitOfWorkFactory
+from keyturn.services.change_cache import ChangeFedCache, ChangeFeed
+from keyturn.services.ports import UnitOfWorkFactory
 
 __all__ = ["MAX_AGE_SECONDS", "MAX_ENTRIES", "ClientCache", "FoundClient"]
 

@@ -12,6 +12,7 @@ from keyturn.security.digests import KeyRing
 from keyturn.services.accounts import AccountServices
 from keyturn.services.admin import Authorizer
 from keyturn.services.audit_batch import AuditBatch
+from keyturn.services.change_cache import ChangeFeed
 from keyturn.services.oauth2.authorize import AuthorizationService
 from keyturn.services.oauth2.browser_sessions import BrowserSessions
 from keyturn.services.oauth2.client_cache import ClientCache
@@ -24,7 +25,7 @@ from keyturn.services.oauth2.rp_logout import RpLogoutService
 from keyturn.services.oauth2.token_management import OAuthTokenService
 from keyturn.services.oauth2.tokens import TokenService
 from keyturn.services.oauth2.userinfo import UserInfoService
-from keyturn.services.ports import ChangeFeed, UnitOfWorkFactory
+from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys import KeyManager
 
 
