@@ -16,12 +16,17 @@
 5. :class:`~keyturn.api.http.middleware.BodyLimitMiddleware`.
 6. :class:`~keyturn.api.http.head_requests.HeadAsGetMiddleware`: HEAD runs as GET without a body
    (RFC 9110 section 9.3.2), innermost so everything above still sees HEAD.
+
+:func:`lean_edge_layers` is the same stack without the preflight half of 4 and without 6,
+for the lean lane (``keyturn.api.lean.lane``): it sends them only GET and POST requests,
+which those two pass through untouched.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -279,28 +284,67 @@ def cors_origins(entries: Iterable[str]) -> list[str]:
     return origins
 
 
+def _edge_layers(settings: Settings) -> list[tuple[Any, dict[str, Any]]]:
+    """The edge middleware and their arguments, outermost first (the module docstring).
+
+    Raises:
+        ConfigError: invalid trusted proxies or CORS origins (the app must not start).
+    """
+    cors = {
+        "allow_origins": cors_origins(settings.cors_origins),
+        # Bearer tokens, not cookies: no credentialed cross-origin requests at all.
+        "allow_credentials": False,
+        "allow_methods": CORS_METHODS,
+        "allow_headers": CORS_HEADERS,
+        "expose_headers": CORS_EXPOSE,
+        "max_age": CORS_MAX_AGE,
+    }
+    return [
+        (ClientAddressMiddleware, {"proxies": TrustedProxies(settings.trusted_proxies)}),
+        (RequestContextMiddleware, {}),
+        (TransportGuardMiddleware, {"require_https": settings.is_production}),
+        (OAuthCorsMiddleware, {}),
+        (CORSMiddleware, cors),
+        (BodyLimitMiddleware, {"max_bytes": settings.max_body_bytes}),
+        (HeadAsGetMiddleware, {}),
+    ]
+
+
+# The layers that act only on a CORS preflight (OPTIONS) or on HEAD: a GET or a POST
+# passes through them untouched. (Starlette's CORSMiddleware is not one: it adds
+# "Vary: Origin" to every answer.)
+_PREFLIGHT_OR_HEAD_ONLY = (OAuthCorsMiddleware, HeadAsGetMiddleware)
+
+
 def install_hardening(app: FastAPI, settings: Settings) -> None:
     """Adds the edge middleware (see the module docstring for the order) to ``app``.
 
     Raises:
         ConfigError: invalid trusted proxies or CORS origins (the app must not start).
     """
-    proxies = TrustedProxies(settings.trusted_proxies)
-    origins = cors_origins(settings.cors_origins)
     # add_middleware puts each new one outside the previous: innermost first.
-    app.add_middleware(HeadAsGetMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=origins,
-        # Bearer tokens, not cookies: no credentialed cross-origin requests at all.
-        allow_credentials=False,
-        allow_methods=CORS_METHODS,
-        allow_headers=CORS_HEADERS,
-        expose_headers=CORS_EXPOSE,
-        max_age=CORS_MAX_AGE,
-    )
-    app.add_middleware(OAuthCorsMiddleware)
-    app.add_middleware(TransportGuardMiddleware, require_https=settings.is_production)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(ClientAddressMiddleware, proxies=proxies)
+    for layer, arguments in reversed(_edge_layers(settings)):
+        app.add_middleware(layer, **arguments)
+
+
+def lean_edge_layers(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
+    """The edge of :func:`install_hardening` for a GET or a POST, around an app.
+
+    The same middleware in the same order, without the two that act only on a preflight
+    or on HEAD (``keyturn.api.lean.lane`` sends these layers nothing else).
+
+    Raises:
+        ConfigError: invalid trusted proxies or CORS origins.
+    """
+    layers = [
+        (layer, arguments)
+        for layer, arguments in _edge_layers(settings)
+        if layer not in _PREFLIGHT_OR_HEAD_ONLY
+    ]
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        for layer, arguments in reversed(layers):
+            app = layer(app, **arguments)
+        return app
+
+    return wrap

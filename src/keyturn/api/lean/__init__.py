@@ -23,6 +23,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from keyturn.api.lean import handlers
+from keyturn.api.lean.lane import EdgeLayers, LeanLane
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -63,8 +64,12 @@ class LeanRoute(Route):
         return match, child_scope
 
 
-def install_lean_edge(app: FastAPI) -> None:
+def install_lean_edge(app: FastAPI, *, edge: EdgeLayers | None = None) -> None:
     """Puts the lean routes in front of ``app``'s routes (call after including routers).
+
+    With ``edge`` (the edge layers a lean request needs, ``lean_edge_layers``) it also adds
+    the :class:`~keyturn.api.lean.lane.LeanLane` outside every middleware added so far:
+    call it after the edge middleware and the exception handlers are installed.
 
     Raises:
         RuntimeError: A lean route has no FastAPI twin (the OpenAPI document would not
@@ -82,3 +87,10 @@ def install_lean_edge(app: FastAPI) -> None:
     if missing:
         raise RuntimeError(f"lean routes without a FastAPI route: {', '.join(missing)}")
     app.router.routes[0:0] = lean
+    if edge is not None:
+        app.add_middleware(
+            LeanLane,
+            routes={(route.method, route.path): route for route in lean},
+            edge=edge,
+            exception_handlers=app.exception_handlers,
+        )
