@@ -29,10 +29,11 @@ from joserfc.jwt import JWTClaimsRegistry
 from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
 from keyturn.errors import AccessTokenExpired, InvalidToken
+from keyturn.security.checked_signatures import CheckedSignatures
 from keyturn.security.ecdsa import ECDSA_ORDER, es256_sign, es256_verify, is_high_s
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, KeyMaterial, import_private_key
 
-__all__ = ["JosePolicy", "Signer", "Verifier", "header_kid"]
+__all__ = ["CheckedSignatures", "JosePolicy", "Signer", "Verifier", "header_kid"]
 
 # Our tokens are well under 2 KB; a cap bounds the work any hostile input can cause.
 MAX_TOKEN_LENGTH = 8192
@@ -183,13 +184,19 @@ class Verifier:
     Args:
         public_jwks: Public JWKs, each with ``kid`` and ``alg`` (``KeyMaterial.public_jwk``
             or JWKS entries).
+        checked: The tokens whose signature already held (``checked_signatures``); the
+            key cache hands the same one to each verifier it builds, so a reload of the
+            keys does not forget them. A verifier of its own by default.
 
     Raises:
         ValueError: When a JWK lacks ``kid``/``alg``, has a private part, an unsupported
             algorithm, a key that does not fit its algorithm, or a duplicate ``kid``.
     """
 
-    def __init__(self, public_jwks: Iterable[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, public_jwks: Iterable[Mapping[str, Any]], *, checked: CheckedSignatures | None = None
+    ) -> None:
+        self._checked = CheckedSignatures() if checked is None else checked
         # kid -> (alg, joserfc key, the ``cryptography`` key of the direct ES256 path).
         self._keys: dict[str, tuple[str, _JoseKey, ec.EllipticCurvePublicKey | None]] = {}
         for jwk in public_jwks:
@@ -294,6 +301,25 @@ class Verifier:
         if not isinstance(typ, str) or _normalize_typ(typ) != _normalize_typ(policy.typ):
             raise InvalidToken("The token is of the wrong kind for this use.")
         signature = urlsafe_b64decode(signature_segment)
+        digest = self._checked.digest(raw)
+        if digest not in self._checked:
+            self._check_signature(raw, alg, key, es256_key, signature)
+            self._checked.add(digest)
+        # Parsed only after the signature holds: unsigned JSON never reaches the parser.
+        claims = orjson.loads(payload)
+        if not isinstance(claims, dict):
+            raise InvalidToken("The token's content is not readable.")
+        return claims
+
+    @staticmethod
+    def _check_signature(
+        raw: bytes,
+        alg: str,
+        key: _JoseKey,
+        es256_key: ec.EllipticCurvePublicKey | None,
+        signature: bytes,
+    ) -> None:
+        header_segment, payload_segment, _ = raw.split(b".")
         if es256_key is not None:
             # RFC 7515 section 5.2 step 8: the signature is over the ASCII of the first two
             # segments exactly as received.
@@ -309,11 +335,6 @@ class Verifier:
         # issued (n - s), never one we signed: refused so every token has one string.
         if alg in ECDSA_ORDER and is_high_s(alg, signature):
             raise InvalidToken("The token's signature is not in its one accepted form.")
-        # Parsed only after the signature holds: unsigned JSON never reaches the parser.
-        claims = orjson.loads(payload)
-        if not isinstance(claims, dict):
-            raise InvalidToken("The token's content is not readable.")
-        return claims
 
 
 def header_kid(token: str) -> str | None:

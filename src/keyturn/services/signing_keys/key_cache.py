@@ -15,7 +15,7 @@ import structlog
 from keyturn.domain import SigningKeyRecord, utcnow
 from keyturn.observability.scrape import record_active_signing_key
 from keyturn.security.aead import Aead
-from keyturn.security.jose import Signer, Verifier
+from keyturn.security.jose import CheckedSignatures, Signer, Verifier
 from keyturn.security.keys import KeyMaterial, load_key
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.rotation import activation
@@ -56,7 +56,10 @@ class KeyCache:
         self._loaded_at = float("-inf")
         self._signers: dict[str, Signer] = {}
         self._missing: frozenset[str] = frozenset()
-        self._verifier = Verifier([])
+        # Kept across reloads: a token checked under a key stays checked while that key
+        # is loaded (a key no longer loaded refuses its tokens before this is asked).
+        self._checked = CheckedSignatures()
+        self._verifier = Verifier([], checked=self._checked)
         self._jwks: dict[str, Any] = {"keys": []}
 
     @property
@@ -97,7 +100,7 @@ class KeyCache:
             log.warning("signing_key_chain_without_active_key", algs=sorted(missing))
             self._missing = missing
         self._signers = signers
-        self._verifier = Verifier(record.public_jwk for record in records)
+        self._verifier = Verifier((record.public_jwk for record in records), checked=self._checked)
         self._jwks = {"keys": [dict(record.public_jwk) for record in records]}
         self._loaded_at = self._clock()
 
