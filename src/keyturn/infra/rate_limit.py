@@ -27,6 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from keyturn.domain import RateDecision
 from keyturn.infra.redis_client import (
@@ -280,6 +281,12 @@ class RedisRateLimiter(RedisAdapter):
             args += [limit, window_seconds * _MS, cost, "1" if record else "0"]
         keys = [self.key(check[0]) for check in checks]
         with store_errors(f"rate limit {operation}", self.component):
-            reply = await self._script(keys=keys, args=args)
+            try:
+                reply = await self._batch.execute(
+                    "EVALSHA", self._script.sha, len(keys), *keys, *args
+                )
+            except NoScriptError:
+                # Redis lost its scripts (a restart): the script object loads it again.
+                reply = await self._script(keys=keys, args=args)
         values = [int(v) for v in reply]
         return [_decision(check[1], *values[i * 4 : i * 4 + 4]) for i, check in enumerate(checks)]

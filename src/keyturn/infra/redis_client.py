@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from keyturn.errors import StoreUnavailable
+from keyturn.infra.redis_batch import CommandBatcher
 from keyturn.observability.metrics import REDIS_ERRORS
 
 __all__ = [
@@ -115,6 +116,9 @@ class RedisAdapter:
 
     def __init__(self, client: Redis, *, prefix: str, owns_client: bool = False) -> None:
         self._client = client
+        # The hot reads and scripts go through it (issue 18): concurrent requests share
+        # one pipeline instead of a round trip each.
+        self._batch = CommandBatcher(client)
         self._prefix = prefix
         self._owns_client = owns_client
 

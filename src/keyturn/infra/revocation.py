@@ -136,7 +136,7 @@ class RedisRevocationStore(RedisAdapter):
                 flushed, so "not listed" proves nothing until ``seal`` runs again.
         """
         with store_errors("is_revoked", self.component):
-            listed, sealed = await self._client.mget(self.key(sid), self._seal_key)
+            listed, sealed = await self._batch.execute("MGET", self.key(sid), self._seal_key)
         if sealed is None:
             raise StoreUnavailable("the deny-list lost its contents (Redis reset)")
         return listed is not None
@@ -150,8 +150,8 @@ class RedisRevocationStore(RedisAdapter):
         if not sids:
             return frozenset()
         with store_errors("revoked_among", self.component):
-            *listed, sealed = await self._client.mget(
-                *(self.key(sid) for sid in sids), self._seal_key
+            *listed, sealed = await self._batch.execute(
+                "MGET", *(self.key(sid) for sid in sids), self._seal_key
             )
         if sealed is None:
             raise StoreUnavailable("the deny-list lost its contents (Redis reset)")

@@ -611,19 +611,20 @@ async def test_a_lost_answer_counts_the_hit_in_both_places(
     redis_limiter = RedisRateLimiter.from_url(redis_url, prefix=redis_prefix)
     seen: list[str] = []
     limiter = FallbackRateLimiter(redis_limiter, MemoryRateLimiter(), on_fallback=seen.append)
-    script = redis_limiter._script
+    batch = redis_limiter._batch
 
-    async def ran_then_lost(**kw: list[str | int]) -> object:
-        await script(**kw)
-        raise RedisTimeoutError("Timeout reading from socket")
+    class RanThenLost:
+        async def execute(self, *args: object) -> object:
+            await batch.execute(*args)
+            raise RedisTimeoutError("Timeout reading from socket")
 
     try:
         per_ip, pair = new_key(), new_key()
-        redis_limiter._script = ran_then_lost  # type: ignore[assignment]
+        redis_limiter._batch = RanThenLost()  # type: ignore[assignment]
         hit, _ = await hit_and_peek(limiter, per_ip, pair, hit_limit=2)
         assert (hit.allowed, hit.remaining) == (True, 1)
         assert seen == ["hit_and_peek"]
-        redis_limiter._script = script
+        redis_limiter._batch = batch
         # Redis recorded the hit the process never heard about; the process counted its own.
         shared, _ = await hit_and_peek(limiter, per_ip, pair, hit_limit=2)
         assert (shared.allowed, shared.remaining) == (True, 0)

@@ -28,7 +28,7 @@ CLOSED_TRANSPORT = RuntimeError(
 class _ClosedUnderneath:
     """A Redis client whose every command meets a transport closed under it."""
 
-    async def mget(self, *keys: Any) -> Any:
+    async def execute_command(self, *args: Any) -> Any:  # the deny-list's MGET
         raise CLOSED_TRANSPORT
 
     async def set(self, *args: Any, **kwargs: Any) -> Any:
@@ -46,7 +46,7 @@ async def test_a_transport_closed_under_a_command_is_store_unavailable() -> None
 
 async def test_any_other_runtime_error_is_a_bug_not_an_outage() -> None:
     class _Broken:
-        async def mget(self, *keys: Any) -> Any:
+        async def execute_command(self, *args: Any) -> Any:
             raise RuntimeError("coroutine was never awaited")
 
     store = RedisRevocationStore(cast(Redis, _Broken()), prefix="keyturn-test:")
