@@ -11,13 +11,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from integration.admin.test_audit_chain import seal, uow_factory
 from keyturn.db.engine import session_factory
 from keyturn.db.models import AuditEventRow
 from keyturn.services.admin.audit_chain import SEAL_BATCH
+from sql_spy import queries, statements_run_here
 
 pytestmark = pytest.mark.anyio
 
@@ -172,3 +173,30 @@ async def test_a_row_committed_late_is_sealed_after_a_higher_id(engine: AsyncEng
     assert [row.data.get("who") for row in rows] == ["slow", None]
     assert [row.seq for row in rows] == [2, 1]
     assert await _verify(engine) == (True, 2, 0, None)
+
+
+async def test_sealing_builds_no_orm_rows_and_one_update_per_batch(engine: AsyncEngine) -> None:
+    """The sealer reads plain rows and writes one executemany UPDATE, whatever the batch
+    size: loading and flushing each row as an ORM object was a sixth of a
+    client_credentials worker's CPU (issue 18)."""
+    loaded: list[object] = []
+
+    def on_load(target: object, _context: object) -> None:
+        loaded.append(target)
+
+    event.listen(AuditEventRow, "load", on_load)
+    try:
+        shapes = []
+        for count in (1, 40):
+            await _insert(engine, count)
+            with statements_run_here() as seen:
+                assert await seal(engine) == count
+            statements = queries(seen)
+            updates = [sql for sql in statements if sql.lstrip().upper().startswith("UPDATE")]
+            assert len(updates) == 1, statements
+            shapes.append(statements)
+    finally:
+        event.remove(AuditEventRow, "load", on_load)
+    assert loaded == []
+    assert shapes[0] == shapes[1]
+    assert await _verify(engine) == (True, 41, 0, None)
