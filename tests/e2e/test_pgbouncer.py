@@ -53,6 +53,11 @@ PGBOUNCER = "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2
 CLIENTS = 20
 ITERATIONS = 10
+# Below the server's keep-alive timeout (uvicorn's 5 s, httpx's default expiry too): a
+# connection idle that long may be closed by the server just as the client sends on it,
+# and the request is lost without an answer (a CI run saw one refresh go so). A balancer
+# closes idle upstream connections first for the same reason (deploy/nginx, 4 s).
+CLIENT_KEEPALIVE_SECONDS = 2.0
 BOUNCER_DEADLINE = 15.0
 # The traffic's own limits are not under test: 20 clients share one address.
 NO_LIMITS = {
@@ -170,7 +175,7 @@ async def _drive(base_url: str, *, stop_at_first_error: bool) -> Traffic:
     traffic = Traffic()
     stop = asyncio.Event()
     never = asyncio.Event()
-    limits = httpx.Limits(max_connections=CLIENTS)
+    limits = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as http:
         await asyncio.gather(
             *(
