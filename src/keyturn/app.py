@@ -18,7 +18,7 @@ from sqlalchemy import text
 from keyturn import __version__
 from keyturn.adapters import Adapters, build_adapters
 from keyturn.api import problems
-from keyturn.api.http.hardening import install_hardening, lean_edge_layers
+from keyturn.api.http.hardening import install_hardening
 from keyturn.api.lean import install_lean_edge
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
@@ -354,10 +354,10 @@ def create_app(settings: Settings, *, lean_edge: bool = True) -> FastAPI:
     problems.install(app)
     include_routers(app, settings, mailbox)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
-    install_hardening(app, settings)
+    lean_edge_layers = install_hardening(app, settings)
     if lean_edge:
         # Last: the lean lane goes outside the edge middleware installed above.
-        install_lean_edge(app, edge=lean_edge_layers(settings))
+        install_lean_edge(app, edge=lean_edge_layers)
     return app
 
 

@@ -17,8 +17,8 @@
 6. :class:`~keyturn.api.http.head_requests.HeadAsGetMiddleware`: HEAD runs as GET without a body
    (RFC 9110 section 9.3.2), innermost so everything above still sees HEAD.
 
-:func:`lean_edge_layers` is the same stack without the preflight half of 4 and without 6,
-for the lean lane (``keyturn.api.lean.lane``): it sends them only GET and POST requests,
+:func:`install_hardening` also returns the same stack without the preflight half of 4 and
+without 6, for the lean lane (``keyturn.api.lean.lane``): it sends them only GET and POST requests,
 which those two pass through untouched.
 """
 
@@ -316,35 +316,27 @@ def _edge_layers(settings: Settings) -> list[tuple[Any, dict[str, Any]]]:
 _PREFLIGHT_OR_HEAD_ONLY = (OAuthCorsMiddleware, HeadAsGetMiddleware)
 
 
-def install_hardening(app: FastAPI, settings: Settings) -> None:
+def install_hardening(app: FastAPI, settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
     """Adds the edge middleware (see the module docstring for the order) to ``app``.
+
+    Returns:
+        The same edge for a GET or a POST, to wrap around an app: the same middleware
+        with the same arguments, in the same order, without the two that act only on a
+        preflight or on HEAD (``keyturn.api.lean.lane`` sends these layers nothing else).
+        Settings are read and checked once for both.
 
     Raises:
         ConfigError: invalid trusted proxies or CORS origins (the app must not start).
     """
+    layers = _edge_layers(settings)
     # add_middleware puts each new one outside the previous: innermost first.
-    for layer, arguments in reversed(_edge_layers(settings)):
+    for layer, arguments in reversed(layers):
         app.add_middleware(layer, **arguments)
+    lean = [entry for entry in layers if entry[0] not in _PREFLIGHT_OR_HEAD_ONLY]
 
+    def lean_edge(inner: ASGIApp) -> ASGIApp:
+        for layer, arguments in reversed(lean):
+            inner = layer(inner, **arguments)
+        return inner
 
-def lean_edge_layers(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
-    """The edge of :func:`install_hardening` for a GET or a POST, around an app.
-
-    The same middleware in the same order, without the two that act only on a preflight
-    or on HEAD (``keyturn.api.lean.lane`` sends these layers nothing else).
-
-    Raises:
-        ConfigError: invalid trusted proxies or CORS origins.
-    """
-    layers = [
-        (layer, arguments)
-        for layer, arguments in _edge_layers(settings)
-        if layer not in _PREFLIGHT_OR_HEAD_ONLY
-    ]
-
-    def wrap(app: ASGIApp) -> ASGIApp:
-        for layer, arguments in reversed(layers):
-            app = layer(app, **arguments)
-        return app
-
-    return wrap
+    return lean_edge

@@ -67,9 +67,10 @@ class LeanRoute(Route):
 def install_lean_edge(app: FastAPI, *, edge: EdgeLayers | None = None) -> None:
     """Puts the lean routes in front of ``app``'s routes (call after including routers).
 
-    With ``edge`` (the edge layers a lean request needs, ``lean_edge_layers``) it also adds
-    the :class:`~keyturn.api.lean.lane.LeanLane` outside every middleware added so far:
-    call it after the edge middleware and the exception handlers are installed.
+    With ``edge`` (the edge layers a lean request needs, as ``install_hardening`` returns
+    them) it also adds the :class:`~keyturn.api.lean.lane.LeanLane` outside every
+    middleware added so far: call it after the edge middleware and the exception handlers
+    are installed.
 
     Raises:
         RuntimeError: A lean route has no FastAPI twin (the OpenAPI document would not

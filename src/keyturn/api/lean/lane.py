@@ -7,7 +7,7 @@ wrappers, each a coroutine frame or two that only passed the request on.
 
 :class:`LeanLane` sits outside the edge. It sends a request for a lean (method, path)
 straight down a shorter stack of the same middleware classes
-(``keyturn.api.http.hardening.lean_edge_layers``) to its handler, with the app's own
+(what ``keyturn.api.http.hardening.install_hardening`` returns) to its handler, with the app's own
 exception handlers around it. It takes only requests for which every skipped layer is a
 pass-through: a lean route's method (GET or POST: the OAuth preflight answer and
 HEAD-as-GET never act on them) and path, with no ``root_path`` (the path in the scope is
