@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -14,6 +15,7 @@ from bench.harness import (
     analysis,
     machine,
     options,
+    pairs,
     peer_phases,
     phases,
     profiling,
@@ -23,6 +25,7 @@ from bench.harness import (
     soak,
 )
 from bench.harness.console import console
+from bench.harness.hashrate import verify_rate
 from bench.harness.scenarios import Runner
 from bench.harness.servers import HarnessError
 from bench.harness.wrk import ensure_wrk
@@ -65,15 +68,30 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(wrk_path, opts.threads, opts.duration, opts.warmup, opts.runs, profiles)
     outcome = phases.Outcome()
     password_hash = seed.production_hash()
+    rounds = pairs.Rounds()
     try:
-        with tempfile.TemporaryDirectory(prefix="keyturn-bench-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="keyturn-bench-") as tmp,
+            contextlib.ExitStack() as stack,
+        ):
             workdir = Path(tmp)
             if opts.wants("keyturn") or opts.wants("oauth"):
-                phases.keyturn_phase(opts, runner, workdir, outcome, password_hash)
+                phases.keyturn_phase(opts, runner, workdir, outcome, password_hash, stack)
             if opts.peers and opts.wants("fastapi-users"):
-                peer_phases.fastapi_users_phase(opts, runner, workdir, outcome)
+                peer_phases.fastapi_users_phase(opts, runner, workdir, outcome, stack)
             if opts.peers and opts.wants("oidc-provider"):
-                peer_phases.oidc_phase(opts, runner, workdir, outcome)
+                peer_phases.oidc_phase(opts, runner, workdir, outcome, stack)
+            rounds = pairs.run(
+                runner,
+                outcome,
+                opts.rounds,
+                lambda: verify_rate(
+                    password_hash,
+                    seed.PASSWORD,
+                    threads=opts.hash_threads,
+                    seconds=opts.hash_seconds,
+                ),
+            )
     except HarnessError as exc:
         console.print(f"[red]benchmark failed:[/red] {exc}")
         return 1
@@ -86,18 +104,24 @@ def main(argv: list[str] | None = None) -> int:
         (profiles / "summary.md").write_text(profiling.summary(read), encoding="utf-8")
         console.print(f"profiles: {profiles}/summary.md")
     facts.update(outcome.facts)
+    facts["paired_rounds"] = rounds.as_facts()
     ceiling = outcome.facts.get("raw_argon2id_verify_per_s")
     scale = analysis.scale_comparison(outcome.results, opts.users, opts.results_dir)
     peer_ceiling = outcome.facts.get("raw_argon2id_verify_per_s_fastapi_users_phase")
     ratios = analysis.ratios(outcome.results, ceiling, opts.workers, peer_ceiling)
-    targets = analysis.targets(outcome.results, ceiling, opts.workers, scale)
+    ratios += pairs.ratio_lines(rounds)
+    targets = analysis.targets(
+        outcome.results, ceiling, opts.workers, scale, rounds.medians(), len(rounds.rates)
+    )
     measured = list(outcome.results.values())
     report.show(measured, outcome.pending, ratios, targets, facts)
     for path in report.write(opts.results_dir, measured, outcome.pending, ratios, targets, facts):
         console.print(f"wrote {path}")
     # Issue 7: no scenario may answer with errors (none of them expects any): the report is
     # written for diagnosis, and the run still fails.
-    errored = [m.scenario.title for m in measured if any(run.failed for run in m.runs)]
+    errored = [
+        m.scenario.title for m in measured + rounds.measured if any(run.failed for run in m.runs)
+    ]
     if errored:
         console.print(f"[red]scenarios with failed requests:[/red] {', '.join(errored)}")
         return 3

@@ -47,6 +47,7 @@ class Options:
     soak: bool = False
     minutes: float = 30.0
     profile: bool = False
+    rounds: int = 0
 
     def wants(self, group: str) -> bool:
         return not self.only or group in self.only
@@ -73,6 +74,11 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--duration", type=float, help="seconds per measured run (10; quick 3)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds (3; quick 1)")
     parser.add_argument("--runs", type=int, default=2, help="measured runs per scenario (2)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="paired rounds of issue 18's ratio rows after the phases (3; quick 1; 0: none)",
+    )
     parser.add_argument("--threads", type=int, default=min(cpus, 4), help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument(
@@ -153,4 +159,5 @@ def parse(argv: list[str] | None = None) -> Options:
         soak=bool(args.soak),
         minutes=args.minutes,
         profile=bool(args.profile),
+        rounds=args.rounds if args.rounds is not None else (1 if quick else 3),
     )

@@ -1,7 +1,7 @@
-"""The peers' phases: the fastapi-users app, then node-oidc-provider, one server at a time.
+"""The peers' phases: the fastapi-users app, then node-oidc-provider.
 
-Like the Keyturn phase (phases.py), each owns its servers and databases through an
-ExitStack, so they are stopped and dropped when the phase ends, also when it fails.
+Like the Keyturn phase (phases.py), each puts its servers and databases on the run's
+ExitStack, and its last server stays up, idle, for the paired rounds (pairs.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ DEFAULT_HASH_SETTLE_SECONDS = 8.0
 OIDC_INTROSPECTION_TOKENS = 500  # the provider's in-memory adapter keeps 1,000 entries
 
 
-def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome: Outcome) -> None:
+def fastapi_users_phase(
+    options: Options, runner: Runner, workdir: Path, outcome: Outcome, stack: contextlib.ExitStack
+) -> None:
     python = peers.ensure_fastapi_users()
     # The machine may be shared: the hash ceiling again, so both logins can be read
     # against the ceiling of their own moment.
@@ -50,11 +52,10 @@ def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome
         workdir / "fu-emails.txt", emails_of(range(options.peer_tokens, options.peer_users))
     )
     login_env = {"BENCH_EMAILS": str(emails), "BENCH_PASSWORD": seed.PASSWORD, **STATUS}
-    with contextlib.ExitStack() as stack:
-        database = create_database(options.postgres, "fastapi_users_bench")
-        stack.callback(drop_database, database)
-        server = peers.start_fastapi_users(python, database, "keyturn", workdir)
-        stop = stack.enter_context(contextlib.ExitStack())
+    database = create_database(options.postgres, "fastapi_users_bench")
+    stack.callback(drop_database, database)
+    server = peers.start_fastapi_users(python, database, "keyturn", workdir)
+    with contextlib.ExitStack() as stop:
         stop.callback(server.stop)
         outcome.facts["fastapi_users_seed_seconds"] = seed.seed(
             database.dsn,
@@ -96,34 +97,38 @@ def fastapi_users_phase(options: Options, runner: Runner, workdir: Path, outcome
                 server,
             )
         )
-        stop.close()
-        seed.set_fastapi_users_hash(database.dsn, default_hash)
-        server = peers.start_fastapi_users(python, database, "default", workdir)
-        stack.callback(server.stop)
-        params = outcome.facts["fastapi_users_default_hash_params"]
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    names.FU_LOGIN_DEFAULT,
-                    f"POST /auth/jwt/login (default hash: argon2id {params})",
-                    "fastapi-users",
-                    "login_form.lua",
-                    "/auth/jwt/login",
-                    DEFAULT_HASH_CONNECTIONS,
-                    env=login_env,
-                    note="fastapi-users' default PasswordHelper; it hashes on the event loop,"
-                    f" so {DEFAULT_HASH_CONNECTIONS} connections, runs of at least"
-                    f" {DEFAULT_HASH_MIN_SECONDS:g} s and a pause for its queue to drain",
-                    min_duration=DEFAULT_HASH_MIN_SECONDS,
-                    settle_s=DEFAULT_HASH_SETTLE_SECONDS,
-                ),
-                server,
-                warm=False,
-            )
+    seed.set_fastapi_users_hash(database.dsn, default_hash)
+    server = peers.start_fastapi_users(python, database, "default", workdir)
+    stack.callback(server.stop)
+    # The paired rounds measure /users/me here again: the route never hashes, so the
+    # server's hasher does not matter to it.
+    outcome.servers["fastapi-users"] = server
+    params = outcome.facts["fastapi_users_default_hash_params"]
+    outcome.add(
+        runner.measure(
+            Scenario(
+                names.FU_LOGIN_DEFAULT,
+                f"POST /auth/jwt/login (default hash: argon2id {params})",
+                "fastapi-users",
+                "login_form.lua",
+                "/auth/jwt/login",
+                DEFAULT_HASH_CONNECTIONS,
+                env=login_env,
+                note="fastapi-users' default PasswordHelper; it hashes on the event loop,"
+                f" so {DEFAULT_HASH_CONNECTIONS} connections, runs of at least"
+                f" {DEFAULT_HASH_MIN_SECONDS:g} s and a pause for its queue to drain",
+                min_duration=DEFAULT_HASH_MIN_SECONDS,
+                settle_s=DEFAULT_HASH_SETTLE_SECONDS,
+            ),
+            server,
+            warm=False,
         )
+    )
 
 
-def oidc_phase(options: Options, runner: Runner, workdir: Path, outcome: Outcome) -> None:
+def oidc_phase(
+    options: Options, runner: Runner, workdir: Path, outcome: Outcome, stack: contextlib.ExitStack
+) -> None:
     cc = Scenario(
         names.OIDC_CLIENT_CREDENTIALS,
         "POST /token (client_credentials, ES256 JWT)",
@@ -146,33 +151,39 @@ def oidc_phase(options: Options, runner: Runner, workdir: Path, outcome: Outcome
         outcome.pending += [Scenario(**{**vars(s), "pending": reason}) for s in (cc, intro)]
         return
     basic = tokens.basic_auth(peers.OIDC_CLIENT_ID, peers.OIDC_CLIENT_SECRET)
-    with contextlib.ExitStack() as stack:
-        server = peers.start_oidc_provider(node, workdir)
-        stack.callback(server.stop)
-        form = f"&scope=api:read&resource={peers.OIDC_JWT_RESOURCE}"
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    **{**vars(cc), "env": {"BENCH_BASIC": basic, "BENCH_FORM": form, **STATUS}}
-                ),
-                server,
-            )
+    server = peers.start_oidc_provider(node, workdir)
+    stack.callback(server.stop)
+    outcome.servers["oidc-provider"] = server
+    form = f"&scope=api:read&resource={peers.OIDC_JWT_RESOURCE}"
+    outcome.add(
+        runner.measure(
+            Scenario(**{**vars(cc), "env": {"BENCH_BASIC": basic, "BENCH_FORM": form, **STATUS}}),
+            server,
         )
+    )
+    listed = workdir / "oidc-tokens.txt"
+
+    def issue_tokens() -> None:
+        # Opaque tokens live in the provider's in-memory store (1,000 entries, oldest out):
+        # issued right before each introspection measurement, so every one is still there.
         issued = tokens.client_credentials_tokens(
             server.base_url + "/token",
             basic,
             {"scope": "api:read", "resource": peers.OIDC_OPAQUE_RESOURCE},
             OIDC_INTROSPECTION_TOKENS,
         )
-        listed = tokens.write_lines(workdir / "oidc-tokens.txt", issued)
-        outcome.add(
-            runner.measure(
-                Scenario(
-                    **{
-                        **vars(intro),
-                        "env": {"BENCH_BASIC": basic, "BENCH_TOKENS": str(listed), **STATUS},
-                    }
-                ),
-                server,
-            )
+        tokens.write_lines(listed, issued)
+
+    issue_tokens()
+    outcome.prepare[names.OIDC_INTROSPECT] = issue_tokens
+    outcome.add(
+        runner.measure(
+            Scenario(
+                **{
+                    **vars(intro),
+                    "env": {"BENCH_BASIC": basic, "BENCH_TOKENS": str(listed), **STATUS},
+                }
+            ),
+            server,
         )
+    )

@@ -1,8 +1,10 @@
 """The Keyturn phase of a run (the peers' phases are in peer_phases.py).
 
-Each phase owns its servers and databases through an ExitStack, so they are stopped and
-dropped when the phase ends, also when it fails; one server runs at a time, so no phase
-measures another's idle CPU.
+Each phase puts its servers and databases on the run's ExitStack, so they are stopped and
+dropped when the run ends, also when it fails. A phase's server stays up, idle, through
+the later phases: the paired rounds (pairs.py) measure it again beside the peers. CPU is
+counted per server process tree (procstat.py), so an idle server adds nothing to another's
+figures.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,10 @@ class Outcome:
     pending: list[Scenario] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The server of each target, still running for the paired rounds.
+    servers: dict[str, Managed] = field(default_factory=dict)
+    # Work to redo before a scenario is measured again (fresh tokens a peer may have evicted).
+    prepare: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def add(self, measured: Measured) -> None:
         self.results[measured.scenario.name] = measured
@@ -50,32 +57,35 @@ def emails_of(indexes: range | list[int]) -> list[str]:
 
 
 def keyturn_phase(
-    options: Options, runner: Runner, workdir: Path, outcome: Outcome, password_hash: str
+    options: Options,
+    runner: Runner,
+    workdir: Path,
+    outcome: Outcome,
+    password_hash: str,
+    stack: contextlib.ExitStack,
 ) -> None:
-    with contextlib.ExitStack() as stack:
-        database = create_database(options.postgres, "keyturn_bench")
-        stack.callback(drop_database, database)
-        setup = keyturn_server.keyturn_setup(options, database, workdir)
-        stack.callback(keyturn_server.delete_redis_keys, options.redis, setup.redis_prefix)
-        keyturn_server.migrate(setup)
-        outcome.facts["keyturn_seed_seconds"] = seed.seed(
-            database.dsn,
-            "users",
-            seed.KEYTURN_COLUMNS,
-            options.users,
-            seed.keyturn_rows(password_hash),
-        )
-        console.print(
-            f"seeded {options.users:,} users in {outcome.facts['keyturn_seed_seconds']} s"
-        )
-        ceiling = verify_rate(
-            password_hash, seed.PASSWORD, threads=options.hash_threads, seconds=options.hash_seconds
-        )
-        outcome.facts["raw_argon2id_verify_per_s"] = round(ceiling, 1)
-        console.print(f"raw argon2id verify: {ceiling:.1f}/s in {options.hash_threads} threads")
-        server = keyturn_server.start(setup, workdir, options.server)
-        stack.callback(server.stop)
-        _keyturn_scenarios(options, runner, workdir, outcome, server, setup)
+    database = create_database(options.postgres, "keyturn_bench")
+    stack.callback(drop_database, database)
+    setup = keyturn_server.keyturn_setup(options, database, workdir)
+    stack.callback(keyturn_server.delete_redis_keys, options.redis, setup.redis_prefix)
+    keyturn_server.migrate(setup)
+    outcome.facts["keyturn_seed_seconds"] = seed.seed(
+        database.dsn,
+        "users",
+        seed.KEYTURN_COLUMNS,
+        options.users,
+        seed.keyturn_rows(password_hash),
+    )
+    console.print(f"seeded {options.users:,} users in {outcome.facts['keyturn_seed_seconds']} s")
+    ceiling = verify_rate(
+        password_hash, seed.PASSWORD, threads=options.hash_threads, seconds=options.hash_seconds
+    )
+    outcome.facts["raw_argon2id_verify_per_s"] = round(ceiling, 1)
+    console.print(f"raw argon2id verify: {ceiling:.1f}/s in {options.hash_threads} threads")
+    server = keyturn_server.start(setup, workdir, options.server)
+    stack.callback(server.stop)
+    outcome.servers["keyturn"] = server
+    _keyturn_scenarios(options, runner, workdir, outcome, server, setup)
 
 
 def _keyturn_scenarios(
