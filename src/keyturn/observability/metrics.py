@@ -84,3 +84,17 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 def method_label(method: str) -> str:
     """The ``method`` label for ``method``: itself when standard, else ``"other"``."""
     return method if method in _KNOWN_METHODS else "other"
+
+
+# (route, method label, status) -> its histogram child: labels() takes a lock and builds its
+# key on every call, and a label set's child never changes. Bounded like the labels are.
+_LATENCY_CHILDREN: dict[tuple[str, str, int], Histogram] = {}
+
+
+def request_latency(route: str, method: str, status: int) -> Histogram:
+    """The latency histogram child for one request (``method`` as the client sent it)."""
+    key = (route, method_label(method), status)
+    child = _LATENCY_CHILDREN.get(key)
+    if child is None:
+        child = _LATENCY_CHILDREN[key] = REQUEST_LATENCY.labels(key[0], key[1], str(status))
+    return child
