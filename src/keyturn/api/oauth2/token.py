@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 
 from keyturn.api.http.cors import apply_client_cors
 from keyturn.api.http.deps import ClientDep, ServicesDep
+from keyturn.api.http.json_response import OrjsonResponse
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
 from keyturn.api.oauth2.responses import NO_STORE
@@ -84,7 +85,7 @@ async def token(request: Request, services: ServicesDep, client: ClientDep) -> J
     )
     answer = await services.tokens.grant(oauth_client, form, client)
     # Section 5.1: never cached.
-    response = JSONResponse(answer.as_json(), headers=NO_STORE)
+    response = OrjsonResponse(answer.as_json(), headers=NO_STORE)
     # A browser client (SPA with PKCE) reads the answer only from its registered origins.
     apply_client_cors(request, response, oauth_client)
     return response

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from keyturn.api.http.cors import apply_client_cors
 from keyturn.api.http.deps import ClientDep, ServicesDep
+from keyturn.api.http.json_response import OrjsonResponse
 from keyturn.api.http.throttling import CREDENTIAL_ENDPOINT
 from keyturn.api.oauth2.client_auth import authenticate_client, form_body, oauth_form
 from keyturn.api.oauth2.responses import NO_STORE
@@ -76,7 +77,7 @@ async def introspect(request: Request, services: ServicesDep, client: ClientDep)
     # client with its secret, so a public client id alone cannot scan tokens.
     oauth_client, token, hint = await _read(request, services, client, allow_public=False)
     answer = await services.oauth_tokens.introspect(token, hint, oauth_client)
-    return JSONResponse(answer, headers=NO_STORE)
+    return OrjsonResponse(answer, headers=NO_STORE)
 
 
 @router.post(
