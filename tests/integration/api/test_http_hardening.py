@@ -88,6 +88,25 @@ async def test_trusted_proxy_chain_resolves_the_first_untrusted_hop(
         assert await _session_ip(v6, {"X-Forwarded-For": "2001:db9::1"}) == "2001:db9::1"
 
 
+async def test_the_remembered_direct_answer_never_stands_for_a_forwarded_one(
+    make_settings: SettingsFactory,
+) -> None:
+    """The edge remembers the address of a peer that sends no X-Forwarded-* (issue 18):
+    per peer, and never for a request that carries them."""
+    async with serving(make_settings(trusted_proxies=["10.0.0.0/8"])) as connect:
+        proxy, direct = connect(PROXY), connect(ATTACKER)
+        assert await _session_ip(proxy) == PROXY
+        assert await _session_ip(direct) == ATTACKER
+        assert await _session_ip(proxy, {"X-Forwarded-For": "192.0.2.20"}) == "192.0.2.20"
+        assert await _session_ip(proxy) == PROXY
+        assert await _session_ip(direct, {"X-Forwarded-For": "192.0.2.21"}) == ATTACKER
+        # The scheme a trusted proxy forwards counts for that request alone.
+        https = await proxy.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+        assert "strict-transport-security" in https.headers
+        plain = await proxy.get("/healthz")
+        assert "strict-transport-security" not in plain.headers
+
+
 async def _session_ip_raw(http: httpx.AsyncClient, headers: list[tuple[str, str]]) -> str:
     email = new_email()
     body = {"email": email, "password": PASSWORD}
