@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import tempfile
 import time
@@ -24,6 +23,8 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 
+from bench.harness.oauth_probe import CLIENT_METADATA
+from bench.harness.tokens import basic_auth
 from keyturn.app import create_app
 from keyturn.cli.common import ensure_schema
 from keyturn.config import Settings, load_settings
@@ -52,25 +53,17 @@ async def _credentials(app: Any) -> tuple[str, str, str]:
         answer = await http.post("/v1/auth/login", json={"email": EMAIL, "password": PASSWORD})
         token: str = answer.raise_for_status().json()["access_token"]
         answer = await http.post(
-            "/v1/admin/clients",
-            json={
-                "client_name": "probe",
-                "grant_types": ["client_credentials"],
-                "response_types": [],
-                "redirect_uris": [],
-                "token_endpoint_auth_method": "client_secret_basic",
-            },
-            headers={"authorization": f"Bearer {token}"},
+            "/v1/admin/clients", json=CLIENT_METADATA, headers={"authorization": f"Bearer {token}"}
         )
         client = answer.raise_for_status().json()
-        basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode())
+        basic = basic_auth(client["client_id"], client["client_secret"])
         answer = await http.post(
             "/oauth2/token",
             data={"grant_type": "client_credentials"},
-            headers={"authorization": f"Basic {basic.decode()}"},
+            headers={"authorization": f"Basic {basic}"},
         )
         issued: str = answer.raise_for_status().json()["access_token"]
-        return token, basic.decode(), issued
+        return token, basic, issued
 
 
 async def _send(app: Any, scope: dict[str, Any], body: bytes) -> int:

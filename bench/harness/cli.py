@@ -25,7 +25,6 @@ from bench.harness import (
     soak,
 )
 from bench.harness.console import console
-from bench.harness.hashrate import verify_rate
 from bench.harness.scenarios import Runner
 from bench.harness.servers import HarnessError
 from bench.harness.wrk import ensure_wrk
@@ -85,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 runner,
                 outcome,
                 opts.rounds,
-                lambda: verify_rate(
-                    password_hash,
-                    seed.PASSWORD,
-                    threads=opts.hash_threads,
-                    seconds=opts.hash_seconds,
-                ),
+                lambda: phases.hash_ceiling(opts, password_hash),
             )
     except HarnessError as exc:
         console.print(f"[red]benchmark failed:[/red] {exc}")

@@ -58,18 +58,21 @@ def admin_token(base_url: str, email: str, password: str) -> str:
         return str(answer.json()["access_token"])
 
 
+# RFC 7591 metadata of the bench's confidential client_credentials client.
+CLIENT_METADATA = {
+    "client_name": "keyturn-bench",
+    "grant_types": ["client_credentials"],
+    "response_types": [],
+    "redirect_uris": [],
+    "token_endpoint_auth_method": "client_secret_basic",
+}
+
+
 def create_client(base_url: str, token: str) -> OAuthClient:
     """A confidential client for client_credentials with HTTP Basic authentication."""
-    metadata = {
-        "client_name": "keyturn-bench",
-        "grant_types": ["client_credentials"],
-        "response_types": [],
-        "redirect_uris": [],
-        "token_endpoint_auth_method": "client_secret_basic",
-    }
     with httpx.Client(base_url=base_url, timeout=30.0) as http:
         answer = http.post(
-            "/v1/admin/clients", json=metadata, headers={"authorization": f"Bearer {token}"}
+            "/v1/admin/clients", json=CLIENT_METADATA, headers={"authorization": f"Bearer {token}"}
         )
     if answer.status_code not in (200, 201):
         raise HarnessError(f"POST /v1/admin/clients: HTTP {answer.status_code} {answer.text[:300]}")

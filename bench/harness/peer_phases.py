@@ -12,9 +12,8 @@ from pathlib import Path
 from bench.harness import analysis as names
 from bench.harness import peers, seed, tokens
 from bench.harness.console import console
-from bench.harness.hashrate import verify_rate
 from bench.harness.options import Options
-from bench.harness.phases import STATUS, Outcome, emails_of
+from bench.harness.phases import STATUS, Outcome, emails_of, hash_ceiling
 from bench.harness.scenarios import Runner, Scenario
 from bench.harness.servers import create_database, drop_database
 
@@ -33,12 +32,7 @@ def fastapi_users_phase(
     # The machine may be shared: the hash ceiling again, so both logins can be read
     # against the ceiling of their own moment.
     outcome.facts["raw_argon2id_verify_per_s_fastapi_users_phase"] = round(
-        verify_rate(
-            seed.production_hash(),
-            seed.PASSWORD,
-            threads=options.hash_threads,
-            seconds=options.hash_seconds,
-        ),
+        hash_ceiling(options, seed.production_hash()),
         1,
     )
     console.print(
