@@ -352,12 +352,12 @@ def create_app(settings: Settings, *, lean_edge: bool = True) -> FastAPI:
     if settings.otel_enabled:
         install_tracing(app)
     problems.install(app)
-    include_routers(app, settings, mailbox)
+    described = include_routers(app, settings, mailbox)
     # Edge middleware (client address, headers, CORS, guards, body cap) in one ordered place.
     lean_edge_layers = install_hardening(app, settings)
     if lean_edge:
         # Last: the lean lane goes outside the edge middleware installed above.
-        install_lean_edge(app, edge=lean_edge_layers)
+        install_lean_edge(app, twins=described, edge=lean_edge_layers)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from keyturn.api import graphql
 from keyturn.api.oauth2 import authorize as oauth2_authorize
@@ -46,15 +46,23 @@ def swagger_assets() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
-def include_routers(app: FastAPI, settings: Settings, mailbox: MailboxReader | None) -> None:
+def include_routers(
+    app: FastAPI, settings: Settings, mailbox: MailboxReader | None
+) -> list[APIRouter]:
     """Every router of the app: REST and OAuth (in the OpenAPI document), GraphQL, the
-    hosted pages."""
+    hosted pages.
+
+    Returns:
+        The REST and OAuth routers, included as they are (no prefix added): the routes
+        the lean edge's handlers stand in for (``keyturn.api.lean.install_lean_edge``).
+    """
     rest = (auth, mfa_login, passkey_sign_in, account)
     admin = (admin_users, admin_roles, admin_audit, admin_keys, admin_clients)
     rest_me = (me, me_mfa, passkeys, api_keys, consents, ops)
     oauth = (oauth2_token, well_known, token_management, userinfo)
-    for module in (*rest, *admin, *rest_me, *oauth):
-        app.include_router(module.router)
+    described = [module.router for module in (*rest, *admin, *rest_me, *oauth)]
+    for router in described:
+        app.include_router(router)
     if metrics_address(settings) is None:
         app.include_router(ops.metrics_router)
     # GraphQL is described by its own schema, not by the OpenAPI document.
@@ -68,3 +76,4 @@ def include_routers(app: FastAPI, settings: Settings, mailbox: MailboxReader | N
     app.include_router(pages.landing_router)
     app.include_router(oauth2_authorize.router)
     app.include_router(pages.oauth_router)
+    return described

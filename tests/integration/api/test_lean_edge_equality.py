@@ -31,8 +31,11 @@ from conftest import SettingsFactory
 from helpers import PASSWORD, bearer, lifespan, new_email
 from keyturn.api.http.deps import get_principal
 from keyturn.api.lean import LEAN_ROUTES, LeanRoute, install_lean_edge
+from keyturn.api.rest import me
+from keyturn.api.routers import include_routers
 from keyturn.app import create_app
 from keyturn.cli.openapi import openapi_document
+from keyturn.config import Settings
 from keyturn.domain import utcnow
 from keyturn.errors import CredentialsMissing
 from oauth_helpers import authorize_and_redeem, code_for, pkce_pair, register, signed_in
@@ -710,6 +713,11 @@ async def test_the_per_ip_ceiling_answers_as_the_framework(
     assert answers[LEAN] == answers[FRAMEWORK]
 
 
-def test_a_lean_route_without_a_framework_twin_refuses_to_start() -> None:
-    with pytest.raises(RuntimeError, match="GET /v1/me"):
-        install_lean_edge(FastAPI())
+def test_a_lean_route_without_a_framework_twin_refuses_to_start(settings: Settings) -> None:
+    twins = include_routers(FastAPI(), settings, None)
+    install_lean_edge(FastAPI(), twins=twins)  # every twin there: it starts
+    without_me = [router for router in twins if router is not me.router]
+    with pytest.raises(RuntimeError, match=r"route: GET /v1/me$"):
+        install_lean_edge(FastAPI(), twins=without_me)
+    with pytest.raises(RuntimeError, match="GET /v1/me, POST /v1/auth/refresh, POST /oauth2/token"):
+        install_lean_edge(FastAPI(), twins=[])

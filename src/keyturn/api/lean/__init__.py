@@ -13,10 +13,10 @@ same bytes; ``tests/integration/api/test_lean_edge_equality.py`` compares them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
-from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -64,7 +64,9 @@ class LeanRoute(Route):
         return match, child_scope
 
 
-def install_lean_edge(app: FastAPI, *, edge: EdgeLayers | None = None) -> None:
+def install_lean_edge(
+    app: FastAPI, *, twins: Iterable[APIRouter], edge: EdgeLayers | None = None
+) -> None:
     """Puts the lean routes in front of ``app``'s routes (call after including routers).
 
     With ``edge`` (the edge layers a lean request needs, as ``install_hardening`` returns
@@ -72,14 +74,24 @@ def install_lean_edge(app: FastAPI, *, edge: EdgeLayers | None = None) -> None:
     middleware added so far: call it after the edge middleware and the exception handlers
     are installed.
 
+    Args:
+        app: The app, its routers included.
+        twins: The routers ``app`` includes without a prefix that hold the FastAPI twins
+            (``keyturn.api.routers.include_routers`` returns them). Their own route
+            lists are read, not the app's: asking the app for its routes makes FastAPI
+            build every route's dependency state at once (about 0.26 s per app, issue 18),
+            work it otherwise does per route when a request first needs it.
+
     Raises:
         RuntimeError: A lean route has no FastAPI twin (the OpenAPI document would not
             describe it): a renamed or removed route must take its lean route with it.
     """
     served = {
-        (method, context.path)
-        for context in iter_route_contexts(app.routes)
-        for method in context.methods or ()
+        (method, route.path)
+        for router in twins
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
     }
     lean = [LeanRoute(method, path, handler) for method, path, handler in LEAN_ROUTES]
     missing = [
