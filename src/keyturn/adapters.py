@@ -18,6 +18,7 @@ from keyturn.infra.ceremonies import (
 )
 from keyturn.infra.dev_mailbox import DevMailbox, KeepingMailer
 from keyturn.infra.invalidation import (
+    KEYS_CHANNEL,
     USERS_CHANNEL,
     MemoryChangeFeed,
     RedisChangeFeed,
@@ -49,11 +50,17 @@ class Adapters:
     client_changes: MemoryChangeFeed | RedisChangeFeed
     # User changes, for the profile cache behind GET /v1/me (issue 18).
     user_changes: MemoryChangeFeed | RedisChangeFeed
+    # Signing-key revocations, for each process's memory of the kid deny-list (issue 18).
+    key_changes: MemoryChangeFeed | RedisChangeFeed
+
+    @property
+    def change_feeds(self) -> tuple[MemoryChangeFeed | RedisChangeFeed, ...]:
+        return (self.client_changes, self.user_changes, self.key_changes)
 
     async def close(self) -> None:
         self.hash_pool.close()
-        await self.client_changes.close()
-        await self.user_changes.close()
+        for feed in self.change_feeds:
+            await feed.close()
         await self.ceremonies.close()
         await self.mailer.close()
         await self.limiter.close()
@@ -80,6 +87,9 @@ def build_adapters(settings: Settings, *, mailbox: DevMailbox | None = None) -> 
         client_changes=build_change_feed(settings.redis_url, prefix=settings.redis_prefix),
         user_changes=build_change_feed(
             settings.redis_url, prefix=settings.redis_prefix, channel=USERS_CHANNEL
+        ),
+        key_changes=build_change_feed(
+            settings.redis_url, prefix=settings.redis_prefix, channel=KEYS_CHANNEL
         ),
     )
 

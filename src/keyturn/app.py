@@ -107,7 +107,11 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
     ring = KeyRing.from_strings(settings.secret_key)
     aead = Aead(ring)
     keys = build_signing_keys(
-        settings, uow_factory=uow_factory, aead=aead, deny_list=adapters.revocations
+        settings,
+        uow_factory=uow_factory,
+        aead=aead,
+        deny_list=adapters.revocations,
+        key_changes=adapters.key_changes,
     )
     outbox = build_outbox(settings, templates=_mail_templates(settings), aead=aead)
     accounts = build_accounts(
@@ -299,9 +303,9 @@ def _lifespan(
             services = build_services(settings, adapters)
             await services.keys.start()
             await _restore_deny_list(services)
-            # The client and user caches are bypassed until their subscriptions are
-            # confirmed; both subscribe at once (each waits up to 2 s for a silent Redis).
-            await asyncio.gather(adapters.client_changes.start(), adapters.user_changes.start())
+            # The client, user and kid caches are bypassed until their subscriptions are
+            # confirmed; all subscribe at once (each waits up to 2 s for a silent Redis).
+            await asyncio.gather(*(feed.start() for feed in adapters.change_feeds))
             stop_observing = await _observe(settings, adapters, services)
             app.state.services = started = services
             tasks = _background(settings, services, stop)

@@ -1,7 +1,8 @@
 """Changes announced to every process: the feeds behind the per-process caches.
 
 ``services/change_cache.py`` keeps entries per process (OAuth clients on the channel
-``clients:changed``, user profiles on ``users:changed``) and trusts an entry only while
+``clients:changed``, user profiles on ``users:changed``, revoked signing-key kids on
+``keys:revoked``) and trusts an entry only while
 its feed says it hears every change (``ChangeFeed`` / ``ChangeListener``, defined
 with the cache). Two implementations:
 
@@ -37,6 +38,7 @@ from keyturn.infra.redis_client import (
 
 __all__ = [
     "CLIENTS_CHANNEL",
+    "KEYS_CHANNEL",
     "USERS_CHANNEL",
     "MemoryChangeFeed",
     "RedisChangeFeed",
@@ -68,6 +70,7 @@ class ChangeListener(Protocol):
 
 CLIENTS_CHANNEL = "clients:changed"
 USERS_CHANNEL = "users:changed"
+KEYS_CHANNEL = "keys:revoked"
 
 # Every in-process feed's listeners, by channel: a process may run more than one app (the
 # CLI beside a server, tests with two apps on one database), and a change must reach them

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Generic, Protocol, TypeVar
 
 import structlog
@@ -171,9 +171,21 @@ class ChangeFedCache(Generic[V]):
             return value
         epoch = self._epoch
         value = await load()
-        if value is not None and self._live and self._epoch == epoch:
-            self._store(key, value)
+        if value is not None:
+            self.fill({key: value}, since=epoch)
         return value
+
+    @property
+    def epoch(self) -> int:
+        """Moves with every change or loss heard: take it before a read meant for ``fill``."""
+        return self._epoch
+
+    def fill(self, entries: Mapping[str, V], *, since: int) -> None:
+        """Stores ``entries``, read after ``epoch`` was ``since``, unless a change or a loss
+        was heard meanwhile (rule 2: the read may have brought an old answer back)."""
+        if self._live and self._epoch == since:
+            for key, value in entries.items():
+                self._store(key, value)
 
     def _store(self, key: str, value: V) -> None:
         self._entries[key] = (self._clock(), value)

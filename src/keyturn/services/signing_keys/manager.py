@@ -20,6 +20,7 @@ from keyturn.errors import AccessTokenExpired, InvalidToken
 from keyturn.security.aead import Aead
 from keyturn.security.jose import JosePolicy, header_kid
 from keyturn.security.keys import SUPPORTED_ALGORITHMS, generate_key
+from keyturn.services.change_cache import ChangeFeed
 from keyturn.services.periodic import every
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.deny_list import KidDenyList
@@ -78,6 +79,8 @@ class KeyManager(KeyCache):
         publish_ahead_seconds: How long a ``next`` key is published before it may sign.
         deny_list: The shared deny-list that tells every replica of a revoked key at once;
             None for a process that only signs or administers (the CLI without Redis).
+        key_changes: The feed of revoked kids, behind this process's memory of the
+            deny-list (``deny_list.py``); None: every check asks the deny-list.
         clock: Monotonic clock for the cache (injectable for tests).
 
     Raises:
@@ -96,6 +99,7 @@ class KeyManager(KeyCache):
         rotation_days: int = 30,
         publish_ahead_seconds: int = 3600,
         deny_list: RevocationStore | None = None,
+        key_changes: ChangeFeed | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # The default first, then the others in order: one chain each.
@@ -115,7 +119,11 @@ class KeyManager(KeyCache):
         self._rotation_period = timedelta(days=rotation_days)
         self._publish_ahead = timedelta(seconds=publish_ahead_seconds)
         self._denied = KidDenyList(
-            deny_list, uow_factory=uow_factory, retired_window=retired_window
+            deny_list,
+            uow_factory=uow_factory,
+            retired_window=retired_window,
+            changes=key_changes,
+            clock=clock,
         )
 
     def _missing_states(self, records: list[SigningKeyRecord]) -> list[tuple[str, str]]:

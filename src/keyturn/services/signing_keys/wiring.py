@@ -5,6 +5,7 @@ from __future__ import annotations
 from keyturn.config import Settings
 from keyturn.security.aead import Aead
 from keyturn.services.accounts import RevocationStore
+from keyturn.services.change_cache import ChangeFeed
 from keyturn.services.ports import UnitOfWorkFactory
 from keyturn.services.signing_keys.manager import KeyManager
 
@@ -15,6 +16,7 @@ def build_signing_keys(
     uow_factory: UnitOfWorkFactory,
     aead: Aead,
     deny_list: RevocationStore,
+    key_changes: ChangeFeed,
 ) -> KeyManager:
     return KeyManager(
         uow_factory=uow_factory,
@@ -26,4 +28,5 @@ def build_signing_keys(
         rotation_days=settings.key_rotation_days,
         publish_ahead_seconds=settings.key_publish_ahead_seconds,
         deny_list=deny_list,
+        key_changes=key_changes,
     )
