@@ -8,8 +8,8 @@ wrappers, each a coroutine frame or two that only passed the request on.
 :class:`LeanLane` sits outside the edge. It sends a request for a lean (method, path)
 through the same edge layers, run as steps of one frame (what
 ``keyturn.api.http.hardening.install_hardening`` returns: ``FoldedEdge``), to its handler,
-with the app's own exception handlers around it. It takes only requests for which every skipped layer is a
-pass-through: a lean route's method (GET or POST: the OAuth preflight answer and
+with the app's own exception handlers around it. It takes only requests for which every
+skipped layer is a pass-through: a lean route's method (GET or POST: the OAuth preflight answer and
 HEAD-as-GET never act on them) and path, with no ``root_path`` (the path in the scope is
 the one the router would match). Everything else (a preflight, HEAD, another method, a
 mounted app) goes through the full stack, where the same
