@@ -95,7 +95,7 @@ async def mails_to(
     """
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        found = [message for message in smtp.messages if message["To"] == address]
+        found = smtp.messages_to(address)
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.02)
@@ -113,9 +113,7 @@ async def mail_titled(
     deadline = asyncio.get_running_loop().time() + 30.0
     while True:
         found = [
-            message
-            for message in smtp.messages
-            if message["To"] == address and subject in str(message["Subject"])
+            message for message in smtp.messages_to(address) if subject in str(message["Subject"])
         ]
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             break

@@ -31,9 +31,7 @@ def _mail(smtp: SmtpServer, address: str, subject: str) -> EmailMessage:
     deadline = time.monotonic() + MAIL_DEADLINE
     while True:
         found = [
-            message
-            for message in smtp.messages
-            if message["To"] == address and subject in str(message["Subject"])
+            message for message in smtp.messages_to(address) if subject in str(message["Subject"])
         ]
         if found:
             return found[-1]

@@ -116,7 +116,7 @@ async def test_register_list_rename_remove(
     # verification mail and these in any order).
     await mail_titled(smtp, user["email"], "A second factor was removed")
     await mail_titled(smtp, user["email"], "A second factor was added", count=2)
-    mails = [m for m in smtp.messages if m["To"] == user["email"]]
+    mails = smtp.messages_to(user["email"])
     subjects = [m["Subject"] for m in mails]
     assert subjects.count("A second factor was added to your account") == 2
     assert any("removed" in s for s in subjects)
