@@ -80,6 +80,12 @@ class KidDenyList:
     def _recall(self, kid: str) -> bool | None:
         return None if self._known is None else self._known.cached(kid)
 
+    def _recall_all(self, kids: Iterable[str]) -> tuple[set[str], list[str]]:
+        """The kids remembered as listed, and those not remembered at all."""
+        known = {kid: self._recall(kid) for kid in kids}
+        listed = {kid for kid, answer in known.items() if answer}
+        return listed, [kid for kid, answer in known.items() if answer is None]
+
     async def _ask(
         self, store: RevocationStore, kids: list[str], others: Iterable[str] = ()
     ) -> tuple[set[str], set[str]]:
@@ -118,9 +124,7 @@ class KidDenyList:
         closed)."""
         if self._store is None or not kids:
             return set()
-        known = {kid: self._recall(kid) for kid in kids}
-        listed = {kid for kid, answer in known.items() if answer}
-        unknown = [kid for kid, answer in known.items() if answer is None]
+        listed, unknown = self._recall_all(kids)
         if not unknown:
             return listed
         try:
@@ -158,12 +162,9 @@ class KidDenyList:
         revocation fails closed: every verifier refuses the key's tokens)."""
         if self._store is None:
             return False
-        known = {kid: self._recall(kid) for kid in kids}
-        if any(known.values()):
-            return True
-        unknown = [kid for kid, answer in known.items() if answer is None]
-        if not unknown:
-            return False
+        listed, unknown = self._recall_all(kids)
+        if listed or not unknown:
+            return bool(listed)
         try:
             # One read for every kid not remembered (issue 18: each signed token asks this).
             return bool((await self._ask(self._store, unknown))[0])
