@@ -67,6 +67,10 @@ KIND = {
     "is_revoked": "deny-list",
     "revoked_among": "deny-list",
     "revoke": "deny-list",
+    # Not a request's: each change feed pings its quiet subscription every second
+    # (``invalidation.HEARTBEAT_SECONDS``), so a window longer than that on a slow machine
+    # holds one per feed; no hot path sends a PING itself.
+    "PING": "keep-alive",
 }
 
 
