@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -147,33 +148,42 @@ class SqlRecoveryCodeRepository:
         return affected(result)
 
 
+def mfa_counts(user_id: Any) -> tuple[Any, Any, Any]:
+    """Scalar subqueries counting a user's confirmed TOTP factor, passkeys and unused
+    recovery codes; ``user_id`` is a value or a column (a correlated subquery)."""
+    totp = (
+        select(func.count())
+        .select_from(TotpFactorRow)
+        .where(TotpFactorRow.user_id == user_id, TotpFactorRow.confirmed_at.is_not(None))
+        .scalar_subquery()
+    )
+    passkeys = (
+        select(func.count())
+        .select_from(PasskeyRow)
+        .where(PasskeyRow.user_id == user_id)
+        .scalar_subquery()
+    )
+    codes = (
+        select(func.count())
+        .select_from(RecoveryCodeRow)
+        .where(RecoveryCodeRow.user_id == user_id, RecoveryCodeRow.used_at.is_(None))
+        .scalar_subquery()
+    )
+    return totp, passkeys, codes
+
+
+def mfa_status(totp: int, passkeys: int, codes: int) -> MfaStatus:
+    return MfaStatus(totp=bool(totp), passkeys=int(passkeys), recovery_codes_left=int(codes))
+
+
 class SqlMfaStatusReader:
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
 
     async def status(self, user_id: uuid.UUID) -> MfaStatus:
-        # Three scalar subqueries in one SELECT: the login asks this after every right
-        # password, so it costs one round trip.
-        totp = (
-            select(func.count())
-            .select_from(TotpFactorRow)
-            .where(TotpFactorRow.user_id == user_id, TotpFactorRow.confirmed_at.is_not(None))
-            .scalar_subquery()
-        )
-        passkeys = (
-            select(func.count())
-            .select_from(PasskeyRow)
-            .where(PasskeyRow.user_id == user_id)
-            .scalar_subquery()
-        )
-        codes = (
-            select(func.count())
-            .select_from(RecoveryCodeRow)
-            .where(RecoveryCodeRow.user_id == user_id, RecoveryCodeRow.used_at.is_(None))
-            .scalar_subquery()
-        )
-        row = (await self._db.execute(select(totp, passkeys, codes))).one()
-        return MfaStatus(totp=bool(row[0]), passkeys=int(row[1]), recovery_codes_left=int(row[2]))
+        # Three scalar subqueries in one SELECT: one round trip.
+        row = (await self._db.execute(select(*mfa_counts(user_id)))).one()
+        return mfa_status(*row)
 
     async def statuses(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, MfaStatus]:
         wanted = list(dict.fromkeys(user_ids))

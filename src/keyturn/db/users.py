@@ -12,10 +12,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from keyturn.db.mfa import mfa_counts, mfa_status
 from keyturn.db.models import RoleRow, UserRoleRow, UserRow
 from keyturn.db.types import affected
 from keyturn.db.user_changes import UserChanges
 from keyturn.domain import LOCK_ADMINISTRATIVE, LOCK_AUTOMATIC, User
+from keyturn.domain_mfa import MfaStatus
 
 
 def _not_admin_locked() -> Any:
@@ -46,18 +48,19 @@ def user_from_row(row: UserRow | Row[Any], roles: tuple[str, ...]) -> User:
 
 
 _USERS = UserRow.__table__
+_MFA_COUNTS = ("mfa_totp", "mfa_passkeys", "mfa_codes")
 _ROLES = RoleRow.__table__
 _USER_ROLES = UserRoleRow.__table__
 
 
-def _user_with_roles(condition: Any) -> Any:
+def _user_with_roles(condition: Any, *extra: Any) -> Any:
     # One query with the roles joined in, found or not: a known address costs the same
     # round trips as an unknown one (no timing difference to enumerate with).
     # Core columns, not the mapped entity: the rows become domain users at once, so the
     # ORM's instance loading and identity map are pure cost (issue 18: about 95 us of
     # each user read, on every GET /v1/me and every login).
     return (
-        select(*_USERS.columns, _ROLES.c.name.label("role_name"))
+        select(*_USERS.columns, _ROLES.c.name.label("role_name"), *extra)
         .select_from(
             _USERS.outerjoin(_USER_ROLES, _USER_ROLES.c.user_id == _USERS.c.id).outerjoin(
                 _ROLES, _ROLES.c.id == _USER_ROLES.c.role_id
@@ -71,6 +74,13 @@ def _user_with_roles(condition: Any) -> Any:
 # Built once (hot path: every GET /v1/me and every login): only the parameter changes.
 _USER_BY_ID = _user_with_roles(_USERS.c.id == bindparam("user_id"))
 _USER_BY_EMAIL = _user_with_roles(_USERS.c.email == bindparam("email"))
+# The password check's lookup also counts the user's second factors (correlated
+# subqueries on indexed columns): a login that needs no second step then reads the
+# database once before its session write, not twice (issue 18).
+_SIGN_IN_BY_EMAIL = _user_with_roles(
+    _USERS.c.email == bindparam("email"),
+    *(count.label(name) for count, name in zip(mfa_counts(_USERS.c.id), _MFA_COUNTS, strict=True)),
+)
 # FOR SHARE OF users (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers):
 # held to the end of the transaction, it keeps a concurrent revoke_all (which updates the
 # row first) from committing in between. OF users: the roles are on the outer join's
@@ -83,18 +93,30 @@ class SqlUserRepository:
         self._db = db
         self._changes = changes or UserChanges()
 
-    async def _load(self, query: Any, params: dict[str, Any]) -> User | None:
+    async def _read(self, query: Any, params: dict[str, Any]) -> tuple[Row[Any], User] | None:
+        """The first row of a ``_user_with_roles`` query and the user it names."""
         rows = (await self._db.execute(query, params)).all()
         if not rows:
             return None
         roles = tuple(row.role_name for row in rows if row.role_name is not None)
-        return user_from_row(rows[0], roles)
+        return rows[0], user_from_row(rows[0], roles)
+
+    async def _load(self, query: Any, params: dict[str, Any]) -> User | None:
+        found = await self._read(query, params)
+        return found[1] if found is not None else None
 
     async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
         return await self._load(_USER_BY_ID_LOCKED if lock else _USER_BY_ID, {"user_id": user_id})
 
     async def get_by_email(self, email: str) -> User | None:
         return await self._load(_USER_BY_EMAIL, {"email": email})
+
+    async def get_for_sign_in(self, email: str) -> tuple[User, MfaStatus] | None:
+        found = await self._read(_SIGN_IN_BY_EMAIL, {"email": email})
+        if found is None:
+            return None
+        row, user = found
+        return user, mfa_status(*(getattr(row, name) for name in _MFA_COUNTS))
 
     async def add(self, user: User) -> bool:
         values = {

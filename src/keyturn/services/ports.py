@@ -27,6 +27,7 @@ from keyturn.domain import (
     SigningKeyRecord,
     User,
 )
+from keyturn.domain_mfa import MfaStatus
 
 if TYPE_CHECKING:  # the packages' own ports (importing them here would be a cycle)
     from keyturn.services.mfa import (
@@ -47,6 +48,9 @@ class UserRepository(Protocol):
         """The user; ``lock`` holds a shared row lock to the commit (``revoke_all`` waits)."""
 
     async def get_by_email(self, email: str) -> User | None: ...
+    async def get_for_sign_in(self, email: str) -> tuple[User, MfaStatus] | None:
+        """The user by address and, in the same read, its second factors (a login's lookup)."""
+
     async def add(self, user: User) -> bool:
         """Inserts the user; False when the email is taken (nothing written)."""
 

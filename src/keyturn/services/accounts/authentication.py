@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from keyturn.domain import ClientInfo, Principal, Session, TokenPair, User, utcnow
-from keyturn.domain_mfa import MfaChallenge
+from keyturn.domain_mfa import MfaChallenge, MfaStatus
 from keyturn.errors import (
     AuthenticationFailed,
     EmailNotVerified,
@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 # Unknown refresh tokens name no account: their failures are counted per client IP.
 REFRESH_ACCOUNT = "refresh-token"
+_NO_FACTORS = MfaStatus(totp=False, passkeys=0, recovery_codes_left=0)
 
 
 class AuthService:
@@ -78,8 +79,8 @@ class AuthService:
         self, email: str, password: str, client: ClientInfo
     ) -> TokenPair | MfaChallenge:
         """Checks the password; starts a session, or asks for a second step (issue 15)."""
-        user, new_hash = await self._check_password(email, password, client)
-        challenge = await self._second_step(user, new_hash, client, channel="api")
+        user, status, new_hash = await self._check_password(email, password, client)
+        challenge = await self._second_step(user, status, new_hash, client, channel="api")
         if challenge is not None:
             return challenge
         return await self._sign_in(user, new_hash, client, amr=("pwd",))
@@ -92,16 +93,22 @@ class AuthService:
         Throttling, the silent lock, the second step and the audit rows are those of
         :meth:`login` (one code path); the browser proves the session with a cookie.
         """
-        user, new_hash = await self._check_password(email, password, client)
-        challenge = await self._second_step(user, new_hash, client, channel="ui")
+        user, status, new_hash = await self._check_password(email, password, client)
+        challenge = await self._second_step(user, status, new_hash, client, channel="ui")
         if challenge is not None:
             return challenge
         return await self._sign_in_browser(user, new_hash, client, amr=("pwd",))
 
     async def _second_step(
-        self, user: User, new_hash: str | None, client: ClientInfo, *, channel: str
+        self,
+        user: User,
+        status: MfaStatus,
+        new_hash: str | None,
+        client: ClientInfo,
+        *,
+        channel: str,
     ) -> MfaChallenge | None:
-        challenge = await self._second_factor.challenge(user, client, channel=channel)
+        challenge = await self._second_factor.challenge(user, status, client, channel=channel)
         if challenge is not None and new_hash is not None:
             # The password was right: its hash upgrade need not wait for the second step.
             async with self._uow_factory() as uow:
@@ -182,17 +189,19 @@ class AuthService:
 
     async def _check_password(
         self, email: str, password: str, client: ClientInfo
-    ) -> tuple[User, str | None]:
+    ) -> tuple[User, MfaStatus, str | None]:
         """The one password check of every login: throttle, equal work, lock, audit.
 
         Returns:
-            The user and, when the stored hash needs an upgrade, the new hash.
+            The user, its second factors and, when the stored hash needs an upgrade, the
+            new hash.
         """
         email = normalize_email(email)
         await self._guard.before(email, client)
         # A pure read: the session and audit writes come after the hash, in their own unit.
         async with self._read_uow_factory() as uow:
-            user = await uow.users.get_by_email(email)
+            found = await uow.users.get_for_sign_in(email)
+        user, status = found if found is not None else (None, _NO_FACTORS)
         now = utcnow()
         # A locked account does the same work and answers exactly like a wrong password.
         usable = (
@@ -217,7 +226,7 @@ class AuthService:
             LOGINS.labels("unverified").inc()
             raise EmailNotVerified
         new_hash = await self._hash_pool.hash(password) if rehash else None
-        return user, new_hash
+        return user, status, new_hash
 
     async def _open_session(
         self,

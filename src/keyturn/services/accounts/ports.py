@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from keyturn.domain import ClientInfo, RateDecision, User
-from keyturn.domain_mfa import MfaChallenge
+from keyturn.domain_mfa import MfaChallenge, MfaStatus
 
 __all__ = ["RateLimiter", "RevocationStore", "SecondFactorGate"]
 
@@ -24,9 +24,12 @@ class SecondFactorGate(Protocol):
     """
 
     async def challenge(
-        self, user: User, client: ClientInfo, *, channel: str
+        self, user: User, status: MfaStatus, client: ClientInfo, *, channel: str
     ) -> MfaChallenge | None:
-        """A second step for this login, or None when the password alone signs in."""
+        """A second step for this login, or None when the password alone signs in.
+
+        ``status`` is the user's factors as the password check's lookup read them.
+        """
         ...
 
 

@@ -11,7 +11,7 @@ minutes and dies after 5 wrong codes; ``keyturn.services.mfa`` redeems it.
 from __future__ import annotations
 
 from keyturn.domain import ClientInfo, User, utcnow
-from keyturn.domain_mfa import Method, MfaChallenge
+from keyturn.domain_mfa import Method, MfaChallenge, MfaStatus
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens, Purpose
 from keyturn.services.ports import UnitOfWorkFactory
 
@@ -26,14 +26,10 @@ class MfaGate:
         self,
         *,
         uow_factory: UnitOfWorkFactory,
-        read_uow_factory: UnitOfWorkFactory,
         tokens: OneTimeTokens,
         required_roles: frozenset[str],
     ) -> None:
         self._uow_factory = uow_factory
-        # The question asked after every right password is a pure read (no transaction on
-        # PostgreSQL); only a login that needs a second step writes.
-        self._read_uow_factory = read_uow_factory
         self._tokens = tokens
         self._required_roles = required_roles
 
@@ -42,10 +38,12 @@ class MfaGate:
         return not self._required_roles.isdisjoint(user.roles)
 
     async def challenge(
-        self, user: User, client: ClientInfo, *, channel: str
+        self, user: User, status: MfaStatus, client: ClientInfo, *, channel: str
     ) -> MfaChallenge | None:
-        async with self._read_uow_factory() as uow:
-            status = await uow.mfa.status(user.id)
+        # ``status`` came with the user in the password check's one read: only a login
+        # that needs a second step touches the database here. A factor enrolled while the
+        # password was being hashed is not seen; the login then ends as one that finished
+        # just before the enrolment would (enrolling ends no session).
         enrol = not status.enabled and self.enrolment_required(user)
         if not status.enabled and not enrol:
             return None

@@ -147,7 +147,6 @@ def _auth(
         guard=guard,
         second_factor=MfaGate(
             uow_factory=uow_factory,
-            read_uow_factory=read_uow_factory,
             tokens=tokens,
             required_roles=frozenset(settings.mfa_required_roles),
         ),
