@@ -10,6 +10,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 from fastapi import FastAPI
@@ -23,7 +24,11 @@ from keyturn.api.lean import install_lean_edge
 from keyturn.api.routers import include_routers
 from keyturn.config import Settings, load_settings
 from keyturn.db.audit import audit_backlog
-from keyturn.db.engine import read_session_factory, session_factory
+from keyturn.db.engine import (
+    read_session_factory,
+    session_factory,
+    single_write_session_factory,
+)
 from keyturn.db.outbox import outbox_backlog, reseal_payloads
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
@@ -60,11 +65,21 @@ DESCRIPTION = (
 )
 
 
-def _uow_factories(adapters: Adapters) -> tuple[UnitOfWorkFactory, UnitOfWorkFactory, UserCache]:
-    """The unit-of-work factory, the one for a service's pure reads, and the user cache
-    that every committed change of a user empties on every process."""
+@dataclass(frozen=True)
+class _UnitsOfWork:
+    """The unit-of-work factories (``services/ports.py`` says what each may do) and the
+    user cache that every committed change of a user empties on every process."""
+
+    uow_factory: UnitOfWorkFactory
+    read_uow_factory: UnitOfWorkFactory
+    single_write_uow_factory: UnitOfWorkFactory
+    profiles: UserCache
+
+
+def _uow_factories(adapters: Adapters) -> _UnitsOfWork:
     sessions = session_factory(adapters.engine)
     read_sessions = read_session_factory(adapters.engine)
+    single_write_sessions = single_write_session_factory(adapters.engine) or sessions
 
     def read_uow_factory() -> UnitOfWork:
         # For a service's pure reads (client lookup, user lookup before the hash, the
@@ -77,7 +92,14 @@ def _uow_factories(adapters: Adapters) -> tuple[UnitOfWorkFactory, UnitOfWorkFac
     def uow_factory() -> UnitOfWork:
         return SqlUnitOfWork(sessions, read_sessions, users_changed=profiles.publish_users)
 
-    return uow_factory, read_uow_factory, profiles
+    def single_write_uow_factory() -> UnitOfWork:
+        # A login's session, token and audit row: on PostgreSQL one round trip, no
+        # BEGIN / COMMIT; a second write refused.
+        return SqlUnitOfWork(
+            single_write_sessions, read_sessions, users_changed=profiles.publish_users
+        )
+
+    return _UnitsOfWork(uow_factory, read_uow_factory, single_write_uow_factory, profiles)
 
 
 def _readiness_checks(settings: Settings, adapters: Adapters) -> dict[str, HealthCheck]:
@@ -103,7 +125,12 @@ def _mail_templates(settings: Settings) -> MailTemplates:
 def build_services(settings: Settings, adapters: Adapters) -> Services:
     """Wires every service from the settings (also used by the CLI): each services package
     builds its own from the adapters it needs."""
-    uow_factory, read_uow_factory, profiles = _uow_factories(adapters)
+    units = _uow_factories(adapters)
+    uow_factory, read_uow_factory, profiles = (
+        units.uow_factory,
+        units.read_uow_factory,
+        units.profiles,
+    )
     ring = KeyRing.from_strings(settings.secret_key)
     aead = Aead(ring)
     keys = build_signing_keys(
@@ -118,6 +145,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         settings,
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
+        single_write_uow_factory=units.single_write_uow_factory,
         key_ring=ring,
         keys=keys,
         outbox=outbox,

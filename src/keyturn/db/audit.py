@@ -75,7 +75,7 @@ class SqlAuditRepository:
         """
         self._db.add(
             AuditEventRow(
-                **_values(AuditRecord(event_type, now, user_id, session_id, ip, data or {}))
+                **audit_values(AuditRecord(event_type, now, user_id, session_id, ip, data or {}))
             )
         )
 
@@ -90,7 +90,7 @@ class SqlAuditRepository:
         if events:
             # The table, not the ORM entity: the ORM's bulk insert leaves out the columns
             # whose values are None and adds RETURNING for a single row, two more shapes.
-            await self._db.execute(_INSERT, [_values(event) for event in events])
+            await self._db.execute(INSERT_UNSEALED, [audit_values(event) for event in events])
 
     async def _lock(self, *, wait: bool) -> bool:
         """Takes the sealer lock until this transaction ends; False when another holds it."""
@@ -205,7 +205,7 @@ async def audit_backlog(sessions: async_sessionmaker[AsyncSession]) -> AuditBack
 
 _TABLE = cast(Table, AuditEventRow.__table__)
 # inline(): no RETURNING of the new id for a single row either (nothing reads it back).
-_INSERT = insert(_TABLE).inline()
+INSERT_UNSEALED = insert(_TABLE).inline()
 # The unsealed rows, oldest first, as the fields their hash covers (event_fields).
 _PENDING = (
     select(
@@ -229,7 +229,9 @@ _SEAL = (
 )
 
 
-def _values(event: AuditRecord) -> dict[str, Any]:
+def audit_values(event: AuditRecord) -> dict[str, Any]:
+    """The column values of an unsealed row for ``event`` (also written by a session's
+    opening statement, ``db/sessions.py``)."""
     if event.now.tzinfo is None:
         raise ValueError("naive datetime given to the audit log")
     return {

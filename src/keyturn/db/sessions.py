@@ -24,10 +24,17 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from keyturn.db.models import OAuthAuthorizationCodeRow, RefreshTokenRow, SessionRow, UserRow
+from keyturn.db.audit import INSERT_UNSEALED, audit_values
+from keyturn.db.models import (
+    AuditEventRow,
+    OAuthAuthorizationCodeRow,
+    RefreshTokenRow,
+    SessionRow,
+    UserRow,
+)
 from keyturn.db.types import affected
 from keyturn.db.user_changes import UserChanges
-from keyturn.domain import RefreshToken, Session
+from keyturn.domain import AuditRecord, RefreshToken, Session
 
 
 def session_from_row(row: SessionRow) -> Session:
@@ -102,37 +109,56 @@ def _insert_session() -> Any:
     return insert(sessions).from_select(list(_SESSION_FIELDS), _new_session_select())
 
 
-def _session_with_refresh_token() -> Any:
-    """``WITH s AS (INSERT INTO sessions SELECT ... FROM users WHERE ... RETURNING id)
-    INSERT INTO refresh_tokens SELECT ... FROM s``, built once (PostgreSQL; every login).
+def _signed_in(with_token: bool) -> Any:
+    """``WITH new_session AS (INSERT INTO sessions SELECT ... FROM users WHERE ...
+    RETURNING id)[, new_token AS (INSERT INTO refresh_tokens SELECT ... FROM new_session)]
+    INSERT INTO audit_events SELECT ... FROM new_session``, built once (PostgreSQL; every
+    login).
 
-    No session row (the condition of :func:`_new_session_select` failed), no token row:
-    the statement's row count says whether the login opened its session.
+    No session row (the condition of :func:`_new_session_select` failed), no token row and
+    no audit row: the statement's row count says whether the login opened its session.
+    PostgreSQL runs a data-modifying CTE to completion whether or not the main statement
+    reads it, and one statement is atomic by itself.
 
-    Core tables and parameters named ``s_*`` / ``t_*``: with a parameter dict an ORM
-    insert would become a bulk insert, and a key named like a column would join VALUES.
+    Core tables and parameters named ``s_*`` / ``t_*`` / ``a_*``: with a parameter dict an
+    ORM insert would become a bulk insert, and a key named like a column would join VALUES.
     """
     sessions = typing.cast(Table, SessionRow.__table__)
     tokens = typing.cast(Table, RefreshTokenRow.__table__)
+    audit = typing.cast(Table, AuditEventRow.__table__)
     new_session = _insert_session().returning(sessions.c.id).cte("new_session")
-    return (
-        insert(tokens)
-        .from_select(
-            ["id", "session_id", "digest", "generation", "created_at"],
-            select(
-                bindparam("t_id", type_=tokens.c.id.type),
-                new_session.c.id,
-                bindparam("t_digest", type_=tokens.c.digest.type),
-                bindparam("t_generation", type_=tokens.c.generation.type),
-                bindparam("t_created", type_=tokens.c.created_at.type),
-            ),
+    ctes = [new_session]
+    if with_token:
+        token_columns = ("id", "digest", "generation", "created_at")
+        new_token = (
+            insert(tokens)
+            .from_select(
+                [*token_columns, "session_id"],
+                select(
+                    *(bindparam(f"t_{name}", type_=tokens.c[name].type) for name in token_columns),
+                    new_session.c.id,
+                ),
+            )
+            .returning(tokens.c.id)
+            .cte("new_token")
         )
-        .add_cte(new_session)
+        ctes.append(new_token)
+    return (
+        insert(audit)
+        .from_select(
+            list(_AUDIT_FIELDS),
+            select(
+                *(bindparam(f"a_{name}", type_=audit.c[name].type) for name in _AUDIT_FIELDS)
+            ).select_from(new_session),
+        )
+        .add_cte(*ctes)
     )
 
 
+_AUDIT_FIELDS = ("occurred_at", "type", "user_id", "session_id", "ip", "data")
 _INSERT_SESSION = _insert_session()
-_SESSION_WITH_REFRESH_TOKEN = _session_with_refresh_token()
+_SIGNED_IN = _signed_in(with_token=False)
+_SIGNED_IN_WITH_TOKEN = _signed_in(with_token=True)
 
 
 def refresh_token_row(token: RefreshToken, digest: str) -> RefreshTokenRow:
@@ -319,27 +345,42 @@ class SqlSessionRepository:
             )
         return ids
 
-    async def add_with_refresh_token(
-        self, session: Session, token: RefreshToken, digest: str, *, epoch: int
+    async def open_signed_in(
+        self,
+        session: Session,
+        token: tuple[RefreshToken, str] | None,
+        event: AuditRecord,
+        *,
+        epoch: int,
     ) -> bool:
-        """Opens a session (a login) with its first refresh token, under the condition of
-        :meth:`add`: on PostgreSQL in one statement (a data-modifying CTE; one round trip
-        instead of two). False when nothing was written."""
+        """Opens a session after a sign-in, with its first refresh token (and digest) if
+        any and the audit row of the sign-in, under the condition of :meth:`add`.
+
+        On PostgreSQL in one statement (data-modifying CTEs, :func:`_signed_in`): in a
+        single-write unit of work that statement is the whole transaction, one round trip
+        instead of four (BEGIN, session, audit row, COMMIT). False when nothing was written.
+        """
         params = _session_params(session, epoch)
         if self._db.get_bind().dialect.name != "postgresql":
             # SQLite: a statement costs no round trip; the plain inserts.
             if not bool(affected(await self._db.execute(_INSERT_SESSION, params))):
                 return False
-            self._db.add(refresh_token_row(token, digest))
+            if token is not None:
+                self._db.add(refresh_token_row(*token))
+            await self._db.execute(INSERT_UNSEALED, audit_values(event))
             await self._db.flush()
             return True
-        params.update(
-            t_id=token.id,
-            t_digest=digest,
-            t_generation=token.generation,
-            t_created=token.created_at,
-        )
-        return bool(affected(await self._db.execute(_SESSION_WITH_REFRESH_TOKEN, params)))
+        params.update({f"a_{name}": value for name, value in audit_values(event).items()})
+        if token is not None:
+            refresh, digest = token
+            params.update(
+                t_id=refresh.id,
+                t_digest=digest,
+                t_generation=refresh.generation,
+                t_created_at=refresh.created_at,
+            )
+        statement = _SIGNED_IN_WITH_TOKEN if token is not None else _SIGNED_IN
+        return bool(affected(await self._db.execute(statement, params)))
 
 
 def _session_params(session: Session, epoch: int) -> dict[str, Any]:

@@ -146,10 +146,17 @@ class SessionRepository(Protocol):
     ) -> list[uuid.UUID]:
         """Revokes every live grant session of the OAuth client; returns their ids."""
 
-    async def add_with_refresh_token(
-        self, session: Session, token: RefreshToken, digest: str, *, epoch: int
+    async def open_signed_in(
+        self,
+        session: Session,
+        token: tuple[RefreshToken, str] | None,
+        event: AuditRecord,
+        *,
+        epoch: int,
     ) -> bool:
-        """A new session and its first refresh token together, under :meth:`add`'s rule."""
+        """A new session, its first refresh token (with its digest) if any and the audit
+        row of the sign-in, together: one write, so a single-write unit of work may carry
+        it (``UnitOfWorkFactory``). Under :meth:`add`'s rule."""
 
 
 class RefreshTokenRepository(Protocol):
@@ -374,4 +381,8 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
 
+# Three kinds are handed to services (``app.py``): the ordinary one; one for pure reads
+# (writes refused); and a single-write one, whose unit may make exactly one write (a
+# statement atomic by itself, such as ``SessionRepository.open_signed_in``): on PostgreSQL
+# it runs without BEGIN/COMMIT, and a second write is refused rather than left unatomic.
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from keyturn.domain import ClientInfo, Principal, Session, TokenPair, User, utcnow
+from keyturn.domain import AuditRecord, ClientInfo, Principal, Session, TokenPair, User, utcnow
 from keyturn.domain_mfa import MfaChallenge, MfaStatus
 from keyturn.errors import (
     AuthenticationFailed,
@@ -53,6 +53,7 @@ class AuthService:
         require_verified_email: bool,
         guard: CredentialGuard,
         read_uow_factory: UnitOfWorkFactory,
+        single_write_uow_factory: UnitOfWorkFactory,
         second_factor: SecondFactorGate,
     ) -> None:
         self._guard = guard
@@ -60,6 +61,9 @@ class AuthService:
         self._uow_factory = uow_factory
         # Units of work that only read (one round trip per SELECT where the store allows).
         self._read_uow_factory = read_uow_factory
+        # A sign-in without a hash upgrade writes once (session, token and audit row in
+        # one statement): on PostgreSQL without BEGIN / COMMIT round trips.
+        self._single_write_uow_factory = single_write_uow_factory
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._refresh = RefreshRotation(
@@ -164,13 +168,9 @@ class AuthService:
     async def _sign_in(
         self, user: User, new_hash: str | None, client: ClientInfo, *, amr: tuple[str, ...]
     ) -> TokenPair:
-        now = utcnow()
-        async with self._uow_factory() as uow:
-            session, refresh_token = await self._open_session(
-                uow, user, new_hash, client, now, channel="api", amr=amr, refresh=True
-            )
-            await uow.commit()
-        LOGINS.labels("success").inc()
+        session, refresh_token = await self._open_session(
+            user, new_hash, client, channel="api", amr=amr, refresh=True
+        )
         assert refresh_token is not None  # noqa: S101  (refresh=True always mints one)
         await self._access_tokens.prepare_signing()
         return self._pair(user, session, refresh_token)
@@ -178,13 +178,7 @@ class AuthService:
     async def _sign_in_browser(
         self, user: User, new_hash: str | None, client: ClientInfo, *, amr: tuple[str, ...]
     ) -> Session:
-        now = utcnow()
-        async with self._uow_factory() as uow:
-            session, _ = await self._open_session(
-                uow, user, new_hash, client, now, channel="ui", amr=amr
-            )
-            await uow.commit()
-        LOGINS.labels("success").inc()
+        session, _ = await self._open_session(user, new_hash, client, channel="ui", amr=amr)
         return session
 
     async def _check_password(
@@ -230,52 +224,17 @@ class AuthService:
 
     async def _open_session(
         self,
-        uow: UnitOfWork,
         user: User,
         new_hash: str | None,
         client: ClientInfo,
-        now: datetime,
         *,
         channel: str,
         amr: tuple[str, ...],
         refresh: bool = False,
     ) -> tuple[Session, str | None]:
-        if new_hash is not None:
-            # Transparent upgrade of imported bcrypt or older argon2 parameters.
-            await uow.users.set_password_hash(user.id, new_hash, now)
-        session, refresh_token = await self._start_session(uow, user, client, now, amr, refresh)
-        if session is None:
-            # Every session of the account ended (or it was locked, disabled or deleted)
-            # after the password was checked: the ordinary failure, nothing written (the
-            # unit rolls back, rehash included). Not counted against the account: the
-            # password was right (issue 12 finding 20).
-            LOGINS.labels("failure").inc()
-            log.info("login_lost_race_with_account_event", user_id=str(user.id))
-            raise AuthenticationFailed
-        await uow.audit.record(
-            "login.succeeded",
-            now=now,
-            user_id=user.id,
-            session_id=session.id,
-            ip=client.ip,
-            data={"factor": "+".join(amr), "channel": channel},
-        )
-        return session, refresh_token
-
-    async def _start_session(
-        self,
-        uow: UnitOfWork,
-        user: User,
-        client: ClientInfo,
-        now: datetime,
-        amr: tuple[str, ...],
-        refresh: bool,
-    ) -> tuple[Session | None, str | None]:
-        """Opens the session under the user's ``session_epoch`` as the check read it.
-
-        Returns:
-            (None, None) when the account changed since (nothing written).
-        """
+        """Opens the session of a sign-in under the user's ``session_epoch`` as the check
+        read it, with its first refresh token when ``refresh``, and audits it."""
+        now = utcnow()
         session = Session(
             id=uuid.uuid4(),
             user_id=user.id,
@@ -287,16 +246,36 @@ class AuthService:
             ip=client.ip,
             user_agent=(client.user_agent or "")[:512] or None,
         )
-        if not refresh:
-            if not await uow.sessions.add(session, epoch=user.session_epoch):
-                return None, None
-            return session, None
-        # The session and its first refresh token in one write (one round trip).
-        value, token, digest = self._refresh.first_token(session)
-        if not await uow.sessions.add_with_refresh_token(
-            session, token, digest, epoch=user.session_epoch
-        ):
-            return None, None
+        value, token = None, None
+        if refresh:
+            value, refresh_token, digest = self._refresh.first_token(session)
+            token = (refresh_token, digest)
+        event = AuditRecord(
+            "login.succeeded",
+            now,
+            user.id,
+            session.id,
+            client.ip,
+            {"factor": "+".join(amr), "channel": channel},
+        )
+        units = self._uow_factory if new_hash is not None else self._single_write_uow_factory
+        async with units() as uow:
+            if new_hash is not None:
+                # Transparent upgrade of imported bcrypt or older argon2 parameters.
+                await uow.users.set_password_hash(user.id, new_hash, now)
+            opened = await uow.sessions.open_signed_in(
+                session, token, event, epoch=user.session_epoch
+            )
+            if not opened:
+                # Every session of the account ended (or it was locked, disabled or
+                # deleted) after the password was checked: the ordinary failure, nothing
+                # written (the unit rolls back, rehash included). Not counted against the
+                # account: the password was right (issue 12 finding 20).
+                LOGINS.labels("failure").inc()
+                log.info("login_lost_race_with_account_event", user_id=str(user.id))
+                raise AuthenticationFailed
+            await uow.commit()
+        LOGINS.labels("success").inc()
         return session, value
 
     async def open_grant(
