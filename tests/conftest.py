@@ -27,9 +27,12 @@ from helpers import TEST_SECRET, lifespan
 from keyturn.app import create_app
 from keyturn.config import Settings, load_settings
 from keyturn.db.migrate import upgrade
+from shared_routes import share_route_state_across_apps
 from smtp_server import SmtpServer
 
 T = TypeVar("T")
+
+share_route_state_across_apps()
 
 PG_URL = os.environ.get("KEYTURN_TEST_DATABASE_URL") or None
 REDIS_URL = os.environ.get("KEYTURN_TEST_REDIS_URL") or None
