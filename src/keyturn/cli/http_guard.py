@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 _CLOSE_HEADERS = (
     b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncache-control: no-store\r\n"
@@ -59,6 +59,61 @@ def _answer(status: bytes, text: bytes) -> bytes:
 
 TOO_LARGE = _answer(b"431 Request Header Fields Too Large", b"Request header fields too large.")
 TIMED_OUT = _answer(b"408 Request Timeout", b"Request header not received in time.")
+
+
+class _HeldHeaders:
+    """A response cycle's transport that holds the header block until the body comes.
+
+    uvicorn writes the status line and header fields at ``http.response.start`` and the
+    body at ``http.response.body``: two sends, two TCP segments, and two wake-ups of the
+    client for every answer. Held here, the header block leaves with the first body
+    write, or when the response completes or the connection closes without one (HEAD).
+    """
+
+    __slots__ = ("_cycle", "_held", "_passed_headers", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._held: bytes | None = None
+        self._passed_headers = False
+
+    def write(self, data: bytes) -> None:
+        if not self._passed_headers and self._cycle.response_started:
+            # The first write once the response started is its header block (a
+            # "100 Continue" is written before, and passes straight through).
+            self._passed_headers = True
+            self._held = data
+            return
+        self.flush(data)
+
+    def flush(self, data: bytes = b"") -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            data = held + data
+        if data:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
+def _answer_in_one_write(cycle: RequestResponseCycle) -> None:
+    held = _HeldHeaders(cycle.transport, cycle)
+    cycle.transport = held  # type: ignore[assignment]
+    on_response = cycle.on_response
+
+    def flushed_then_on_response() -> None:
+        # The response is complete: whatever is still held (a HEAD answer's headers)
+        # leaves before the connection may be reused, timed out or closed.
+        held.flush()
+        on_response()
+
+    cycle.on_response = flushed_then_on_response
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -127,8 +182,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(TOO_LARGE)
             return
         super().on_headers_complete()
-        if self._shutting_down and self.cycle is not None:
-            self.cycle.keep_alive = False  # answered with Connection: close, then closed
+        if self.cycle is not None:
+            _answer_in_one_write(self.cycle)
+            if self._shutting_down:
+                self.cycle.keep_alive = False  # answered with Connection: close, then closed
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
