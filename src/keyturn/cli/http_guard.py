@@ -57,6 +57,8 @@ def _answer(status: bytes, text: bytes) -> bytes:
     )
 
 
+# What uvicorn writes, unasked for by the app, before a response to ``Expect: 100-continue``.
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 TOO_LARGE = _answer(b"431 Request Header Fields Too Large", b"Request header fields too large.")
 TIMED_OUT = _answer(b"408 Request Timeout", b"Request header not received in time.")
 
@@ -68,20 +70,22 @@ class _HeldHeaders:
     body at ``http.response.body``: two sends, two TCP segments, and two wake-ups of the
     client for every answer. Held here, the header block leaves with the first body
     write, or when the response completes or the connection closes without one (HEAD).
+
+    It keeps no reference to its cycle (which holds it as ``transport``): the pair would
+    be a reference cycle, freed only by the garbage collector, for every request.
     """
 
-    __slots__ = ("_cycle", "_held", "_passed_headers", "_transport")
+    __slots__ = ("_held", "_passed_headers", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._cycle = cycle
         self._held: bytes | None = None
         self._passed_headers = False
 
     def write(self, data: bytes) -> None:
-        if not self._passed_headers and self._cycle.response_started:
-            # The first write once the response started is its header block (a
-            # "100 Continue" is written before, and passes straight through).
+        if not self._passed_headers and data != CONTINUE:
+            # A cycle's first write is its header block; only "100 Continue" (written
+            # while the request body is read) comes before it, and passes straight on.
             self._passed_headers = True
             self._held = data
             return
@@ -103,13 +107,14 @@ class _HeldHeaders:
 
 
 def _answer_in_one_write(cycle: RequestResponseCycle) -> None:
-    held = _HeldHeaders(cycle.transport, cycle)
+    held = _HeldHeaders(cycle.transport)
     cycle.transport = held  # type: ignore[assignment]
     on_response = cycle.on_response
 
     def flushed_then_on_response() -> None:
         # The response is complete: whatever is still held (a HEAD answer's headers)
-        # leaves before the connection may be reused, timed out or closed.
+        # leaves before the connection may be reused, timed out or closed. (uvicorn
+        # replaces ``on_response`` once the app returns, which also drops this closure.)
         held.flush()
         on_response()
 

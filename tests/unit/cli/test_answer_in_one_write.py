@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from typing import Any
 
 import pytest
@@ -106,3 +108,19 @@ async def test_100_continue_is_not_held() -> None:
     await cycle.send(START)  # type: ignore[arg-type]
     await cycle.send(BODY)  # type: ignore[arg-type]
     assert events[1:] == [HEADER_BLOCK + b"ok", "on_response"]
+
+
+async def test_a_finished_cycle_is_freed_without_the_garbage_collector() -> None:
+    events: list[Any] = []
+    cycle = _cycle(events)
+    await cycle.send(START)  # type: ignore[arg-type]
+    await cycle.send(BODY)  # type: ignore[arg-type]
+    cycle.on_response = lambda: None  # what uvicorn's run_asgi does once the app returned
+    freed = weakref.ref(cycle)
+    gc.disable()
+    try:
+        del cycle
+        # No reference cycle through the held transport: freed at once, per request.
+        assert freed() is None
+    finally:
+        gc.enable()
