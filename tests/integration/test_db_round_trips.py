@@ -162,41 +162,25 @@ async def test_session_list_and_export_are_read_only_and_still_work(
         assert counts["transactions"] == 0, counts
 
 
-async def test_a_read_only_unit_of_work_refuses_writes(make_settings: SettingsFactory) -> None:
-    settings = make_settings()
-    engine = create_engine(settings.database_url)
-    try:
-        read_sessions = read_session_factory(engine)
-        if read_sessions is None:
-            pytest.skip("SQLite uses its normal sessions for reads")
-        uow = SqlUnitOfWork(read_sessions, read_sessions, read_only=True)
-        async with uow:
-            await uow.users.get(uuid.uuid4())  # a read is fine
-            with pytest.raises(ReadOnlyViolation):
-                await uow.users.update_name(uuid.uuid4(), "x", utcnow())
-        async with uow:
-            db = uow._db
-            assert db is not None
-            db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
-            with pytest.raises(ReadOnlyViolation):
-                await db.flush()
-    finally:
-        await engine.dispose()
-
-
-async def test_a_single_write_unit_of_work_refuses_a_second_write(
-    make_settings: SettingsFactory,
+@pytest.mark.parametrize(
+    ("sessions_for", "writes_allowed"),
+    [(read_session_factory, 0), (single_write_session_factory, 1)],
+    ids=["read-only", "single-write"],
+)
+async def test_an_autocommit_unit_of_work_refuses_the_writes_it_cannot_make_atomic(
+    make_settings: SettingsFactory, sessions_for: Any, writes_allowed: int
 ) -> None:
     settings = make_settings()
     engine = create_engine(settings.database_url)
     try:
-        single_write = single_write_session_factory(engine)
-        if single_write is None:
+        sessions = sessions_for(engine)
+        if sessions is None:
             pytest.skip("SQLite uses its normal sessions (one local transaction)")
-        uow = SqlUnitOfWork(single_write)
+        uow = SqlUnitOfWork(sessions)
         async with uow:
-            await uow.users.get(uuid.uuid4())  # reads are fine
-            await uow.users.update_name(uuid.uuid4(), "x", utcnow())  # one write is fine
+            await uow.users.get(uuid.uuid4())  # a read is fine
+            for _ in range(writes_allowed):
+                await uow.users.update_name(uuid.uuid4(), "x", utcnow())
             with pytest.raises(ReadOnlyViolation):
                 await uow.users.update_name(uuid.uuid4(), "y", utcnow())
         async with uow:
