@@ -229,17 +229,22 @@ _SEAL = (
 )
 
 
+# The columns of an unsealed row, the keys of ``audit_values``.
+UNSEALED_COLUMNS = ("occurred_at", "type", "user_id", "session_id", "ip", "data")
+
+
 def audit_values(event: AuditRecord) -> dict[str, Any]:
-    """The column values of an unsealed row for ``event`` (also written by a session's
-    opening statement, ``db/sessions.py``)."""
+    """The column values (``UNSEALED_COLUMNS``) of an unsealed row for ``event`` (also
+    written by a session's opening statement, ``db/sessions.py``)."""
     if event.now.tzinfo is None:
         raise ValueError("naive datetime given to the audit log")
-    return {
-        "occurred_at": event.now.astimezone(UTC),
-        "type": event.event_type,
-        "user_id": event.user_id,
-        "session_id": event.session_id,
-        "ip": event.ip,
+    values = (
+        event.now.astimezone(UTC),
+        event.event_type,
+        event.user_id,
+        event.session_id,
+        event.ip,
         # Stored as it will read back (a JSON round trip): the sealer hashes that.
-        "data": json.loads(canonical_json(event.data)),
-    }
+        json.loads(canonical_json(event.data)),
+    )
+    return dict(zip(UNSEALED_COLUMNS, values, strict=True))

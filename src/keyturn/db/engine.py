@@ -189,7 +189,8 @@ class _SingleWriteSession(RetryingSession):
 
 
 class ReadOnlyViolation(RuntimeError):
-    """A write was attempted through a read-only (autocommit) session."""
+    """An autocommit session was asked for a write it cannot make atomic: any write in a
+    read-only session, a second write or an ORM flush in a single-write one."""
 
 
 class _ReadOnlySyncSession(Session):

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from keyturn.db.audit import INSERT_UNSEALED, audit_values
+from keyturn.db.audit import INSERT_UNSEALED, UNSEALED_COLUMNS, audit_values
 from keyturn.db.models import (
     AuditEventRow,
     OAuthAuthorizationCodeRow,
@@ -146,16 +146,15 @@ def _signed_in(with_token: bool) -> Any:
     return (
         insert(audit)
         .from_select(
-            list(_AUDIT_FIELDS),
+            list(UNSEALED_COLUMNS),
             select(
-                *(bindparam(f"a_{name}", type_=audit.c[name].type) for name in _AUDIT_FIELDS)
+                *(bindparam(f"a_{name}", type_=audit.c[name].type) for name in UNSEALED_COLUMNS)
             ).select_from(new_session),
         )
         .add_cte(*ctes)
     )
 
 
-_AUDIT_FIELDS = ("occurred_at", "type", "user_id", "session_id", "ip", "data")
 _INSERT_SESSION = _insert_session()
 _SIGNED_IN = _signed_in(with_token=False)
 _SIGNED_IN_WITH_TOKEN = _signed_in(with_token=True)
