@@ -307,7 +307,10 @@ async def test_close_ends_the_subscription_whenever_it_comes(private_redis: Redi
             heartbeat=0.01,
         )
         await feed.start()
-        assert feed.is_live
+        # start() waits 2 s at most for SUBSCRIBE (a slow Redis must not hold up a
+        # process's start); on a loaded CI worker it once took longer. Live first, then
+        # close at the step's point.
+        assert await _until(lambda started=feed: started.is_live)
         await asyncio.sleep((step % 20) / 1000)
         closing = asyncio.ensure_future(feed.close())
         done, _ = await asyncio.wait({closing}, timeout=10)
