@@ -12,14 +12,11 @@ The state depends only on the route and how its router was included, so a route 
 module-level router (the REST and OAuth routers every app includes as they are) gets its
 state built once per process and reused by later apps. Kept per app, as FastAPI does:
 
-* a route whose app has dependency overrides (FastAPI looks them up through the app the
-  state was built for);
+* a route whose app has dependency overrides when the state is built (FastAPI looks them
+  up through the app the state was built for, so set an override before the app's first
+  request: one added after a route's state came from the cache is not seen);
 * routes of routers made per app (GraphQL, the hosted pages, the docs): caching them
   would only hold every app's routes alive.
-
-One difference remains, so set a dependency override before the app's first request: an
-override added after a route's state was taken from the cache is not seen (FastAPI looks
-overrides up through the app the state was built for).
 
 What a request does with the state (validation, dependencies, serialization, errors) is
 FastAPI's own code either way; only when it is built changes.

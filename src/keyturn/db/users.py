@@ -48,7 +48,6 @@ def user_from_row(row: UserRow | Row[Any], roles: tuple[str, ...]) -> User:
 
 
 _USERS = UserRow.__table__
-_MFA_COUNTS = ("mfa_totp", "mfa_passkeys", "mfa_codes")
 _ROLES = RoleRow.__table__
 _USER_ROLES = UserRoleRow.__table__
 
@@ -77,6 +76,7 @@ _USER_BY_EMAIL = _user_with_roles(_USERS.c.email == bindparam("email"))
 # The password check's lookup also counts the user's second factors (correlated
 # subqueries on indexed columns): a login that needs no second step then reads the
 # database once before its session write, not twice (issue 18).
+_MFA_COUNTS = ("mfa_totp", "mfa_passkeys", "mfa_codes")
 _SIGN_IN_BY_EMAIL = _user_with_roles(
     _USERS.c.email == bindparam("email"),
     *(count.label(name) for count, name in zip(mfa_counts(_USERS.c.id), _MFA_COUNTS, strict=True)),
