@@ -38,6 +38,7 @@ from keyturn.cli.openapi import openapi_document
 from keyturn.config import Settings
 from keyturn.domain import utcnow
 from keyturn.errors import CredentialsMissing
+from mfa_helpers import enrol_totp
 from oauth_helpers import authorize_and_redeem, code_for, pkce_pair, register, signed_in
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +48,7 @@ CONSOLE = "https://console.example.com"
 STRANGER = "https://evil.example.net"
 MAX_BODY = 4096
 LEAN, FRAMEWORK = 0, 1
-TOKEN_KEYS = ("access_token", "refresh_token", "id_token")
+TOKEN_KEYS = ("access_token", "refresh_token", "id_token", "mfa_token")
 # Claims that differ between two tokens issued for the same request.
 PER_ISSUE_CLAIMS = {"iat", "exp", "nbf", "jti", "sid", "auth_time", "at_hash"}
 
@@ -56,6 +57,8 @@ PER_ISSUE_CLAIMS = {"iat", "exp", "nbf", "jti", "sid", "auth_time", "at_hash"}
 class World:
     """What the table's requests name; lists hold one value per app (LEAN, FRAMEWORK)."""
 
+    email: str
+    mfa_email: str
     access: str
     expired: str
     revoked: str
@@ -71,6 +74,10 @@ class World:
     code: list[str]
     verifier: list[str]
     oauth_refresh: list[str]
+
+    @property
+    def email_upper(self) -> str:
+        return self.email.upper()
 
 
 class T(str):
@@ -150,7 +157,7 @@ def preflight(origin: str, method: str = "POST") -> dict[str, str]:
     }
 
 
-ME, REFRESH, TOKEN = "/v1/me", "/v1/auth/refresh", "/oauth2/token"
+ME, LOGIN, REFRESH, TOKEN = "/v1/me", "/v1/auth/login", "/v1/auth/refresh", "/oauth2/token"
 INTROSPECT, USERINFO, JWKS = "/oauth2/introspect", "/oauth2/userinfo", "/.well-known/jwks.json"
 JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -171,6 +178,7 @@ CODE = {
 UNKNOWN_CODE = {**CODE, "code": "nope", "code_verifier": "v" * 43}
 REFRESH_GRANT = {"grant_type": "refresh_token", "refresh_token": T("{oauth_refresh}")}
 RAW_REFRESH = '{"refresh_token": "x"}'
+SIGN_IN = {"email": T("{email}"), "password": PASSWORD}
 
 CASES = [
     # GET /v1/me: the Bearer forms HTTPBearer accepts and refuses, API keys and scopes.
@@ -193,6 +201,22 @@ CASES = [
     Case("plain OPTIONS", "OPTIONS", ME),
     Case("POST is 405", "POST", ME, ACCESS),
     Case("PUT is 405", "PUT", ME, ACCESS),
+    # POST /v1/auth/login: the token pair, the second step, refusals and body rules.
+    Case("good", "POST", LOGIN, json=SIGN_IN),
+    Case("second factor", "POST", LOGIN, json={**SIGN_IN, "email": T("{mfa_email}")}),
+    Case("email in capitals", "POST", LOGIN, json={**SIGN_IN, "email": T("{email_upper}")}),
+    Case("wrong password", "POST", LOGIN, json={**SIGN_IN, "password": "wrong-Horse-9-battery"}),
+    Case("unknown account", "POST", LOGIN, json={**SIGN_IN, "email": "nobody@example.com"}),
+    Case("not an email", "POST", LOGIN, json={**SIGN_IN, "email": "nobody"}),
+    Case("empty password", "POST", LOGIN, json={**SIGN_IN, "password": ""}),
+    Case("extra field", "POST", LOGIN, json={**SIGN_IN, "x": 1}),
+    Case("missing field", "POST", LOGIN, json={"email": T("{email}")}),
+    Case("no body", "POST", LOGIN),
+    Case("malformed JSON", "POST", LOGIN, JSON, content='{"email": '),
+    Case("form", "POST", LOGIN, data={"email": "a@example.com", "password": "x"}),
+    Case("oversize", "POST", LOGIN, json={**SIGN_IN, "password": OVERSIZE}),
+    Case("GET is 405", "GET", LOGIN),
+    Case("preflight", "OPTIONS", LOGIN, preflight(CONSOLE)),
     # POST /v1/auth/refresh: rotation, reuse, and FastAPI's body rules.
     Case("good", "POST", REFRESH, json={"refresh_token": T("{refresh}")}),
     Case("older generation", "POST", REFRESH, json={"refresh_token": T("{refresh_stale}")}),
@@ -353,6 +377,21 @@ OPTIONS /v1/me preflight 200
 OPTIONS /v1/me plain OPTIONS 405
 POST /v1/me POST is 405 405
 PUT /v1/me PUT is 405 405
+POST /v1/auth/login good 200
+POST /v1/auth/login second factor 200
+POST /v1/auth/login email in capitals 200
+POST /v1/auth/login wrong password 401
+POST /v1/auth/login unknown account 401
+POST /v1/auth/login not an email 422
+POST /v1/auth/login empty password 422
+POST /v1/auth/login extra field 422
+POST /v1/auth/login missing field 422
+POST /v1/auth/login no body 422
+POST /v1/auth/login malformed JSON 400
+POST /v1/auth/login form 415
+POST /v1/auth/login oversize 413
+GET /v1/auth/login GET is 405 405
+OPTIONS /v1/auth/login preflight 200
 POST /v1/auth/refresh good 200
 POST /v1/auth/refresh older generation 401
 POST /v1/auth/refresh unknown token 401
@@ -498,16 +537,21 @@ async def _world(app: FastAPI) -> World:
     app starts (its start restores the deny-list from the database: the revoked session)."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        email = new_email()
-        assert (
-            await http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
-        ).status_code == 202
+        email, mfa_email = new_email(), new_email()
+        for address in (email, mfa_email):
+            assert (
+                await http.post("/v1/auth/signup", json={"email": address, "password": PASSWORD})
+            ).status_code == 202
 
-        async def login() -> dict[str, Any]:
-            answer = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        async def login(address: str = email) -> dict[str, Any]:
+            answer = await http.post(
+                "/v1/auth/login", json={"email": address, "password": PASSWORD}
+            )
             assert answer.status_code == 200, answer.text
             body: dict[str, Any] = answer.json()
             return body
+
+        await enrol_totp(http, (await login(mfa_email))["access_token"])
 
         first = await login()
         access = first["access_token"]
@@ -568,6 +612,8 @@ async def _world(app: FastAPI) -> World:
             codes.append((await code_for(browser, web, scope=scope, **pkce))[0])
             verifiers.append(verifier)
     return World(
+        email=email,
+        mfa_email=mfa_email,
         access=access,
         expired=expired,
         revoked=revoked,
@@ -680,6 +726,8 @@ CEILING_STEPS = [
     # FastAPI parses the body before the ceiling counts: malformed JSON is still a 400.
     ("POST", REFRESH, {"content": "{", "headers": JSON}),
     ("POST", REFRESH, {"json": {"refresh_token": "A" * 43, "extra": 1}}),
+    ("POST", LOGIN, {"json": {"email": "nobody@example.com", "password": PASSWORD}}),
+    ("POST", LOGIN, {"content": "{", "headers": JSON}),
 ]
 # Seconds until the window frees a slot: they may tick between the two apps' answers.
 TIME_HEADERS = {"retry-after", "ratelimit-reset"}
@@ -709,7 +757,7 @@ async def test_the_per_ip_ceiling_answers_as_the_framework(
                             answer.content,
                         )
                     )
-    assert [status for status, _, _ in answers[LEAN]] == [401, 429, 429, 429, 400, 429]
+    assert [status for status, _, _ in answers[LEAN]] == [401, 429, 429, 429, 400, 429, 429, 400]
     assert answers[LEAN] == answers[FRAMEWORK]
 
 
@@ -719,5 +767,8 @@ def test_a_lean_route_without_a_framework_twin_refuses_to_start(settings: Settin
     without_me = [router for router in twins if router is not me.router]
     with pytest.raises(RuntimeError, match=r"route: GET /v1/me$"):
         install_lean_edge(FastAPI(), twins=without_me)
-    with pytest.raises(RuntimeError, match="GET /v1/me, POST /v1/auth/refresh, POST /oauth2/token"):
+    with pytest.raises(
+        RuntimeError,
+        match="GET /v1/me, POST /v1/auth/login, POST /v1/auth/refresh, POST /oauth2/token",
+    ):
         install_lean_edge(FastAPI(), twins=[])

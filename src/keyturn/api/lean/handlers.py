@@ -10,16 +10,20 @@ is rendered here, with the bytes FastAPI's serializer gives.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from keyturn.api.http.deps import get_client, require_scope
 from keyturn.api.http.throttling import credential_request
-from keyturn.api.lean.requests import dump_json, principal, read_json, validate_body
+from keyturn.api.lean.requests import M, dump_json, principal, read_json, validate_body
 from keyturn.api.oauth2 import token as oauth2_token
 from keyturn.api.oauth2 import token_management, userinfo
 from keyturn.api.rest import auth, me, ops
-from keyturn.api.rest.schemas.auth import RefreshRequest
+from keyturn.api.rest.schemas.auth import LoginRequest, RefreshRequest
+from keyturn.domain import ClientInfo
 from keyturn.services.registry import Services
 
 _JSON = "application/json"
@@ -39,16 +43,31 @@ async def get_me(request: Request) -> Response:
     return Response(dump_json(user), media_type=_JSON)
 
 
-async def refresh(request: Request) -> Response:
-    """``POST /v1/auth/refresh`` (``api/rest/auth.py``)."""
+async def _json_credential(
+    request: Request,
+    path: str,
+    model: type[M],
+    endpoint: Callable[[M, Services, ClientInfo], Awaitable[BaseModel]],
+) -> Response:
+    """A JSON-bodied credential route of ``api/rest/auth.py``, read as FastAPI reads it."""
     # FastAPI reads (and parses) the body before it solves the dependencies: a malformed
     # JSON body is refused before the per-IP ceiling counts it, an invalid one after.
     body = await read_json(request)
     services = _services(request)
     client = get_client(request)
-    async with credential_request(services.throttle, client.ip, "/v1/auth/refresh"):
-        pair = await auth.refresh(validate_body(RefreshRequest, body), services, client)
-    return Response(dump_json(pair), media_type=_JSON)
+    async with credential_request(services.throttle, client.ip, path):
+        answer = await endpoint(validate_body(model, body), services, client)
+    return Response(dump_json(answer), media_type=_JSON)
+
+
+async def login(request: Request) -> Response:
+    """``POST /v1/auth/login``: the token pair, or the second step's challenge."""
+    return await _json_credential(request, "/v1/auth/login", LoginRequest, auth.login)
+
+
+async def refresh(request: Request) -> Response:
+    """``POST /v1/auth/refresh``."""
+    return await _json_credential(request, "/v1/auth/refresh", RefreshRequest, auth.refresh)
 
 
 async def token(request: Request) -> Response:
