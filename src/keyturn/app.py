@@ -79,7 +79,7 @@ class _UnitsOfWork:
 def _uow_factories(adapters: Adapters) -> _UnitsOfWork:
     sessions = session_factory(adapters.engine)
     read_sessions = read_session_factory(adapters.engine)
-    single_write_sessions = single_write_session_factory(adapters.engine) or sessions
+    single_write = single_write_session_factory(adapters.engine)
 
     def read_uow_factory() -> UnitOfWork:
         # For a service's pure reads (client lookup, user lookup before the hash, the
@@ -95,8 +95,10 @@ def _uow_factories(adapters: Adapters) -> _UnitsOfWork:
     def single_write_uow_factory() -> UnitOfWork:
         # A login's session, token and audit row: on PostgreSQL one round trip, no
         # BEGIN / COMMIT; a second write refused.
+        if single_write is None:  # SQLite: the ordinary unit (its transaction is local)
+            return uow_factory()
         return SqlUnitOfWork(
-            single_write_sessions, read_sessions, users_changed=profiles.publish_users
+            single_write, read_sessions, autocommit=True, users_changed=profiles.publish_users
         )
 
     return _UnitsOfWork(uow_factory, read_uow_factory, single_write_uow_factory, profiles)

@@ -176,7 +176,7 @@ async def test_an_autocommit_unit_of_work_refuses_the_writes_it_cannot_make_atom
         sessions = sessions_for(engine)
         if sessions is None:
             pytest.skip("SQLite uses its normal sessions (one local transaction)")
-        uow = SqlUnitOfWork(sessions)
+        uow = SqlUnitOfWork(sessions, autocommit=True)
         async with uow:
             await uow.users.get(uuid.uuid4())  # a read is fine
             for _ in range(writes_allowed):
@@ -189,6 +189,12 @@ async def test_an_autocommit_unit_of_work_refuses_the_writes_it_cannot_make_atom
             db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
             with pytest.raises(ReadOnlyViolation):
                 await db.flush()
+        async with uow:
+            # commit() sends nothing on an autocommit unit, and still drops no ORM change.
+            assert uow._db is not None
+            uow._db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
+            with pytest.raises(ReadOnlyViolation):
+                await uow.commit()
     finally:
         await engine.dispose()
 
