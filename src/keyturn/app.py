@@ -27,9 +27,9 @@ from keyturn.db.audit import audit_backlog
 from keyturn.db.engine import (
     read_session_factory,
     session_factory,
-    single_write_session_factory,
 )
 from keyturn.db.outbox import outbox_backlog, reseal_payloads
+from keyturn.db.sign_in import SqlSignInStore
 from keyturn.db.unit_of_work import SqlUnitOfWork
 from keyturn.errors import StoreUnavailable
 from keyturn.infra.dev_mailbox import DevMailbox
@@ -72,17 +72,15 @@ class _UnitsOfWork:
 
     uow_factory: UnitOfWorkFactory
     read_uow_factory: UnitOfWorkFactory
-    single_write_uow_factory: UnitOfWorkFactory
     profiles: UserCache
 
 
 def _uow_factories(adapters: Adapters) -> _UnitsOfWork:
     sessions = session_factory(adapters.engine)
     read_sessions = read_session_factory(adapters.engine)
-    single_write = single_write_session_factory(adapters.engine)
 
     def read_uow_factory() -> UnitOfWork:
-        # For a service's pure reads (client lookup, user lookup before the hash, the
+        # For a service's pure reads (client lookup, the second step's user check, the
         # /v1/me reads): on PostgreSQL one round trip per SELECT, no BEGIN / ROLLBACK;
         # writes refused.
         return SqlUnitOfWork(sessions, read_sessions, read_only=True)
@@ -92,16 +90,7 @@ def _uow_factories(adapters: Adapters) -> _UnitsOfWork:
     def uow_factory() -> UnitOfWork:
         return SqlUnitOfWork(sessions, read_sessions, users_changed=profiles.publish_users)
 
-    def single_write_uow_factory() -> UnitOfWork:
-        # A login's session, token and audit row: on PostgreSQL one round trip, no
-        # BEGIN / COMMIT; a second write refused.
-        if single_write is None:  # SQLite: the ordinary unit (its transaction is local)
-            return uow_factory()
-        return SqlUnitOfWork(
-            single_write, read_sessions, autocommit=True, users_changed=profiles.publish_users
-        )
-
-    return _UnitsOfWork(uow_factory, read_uow_factory, single_write_uow_factory, profiles)
+    return _UnitsOfWork(uow_factory, read_uow_factory, profiles)
 
 
 def _readiness_checks(settings: Settings, adapters: Adapters) -> dict[str, HealthCheck]:
@@ -147,7 +136,7 @@ def build_services(settings: Settings, adapters: Adapters) -> Services:
         settings,
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
-        single_write_uow_factory=units.single_write_uow_factory,
+        sign_in=SqlSignInStore(adapters.engine),
         key_ring=ring,
         keys=keys,
         outbox=outbox,

@@ -35,7 +35,6 @@ from keyturn.db.engine import (
     create_engine,
     read_session_factory,
     session_factory,
-    single_write_session_factory,
 )
 from keyturn.db.models import UserRow
 from keyturn.db.unit_of_work import SqlUnitOfWork
@@ -162,39 +161,24 @@ async def test_session_list_and_export_are_read_only_and_still_work(
         assert counts["transactions"] == 0, counts
 
 
-@pytest.mark.parametrize(
-    ("sessions_for", "writes_allowed"),
-    [(read_session_factory, 0), (single_write_session_factory, 1)],
-    ids=["read-only", "single-write"],
-)
-async def test_an_autocommit_unit_of_work_refuses_the_writes_it_cannot_make_atomic(
-    make_settings: SettingsFactory, sessions_for: Any, writes_allowed: int
-) -> None:
+async def test_a_read_only_unit_of_work_refuses_writes(make_settings: SettingsFactory) -> None:
     settings = make_settings()
     engine = create_engine(settings.database_url)
     try:
-        sessions = sessions_for(engine)
-        if sessions is None:
-            pytest.skip("SQLite uses its normal sessions (one local transaction)")
-        uow = SqlUnitOfWork(sessions, autocommit=True)
+        read_sessions = read_session_factory(engine)
+        if read_sessions is None:
+            pytest.skip("SQLite uses its normal sessions for reads")
+        uow = SqlUnitOfWork(read_sessions, read_sessions, read_only=True)
         async with uow:
             await uow.users.get(uuid.uuid4())  # a read is fine
-            for _ in range(writes_allowed):
-                await uow.users.update_name(uuid.uuid4(), "x", utcnow())
             with pytest.raises(ReadOnlyViolation):
-                await uow.users.update_name(uuid.uuid4(), "y", utcnow())
+                await uow.users.update_name(uuid.uuid4(), "x", utcnow())
         async with uow:
             db = uow._db
             assert db is not None
             db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
             with pytest.raises(ReadOnlyViolation):
                 await db.flush()
-        async with uow:
-            # commit() sends nothing on an autocommit unit, and still drops no ORM change.
-            assert uow._db is not None
-            uow._db.add(UserRow(id=uuid.uuid4(), email=f"{uuid.uuid4().hex}@example.com"))
-            with pytest.raises(ReadOnlyViolation):
-                await uow.commit()
     finally:
         await engine.dispose()
 
@@ -253,6 +237,13 @@ async def test_terminated_connections_cost_no_failed_request(
             patched = await http.patch("/v1/me", headers=headers, json={"name": "Grace"})
             assert patched.status_code == 200, patched.text
             assert (await http.get("/v1/me", headers=headers)).json()["name"] == "Grace"
+            # And a login first: its lookup runs outside any unit of work (db/sign_in.py).
+            assert await _terminate_other_backends(private_database_url) >= 1
+            await asyncio.sleep(settle)
+            login = await http.post(
+                "/v1/auth/login", json={"email": token["email"], "password": PASSWORD}
+            )
+            assert login.status_code == 200, login.text
 
 
 async def test_a_failure_after_the_first_statement_is_not_retried(
@@ -388,6 +379,7 @@ async def test_login_reads_the_user_without_a_transaction(
     # three on SQLite.
     assert counts["statements"] == 3 * (2 if backend == "postgres" else 4), counts
     if backend == "postgres":
-        # The read is a pure read and the write a single-write unit: neither sends BEGIN
-        # or COMMIT (the login's four round trips of a transaction are one).
+        # The read and the write each run on an autocommit connection of their own
+        # (db/sign_in.py): neither sends BEGIN or COMMIT (the login's four round trips of
+        # a transaction are one).
         assert counts["transactions"] == 0, counts

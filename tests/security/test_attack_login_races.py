@@ -18,16 +18,22 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from helpers import PASSWORD, admin_headers, bearer, signup_login, ui_login
 from keyturn.config import Settings
+from keyturn.db.engine import create_engine
+from keyturn.db.models import UserRow
 from keyturn.db.refresh_tokens import SqlRefreshTokenRepository
+from mfa_helpers import enrol_totp
 from oauth_helpers import authorize_and_redeem, register, signed_in
 from race_helpers import (
     EVENTS,
+    NEW_PASSWORD,
     Victim,
     blocked_or_done,
     end_other_sessions,
@@ -223,3 +229,41 @@ async def test_asvs_7_4_1_code_redemption_racing_logout_everywhere_keeps_no_gran
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"] == "invalid_grant"
     assert await live_session_ids(app, user_id) == {session_id_of(v.headers["Authorization"][7:])}
+
+
+@pytest.mark.parametrize("second_factor", [False, True], ids=["password-only", "with-totp"])
+async def test_asvs_7_4_3_a_hash_upgrade_racing_a_password_change_never_restores_the_old_password(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    smtp: SmtpServer,
+    settings: Settings,
+    second_factor: bool,
+) -> None:
+    """A right password under an imported bcrypt hash is re-hashed to argon2id after the
+    check; a password change landing in between must win, whether the login then opens a
+    session (the write is conditional on the epoch) or asks for a second step first (the
+    upgrade is written before the second step, conditional on the hash it replaces)."""
+    v = await victim(app, client, smtp)
+    if second_factor:
+        await enrol_totp(client, v.headers["Authorization"].removeprefix("Bearer "))
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(UserRow).where(UserRow.id == v.user_id).values(password_hash=legacy)
+            )
+    finally:
+        await engine.dispose()
+    after_password_check(app, lambda: password_change(v))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as attacker:
+        raced = await attacker.post("/v1/auth/login", json={"email": v.email, "password": PASSWORD})
+        # With a second factor the password step answers before any session is written.
+        assert raced.status_code == (200 if second_factor else 401), raced.text
+        old = await attacker.post("/v1/auth/login", json={"email": v.email, "password": PASSWORD})
+        new = await attacker.post(
+            "/v1/auth/login", json={"email": v.email, "password": NEW_PASSWORD}
+        )
+    assert old.status_code == 401, old.text
+    assert new.status_code == 200, new.text

@@ -175,22 +175,8 @@ class RetryingSession(AsyncSession):
             return await run(*args, **kw)
 
 
-class _SingleWriteSession(RetryingSession):
-    """Never sends a write twice: in autocommit the write may have committed before its
-    connection died (only the answer was lost), and a second send would fail on its key.
-    The unit of work then answers 503 and the client tries again."""
-
-    async def _first_retried(
-        self, run: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
-    ) -> Any:
-        if args and getattr(args[0], "is_dml", False):
-            return await run(*args, **kw)
-        return await super()._first_retried(run, *args, **kw)
-
-
 class ReadOnlyViolation(RuntimeError):
-    """An autocommit session was asked for a write it cannot make atomic: any write in a
-    read-only session, a second write or an ORM flush in a single-write one."""
+    """A read-only (autocommit) session was asked for a write."""
 
 
 class _ReadOnlySyncSession(Session):
@@ -209,33 +195,6 @@ def _refuse_flush(session: Session, _context: Any, _instances: Sequence[Any] | N
         raise ReadOnlyViolation("a read-only unit of work may not flush changes")
 
 
-class _SingleWriteSyncSession(Session):
-    """The sync half of a single-write session: reads, then at most one write statement.
-
-    It runs in autocommit, so each statement commits on its own: a second write would not
-    be atomic with the first, and an ORM flush may emit several statements. Both refused.
-    """
-
-
-_WRITES = "keyturn_writes"
-
-
-@event.listens_for(_SingleWriteSyncSession, "do_orm_execute")
-def _one_write(state: ORMExecuteState) -> None:
-    if state.is_select:
-        return
-    writes = state.session.info.get(_WRITES, 0) + 1
-    if writes > 1:
-        raise ReadOnlyViolation("a single-write unit of work may write only once")
-    state.session.info[_WRITES] = writes
-
-
-@event.listens_for(_SingleWriteSyncSession, "before_flush")
-def _refuse_orm_writes(session: Session, _context: Any, _instances: Sequence[Any] | None) -> None:
-    if session.new or session.dirty or session.deleted:
-        raise ReadOnlyViolation("a single-write unit of work writes by statement only")
-
-
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(
         engine, class_=RetryingSession, expire_on_commit=False, autoflush=False
@@ -249,30 +208,12 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 
     ``None`` for SQLite: there the normal session is used (BEGIN IMMEDIATE is local).
     """
-    return _autocommit_sessions(engine, _ReadOnlySyncSession)
-
-
-def single_write_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession] | None:
-    """Sessions for a use case whose only write is one statement atomic by itself (a
-    login's session, token and audit row): autocommit on PostgreSQL, so that write costs
-    one round trip instead of BEGIN, statement, COMMIT; a second write is refused.
-
-    ``None`` for SQLite: there the normal session is used (its transaction is local).
-    """
-    return _autocommit_sessions(engine, _SingleWriteSyncSession, _SingleWriteSession)
-
-
-def _autocommit_sessions(
-    engine: AsyncEngine,
-    sync_session_class: type[Session],
-    session_class: type[RetryingSession] = RetryingSession,
-) -> async_sessionmaker[AsyncSession] | None:
     if is_sqlite(engine):
         return None
     return async_sessionmaker(
         engine.execution_options(isolation_level="AUTOCOMMIT"),
-        class_=session_class,
-        sync_session_class=sync_session_class,
+        class_=RetryingSession,
+        sync_session_class=_ReadOnlySyncSession,
         expire_on_commit=False,
         autoflush=False,
     )

@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from keyturn.db.audit import INSERT_UNSEALED, UNSEALED_COLUMNS, audit_values
@@ -109,6 +109,11 @@ def _insert_session() -> Any:
     return insert(sessions).from_select(list(_SESSION_FIELDS), _new_session_select())
 
 
+# A first refresh token's own values in the login's statement (its session's id comes
+# from the session CTE; it has no parent and is not rotated yet).
+_TOKEN_CTE_COLUMNS = ("id", "digest", "generation", "created_at")
+
+
 def _signed_in(with_token: bool) -> Any:
     """``WITH new_session AS (INSERT INTO sessions SELECT ... FROM users WHERE ...
     RETURNING id)[, new_token AS (INSERT INTO refresh_tokens SELECT ... FROM new_session)]
@@ -129,13 +134,12 @@ def _signed_in(with_token: bool) -> Any:
     new_session = _insert_session().returning(sessions.c.id).cte("new_session")
     ctes = [new_session]
     if with_token:
-        token_columns = ("id", "digest", "generation", "created_at")
         new_token = (
             insert(tokens)
             .from_select(
-                [*token_columns, "session_id"],
+                [*_TOKEN_CTE_COLUMNS, "session_id"],
                 select(
-                    *(bindparam(f"t_{name}", type_=tokens.c[name].type) for name in token_columns),
+                    *(bindparam(f"t_{n}", type_=tokens.c[n].type) for n in _TOKEN_CTE_COLUMNS),
                     new_session.c.id,
                 ),
             )
@@ -156,20 +160,59 @@ def _signed_in(with_token: bool) -> Any:
 
 
 _INSERT_SESSION = _insert_session()
+_INSERT_TOKEN = insert(typing.cast(Table, RefreshTokenRow.__table__))
 _SIGNED_IN = _signed_in(with_token=False)
 _SIGNED_IN_WITH_TOKEN = _signed_in(with_token=True)
 
 
+async def write_signed_in(
+    db: AsyncSession | AsyncConnection,
+    session: Session,
+    token: tuple[RefreshToken, str] | None,
+    event: AuditRecord,
+    epoch: int,
+    *,
+    postgresql: bool,
+) -> bool:
+    """Opens a session after a sign-in, with its first refresh token (and digest) if any
+    and the audit row of the sign-in, under the condition of
+    :meth:`SqlSessionRepository.add`. False when nothing was written.
+
+    On PostgreSQL one statement (data-modifying CTEs, :func:`_signed_in`), atomic by itself:
+    on an autocommit connection it is the whole transaction, one round trip instead of four
+    (BEGIN, session, audit row, COMMIT). On SQLite, where a statement costs no round trip,
+    the three plain inserts: the caller's transaction makes them one.
+    """
+    params = _session_params(session, epoch)
+    if not postgresql:
+        if not bool(affected(await db.execute(_INSERT_SESSION, params))):
+            return False
+        if token is not None:
+            await db.execute(_INSERT_TOKEN, _token_values(*token))
+        await db.execute(INSERT_UNSEALED, audit_values(event))
+        return True
+    params.update({f"a_{name}": value for name, value in audit_values(event).items()})
+    if token is not None:
+        values = _token_values(*token)
+        params.update({f"t_{name}": values[name] for name in _TOKEN_CTE_COLUMNS})
+    statement = _SIGNED_IN_WITH_TOKEN if token is not None else _SIGNED_IN
+    return bool(affected(await db.execute(statement, params)))
+
+
+def _token_values(token: RefreshToken, digest: str) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "session_id": token.session_id,
+        "digest": digest,
+        "parent_id": token.parent_id,
+        "generation": token.generation,
+        "created_at": token.created_at,
+        "rotated_at": token.rotated_at,
+    }
+
+
 def refresh_token_row(token: RefreshToken, digest: str) -> RefreshTokenRow:
-    return RefreshTokenRow(
-        id=token.id,
-        session_id=token.session_id,
-        digest=digest,
-        parent_id=token.parent_id,
-        generation=token.generation,
-        created_at=token.created_at,
-        rotated_at=token.rotated_at,
-    )
+    return RefreshTokenRow(**_token_values(token, digest))
 
 
 class SqlSessionRepository:
@@ -352,34 +395,9 @@ class SqlSessionRepository:
         *,
         epoch: int,
     ) -> bool:
-        """Opens a session after a sign-in, with its first refresh token (and digest) if
-        any and the audit row of the sign-in, under the condition of :meth:`add`.
-
-        On PostgreSQL in one statement (data-modifying CTEs, :func:`_signed_in`): in a
-        single-write unit of work that statement is the whole transaction, one round trip
-        instead of four (BEGIN, session, audit row, COMMIT). False when nothing was written.
-        """
-        params = _session_params(session, epoch)
-        if self._db.get_bind().dialect.name != "postgresql":
-            # SQLite: a statement costs no round trip; the plain inserts.
-            if not bool(affected(await self._db.execute(_INSERT_SESSION, params))):
-                return False
-            if token is not None:
-                self._db.add(refresh_token_row(*token))
-            await self._db.execute(INSERT_UNSEALED, audit_values(event))
-            await self._db.flush()
-            return True
-        params.update({f"a_{name}": value for name, value in audit_values(event).items()})
-        if token is not None:
-            refresh, digest = token
-            params.update(
-                t_id=refresh.id,
-                t_digest=digest,
-                t_generation=refresh.generation,
-                t_created_at=refresh.created_at,
-            )
-        statement = _SIGNED_IN_WITH_TOKEN if token is not None else _SIGNED_IN
-        return bool(affected(await self._db.execute(statement, params)))
+        """:func:`write_signed_in` in this unit of work's transaction."""
+        postgresql = self._db.get_bind().dialect.name == "postgresql"
+        return await write_signed_in(self._db, session, token, event, epoch, postgresql=postgresql)
 
 
 def _session_params(session: Session, epoch: int) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyturn.db.api_keys import SqlApiKeyRepository
 from keyturn.db.audit import SqlAuditRepository
-from keyturn.db.engine import ReadOnlyViolation
 from keyturn.db.mfa import SqlMfaStatusReader, SqlRecoveryCodeRepository, SqlTotpRepository
 from keyturn.db.oauth_clients import SqlOAuthClientRepository
 from keyturn.db.oauth_grants import SqlAuthorizationCodeRepository, SqlConsentRepository
@@ -61,15 +60,11 @@ class SqlUnitOfWork:
         read_sessions: async_sessionmaker[AsyncSession] | None = None,
         *,
         read_only: bool = False,
-        autocommit: bool = False,
         users_changed: UsersChanged | None = None,
     ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions
         self._read_only = read_only
-        # ``sessions`` commit each statement themselves (the single-write sessions on
-        # PostgreSQL): commit() has nothing left to send.
-        self._autocommit = autocommit
         self._users_changed = users_changed
         self._changes = UserChanges()
         self._db: AsyncSession | None = None
@@ -137,11 +132,5 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._db is not None  # noqa: S101  (only called inside the context)
-        if not self._autocommit:
-            await self._db.commit()
-        elif self._db.new or self._db.dirty or self._db.deleted:
-            # What commit() would flush (and the single-write session refuse), not dropped.
-            raise ReadOnlyViolation("an autocommit unit of work writes by statement only")
-        # Else every statement has committed already: the session's commit() would only
-        # walk it (about 90 us of each login on PostgreSQL, issue 18).
+        await self._db.commit()
         self._changes.committed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, union, u
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from keyturn.db.mfa import mfa_counts, mfa_status
 from keyturn.db.models import RoleRow, UserRoleRow, UserRow
@@ -88,21 +89,32 @@ _SIGN_IN_BY_EMAIL = _user_with_roles(
 _USER_BY_ID_LOCKED = _USER_BY_ID.with_for_update(read=True, of=_USERS)
 
 
+def _user_and_roles(rows: Sequence[Row[Any]]) -> tuple[Row[Any], User] | None:
+    """The first row of a ``_user_with_roles`` result and the user it names."""
+    if not rows:
+        return None
+    roles = tuple(row.role_name for row in rows if row.role_name is not None)
+    return rows[0], user_from_row(rows[0], roles)
+
+
+async def read_for_sign_in(
+    db: AsyncSession | AsyncConnection, email: str
+) -> tuple[User, MfaStatus] | None:
+    """A password login's lookup: the user by address, its roles and second factors."""
+    found = _user_and_roles((await db.execute(_SIGN_IN_BY_EMAIL, {"email": email})).all())
+    if found is None:
+        return None
+    row, user = found
+    return user, mfa_status(*(getattr(row, name) for name in _MFA_COUNTS))
+
+
 class SqlUserRepository:
     def __init__(self, db: AsyncSession, changes: UserChanges | None = None) -> None:
         self._db = db
         self._changes = changes or UserChanges()
 
-    async def _read(self, query: Any, params: dict[str, Any]) -> tuple[Row[Any], User] | None:
-        """The first row of a ``_user_with_roles`` query and the user it names."""
-        rows = (await self._db.execute(query, params)).all()
-        if not rows:
-            return None
-        roles = tuple(row.role_name for row in rows if row.role_name is not None)
-        return rows[0], user_from_row(rows[0], roles)
-
     async def _load(self, query: Any, params: dict[str, Any]) -> User | None:
-        found = await self._read(query, params)
+        found = _user_and_roles((await self._db.execute(query, params)).all())
         return found[1] if found is not None else None
 
     async def get(self, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
@@ -110,13 +122,6 @@ class SqlUserRepository:
 
     async def get_by_email(self, email: str) -> User | None:
         return await self._load(_USER_BY_EMAIL, {"email": email})
-
-    async def get_for_sign_in(self, email: str) -> tuple[User, MfaStatus] | None:
-        found = await self._read(_SIGN_IN_BY_EMAIL, {"email": email})
-        if found is None:
-            return None
-        row, user = found
-        return user, mfa_status(*(getattr(row, name) for name in _MFA_COUNTS))
 
     async def add(self, user: User) -> bool:
         values = {
@@ -154,6 +159,17 @@ class SqlUserRepository:
             .where(UserRow.id == user_id)
             .values(password_hash=password_hash, updated_at=now)
         )
+
+    async def upgrade_password_hash(
+        self, user_id: uuid.UUID, current: str, upgraded: str, now: datetime
+    ) -> bool:
+        self._changes.mark(user_id)
+        result = await self._db.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id, UserRow.password_hash == current)
+            .values(password_hash=upgraded, updated_at=now)
+        )
+        return bool(affected(result))
 
     async def mark_email_verified(self, user_id: uuid.UUID, now: datetime) -> None:
         self._changes.mark(user_id)

@@ -27,7 +27,6 @@ from keyturn.domain import (
     SigningKeyRecord,
     User,
 )
-from keyturn.domain_mfa import MfaStatus
 
 if TYPE_CHECKING:  # the packages' own ports (importing them here would be a cycle)
     from keyturn.services.mfa import (
@@ -48,9 +47,6 @@ class UserRepository(Protocol):
         """The user; ``lock`` holds a shared row lock to the commit (``revoke_all`` waits)."""
 
     async def get_by_email(self, email: str) -> User | None: ...
-    async def get_for_sign_in(self, email: str) -> tuple[User, MfaStatus] | None:
-        """The user by address and, in the same read, its second factors (a login's lookup)."""
-
     async def add(self, user: User) -> bool:
         """Inserts the user; False when the email is taken (nothing written)."""
 
@@ -58,6 +54,15 @@ class UserRepository(Protocol):
     async def set_password_hash(
         self, user_id: uuid.UUID, password_hash: str | None, now: datetime
     ) -> None: ...
+    async def upgrade_password_hash(
+        self, user_id: uuid.UUID, current: str, upgraded: str, now: datetime
+    ) -> bool:
+        """Replaces the hash only while it is still ``current``; False when it changed.
+
+        A login re-hashes a right password after its check: a password change or reset
+        that landed in between must not be undone by the old password's new hash.
+        """
+
     async def grant_role(self, user_id: uuid.UUID, role_name: str) -> None: ...
     async def mark_email_verified(self, user_id: uuid.UUID, now: datetime) -> None: ...
     async def change_email(self, user_id: uuid.UUID, email: str, now: datetime) -> bool:
@@ -155,8 +160,8 @@ class SessionRepository(Protocol):
         epoch: int,
     ) -> bool:
         """A new session, its first refresh token (with its digest) if any and the audit
-        row of the sign-in, together: one write, so a single-write unit of work may carry
-        it (``UnitOfWorkFactory``). Under :meth:`add`'s rule."""
+        row of the sign-in, together, under :meth:`add`'s rule (a sign-in that also
+        upgrades the password hash; the others go through ``SignInStore.open``)."""
 
 
 class RefreshTokenRepository(Protocol):
@@ -381,8 +386,6 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
 
-# Three kinds are handed to services (``app.py``): the ordinary one; one for pure reads
-# (writes refused); and a single-write one, whose unit may make exactly one write (a
-# statement atomic by itself, such as ``SessionRepository.open_signed_in``): on PostgreSQL
-# it runs without BEGIN/COMMIT, and a second write is refused rather than left unatomic.
+# Two kinds are handed to services (``app.py``): the ordinary one, and one for pure reads
+# (on PostgreSQL without BEGIN/ROLLBACK; writes refused).
 UnitOfWorkFactory = Callable[[], UnitOfWork]

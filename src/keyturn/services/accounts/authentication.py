@@ -25,7 +25,7 @@ from keyturn.security.passwords import HashPool
 from keyturn.services.accounts.access_tokens import AccessTokenService
 from keyturn.services.accounts.credential_rules import PasswordPolicy, normalize_email
 from keyturn.services.accounts.lockout import CredentialGuard
-from keyturn.services.accounts.ports import SecondFactorGate
+from keyturn.services.accounts.ports import SecondFactorGate, SignInStore
 from keyturn.services.accounts.refresh_rotation import RefreshRotation
 from keyturn.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -53,7 +53,7 @@ class AuthService:
         require_verified_email: bool,
         guard: CredentialGuard,
         read_uow_factory: UnitOfWorkFactory,
-        single_write_uow_factory: UnitOfWorkFactory,
+        sign_in: SignInStore,
         second_factor: SecondFactorGate,
     ) -> None:
         self._guard = guard
@@ -61,9 +61,9 @@ class AuthService:
         self._uow_factory = uow_factory
         # Units of work that only read (one round trip per SELECT where the store allows).
         self._read_uow_factory = read_uow_factory
-        # A sign-in without a hash upgrade writes once (session, token and audit row in
-        # one statement): on PostgreSQL without BEGIN / COMMIT round trips.
-        self._single_write_uow_factory = single_write_uow_factory
+        # A password login's lookup and, without a hash upgrade, its write: one statement
+        # each, no unit of work around them.
+        self._sign_in_store = sign_in
         self._hash_pool = hash_pool
         self._access_tokens = access_tokens
         self._refresh = RefreshRotation(
@@ -113,10 +113,13 @@ class AuthService:
         channel: str,
     ) -> MfaChallenge | None:
         challenge = await self._second_factor.challenge(user, status, client, channel=channel)
-        if challenge is not None and new_hash is not None:
-            # The password was right: its hash upgrade need not wait for the second step.
+        if challenge is not None and new_hash is not None and user.password_hash is not None:
+            # The password was right: its hash upgrade need not wait for the second step,
+            # but it must not undo a password change that landed since the check.
             async with self._uow_factory() as uow:
-                await uow.users.set_password_hash(user.id, new_hash, utcnow())
+                await uow.users.upgrade_password_hash(
+                    user.id, user.password_hash, new_hash, utcnow()
+                )
                 await uow.commit()
         return challenge
 
@@ -192,9 +195,8 @@ class AuthService:
         """
         email = normalize_email(email)
         await self._guard.before(email, client)
-        # A pure read: the session and audit writes come after the hash, in their own unit.
-        async with self._read_uow_factory() as uow:
-            found = await uow.users.get_for_sign_in(email)
+        # A pure read: the session and audit writes come after the hash.
+        found = await self._sign_in_store.read(email)
         user, status = found if found is not None else (None, _NO_FACTORS)
         now = utcnow()
         # A locked account does the same work and answers exactly like a wrong password.
@@ -258,23 +260,24 @@ class AuthService:
             client.ip,
             {"factor": "+".join(amr), "channel": channel},
         )
-        units = self._uow_factory if new_hash is not None else self._single_write_uow_factory
-        async with units() as uow:
-            if new_hash is not None:
-                # Transparent upgrade of imported bcrypt or older argon2 parameters.
+        epoch = user.session_epoch
+        if new_hash is None:
+            opened = await self._sign_in_store.open(session, token, event, epoch=epoch)
+        else:
+            async with self._uow_factory() as uow:
+                # Transparent upgrade of imported bcrypt or older argon2 parameters, in one
+                # transaction with the session: if that cannot open, neither is written.
                 await uow.users.set_password_hash(user.id, new_hash, now)
-            opened = await uow.sessions.open_signed_in(
-                session, token, event, epoch=user.session_epoch
-            )
-            if not opened:
-                # Every session of the account ended (or it was locked, disabled or
-                # deleted) after the password was checked: the ordinary failure, nothing
-                # written (the unit rolls back, rehash included). Not counted against the
-                # account: the password was right (issue 12 finding 20).
-                LOGINS.labels("failure").inc()
-                log.info("login_lost_race_with_account_event", user_id=str(user.id))
-                raise AuthenticationFailed
-            await uow.commit()
+                opened = await uow.sessions.open_signed_in(session, token, event, epoch=epoch)
+                if opened:
+                    await uow.commit()
+        if not opened:
+            # Every session of the account ended (or it was locked, disabled or deleted)
+            # after the password was checked: the ordinary failure, nothing written. Not
+            # counted against the account: the password was right (issue 12 finding 20).
+            LOGINS.labels("failure").inc()
+            log.info("login_lost_race_with_account_event", user_id=str(user.id))
+            raise AuthenticationFailed
         LOGINS.labels("success").inc()
         return session, value
 

@@ -1,7 +1,9 @@
-"""The shared-store ports of accounts: rate limits and the session deny-list.
+"""The ports of accounts beside the unit of work: rate limits, the session deny-list,
+the second-factor gate and a login's own storage.
 
 Met structurally by ``keyturn.infra.rate_limit`` and ``keyturn.infra.revocation`` (memory
-and Redis), which never import services; one contract suite covers each.
+and Redis, one contract suite each), ``MfaGate`` and ``keyturn.db.sign_in``, which never
+import services.
 """
 
 from __future__ import annotations
@@ -9,10 +11,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from keyturn.domain import ClientInfo, RateDecision, User
+from keyturn.domain import AuditRecord, ClientInfo, RateDecision, RefreshToken, Session, User
 from keyturn.domain_mfa import MfaChallenge, MfaStatus
 
-__all__ = ["RateLimiter", "RevocationStore", "SecondFactorGate"]
+__all__ = ["RateLimiter", "RevocationStore", "SecondFactorGate", "SignInStore"]
+
+
+class SignInStore(Protocol):
+    """A password login's storage: the lookup before the hash and the write after it, each
+    a statement of its own (no unit of work around them; issue 18).
+
+    Both raise ``DatabaseUnavailable`` on a database outage, as a unit of work does.
+    """
+
+    async def read(self, email: str) -> tuple[User, MfaStatus] | None:
+        """The user by (normalised) address with its roles and second factors, or None."""
+        ...
+
+    async def open(
+        self,
+        session: Session,
+        token: tuple[RefreshToken, str] | None,
+        event: AuditRecord,
+        *,
+        epoch: int,
+    ) -> bool:
+        """Writes the session, its first refresh token (with its digest) if any and the
+        sign-in's audit row together, if the user is still usable and its ``session_epoch``
+        is still ``epoch`` (``SessionRepository.add``'s rule); False when nothing was
+        written."""
+        ...
 
 
 class SecondFactorGate(Protocol):

@@ -15,7 +15,7 @@ from keyturn.services.accounts.lifecycle import AccountService
 from keyturn.services.accounts.lifecycle_mail import AccountMail, LinkTemplates
 from keyturn.services.accounts.lockout import CredentialGuard
 from keyturn.services.accounts.one_time_tokens import OneTimeTokens
-from keyturn.services.accounts.ports import RateLimiter, RevocationStore
+from keyturn.services.accounts.ports import RateLimiter, RevocationStore, SignInStore
 from keyturn.services.accounts.profile import UserService
 from keyturn.services.accounts.recent_sign_in import RecentSignIn
 from keyturn.services.accounts.second_factor import MfaGate
@@ -126,7 +126,7 @@ def _auth(
     *,
     uow_factory: UnitOfWorkFactory,
     read_uow_factory: UnitOfWorkFactory,
-    single_write_uow_factory: UnitOfWorkFactory,
+    sign_in: SignInStore,
     hash_pool: HashPool,
     access_tokens: AccessTokenService,
     key_ring: KeyRing,
@@ -137,7 +137,7 @@ def _auth(
     return AuthService(
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
-        single_write_uow_factory=single_write_uow_factory,
+        sign_in=sign_in,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
         key_ring=key_ring,
@@ -192,7 +192,7 @@ def build_accounts(
     *,
     uow_factory: UnitOfWorkFactory,
     read_uow_factory: UnitOfWorkFactory,
-    single_write_uow_factory: UnitOfWorkFactory,
+    sign_in: SignInStore,
     key_ring: KeyRing,
     keys: KeyManager,
     outbox: MailOutbox,
@@ -212,7 +212,7 @@ def build_accounts(
         settings,
         uow_factory=uow_factory,
         read_uow_factory=read_uow_factory,
-        single_write_uow_factory=single_write_uow_factory,
+        sign_in=sign_in,
         hash_pool=hash_pool,
         access_tokens=access_tokens,
         key_ring=key_ring,
