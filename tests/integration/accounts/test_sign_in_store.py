@@ -15,23 +15,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conftest import SettingsFactory
 from helpers import running_app, signup_login
+from keyturn.config import Settings
 from keyturn.db import sign_in as sign_in_module
 from keyturn.db.engine import create_engine
 from keyturn.db.models import AuditEventRow, RefreshTokenRow, SessionRow
 from keyturn.db.sign_in import SqlSignInStore
 from keyturn.domain import AuditRecord, RefreshToken, Session, User, utcnow
+from keyturn.domain_mfa import MfaStatus
 from keyturn.errors import DatabaseUnavailable
+from mfa_helpers import enrolled_account
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store_and_user(
-    make_settings: SettingsFactory,
-) -> AsyncIterator[tuple[SqlSignInStore, AsyncEngine, User]]:
+async def accounts(make_settings: SettingsFactory) -> tuple[Settings, str, str]:
+    """A plain account and one with TOTP (and its ten recovery codes): their emails."""
     settings = make_settings()
     async with running_app(settings) as http:
         email = (await signup_login(http))["email"]
+        with_totp, _, _ = await enrolled_account(http)
+    return settings, email, with_totp
+
+
+@pytest.fixture
+async def store_and_user(
+    accounts: tuple[Settings, str, str],
+) -> AsyncIterator[tuple[SqlSignInStore, AsyncEngine, User]]:
+    settings, email, _ = accounts
     engine = create_engine(settings.database_url)
     try:
         store = SqlSignInStore(engine)
@@ -81,15 +92,23 @@ async def _rows(engine: AsyncEngine, session_id: uuid.UUID) -> tuple[int, int, i
 
 
 async def test_the_lookup_names_the_user_its_roles_and_factors(
+    accounts: tuple[Settings, str, str],
     store_and_user: tuple[SqlSignInStore, AsyncEngine, User],
 ) -> None:
+    _, email, with_totp = accounts
     store, _, user = store_and_user
-    found = await store.read(user.email)
+    assert user.email == email
+    assert user.password_hash is not None
+    assert user.password_hash.startswith("$argon2id$")
+    assert user.roles == ()
+    found = await store.read(email)
     assert found is not None
-    again, status = found
-    assert again == user
-    assert (status.totp, status.passkeys, status.recovery_codes_left) == (False, 0, 0)
-    assert await store.read("nobody-" + user.email) is None
+    assert found[1] == MfaStatus(totp=False, passkeys=0, recovery_codes_left=0)
+    found = await store.read(with_totp)
+    assert found is not None
+    assert found[0].email == with_totp
+    assert found[1] == MfaStatus(totp=True, passkeys=0, recovery_codes_left=10)
+    assert await store.read("nobody-" + email) is None
 
 
 async def test_the_write_opens_the_session_with_its_token_and_audit_row(
