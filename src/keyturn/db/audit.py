@@ -235,7 +235,7 @@ UNSEALED_COLUMNS = ("occurred_at", "type", "user_id", "session_id", "ip", "data"
 
 def audit_values(event: AuditRecord) -> dict[str, Any]:
     """The column values (``UNSEALED_COLUMNS``) of an unsealed row for ``event`` (also
-    written by a session's opening statement, ``db/sessions.py``)."""
+    written by a session's opening statement, ``db/session_opening.py``)."""
     if event.now.tzinfo is None:
         raise ValueError("naive datetime given to the audit log")
     values = (

@@ -25,7 +25,8 @@ from keyturn.db.models import (
     UserRoleRow,
     UserRow,
 )
-from keyturn.db.sessions import refresh_token_row, session_from_row
+from keyturn.db.session_opening import refresh_token_row
+from keyturn.db.sessions import session_from_row
 from keyturn.db.types import affected
 from keyturn.db.users import user_from_row
 from keyturn.domain import (

@@ -8,7 +8,7 @@ own transaction. Without an ORM session around them the event loop spends about 
 less per statement; while logins saturate the hash pool, that loop shares the cores with
 the hashes and runs cache-cold beside them, so each of those microseconds counts about
 twice. The SQL is the repositories' (``db/users.py`` ``read_for_sign_in``,
-``db/sessions.py`` ``write_signed_in``); a hash upgrade writes in the ordinary unit of
+``db/session_opening.py`` ``write_signed_in``); a hash upgrade writes in the ordinary unit of
 work (``SqlSessionRepository.open_signed_in``), in one transaction with the new hash.
 
 As the unit of work does, a database outage becomes ``DatabaseUnavailable`` (503) and the
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyturn.db.engine import is_sqlite
 from keyturn.db.outage import is_outage, unavailable
-from keyturn.db.sessions import write_signed_in
+from keyturn.db.session_opening import write_signed_in
 from keyturn.db.users import read_for_sign_in
 from keyturn.domain import AuditRecord, RefreshToken, Session, User
 from keyturn.domain_mfa import MfaStatus
